@@ -1,0 +1,49 @@
+# Set-up and everyday commands. Every target creates .venv when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: install demo test test-all bench anchors check-torch lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned, so the package's torch range installs nothing more (an unpinned
+# torch pulls a multi-GB CUDA build).
+install: $(BIN)/python
+	$(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install -e ".[dev]"
+	@$(MAKE) --no-print-directory check-torch
+
+check-torch:
+	@$(BIN)/python -c "import torch, sys; v = torch.__version__; \
+	ok = v.split('+')[0] == '$(TORCH_SPEC)'.split('==')[-1]; \
+	print(f'torch {v}'); sys.exit(0 if ok else f'expected $(TORCH_SPEC), found torch {v}: a dependency replaced it')"
+
+# The main job: a probe of a small MLP trained on scikit-learn's bundled digits.
+demo: install
+	$(BIN)/spectra probe --model mlp --data digits --fit-steps 300 --top-k 5 --density
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-all: install
+	$(BIN)/python -m pytest -q -m ""
+
+# Anchors for the benchmark. backpack-for-pytorch declares torchvision, which would
+# replace the CPU torch with a CUDA one, so it and curvlinops go in with --no-deps.
+anchors: install
+	$(PIP) install -e ".[bench]"
+	$(PIP) install --no-deps curvlinops-for-pytorch backpack-for-pytorch
+	@$(MAKE) --no-print-directory check-torch
+
+bench: anchors
+	$(BIN)/python analyses/bench_core.py
+
+lint: install
+	$(BIN)/python -m ruff check spectra optim cli tests analyses
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

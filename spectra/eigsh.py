@@ -1,0 +1,317 @@
+"""Extreme eigenpairs of a symmetric operator: :func:`eigsh`.
+
+Thick-restart Lanczos with full reorthogonalization (see
+:mod:`spectra.lanczos`), in the spirit of ``scipy.sparse.linalg.eigsh`` but on
+torch tensors, with batched products, an explicit random generator, and
+residuals that are exact rather than estimated.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from spectra.lanczos import WHICH, ThickRestartLanczos, random_vectors, select
+from spectra.operators.dense import as_operator
+
+
+@dataclass(frozen=True)
+class EigenResult:
+    """Eigenpairs found by :func:`eigsh` (or the :func:`power_iteration` baseline).
+
+    Attributes:
+        eigenvalues: ``(k,)`` float64, ordered for ``which``: ``"LA"`` descending,
+            ``"SA"`` ascending, ``"LM"`` by descending magnitude, ``"BE"``
+            descending.
+        eigenvectors: ``(P, k)`` in the operator's dtype, orthonormal columns,
+            signs fixed so that each column's largest entry is positive.
+        residuals: ``(k,)`` float64, ``||A x_i - lambda_i x_i||`` computed from
+            real products (not a recurrence estimate).
+        converged: ``(k,)`` bool, ``residual <= tol * |lambda|``.
+        num_matvecs: operator products spent (a ``matmat`` of ``j`` vectors counts ``j``).
+        num_restarts: thick restarts performed.
+        which, tol: the request.
+    """
+
+    eigenvalues: Tensor
+    eigenvectors: Tensor
+    residuals: Tensor
+    converged: Tensor
+    num_matvecs: int
+    num_restarts: int = 0
+    which: str = "LA"
+    tol: float = 1e-3
+
+    @property
+    def all_converged(self) -> bool:
+        return bool(self.converged.all())
+
+
+def eigsh(
+    op: Any,
+    k: int = 1,
+    which: str = "LA",
+    tol: float = 1e-3,
+    *,
+    max_matvecs: int | None = None,
+    v0: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    ncv: int | None = None,
+    block_size: int = 1,
+    progress: bool = False,
+    warn: bool = True,
+) -> EigenResult:
+    """The ``k`` extreme eigenpairs of a symmetric operator, by thick-restart Lanczos.
+
+    Args:
+        op: a curvature operator, a dense symmetric ``(P, P)`` tensor or array,
+            a scipy ``LinearOperator``, or anything with ``matvec``/``matmat`` and ``shape``.
+        k: number of eigenpairs, ``1 <= k <= P``.
+        which: ``"LA"`` largest algebraic (sharpness: the top of the spectrum),
+            ``"SA"`` smallest algebraic (most negative curvature), ``"BE"`` both
+            ends (``ceil(k/2)`` from the top, the rest from the bottom), ``"LM"``
+            largest magnitude.
+        tol: relative residual tolerance: a pair is converged when
+            ``||A x - lambda x|| <= tol * |lambda|`` (then ``lambda`` is within
+            ``tol * |lambda|`` of an eigenvalue, and much closer when isolated).
+        max_matvecs: budget of operator products (default ``max(1000, 20 * ncv)``);
+            on exhaustion the result holds what was reached, with ``converged``
+            flags, and a warning.
+        v0: start vector ``(P,)`` or block ``(P, j)``; e.g. the previous call's
+            eigenvectors to warm-start a tracking computation. Missing columns
+            of the block are drawn at random.
+        generator: the source of the random start (default: a fresh generator
+            seeded with 0, so the global RNG is never touched).
+        ncv: basis size before a thick restart (default ``max(20, 2k + 2b + 4)``,
+            capped at ``P``); memory is ``2 * ncv`` vectors of length ``P``.
+        block_size: vectors per Krylov step, ``b``. A single-vector Krylov space
+            holds one direction of each eigenspace, so an eigenvalue of exact
+            multiplicity ``> b`` is found once; ``b >= multiplicity`` finds every
+            copy. ``b > 1`` also batches the products.
+        progress: show a progress bar over products.
+        warn: warn when not all pairs converge within the budget.
+
+    Returns:
+        :class:`EigenResult`.
+
+    Example:
+        >>> import torch
+        >>> from spectra import eigsh
+        >>> A = torch.diag(torch.arange(1.0, 101.0, dtype=torch.float64))
+        >>> res = eigsh(A, k=3, which="LA", tol=1e-8)
+        >>> res.eigenvalues.tolist()
+        [100.0, 99.0, 98.0]
+        >>> bool(res.converged.all())
+        True
+    """
+    A = as_operator(op)
+    P = int(A.shape[0])
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
+    if not (isinstance(k, int) and 1 <= k <= P):
+        raise ValueError(f"k must be an integer in [1, {P}], got {k!r}")
+    if not (tol > 0 and math.isfinite(tol)):
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    b = int(block_size)
+    if not 1 <= b <= P:
+        raise ValueError(f"block_size must be in [1, {P}], got {block_size!r}")
+    dtype = A.dtype if A.dtype.is_floating_point else torch.float64
+    device = A.device
+    ncv = min(P, int(ncv) if ncv is not None else max(20, 2 * k + 2 * b + 4))
+    if ncv < min(P, k + b):
+        raise ValueError(f"ncv={ncv} must be at least k + block_size = {k + b}")
+    budget = int(max_matvecs) if max_matvecs is not None else max(1000, 20 * ncv)
+    if budget < b:
+        raise ValueError(f"max_matvecs={max_matvecs} is smaller than one block ({b})")
+
+    start = _start_block(P, b, v0, generator, dtype, device)
+    matmat = A.matmat
+    engine = ThickRestartLanczos(matmat, start, max_basis=ncv, generator=generator)
+    eps = float(torch.finfo(dtype).eps)
+    restarts = 0
+    bar = _progress_bar(progress, budget)
+    want = np.arange(0)
+    theta = np.zeros(0)
+    Y = np.zeros((0, 0))
+    res = np.zeros(0)
+    try:
+        while True:
+            if engine.needs_restart:
+                keep_count = min(max(k, k + (engine.n - k) // 2), ncv - 2 * b)
+                keep_count = max(keep_count, k)
+                keep = select(theta, which, keep_count)
+                engine.restart(keep, theta, Y)
+                restarts += 1
+            before = engine.num_matvecs
+            engine.expand()
+            if bar is not None:
+                bar.update(engine.num_matvecs - before)
+            theta, Y = engine.ritz()
+            want = select(theta, which, k)
+            done = engine.exhausted or engine.num_matvecs + engine.F.shape[1] > budget
+            if len(want) == k:
+                res = engine.residual_norms(theta[want], Y[:, want])
+                floor = 10 * eps * max(float(np.abs(theta).max()), 1e-300)
+                ok = res <= np.maximum(tol * np.abs(theta[want]), floor)
+                if bool(ok.all()):
+                    break
+            if done:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if len(want) < k:  # the space is exhausted below k: P < k cannot happen, so budget
+        raise RuntimeError(
+            f"eigsh: the budget of {budget} products ended before the basis held k={k} vectors"
+        )
+    X = engine.ritz_vectors(Y[:, want])
+    vals = theta[want]
+    order = _final_order(vals, which)
+    vals, X, res = vals[order], X[:, order], res[order]
+    floor = 10 * eps * max(float(np.abs(theta).max()), 1e-300)
+    converged = res <= np.maximum(tol * np.abs(vals), floor)
+    X = _fix_signs(X)
+    if warn and not converged.all():
+        warnings.warn(
+            f"eigsh: {int(converged.sum())} of {k} eigenpairs converged to tol={tol:g} within "
+            f"{engine.num_matvecs} products; raise max_matvecs or ncv, or loosen tol",
+            stacklevel=2,
+        )
+    return EigenResult(
+        eigenvalues=torch.as_tensor(vals, dtype=torch.float64),
+        eigenvectors=X,
+        residuals=torch.as_tensor(res, dtype=torch.float64),
+        converged=torch.as_tensor(converged),
+        num_matvecs=engine.num_matvecs,
+        num_restarts=restarts,
+        which=which,
+        tol=float(tol),
+    )
+
+
+def power_iteration(
+    op: Any,
+    k: int = 1,
+    tol: float = 1e-3,
+    *,
+    max_matvecs: int = 1000,
+    generator: torch.Generator | None = None,
+) -> EigenResult:
+    """Baseline: deflated power iteration for the ``k`` largest-magnitude eigenpairs.
+
+    The method of PyHessian, kept for benchmarks only: it converges at the rate
+    ``|lambda_{i+1} / lambda_i|`` and stops on a relative change of the
+    eigenvalue below ``tol`` (which does not bound the error). Use :func:`eigsh`.
+    """
+    A = as_operator(op)
+    P = int(A.shape[0])
+    if not 1 <= k <= P:
+        raise ValueError(f"k must be in [1, {P}], got {k}")
+    dtype = A.dtype if A.dtype.is_floating_point else torch.float64
+    device = A.device
+    vecs: list[Tensor] = []
+    vals: list[float] = []
+    used = 0
+    per_pair = max(1, max_matvecs // k)
+    for _ in range(k):
+        v = random_vectors(P, 1, generator=generator, dtype=dtype, device=device)[:, 0]
+        v = v / v.norm()
+        lam = None
+        for _it in range(per_pair):
+            for u in vecs:  # deflate the pairs already found
+                v = v - (u @ v) * u
+            w = A.matmat(v.unsqueeze(1)).squeeze(1)
+            used += 1
+            for u, mu in zip(vecs, vals):
+                w = w - mu * (u @ v) * u
+            new = float(v @ w)
+            nrm = w.norm()
+            if nrm == 0:
+                lam = new
+                break
+            v = w / nrm
+            if lam is not None and abs(new - lam) <= tol * (abs(lam) + 1e-300):
+                lam = new
+                break
+            lam = new
+        vecs.append(v)
+        vals.append(float(lam))
+    X = torch.stack(vecs, dim=1)
+    AX = A.matmat(X)
+    used += k
+    lam_t = torch.as_tensor(vals, dtype=X.dtype, device=X.device)
+    res = (AX - X * lam_t).norm(dim=0).to("cpu", torch.float64)
+    vals_t = torch.as_tensor(vals, dtype=torch.float64)
+    return EigenResult(
+        eigenvalues=vals_t,
+        eigenvectors=X,
+        residuals=res,
+        converged=res <= tol * vals_t.abs(),
+        num_matvecs=used,
+        which="LM",
+        tol=float(tol),
+    )
+
+
+# ---------------------------------------------------------------------- helpers
+def _start_block(
+    P: int,
+    b: int,
+    v0: Tensor | None,
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> Tensor:
+    if v0 is None:
+        return random_vectors(P, b, generator=generator, dtype=dtype, device=device)
+    V = torch.as_tensor(v0)
+    if V.dim() == 1:
+        V = V.unsqueeze(1)
+    if V.dim() != 2 or V.shape[0] != P:
+        raise ValueError(f"v0 must have shape ({P},) or ({P}, j), got {tuple(torch.as_tensor(v0).shape)}")
+    if not bool(torch.isfinite(V).all()) or float(V.norm()) == 0:
+        raise ValueError("v0 must be finite and nonzero")
+    V = V.to(device=device, dtype=dtype)
+    if V.shape[1] > b:  # more vectors than the block: start from their sum
+        V = V.sum(dim=1, keepdim=True)
+        if b > 1:
+            V = torch.cat([V, random_vectors(P, b - 1, generator=generator, dtype=dtype, device=device)], 1)
+    elif V.shape[1] < b:
+        extra = random_vectors(P, b - V.shape[1], generator=generator, dtype=dtype, device=device)
+        V = torch.cat([V, extra], dim=1)
+    return V
+
+
+def _final_order(vals: np.ndarray, which: str) -> np.ndarray:
+    if which == "SA":
+        return np.argsort(vals, kind="stable")
+    if which == "LM":
+        return np.argsort(-np.abs(vals), kind="stable")
+    return np.argsort(-vals, kind="stable")
+
+
+def _fix_signs(X: Tensor) -> Tensor:
+    if X.numel() == 0:
+        return X
+    idx = X.abs().argmax(dim=0)
+    signs = torch.sign(X[idx, torch.arange(X.shape[1], device=X.device)])
+    signs[signs == 0] = 1
+    return X * signs
+
+
+def _progress_bar(enabled: bool, total: int) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="eigsh", unit="Hv", leave=False)
+
+
+__all__ = ["EigenResult", "eigsh", "power_iteration"]

@@ -1,0 +1,442 @@
+"""The curvature-operator base class: one home for the data loop and the plumbing.
+
+A curvature operator turns ``(model, loss_fn, data)`` into a symmetric linear
+operator of size ``P x P`` over the flattened selected parameters. This module
+owns everything the curvature types share:
+
+* reading the data argument (one ``(X, y)`` pair, a list of batches, a
+  ``DataLoader``) and moving batches to the parameters' device;
+* the full-data weighting. For a mean-reduced loss the data-set loss is
+  ``L = sum_b (n_b / N) L_b``, so its curvature is ``sum_b (n_b / N) C_b``
+  (uneven last batch included); for a sum-reduced loss it is ``sum_b C_b``;
+* flattening and unflattening of parameter-shaped tensors;
+* counting products, checking them for NaN/Inf;
+* the export to :class:`scipy.sparse.linalg.LinearOperator`;
+* the ``torch.distributed`` all-reduce when each rank holds a shard of the data.
+
+A subclass implements one method, :meth:`CurvatureOperator._batch_matmat`,
+the product of the curvature of one batch's loss with ``k`` vectors.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+Batch = tuple[Any, Tensor]
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+_STOCHASTIC_MODULES = (
+    nn.modules.dropout._DropoutNd,
+    nn.modules.batchnorm._BatchNorm,
+)
+
+
+class CurvatureOperator:
+    """Base class of the symmetric ``P x P`` curvature operators of a model's loss.
+
+    Args:
+        model: the network. Its parameters are read, never written.
+        loss_fn: ``loss_fn(outputs, targets) -> scalar``, e.g. ``nn.CrossEntropyLoss()``.
+        data: one ``(inputs, targets)`` pair, an iterable of such batches (list,
+            ``DataLoader``), re-iterated for every product. The operator must be a
+            fixed matrix, so an iterable must yield the same batches each pass.
+        params: the parameters to differentiate (tensors of ``model`` or their
+            names); default all parameters with ``requires_grad``.
+        dtype: compute dtype; ``torch.float64`` evaluates a float32 model in
+            double precision without touching it. Default: the parameters' dtype.
+        reduction: ``"mean"`` or ``"sum"``, how ``loss_fn`` reduces over a batch.
+            Read from ``loss_fn.reduction`` when it has one; default ``"mean"``.
+        eval_mode: evaluate the model in eval mode during products (its mode is
+            restored afterwards). Default ``False`` keeps the mode as it is and
+            warns when dropout or batch norm in train mode make the products
+            depend on more than the parameters.
+        process_group: a ``torch.distributed`` group over which the data is
+            sharded; default the global group when one is initialized. Every rank
+            then holds a shard of the data and sees the same full-data operator.
+        check_finite: raise ``FloatingPointError`` on a NaN/Inf product.
+        progress: show a progress bar over batches (for long data sets).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        data: Batch | Iterable[Batch],
+        *,
+        params: Sequence[Tensor | str] | None = None,
+        dtype: torch.dtype | None = None,
+        reduction: str | None = None,
+        eval_mode: bool = False,
+        process_group: Any = None,
+        check_finite: bool = True,
+        progress: bool = False,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        self.model = model
+        self.loss_fn = loss_fn
+        self._names, self._params = _select_params(model, params)
+        self._shapes = [p.shape for p in self._params]
+        self._numels = [p.numel() for p in self._params]
+        self._dim = sum(self._numels)
+        first = self._params[0]
+        self._device = first.device
+        self._dtype = dtype if dtype is not None else first.dtype
+        if not self._dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating-point dtype, got {self._dtype}")
+        self.reduction = _resolve_reduction(loss_fn, reduction)
+        self.eval_mode = bool(eval_mode)
+        self.check_finite = bool(check_finite)
+        self.progress = bool(progress)
+        self._data = _normalize_data(data)
+        self._group = _resolve_group(process_group)
+        self.num_matvecs = 0
+        self._num_data = self._count_data()
+        if not self.eval_mode:
+            _warn_if_stochastic(model)
+
+    # ------------------------------------------------------------------ interface
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(P, P)`` with ``P`` the number of selected parameter entries."""
+        return (self._dim, self._dim)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the products (and of the vectors they take)."""
+        return self._dtype
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the parameters, vectors and products."""
+        return self._device
+
+    @property
+    def num_data(self) -> int:
+        """``N``, the number of samples over all batches (and all ranks)."""
+        return self._num_data
+
+    @property
+    def param_names(self) -> list[str]:
+        """Names of the selected parameters, in the order of the flat vectors."""
+        return list(self._names)
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """The product ``C v`` for ``v`` of shape ``(P,)``; returns shape ``(P,)``."""
+        v = self._check_vector(v, ndim=1)
+        return self.matmat(v.unsqueeze(1)).squeeze(1)
+
+    def matmat(self, V: Tensor) -> Tensor:
+        """The products ``C V`` for ``V`` of shape ``(P, k)``; returns ``(P, k)``.
+
+        The ``k`` products share each batch's forward (and, where the backend
+        allows, backward) pass. Costs ``k`` in :attr:`num_matvecs`.
+        """
+        V = self._check_vector(V, ndim=2)
+        k = V.shape[1]
+        out = torch.zeros(self._dim, k, dtype=self._dtype, device=self._device)
+        if k == 0:
+            return out
+        tangents = self.unflatten(V)  # list of (k, *shape)
+        with self._model_mode():
+            for b, (inputs, targets) in enumerate(self._iter_batches()):
+                n_b = _batch_size(targets)
+                weight = n_b / self._num_data if self.reduction == "mean" else 1.0
+                prods = self._batch_matmat(b, inputs, targets, tangents)
+                out.add_(self.flatten(prods), alpha=weight)
+        if self._group is not None:
+            torch.distributed.all_reduce(out, group=self._group)
+        self.num_matvecs += k
+        if self.check_finite and not bool(torch.isfinite(out).all()):
+            raise FloatingPointError(
+                f"{type(self).__name__}: the product has NaN or Inf entries; "
+                "check the loss and the parameters for non-finite values"
+            )
+        return out
+
+    __matmul__ = matmat
+
+    def to_scipy(self) -> Any:
+        """A :class:`scipy.sparse.linalg.LinearOperator` view (numpy float64 in and out)."""
+        from scipy.sparse.linalg import LinearOperator
+
+        def _mm(x: np.ndarray) -> np.ndarray:
+            X = torch.as_tensor(np.asarray(x, dtype=np.float64))
+            squeeze = X.ndim == 1
+            X = X.reshape(self._dim, -1).to(device=self._device, dtype=self._dtype)
+            Y = self.matmat(X).to(device="cpu", dtype=torch.float64).numpy()
+            return Y[:, 0] if squeeze else Y
+
+        return LinearOperator(
+            shape=self.shape, dtype=np.float64, matvec=_mm, rmatvec=_mm, matmat=_mm
+        )
+
+    def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
+        """Parameter-shaped tensors -> one vector.
+
+        ``tensors[i]`` has shape ``shape_i`` (returns ``(P,)``) or ``(k, *shape_i)``
+        (returns ``(P, k)``).
+        """
+        if len(tensors) != len(self._shapes):
+            raise ValueError(f"expected {len(self._shapes)} tensors, got {len(tensors)}")
+        batched = tensors[0].dim() == len(self._shapes[0]) + 1
+        if batched:
+            k = tensors[0].shape[0]
+            return torch.cat([t.reshape(k, -1) for t in tensors], dim=1).T
+        return torch.cat([t.reshape(-1) for t in tensors])
+
+    def unflatten(self, v: Tensor) -> list[Tensor]:
+        """A vector ``(P,)`` -> parameter shapes; ``(P, k)`` -> ``(k, *shape_i)`` each."""
+        if v.dim() == 1:
+            return [c.view(s) for c, s in zip(v.split(self._numels), self._shapes)]
+        k = v.shape[1]
+        cols = v.T.contiguous()
+        return [c.reshape(k, *s) for c, s in zip(cols.split(self._numels, dim=1), self._shapes)]
+
+    def params_vector(self) -> Tensor:
+        """The current values of the selected parameters as one ``(P,)`` vector."""
+        return self.flatten([p.detach().to(self._dtype) for p in self._params])
+
+    def check_deterministic(self, *, rtol: float = 1e-6, generator: torch.Generator | None = None) -> None:
+        """Raise ``RuntimeError`` unless two products of one random vector agree.
+
+        Costs two products. Fails when the data iterable reshuffles, or when
+        dropout or batch norm in train mode make the operator random.
+        """
+        g = generator or torch.Generator().manual_seed(0)
+        v = torch.randn(self._dim, generator=g, dtype=torch.float64).to(self._device, self._dtype)
+        a, b = self.matvec(v), self.matvec(v)
+        err = float((a - b).norm() / a.norm().clamp_min(torch.finfo(self._dtype).tiny))
+        if not err <= rtol:
+            raise RuntimeError(
+                f"{type(self).__name__} is not deterministic: two products of the same "
+                f"vector differ by {err:.3g} (relative). Use data that yields the same "
+                "batches each pass (no shuffling) and eval_mode=True for dropout/batch norm."
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(P={self._dim}, N={self._num_data}, dtype={self._dtype}, "
+            f"device={self._device}, reduction={self.reduction!r})"
+        )
+
+    # ------------------------------------------------------------------ subclass API
+    def _batch_matmat(
+        self, batch_index: int, inputs: Any, targets: Tensor, tangents: list[Tensor]
+    ) -> list[Tensor]:
+        """Curvature of one batch's (reduced) loss times ``k`` vectors.
+
+        Args:
+            batch_index: position of the batch in the data pass (for caches).
+            inputs, targets: the batch, already on the device and in the dtype.
+            tangents: ``tangents[i]`` of shape ``(k, *shape_i)``.
+
+        Returns:
+            The products in the same layout as ``tangents``.
+        """
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ helpers
+    def _functional_state(self, params: Sequence[Tensor]) -> dict[str, Tensor]:
+        """The mapping for ``torch.func.functional_call``: given values for the
+        selected parameters; every other parameter and buffer detached, cast,
+        and buffers cloned so batch norm in train mode cannot update the model."""
+        state: dict[str, Tensor] = {}
+        selected = dict(zip(self._names, params))
+        for name, p in self.model.named_parameters():
+            state[name] = selected[name] if name in selected else p.detach().to(self._dtype)
+        for name, buf in self.model.named_buffers():
+            state[name] = buf.detach().to(self._dtype) if buf.is_floating_point() else buf.detach()
+            state[name] = state[name].clone()
+        return state
+
+    def _leaf_params(self) -> list[Tensor]:
+        """Fresh leaf copies of the selected parameters in the compute dtype."""
+        return [p.detach().to(self._dtype).requires_grad_(True) for p in self._params]
+
+    def _params_version(self) -> tuple[int, ...]:
+        """Changes whenever a parameter is modified in place (an optimizer step)."""
+        return tuple(p._version for p in self._params) + tuple(id(p) for p in self._params)
+
+    def _iter_batches(self) -> Iterable[tuple[Any, Tensor]]:
+        it: Iterable[Batch] = self._data
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc=type(self).__name__, leave=False, unit="batch")
+        for batch in it:
+            inputs, targets = _split_batch(batch)
+            yield _to(inputs, self._device, self._dtype), _to(targets, self._device, self._dtype)
+
+    def _count_data(self) -> int:
+        n = 0
+        for batch in self._data:
+            n += _batch_size(_split_batch(batch)[1])
+        if self._group is not None:
+            t = torch.tensor([n], dtype=torch.float64)
+            torch.distributed.all_reduce(t, group=self._group)
+            n = int(t.item())
+        if n == 0:
+            raise ValueError("data holds no samples: expected (inputs, targets) batches")
+        return n
+
+    def _model_mode(self) -> Any:
+        return _ModeContext(self.model, eval_mode=self.eval_mode)
+
+    def _check_vector(self, v: Tensor, ndim: int) -> Tensor:
+        if not isinstance(v, Tensor):
+            raise TypeError(f"expected a torch.Tensor, got {type(v).__name__}")
+        if v.dim() != ndim or v.shape[0] != self._dim:
+            want = f"({self._dim},)" if ndim == 1 else f"({self._dim}, k)"
+            raise ValueError(f"expected a tensor of shape {want}, got {tuple(v.shape)}")
+        return v.to(device=self._device, dtype=self._dtype)
+
+
+class _ModeContext:
+    """Puts the model in eval mode for the products if asked, restores every module's mode."""
+
+    def __init__(self, model: nn.Module, eval_mode: bool) -> None:
+        self.model = model
+        self.eval_mode = eval_mode
+        self._modes: list[tuple[nn.Module, bool]] = []
+
+    def __enter__(self) -> None:
+        if self.eval_mode:
+            self._modes = [(m, m.training) for m in self.model.modules()]
+            self.model.eval()
+
+    def __exit__(self, *exc: Any) -> None:
+        for m, training in self._modes:
+            m.training = training
+
+
+# ---------------------------------------------------------------------- module helpers
+def _select_params(
+    model: nn.Module, params: Sequence[Tensor | str] | None
+) -> tuple[list[str], list[Tensor]]:
+    named = list(model.named_parameters())
+    if params is None:
+        chosen = [(n, p) for n, p in named if p.requires_grad]
+        if not chosen:
+            raise ValueError("the model has no parameters with requires_grad=True")
+        return [n for n, _ in chosen], [p for _, p in chosen]
+    by_id = {id(p): n for n, p in named}
+    by_name = dict(named)
+    names: list[str] = []
+    for p in params:
+        if isinstance(p, str):
+            if p not in by_name:
+                raise ValueError(f"no parameter named {p!r} in the model; it has {sorted(by_name)}")
+            names.append(p)
+        elif isinstance(p, Tensor):
+            if id(p) not in by_id:
+                raise ValueError(
+                    f"a tensor of shape {tuple(p.shape)} in params is not a parameter of the model"
+                )
+            names.append(by_id[id(p)])
+        else:
+            raise TypeError(f"params entries must be tensors or names, got {type(p).__name__}")
+    if not names:
+        raise ValueError("params is empty: select at least one parameter")
+    if len(set(names)) != len(names):
+        raise ValueError("params lists a parameter more than once")
+    return names, [by_name[n] for n in names]
+
+
+def _resolve_reduction(loss_fn: LossFn, reduction: str | None) -> str:
+    attr = getattr(loss_fn, "reduction", None)
+    if reduction is None:
+        reduction = attr if attr is not None else "mean"
+    elif attr is not None and attr != reduction:
+        raise ValueError(f"reduction={reduction!r} contradicts loss_fn.reduction={attr!r}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(
+            f"the loss must reduce a batch to a scalar with 'mean' or 'sum', got reduction={reduction!r}"
+        )
+    return reduction
+
+
+def _warn_if_stochastic(model: nn.Module) -> None:
+    culprits = sorted(
+        {type(m).__name__ for m in model.modules() if isinstance(m, _STOCHASTIC_MODULES) and m.training}
+    )
+    if culprits:
+        warnings.warn(
+            f"the model is in train mode with {', '.join(culprits)}: dropout makes the "
+            "products random and batch norm makes them depend on the batch composition. "
+            "Pass eval_mode=True (or call model.eval()) for the Hessian of the eval-mode loss.",
+            stacklevel=3,
+        )
+
+
+def _resolve_group(group: Any) -> Any:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        if group is not None:
+            raise RuntimeError("process_group was given but torch.distributed is not initialized")
+        return None
+    if group is None:
+        group = dist.group.WORLD
+    return group if dist.get_world_size(group) > 1 else None
+
+
+# ---------------------------------------------------------------------- data helpers
+def _normalize_data(data: Any) -> Iterable[Batch]:
+    """One ``(X, y)`` pair becomes a one-batch list; iterables are kept as they are."""
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], Tensor):
+        first = data[0]
+        if isinstance(first, (Tensor, Mapping)):
+            return [data]
+    if isinstance(data, Tensor):
+        raise TypeError("data must be (inputs, targets) or an iterable of such batches, got a tensor")
+    if not isinstance(data, Iterable):
+        raise TypeError(
+            f"data must be (inputs, targets) or an iterable of such batches, got {type(data).__name__}"
+        )
+    sampler = getattr(data, "sampler", None)
+    if sampler is not None and isinstance(sampler, torch.utils.data.RandomSampler):
+        warnings.warn(
+            "the DataLoader shuffles: the operator sees a different batch split every "
+            "product. Use shuffle=False so that it is one fixed matrix.",
+            stacklevel=3,
+        )
+    return data
+
+
+def _split_batch(batch: Any) -> tuple[Any, Tensor]:
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], batch[1]
+    raise TypeError(
+        f"each batch must be an (inputs, targets) pair, got {type(batch).__name__}"
+        + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+    )
+
+
+def _batch_size(targets: Any) -> int:
+    if isinstance(targets, Tensor):
+        return int(targets.shape[0]) if targets.dim() > 0 else 1
+    return len(targets)
+
+
+def _to(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    if isinstance(x, Tensor):
+        if x.is_floating_point():
+            return x.to(device=device, dtype=dtype)
+        return x.to(device=device)
+    if isinstance(x, Mapping):
+        return type(x)({k: _to(v, device, dtype) for k, v in x.items()})
+    if isinstance(x, (tuple, list)):
+        return type(x)(_to(v, device, dtype) for v in x)
+    return x
+
+
+__all__ = ["CurvatureOperator", "Batch", "LossFn"]

@@ -1,0 +1,117 @@
+import pytest
+import torch
+from torch import nn
+
+from spectra import HessianOperator
+from tests.spectra.cases import CASES
+
+BACKENDS = ["graph", "backprop", "func"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_matches_dense_float64_hessian(case, backend):
+    H = HessianOperator(case.model, case.loss_fn, case.batches, params=case.params, backend=backend)
+    dense = case.dense_hessian()
+    P = dense.shape[0]
+    assert H.shape == (P, P)
+    got = H.matmat(torch.eye(P, dtype=torch.float64))
+    assert torch.allclose(got, dense, atol=1e-10, rtol=0), (got - dense).abs().max()
+    v = torch.randn(P, dtype=torch.float64)
+    assert torch.allclose(H.matvec(v), dense @ v, atol=1e-10, rtol=0)
+    assert H.num_matvecs == P + 1
+
+
+def test_single_pair_data_and_float64_of_a_float32_model():
+    case = CASES[0]
+    X = torch.cat([b[0] for b in case.batches])
+    y = torch.cat([b[1] for b in case.batches])
+    model32 = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3))
+    model32.load_state_dict({k: v.float() for k, v in case.model.state_dict().items()})
+    H = HessianOperator(model32, case.loss_fn, (X.float(), y), dtype=torch.float64)
+    assert H.dtype == torch.float64
+    assert next(model32.parameters()).dtype == torch.float32  # the model is untouched
+    P = H.shape[0]
+    got = H.matmat(torch.eye(P, dtype=torch.float64))
+    # the float32 weights are exact in float64, so only the inputs' rounding differs
+    assert torch.allclose(got, case.dense_hessian(), atol=1e-5)
+    H32 = HessianOperator(model32, case.loss_fn, (X.float(), y))
+    assert H32.dtype == torch.float32
+    assert H32.matvec(torch.ones(P)).dtype == torch.float32
+
+
+def test_cache_follows_in_place_parameter_updates():
+    case = CASES[0]
+    model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    model.load_state_dict(case.model.state_dict())
+    H = HessianOperator(model, case.loss_fn, case.batches, backend="graph")
+    v = torch.randn(H.shape[0], dtype=torch.float64)
+    before = H.matvec(v)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.5)  # what an optimizer step does
+    after = H.matvec(v)
+    fresh = HessianOperator(model, case.loss_fn, case.batches, backend="backprop").matvec(v)
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, fresh, atol=1e-12)
+
+
+def test_batched_and_looped_products_agree():
+    case = CASES[3]
+    H = HessianOperator(case.model, case.loss_fn, case.batches, vmap_max_params=10**9)
+    H_loop = HessianOperator(case.model, case.loss_fn, case.batches, vmap_max_params=0)
+    V = torch.randn(H.shape[0], 7, dtype=torch.float64)
+    assert torch.allclose(H.matmat(V), H_loop.matmat(V), atol=1e-12)
+
+
+def test_unused_parameter_has_zero_curvature():
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used = nn.Linear(3, 2)
+            self.unused = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.used(x)
+
+    model = Model().double()
+    X, y = torch.randn(6, 3, dtype=torch.float64), torch.randint(0, 2, (6,))
+    for backend in ("graph", "backprop"):
+        H = HessianOperator(model, nn.CrossEntropyLoss(), (X, y), backend=backend)
+        M = H.matmat(torch.eye(H.shape[0], dtype=torch.float64))
+        assert torch.all(M[8:, :] == 0) and torch.all(M[:, 8:] == 0)
+        assert M[:8, :8].abs().sum() > 0
+
+
+def test_eval_mode_option_restores_train_mode_and_train_mode_warns():
+    model = nn.Sequential(nn.Linear(5, 4), nn.Dropout(0.5), nn.Linear(4, 3)).double()
+    X, y = torch.randn(8, 5, dtype=torch.float64), torch.randint(0, 3, (8,))
+    with pytest.warns(UserWarning, match="Dropout"):
+        HessianOperator(model, nn.CrossEntropyLoss(), (X, y))
+    H = HessianOperator(model, nn.CrossEntropyLoss(), (X, y), eval_mode=True)
+    H.check_deterministic()
+    assert model.training and model[1].training
+
+
+def test_train_mode_batchnorm_leaves_running_stats_untouched():
+    model = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Linear(4, 3)).double()
+    X, y = torch.randn(8, 5, dtype=torch.float64), torch.randint(0, 3, (8,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.warns(UserWarning, match="BatchNorm1d"):
+        H = HessianOperator(model, nn.CrossEntropyLoss(), (X, y))
+    H.matvec(torch.randn(H.shape[0], dtype=torch.float64))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_nonfinite_loss_raises():
+    model = nn.Linear(3, 2).double()
+    X = torch.full((4, 3), float("nan"), dtype=torch.float64)
+    H = HessianOperator(model, nn.CrossEntropyLoss(), (X, torch.zeros(4, dtype=torch.long)))
+    with pytest.raises(FloatingPointError, match="loss"):
+        H.matvec(torch.ones(H.shape[0], dtype=torch.float64))
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="backend"):
+        HessianOperator(nn.Linear(2, 1), nn.MSELoss(), (torch.ones(2, 2), torch.ones(2, 1)), backend="x")

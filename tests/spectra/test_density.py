@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import torch
+
+from spectra import HessianOperator, slq
+from spectra.lanczos import lanczos_tridiagonal, random_vectors
+from tests.spectra.cases import CASES
+from tests.spectra.spectra_matrices import SPECTRA, with_spectrum
+
+
+def test_weights_sum_to_one_and_nodes_inside_the_spectrum():
+    ev = SPECTRA["outliers"]
+    m = slq(with_spectrum(ev), num_probes=5, num_steps=40)
+    assert m.nodes.shape == (5, 40) and m.weights.shape == (5, 40)
+    assert np.allclose(m.weights.sum(axis=1), 1.0)
+    assert m.nodes.min() >= ev.min() - 1e-9 and m.nodes.max() <= ev.max() + 1e-9
+    assert (m.weights >= 0).all()
+    assert m.num_matvecs == 5 * 40
+
+
+def test_full_steps_give_the_exact_eigenvalues():
+    ev = np.array([-3.0, -1.0, 0.5, 2.0, 2.5, 7.0, 11.0])
+    m = slq(with_spectrum(ev), num_probes=3, num_steps=50)  # m >= P
+    for i in range(3):
+        nodes = m.nodes[i][m.weights[i] > 1e-14]
+        assert np.allclose(np.sort(nodes), ev, atol=1e-9)
+
+
+def test_gauss_quadrature_is_exact_for_low_degree_moments():
+    # sum_j w_j tau_j^p == q^T A^p q for p < 2m, for the run's own unit start vector q
+    A = with_spectrum(SPECTRA["linear"]) / 150.0
+    q = random_vectors(150, 1, generator=torch.Generator().manual_seed(5), dtype=torch.float64,
+                       device=torch.device("cpu"), distribution="rademacher")[:, 0]
+    q = q / q.norm()
+    mm = 6
+    tri = lanczos_tridiagonal(lambda V: A @ V, q.unsqueeze(1), mm)
+    tau, vec = tri.eigh(0)
+    w = vec[0] ** 2
+    Ap = torch.eye(150, dtype=torch.float64)
+    for p in range(2 * mm):
+        assert np.isclose((w * tau**p).sum(), float(q @ Ap @ q), rtol=1e-9, atol=1e-12), p
+        Ap = Ap @ A
+
+
+def test_moments_estimate_normalized_traces():
+    ev = SPECTRA["outliers"]
+    m = slq(with_spectrum(ev), num_probes=40, num_steps=30, generator=torch.Generator().manual_seed(1))
+    for p in (1, 2):
+        true = np.mean(ev**p)
+        assert abs(m.moment(p) - true) < 0.15 * abs(true), p
+
+
+def test_density_integrates_to_one_and_peaks_at_outliers():
+    ev = SPECTRA["outliers"]
+    m = slq(with_spectrum(ev), num_probes=4, num_steps=60)
+    grid = np.linspace(-5, 60, 6000)
+    d = m.density(grid, sigma=0.3)
+    assert np.isclose(np.trapezoid(d, grid), 1.0, atol=1e-3)
+    # the mass near the top outlier is ~1/P
+    near = (grid > 48) & (grid < 52)
+    assert np.isclose(np.trapezoid(d[near], grid[near]), 1 / 200, rtol=0.5)
+
+
+def test_on_a_model_hessian_matches_eigvalsh_support():
+    case = CASES[0]
+    H = HessianOperator(case.model, case.loss_fn, case.batches)
+    ev = np.linalg.eigvalsh(case.dense_hessian().numpy())
+    m = slq(H, num_probes=2, num_steps=100)
+    assert m.num_steps == len(ev)  # capped at P
+    lo, hi = m.support()
+    assert np.isclose(hi, ev.max(), rtol=1e-8) and np.isclose(lo, ev.min(), atol=1e-8)
+
+
+@pytest.mark.parametrize("kw", [{"num_probes": 0}, {"num_steps": 0}, {"distribution": "x"}])
+def test_bad_arguments(kw):
+    with pytest.raises(ValueError):
+        slq(with_spectrum([1.0, 2.0, 3.0]), **kw)

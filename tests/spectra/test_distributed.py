@@ -1,0 +1,72 @@
+"""Two gloo ranks, each with a shard of the data, see the same operator as one
+process with all of it, and the solvers give identical results on both ranks."""
+
+import os
+import socket
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from spectra import HessianOperator, eigsh, slq, trace
+
+
+def _problem():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(30, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (30,), generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    # uneven shards and batches: rank 0 holds 3 + 9 samples, rank 1 holds 18
+    shards = [[(X[:3], y[:3]), (X[3:12], y[3:12])], [(X[12:30], y[12:30])]]
+    return model, shards
+
+
+def _results(op):
+    v = torch.linspace(-1, 1, op.shape[0], dtype=torch.float64)
+    res = eigsh(op, k=2, which="LA", tol=1e-10, generator=torch.Generator().manual_seed(1))
+    m = slq(op, num_probes=2, num_steps=12, generator=torch.Generator().manual_seed(2))
+    t = trace(op, num_matvecs=12, generator=torch.Generator().manual_seed(3))
+    return {
+        "Hv": op.matvec(v),
+        "eigenvalues": res.eigenvalues,
+        "eigenvectors": res.eigenvectors,
+        "nodes": torch.as_tensor(m.nodes),
+        "trace": torch.tensor(t.value),
+        "N": torch.tensor(op.num_data),
+    }
+
+
+def _worker(rank, world, port, outdir):
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        model, shards = _problem()
+        op = HessianOperator(model, nn.CrossEntropyLoss(), shards[rank])
+        torch.save(_results(op), os.path.join(outdir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_ranks_match_one_process(tmp_path):
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0 = torch.load(tmp_path / "rank0.pt")
+    r1 = torch.load(tmp_path / "rank1.pt")
+    for key in r0:
+        assert torch.equal(r0[key], r1[key]), f"ranks differ in {key}"
+    model, shards = _problem()
+    single = _results(HessianOperator(model, nn.CrossEntropyLoss(), shards[0] + shards[1]))
+    assert int(r0["N"]) == 30
+    for key in ("Hv", "eigenvalues", "trace"):
+        assert torch.allclose(r0[key], single[key], atol=1e-10), key
+    assert np.allclose(r0["nodes"].numpy(), single["nodes"].numpy(), atol=1e-8)

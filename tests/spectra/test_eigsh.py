@@ -1,0 +1,165 @@
+import numpy as np
+import pytest
+import scipy.sparse.linalg
+import torch
+
+from spectra import DenseOperator, HessianOperator, eigsh, power_iteration
+from tests.spectra.cases import CASES
+from tests.spectra.spectra_matrices import SPECTRA, with_spectrum
+
+
+def _expected(ev: np.ndarray, which: str, k: int) -> np.ndarray:
+    s = np.sort(ev)
+    if which == "LA":
+        return s[::-1][:k]
+    if which == "SA":
+        return s[:k]
+    if which == "LM":
+        return s[np.argsort(-np.abs(s), kind="stable")][:k]
+    top = (k + 1) // 2
+    return np.sort(np.concatenate([s[::-1][:top], s[: k - top]]))[::-1]
+
+
+@pytest.mark.parametrize("name", sorted(SPECTRA))
+@pytest.mark.parametrize("which", ["LA", "SA", "BE", "LM"])
+def test_known_spectra(name, which):
+    ev = SPECTRA[name]
+    A = with_spectrum(ev)
+    k, tol = 5, 1e-6
+    # multiplicity 3 needs a block of 3 (a single-vector Krylov space sees one copy)
+    block = 3 if name == "repeated" else 1
+    res = eigsh(A, k=k, which=which, tol=tol, block_size=block, max_matvecs=5000)
+    want = _expected(ev, which, k)
+    if which == "LM":  # ties in magnitude: compare as sets of magnitudes
+        assert np.allclose(np.sort(np.abs(res.eigenvalues.numpy())), np.sort(np.abs(want)), atol=1e-4)
+    else:
+        assert np.allclose(res.eigenvalues.numpy(), want, rtol=tol, atol=10 * tol), (res.eigenvalues, want)
+    assert bool(res.converged.all())
+    # residuals are real: recompute them independently
+    X = res.eigenvectors
+    R = A @ X - X * res.eigenvalues
+    assert torch.allclose(R.norm(dim=0), res.residuals, rtol=1e-3, atol=1e-10)
+    assert bool((res.residuals <= tol * res.eigenvalues.abs() + 1e-12).all())
+    # orthonormal eigenvectors: no eigenvalue is reported twice as a ghost
+    assert torch.allclose(X.T @ X, torch.eye(k, dtype=X.dtype), atol=1e-8)
+
+
+def test_no_ghosts_and_orthonormal_without_blocks():
+    ev = SPECTRA["outliers"]
+    res = eigsh(with_spectrum(ev), k=8, which="LA", tol=1e-8)
+    vals = res.eigenvalues.numpy()
+    # every returned value is a distinct true eigenvalue
+    assert len(np.unique(np.round(vals, 6))) == len(vals)
+    assert np.allclose(vals, np.sort(ev)[::-1][:8], atol=1e-6)
+
+
+@pytest.mark.parametrize("which", ["LA", "SA"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_against_eigvalsh_of_model_hessians(case, which):
+    H = HessianOperator(case.model, case.loss_fn, case.batches, params=case.params)
+    ev = np.linalg.eigvalsh(case.dense_hessian().numpy())
+    k = min(3, len(ev))
+    res = eigsh(H, k=k, which=which, tol=1e-8)
+    assert np.allclose(res.eigenvalues.numpy(), _expected(ev, which, k), rtol=1e-6, atol=1e-9)
+    assert res.num_matvecs == H.num_matvecs
+
+
+def test_requested_tolerance_on_float32_operator():
+    ev = SPECTRA["outliers"]
+    A = with_spectrum(ev).float()
+    res = eigsh(A, k=5, which="LA", tol=1e-3)
+    assert res.eigenvectors.dtype == torch.float32
+    rel = np.abs(res.eigenvalues.numpy() - np.sort(ev)[::-1][:5]) / np.sort(ev)[::-1][:5]
+    assert (rel <= 1e-3).all()
+
+
+def test_matches_scipy_eigsh():
+    A = with_spectrum(SPECTRA["clusters"], seed=3)
+    ours = eigsh(A, k=4, which="LA", tol=1e-10).eigenvalues.numpy()
+    theirs = np.sort(scipy.sparse.linalg.eigsh(A.numpy(), k=4, which="LA", tol=1e-12)[0])[::-1]
+    assert np.allclose(ours, theirs, atol=1e-8)
+
+
+def test_exact_on_breakdown_small_invariant_space():
+    # rank-2 matrix: the Krylov space is invariant after 2-3 steps
+    u = torch.randn(50, 2, dtype=torch.float64)
+    A = u @ torch.diag(torch.tensor([3.0, -2.0], dtype=torch.float64)) @ u.T
+    res = eigsh(A, k=2, which="BE", tol=1e-10)
+    ev = np.linalg.eigvalsh(A.numpy())
+    assert np.allclose(res.eigenvalues.numpy(), [ev.max(), ev.min()], atol=1e-9)
+    assert res.num_matvecs <= 10
+
+
+def test_k_equals_dimension():
+    A = with_spectrum([3.0, 1.0, -1.0, 2.0])
+    res = eigsh(A, k=4, which="SA", tol=1e-10)
+    assert np.allclose(res.eigenvalues.numpy(), [-1.0, 1.0, 2.0, 3.0])
+
+
+def test_generator_reproducible_and_global_rng_untouched():
+    A = with_spectrum(SPECTRA["linear"])
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    r1 = eigsh(A, k=2, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(torch.get_rng_state(), state)
+    r2 = eigsh(A, k=2, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(r1.eigenvectors, r2.eigenvectors)
+
+
+def test_warm_start_needs_fewer_products():
+    A = with_spectrum(SPECTRA["linear"])
+    cold = eigsh(A, k=1, tol=1e-8)
+    warm = eigsh(A, k=1, tol=1e-8, v0=cold.eigenvectors[:, 0] + 1e-3 * torch.randn(150, dtype=torch.float64))
+    assert warm.num_matvecs < cold.num_matvecs
+
+
+def test_budget_exhaustion_warns_and_flags():
+    A = with_spectrum(SPECTRA["linear"])
+    with pytest.warns(UserWarning, match="converged"):
+        res = eigsh(A, k=3, tol=1e-12, max_matvecs=25, ncv=10)
+    assert not bool(res.converged.all())
+    assert res.num_matvecs <= 25
+
+
+def test_accepts_scipy_and_callback_operators():
+    A = with_spectrum(SPECTRA["outliers"])
+    lin = scipy.sparse.linalg.aslinearoperator(A.numpy())
+    r = eigsh(lin, k=2, tol=1e-8)
+    assert np.allclose(r.eigenvalues.numpy(), [50.0, 30.0])
+
+    class Op:
+        shape = (200, 200)
+
+        def matvec(self, v):
+            return A @ v
+
+    r = eigsh(Op(), k=1, tol=1e-8)
+    assert np.isclose(float(r.eigenvalues[0]), 50.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"k": 0}, "k must"),
+        ({"k": 300}, "k must"),
+        ({"which": "XX"}, "which"),
+        ({"tol": -1.0}, "tol"),
+        ({"block_size": 0}, "block_size"),
+        ({"v0": torch.zeros(200)}, "v0"),
+        ({"v0": torch.ones(3)}, "v0"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        eigsh(with_spectrum(SPECTRA["outliers"]), **kwargs)
+
+
+def test_dense_operator_rejects_asymmetric():
+    with pytest.raises(ValueError, match="symmetric"):
+        DenseOperator(torch.tensor([[1.0, 2.0], [0.0, 1.0]]))
+
+
+def test_power_iteration_baseline():
+    A = with_spectrum(SPECTRA["outliers"])
+    res = power_iteration(A, k=2, tol=1e-10, max_matvecs=4000)
+    assert np.allclose(res.eigenvalues.numpy(), [50.0, 30.0], rtol=1e-6)
