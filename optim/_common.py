@@ -1,0 +1,118 @@
+"""Shared plumbing of the optimizers in this package (private).
+
+`SpectraOptimizer` owns what every optimizer here does the same way, so that each
+optimizer module holds only its own math:
+
+- hyperparameter validation of the defaults and of every param group, including
+  groups added later with `add_param_group` (torch itself checks only the defaults);
+- calling the closure under `torch.enable_grad()`;
+- collecting the parameters of a group that have a gradient, rejecting sparse ones,
+  and creating their per-parameter state lazily.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+Closure = Callable[[], Any]
+ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
+
+
+def check_lr(lr: Any) -> None:
+    """Learning rates are finite numbers >= 0."""
+    if not _is_real(lr) or not (math.isfinite(lr) and lr >= 0.0):
+        raise ValueError(f"Invalid learning rate: {lr} (expected a finite number >= 0)")
+
+
+def check_nonnegative(name: str, value: Any) -> None:
+    if not _is_real(value) or not (math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"Invalid {name} value: {value} (expected a finite number >= 0)")
+
+
+def check_positive(name: str, value: Any) -> None:
+    if not _is_real(value) or not (math.isfinite(value) and value > 0.0):
+        raise ValueError(f"Invalid {name} value: {value} (expected a finite number > 0)")
+
+
+def check_finite(name: str, value: Any) -> None:
+    if not _is_real(value) or not math.isfinite(value):
+        raise ValueError(f"Invalid {name} value: {value} (expected a finite number)")
+
+
+def check_unit_interval(name: str, value: Any) -> None:
+    """Decay rates of moving averages lie in [0, 1)."""
+    if not _is_real(value) or not (0.0 <= value < 1.0):
+        raise ValueError(f"Invalid {name} value: {value} (expected 0 <= {name} < 1)")
+
+
+def check_betas(betas: Any) -> None:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"Invalid betas value: {betas!r} (expected a pair (beta1, beta2))")
+    for i, beta in enumerate(betas):
+        check_unit_interval(f"betas[{i}]", beta)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"Invalid {name} value: {value!r} (expected one of {choices})")
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class SpectraOptimizer(Optimizer):
+    """Base class: validated hyperparameters, closure handling, lazy state.
+
+    Subclasses implement `_validate(group)`, raising `ValueError` that names the bad
+    hyperparameter, and their own `step`.
+    """
+
+    def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
+        self._validate(defaults)
+        super().__init__(params, defaults)
+
+    def _validate(self, group: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._validate(self.param_groups[-1])
+
+    @staticmethod
+    def _closure_loss(closure: Closure | None) -> Any:
+        if closure is None:
+            return None
+        with torch.enable_grad():
+            return closure()
+
+    def _params_with_grad(
+        self, group: Mapping[str, Any], init_state: Callable[[Tensor], dict[str, Any]]
+    ) -> tuple[list[Tensor], list[Tensor], list[dict[str, Any]]]:
+        """The group's parameters that have a gradient, their gradients and states.
+
+        Parameters whose `.grad` is None are skipped. A state is created with
+        `init_state(param)` the first time a parameter has a gradient.
+        """
+        params, grads, states = [], [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(
+                    f"{type(self).__name__} does not support sparse gradients; "
+                    "use dense gradients (e.g. nn.Embedding(sparse=False))"
+                )
+            state = self.state[p]
+            if not state:
+                state.update(init_state(p))
+            params.append(p)
+            grads.append(p.grad)
+            states.append(state)
+        return params, grads, states

@@ -1,0 +1,160 @@
+"""CALR: curvature-adaptive learning rate (Maduranga, calr.txt), Eq. 5 of the paper.
+
+With g_t the gradient at step t (t = 1, 2, ...), all operations elementwise:
+
+    g_t   <- clip(g_t, -c, c)                     (only with the `clip` option)
+    m_t    = b1 m_{t-1} + (1 - b1) g_t            (Eq. 1)
+    v_t    = b2 v_{t-1} + (1 - b2) g_t^2          (Eq. 2)
+    m_hat  = m_t / (1 - b1^t),  v_hat = v_t / (1 - b2^t)            (Eq. 3)
+    H_t    = |g_t| + delta                        (Eq. 4, the current gradient)
+    theta <- theta - lr * m_hat / (sqrt(v_hat + alpha H_t) + eps)   (Eq. 5)
+
+The paper writes the denominator three ways; Eq. 5 (the algorithm box) is the one
+implemented. The authors' public code drops v_hat and adds alpha instead of
+multiplying; this follows the paper, not that code.
+
+The paper's variants are compositions, not copies: `clip` clamps a local copy of the
+gradient (the `.grad` tensors are left untouched) before m, v and H; the cosine
+variants are this optimizer plus a `torch.optim.lr_scheduler` (see `optim.registry`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ._common import (
+    Closure,
+    ParamsT,
+    SpectraOptimizer,
+    check_betas,
+    check_lr,
+    check_nonnegative,
+    check_positive,
+)
+
+__all__ = ["CALR", "DEFAULT_CLIP", "calr_update"]
+
+DEFAULT_CLIP = 0.1
+"""The clipping threshold c of the paper's clipped variants (`calr-clip`)."""
+
+
+def calr_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    alpha: float,
+    delta: float,
+    eps: float,
+    clip: float | None,
+) -> None:
+    """One CALR step (Eq. 1-5) over lists of tensors, in place.
+
+    Args:
+        params: parameters theta, any shapes; updated in place.
+        grads: gradients g_t, same shapes as `params`; not modified.
+        exp_avgs: first moments m_{t-1}, same shapes; updated in place to m_t.
+        exp_avg_sqs: second moments v_{t-1}, same shapes; updated in place to v_t.
+        steps: the step number t of each parameter, already incremented (t >= 1).
+        lr, beta1, beta2, alpha, delta, eps: the hyperparameters of Eq. 1-5.
+        clip: None, or c > 0 to clamp a copy of each gradient to [-c, c] first.
+    """
+    for param, grad, m, v, t in zip(params, grads, exp_avgs, exp_avg_sqs, steps, strict=True):
+        g = grad.clamp(-clip, clip) if clip is not None else grad
+        m.mul_(beta1).add_(g, alpha=1.0 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+        m_hat = m / (1.0 - beta1**t)
+        v_hat = v / (1.0 - beta2**t)
+        curvature = g.abs().add_(delta)
+        denom = v_hat.add_(curvature, alpha=alpha).sqrt_().add_(eps)
+        param.addcdiv_(m_hat, denom, value=-lr)
+
+
+class CALR(SpectraOptimizer):
+    """CALR: Adam moments with a gradient-magnitude curvature term in the denominator.
+
+    Args:
+        params: iterable of tensors or of param-group dicts.
+        lr: base learning rate eta (default 1e-2).
+        alpha: weight of the curvature estimate H_t = |g_t| + delta (default 0.1).
+        betas: decay rates (b1, b2) of the first and second moments (default (0.9, 0.999)).
+        delta: offset of the curvature estimate (default 1e-8).
+        eps: added to the square root in the denominator (default 1e-8).
+        clip: None (default) or a threshold c > 0: the gradient is clamped to [-c, c]
+            before m, v and H. The paper's clipped variant uses c = `DEFAULT_CLIP` = 0.1.
+
+    State per parameter (created at its first step): ``step`` (int t), ``exp_avg`` (m)
+    and ``exp_avg_sq`` (v), both shaped like the parameter.
+
+    Example:
+        >>> p = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+        >>> opt = CALR([p], lr=0.01)
+        >>> p.grad = torch.tensor([0.5, -2.0])
+        >>> _ = opt.step()
+        >>> p.detach()  # 1 -+ 0.01 * |g| / sqrt(g^2 + 0.1 |g|)
+        tensor([0.9909, 1.0098])
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-2,
+        alpha: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.999),
+        delta: float = 1e-8,
+        eps: float = 1e-8,
+        clip: float | None = None,
+    ) -> None:
+        defaults = {"lr": lr, "alpha": alpha, "betas": betas, "delta": delta, "eps": eps, "clip": clip}
+        super().__init__(params, defaults)
+
+    def _validate(self, group: Mapping[str, Any]) -> None:
+        check_lr(group["lr"])
+        check_nonnegative("alpha", group["alpha"])
+        check_betas(group["betas"])
+        check_nonnegative("delta", group["delta"])
+        check_nonnegative("eps", group["eps"])
+        if group["clip"] is not None:
+            check_positive("clip", group["clip"])
+
+    @staticmethod
+    def _init_state(p: Tensor) -> dict[str, Any]:
+        return {
+            "step": 0,
+            "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+            "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+        }
+
+    @torch.no_grad()
+    def step(self, closure: Closure | None = None) -> Any:
+        """Perform one optimization step; returns the closure's loss (or None)."""
+        loss = self._closure_loss(closure)
+        for group in self.param_groups:
+            params, grads, states = self._params_with_grad(group, self._init_state)
+            for state in states:
+                state["step"] += 1
+            beta1, beta2 = group["betas"]
+            calr_update(
+                params,
+                grads,
+                [s["exp_avg"] for s in states],
+                [s["exp_avg_sq"] for s in states],
+                [s["step"] for s in states],
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                alpha=group["alpha"],
+                delta=group["delta"],
+                eps=group["eps"],
+                clip=group["clip"],
+            )
+        return loss

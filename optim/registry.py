@@ -1,0 +1,322 @@
+"""Optimizers by name: `create`, `create_bundle`, `available`, `register`.
+
+One line registers an optimizer: a name, a factory (an `Optimizer` class or any
+callable ``factory(params, **hyperparameters)``), a one-line description, and
+optionally registry-level defaults and a schedule:
+
+    register("dcao", DCAO, "DCAO: Lanczos probes drive lr, momentum and weight decay")
+
+Schedules. Some names are an optimizer plus a scheduler (the cosine variants of CALR;
+the p-norm annealing of LPSGD/LPSGDM). `create(name, ...)` always returns only the
+`torch.optim.Optimizer` (for ``calr-cosine`` that is CALR at a constant lr). Training
+loops should use `create_bundle(name, params, total_steps=..., total_epochs=...)`,
+which returns an `OptimizerBundle`: the optimizer and the entry's scheduler, with
+`after_step()` (call after every optimizer step) and `after_epoch()` (call after every
+epoch) that step the scheduler at its own interval, and a joint `state_dict()`. Pass
+both totals always; a name without a schedule ignores them.
+
+Baselines (``sgd``, ``sgdm``, ``adam``, ``adamw``, ``nadam``, ``rmsprop``, ``radam``)
+are the `torch.optim` classes themselves, with torch's defaults (``sgdm``: momentum
+0.9).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import CosineAnnealingLR
+
+from .calr import CALR, DEFAULT_CLIP
+from .lion import Lion
+from .lpsgd import LPSGD, LPSGDM, PNormScheduler
+from .smaran import SMARAN
+
+__all__ = [
+    "OptimizerBundle",
+    "OptimizerInfo",
+    "Schedule",
+    "available",
+    "create",
+    "create_bundle",
+    "register",
+]
+
+Interval = Literal["step", "epoch"]
+
+# Keyword arguments of torch.optim classes that select an implementation, not the math.
+_IMPLEMENTATION_FLAGS = frozenset({"foreach", "capturable", "differentiable", "fused"})
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A scheduler that is part of a registry entry.
+
+    Attributes:
+        description: one line, shown by `available()`.
+        interval: "step" (stepped after every optimizer step, built with
+            ``total_steps``) or "epoch" (stepped after every epoch, ``total_epochs``).
+        build: ``build(optimizer, total) -> scheduler`` with ``step()``,
+            ``state_dict()`` and ``load_state_dict()``.
+    """
+
+    description: str
+    interval: Interval
+    build: Callable[[Optimizer, int], Any]
+
+
+COSINE_LR = Schedule(
+    "cosine lr, eta_t = eta_0 (1 + cos(pi t / total_steps)) / 2 after t steps "
+    "(CosineAnnealingLR, eta_min 0), stepped per optimizer step",
+    "step",
+    lambda optimizer, total_steps: CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=0.0),
+)
+
+P_NORM = Schedule(
+    "p annealed by cosine from the optimizer's p to 2 over total_epochs (PNormScheduler), "
+    "stepped per epoch",
+    "epoch",
+    lambda optimizer, total_epochs: PNormScheduler(
+        optimizer, p_max=optimizer.defaults["p"], total_epochs=total_epochs
+    ),
+)
+
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    """What `available()` reports about one name."""
+
+    name: str
+    description: str
+    defaults: Mapping[str, Any]
+    schedule: str | None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    factory: Callable[..., Optimizer]
+    description: str
+    defaults: Mapping[str, Any]
+    schedule: Schedule | None
+    accepted: frozenset[str] | None  # keyword names the factory takes; None: any
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+@dataclass
+class OptimizerBundle:
+    """An optimizer and the scheduler its registry entry comes with (if any).
+
+    Call `after_step()` after every ``optimizer.step()`` and `after_epoch()` at the end
+    of every epoch; each steps the scheduler only at the scheduler's own interval, so a
+    training loop can call both for every name.
+    """
+
+    optimizer: Optimizer
+    scheduler: Any | None = None
+    interval: Interval | None = None
+
+    def after_step(self) -> None:
+        if self.interval == "step":
+            self.scheduler.step()
+
+    def after_epoch(self) -> None:
+        if self.interval == "epoch":
+            self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        # The scheduler first: loading it may write into the param groups, which the
+        # optimizer's state then overwrites with the saved values.
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state_dict["scheduler"])
+        self.optimizer.load_state_dict(state_dict["optimizer"])
+
+
+def register(
+    name: str,
+    factory: Callable[..., Optimizer],
+    description: str,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    schedule: Schedule | None = None,
+    replace: bool = False,
+) -> None:
+    """Register `factory` under `name` (lower case; '_' and '-' are the same).
+
+    Args:
+        name: the registry name, e.g. "dcao".
+        factory: an `Optimizer` subclass or a callable ``factory(params, **kwargs)``.
+        description: one line for `available()`.
+        defaults: hyperparameters this entry passes unless overridden (e.g. a variant).
+        schedule: a `Schedule` that `create_bundle` attaches.
+        replace: allow replacing an existing entry (otherwise a ValueError).
+    """
+    key = _normalize(name)
+    if key in _REGISTRY and not replace:
+        raise ValueError(f"Optimizer {key!r} is already registered; pass replace=True")
+    accepted = _accepted_keywords(factory)
+    entry_defaults = dict(defaults or {})
+    _check_keys(key, entry_defaults, accepted, what="default")
+    _REGISTRY[key] = _Entry(
+        factory, description, MappingProxyType(entry_defaults), schedule, accepted
+    )
+
+
+def available() -> dict[str, OptimizerInfo]:
+    """Every registered name, in registration order, with its description and defaults.
+
+    The defaults are the factory's own keyword defaults (implementation switches such
+    as ``foreach`` left out) updated with the entry's defaults.
+    """
+    return {
+        name: OptimizerInfo(
+            name=name,
+            description=entry.description,
+            defaults=MappingProxyType({**_signature_defaults(entry.factory), **entry.defaults}),
+            schedule=None if entry.schedule is None else entry.schedule.description,
+        )
+        for name, entry in _REGISTRY.items()
+    }
+
+
+def create(name: str, params: Iterable[Any], **overrides: Any) -> Optimizer:
+    """The optimizer registered as `name` over `params`, with `overrides` applied.
+
+    Only the optimizer: a name's schedule (``calr-cosine``, ``lpsgd``, ...) is attached
+    by `create_bundle`.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid names and suggests the
+            closest) or an override the optimizer does not take (names the key).
+    """
+    key, entry = _lookup(name)
+    _check_keys(key, overrides, entry.accepted, what="hyperparameter")
+    return entry.factory(params, **{**entry.defaults, **overrides})
+
+
+def create_bundle(
+    name: str,
+    params: Iterable[Any],
+    *,
+    total_steps: int | None = None,
+    total_epochs: int | None = None,
+    **overrides: Any,
+) -> OptimizerBundle:
+    """The optimizer registered as `name` with its schedule, as an `OptimizerBundle`.
+
+    Args:
+        name, params, overrides: as for `create`.
+        total_steps: number of optimizer steps of the run (step-interval schedules).
+        total_epochs: number of epochs of the run (epoch-interval schedules).
+
+    Raises:
+        ValueError: as `create`, or when the schedule needs a total that is missing.
+    """
+    key, entry = _lookup(name)
+    optimizer = create(key, params, **overrides)
+    schedule = entry.schedule
+    if schedule is None:
+        return OptimizerBundle(optimizer)
+    total = total_steps if schedule.interval == "step" else total_epochs
+    if total is None:
+        argument = "total_steps" if schedule.interval == "step" else "total_epochs"
+        raise ValueError(
+            f"Optimizer {key!r} comes with a schedule ({schedule.description}); "
+            f"pass {argument}=<number of {schedule.interval}s of the run>"
+        )
+    return OptimizerBundle(optimizer, schedule.build(optimizer, total), schedule.interval)
+
+
+def _normalize(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def _lookup(name: str) -> tuple[str, _Entry]:
+    key = _normalize(name)
+    entry = _REGISTRY.get(key)
+    if entry is None:
+        names = list(_REGISTRY)
+        raise ValueError(
+            f"Unknown optimizer {name!r}.{_suggestion(key, names)} "
+            f"Valid names: {', '.join(names)}"
+        )
+    return key, entry
+
+
+def _suggestion(word: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _check_keys(
+    name: str, kwargs: Mapping[str, Any], accepted: frozenset[str] | None, *, what: str
+) -> None:
+    if accepted is None:
+        return
+    for key in kwargs:
+        if key not in accepted:
+            raise ValueError(
+                f"Unknown {what} {key!r} for optimizer {name!r}.{_suggestion(key, accepted)} "
+                f"Valid hyperparameters: {', '.join(sorted(accepted))}"
+            )
+
+
+def _keyword_parameters(factory: Callable[..., Any]) -> list[inspect.Parameter]:
+    """The factory's parameters after the first (``params``)."""
+    return list(inspect.signature(factory).parameters.values())[1:]
+
+
+def _accepted_keywords(factory: Callable[..., Any]) -> frozenset[str] | None:
+    parameters = _keyword_parameters(factory)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(
+        p.name
+        for p in parameters
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    )
+
+
+def _signature_defaults(factory: Callable[..., Any]) -> dict[str, Any]:
+    return {
+        p.name: p.default
+        for p in _keyword_parameters(factory)
+        if p.default is not inspect.Parameter.empty and p.name not in _IMPLEMENTATION_FLAGS
+    }
+
+
+# --- the registry: one line per optimizer -------------------------------------------------
+register("calr", CALR, "CALR (Eq. 5): Adam moments, curvature |g| + delta added to v_hat")
+register("calr-clip", CALR, "CALR with the gradient clamped to [-0.1, 0.1]",
+         defaults={"clip": DEFAULT_CLIP})
+register("calr-cosine", CALR, "CALR with a per-step cosine learning rate",
+         schedule=COSINE_LR)
+register("calr-clip-cosine", CALR, "CALR, gradient clamped to [-0.1, 0.1], cosine learning rate",
+         defaults={"clip": DEFAULT_CLIP}, schedule=COSINE_LR)
+register("smaran", SMARAN, "SMARAN: loss-value step size, normalized-gradient momentum")
+register("lpsgd", LPSGD, "LPSGD: l_p steepest-descent SGD, p annealed from p_max to 2",
+         schedule=P_NORM)
+register("lpsgdm", LPSGDM, "LPSGDM: LPSGD with momentum and decoupled weight decay",
+         schedule=P_NORM)
+register("lion", Lion, "Lion: sign of interpolated momentum (Chen et al. 2023)")
+register("sgd", torch.optim.SGD, "SGD (torch.optim.SGD)")
+register("sgdm", torch.optim.SGD, "SGD with heavy-ball momentum 0.9 (torch.optim.SGD)",
+         defaults={"momentum": 0.9})
+register("adam", torch.optim.Adam, "Adam (torch.optim.Adam)")
+register("adamw", torch.optim.AdamW, "AdamW, decoupled weight decay (torch.optim.AdamW)")
+register("nadam", torch.optim.NAdam, "NAdam, Nesterov Adam (torch.optim.NAdam)")
+register("rmsprop", torch.optim.RMSprop, "RMSprop (torch.optim.RMSprop)")
+register("radam", torch.optim.RAdam, "RAdam, rectified Adam (torch.optim.RAdam)")

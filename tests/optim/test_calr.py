@@ -1,0 +1,186 @@
+"""CALR against hand computations of Eq. 1-5 and an independent numpy reference."""
+
+from __future__ import annotations
+
+import doctest
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import optim.calr
+from optim import CALR
+from optim.calr import DEFAULT_CLIP
+
+from .helpers import (
+    DEVICES,
+    LeastSquares,
+    assert_closure_runs_with_grad,
+    assert_honors_lr_scheduler,
+    assert_lockstep_after_reload,
+    assert_lowers_loss,
+    assert_rejects_sparse,
+    assert_skips_params_without_grad,
+    assert_validates_param_groups,
+    reference_gradients,
+)
+
+
+def _param(values, device="cpu"):
+    return torch.nn.Parameter(torch.tensor(values, dtype=torch.float64, device=device))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_two_steps_match_hand_computation(device):
+    # Defaults lr 0.01, alpha 0.1, betas (0.9, 0.999), delta 1e-8, eps 1e-8.
+    p = _param([1.0, -1.0, 0.5], device)
+    opt = CALR([p])
+
+    # Step 1, g = (0.5, -2, 0): m_hat = g and v_hat = g^2, H = |g| + 1e-8.
+    #   g = 0.5: denom = sqrt(0.25 + 0.1 * 0.50000001) + 1e-8 = 0.547722568418
+    #            step  = 0.01 * 0.5 / 0.547722568418 = 0.009128709110
+    #   g = -2:  denom = sqrt(4 + 0.1 * 2.00000001) + 1e-8 = 2.049390163436
+    #            step  = 0.01 * -2 / 2.049390163436 = -0.009759000681
+    #   g = 0:   m_hat = 0, no move.
+    p.grad = torch.tensor([0.5, -2.0, 0.0], dtype=torch.float64, device=device)
+    opt.step()
+    expected_1 = [1.0 - 0.009128709110, -1.0 + 0.009759000681, 0.5]
+    torch.testing.assert_close(p.detach().cpu(), torch.tensor(expected_1, dtype=torch.float64),
+                               atol=1e-11, rtol=0)
+
+    # Step 2, g = (-0.25, 1, 0), first two coordinates:
+    #   m_2 = 0.9 * 0.05 + 0.1 * -0.25 = 0.02,      v_2 = 0.999 * 0.00025 + 0.001 * 0.0625 = 0.00031225
+    #   m_hat = 0.02 / 0.19 = 0.105263157895,      v_hat = 0.00031225 / 0.001999 = 0.156203101551
+    #   denom = sqrt(0.156203101551 + 0.1 * 0.25000001) + 1e-8 = 0.425679587324
+    #   step  = 0.01 * 0.105263157895 / 0.425679587324 = 0.002472826065
+    #   m_2 = 0.9 * -0.2 + 0.1 * 1 = -0.08,        v_2 = 0.999 * 0.004 + 0.001 * 1 = 0.004996
+    #   m_hat = -0.08 / 0.19 = -0.421052631579,    v_hat = 0.004996 / 0.001999 = 2.499249624812
+    #   denom = sqrt(2.499249624812 + 0.1 * 1.00000001) + 1e-8 = 1.612218861711
+    #   step  = 0.01 * -0.421052631579 / 1.612218861711 = -0.002611634447
+    #   Third coordinate: m stays 0, no move.
+    p.grad = torch.tensor([-0.25, 1.0, 0.0], dtype=torch.float64, device=device)
+    opt.step()
+    expected_2 = [expected_1[0] - 0.002472826065, expected_1[1] + 0.002611634447, 0.5]
+    torch.testing.assert_close(p.detach().cpu(), torch.tensor(expected_2, dtype=torch.float64),
+                               atol=1e-11, rtol=0)
+    assert opt.state[p]["step"] == 2
+
+
+def test_clip_clamps_a_copy_of_the_gradient_before_m_v_and_h():
+    p = _param([0.0, 0.0, 0.0])
+    grad = torch.tensor([0.5, -2.0, 0.05], dtype=torch.float64)
+    p.grad = grad.clone()
+    opt = CALR([p], clip=DEFAULT_CLIP)
+    opt.step()
+    # Clipped g = (0.1, -0.1, 0.05); step 1 as above with the clipped g:
+    #   g = +-0.1: 0.01 * 0.1 / (sqrt(0.01 + 0.1 * 0.10000001) + 1e-8) = 0.007071067135
+    #   g = 0.05:  0.01 * 0.05 / (sqrt(0.0025 + 0.1 * 0.05000001) + 1e-8) = 0.005773501640
+    expected = torch.tensor([-0.007071067135, 0.007071067135, -0.005773501640], dtype=torch.float64)
+    torch.testing.assert_close(p.detach(), expected, atol=1e-11, rtol=0)
+    torch.testing.assert_close(opt.state[p]["exp_avg"], 0.1 * torch.tensor([0.1, -0.1, 0.05],
+                               dtype=torch.float64))
+    assert torch.equal(p.grad, grad)  # the .grad tensor itself is not modified
+
+
+def _reference_calr(params, grads_fn, steps, lr, alpha, beta1, beta2, delta, eps, clip):
+    """Plain numpy CALR, written from ALGORITHMS.md independently of optim.calr."""
+    params = [x.copy() for x in params]
+    m = [np.zeros_like(x) for x in params]
+    v = [np.zeros_like(x) for x in params]
+    for t in range(1, steps + 1):
+        grads = grads_fn(params)
+        for i, g in enumerate(grads):
+            if clip is not None:
+                g = np.clip(g, -clip, clip)
+            m[i] = beta1 * m[i] + (1 - beta1) * g
+            v[i] = beta2 * v[i] + (1 - beta2) * g * g
+            m_hat = m[i] / (1 - beta1**t)
+            v_hat = v[i] / (1 - beta2**t)
+            H = np.abs(g) + delta
+            params[i] = params[i] - lr * m_hat / (np.sqrt(v_hat + alpha * H) + eps)
+    return params
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("clip", [None, 0.05])
+def test_several_steps_match_reference(device, clip):
+    problem = LeastSquares(seed=4, device=device)
+    params = problem.params()
+    opt = CALR(params, lr=0.05, alpha=0.3, betas=(0.8, 0.99), delta=1e-3, eps=1e-6, clip=clip)
+    for _ in range(25):
+        opt.step(problem.closure(params))
+    expected = _reference_calr(
+        [t.cpu().numpy() for t in problem.init], lambda ps: reference_gradients(ps, problem),
+        25, lr=0.05, alpha=0.3, beta1=0.8, beta2=0.99, delta=1e-3, eps=1e-6, clip=clip,
+    )
+    for p, e in zip(params, expected, strict=True):
+        np.testing.assert_allclose(p.detach().cpu().numpy(), e, atol=1e-6, rtol=0)
+
+
+def test_param_group_overrides_apply_per_group():
+    a, b = _param([0.0]), _param([0.0])
+    opt = CALR([{"params": [a]}, {"params": [b], "lr": 0.1, "clip": 0.01}])
+    a.grad = torch.tensor([1.0], dtype=torch.float64)
+    b.grad = torch.tensor([1.0], dtype=torch.float64)
+    opt.step()
+    # a: 0.01 * 1 / (sqrt(1 + 0.1 * 1.00000001) + 1e-8); b: g clipped to 0.01, lr 0.1.
+    assert math.isclose(a.item(), -0.01 / (math.sqrt(1.1 + 1e-9) + 1e-8), rel_tol=1e-12)
+    assert math.isclose(b.item(), -0.1 * 0.01 / (math.sqrt(1e-4 + 0.1 * (0.01 + 1e-8)) + 1e-8),
+                        rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("clip", [None, DEFAULT_CLIP])
+def test_state_dict_round_trip_continues_in_lockstep(device, clip):
+    assert_lockstep_after_reload(lambda ps: CALR(ps, lr=0.05, clip=clip), device=device)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lr": -1.0}, "Invalid learning rate: -1.0"),
+        ({"lr": float("nan")}, "Invalid learning rate: nan"),
+        ({"lr": float("inf")}, "Invalid learning rate: inf"),
+        ({"alpha": -0.1}, "Invalid alpha value: -0.1"),
+        ({"betas": (1.0, 0.999)}, r"Invalid betas\[0\] value: 1.0"),
+        ({"betas": (0.9, -0.1)}, r"Invalid betas\[1\] value: -0.1"),
+        ({"betas": (0.9,)}, r"Invalid betas value: \(0.9,\)"),
+        ({"delta": -1e-8}, "Invalid delta value: -1e-08"),
+        ({"eps": -1.0}, "Invalid eps value: -1.0"),
+        ({"clip": 0.0}, "Invalid clip value: 0.0"),
+        ({"clip": -0.1}, "Invalid clip value: -0.1"),
+    ],
+)
+def test_bad_hyperparameters_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        CALR([_param([0.0])], **kwargs)
+
+
+def test_bad_hyperparameter_in_a_param_group_raises():
+    assert_validates_param_groups(CALR, "alpha", -1.0)
+
+
+def test_lowers_least_squares_loss():
+    assert_lowers_loss(lambda ps: CALR(ps, lr=0.05), factor=0.1)
+
+
+def test_step_contract():
+    assert_skips_params_without_grad(CALR)
+    assert_rejects_sparse(CALR)
+    assert_closure_runs_with_grad(CALR)
+    assert_honors_lr_scheduler(CALR)
+
+
+def test_float32_parameters_keep_their_dtype():
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.ones(3)
+    opt = CALR([p])
+    opt.step()
+    assert p.dtype == torch.float32
+    assert opt.state[p]["exp_avg"].dtype == torch.float32
+
+
+def test_docstring_examples():
+    result = doctest.testmod(optim.calr)
+    assert result.attempted > 0 and result.failed == 0

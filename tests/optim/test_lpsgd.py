@@ -1,0 +1,225 @@
+"""LPSGD, LPSGDM and PNormScheduler against hand computations and a numpy reference."""
+
+from __future__ import annotations
+
+import doctest
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import optim.lpsgd
+from optim import LPSGD, LPSGDM, PNormScheduler
+from optim.lpsgd import lp_map
+
+from .helpers import (
+    DEVICES,
+    LeastSquares,
+    assert_closure_runs_with_grad,
+    assert_honors_lr_scheduler,
+    assert_lockstep_after_reload,
+    assert_lowers_loss,
+    assert_rejects_sparse,
+    assert_skips_params_without_grad,
+    assert_validates_param_groups,
+    reference_gradients,
+)
+
+
+def _t(values, device="cpu"):
+    return torch.tensor(values, dtype=torch.float64, device=device)
+
+
+@pytest.mark.parametrize(
+    ("p", "u", "expected"),
+    [
+        # p = 2: r = 0, T_2 = identity (plain SGD).
+        (2.0, [4.0, -0.25, 0.0], [4.0, -0.25, 0.0]),
+        # p = 3: r = 1/2, T(u) = u / sqrt(|u|): 4 / 2 = 2, -0.25 / 0.5 = -0.5.
+        (3.0, [4.0, -0.25, 0.0], [2.0, -0.5, 0.0]),
+        # p = 6: r = 4/5, T(u) = sign(u) |u|^(1/5): 32 -> 2, -1/32 -> -0.5.
+        (6.0, [32.0, -1 / 32, 0.0], [2.0, -0.5, 0.0]),
+        # p = inf: r = 1, T(u) = u / |u| = sign(u).
+        (math.inf, [4.0, -0.25, 0.0], [1.0, -1.0, 0.0]),
+    ],
+)
+def test_lp_map_by_hand(p, u, expected):
+    torch.testing.assert_close(lp_map(_t(u), p, eps=1e-12), _t(expected), atol=1e-10, rtol=0)
+
+
+def test_lp_map_p2_is_exactly_the_identity():
+    u = torch.randn(50, dtype=torch.float64)
+    assert torch.equal(lp_map(u, 2.0, eps=1e-8), u)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_lpsgd_one_step_by_hand(device):
+    # p = 3, lr = 0.1: theta - 0.1 * (2, -0.5, 0) for g = (4, -0.25, 0); no decay, no momentum.
+    theta = torch.nn.Parameter(_t([1.0, 1.0, 1.0], device))
+    theta.grad = _t([4.0, -0.25, 0.0], device)
+    opt = LPSGD([theta], lr=0.1, p=3.0)
+    opt.step()
+    torch.testing.assert_close(theta.detach().cpu(), _t([0.8, 1.05, 1.0]), atol=1e-8, rtol=0)
+    assert opt.state[theta] == {}  # beta = 0: no momentum buffer
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_lpsgdm_two_steps_by_hand(device):
+    # p = 3, lr = 0.1, beta = 0.9, wd = 0.01.
+    theta = torch.nn.Parameter(_t([1.0, 1.0], device))
+    opt = LPSGDM([theta], lr=0.1, p=3.0)
+    # Step 1, g = (40, -2.5): m = 0.1 g = (4, -0.25), T(m) = (2, -0.5),
+    #   theta = (1 - 0.1 * 0.01) * 1 - 0.1 * (2, -0.5) = (0.799, 1.049).
+    theta.grad = _t([40.0, -2.5], device)
+    opt.step()
+    torch.testing.assert_close(theta.detach().cpu(), _t([0.799, 1.049]), atol=1e-8, rtol=0)
+    # Step 2, g = (-4, 2.5): m = 0.9 (4, -0.25) + 0.1 (-4, 2.5) = (3.2, 0.025),
+    #   T(m) = (3.2 / sqrt(3.2 + 1e-8), 0.025 / sqrt(0.025 + 1e-8)) = (1.788854379, 0.158113851),
+    #   theta = 0.999 * (0.799, 1.049) - 0.1 * T(m) = (0.619315562, 1.032139615).
+    theta.grad = _t([-4.0, 2.5], device)
+    opt.step()
+    torch.testing.assert_close(theta.detach().cpu(), _t([0.619315562, 1.032139615]),
+                               atol=1e-8, rtol=0)
+    torch.testing.assert_close(opt.state[theta]["momentum_buffer"].cpu(), _t([3.2, 0.025]))
+
+
+def test_pnorm_schedule_by_hand():
+    opt = LPSGDM([torch.nn.Parameter(torch.zeros(2))])
+    sched = PNormScheduler(opt, p_max=6.0, total_epochs=5)
+    # p_k = 2 + 4 (1 + cos(pi k / 4)) / 2 for k = 0..4, then 2.
+    expected = [6.0, 2 + 2 * (1 + math.sqrt(0.5)), 4.0, 2 + 2 * (1 - math.sqrt(0.5)), 2.0, 2.0]
+    seen = []
+    for _ in expected:
+        seen.append(opt.param_groups[0]["p"])
+        sched.step()
+    assert seen == pytest.approx(expected, abs=1e-12)
+    assert sched.p_at(4) == 2.0  # exactly 2 at the last epoch
+    assert sched.get_last_p() == [2.0]
+
+
+@pytest.mark.parametrize("total_epochs", [1, 2, 3, 7, 200])
+def test_pnorm_is_exactly_two_at_the_last_epoch(total_epochs):
+    opt = LPSGD([torch.nn.Parameter(torch.zeros(1))])
+    sched = PNormScheduler(opt, p_max=8.0, total_epochs=total_epochs)
+    for _ in range(total_epochs - 1):
+        sched.step()
+    assert opt.param_groups[0]["p"] == 2.0
+    if total_epochs > 1:
+        assert sched.p_at(0) == 8.0
+
+
+def test_pnorm_scheduler_state_dict_round_trip():
+    opt = LPSGDM([torch.nn.Parameter(torch.zeros(1))])
+    sched = PNormScheduler(opt, p_max=6.0, total_epochs=10)
+    for _ in range(3):
+        sched.step()
+    state = sched.state_dict()
+    assert state == {"p_max": 6.0, "total_epochs": 10, "last_epoch": 3}
+
+    fresh_opt = LPSGDM([torch.nn.Parameter(torch.zeros(1))])
+    fresh = PNormScheduler(fresh_opt, p_max=9.0, total_epochs=2)
+    fresh.load_state_dict(state)
+    assert fresh_opt.param_groups[0]["p"] == opt.param_groups[0]["p"]
+    for _ in range(8):
+        sched.step()
+        fresh.step()
+        assert fresh.get_last_p() == sched.get_last_p()
+
+
+def test_pnorm_scheduler_bad_arguments():
+    opt = LPSGD([torch.nn.Parameter(torch.zeros(1))])
+    with pytest.raises(TypeError, match="'p' entry"):
+        PNormScheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))]), 6.0, 10)
+    with pytest.raises(ValueError, match="Invalid p_max value: 1.5"):
+        PNormScheduler(opt, 1.5, 10)
+    with pytest.raises(ValueError, match="Invalid p_max value: inf"):
+        PNormScheduler(opt, math.inf, 10)
+    with pytest.raises(ValueError, match="Invalid total_epochs value: 0"):
+        PNormScheduler(opt, 6.0, 0)
+    with pytest.raises(ValueError, match="Invalid total_epochs value: 2.5"):
+        PNormScheduler(opt, 6.0, 2.5)
+
+
+def _reference_lpsgdm(params, problem, epochs, steps_per_epoch, lr, p_max, beta, wd, eps):
+    """Plain numpy LPSGDM with the cosine p schedule, written from ALGORITHMS.md."""
+    params = [x.copy() for x in params]
+    m = [np.zeros_like(x) for x in params]
+    for k in range(epochs):
+        p = 2 + (p_max - 2) * (1 + np.cos(np.pi * k / (epochs - 1))) / 2
+        r = (p - 2) / (p - 1)
+        for _ in range(steps_per_epoch):
+            grads = reference_gradients(params, problem)
+            for i, g in enumerate(grads):
+                m[i] = beta * m[i] + (1 - beta) * g
+                direction = m[i] * (np.abs(m[i]) + eps) ** (-r)
+                params[i] = (1 - lr * wd) * params[i] - lr * direction
+    return params
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("beta", "wd"), [(0.0, 0.0), (0.8, 0.05)])
+def test_several_epochs_match_reference(device, beta, wd):
+    problem = LeastSquares(seed=8, device=device)
+    params = problem.params()
+    opt = LPSGD(params, lr=0.02, p=5.0, beta=beta, weight_decay=wd, eps=1e-6)
+    sched = PNormScheduler(opt, p_max=5.0, total_epochs=4)
+    for _ in range(4):
+        for _ in range(6):
+            opt.step(problem.closure(params))
+        sched.step()
+    expected = _reference_lpsgdm([t.cpu().numpy() for t in problem.init], problem, 4, 6,
+                                 lr=0.02, p_max=5.0, beta=beta, wd=wd, eps=1e-6)
+    for p, e in zip(params, expected, strict=True):
+        np.testing.assert_allclose(p.detach().cpu().numpy(), e, atol=1e-6, rtol=0)
+
+
+def test_lpsgdm_defaults_match_the_paper():
+    opt = LPSGDM([torch.nn.Parameter(torch.zeros(1))])
+    assert opt.defaults == {"lr": 1e-3, "p": 6.0, "beta": 0.9, "weight_decay": 1e-2, "eps": 1e-8}
+    assert isinstance(opt, LPSGD)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("cls", [LPSGD, LPSGDM])
+def test_state_dict_round_trip_continues_in_lockstep(device, cls):
+    assert_lockstep_after_reload(lambda ps: cls(ps, lr=0.02, p=4.0), device=device)
+
+
+@pytest.mark.parametrize("cls", [LPSGD, LPSGDM])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lr": -1.0}, "Invalid learning rate: -1.0"),
+        ({"p": 1.5}, "Invalid p value: 1.5"),
+        ({"p": float("nan")}, "Invalid p value: nan"),
+        ({"beta": 1.0}, "Invalid beta value: 1.0"),
+        ({"weight_decay": -0.1}, "Invalid weight_decay value: -0.1"),
+        ({"eps": 0.0}, "Invalid eps value: 0.0"),
+    ],
+)
+def test_bad_hyperparameters_raise(cls, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cls([torch.nn.Parameter(torch.zeros(1))], **kwargs)
+
+
+def test_bad_hyperparameter_in_a_param_group_raises():
+    assert_validates_param_groups(LPSGDM, "p", 1.0)
+
+
+@pytest.mark.parametrize("cls", [LPSGD, LPSGDM])
+def test_lowers_least_squares_loss(cls):
+    assert_lowers_loss(lambda ps: cls(ps, lr=0.01, p=4.0), factor=0.2)
+
+
+@pytest.mark.parametrize("cls", [LPSGD, LPSGDM])
+def test_step_contract(cls):
+    assert_skips_params_without_grad(cls)
+    assert_rejects_sparse(cls)
+    assert_closure_runs_with_grad(cls)
+    assert_honors_lr_scheduler(cls)
+
+
+def test_docstring_examples():
+    result = doctest.testmod(optim.lpsgd)
+    assert result.attempted > 0 and result.failed == 0

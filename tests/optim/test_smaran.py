@@ -1,0 +1,255 @@
+"""SMARAN against hand computations of Algorithm 1 and an independent numpy reference."""
+
+from __future__ import annotations
+
+import doctest
+import io
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import optim.smaran
+from optim import SMARAN
+
+from .helpers import (
+    DEVICES,
+    LeastSquares,
+    assert_closure_runs_with_grad,
+    assert_honors_lr_scheduler,
+    assert_lockstep_after_reload,
+    assert_lowers_loss,
+    assert_rejects_sparse,
+    assert_skips_params_without_grad,
+    assert_validates_param_groups,
+    reference_gradients,
+    reference_loss,
+)
+
+
+def _param(values, device="cpu"):
+    return torch.nn.Parameter(torch.tensor(values, dtype=torch.float64, device=device))
+
+
+def _loss_sq_avg(opt: SMARAN, group: int = 0) -> torch.Tensor:
+    return opt.state["smaran"]["loss_sq_avg"][group]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_two_steps_match_hand_computation(device):
+    # Defaults lr 0.1, gamma 0.9, weight_decay (lambda) 0.01, eps 1e-8.
+    p = _param([3.0, 4.0], device)
+    opt = SMARAN([p])
+
+    # Step 1, f = 12.5, g = (3, 4), ||g|| = 5:
+    #   g_hat = m_1 = (0.6, 0.8) (times 5 / (5 + 1e-8)),  v_1 = 12.5^2 = 156.25,
+    #   V_1 = 12.5 / (12.5 + 1e-8) = 0.9999999992,
+    #   theta_1 = (3, 4) - 0.1 * V_1 * ((0.6, 0.8) + 0.01 * (3, 4)) = (2.937, 3.916)
+    p.grad = torch.tensor([3.0, 4.0], dtype=torch.float64, device=device)
+    returned = opt.step(loss=12.5)
+    assert returned == 12.5
+    torch.testing.assert_close(p.detach().cpu(), torch.tensor([2.937, 3.916], dtype=torch.float64),
+                               atol=1e-9, rtol=0)
+    assert float(_loss_sq_avg(opt)) == 156.25
+
+    # Step 2, f = 5, g = (1, 0):
+    #   m_2 = 0.9 * (0.6, 0.8) + (1, 0) = (1.54, 0.72),  v_2 = 0.9 * 156.25 + 25 = 165.625,
+    #   V_2 = 5 / sqrt(165.625) = 5 / 12.869537676 = 0.388514345,
+    #   theta_2 = theta_1 - 0.1 * V_2 * (m_2 + 0.01 theta_1)
+    #           = (2.937 - 0.0388514345 * 1.56937, 3.916 - 0.0388514345 * 0.75916)
+    #           = (2.876027725, 3.886505545)
+    p.grad = torch.tensor([1.0, 0.0], dtype=torch.float64, device=device)
+    opt.step(loss=torch.tensor(5.0, dtype=torch.float64, device=device))
+    torch.testing.assert_close(
+        p.detach().cpu(), torch.tensor([2.876027725, 3.886505545], dtype=torch.float64),
+        atol=1e-8, rtol=0,
+    )
+    assert float(_loss_sq_avg(opt)) == pytest.approx(165.625, abs=1e-12)
+    torch.testing.assert_close(
+        opt.state[p]["momentum_buffer"].cpu(), torch.tensor([1.54, 0.72], dtype=torch.float64),
+        atol=1e-7, rtol=0,
+    )
+
+
+def test_norm_per_tensor_and_global():
+    # g_a = (3, 0), g_b = (0, 4): per tensor both become unit vectors; globally both
+    # are divided by 5. One step from 0 with lambda 0 and V_1 ~ 1 moves theta by -lr g_hat.
+    for norm, expected_a, expected_b in [
+        ("tensor", [-0.1, 0.0], [0.0, -0.1]),
+        ("global", [-0.06, 0.0], [0.0, -0.08]),
+    ]:
+        a, b = _param([0.0, 0.0]), _param([0.0, 0.0])
+        a.grad = torch.tensor([3.0, 0.0], dtype=torch.float64)
+        b.grad = torch.tensor([0.0, 4.0], dtype=torch.float64)
+        SMARAN([a, b], weight_decay=0.0, norm=norm).step(loss=1.0)
+        torch.testing.assert_close(a.detach(), torch.tensor(expected_a, dtype=torch.float64),
+                                   atol=1e-8, rtol=0)
+        torch.testing.assert_close(b.detach(), torch.tensor(expected_b, dtype=torch.float64),
+                                   atol=1e-8, rtol=0)
+
+
+def test_step_needs_the_loss():
+    p = _param([1.0])
+    p.grad = torch.ones(1, dtype=torch.float64)
+    opt = SMARAN([p])
+    with pytest.raises(ValueError, match=r"needs the loss.*step\(closure\).*step\(loss=loss\)"):
+        opt.step()
+    with pytest.raises(ValueError, match="not both"):
+        opt.step(lambda: torch.tensor(1.0), loss=1.0)
+    with pytest.raises(ValueError, match="scalar loss"):
+        opt.step(loss=torch.ones(3))
+
+
+def test_negative_loss_is_floored_at_f_min():
+    # f = max(loss - f_min, 0): with f_min = 0 a negative loss gives V = 0, no move.
+    p = _param([1.0, 1.0])
+    p.grad = torch.ones(2, dtype=torch.float64)
+    SMARAN([p]).step(loss=-3.0)
+    assert torch.equal(p.detach(), torch.ones(2, dtype=torch.float64))
+    # f_min = -4: f = 1, V_1 = 1 / (1 + 1e-8), g_hat = (1, 1) / sqrt(2).
+    q = _param([0.0, 0.0])
+    q.grad = torch.ones(2, dtype=torch.float64)
+    SMARAN([q], f_min=-4.0, weight_decay=0.0).step(loss=-3.0)
+    torch.testing.assert_close(q.detach(), torch.full((2,), -0.1 / 2**0.5, dtype=torch.float64),
+                               atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), torch.tensor(float("nan"))])
+def test_non_finite_loss_skips_the_step_with_a_warning(bad):
+    p = _param([3.0, 4.0])
+    opt = SMARAN([p])
+    p.grad = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    opt.step(loss=12.5)
+    before = (p.detach().clone(), opt.state[p]["momentum_buffer"].clone(), _loss_sq_avg(opt).clone())
+
+    p.grad = torch.tensor([float("nan"), 1.0], dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="non-finite loss"):
+        opt.step(loss=bad)
+    after = (p.detach(), opt.state[p]["momentum_buffer"], _loss_sq_avg(opt))
+    for x, y in zip(before, after, strict=True):
+        assert torch.equal(x, y)
+    assert opt.skipped_steps() == 1
+
+    # The next finite step proceeds normally.
+    p.grad = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.step(loss=12.5)
+    assert not torch.equal(p.detach(), before[0])
+    assert opt.skipped_steps() == 1
+
+
+def test_v_is_a_tensor_in_the_state_dict():
+    problem = LeastSquares(seed=5)
+    params = problem.params()
+    opt = SMARAN(params)
+    for _ in range(3):
+        opt.step(problem.closure(params))
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer)
+    v = loaded["state"]["smaran"]["loss_sq_avg"][0]
+    assert isinstance(v, torch.Tensor) and v.dim() == 0
+    assert torch.equal(v, _loss_sq_avg(opt))
+
+
+def _reference_smaran(params, problem, steps, lr, gamma, wd, eps, norm):
+    """Plain numpy SMARAN (Algorithm 1), written independently of optim.smaran."""
+    params = [x.copy() for x in params]
+    m = [np.zeros_like(x) for x in params]
+    v = 0.0
+    for _ in range(steps):
+        f = max(reference_loss(params, problem), 0.0)
+        grads = reference_gradients(params, problem)
+        if norm == "global":
+            norms = [np.sqrt(sum((g * g).sum() for g in grads))] * len(grads)
+        else:
+            norms = [np.linalg.norm(g) for g in grads]
+        v = gamma * v + f * f
+        V = f / (np.sqrt(v) + eps)
+        for i, (g, n) in enumerate(zip(grads, norms, strict=True)):
+            m[i] = gamma * m[i] + g / (n + eps)
+            params[i] = params[i] - lr * V * (m[i] + wd * params[i])
+    return params
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("norm", ["tensor", "global"])
+def test_several_steps_match_reference(device, norm):
+    problem = LeastSquares(seed=6, device=device)
+    params = problem.params()
+    opt = SMARAN(params, lr=0.05, gamma=0.8, weight_decay=0.03, eps=1e-6, norm=norm)
+    for _ in range(25):
+        opt.step(problem.closure(params))
+    expected = _reference_smaran([t.cpu().numpy() for t in problem.init], problem, 25,
+                                 lr=0.05, gamma=0.8, wd=0.03, eps=1e-6, norm=norm)
+    for p, e in zip(params, expected, strict=True):
+        np.testing.assert_allclose(p.detach().cpu().numpy(), e, atol=1e-6, rtol=0)
+
+
+def test_loss_keyword_matches_closure():
+    problem = LeastSquares(seed=7)
+    with_closure, with_loss = problem.params(), problem.params()
+    opt_c, opt_l = SMARAN(with_closure), SMARAN(with_loss)
+    for _ in range(5):
+        opt_c.step(problem.closure(with_closure))
+        loss = problem.closure(with_loss)()
+        opt_l.step(loss=loss)
+    for a, b in zip(with_closure, with_loss, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("norm", ["tensor", "global"])
+def test_state_dict_round_trip_continues_in_lockstep(device, norm):
+    assert_lockstep_after_reload(lambda ps: SMARAN(ps, lr=0.05, norm=norm), device=device)
+
+
+def test_param_groups_keep_their_own_v():
+    a, b = _param([1.0]), _param([1.0])
+    opt = SMARAN([{"params": [a]}, {"params": [b], "gamma": 0.5}])
+    for _ in range(2):
+        a.grad = torch.ones(1, dtype=torch.float64)
+        b.grad = torch.ones(1, dtype=torch.float64)
+        opt.step(loss=2.0)
+    assert float(_loss_sq_avg(opt, 0)) == pytest.approx(0.9 * 4 + 4)
+    assert float(_loss_sq_avg(opt, 1)) == pytest.approx(0.5 * 4 + 4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lr": -0.1}, "Invalid learning rate: -0.1"),
+        ({"gamma": 1.0}, "Invalid gamma value: 1.0"),
+        ({"gamma": -0.5}, "Invalid gamma value: -0.5"),
+        ({"weight_decay": -0.01}, "Invalid weight_decay value: -0.01"),
+        ({"eps": 0.0}, "Invalid eps value: 0.0"),
+        ({"f_min": float("nan")}, "Invalid f_min value: nan"),
+        ({"norm": "layer"}, "Invalid norm value: 'layer'"),
+    ],
+)
+def test_bad_hyperparameters_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SMARAN([_param([0.0])], **kwargs)
+
+
+def test_bad_hyperparameter_in_a_param_group_raises():
+    assert_validates_param_groups(SMARAN, "gamma", 1.5)
+
+
+def test_lowers_least_squares_loss():
+    assert_lowers_loss(lambda ps: SMARAN(ps, lr=0.05), factor=0.2)
+
+
+def test_step_contract():
+    assert_skips_params_without_grad(SMARAN)
+    assert_rejects_sparse(SMARAN)
+    assert_closure_runs_with_grad(SMARAN)
+    assert_honors_lr_scheduler(SMARAN)
+
+
+def test_docstring_examples():
+    result = doctest.testmod(optim.smaran)
+    assert result.attempted > 0 and result.failed == 0
