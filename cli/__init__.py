@@ -1,0 +1,1 @@
+"""The ``spectra`` command line: click commands over the ``spectra`` and ``optim`` layers."""

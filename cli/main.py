@@ -1,0 +1,35 @@
+"""Entry point of the ``spectra`` command."""
+
+from __future__ import annotations
+
+import click
+
+from spectra._version import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="spectra")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or chatter.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """Hessian spectra of neural networks during training.
+
+    Probe a model's curvature, train while recording it, compare optimizers,
+    and plot how the spectrum evolves.
+    """
+    ctx.obj = {"debug": debug, "quiet": quiet}
+
+
+def _register() -> None:
+    from cli.info import info
+    from cli.probe import probe
+
+    main.add_command(info)
+    main.add_command(probe)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,190 @@
+"""One spectral probe of a model: what the CLI, the monitor and users' loops record.
+
+:func:`probe` runs, on one Hessian operator, the top-``k`` eigenvalues, the
+most negative eigenvalue, a Hutch++ trace and an SLQ density, each optional,
+and returns a :class:`ProbeResult` holding numbers and raw quadrature, ready
+to print, serialize (:meth:`ProbeResult.to_dict`) or append to a run file.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from spectra.density import SpectralMeasure, slq
+from spectra.eigsh import eigsh
+from spectra.operators.base import Batch, LossFn
+from spectra.operators.hessian import HessianOperator
+from spectra.trace import trace
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """What a probe computes.
+
+    Attributes:
+        top_k: number of largest eigenvalues (0 for none).
+        bottom: also the smallest (most negative) eigenvalue.
+        tol: relative residual tolerance of the eigenvalues.
+        trace_matvecs: Hutch++ budget (0 for no trace).
+        density: ``(num_probes, num_steps)`` of SLQ, or ``None`` for no density.
+        seed: seed of the probe's own random generator.
+        dtype: compute dtype name (``"float32"`` or ``"float64"``), ``None`` for the model's.
+        eval_mode: evaluate the model in eval mode during the probe.
+    """
+
+    top_k: int = 5
+    bottom: bool = True
+    tol: float = 1e-3
+    trace_matvecs: int = 60
+    density: tuple[int, int] | None = (4, 80)
+    seed: int = 0
+    dtype: str | None = None
+    eval_mode: bool = True
+
+    def __post_init__(self) -> None:
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not (self.tol > 0):
+            raise ValueError(f"tol must be positive, got {self.tol}")
+        if self.trace_matvecs and self.trace_matvecs < 4:
+            raise ValueError(f"trace_matvecs must be 0 or >= 4, got {self.trace_matvecs}")
+        if self.density is not None:
+            n_v, m = self.density
+            if n_v < 1 or m < 1:
+                raise ValueError(f"density must be (num_probes >= 1, num_steps >= 1), got {self.density}")
+        if self.dtype not in (None, "float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "top_k": self.top_k,
+            "bottom": self.bottom,
+            "tol": self.tol,
+            "trace_matvecs": self.trace_matvecs,
+            "density": list(self.density) if self.density is not None else None,
+            "seed": self.seed,
+            "dtype": self.dtype,
+            "eval_mode": self.eval_mode,
+        }
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The spectrum of one probe.
+
+    Attributes:
+        top_eigenvalues: ``(k,)`` float64, descending (empty if not asked).
+        top_residuals: ``(k,)`` residual norms of those pairs.
+        bottom_eigenvalue: the smallest eigenvalue (NaN if not asked).
+        trace, trace_stderr: Hutch++ estimate and standard error (NaN if not asked).
+        measure: the SLQ measure (``None`` if not asked).
+        num_hvps: Hessian-vector products spent.
+        seconds: wall time of the probe.
+        converged: whether every eigenpair met ``tol``.
+    """
+
+    top_eigenvalues: np.ndarray
+    top_residuals: np.ndarray
+    bottom_eigenvalue: float
+    trace: float
+    trace_stderr: float
+    measure: SpectralMeasure | None
+    num_hvps: int
+    seconds: float
+    converged: bool
+    top_eigenvectors: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: lists and floats (NaN as ``None``); raw SLQ nodes/weights included."""
+
+        def num(x: float) -> float | None:
+            return None if not math.isfinite(x) else float(x)
+
+        out: dict[str, Any] = {
+            "top_eigenvalues": [float(x) for x in self.top_eigenvalues],
+            "top_residuals": [float(x) for x in self.top_residuals],
+            "bottom_eigenvalue": num(self.bottom_eigenvalue),
+            "trace": num(self.trace),
+            "trace_stderr": num(self.trace_stderr),
+            "num_matvecs": int(self.num_hvps),
+            "seconds": float(self.seconds),
+            "converged": bool(self.converged),
+        }
+        if self.measure is not None:
+            out["ritz_nodes"] = self.measure.nodes.tolist()
+            out["ritz_weights"] = self.measure.weights.tolist()
+        return out
+
+
+def probe(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Batch | Iterable[Batch],
+    settings: ProbeSettings | None = None,
+    *,
+    v0: torch.Tensor | None = None,
+    progress: bool = False,
+) -> ProbeResult:
+    """Probe the Hessian spectrum of ``loss_fn(model(X), y)`` over ``data``.
+
+    The probe has its own ``torch.Generator`` (seeded from ``settings.seed``),
+    so it never touches the global RNG; the model's parameters, buffers and
+    train/eval modes are left as they were.
+
+    Args:
+        model, loss_fn, data: as for :class:`~spectra.HessianOperator`.
+        settings: what to compute (default :class:`ProbeSettings`).
+        v0: warm start for the top eigenvectors, e.g. the previous probe's
+            ``top_eigenvectors``.
+        progress: progress bars for the eigensolver.
+    """
+    s = settings or ProbeSettings()
+    start = time.perf_counter()
+    dtype = getattr(torch, s.dtype) if s.dtype else None
+    op = HessianOperator(model, loss_fn, data, dtype=dtype, eval_mode=s.eval_mode)
+    gen = torch.Generator().manual_seed(s.seed)
+    top = np.zeros(0)
+    top_res = np.zeros(0)
+    vecs = None
+    converged = True
+    if s.top_k:
+        r = eigsh(op, k=min(s.top_k, op.shape[0]), which="LA", tol=s.tol, generator=gen, v0=v0,
+                  progress=progress, warn=False)
+        top, top_res, vecs = r.eigenvalues.numpy(), r.residuals.numpy(), r.eigenvectors
+        converged &= bool(r.converged.all())
+    bottom = math.nan
+    if s.bottom:
+        r = eigsh(op, k=1, which="SA", tol=s.tol, generator=gen, progress=progress, warn=False)
+        bottom = float(r.eigenvalues[0])
+        converged &= bool(r.converged.all())
+    tr, tr_se = math.nan, math.nan
+    if s.trace_matvecs:
+        t = trace(op, num_matvecs=s.trace_matvecs, generator=gen)
+        tr, tr_se = t.value, t.stderr
+    measure = None
+    if s.density is not None:
+        measure = slq(op, num_probes=s.density[0], num_steps=s.density[1], generator=gen)
+    op.clear_cache()
+    return ProbeResult(
+        top_eigenvalues=top,
+        top_residuals=top_res,
+        bottom_eigenvalue=bottom,
+        trace=tr,
+        trace_stderr=tr_se,
+        measure=measure,
+        num_hvps=op.num_matvecs,
+        seconds=time.perf_counter() - start,
+        converged=converged,
+        top_eigenvectors=vecs,
+    )
+
+
+__all__ = ["ProbeSettings", "ProbeResult", "probe"]
