@@ -96,6 +96,9 @@ class OptimizerInfo:
     description: str
     defaults: Mapping[str, Any]
     schedule: str | None
+    requires: tuple[str, ...] = ()
+    """Arguments without a default that `create` must be given besides ``params``
+    (e.g. DCAO's ``model``); empty for optimizers that need only the parameters."""
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,8 @@ def available() -> dict[str, OptimizerInfo]:
     """Every registered name, in registration order, with its description and defaults.
 
     The defaults are the factory's own keyword defaults (implementation switches such
-    as ``foreach`` left out) updated with the entry's defaults.
+    as ``foreach`` left out) updated with the entry's defaults; ``requires`` lists the
+    arguments without a default that `create` needs besides ``params``.
     """
     return {
         name: OptimizerInfo(
@@ -187,6 +191,9 @@ def available() -> dict[str, OptimizerInfo]:
             description=entry.description,
             defaults=MappingProxyType({**_signature_defaults(entry.factory), **entry.defaults}),
             schedule=None if entry.schedule is None else entry.schedule.description,
+            requires=tuple(
+                key for key in _required_keywords(entry.factory) if key not in entry.defaults
+            ),
         )
         for name, entry in _REGISTRY.items()
     }
@@ -288,6 +295,15 @@ def _accepted_keywords(factory: Callable[..., Any]) -> frozenset[str] | None:
         for p in parameters
         if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     )
+
+
+def _required_keywords(factory: Callable[..., Any]) -> list[str]:
+    return [
+        p.name
+        for p in _keyword_parameters(factory)
+        if p.default is inspect.Parameter.empty
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
 
 
 def _signature_defaults(factory: Callable[..., Any]) -> dict[str, Any]:

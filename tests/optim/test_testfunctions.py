@@ -140,8 +140,10 @@ HIMMELBLAU_TUNED = {
 BUDGET = 1000
 
 
-def test_recorded_results_cover_every_registered_optimizer():
-    assert set(ROSENBROCK_TUNED) == set(HIMMELBLAU_TUNED) == set(optim.available())
+def test_recorded_results_cover_every_optimizer_that_needs_only_parameters():
+    # Names that need more (DCAO: a model and probe data) cannot run on a bare point.
+    runnable = {name for name, info in optim.available().items() if not info.requires}
+    assert set(ROSENBROCK_TUNED) == set(HIMMELBLAU_TUNED) == runnable
 
 
 @pytest.mark.parametrize(
