@@ -1,0 +1,180 @@
+"""``SpectralMonitor``: probe the Hessian spectrum on a schedule from any training loop.
+
+::
+
+    monitor = SpectralMonitor(model, loss_fn, (X_probe, y_probe), run_writer,
+                              every=1, unit="epoch", top_k=5, density=(4, 80))
+    for epoch in range(epochs):
+        train_one_epoch(...)
+        monitor.maybe_probe(step=global_step, epoch=epoch + 1)
+
+Each probe is :func:`spectra.probe.probe` on a fixed probe set: top-``k``
+eigenvalues, the smallest eigenvalue, a Hutch++ trace and raw SLQ nodes and
+weights, appended as one row of the run's ``probes`` table. The monitor
+restores the model's modes, buffers and the global RNG, times itself and
+counts its Hessian-vector products, so training time and probe time are
+reported apart (:attr:`seconds`, :attr:`num_hvps`).
+
+Each probe draws its random vectors from a generator seeded by ``(seed,
+step)``, not from a stream carried across probes: a resumed run repeats the
+probes of an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from spectra.operators.base import Batch, LossFn
+from spectra.probe import ProbeResult, ProbeSettings, probe
+
+UNITS = ("epoch", "step")
+
+
+class SpectralMonitor:
+    """A training-loop callback that probes the spectrum on a schedule and records it.
+
+    Args:
+        model, loss_fn: the network and its loss, ``loss_fn(model(X), y)``.
+        probe_data: fixed ``(X, y)`` or a list of batches; the Hessian averages over it.
+        store: a :class:`spectra.store.RunWriter` to append rows to, or ``None``.
+        every: probe every this-many units.
+        unit: ``"epoch"`` or ``"step"``: which counter ``every`` refers to.
+        top_k, bottom, tol, density, seed, dtype, eval_mode: the probe's settings,
+            see :class:`spectra.probe.ProbeSettings`; ``density=None`` skips SLQ.
+        trace: Hutch++ budget in products (``0``/``False`` for no trace; ``True`` = 60).
+        on_probe: called with ``(result, step, epoch)`` after each probe.
+        progress: progress bars during probes.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        probe_data: Batch | Iterable[Batch],
+        store: Any = None,
+        *,
+        every: int = 1,
+        unit: str = "epoch",
+        top_k: int = 5,
+        bottom: bool = True,
+        density: tuple[int, int] | None = (4, 80),
+        trace: int | bool = True,
+        tol: float = 1e-3,
+        seed: int = 0,
+        dtype: str | None = None,
+        eval_mode: bool = True,
+        on_probe: Callable[[ProbeResult, int, float | None], None] | None = None,
+        progress: bool = False,
+    ) -> None:
+        if unit not in UNITS:
+            raise ValueError(f"unit must be 'epoch' or 'step', got {unit!r}")
+        if not (isinstance(every, int) and every >= 1):
+            raise ValueError(f"every must be a positive integer, got {every!r}")
+        trace_matvecs = 60 if trace is True else int(trace or 0)
+        self.settings = ProbeSettings(
+            top_k=top_k, bottom=bottom, tol=tol, trace_matvecs=trace_matvecs,
+            density=tuple(density) if density is not None else None, seed=seed, dtype=dtype,
+            eval_mode=eval_mode,
+        )
+        self.model = model
+        self.loss_fn = loss_fn
+        self.probe_data = probe_data
+        self.store = store
+        self.every = every
+        self.unit = unit
+        self.on_probe = on_probe
+        self.progress = progress
+        self.seconds = 0.0
+        self.num_hvps = 0
+        self.num_probes = 0
+        self.last: ProbeResult | None = None
+        self._last_key: int | None = None
+
+    def config(self) -> dict[str, Any]:
+        """The probe settings as JSON-able config (stored with the run)."""
+        return {"every": self.every, "unit": self.unit, **self.settings.to_dict()}
+
+    def due(self, *, step: int, epoch: float | None = None) -> bool:
+        """Whether a probe is due at this step/epoch (and not already taken there)."""
+        key = self._key(step, epoch)
+        return key is not None and key % self.every == 0 and key != self._last_key
+
+    def maybe_probe(self, *, step: int, epoch: float | None = None) -> ProbeResult | None:
+        """Probe if due; returns the result or ``None``."""
+        if not self.due(step=step, epoch=epoch):
+            return None
+        return self.probe(step=step, epoch=epoch)
+
+    def probe(self, *, step: int, epoch: float | None = None) -> ProbeResult:
+        """Probe now, record the row, and return the result."""
+        rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        try:
+            settings = ProbeSettings(**{**self.settings.__dict__, "seed": _probe_seed(self.settings.seed, step)})
+            result = probe(self.model, self.loss_fn, self.probe_data, settings, progress=self.progress)
+        finally:
+            torch.set_rng_state(rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
+        self.seconds += result.seconds
+        self.num_hvps += result.num_hvps
+        self.num_probes += 1
+        self.last = result
+        self._last_key = self._key(step, epoch)
+        if self.store is not None:
+            self.store.append_probe(self.row(result, step=step, epoch=epoch))
+        if self.on_probe is not None:
+            self.on_probe(result, step, epoch)
+        return result
+
+    @staticmethod
+    def row(result: ProbeResult, *, step: int, epoch: float | None) -> dict[str, Any]:
+        """The ``probes`` row of a result (see :mod:`spectra.store`)."""
+        row: dict[str, Any] = {
+            "step": int(step),
+            "epoch": math.nan if epoch is None else float(epoch),
+            "bottom_eigenvalue": result.bottom_eigenvalue,
+            "trace": result.trace,
+            "trace_stderr": result.trace_stderr,
+            "num_hvps": float(result.num_hvps),
+            "seconds": float(result.seconds),
+            "converged": float(result.converged),
+        }
+        if len(result.top_eigenvalues):
+            row["top_eigenvalues"] = np.asarray(result.top_eigenvalues, dtype=np.float64)
+        if result.measure is not None:
+            row["ritz_nodes"] = result.measure.nodes
+            row["ritz_weights"] = result.measure.weights
+        return row
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "num_hvps": self.num_hvps, "num_probes": self.num_probes,
+                "last_key": self._last_key}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.seconds = float(state["seconds"])
+        self.num_hvps = int(state["num_hvps"])
+        self.num_probes = int(state["num_probes"])
+        self._last_key = state["last_key"]
+
+    def _key(self, step: int, epoch: float | None) -> int | None:
+        if self.unit == "step":
+            return int(step)
+        if epoch is None:
+            return None
+        if float(epoch) != int(epoch):  # mid-epoch calls never trigger an epoch probe
+            return None
+        return int(epoch)
+
+
+def _probe_seed(seed: int, step: int) -> int:
+    return (int(seed) * 1_000_003 + int(step)) % (2**63 - 1)
+
+
+__all__ = ["SpectralMonitor", "UNITS"]

@@ -1,0 +1,317 @@
+"""The reference trainer: minibatch training with metrics, spectral probes and checkpoints.
+
+:func:`train` takes an optimizer *instance* (never a name: names belong to the
+``optim`` registry and the CLI), the data as tensors, and optional schedulers,
+a :class:`~spectra.monitor.SpectralMonitor`, a run writer of
+:mod:`spectra.store` and a :class:`CheckpointPolicy`. Every epoch it appends
+one metrics row (train loss and accuracy averaged over the epoch's batches,
+test loss and accuracy, the optimizer's current lr, momentum and weight decay,
+training seconds without probe time) and lets the monitor probe.
+
+Determinism and resume. Batches are shuffled by a dedicated generator whose
+state, with the global RNG, the model, optimizer, schedulers and monitor, goes
+into every checkpoint. Resuming from the checkpoint of epoch ``e`` continues
+bit-identically on the CPU: the parameters and the HDF5 rows (all but the
+wall-clock ``seconds`` columns) equal those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spectra.checkpoint import load_checkpoint, save_checkpoint
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or Inf; everything written before stays readable."""
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """Where and when to write checkpoints.
+
+    Attributes:
+        directory: folder of the ``.pt`` files (created if needed).
+        every: write after every this-many epochs (and after the last one).
+        prefix: file name prefix; files are ``{prefix}-epoch{E:04d}.pt``.
+    """
+
+    directory: str | Path
+    every: int = 1
+    prefix: str = "checkpoint"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.every, int) and self.every >= 1):
+            raise ValueError(f"checkpoint every must be a positive integer, got {self.every!r}")
+
+    def path(self, epoch: int) -> Path:
+        return Path(self.directory) / f"{self.prefix}-epoch{epoch:04d}.pt"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did.
+
+    Attributes:
+        epochs: completed epochs (including those before a resume).
+        steps: optimizer steps.
+        train_seconds: training time (probe time excluded).
+        probe_seconds: time spent in the monitor's probes.
+        checkpoints: paths written in this call.
+        history: the metrics rows appended in this call.
+    """
+
+    epochs: int
+    steps: int
+    train_seconds: float
+    probe_seconds: float
+    checkpoints: list[Path] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def current_hparams(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """The first group's effective lr, momentum (or beta1) and weight decay."""
+    if hasattr(optimizer, "current_hparams"):
+        return dict(optimizer.current_hparams())
+    g = optimizer.param_groups[0]
+    momentum = g.get("momentum", None)
+    if momentum is None and "betas" in g:
+        momentum = g["betas"][0]
+    return {
+        "lr": float(g.get("lr", math.nan)),
+        "momentum": float(momentum) if momentum is not None else math.nan,
+        "weight_decay": float(g.get("weight_decay", math.nan)),
+    }
+
+
+def evaluate(model: nn.Module, loss_fn: Callable, X: Tensor, y: Tensor, batch_size: int = 1024) -> tuple[float, float]:
+    """Mean loss and accuracy (NaN for regression targets) in eval mode, restoring the mode."""
+    was = model.training
+    model.eval()
+    total, correct, n = 0.0, 0, 0
+    classify = not y.is_floating_point()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(y), batch_size):
+                xb, yb = X[i : i + batch_size], y[i : i + batch_size]
+                out = model(xb)
+                total += float(loss_fn(out, yb)) * len(yb)
+                if classify:
+                    correct += int((out.argmax(dim=1) == yb).sum())
+                n += len(yb)
+    finally:
+        model.train(was)
+    return total / n, (correct / n if classify else math.nan)
+
+
+def train(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_data: tuple[Tensor, Tensor],
+    *,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    epochs: int,
+    batch_size: int = 64,
+    test_data: tuple[Tensor, Tensor] | None = None,
+    step_schedulers: Sequence[Any] = (),
+    epoch_schedulers: Sequence[Any] = (),
+    monitor: Any = None,
+    store: Any = None,
+    checkpoint: CheckpointPolicy | None = None,
+    checkpoint_extra: dict[str, Any] | None = None,
+    log_every_steps: int | None = None,
+    seed: int = 0,
+    resume: str | Path | dict[str, Any] | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Train ``model`` for ``epochs`` epochs (in total, counting those before a resume).
+
+    Args:
+        model: the network, in train mode during steps.
+        optimizer: any ``torch.optim.Optimizer``; ``step(closure)`` is called with
+            a closure that zeroes the gradients, computes the batch loss,
+            back-propagates and returns it (so loss-driven optimizers work).
+        train_data: ``(X, y)`` tensors.
+        loss_fn: mean-reduced loss.
+        epochs: total epochs, ``>= 0``.
+        batch_size: minibatch size (the last batch of an epoch may be smaller).
+        test_data: ``(X, y)`` evaluated after each epoch.
+        step_schedulers / epoch_schedulers: objects with ``step()``,
+            ``state_dict()`` and ``load_state_dict()`` (lr schedulers, a
+            ``PNormScheduler``), stepped after each optimizer step / epoch.
+        monitor: a :class:`~spectra.monitor.SpectralMonitor`, called after each
+            epoch (and at epoch 0 before training, when its schedule says so).
+        store: a run writer (``append_metrics``, ``add_checkpoint``) or ``None``.
+        checkpoint: a :class:`CheckpointPolicy`, or ``None`` for no checkpoints.
+        checkpoint_extra: ``model_spec``, ``data_spec``, ``optimizer_spec``, ``run``
+            and other JSON-like entries written into every checkpoint.
+        log_every_steps: also log a metrics row every this-many steps (train loss
+            of the batch; test columns NaN).
+        seed: seed of the shuffling generator (fresh runs).
+        resume: a checkpoint (path or loaded dict) to continue from.
+        progress: a progress bar over epochs.
+
+    Raises:
+        TrainingDiverged: the loss became non-finite (the message names the step).
+    """
+    if not (isinstance(epochs, int) and epochs >= 0):
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if log_every_steps is not None and not (isinstance(log_every_steps, int) and log_every_steps >= 1):
+        raise ValueError(f"log_every_steps must be a positive integer, got {log_every_steps!r}")
+    X, y = train_data
+    if len(X) != len(y) or len(y) == 0:
+        raise ValueError(f"train_data must be non-empty (X, y) of equal length, got {len(X)} and {len(y)}")
+    shuffle = torch.Generator().manual_seed(seed)
+    step, epoch = 0, 0
+    if resume is not None:
+        ckpt = load_checkpoint(resume) if not isinstance(resume, dict) else resume
+        step, epoch = _restore(ckpt, model, optimizer, step_schedulers, epoch_schedulers, monitor, shuffle)
+    result = TrainResult(epochs=epoch, steps=step, train_seconds=0.0, probe_seconds=0.0)
+    probe_before = monitor.seconds if monitor is not None else 0.0
+
+    if monitor is not None and epoch == 0 and resume is None:
+        monitor.maybe_probe(step=step, epoch=0)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs, initial=epoch, desc="train", unit="epoch", leave=False)
+    n = len(y)
+    try:
+        while epoch < epochs:
+            model.train()
+            t0 = time.perf_counter()
+            perm = torch.randperm(n, generator=shuffle)
+            sum_loss, sum_correct, seen = 0.0, 0, 0
+            classify = not y.is_floating_point()
+            for i in range(0, n, batch_size):
+                idx = perm[i : i + batch_size]
+                xb, yb = X[idx], y[idx]
+                holder: dict[str, Tensor] = {}
+
+                def closure(xb: Tensor = xb, yb: Tensor = yb, holder: dict = holder) -> Tensor:
+                    optimizer.zero_grad(set_to_none=True)
+                    out = model(xb)
+                    loss = loss_fn(out, yb)
+                    holder["out"], holder["loss"] = out.detach(), loss.detach()
+                    if not bool(torch.isfinite(loss)):
+                        raise TrainingDiverged(
+                            f"the training loss is {float(loss)} at step {step + 1} (epoch {epoch + 1}); "
+                            "lower the learning rate. Everything written so far is kept."
+                        )
+                    loss.backward()
+                    return loss
+
+                optimizer.step(closure)
+                step += 1
+                for s in step_schedulers:
+                    s.step()
+                bl = float(holder["loss"])
+                sum_loss += bl * len(yb)
+                if classify:
+                    sum_correct += int((holder["out"].argmax(dim=1) == yb).sum())
+                seen += len(yb)
+                if log_every_steps and step % log_every_steps == 0 and store is not None:
+                    row = {"step": step, "epoch": epoch + seen / n, "train_loss": bl, **current_hparams(optimizer)}
+                    store.append_metrics(row)
+            for s in epoch_schedulers:
+                s.step()
+            epoch += 1
+            train_seconds = time.perf_counter() - t0
+            result.train_seconds += train_seconds
+            row = {
+                "step": step,
+                "epoch": float(epoch),
+                "train_loss": sum_loss / seen,
+                "train_acc": sum_correct / seen if classify else math.nan,
+                **current_hparams(optimizer),
+                "seconds": train_seconds,
+            }
+            if test_data is not None:
+                row["test_loss"], row["test_acc"] = evaluate(model, loss_fn, *test_data)
+            if store is not None:
+                store.append_metrics(row)
+            result.history.append(row)
+            if monitor is not None:
+                monitor.maybe_probe(step=step, epoch=epoch)
+            if checkpoint is not None and (epoch % checkpoint.every == 0 or epoch == epochs):
+                path = checkpoint.path(epoch)
+                save_checkpoint(path, _snapshot(model, optimizer, step_schedulers, epoch_schedulers,
+                                                monitor, shuffle, step, epoch, checkpoint_extra))
+                result.checkpoints.append(path)
+                if store is not None:
+                    store.add_checkpoint(path)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['train_loss']:.4g}")
+    finally:
+        if bar is not None:
+            bar.close()
+    result.epochs, result.steps = epoch, step
+    result.probe_seconds = (monitor.seconds - probe_before) if monitor is not None else 0.0
+    return result
+
+
+def _snapshot(model, optimizer, step_schedulers, epoch_schedulers, monitor, shuffle, step, epoch, extra):
+    ckpt: dict[str, Any] = {
+        "model_spec": None,
+        "data_spec": None,
+        "optimizer_spec": None,
+        "run": None,
+        **(extra or {}),
+        "model_state": model.state_dict(),
+        "optimizer_state": optimizer.state_dict(),
+        "schedulers": {
+            "step": [s.state_dict() for s in step_schedulers],
+            "epoch": [s.state_dict() for s in epoch_schedulers],
+        },
+        "monitor": monitor.state_dict() if monitor is not None else None,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "shuffle": shuffle.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
+        "step": int(step),
+        "epoch": int(epoch),
+    }
+    return ckpt
+
+
+def _restore(ckpt, model, optimizer, step_schedulers, epoch_schedulers, monitor, shuffle) -> tuple[int, int]:
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ValueError(f"the checkpoint does not fit this model (another architecture?): {first}") from exc
+    optimizer.load_state_dict(ckpt["optimizer_state"])
+    sched = ckpt.get("schedulers") or {"step": [], "epoch": []}
+    for kind, objs in (("step", step_schedulers), ("epoch", epoch_schedulers)):
+        states = sched.get(kind, [])
+        if len(states) != len(objs):
+            raise ValueError(f"the checkpoint has {len(states)} {kind} schedulers, this run has {len(objs)}")
+        for s, st in zip(objs, states):
+            s.load_state_dict(st)
+    if monitor is not None and ckpt.get("monitor") is not None:
+        monitor.load_state_dict(ckpt["monitor"])
+    rng = ckpt.get("rng") or {}
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"])
+    if "shuffle" in rng:
+        shuffle.set_state(rng["shuffle"])
+    if rng.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return int(ckpt["step"]), int(ckpt["epoch"])
+
+
+__all__ = ["train", "evaluate", "current_hparams", "CheckpointPolicy", "TrainResult", "TrainingDiverged"]

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spectra import HessianOperator, eigsh
+from spectra.monitor import SpectralMonitor
+from spectra.store import RunStore, read_run
+
+
+def _problem():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(40, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (40,), generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Dropout(0.2), nn.Linear(6, 3)).double()
+    return model, nn.CrossEntropyLoss(), X, y
+
+
+def test_schedule_by_epoch_and_step():
+    model, loss_fn, X, y = _problem()
+    mon = SpectralMonitor(model, loss_fn, (X, y), every=2, unit="epoch", density=None, trace=False, top_k=1)
+    assert mon.due(step=0, epoch=0) and not mon.due(step=5, epoch=1) and mon.due(step=9, epoch=2)
+    assert not mon.due(step=9, epoch=2.5)
+    mon.maybe_probe(step=9, epoch=2)
+    assert not mon.due(step=9, epoch=2)  # not twice at the same epoch
+    mon_s = SpectralMonitor(model, loss_fn, (X, y), every=3, unit="step", density=None, trace=False, top_k=1)
+    assert [s for s in range(10) if mon_s.due(step=s)] == [0, 3, 6, 9]
+
+
+def test_records_rows_and_restores_model_state(tmp_path):
+    model, loss_fn, X, y = _problem()
+    model.train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    with RunStore(tmp_path / "m.h5") as store:
+        run = store.create_run("r")
+        mon = SpectralMonitor(model, loss_fn, (X, y), run, top_k=3, density=(3, 12), trace=12)
+        res = mon.probe(step=7, epoch=1)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert model.training and all(m.training for m in model.modules())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k])
+    # the recorded top eigenvalues are those of the eval-mode Hessian
+    ref = eigsh(HessianOperator(model, loss_fn, (X, y), eval_mode=True), k=3, tol=1e-10)
+    assert np.allclose(res.top_eigenvalues, ref.eigenvalues.numpy(), rtol=2e-3)
+    probes = read_run(tmp_path / "m.h5", "r").probes
+    assert np.asarray(probes["top_eigenvalues"]).shape == (1, 3)
+    assert np.asarray(probes["ritz_nodes"]).shape == (1, 3, 12)
+    assert np.allclose(np.asarray(probes["ritz_weights"]).sum(axis=-1), 1.0)
+    assert int(np.asarray(probes["step"])[0]) == 7
+    assert mon.num_hvps == res.num_hvps > 0 and mon.seconds > 0
+
+
+def test_probes_repeat_exactly_for_the_same_step():
+    model, loss_fn, X, y = _problem()
+    a = SpectralMonitor(model, loss_fn, (X, y), top_k=2, density=(2, 8), trace=8).probe(step=4, epoch=None)
+    b = SpectralMonitor(model, loss_fn, (X, y), top_k=2, density=(2, 8), trace=8).probe(step=4, epoch=None)
+    assert np.array_equal(a.top_eigenvalues, b.top_eigenvalues)
+    assert np.array_equal(a.measure.nodes, b.measure.nodes) and a.trace == b.trace
+
+
+def test_bad_settings():
+    model, loss_fn, X, y = _problem()
+    with pytest.raises(ValueError, match="unit"):
+        SpectralMonitor(model, loss_fn, (X, y), unit="batch")
+    with pytest.raises(ValueError, match="every"):
+        SpectralMonitor(model, loss_fn, (X, y), every=0)
+    with pytest.raises(ValueError, match="top_k"):
+        SpectralMonitor(model, loss_fn, (X, y), top_k=-1)

@@ -1,0 +1,143 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from optim.dcao import DCAO
+from spectra.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from spectra.monitor import SpectralMonitor
+from spectra.store import METRIC_COLUMNS, PROBE_COLUMNS, RunStore, read_run
+from spectra.train import CheckpointPolicy, TrainingDiverged, train
+
+
+def _data(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, 6, generator=g)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).long() + (X[:, 2] > 1).long()
+    return X, y
+
+
+def _setup(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 3))
+    loss_fn = nn.CrossEntropyLoss()
+    X, y = _data()
+    opt = DCAO(model.parameters(), lr=0.1, model=model, loss_fn=loss_fn, probe_data=(X[:32], y[:32]),
+               period=4, warmup_probes=2)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.9)
+    return model, loss_fn, opt, sched, (X[:80], y[:80]), (X[80:], y[80:])
+
+
+def _run(tmp_path, name, epochs, *, resume=None, store_path, ckpt_dir):
+    model, loss_fn, opt, sched, tr, te = _setup()
+    with RunStore(store_path) as store:
+        run = store.open_run(name) if name in store else store.create_run(name, config={"x": 1})
+        mon = SpectralMonitor(model, loss_fn, tr, run, every=1, top_k=2, density=(2, 10), trace=8)
+        train(model, opt, tr, loss_fn=loss_fn, epochs=epochs, batch_size=16, test_data=te,
+              step_schedulers=[sched], monitor=mon, store=run, checkpoint=CheckpointPolicy(ckpt_dir),
+              seed=3, resume=resume)
+    return model
+
+
+def _rows(path, name):
+    run = read_run(path, name)
+    out = {}
+    for table in ("metrics", "probes"):
+        t = getattr(run, table)
+        cols = (METRIC_COLUMNS if table == "metrics" else PROBE_COLUMNS) + tuple(t.extra)
+        for col in cols:
+            if col == "seconds" or t[col] is None:
+                continue
+            out[f"{table}.{col}"] = np.asarray(t[col])
+    return out
+
+
+def test_resume_is_bit_identical(tmp_path):
+    a = _run(tmp_path, "full", 4, store_path=tmp_path / "a.h5", ckpt_dir=tmp_path / "ca")
+    _run(tmp_path, "split", 2, store_path=tmp_path / "b.h5", ckpt_dir=tmp_path / "cb")
+    b = _run(tmp_path, "split", 4, resume=tmp_path / "cb" / "checkpoint-epoch0002.pt",
+             store_path=tmp_path / "b.h5", ckpt_dir=tmp_path / "cb")
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+    ra, rb = _rows(tmp_path / "a.h5", "full"), _rows(tmp_path / "b.h5", "split")
+    assert ra.keys() == rb.keys()
+    for k in ra:
+        assert np.array_equal(ra[k], rb[k], equal_nan=True), k
+    assert len(ra["metrics.step"]) == 4 and len(ra["probes.step"]) == 5  # epoch 0..4
+    assert len(read_run(tmp_path / "b.h5", "split").checkpoints) == 4
+
+
+def test_checkpoints_load_with_weights_only_and_refuse_others(tmp_path):
+    model, loss_fn, opt, sched, tr, te = _setup()
+    res = train(model, opt, tr, loss_fn=loss_fn, epochs=2, checkpoint=CheckpointPolicy(tmp_path, every=2),
+                checkpoint_extra={"model_spec": {"name": "mlp", "kwargs": {}}})
+    assert [p.name for p in res.checkpoints] == ["checkpoint-epoch0002.pt"]
+    ck = load_checkpoint(res.checkpoints[0])
+    assert ck["epoch"] == 2 and ck["model_spec"]["name"] == "mlp"
+    torch.save(model.state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(CheckpointError, match="not a spectra checkpoint"):
+        load_checkpoint(tmp_path / "bare.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="not a spectra checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    import pickle
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"format": "spectra-checkpoint", "x": Evil()}))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_resume_into_another_architecture_is_refused(tmp_path):
+    model, loss_fn, opt, sched, tr, te = _setup()
+    res = train(model, opt, tr, loss_fn=loss_fn, epochs=1, checkpoint=CheckpointPolicy(tmp_path))
+    other = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+    with pytest.raises(ValueError, match="does not fit this model"):
+        train(other, torch.optim.SGD(other.parameters(), lr=0.1), tr, loss_fn=loss_fn, epochs=2,
+              resume=res.checkpoints[0])
+
+
+def test_nonfinite_loss_stops_cleanly_and_keeps_rows(tmp_path):
+    model, loss_fn, _, _, tr, te = _setup()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    X, y = tr
+    X = X.clone()
+    X[50] = float("nan")  # a corrupt sample: the loss of its batch is NaN
+    with RunStore(tmp_path / "r.h5") as store:
+        run = store.create_run("nan")
+        with pytest.raises(TrainingDiverged, match="at step"):
+            train(model, opt, (X, y), loss_fn=loss_fn, epochs=3, store=run)
+    assert read_run(tmp_path / "r.h5", "nan") is not None
+
+
+def test_metrics_rows_and_hparams(tmp_path):
+    model, loss_fn, opt, sched, tr, te = _setup()
+    with RunStore(tmp_path / "m.h5") as store:
+        run = store.create_run("m")
+        res = train(model, opt, tr, loss_fn=loss_fn, epochs=3, test_data=te, store=run, log_every_steps=2)
+    m = read_run(tmp_path / "m.h5", "m").metrics
+    per_epoch = ~np.isnan(np.asarray(m["test_loss"]))
+    assert per_epoch.sum() == 3 and len(res.history) == 3
+    assert np.all(np.asarray(m["lr"]) > 0) and np.all(np.asarray(m["momentum"]) > 0)
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"] * 1.5
+    assert 0 <= res.history[-1]["test_acc"] <= 1
+
+
+def test_bad_arguments():
+    model, loss_fn, opt, sched, tr, te = _setup()
+    with pytest.raises(ValueError, match="epochs"):
+        train(model, opt, tr, loss_fn=loss_fn, epochs=-1)
+    with pytest.raises(ValueError, match="batch_size"):
+        train(model, opt, tr, loss_fn=loss_fn, epochs=1, batch_size=0)
+    with pytest.raises(ValueError, match="every"):
+        CheckpointPolicy("x", every=0)
+    with pytest.raises(ValueError):
+        save_checkpoint("/tmp/x.pt", {"step": 1})
