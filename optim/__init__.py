@@ -5,12 +5,14 @@
     >>> bundle = optim.create_bundle("calr-cosine", model.parameters(),
     ...                              total_steps=1000, total_epochs=10)    # doctest: +SKIP
 
-Modules: `optim.calr` (CALR), `optim.smaran` (SMARAN), `optim.lpsgd` (LPSGD, LPSGDM,
+Modules: `optim.calr` (CALR), `optim.dcao` (DCAO) and `optim.dcao_controller`, `optim.smaran` (SMARAN), `optim.lpsgd` (LPSGD, LPSGDM,
 PNormScheduler), `optim.lion` (Lion), `optim.registry` (names -> optimizers),
 `optim.testfunctions` (Rosenbrock, Himmelblau, Beale, saddle, and a runner).
 """
 
 from .calr import CALR
+from .dcao import DCAO
+from .dcao_controller import DCAOController, Multipliers
 from .lion import Lion
 from .lpsgd import LPSGD, LPSGDM, PNormScheduler
 from .registry import (
@@ -26,6 +28,9 @@ from .smaran import SMARAN
 
 __all__ = [
     "CALR",
+    "DCAO",
+    "DCAOController",
+    "Multipliers",
     "LPSGD",
     "LPSGDM",
     "SMARAN",

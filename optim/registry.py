@@ -34,6 +34,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from .calr import CALR, DEFAULT_CLIP
+from .dcao import DCAO
 from .lion import Lion
 from .lpsgd import LPSGD, LPSGDM, PNormScheduler
 from .smaran import SMARAN
@@ -327,6 +328,8 @@ register("lpsgd", LPSGD, "LPSGD: l_p steepest-descent SGD, p annealed from p_max
          schedule=P_NORM)
 register("lpsgdm", LPSGDM, "LPSGDM: LPSGD with momentum and decoupled weight decay",
          schedule=P_NORM)
+register("dcao", DCAO, "DCAO: Lanczos probes of the Hessian drive lr, momentum and weight decay "
+         "(needs model=, loss_fn=, probe_data=)")
 register("lion", Lion, "Lion: sign of interpolated momentum (Chen et al. 2023)")
 register("sgd", torch.optim.SGD, "SGD (torch.optim.SGD)")
 register("sgdm", torch.optim.SGD, "SGD with heavy-ball momentum 0.9 (torch.optim.SGD)",
