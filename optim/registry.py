@@ -239,12 +239,14 @@ def create_bundle(
     if schedule is None:
         return OptimizerBundle(optimizer)
     total = total_steps if schedule.interval == "step" else total_epochs
+    argument = "total_steps" if schedule.interval == "step" else "total_epochs"
     if total is None:
-        argument = "total_steps" if schedule.interval == "step" else "total_epochs"
         raise ValueError(
             f"Optimizer {key!r} comes with a schedule ({schedule.description}); "
             f"pass {argument}=<number of {schedule.interval}s of the run>"
         )
+    if isinstance(total, bool) or not isinstance(total, int) or total < 1:
+        raise ValueError(f"Invalid {argument} value: {total!r} (expected an int >= 1)")
     return OptimizerBundle(optimizer, schedule.build(optimizer, total), schedule.interval)
 
 

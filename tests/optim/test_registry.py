@@ -191,6 +191,10 @@ def test_cosine_variants_follow_the_closed_form_per_step(name):
 def test_cosine_variants_need_total_steps():
     with pytest.raises(ValueError, match="pass total_steps="):
         optim.create_bundle("calr-cosine", _params())
+    with pytest.raises(ValueError, match="Invalid total_steps value: 0"):
+        optim.create_bundle("calr-cosine", _params(), total_steps=0)
+    with pytest.raises(ValueError, match="Invalid total_epochs value: 2.5"):
+        optim.create_bundle("lpsgd", _params(), total_epochs=2.5)
 
 
 @pytest.mark.parametrize(("name", "cls"), [("lpsgd", LPSGD), ("lpsgdm", LPSGDM)])
