@@ -24,7 +24,7 @@ check-torch:
 
 # The main job: a probe of a small MLP trained on scikit-learn's bundled digits.
 demo: install
-	$(BIN)/spectra probe --model mlp --data digits --fit-steps 300 --top-k 5 --density
+	$(BIN)/spectra probe --model mlp --data digits --fit-steps 50 --top-k 5 --density
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -54,6 +54,11 @@ def quiet(ctx: click.Context | None = None) -> bool:
     return bool((ctx.find_root().obj or {}).get("quiet"))
 
 
+def show_progress(as_json: bool = False) -> bool:
+    """Progress bars only for a person at a terminal: not with --quiet, --json, or a pipe."""
+    return not (quiet() or as_json) and sys.stderr.isatty()
+
+
 def echo_json(obj: Any) -> None:
     """Print strict JSON (NaN/Inf become null)."""
     click.echo(json.dumps(_clean(obj), indent=2))

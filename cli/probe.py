@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from cli._common import CLIError, echo_json, fmt, handle_errors, quiet
+from cli._common import CLIError, echo_json, fmt, handle_errors, show_progress
 
 
 def parse_kv(pairs: tuple[str, ...], what: str) -> dict:
@@ -54,7 +54,7 @@ def sparkline(values: np.ndarray) -> str:
 @click.option("--model-arg", multiple=True, metavar="KEY=VALUE", help="Model keyword argument (repeatable).")
 @click.option("--data", "data_name", default="digits", show_default=True, help="Data set registry name.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Directory of a file-based data set.")
-@click.option("--fit-steps", default=300, show_default=True, type=click.IntRange(min=0),
+@click.option("--fit-steps", default=50, show_default=True, type=click.IntRange(min=0),
               help="Full-batch Adam steps before the probe (0 probes the initialization).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--samples", "n_samples", default=1000, show_default=True, type=click.IntRange(min=1),
@@ -92,7 +92,7 @@ def probe(model_name, model_arg, data_name, data_dir, fit_steps, seed, n_samples
     model = build_model(model_name, input_shape=ds.input_shape, num_classes=ds.num_classes, **kwargs)
     loss_fn = nn.CrossEntropyLoss() if ds.task == "classification" else nn.MSELoss()
     X, y = ds.train_x[:n_samples], ds.train_y[:n_samples]
-    fit_loss = _fit(model, loss_fn, X, y, fit_steps, quiet_=quiet() or as_json)
+    fit_loss = _fit(model, loss_fn, X, y, fit_steps, progress=show_progress(as_json))
     settings = ProbeSettings(
         top_k=top_k, bottom=bottom, tol=tol, trace_matvecs=trace_matvecs,
         density=(density_probes, density_steps) if density else None, seed=seed,
@@ -129,13 +129,13 @@ def probe(model_name, model_arg, data_name, data_dir, fit_steps, seed, n_samples
     click.echo(f"{res.num_hvps} Hessian-vector products, {res.seconds:.2f} s, {status}")
 
 
-def _fit(model, loss_fn, X, y, steps: int, quiet_: bool) -> float:
+def _fit(model, loss_fn, X, y, steps: int, progress: bool) -> float:
     """Full-batch Adam for ``steps`` steps; returns the final loss."""
     import torch
 
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     it = range(steps)
-    if not quiet_ and steps:
+    if progress and steps:
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc="fit", unit="step", leave=False)

@@ -33,7 +33,7 @@ class EigenResult:
             signs fixed so that each column's largest entry is positive.
         residuals: ``(k,)`` float64, ``||A x_i - lambda_i x_i||`` computed from
             real products (not a recurrence estimate).
-        converged: ``(k,)`` bool, ``residual <= tol * |lambda|``.
+        converged: ``(k,)`` bool, ``residual <= max(tol * |lambda|, atol)``.
         num_matvecs: operator products spent (a ``matmat`` of ``j`` vectors counts ``j``).
         num_restarts: thick restarts performed.
         which, tol: the request.
@@ -64,6 +64,7 @@ def eigsh(
     generator: torch.Generator | None = None,
     ncv: int | None = None,
     block_size: int = 1,
+    atol: float = 0.0,
     progress: bool = False,
     warn: bool = True,
 ) -> EigenResult:
@@ -90,6 +91,11 @@ def eigsh(
             seeded with 0, so the global RNG is never touched).
         ncv: basis size before a thick restart (default ``max(20, 2k + 2b + 4)``,
             capped at ``P``); memory is ``2 * ncv`` vectors of length ``P``.
+        atol: absolute residual tolerance: a pair is also converged when
+            ``||A x - lambda x|| <= atol``. Use ``tol * lambda_max`` for an
+            eigenvalue near zero inside a dense cluster (the most negative
+            eigenvalue of a trained network), whose relative accuracy is out
+            of reach in float32.
         block_size: vectors per Krylov step, ``b``. A single-vector Krylov space
             holds one direction of each eigenspace, so an eigenvalue of exact
             multiplicity ``> b`` is found once; ``b >= multiplicity`` finds every
@@ -118,6 +124,8 @@ def eigsh(
         raise ValueError(f"k must be an integer in [1, {P}], got {k!r}")
     if not (tol > 0 and math.isfinite(tol)):
         raise ValueError(f"tol must be a positive number, got {tol!r}")
+    if not (atol >= 0 and math.isfinite(atol)):
+        raise ValueError(f"atol must be a finite number >= 0, got {atol!r}")
     b = int(block_size)
     if not 1 <= b <= P:
         raise ValueError(f"block_size must be in [1, {P}], got {block_size!r}")
@@ -157,7 +165,7 @@ def eigsh(
             done = engine.exhausted or engine.num_matvecs + engine.F.shape[1] > budget
             if len(want) == k:
                 res = engine.residual_norms(theta[want], Y[:, want])
-                floor = 10 * eps * max(float(np.abs(theta).max()), 1e-300)
+                floor = max(10 * eps * float(np.abs(theta).max()), atol, 1e-300)
                 ok = res <= np.maximum(tol * np.abs(theta[want]), floor)
                 if bool(ok.all()):
                     break
@@ -175,7 +183,7 @@ def eigsh(
     vals = theta[want]
     order = _final_order(vals, which)
     vals, X, res = vals[order], X[:, order], res[order]
-    floor = 10 * eps * max(float(np.abs(theta).max()), 1e-300)
+    floor = max(10 * eps * float(np.abs(theta).max()), atol, 1e-300)
     converged = res <= np.maximum(tol * np.abs(vals), floor)
     X = _fix_signs(X)
     if warn and not converged.all():

@@ -83,7 +83,8 @@ class ProbeResult:
     Attributes:
         top_eigenvalues: ``(k,)`` float64, descending (empty if not asked).
         top_residuals: ``(k,)`` residual norms of those pairs.
-        bottom_eigenvalue: the smallest eigenvalue (NaN if not asked).
+        bottom_eigenvalue: the smallest eigenvalue (NaN if not asked), accurate
+            to ``tol * lambda_1`` when the top eigenvalues were probed too.
         trace, trace_stderr: Hutch++ estimate and standard error (NaN if not asked).
         measure: the SLQ measure (``None`` if not asked).
         num_hvps: Hessian-vector products spent.
@@ -162,7 +163,11 @@ def probe(
         converged &= bool(r.converged.all())
     bottom = math.nan
     if s.bottom:
-        r = eigsh(op, k=1, which="SA", tol=s.tol, generator=gen, progress=progress, warn=False)
+        # accuracy relative to the spectrum's scale: lambda_min of a trained network
+        # sits near 0 in a dense cluster, where a relative residual is out of reach
+        scale = float(abs(top[0])) if len(top) else 0.0
+        r = eigsh(op, k=1, which="SA", tol=s.tol, atol=s.tol * scale, generator=gen,
+                  progress=progress, warn=False)
         bottom = float(r.eigenvalues[0])
         converged &= bool(r.converged.all())
     tr, tr_se = math.nan, math.nan
@@ -172,6 +177,9 @@ def probe(
     measure = None
     if s.density is not None:
         measure = slq(op, num_probes=s.density[0], num_steps=s.density[1], generator=gen)
+    if measure is not None and math.isfinite(bottom):
+        # every Ritz value bounds lambda_min from above (Cauchy interlacing): keep the lowest
+        bottom = min(bottom, float(measure.nodes[measure.weights > 0].min()))
     op.clear_cache()
     return ProbeResult(
         top_eigenvalues=top,

@@ -163,3 +163,14 @@ def test_power_iteration_baseline():
     A = with_spectrum(SPECTRA["outliers"])
     res = power_iteration(A, k=2, tol=1e-10, max_matvecs=4000)
     assert np.allclose(res.eigenvalues.numpy(), [50.0, 30.0], rtol=1e-6)
+
+
+def test_atol_bounds_the_error_of_an_eigenvalue_in_a_cluster_near_zero():
+    # a few outliers and a dense cluster straddling 0, like a trained network's Hessian
+    ev = np.concatenate([[10.0, 6.0], np.linspace(-1e-3, 1e-3, 300)])
+    A = with_spectrum(ev, seed=2).float()
+    res = eigsh(A, k=1, which="SA", tol=1e-3, atol=1e-3 * 10.0, max_matvecs=400)
+    assert bool(res.converged.all())
+    assert abs(float(res.eigenvalues[0]) - ev.min()) <= 1e-2  # within atol of the true minimum
+    with pytest.raises(ValueError, match="atol"):
+        eigsh(A, k=1, atol=-1.0)
