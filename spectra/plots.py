@@ -1243,9 +1243,9 @@ def plot_trajectories(
     """Optimizer trajectories on a 2-D test function, over its contours.
 
     Args:
-        function: a test function name of :mod:`optim.testfunctions` (``"rosenbrock"``,
-            ``"himmelblau"``, ``"beale"``, ``"saddle"``) or a ``TestFunction`` (any object
-            with ``value(xy)`` on a (..., 2) tensor, ``minima`` and ``name``).
+        function: a test function object, e.g. ``optim.testfunctions.get_function("rosenbrock")``
+            (any object with ``value(xy)`` on a (..., 2) tensor, ``minima`` and ``name``;
+            spectra does not import optim, so names are resolved by the caller).
         trajectories: name -> (T, 2) points (array, tensor, or an
             ``optim.testfunctions.Trajectory``).
         bounds: ``((x0, x1), (y0, y1))``; default: the function's standard view,
@@ -1256,16 +1256,10 @@ def plot_trajectories(
 
     Legend entries give each run's final value. Minima are marked with stars.
     """
-    if isinstance(function, str):
-        # A name is resolved by optim's registry of test functions, imported here
-        # only: spectra itself never depends on optim.
-        from optim.testfunctions import get_function
-
-        function = get_function(function)
     if not callable(getattr(function, "value", None)):
         raise TypeError(
-            "function must be a test function name or have value(xy); "
-            f"got {type(function).__name__}"
+            "function must be a test function object with value(xy), e.g. "
+            f"optim.testfunctions.get_function(name); got {type(function).__name__}"
         )
     if not isinstance(trajectories, Mapping) or not trajectories:
         raise ValueError("trajectories must be a non-empty mapping name -> (T, 2) points")

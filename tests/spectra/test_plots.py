@@ -14,6 +14,8 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pytest
+
+from optim.testfunctions import get_function
 import torch
 from matplotlib.collections import QuadMesh
 from matplotlib.figure import Figure
@@ -390,7 +392,7 @@ def test_trajectories(tmp_path: Path) -> None:
 
     t = np.linspace(0, 1, 80)[:, None]
     straight = (1 - t) * np.array([-1.2, 1.0]) + t * np.array([0.9, 0.8])
-    fig = plot_trajectories("rosenbrock", {
+    fig = plot_trajectories(get_function("rosenbrock"), {
         "line": straight,
         "sgd": run("sgd", "rosenbrock", steps=100, lr=1e-3),  # a Trajectory object
         "tensor": torch.tensor([[-1.2, 1.0], [1e6, 1e6]]),  # leaves the view
@@ -405,23 +407,23 @@ def test_trajectories(tmp_path: Path) -> None:
     assert "Rosenbrock" in fig.get_suptitle()
     assert isinstance(ax.collections[0].norm, matplotlib.colors.LogNorm)  # log-spaced levels
     saved(fig, tmp_path, "trajectories")
-    fig = plot_trajectories("himmelblau", {"a": np.array([[0.0, 0.0], [3.0, 2.0]])},
+    fig = plot_trajectories(get_function("himmelblau"), {"a": np.array([[0.0, 0.0], [3.0, 2.0]])},
                             resolution=60)
     assert "global minima" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    fig = plot_trajectories("saddle", {"a": np.array([[1.0, 0.01], [0.5, 0.5]])},  # f < 0
+    fig = plot_trajectories(get_function("saddle"), {"a": np.array([[1.0, 0.01], [0.5, 0.5]])},  # f < 0
                             resolution=60)
     assert fig.axes[0].get_xlabel() == "x"
 
 
 def test_trajectories_bad_input() -> None:
-    with pytest.raises(ValueError, match="Unknown test function 'nope'"):
-        plot_trajectories("nope", {"a": np.zeros((2, 2))})
+    with pytest.raises(TypeError, match="test function object"):
+        plot_trajectories("rosenbrock", {"a": np.zeros((2, 2))})
     with pytest.raises(ValueError, match=r"trajectory 'a' must have shape \(T, 2\), got \(4,\)"):
-        plot_trajectories("beale", {"a": np.zeros(4)})
+        plot_trajectories(get_function("beale"), {"a": np.zeros(4)})
     with pytest.raises(ValueError, match="non-empty mapping"):
-        plot_trajectories("beale", {})
+        plot_trajectories(get_function("beale"), {})
     with pytest.raises(ValueError, match="bounds"):
-        plot_trajectories("beale", {"a": np.zeros((2, 2))}, bounds=((1, 0), (0, 1)))
+        plot_trajectories(get_function("beale"), {"a": np.zeros((2, 2))}, bounds=((1, 0), (0, 1)))
 
 
 # ----------------------------------------------------------------- save_figure
