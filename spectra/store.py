@@ -255,7 +255,8 @@ class _JournaledFile:
         except BlockingIOError:
             os.close(self._fd)
             raise StoreLockedError(
-                f"{path} is locked: another process has it open (flock, as HDF5 uses). "
+                f"{path} is locked: another process (or another open handle in this one) "
+                "has it open with a lock, as HDF5 takes. "
                 "Only one writer at a time; read it with spectra.store.read_run(), which "
                 "takes no lock, or wait for the writer to close"
             ) from None
