@@ -8,7 +8,14 @@ Public API:
   reorthogonalization) returning :class:`EigenResult`; :func:`power_iteration`
   (a baseline);
 * densities: :func:`slq` returning a :class:`SpectralMeasure`;
-* traces: :func:`trace` (Hutch++ or Hutchinson) returning a :class:`TraceEstimate`.
+* traces: :func:`trace` (Hutch++ or Hutchinson) returning a :class:`TraceEstimate`;
+* one probe of all of the above: :func:`probe` with :class:`ProbeSettings`;
+* runs: :class:`SpectralMonitor` (probes from any training loop), :func:`train`
+  (the reference trainer) with :class:`CheckpointPolicy`, the HDF5 store
+  (:class:`RunStore`, :func:`read_run`, :func:`list_runs`);
+* registries: :func:`build_model`, :func:`load_dataset`.
+
+Plots live in :mod:`spectra.plots` (imported on demand: matplotlib is heavy).
 """
 
 from spectra._version import __version__
@@ -16,6 +23,12 @@ from spectra.density import SpectralMeasure, slq
 from spectra.eigsh import EigenResult, eigsh, power_iteration
 from spectra.operators import CurvatureOperator, DenseOperator, GGNOperator, HessianOperator
 from spectra.trace import TraceEstimate, trace
+from spectra.probe import ProbeResult, ProbeSettings, probe
+from spectra.monitor import SpectralMonitor
+from spectra.store import RunStore, list_runs, read_run
+from spectra.train import CheckpointPolicy, train
+from spectra.models import build_model
+from spectra.data import load_dataset
 
 __all__ = [
     "__version__",
@@ -30,4 +43,15 @@ __all__ = [
     "SpectralMeasure",
     "trace",
     "TraceEstimate",
+    "probe",
+    "ProbeSettings",
+    "ProbeResult",
+    "SpectralMonitor",
+    "train",
+    "CheckpointPolicy",
+    "RunStore",
+    "read_run",
+    "list_runs",
+    "build_model",
+    "load_dataset",
 ]
