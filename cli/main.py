@@ -22,11 +22,15 @@ def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
 
 
 def _register() -> None:
+    from cli.compare import compare
     from cli.info import info
+    from cli.landscape import landscape
+    from cli.plot import plot
     from cli.probe import probe
+    from cli.train import train
 
-    main.add_command(info)
-    main.add_command(probe)
+    for command in (train, compare, probe, plot, landscape, info):
+        main.add_command(command)
 
 
 _register()

@@ -1,0 +1,159 @@
+"""``spectra compare``: several optimizers on the same model, data and seed, into one file."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from cli._common import CLIError, echo_json, handle_errors, quiet, show_progress
+from cli._training import (
+    ProbePlan,
+    check_run_file,
+    default_checkpoint_dir,
+    execute,
+    existing_runs,
+    kv,
+    load_data,
+    make_loss,
+    model_data_options,
+    model_spec_for,
+    optimizer_keys,
+    prepare_run,
+    probe_options,
+    training_options,
+)
+from cli.train import summary
+
+
+@click.command()
+@click.option("--optimizers", default="sgd,adam,dcao,calr,smaran,lpsgd", show_default=True,
+              help="Comma-separated optimizer registry names; each becomes one run named "
+                   "after it.")
+@click.option("--opt-arg", multiple=True, metavar="[NAME.]KEY=VALUE",
+              help="Hyperparameter for every optimizer (lr=0.01) or for one (sgd.lr=0.1); "
+                   "repeatable.")
+@model_data_options
+@training_options
+@probe_options
+@click.option("--out", "-o", default="runs/compare.h5", show_default=True,
+              type=click.Path(dir_okay=False), help="The HDF5 file that gets one run per optimizer.")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False),
+              help="Parent folder of the runs' checkpoint folders  [default: <out stem>_ckpt/ "
+                   "beside the file].")
+@click.option("--json", "as_json", is_flag=True,
+              help="No per-epoch lines or table; print a JSON summary at the end.")
+@handle_errors
+def compare(**kw) -> None:
+    """Train several optimizers on the same model, data and seed; one file.
+
+    Every optimizer starts from the same initialization (the model is built with
+    --seed), sees the same batches in the same order and is probed on the same
+    probe set. Unknown optimizer names, bad --opt-arg keys and existing run names
+    are reported before anything is trained or written. A table of the final
+    losses, accuracies, λ1 and times closes the run.
+
+    \b
+    Example:
+      spectra compare --optimizers sgd,adam,dcao,calr,smaran,lpsgd --epochs 5 -o runs/cmp.h5
+    """
+    as_json = kw["as_json"]
+    keys = optimizer_keys(kw["optimizers"])
+    plan = ProbePlan.from_options(kw)
+    epochs = 5 if kw["epochs"] is None else kw["epochs"]
+    out = check_run_file(kw["out"])
+    overrides = _split_opt_args(kw["opt_arg"], keys)
+    model_args = kv(kw["model_arg"], "--model-arg")
+    data_args = kv(kw["data_arg"], "--data-arg")
+    present = [k for k in keys if k in existing_runs(out)]
+    if present and not kw["overwrite"]:
+        raise CLIError(f"{out} already has run{'s' if len(present) > 1 else ''} "
+                       f"{', '.join(map(repr, present))}; write to another --out or pass "
+                       "--overwrite to replace them")
+
+    ds = load_data(kw["data_name"], kw["data_dir"], data_args, kw["seed"])
+    loss_name, loss_fn = make_loss(kw["loss_name"], ds.task)
+    spec = model_spec_for(kw["model_name"], model_args, ds, kw["seed"])
+    base = Path(kw["checkpoint_dir"]) if kw["checkpoint_dir"] else default_checkpoint_dir(out, "x").parent
+    preps = []
+    for key in keys:  # every optimizer is built (and its options checked) before training
+        ckpt_dir = base / key if kw["checkpoint_every"] > 0 else None
+        try:
+            preps.append(prepare_run(
+                name=key, key=key, overrides=overrides[key], ds=ds, model_spec=spec,
+                loss_name=loss_name, loss_fn=loss_fn, seed=kw["seed"], epochs=epochs,
+                batch_size=kw["batch_size"], plan=plan, out=out, checkpoint_dir=ckpt_dir,
+                checkpoint_every=kw["checkpoint_every"], log_every=kw["log_every"],
+                command="compare"))
+        except CLIError:
+            raise
+        except Exception as exc:
+            raise CLIError(f"{key}: {str(exc).strip().splitlines()[0]}") from exc
+    echo = not (as_json or quiet())
+    if echo:
+        c = preps[0].config
+        click.echo(f"{len(keys)} optimizers on {c['model']['name']} ({c['num_params']:,} "
+                   f"parameters), {ds.name} ({c['num_train']} train / {c['num_test']} test), "
+                   f"{epochs} epochs of batch {kw['batch_size']}, seed {kw['seed']} -> {out}")
+    from spectra.store import RunStore
+
+    summaries = []
+    width = max(len(k) for k in keys)
+    with RunStore(out) as store:
+        for prep in preps:
+            writer = store.create_run(prep.name, prep.config, overwrite=kw["overwrite"])
+            outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=kw["batch_size"],
+                              seed=kw["seed"], plan=plan, checkpoint_every=kw["checkpoint_every"],
+                              log_every=kw["log_every"], echo=echo,
+                              progress=show_progress(as_json), prefix=f"{prep.name:<{width}}  ")
+            summaries.append(summary(outcome, prep, out))
+    if as_json:
+        echo_json({"file": str(out), "runs": summaries})
+        return
+    if quiet():
+        return
+    click.echo("")
+    _table(summaries)
+    click.echo(f"\nrun file: {out}  (runs {', '.join(keys)})")
+    if plan.enabled and plan.density:
+        click.echo(f"next:     spectra plot curves {out} -o {out.with_name(out.stem + '_curves.png')}")
+
+
+def _split_opt_args(pairs: tuple[str, ...], keys: list[str]) -> dict[str, dict]:
+    """``lr=0.1`` for all, ``sgd.lr=0.1`` for one optimizer."""
+    out: dict[str, dict] = {k: {} for k in keys}
+    for key, value in kv(pairs, "--opt-arg").items():
+        if "." in key:
+            name, _, hp = key.partition(".")
+            name = name.lower().replace("_", "-")
+            if name not in out:
+                raise CLIError(f"--opt-arg {key}=...: {name!r} is not one of --optimizers "
+                               f"({', '.join(keys)})")
+            out[name][hp] = value
+        else:
+            for k in keys:
+                out[k][key] = value
+    return out
+
+
+def _table(rows: list[dict]) -> None:
+    head = f"{'optimizer':<12} {'train loss':>10} {'train acc':>9} {'test loss':>10} " \
+           f"{'test acc':>9} {'λ1':>10} {'train s':>8} {'probe s':>8}"
+    click.echo(head)
+    click.echo("-" * len(head))
+    for r in rows:
+        f = r["final"]
+        lp = r["last_probe"] or {}
+        top = lp.get("top_eigenvalues") or [math.nan]
+        click.echo(f"{r['optimizer']:<12} {_g(f.get('train_loss'))} {_p(f.get('train_acc'))} "
+                   f"{_g(f.get('test_loss'))} {_p(f.get('test_acc'))} {_g(top[0])} "
+                   f"{r['train_seconds']:8.1f} {r['probe_seconds']:8.1f}")
+
+
+def _g(x) -> str:
+    return f"{x:10.4g}" if x is not None and math.isfinite(x) else f"{'-':>10}"
+
+
+def _p(x) -> str:
+    return f"{100 * x:8.1f}%" if x is not None and math.isfinite(x) else f"{'-':>9}"

@@ -1,0 +1,89 @@
+"""``spectra landscape``: the loss along top Hessian eigenvectors or random directions."""
+
+from __future__ import annotations
+
+import click
+import numpy as np
+
+from cli._common import CLIError, echo_json, handle_errors, quiet
+from cli.plot import _check_output
+from cli.probe import parse_kv
+
+
+@click.command()
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), metavar="CKPT",
+              help="A checkpoint written by `spectra train`.")
+@click.option("--directions", type=click.Choice(("top", "random")), default="top",
+              show_default=True,
+              help="top: Hessian eigenvectors (unit norm); random: filter-normalized Gaussian "
+                   "directions (Li et al. 2018).")
+@click.option("--dims", type=click.IntRange(1, 2), default=1, show_default=True,
+              help="1: a line through the weights; 2: a plane.")
+@click.option("--span", default=1.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="The grid covers [-span, span] along each direction.")
+@click.option("--points", default=21, show_default=True, type=click.IntRange(min=3),
+              help="Grid points per direction (odd, so the weights themselves are on the grid).")
+@click.option("--samples", type=click.IntRange(min=1),
+              help="Training samples the loss averages over  [default: the run's probe set].")
+@click.option("--tol", default=1e-3, show_default=True,
+              type=click.FloatRange(min=0, min_open=True), help="Eigensolver tolerance (top).")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the random directions / the eigensolver's start.")
+@click.option("--model", "model_name", help="Replace the checkpoint's model (registry name).")
+@click.option("--model-arg", multiple=True, metavar="KEY=VALUE", help="Model option (repeatable).")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Where the checkpoint's file-based data set now lies.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="Figure file: .png, .pdf or .svg.")
+@click.option("--json", "as_json", is_flag=True, help="Print the grid and losses as JSON.")
+@handle_errors
+def landscape(checkpoint, directions, dims, span, points, samples, tol, seed, model_name,
+              model_arg, data_dir, output, as_json):
+    """The loss around a checkpoint's weights, along its top Hessian eigenvectors
+    or random filter-normalized directions, on a 1-D or 2-D grid.
+
+    \b
+    Examples:
+      spectra landscape --checkpoint CKPT -o landscape.png
+      spectra landscape --checkpoint CKPT --directions random --dims 2 --span 0.5 -o plane.png
+    """
+    from cli._training import restore
+    from spectra.landscape import loss_landscape
+
+    if points % 2 == 0:
+        raise CLIError(f"--points must be odd so that the weights themselves are on the grid, got {points}")
+    if output is None and not as_json:
+        raise CLIError("give -o FIG.png for a figure, --json for the numbers, or both")
+    path = _check_output(output) if output is not None else None
+    r = restore(checkpoint, model_name=model_name, model_args=parse_kv(model_arg, "--model-arg"),
+                data_dir=data_dir)
+    n = samples or (r.probe.samples if r.probe is not None else 512)
+    X, y = r.ds.train_x[:n], r.ds.train_y[:n]
+    land = loss_landscape(r.model, r.loss_fn, (X, y), directions=directions, dims=dims, span=span,
+                          points=points, tol=tol, seed=seed)
+    epoch = int(r.ckpt["epoch"])
+    title = f"Loss landscape of {r.model_desc} on {r.ds.name}, epoch {epoch}"
+    if path is not None:
+        from spectra.plots import plot_landscape, save_figure
+
+        save_figure(plot_landscape(land, title=title), path)
+    if as_json:
+        out = land.to_dict()
+        out.update({"checkpoint": str(checkpoint), "epoch": epoch, "step": int(r.ckpt["step"]),
+                    "num_samples": len(y), "span": span, "points": points,
+                    "figure": None if path is None else str(path)})
+        echo_json(out)
+        return
+    if quiet():
+        return
+    lo, hi = float(np.nanmin(land.losses)), float(np.nanmax(land.losses))
+    what = "top Hessian eigenvector" if directions == "top" else "random filter-normalized direction"
+    click.echo(f"{title}: {dims}-D, {what}{'s' if dims > 1 else ''}, {points} points per "
+               f"direction over [-{span:g}, {span:g}], {len(y)} samples")
+    if land.eigenvalues is not None:
+        click.echo("eigenvalues: " + ", ".join(f"λ{i + 1} = {v:.4g}" for i, v in enumerate(land.eigenvalues)))
+    click.echo(f"loss at the weights {land.center_loss:.4g}; on the grid from {lo:.4g} to {hi:.4g}")
+    if path is not None:
+        click.echo(f"wrote {path}")
+

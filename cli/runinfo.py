@@ -1,0 +1,158 @@
+"""``spectra info RUN.h5``: the runs of a run file, their configs, rows and checkpoints."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from cli._common import echo_json
+
+
+def _last(a: np.ndarray | None) -> float | None:
+    if a is None or len(a) == 0:
+        return None
+    v = float(np.asarray(a)[-1])
+    return v if math.isfinite(v) else None
+
+
+def _last_finite(a: np.ndarray | None) -> float | None:
+    if a is None:
+        return None
+    a = np.asarray(a, dtype=np.float64)
+    ok = np.isfinite(a)
+    return float(a[ok][-1]) if ok.any() else None
+
+
+def run_summary(run) -> dict[str, Any]:
+    """A JSON-able description of one :class:`spectra.store.RunData`."""
+    m, p = run.metrics, run.probes
+    epoch_rows = np.isfinite(m.test_loss) | np.isfinite(m.train_acc)
+    top = None
+    if p.top_eigenvalues is not None and len(p):
+        row = np.asarray(p.top_eigenvalues[-1], dtype=np.float64)
+        top = [float(x) for x in row if math.isfinite(x)]
+    return {
+        "name": run.name,
+        "created": run.created,
+        "spectra_version": run.spectra_version,
+        "config": dict(run.config),
+        "metrics_rows": len(m),
+        "probe_rows": len(p),
+        "metric_columns": list(m.columns),
+        "probe_columns": [c for c in ("top_eigenvalues", "bottom_eigenvalue", "trace",
+                                      "ritz_nodes", "ritz_weights")
+                          if p[c] is not None and (np.asarray(p[c]).ndim > 1
+                                                   or np.isfinite(np.asarray(p[c])).any())]
+                         + list(p.extra),
+        "top_k": None if p.top_eigenvalues is None else int(p.top_eigenvalues.shape[1]),
+        "density_shape": None if p.ritz_nodes is None else list(p.ritz_nodes.shape[1:]),
+        "last": {
+            "step": int(m.step[-1]) if len(m) else None,
+            "epoch": _last_finite(m.epoch),
+            "train_loss": _last_finite(m.train_loss[epoch_rows]) if len(m) else None,
+            "train_acc": _last_finite(m.train_acc[epoch_rows]) if len(m) else None,
+            "test_loss": _last_finite(m.test_loss),
+            "test_acc": _last_finite(m.test_acc),
+            "lr": _last_finite(m.lr),
+            "lambda1": top[0] if top else None,
+            "lambda_min": _last(p.bottom_eigenvalue) if len(p) else None,
+            "probe_epoch": _last(p.epoch) if len(p) else None,
+        },
+        "train_seconds": float(np.nansum(m.seconds[epoch_rows])) if len(m) else 0.0,
+        "probe_seconds": float(np.nansum(p.seconds)) if len(p) else 0.0,
+        "checkpoints": [{"path": str(c), "exists": c.exists()} for c in run.checkpoints],
+    }
+
+
+def describe_run_file(path: str, as_json: bool) -> None:
+    """Print what a run file holds (``spectra info RUN.h5``)."""
+    import os
+
+    from spectra.store import read_runs
+
+    runs = read_runs(path)
+    summaries = [run_summary(r) for r in runs.values()]
+    if as_json:
+        echo_json({"file": str(path), "size_bytes": os.path.getsize(path),
+                   "journal": os.path.exists(str(path) + "-journal"), "runs": summaries})
+        return
+    size = os.path.getsize(path)
+    click.echo(f"{path}: spectra run file, {len(summaries)} run{'s' if len(summaries) != 1 else ''}, "
+               f"{size / 1024:.0f} KiB")
+    for s in summaries:
+        click.echo("")
+        _print_run(s, Path(path))
+
+
+def _print_run(s: dict[str, Any], path: Path) -> None:
+    c = s["config"]
+    click.echo(f"run {s['name']!r}  (created {s['created'][:19].replace('T', ' ')} UTC, "
+               f"spectra {s['spectra_version']})")
+    rows = []
+    model = c.get("model")
+    if isinstance(model, dict):
+        kw = model.get("kwargs") or {}
+        rows.append(("model", model.get("name", "?") + (f" {kw}" if kw else "")
+                     + (f", {c['num_params']:,} parameters" if "num_params" in c else "")))
+    data = c.get("data")
+    if isinstance(data, dict):
+        kw = data.get("kwargs") or {}
+        sizes = f", {c['num_train']} train / {c['num_test']} test" if "num_train" in c else ""
+        rows.append(("data", data.get("name", "?") + (f" {kw}" if kw else "") + sizes))
+    opt = c.get("optimizer")
+    if isinstance(opt, dict):
+        over = opt.get("overrides") or {}
+        rows.append(("optimizer", opt.get("name", "?")
+                     + (" " + ", ".join(f"{k}={v}" for k, v in over.items()) if over else "")
+                     + (" (with its schedule)" if opt.get("schedule") else "")))
+    if "epochs" in c:
+        rows.append(("training", (f"{c['epochs']} epochs, batch {c.get('batch_size')}, "
+                                  f"seed {c.get('seed')}, loss {c.get('loss')}")))
+    probe = c.get("probe")
+    if isinstance(probe, dict):
+        dens = probe.get("density")
+        rows.append(("probes", (f"every {probe.get('every')} {probe.get('unit')}, "
+                                f"{probe.get('samples')} samples, top-{probe.get('top_k')}, "
+                                f"trace {probe.get('trace_matvecs')}, density "
+                                f"{tuple(dens) if dens else 'off'}, tol {probe.get('tol')}")))
+    elif c and "probe" in c:
+        rows.append(("probes", "off"))
+    if not rows and c:
+        rows.append(("config", ", ".join(f"{k}={v}" for k, v in c.items())))
+    last = s["last"]
+    rows.append(("rows", f"{s['metrics_rows']} metrics, {s['probe_rows']} probes"
+                         + (f" (top-{s['top_k']}" if s["top_k"] else " (")
+                         + (f", density {tuple(s['density_shape'])})" if s["density_shape"] else ")")))
+    if last["epoch"] is not None:
+        parts = [f"epoch {last['epoch']:g}"]
+        for key, label, pct in (("train_loss", "train loss", False), ("train_acc", "acc", True),
+                                ("test_loss", "test loss", False), ("test_acc", "acc", True)):
+            v = last[key]
+            if v is not None:
+                parts.append(f"{label} {100 * v:.1f}%" if pct else f"{label} {v:.4g}")
+        rows.append(("last", ", ".join(parts)))
+    if last["lambda1"] is not None:
+        rows.append(("last probe", f"λ1 {last['lambda1']:.4g}"
+                     + (f", λmin {last['lambda_min']:.4g}" if last["lambda_min"] is not None else "")
+                     + (f" at epoch {last['probe_epoch']:g}" if last["probe_epoch"] is not None else "")))
+    rows.append(("time", f"{s['train_seconds']:.1f} s training, {s['probe_seconds']:.1f} s probes"))
+    ck = s["checkpoints"]
+    if ck:
+        missing = sum(not x["exists"] for x in ck)
+        rows.append(("checkpoints", f"{len(ck)}, last {_rel(ck[-1]['path'])}"
+                     + (f" ({missing} missing on disk)" if missing else "")))
+    else:
+        rows.append(("checkpoints", "none"))
+    for k, v in rows:
+        click.echo(f"  {k:>11}: {v}")
+
+
+def _rel(p: str) -> str:
+    try:
+        return str(Path(p).relative_to(Path.cwd()))
+    except ValueError:
+        return p

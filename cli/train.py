@@ -1,0 +1,257 @@
+"""``spectra train``: train a model with a registry optimizer while recording its spectrum."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from cli._common import CLIError, echo_json, handle_errors, quiet, show_progress
+from cli._training import (
+    PreparedRun,
+    ProbePlan,
+    check_run_file,
+    default_checkpoint_dir,
+    execute,
+    existing_runs,
+    kv,
+    load_data,
+    make_loss,
+    model_data_options,
+    model_spec_for,
+    optimizer_key,
+    prepare_run,
+    probe_options,
+    training_options,
+)
+
+# Options that --resume takes from the checkpoint instead of the command line.
+_FROM_CHECKPOINT = ("model_name", "model_arg", "data_name", "data_arg", "data_dir", "seed",
+                    "loss_name", "optimizer", "opt_arg", "batch_size", "log_every",
+                    "probe_every", "probe_unit", "probe_samples", "top_k", "bottom", "tol",
+                    "trace_matvecs", "density", "density_probes", "density_steps",
+                    "checkpoint_dir", "checkpoint_every", "overwrite")
+
+
+@click.command()
+@click.option("--optimizer", default="dcao", show_default=True,
+              help="Optimizer registry name (see `spectra info`): dcao, calr, smaran, lpsgd, "
+                   "sgd, adam, ...")
+@click.option("--opt-arg", multiple=True, metavar="KEY=VALUE",
+              help="Optimizer hyperparameter, e.g. lr=0.01 or betas=0.9,0.99 (repeatable).")
+@model_data_options
+@training_options
+@probe_options
+@click.option("--out", "-o", type=click.Path(dir_okay=False),
+              help="The HDF5 run file (created, or a run is added to it)  "
+                   "[default: runs/<run>.h5; with --resume: the checkpoint's file].")
+@click.option("--run", "run_name", help="Run name in the file  [default: the optimizer's name].")
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False),
+              help="Folder of the .pt checkpoints  [default: <out stem>_ckpt/<run>/ beside "
+                   "the run file].")
+@click.option("--resume", type=click.Path(dir_okay=False), metavar="CKPT",
+              help="Continue the run of this checkpoint in its run file, with its settings; "
+                   "--epochs sets the new total.")
+@click.option("--json", "as_json", is_flag=True,
+              help="No per-epoch lines; print a JSON summary at the end.")
+@click.pass_context
+@handle_errors
+def train(ctx: click.Context, **kw) -> None:
+    """Train a model while recording its Hessian spectrum.
+
+    Every epoch appends a metrics row (train/test loss and accuracy, lr, momentum,
+    weight decay, seconds) to the run file; every --probe-every units the spectral
+    monitor appends a probe row (top-k eigenvalues, the most negative one, the
+    trace, raw SLQ nodes and weights) computed on the first --probe-samples
+    training samples. Checkpoints (.pt) are written beside the file and recorded
+    in it.
+
+    \b
+    Examples:
+      spectra train --optimizer dcao --epochs 5 --out runs/demo.h5
+      spectra train --optimizer adam --opt-arg lr=3e-3 --model-arg widths=128,128 -o runs/a.h5
+      spectra train --resume runs/demo_ckpt/dcao/checkpoint-epoch0005.pt --epochs 10
+    """
+    if kw["resume"]:
+        _resume(ctx, kw)
+        return
+    as_json = kw["as_json"]
+    plan = ProbePlan.from_options(kw)
+    epochs = 5 if kw["epochs"] is None else kw["epochs"]
+    key = optimizer_key(kw["optimizer"])
+    run = kw["run_name"] or key
+    out = check_run_file(kw["out"] or f"runs/{run}.h5")
+    overrides = kv(kw["opt_arg"], "--opt-arg")
+    model_args = kv(kw["model_arg"], "--model-arg")
+    data_args = kv(kw["data_arg"], "--data-arg")
+
+    # Everything is built and checked before the run file is opened.
+    if run in existing_runs(out) and not kw["overwrite"]:
+        raise CLIError(f"{out} already has a run named {run!r}; pick another --run, pass "
+                       "--overwrite to replace it, or --resume one of its checkpoints")
+    ds = load_data(kw["data_name"], kw["data_dir"], data_args, kw["seed"])
+    loss_name, loss_fn = make_loss(kw["loss_name"], ds.task)
+    spec = model_spec_for(kw["model_name"], model_args, ds, kw["seed"])
+    ckpt_dir = None
+    if kw["checkpoint_every"] > 0:
+        ckpt_dir = Path(kw["checkpoint_dir"]) if kw["checkpoint_dir"] else default_checkpoint_dir(out, run)
+        _check_dir(ckpt_dir)
+    prep = prepare_run(
+        name=run, key=key, overrides=overrides, ds=ds, model_spec=spec, loss_name=loss_name,
+        loss_fn=loss_fn, seed=kw["seed"], epochs=epochs, batch_size=kw["batch_size"], plan=plan,
+        out=out, checkpoint_dir=ckpt_dir, checkpoint_every=kw["checkpoint_every"],
+        log_every=kw["log_every"], command="train",
+    )
+    echo = not (as_json or quiet())
+    if echo:
+        _header(prep, ds, out)
+    from spectra.store import RunStore
+
+    with RunStore(out) as store:
+        writer = store.create_run(run, prep.config, overwrite=kw["overwrite"])
+        outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=kw["batch_size"],
+                          seed=kw["seed"], plan=plan, checkpoint_every=kw["checkpoint_every"],
+                          log_every=kw["log_every"], echo=echo, progress=show_progress(as_json))
+    _finish(outcome, prep, out, as_json)
+
+
+def _resume(ctx: click.Context, kw: dict) -> None:
+    from spectra.checkpoint import load_checkpoint
+    from spectra.store import RunStore, read_run
+
+    as_json = kw["as_json"]
+    given = [n for n in _FROM_CHECKPOINT if ctx.get_parameter_source(n) != ParameterSource.DEFAULT]
+    if given:
+        opts = ", ".join("--" + n.replace("_name", "").replace("_", "-") for n in given)
+        raise CLIError(f"--resume continues a run with the settings of its checkpoint; "
+                       f"{opts} cannot be changed (only --epochs, --out and --run)")
+    path = Path(kw["resume"])
+    ckpt = load_checkpoint(path)
+    config = ckpt.get("config")
+    run_info = ckpt.get("run") or {}
+    if not config or not run_info:
+        raise CLIError(f"{path} was not written by `spectra train` (it has no run config); "
+                       "resume it from Python with spectra.train.train(resume=...)")
+    run = kw["run_name"] or run_info["name"]
+    out = check_run_file(kw["out"] or run_info["file"])
+    if not out.exists():
+        raise CLIError(f"the run file {out} of this checkpoint does not exist; pass --out")
+    if run not in existing_runs(out):
+        raise CLIError(f"{out} has no run {run!r} to continue; runs: {existing_runs(out)}")
+    done = int(ckpt["epoch"])
+    epochs = int(config["epochs"]) if kw["epochs"] is None else kw["epochs"]
+    if epochs < done:
+        raise CLIError(f"the checkpoint is at epoch {done}; --epochs {epochs} is the total, "
+                       f"so it must be at least {done}")
+    seed, batch_size = int(config["seed"]), int(config["batch_size"])
+    plan = ProbePlan.from_config(config.get("probe")) or ProbePlan(every=0)
+    from spectra.data import DataSpec
+    from spectra.models import ModelSpec
+
+    ds = DataSpec.from_dict(config["data"]).load()
+    _, loss_fn = make_loss(config["loss"], ds.task)
+    spec = ModelSpec.from_dict(config["model"])
+    ck = config.get("checkpoint")
+    ckpt_dir = (out.resolve().parent / ck["dir"]) if ck else None
+    every = int(ck["every"]) if ck else 0
+    opt = config["optimizer"]
+    prep = prepare_run(
+        name=run, key=opt["name"], overrides=dict(opt.get("overrides") or {}), ds=ds,
+        model_spec=spec, loss_name=config["loss"], loss_fn=loss_fn, seed=seed,
+        epochs=int(config["epochs"]), batch_size=batch_size, plan=plan, out=out,
+        checkpoint_dir=ckpt_dir, checkpoint_every=every, log_every=config.get("log_every_steps"),
+        command="train",
+    )
+    prep.extra["config"] = config  # the run's config is the one it was created with
+    prep.extra["run"] = {"file": str(out.resolve()), "name": run}
+    ahead = read_run(out, run).metrics
+    later = [e for e in ahead.epoch if math.isfinite(e) and e > done]
+    echo = not (as_json or quiet())
+    if later:
+        click.echo(f"warning: run {run!r} already holds rows past epoch {done} (up to epoch "
+                   f"{max(later):g}), from before this checkpoint's run was stopped; the "
+                   "resumed rows are appended after them", err=True)
+    if echo:
+        click.echo(f"resuming run {run!r} of {out} at epoch {done} (step {int(ckpt['step'])}), "
+                   f"training to epoch {epochs}")
+    with RunStore(out) as store:
+        writer = store.open_run(run)
+        outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=batch_size, seed=seed,
+                          plan=plan, checkpoint_every=every, log_every=config.get("log_every_steps"),
+                          echo=echo, progress=show_progress(as_json), resume=ckpt)
+    _finish(outcome, prep, out, as_json)
+
+
+def _check_dir(path: Path) -> None:
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise CLIError(f"cannot write checkpoints to {path}: {probe} is a file, not a directory")
+
+
+def _header(prep: PreparedRun, ds, out: Path) -> None:
+    c = prep.config
+    probe = c["probe"]
+    what = "no probes" if probe is None else (
+        f"probe every {probe['every']} {probe['unit']}{'s' if probe['every'] > 1 else ''} "
+        f"on {probe['samples']} samples: top-{probe['top_k']}"
+        + (", λmin" if probe["bottom"] else "")
+        + (f", trace ({probe['trace_matvecs']} products)" if probe["trace_matvecs"] else "")
+        + (f", density {tuple(probe['density'])}" if probe["density"] else ""))
+    hp = c["optimizer"]["overrides"]
+    click.echo(f"{prep.key} on {c['model']['name']} ({c['num_params']:,} parameters), "
+               f"{ds.name} ({c['num_train']} train / {c['num_test']} test), "
+               f"{c['epochs']} epochs of batch {c['batch_size']}"
+               + (f", {', '.join(f'{k}={v}' for k, v in hp.items())}" if hp else ""))
+    click.echo(f"{what}; run {prep.name!r} in {out}")
+
+
+def summary(outcome, prep: PreparedRun, out: Path) -> dict:
+    """The JSON-able summary of one trained run."""
+    res, rep = outcome.result, outcome.report
+    last = rep.last_metrics or {}
+    probe = rep.last_probe
+    top = None if probe is None or probe.get("top_eigenvalues") is None else \
+        [float(x) for x in probe["top_eigenvalues"]]
+    return {
+        "file": str(out),
+        "run": prep.name,
+        "optimizer": prep.key,
+        "epochs": res.epochs,
+        "steps": res.steps,
+        "train_seconds": res.train_seconds,
+        "probe_seconds": res.probe_seconds,
+        "num_probes": rep.num_probes,
+        "num_hvps": rep.num_hvps,
+        "final": {k: float(last[k]) for k in ("epoch", "train_loss", "train_acc", "test_loss",
+                                               "test_acc", "lr") if k in last},
+        "last_probe": None if probe is None else {
+            "step": int(probe["step"]), "epoch": float(probe["epoch"]),
+            "top_eigenvalues": top,
+            "bottom_eigenvalue": float(probe.get("bottom_eigenvalue", math.nan)),
+            "trace": float(probe.get("trace", math.nan)),
+        },
+        "checkpoints": [str(p) for p in res.checkpoints],
+    }
+
+
+def _finish(outcome, prep: PreparedRun, out: Path, as_json: bool) -> None:
+    s = summary(outcome, prep, out)
+    if as_json:
+        s["config"] = prep.config
+        echo_json(s)
+        return
+    if quiet():
+        return
+    click.echo(
+        f"done: {s['epochs']} epochs ({s['steps']} steps) in {s['train_seconds']:.1f} s of "
+        f"training + {s['probe_seconds']:.1f} s of probes ({s['num_probes']} probes, "
+        f"{s['num_hvps']} Hessian-vector products)")
+    click.echo(f"run file:    {out}  (run {prep.name!r})")
+    if s["checkpoints"]:
+        click.echo(f"checkpoints: {prep.checkpoint_dir}/ (last: {Path(s['checkpoints'][-1]).name})")
+    if s["num_probes"] and prep.config["probe"] and prep.config["probe"]["density"]:
+        click.echo(f"next:        spectra plot evolution {out} -o {out.with_suffix('.png')}")

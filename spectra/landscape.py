@@ -1,0 +1,229 @@
+"""Loss landscapes: the loss on a line or a plane through the current parameters.
+
+For directions ``d_1`` (and ``d_2``) in parameter space the landscape is
+
+    L(a)    = loss(theta + a d_1)                 (1-D)
+    L(a, b) = loss(theta + a d_1 + b d_2)         (2-D)
+
+on an evenly spaced grid of ``a, b`` in ``[-span, span]``, evaluated over a fixed
+data set in eval mode. Two kinds of directions:
+
+* :func:`top_directions`: the top eigenvectors of the Hessian at ``theta``
+  (:func:`spectra.eigsh` on a :class:`spectra.HessianOperator`), unit norm, so
+  ``a`` is a Euclidean distance in parameter space and near ``a = 0`` the loss
+  follows ``L(0) + a^2 lambda_1 / 2`` (the gradient at a minimum being small).
+* :func:`random_directions`: Gaussian directions, filter-normalized as in Li et
+  al., "Visualizing the Loss Landscape of Neural Nets" (NeurIPS 2018): each
+  filter (row of a weight matrix, output channel of a convolution) of the
+  direction is scaled to the norm of the same filter of the weights, and
+  directions of biases and other 1-D parameters (batch-norm scales) are zero.
+  Then ``a = 1`` moves every filter by its own norm, which makes plots of
+  differently scaled networks comparable.
+
+Nothing here plots; :class:`Landscape` holds arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from spectra.eigsh import eigsh
+from spectra.operators.base import Batch, LossFn, _normalize_data
+from spectra.operators.hessian import HessianOperator
+
+__all__ = ["Landscape", "loss_landscape", "random_directions", "top_directions"]
+
+DIRECTION_KINDS = ("top", "random")
+
+
+@dataclass(frozen=True)
+class Landscape:
+    """The loss on a 1-D or 2-D grid around the parameters.
+
+    Attributes:
+        alphas: ``(n,)`` coefficients of the first direction.
+        betas: ``(n,)`` coefficients of the second direction, ``None`` in 1-D.
+        losses: ``(n,)`` in 1-D; ``(n, n)`` in 2-D with ``losses[j, i]`` the loss at
+            ``theta + alphas[i] d_1 + betas[j] d_2`` (rows follow ``b``, as for contour plots).
+        center_loss: the loss at ``theta`` (``a = b = 0``).
+        kind: ``"top"`` or ``"random"`` (how the directions were chosen).
+        eigenvalues: ``(dims,)`` Hessian eigenvalues of the top directions, ``None`` for random.
+        num_hvps: Hessian-vector products spent finding the directions.
+        seconds: wall time of the whole computation.
+    """
+
+    alphas: np.ndarray
+    betas: np.ndarray | None
+    losses: np.ndarray
+    center_loss: float
+    kind: str
+    eigenvalues: np.ndarray | None
+    num_hvps: int
+    seconds: float
+
+    @property
+    def dims(self) -> int:
+        return 1 if self.betas is None else 2
+
+    def to_dict(self) -> dict:
+        """JSON-ready lists (non-finite losses as ``None``)."""
+
+        losses = [None if not math.isfinite(x) else float(x) for x in self.losses.ravel()]
+        return {
+            "kind": self.kind,
+            "dims": self.dims,
+            "alphas": self.alphas.tolist(),
+            "betas": None if self.betas is None else self.betas.tolist(),
+            "losses": np.array(losses, dtype=object).reshape(self.losses.shape).tolist(),
+            "center_loss": self.center_loss,
+            "eigenvalues": None if self.eigenvalues is None else self.eigenvalues.tolist(),
+            "num_matvecs": self.num_hvps,
+            "seconds": self.seconds,
+        }
+
+
+def _params(model: nn.Module) -> list[tuple[str, Tensor]]:
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def top_directions(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Batch | Iterable[Batch],
+    k: int = 1,
+    *,
+    tol: float = 1e-3,
+    generator: torch.Generator | None = None,
+) -> tuple[np.ndarray, list[list[Tensor]], int]:
+    """The top-``k`` Hessian eigenpairs: eigenvalues ``(k,)``, directions as
+    parameter-shaped tensors (unit norm over all parameters), and the products spent."""
+    op = HessianOperator(model, loss_fn, data, eval_mode=True)
+    res = eigsh(op, k=k, which="LA", tol=tol, generator=generator, warn=False)
+    vecs = res.eigenvectors.to(next(model.parameters()).dtype)
+    dirs = [op.unflatten(vecs[:, i].contiguous()) for i in range(vecs.shape[1])]
+    n = op.num_matvecs
+    op.clear_cache()
+    return res.eigenvalues.numpy().astype(np.float64), dirs, n
+
+
+def random_directions(
+    model: nn.Module, k: int = 1, *, generator: torch.Generator | None = None
+) -> list[list[Tensor]]:
+    """``k`` filter-normalized Gaussian directions (see the module docstring)."""
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(k):
+        d = []
+        for _, p in _params(model):
+            w = p.detach()
+            if w.dim() <= 1:
+                d.append(torch.zeros_like(w))
+                continue
+            r = torch.randn(w.shape, generator=gen, dtype=w.dtype).to(w.device)
+            wn = w.reshape(w.shape[0], -1).norm(dim=1)
+            rn = r.reshape(r.shape[0], -1).norm(dim=1).clamp_min(1e-12)
+            d.append(r * (wn / rn).reshape((-1,) + (1,) * (w.dim() - 1)))
+        out.append(d)
+    return out
+
+
+@torch.no_grad()
+def _loss_at(model, loss_fn, batches, names, base, dirs, coeffs) -> float:
+    params = {n: b.clone() for n, b in zip(names, base)}
+    for c, d in zip(coeffs, dirs):
+        if c:
+            for n, t in zip(names, d):
+                params[n].add_(t, alpha=float(c))
+    total, count = 0.0, 0
+    reduction = getattr(loss_fn, "reduction", "mean")
+    for X, y in batches:
+        out = functional_call(model, params, (X,))
+        val = float(loss_fn(out, y))
+        m = len(y)
+        total += val * m if reduction == "mean" else val
+        count += m
+    return total / count if reduction == "mean" else total
+
+
+def loss_landscape(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Batch | Iterable[Batch],
+    *,
+    directions: str | Sequence[Sequence[Tensor]] = "top",
+    dims: int = 1,
+    span: float = 1.0,
+    points: int = 21,
+    tol: float = 1e-3,
+    seed: int = 0,
+) -> Landscape:
+    """The loss of ``model`` over ``data`` on a grid around its parameters.
+
+    Args:
+        model, loss_fn, data: as for :class:`~spectra.HessianOperator` (``data`` one
+            ``(X, y)`` pair or a list of batches); the model is evaluated in eval mode
+            and its parameters are not changed.
+        directions: ``"top"`` (Hessian eigenvectors), ``"random"`` (filter-normalized),
+            or ``dims`` lists of parameter-shaped tensors.
+        dims: 1 (a line) or 2 (a plane).
+        span: the grid covers ``[-span, span]`` in each direction.
+        points: grid points per direction (odd, so that 0 is on the grid).
+        tol: eigensolver tolerance for ``"top"``.
+        seed: seed of the random start of the eigensolver / the random directions.
+
+    Raises:
+        ValueError: bad ``dims``, ``span``, ``points`` or ``directions``.
+    """
+    if dims not in (1, 2):
+        raise ValueError(f"dims must be 1 or 2, got {dims!r}")
+    if not (isinstance(points, int) and points >= 3 and points % 2 == 1):
+        raise ValueError(f"points must be an odd integer >= 3 (so that 0 is on the grid), got {points!r}")
+    if not (math.isfinite(span) and span > 0):
+        raise ValueError(f"span must be a positive number, got {span!r}")
+    start = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    eigenvalues, hvps = None, 0
+    if isinstance(directions, str):
+        kind = directions
+        if kind == "top":
+            eigenvalues, dirs, hvps = top_directions(model, loss_fn, data, dims, tol=tol, generator=gen)
+        elif kind == "random":
+            dirs = random_directions(model, dims, generator=gen)
+        else:
+            raise ValueError(f"directions must be 'top' or 'random' (or tensors), got {directions!r}")
+    else:
+        kind = "given"
+        dirs = [list(d) for d in directions]
+        if len(dirs) != dims:
+            raise ValueError(f"{dims}-D landscape needs {dims} directions, got {len(dirs)}")
+    named = _params(model)
+    names = [n for n, _ in named]
+    base = [p.detach() for _, p in named]
+    for d in dirs:
+        if len(d) != len(base) or any(t.shape != b.shape for t, b in zip(d, base)):
+            raise ValueError("each direction must be a list of tensors shaped like the model's parameters")
+    batches = list(_normalize_data(data))
+    grid = np.linspace(-span, span, points)
+    was = model.training
+    model.eval()
+    try:
+        center = _loss_at(model, loss_fn, batches, names, base, dirs, [0.0] * dims)
+        if dims == 1:
+            losses = np.array([_loss_at(model, loss_fn, batches, names, base, dirs, [a]) for a in grid])
+            betas = None
+        else:
+            losses = np.array([[_loss_at(model, loss_fn, batches, names, base, dirs, [a, b])
+                                for a in grid] for b in grid])
+            betas = grid.copy()
+    finally:
+        model.train(was)
+    return Landscape(alphas=grid, betas=betas, losses=losses, center_loss=center, kind=kind,
+                     eigenvalues=eigenvalues, num_hvps=hvps, seconds=time.perf_counter() - start)

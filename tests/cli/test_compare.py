@@ -1,0 +1,54 @@
+"""``spectra compare``: one file, one run per optimizer, same start."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spectra.store import list_runs, read_run
+from tests.cli.conftest import TINY, invoke, invoke_json
+
+
+def test_compare_same_start_one_file(tmp_path):
+    out = tmp_path / "cmp.h5"
+    s = invoke_json("compare", "--optimizers", "sgd,adam,dcao", "--opt-arg", "sgd.lr=0.05",
+                    "--epochs", "1", "-o", out, "--json", *TINY)
+    assert [r["run"] for r in s["runs"]] == ["sgd", "adam", "dcao"]
+    assert list_runs(out) == ["sgd", "adam", "dcao"]
+    runs = {n: read_run(out, n) for n in list_runs(out)}
+    # same initialization and probe set: the epoch-0 probes are identical
+    first = [r.probes.top_eigenvalues[0] for r in runs.values()]
+    for f in first[1:]:
+        np.testing.assert_array_equal(f, first[0])
+    assert runs["sgd"].config["optimizer"]["overrides"] == {"lr": 0.05}
+    assert runs["adam"].config["optimizer"]["overrides"] == {}
+    np.testing.assert_allclose(runs["sgd"].metrics.lr, [0.05])
+    for name, r in runs.items():
+        assert len(r.metrics) == 1 and len(r.probes) == 2
+        assert r.config["model"] == runs["sgd"].config["model"]
+        assert r.config["data"] == runs["sgd"].config["data"]
+        assert r.checkpoints[0].parent == tmp_path / "cmp_ckpt" / name
+        assert r.checkpoints[0].exists()
+
+
+def test_compare_prints_a_final_table(tmp_path):
+    r = invoke("compare", "--optimizers", "sgd,calr", "--epochs", "1", "-o", tmp_path / "c.h5",
+               "--probe-every", "0", "--checkpoint-every", "0", *TINY)
+    lines = r.stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("optimizer"))
+    for col in ("train loss", "train acc", "test loss", "test acc", "λ1", "train s", "probe s"):
+        assert col in lines[head]
+    assert lines[head + 2].startswith("sgd") and lines[head + 3].startswith("calr")
+    assert any(line.startswith("sgd   epoch 1/1") for line in lines)
+
+
+def test_compare_rejects_existing_runs_before_training(tmp_path):
+    out = tmp_path / "c.h5"
+    args = ("compare", "--optimizers", "sgd,adam", "--epochs", "1", "-o", out,
+            "--probe-every", "0", "--checkpoint-every", "0", *TINY)
+    invoke(*args)
+    before = out.read_bytes()
+    r = invoke(*args, ok=False)
+    assert r.exit_code == 2 and "already has runs 'sgd', 'adam'" in r.stderr
+    assert out.read_bytes() == before
+    invoke(*args, "--overwrite")
+    assert list_runs(out) == ["sgd", "adam"]

@@ -1,0 +1,55 @@
+"""``spectra probe``: on a checkpoint of `spectra train`, and appending to a run."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+
+from spectra.store import read_run
+from tests.cli.conftest import invoke, invoke_json
+
+
+def test_probe_checkpoint_reproduces_the_monitors_last_lambda1(trained):
+    run = read_run(trained["h5"], "dcao")
+    tol = run.config["probe"]["tol"]
+    lam_monitor = float(run.probes.top_eigenvalues[-1, 0])
+    out = invoke_json("probe", "--checkpoint", trained["checkpoints"][-1], "--json")
+    lam = out["top_eigenvalues"][0]
+    assert abs(lam - lam_monitor) <= tol * abs(lam_monitor)
+    # same settings as the monitor: top-2, the probe set of 128 samples, density (2, 10)
+    assert len(out["top_eigenvalues"]) == 2 and out["num_samples"] == 128
+    assert np.asarray(out["ritz_nodes"]).shape == (2, 10)
+    for key in ("bottom_eigenvalue", "trace", "trace_stderr", "num_matvecs", "seconds"):
+        assert key in out
+    assert out["epoch"] == 2 and out["step"] == 8 and out["model"].startswith("mlp")
+
+
+def test_probe_checkpoint_table(trained):
+    r = invoke("probe", "--checkpoint", trained["checkpoints"][0])
+    assert "at epoch 1 (step 4)" in r.stdout
+    assert "λ1" in r.stdout and "λmin" in r.stdout and "trace" in r.stdout and "density" in r.stdout
+
+
+def test_probe_append_adds_a_row_to_the_checkpoints_run(trained, tmp_path):
+    h5 = tmp_path / "a.h5"
+    shutil.copy(trained["h5"], h5)
+    before = read_run(h5, "dcao")
+    out = invoke_json("probe", "--checkpoint", trained["checkpoints"][0], "--append", h5, "--json")
+    assert out["appended"] == {"file": str(h5), "run": "dcao", "row": len(before.probes)}
+    after = read_run(h5, "dcao")
+    assert len(after.probes) == len(before.probes) + 1
+    np.testing.assert_array_equal(after.probes.top_eigenvalues[:-1], before.probes.top_eigenvalues)
+    assert after.probes.step[-1] == 4 and after.probes.epoch[-1] == 1.0
+    # the appended probe repeats the monitor's probe at that checkpoint (same seed and step)
+    np.testing.assert_allclose(after.probes.top_eigenvalues[-1], before.probes.top_eigenvalues[1],
+                               rtol=1e-3)
+    assert len(after.metrics) == len(before.metrics)
+
+
+def test_probe_registry_model_json():
+    out = invoke_json("probe", "--model-arg", "widths=8", "--data-arg", "n_train=100",
+                      "--fit-steps", "3", "--samples", "64", "--top-k", "2",
+                      "--trace-matvecs", "8", "--json")
+    assert len(out["top_eigenvalues"]) == 2 and out["num_samples"] == 64
+    assert out["top_eigenvalues"][0] >= out["top_eigenvalues"][1]

@@ -1,0 +1,143 @@
+"""``spectra train`` end to end on tiny settings."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from spectra.checkpoint import load_checkpoint
+from spectra.store import read_run
+from tests.cli.conftest import TINY, invoke, invoke_json
+
+
+def test_train_writes_rows_checkpoints_and_config(trained):
+    s = trained["summary"]
+    assert s["run"] == "dcao" and s["epochs"] == 2 and s["steps"] == 8  # 200 samples / 50
+    assert s["num_probes"] == 3  # epoch 0, 1, 2
+    assert s["train_seconds"] > 0 and s["probe_seconds"] > 0
+    run = read_run(trained["h5"], "dcao")
+    assert len(run.metrics) == 2 and len(run.probes) == 3
+    np.testing.assert_array_equal(run.metrics.epoch, [1.0, 2.0])
+    np.testing.assert_array_equal(run.probes.epoch, [0.0, 1.0, 2.0])
+    assert run.probes.top_eigenvalues.shape == (3, 2)
+    assert run.probes.ritz_nodes.shape[1:] == (2, 10)
+    assert np.isfinite(run.metrics.test_acc).all()
+    # DCAO's own curvature record rides along in the metrics rows
+    assert {"lambda1", "gap", "lr_mult"} <= set(run.metrics.extra)
+    # the config: model, data, optimizer with hyperparameters, seed, probe settings
+    c = run.config
+    assert c["model"]["name"] == "mlp" and c["model"]["kwargs"] == {"widths": [16]}
+    assert c["data"]["name"] == "digits" and c["data"]["kwargs"]["n_train"] == 200
+    assert c["optimizer"]["name"] == "dcao" and c["optimizer"]["hyperparameters"]["lr"] == 0.05
+    assert c["seed"] == 0 and c["batch_size"] == 50 and c["epochs"] == 2
+    assert c["probe"]["samples"] == 128 and c["probe"]["top_k"] == 2
+    assert c["probe"]["density"] == [2, 10] and c["probe"]["trace_matvecs"] == 8
+    # checkpoints beside the file, recorded in it, carrying the same config
+    assert [p.name for p in run.checkpoints] == ["checkpoint-epoch0001.pt", "checkpoint-epoch0002.pt"]
+    assert run.checkpoints[0].parent == trained["dir"] / "demo_ckpt" / "dcao"
+    assert all(p.exists() for p in run.checkpoints)
+    ck = load_checkpoint(run.checkpoints[-1])
+    assert ck["config"] == c and ck["run"]["name"] == "dcao" and ck["epoch"] == 2
+    assert ck["model_spec"]["name"] == "mlp" and ck["data_spec"]["name"] == "digits"
+    # the JSON summary agrees with the file
+    assert math.isclose(s["last_probe"]["top_eigenvalues"][0], run.probes.top_eigenvalues[-1, 0])
+
+
+def test_train_prints_epoch_lines_and_summary(tmp_path):
+    out = tmp_path / "r.h5"
+    r = invoke("train", "--optimizer", "adam", "--epochs", "1", "-o", out, *TINY)
+    lines = r.stdout.splitlines()
+    assert any(line.startswith("epoch 0/1  at initialization  λ1") for line in lines)
+    epoch1 = next(line for line in lines if line.startswith("epoch 1/1"))
+    assert "train loss" in epoch1 and "test loss" in epoch1 and "λ1" in epoch1
+    assert "done: 1 epochs" in r.stdout and "s of training" in r.stdout and "s of probes" in r.stdout
+    assert str(out) in r.stdout
+    assert r.stderr == ""
+
+
+def test_quiet_prints_nothing(tmp_path):
+    r = invoke("--quiet", "train", "--optimizer", "sgd", "--epochs", "1", "-o", tmp_path / "q.h5",
+               "--probe-every", "0", "--checkpoint-every", "0", *TINY)
+    assert r.stdout == "" and r.stderr == ""
+    run = read_run(tmp_path / "q.h5", "sgd")
+    assert len(run.metrics) == 1 and len(run.probes) == 0 and run.checkpoints == ()
+    assert run.config["probe"] is None and run.config["checkpoint"] is None
+
+
+def test_opt_args_run_name_and_checkpoint_dir(tmp_path):
+    s = invoke_json("train", "--optimizer", "sgdm", "--opt-arg", "lr=0.02", "--opt-arg",
+                    "nesterov=true", "--run", "mine", "--epochs", "1", "-o", tmp_path / "a.h5",
+                    "--checkpoint-dir", tmp_path / "ck", "--probe-every", "0", "--json", *TINY)
+    run = read_run(tmp_path / "a.h5", "mine")
+    np.testing.assert_allclose(run.metrics.lr, [0.02])
+    np.testing.assert_allclose(run.metrics.momentum, [0.9])
+    assert run.config["optimizer"]["overrides"] == {"lr": 0.02, "nesterov": True}
+    assert s["checkpoints"] == [str(tmp_path / "ck" / "checkpoint-epoch0001.pt")]
+
+
+def test_schedules_are_wired_by_interval(tmp_path):
+    out = tmp_path / "s.h5"
+    for name in ("calr-cosine", "lpsgd"):
+        invoke("train", "--optimizer", name, "--epochs", "2", "-o", out, "--probe-every", "0",
+               "--checkpoint-every", "0", "--json", *TINY)
+    lr = read_run(out, "calr-cosine").metrics.lr  # per-step cosine: 0 after the last step
+    assert lr[0] < 0.01 and lr[-1] < 1e-12
+    opt = load_pnorm = read_run(out, "lpsgd").config["optimizer"]
+    assert opt["schedule"] and "PNormScheduler" in load_pnorm["schedule"]
+
+
+def test_loss_is_mse_for_regression(tmp_path):
+    s = invoke_json("train", "--optimizer", "adam", "--data", "synthetic", "--data-arg",
+                    "task=regression", "--data-arg", "n_train=64", "--data-arg", "n_test=32",
+                    "--epochs", "1", "-o", tmp_path / "reg.h5", "--json", "--top-k", "2",
+                    "--no-density", "--trace-matvecs", "0", "--checkpoint-every", "0")
+    assert s["config"]["loss"] == "mse"
+    assert s["final"]["train_acc"] is None  # NaN accuracy for regression, null in JSON
+
+
+def test_overwrite_replaces_a_run(tmp_path):
+    out = tmp_path / "o.h5"
+    args = ("train", "--optimizer", "sgd", "-o", out, "--probe-every", "0",
+            "--checkpoint-every", "0", *TINY)
+    invoke(*args, "--epochs", "1")
+    invoke(*args, "--epochs", "2", "--overwrite")
+    assert len(read_run(out, "sgd").metrics) == 2
+
+
+def test_resume_continues_the_same_run_identically(tmp_path):
+    """1 epoch + --resume to 2 epochs writes the rows of a 2-epoch run."""
+    full, split = tmp_path / "full.h5", tmp_path / "split.h5"
+    common = ("train", "--optimizer", "dcao", "--opt-arg", "period=3", *TINY)
+    invoke(*common, "--epochs", "2", "-o", full)
+    invoke(*common, "--epochs", "1", "-o", split)
+    ckpt = tmp_path / "split_ckpt" / "dcao" / "checkpoint-epoch0001.pt"
+    r = invoke("train", "--resume", ckpt, "--epochs", "2")
+    assert "resuming run 'dcao'" in r.stdout
+    a, b = read_run(full, "dcao"), read_run(split, "dcao")
+    for table in ("metrics", "probes"):
+        ta, tb = getattr(a, table), getattr(b, table)
+        assert len(ta) == len(tb)
+        for col in ("step", "epoch", "train_loss", "test_loss", "lr", "top_eigenvalues",
+                    "bottom_eigenvalue", "trace", "ritz_nodes") if table == "probes" else (
+                "step", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
+                "momentum", "weight_decay"):
+            try:
+                va, vb = ta[col], tb[col]
+            except (KeyError, AttributeError):
+                continue
+            np.testing.assert_array_equal(va, vb, err_msg=f"{table}.{col}")
+    assert [p.name for p in b.checkpoints] == ["checkpoint-epoch0001.pt", "checkpoint-epoch0002.pt"]
+
+
+def test_help_lists_the_options():
+    r = invoke("train", "--help")
+    for opt in ("--optimizer", "--opt-arg", "--model-arg", "--data-arg", "--data-dir",
+                "--batch-size", "--seed", "--loss", "--probe-every", "--probe-unit", "--top-k",
+                "--density / --no-density", "--density-probes", "--density-steps",
+                "--trace-matvecs", "--probe-samples", "--checkpoint-dir", "--checkpoint-every",
+                "--resume", "--overwrite", "--run", "--out", "--json"):
+        assert opt in r.stdout, opt
+    top = invoke("--help").stdout
+    for cmd in ("train", "compare", "probe", "plot", "landscape", "info"):
+        assert f"  {cmd} " in top, cmd

@@ -1,0 +1,87 @@
+"""spectra.landscape against closed forms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spectra.landscape import loss_landscape, random_directions
+
+
+def _regression(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(40, 5, generator=g, dtype=torch.float64)
+    y = torch.randn(40, 1, generator=g, dtype=torch.float64)
+    model = nn.Linear(5, 1).double()  # one output: a simple top eigenvalue
+    return model, nn.MSELoss(), (X, y)
+
+
+def test_top_direction_of_a_quadratic_loss_is_exact():
+    """MSE of a linear model is quadratic: L(a) = L(0) + a g.v + a^2 lambda_1 / 2."""
+    model, loss_fn, (X, y) = _regression()
+    before = [p.detach().clone() for p in model.parameters()]
+    land = loss_landscape(model, loss_fn, (X, y), directions="top", dims=1, span=2.0, points=9,
+                          tol=1e-8)
+    # dense Hessian and gradient
+    params = torch.cat([p.reshape(-1) for p in model.parameters()])
+
+    def f(theta):
+        W, b = theta[:5].reshape(1, 5), theta[5:]
+        return loss_fn(X @ W.T + b, y)
+
+    H = torch.autograd.functional.hessian(f, params.detach())
+    g = torch.autograd.functional.jacobian(f, params.detach())
+    evals, evecs = torch.linalg.eigh(H)
+    lam, v = float(evals[-1]), evecs[:, -1]
+    assert land.eigenvalues[0] == pytest.approx(lam, rel=1e-6)
+    a = land.alphas
+    # the eigenvector's sign is arbitrary: compare with both
+    pred = [float(f(params.detach())) + a * s * float(g @ v) + 0.5 * lam * a**2 for s in (1, -1)]
+    assert min(np.max(np.abs(land.losses - p)) for p in pred) < 1e-9
+    assert land.center_loss == pytest.approx(float(f(params.detach())), abs=1e-12)
+    for p, q in zip(model.parameters(), before):  # the model is left as it was
+        assert torch.equal(p, q)
+
+
+def test_random_directions_are_filter_normalized():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3))
+    (d,) = random_directions(model, 1, generator=torch.Generator().manual_seed(1))
+    for t, (_, p) in zip(d, model.named_parameters()):
+        if p.dim() == 1:
+            assert torch.count_nonzero(t) == 0
+        else:
+            torch.testing.assert_close(t.norm(dim=1), p.detach().norm(dim=1))
+
+
+def test_2d_grid_shape_and_center():
+    model, loss_fn, data = _regression(1)
+    land = loss_landscape(model, loss_fn, data, directions="random", dims=2, span=0.5, points=5)
+    assert land.losses.shape == (5, 5) and land.eigenvalues is None
+    assert land.losses[2, 2] == land.center_loss
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"dims": 3}, "dims must be 1 or 2"),
+    ({"points": 4}, "points must be an odd integer"),
+    ({"span": -1.0}, "span must be a positive number"),
+    ({"directions": "sideways"}, "directions must be 'top' or 'random'"),
+])
+def test_bad_arguments(kw, match):
+    model, loss_fn, data = _regression()
+    with pytest.raises(ValueError, match=match):
+        loss_landscape(model, loss_fn, data, **kw)
+
+
+@pytest.mark.parametrize("dims, directions", [(1, "top"), (2, "random")])
+def test_plot_landscape_writes_an_image(tmp_path, dims, directions):
+    from spectra.plots import plot_landscape, save_figure
+
+    model, loss_fn, data = _regression()
+    land = loss_landscape(model, loss_fn, data, directions=directions, dims=dims, points=5)
+    fig = plot_landscape(land)
+    assert "Loss along" in fig._suptitle.get_text()
+    path = save_figure(fig, tmp_path / "l.png")
+    assert path.read_bytes().startswith(b"\x89PNG") and path.stat().st_size > 1000
