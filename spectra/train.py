@@ -148,7 +148,8 @@ def train(
             ``state_dict()`` and ``load_state_dict()`` (lr schedulers, a
             ``PNormScheduler``), stepped after each optimizer step / epoch.
         monitor: a :class:`~spectra.monitor.SpectralMonitor`, called after each
-            epoch (and at epoch 0 before training, when its schedule says so).
+            epoch (and at epoch 0 before training, when its schedule says so); a
+            monitor with ``unit="step"`` is also called after every optimizer step.
         store: a run writer (``append_metrics``, ``add_checkpoint``) or ``None``.
         checkpoint: a :class:`CheckpointPolicy`, or ``None`` for no checkpoints.
         checkpoint_extra: ``model_spec``, ``data_spec``, ``optimizer_spec``, ``run``
@@ -192,6 +193,7 @@ def train(
         while epoch < epochs:
             model.train()
             t0 = time.perf_counter()
+            epoch_probe0 = monitor.seconds if monitor is not None else 0.0  # step-unit probes
             perm = torch.randperm(n, generator=shuffle)
             sum_loss, sum_correct, seen = 0.0, 0, 0
             classify = not y.is_floating_point()
@@ -225,10 +227,13 @@ def train(
                 if log_every_steps and step % log_every_steps == 0 and store is not None:
                     row = {"step": step, "epoch": epoch + seen / n, "train_loss": bl, **current_hparams(optimizer)}
                     store.append_metrics(row)
+                if monitor is not None and getattr(monitor, "unit", "epoch") == "step":
+                    monitor.maybe_probe(step=step, epoch=epoch + seen / n)
             for s in epoch_schedulers:
                 s.step()
             epoch += 1
-            train_seconds = time.perf_counter() - t0
+            train_seconds = time.perf_counter() - t0 - (
+                monitor.seconds - epoch_probe0 if monitor is not None else 0.0)
             result.train_seconds += train_seconds
             row = {
                 "step": step,
