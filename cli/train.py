@@ -253,5 +253,6 @@ def _finish(outcome, prep: PreparedRun, out: Path, as_json: bool) -> None:
     click.echo(f"run file:    {out}  (run {prep.name!r})")
     if s["checkpoints"]:
         click.echo(f"checkpoints: {prep.checkpoint_dir}/ (last: {Path(s['checkpoints'][-1]).name})")
-    if s["num_probes"] and prep.config["probe"] and prep.config["probe"]["density"]:
-        click.echo(f"next:        spectra plot evolution {out} -o {out.with_suffix('.png')}")
+    if s["num_probes"] and prep.config["probe"]:
+        kind = "evolution" if prep.config["probe"]["density"] else "sharpness"
+        click.echo(f"next:        spectra plot {kind} {out} -o {out.with_suffix('.png')}")

@@ -141,3 +141,14 @@ def test_help_lists_the_options():
     top = invoke("--help").stdout
     for cmd in ("train", "compare", "probe", "plot", "landscape", "info"):
         assert f"  {cmd} " in top, cmd
+
+
+def test_probe_every_n_steps(tmp_path):
+    """--probe-unit step probes every N optimizer steps, also inside an epoch."""
+    out = tmp_path / "st.h5"
+    invoke("train", "--optimizer", "sgd", "--epochs", "3", "-o", out, "--probe-unit", "step",
+           "--probe-every", "3", "--checkpoint-every", "0", "--json", *TINY)
+    run = read_run(out, "sgd")  # 4 steps per epoch
+    np.testing.assert_array_equal(run.probes.step, [0, 3, 6, 9, 12])
+    np.testing.assert_allclose(run.probes.epoch, [0, 0.75, 1.5, 2.25, 3.0])
+    assert len(run.metrics) == 3
