@@ -22,9 +22,16 @@ check-torch:
 	ok = v.split('+')[0] == '$(TORCH_SPEC)'.split('==')[-1]; \
 	print(f'torch {v}'); sys.exit(0 if ok else f'expected $(TORCH_SPEC), found torch {v}: a dependency replaced it')"
 
-# The main job: a probe of a small MLP trained on scikit-learn's bundled digits.
+# The main job: train an MLP on scikit-learn's bundled digits with DCAO while recording
+# the Hessian spectrum every epoch, plot the eigenvalue-density evolution, and probe
+# the last checkpoint. DCAO probes every 10 steps here (default 200) so that it adapts
+# within this short run.
+DEMO_RUN ?= runs/demo.h5
 demo: install
-	$(BIN)/spectra probe --model mlp --data digits --fit-steps 50 --top-k 5 --density
+	$(BIN)/spectra train --optimizer dcao --opt-arg period=10 --opt-arg warmup_probes=3 \
+		--epochs 12 --out $(DEMO_RUN) --overwrite
+	$(BIN)/spectra plot evolution $(DEMO_RUN) -o runs/demo-evolution.png
+	$(BIN)/spectra probe --checkpoint runs/demo_ckpt/dcao/checkpoint-epoch0012.pt
 
 test: install
 	$(BIN)/python -m pytest -q
