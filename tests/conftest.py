@@ -1,4 +1,4 @@
-"""Fixtures of the optimizer tests."""
+"""Fixtures shared by all tests."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 @pytest.fixture(autouse=True)
 def _single_thread() -> Iterator[None]:
-    """The problems here are tiny: one intra-op thread is faster, and much faster on a
+    """Test problems are tiny: one intra-op thread is faster, and much faster on a
     busy machine, than several spinning threads. Restored after each test."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
