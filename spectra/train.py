@@ -209,7 +209,7 @@ def train(
                     holder["out"], holder["loss"] = out.detach(), loss.detach()
                     if not bool(torch.isfinite(loss)):
                         raise TrainingDiverged(
-                            f"the training loss is {float(loss)} at step {step + 1} (epoch {epoch + 1}); "
+                            f"the training loss is {float(loss.detach())} at step {step + 1} (epoch {epoch + 1}); "
                             "lower the learning rate. Everything written so far is kept."
                         )
                     loss.backward()
