@@ -48,14 +48,28 @@ def tight_lambda1(model, loss_fn, batch) -> float:
     return float(spectra.eigsh(op, k=1, tol=1e-8, generator=torch.Generator().manual_seed(1)).eigenvalues[0])
 
 
-def run(setting: dict, *, epochs: int, seed: int) -> dict:
-    """Train once with a DCAO setting; return the timings and the probe history."""
+class _Checked(DCAO):
+    """DCAO that, after each probe, computes tight lambda_1 values (not part of its timing)."""
+
+    full_data: tuple
+
+    def probe_now(self):
+        rec = super().probe_now()
+        if rec["ok"]:
+            rec["tight_probe"] = tight_lambda1(self.model, self.loss_fn, self.probe_data)
+            rec["tight_full"] = tight_lambda1(self.model, self.loss_fn, self.full_data)
+        return rec
+
+
+def _train(setting: dict, *, epochs: int, seed: int, cls: type = DCAO):
+    """Train the digits MLP once with a DCAO setting: (optimizer, training seconds, test acc)."""
     Xtr, ytr, Xte, yte = data(seed)
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
     loss_fn = nn.CrossEntropyLoss()
     kwargs = {k: v for k, v in setting.items() if k != "name"}
-    opt = DCAO(model.parameters(), lr=0.05, model=model, loss_fn=loss_fn, probe_data=(Xtr, ytr), **kwargs)
+    opt = cls(model.parameters(), lr=0.05, model=model, loss_fn=loss_fn, probe_data=(Xtr, ytr), **kwargs)
+    opt.full_data = (Xtr, ytr)
     gen = torch.Generator().manual_seed(seed)
     train_s = 0.0
     for _ in range(epochs):
@@ -67,45 +81,22 @@ def run(setting: dict, *, epochs: int, seed: int) -> dict:
             loss_fn(model(Xtr[idx]), ytr[idx]).backward()
             opt.step()
             train_s += time.perf_counter() - t
-    probe_s = sum(r["seconds"] for r in opt.history)
     with torch.no_grad():
         acc = float((model(Xte).argmax(1) == yte).float().mean())
+    return opt, train_s, acc
+
+
+def run(setting: dict, *, epochs: int, seed: int) -> dict:
+    """Timings of one training run: probe seconds apart from training seconds."""
+    opt, train_s, acc = _train(setting, epochs=epochs, seed=seed)
+    probe_s = sum(r["seconds"] for r in opt.history)
     return {"train_s": train_s - probe_s, "probe_s": probe_s, "probes": len(opt.history),
             "hvps": sum(r["hvps"] for r in opt.history), "acc": acc}
 
 
-class _Checked(DCAO):
-    """DCAO that, after each probe, computes tight lambda_1 values (excluded from timing)."""
-
-    checks: list
-
-    def probe_now(self):
-        rec = super().probe_now()
-        t = time.perf_counter()
-        if rec["ok"]:
-            full = self._full_data
-            rec["tight_probe"] = tight_lambda1(self.model, self.loss_fn, self.probe_data)
-            rec["tight_full"] = tight_lambda1(self.model, self.loss_fn, full)
-        rec["check_seconds"] = time.perf_counter() - t
-        return rec
-
-
 def accuracy_run(setting: dict, *, epochs: int, seed: int) -> dict:
-    Xtr, ytr, _, _ = data(seed)
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-    loss_fn = nn.CrossEntropyLoss()
-    kwargs = {k: v for k, v in setting.items() if k != "name"}
-    opt = _Checked(model.parameters(), lr=0.05, model=model, loss_fn=loss_fn, probe_data=(Xtr, ytr), **kwargs)
-    opt._full_data = (Xtr, ytr)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        perm = torch.randperm(len(ytr), generator=gen)
-        for i in range(0, len(ytr), 64):
-            idx = perm[i : i + 64]
-            opt.zero_grad()
-            loss_fn(model(Xtr[idx]), ytr[idx]).backward()
-            opt.step()
+    """lambda_1 errors of every successful probe against tight estimates."""
+    opt, _, _ = _train(setting, epochs=epochs, seed=seed, cls=_Checked)
     recs = [r for r in opt.history if r["ok"]]
     lz = [abs(r["lambda1"] - r["tight_probe"]) / r["tight_probe"] for r in recs]
     sm = [abs(r["lambda1"] - r["tight_full"]) / r["tight_full"] for r in recs]
