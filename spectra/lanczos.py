@@ -143,10 +143,12 @@ def lanczos_tridiagonal(
         a = (q * W).sum(dim=0)
         W = W - q * a - q_prev * beta_prev
         if basis is not None:
-            Qj = basis[:, : j + 1, :]  # (b, j+1, P)
+            Qj = basis[:, : j + 1, :]  # (b, j+1, P); memory-bound: batched matmuls
+            Wt = W.T.contiguous().unsqueeze(2)  # (b, P, 1)
             for _ in range(2):
-                coef = torch.einsum("bjp,pb->bj", Qj, W)
-                W = W - torch.einsum("bjp,bj->pb", Qj, coef)
+                coef = torch.bmm(Qj, Wt)  # (b, j+1, 1)
+                Wt = Wt - torch.bmm(Qj.transpose(1, 2), coef)
+            W = Wt.squeeze(2).T
         a_np = a.detach().to("cpu", torch.float64).numpy()
         alpha[:, j] = np.where(active.cpu().numpy(), a_np, alpha[:, j])
         if j == m - 1:
@@ -237,6 +239,8 @@ class ThickRestartLanczos:
         self.H = np.zeros((self.max_basis, self.max_basis))
         self.n = 0
         self.num_matvecs = 0
+        self._coupling = np.zeros((0, 0))
+        self._last_block = (0, 0)
         self.F = self._orthonormal_block(start.clone())
 
     @property
@@ -303,12 +307,26 @@ class ThickRestartLanczos:
         blk = self.H[lo:hi, lo:hi]
         self.H[lo:hi, lo:hi] = 0.5 * (blk + blk.T)
         self.F = self._orthonormal_block(W.clone(), W.norm(dim=0))
+        # W = Q C + F R with F orthogonal to Q, so R = F^T W: the Krylov relation
+        # A Q = Q H + F R E^T (E: the last block) gives every Ritz residual for free
+        self._coupling = (self.F.T @ W).to("cpu", torch.float64).numpy()
+        self._last_block = (lo, hi)
 
     # --------------------------------------------------------------- Ritz pairs
     def ritz(self) -> tuple[np.ndarray, np.ndarray]:
         """Ritz values ``(n,)`` ascending and their basis coordinates ``(n, n)``."""
         n = self.n
         return np.linalg.eigh(self.H[:n, :n])
+
+    def residual_estimates(self, Y: np.ndarray) -> np.ndarray:
+        """``||A x - theta x||`` from the Krylov relation, for coordinates ``Y`` (n, j).
+
+        ``||R Y[last block]||``: no work of size ``P``. Exact in exact arithmetic;
+        :meth:`residual_norms` verifies it from the stored products."""
+        lo, hi = self._last_block
+        if self._coupling.size == 0:
+            return np.zeros(Y.shape[1])
+        return np.linalg.norm(self._coupling @ Y[lo:hi, :], axis=0)
 
     def residual_norms(self, theta: np.ndarray, Y: np.ndarray) -> np.ndarray:
         """Exact ``||A x - theta x||`` for Ritz pairs ``(theta (j,), Y (n, j))``.
