@@ -124,30 +124,32 @@ def cpu_pressure() -> float | None:
         return None
 
 
-def cpu_stall_us() -> int | None:
-    """Linux PSI: cumulative microseconds in which some runnable task waited for a CPU."""
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes have spent (busy + stolen) since boot, from /proc/stat."""
     try:
-        with open("/proc/pressure/cpu") as fh:
-            first = fh.readline().split()
-        return int(first[4].split("=")[1])
-    except (OSError, IndexError, ValueError):
+        with open("/proc/stat") as fh:
+            f = [int(x) for x in fh.readline().split()[1:]]
+        return (sum(f[:8]) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+    except (OSError, ValueError, IndexError):
         return None
 
 
 class Stall:
-    """Fraction of a block's wall time in which some task was kept waiting for a CPU: ~0 when
-    this process has the 2 cores to itself, large when other processes compete for them."""
+    """Share of the machine's CPU capacity that *other* processes used during a block:
+    (all busy CPU time - this process's CPU time) / (cores x wall time). ~0 when this
+    process had the cores to itself. (/proc/stat ticks are 10 ms: judged on blocks of half
+    a second or more only.)"""
 
     def __enter__(self) -> Self:
         self.frac: float | None = None
-        self._t, self._s = time.perf_counter(), cpu_stall_us()
+        self._t, self._c, self._b = time.perf_counter(), time.process_time(), _busy_cpu_seconds()
         return self
 
     def __exit__(self, *exc) -> None:
-        s1 = cpu_stall_us()
-        dt = time.perf_counter() - self._t
-        if self._s is not None and s1 is not None and dt > 0:
-            self.frac = (s1 - self._s) / 1e6 / dt
+        b1, c1, dt = _busy_cpu_seconds(), time.process_time(), time.perf_counter() - self._t
+        if self._b is not None and b1 is not None and dt >= 0.5:
+            others = (b1 - self._b) - (c1 - self._c)
+            self.frac = min(1.0, max(0.0, others / ((os.cpu_count() or 1) * dt)))
 
 
 # set from the command line: retry a measurement whose stall exceeds MAX_STALL
@@ -683,7 +685,7 @@ def timed(fn, counter: Counter, budget_n=None, budget_s=None, *, retry: bool = T
             best = r
         if r["stall"] is None or r["stall"] <= RETRY["max_stall"] or i == attempts - 1:
             break
-        RETRY["log"](f"      (stall {r['stall']:.0%} from other processes: measuring again)")
+        RETRY["log"](f"      (other processes used {r['stall']:.0%} of the CPUs: measuring again)")
         wait_quiet(RETRY["wait_s"], RETRY["wait_psi"], RETRY["log"])
     best["attempts"] = r["attempts"]
     return best
@@ -785,7 +787,7 @@ def _phase_hvp(ad: Adapter, ctx: Ctx, reps: int, grad_s: float, v, href, log) ->
             if stall.frac is None or stall.frac <= RETRY["max_stall"] or attempt == RETRY[
                     "retries"]:
                 break
-            log(f"      (stall {stall.frac:.0%} from other processes: measuring again)")
+            log(f"      (other processes used {stall.frac:.0%} of the CPUs: measuring again)")
             wait_quiet(RETRY["wait_s"], RETRY["wait_psi"], log)
         first["stall"] = stall.frac
         first["median"] = statistics.median(ts)
@@ -1017,12 +1019,12 @@ def report(all_res: list[dict], args, versions: dict, wall: float) -> str:
       "alike. Before each phase a *gradient canary* (median of 5 plain gradients) is timed: "
       "when it is well above the gradient time measured at the start, that phase ran on a "
       "busy machine. The 1-min load average at the start/end of each model is shown too. "
-      "The *stall* column is the share of a measurement's wall time in which some task "
-      "waited for a CPU (Linux PSI `/proc/pressure/cpu`, `some total`): near 0 when this "
-      "process had both cores to itself. A measurement stalled more than "
-      f"{RETRY['max_stall']:.0%} is re-run (up to {RETRY['retries']} times, after waiting for "
-      "the machine to calm down) and the least-stalled run is kept; ⚠ marks cells that stayed "
-      "above it — read those times as upper bounds.\n")
+      "The *others* column is the share of the machine's CPU capacity that other processes "
+      "used during the measurement (all busy CPU time from /proc/stat minus this process's "
+      "CPU time, over 2 cores × wall time; judged for measurements of ≥ 0.5 s only). A "
+      f"measurement where others took more than {RETRY['max_stall']:.0%} is re-run (up to "
+      f"{RETRY['retries']} times, after waiting for the machine to calm down) and the "
+      "least-disturbed run is kept; ⚠ marks cells that stayed "      "above it — read those times as upper bounds.\n")
 
     for m in all_res:
         ref = m["ref"]
@@ -1042,7 +1044,7 @@ def report(all_res: list[dict], args, versions: dict, wall: float) -> str:
 
         w("\n**(a) HVP cost and set-up** (HVP of a fixed random vector)\n")
         w("| library | set-up | first HVP | HVP (median) | HVP CPU time | HVP / gradient "
-          "| rel. err vs f64 | stall | mem set-up | mem HVP | note |")
+          "| rel. err vs f64 | others | mem set-up | mem HVP | note |")
         w("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in m["results"]:
             s, h = r.get("setup", {}), r.get("hvp", {})
@@ -1062,7 +1064,7 @@ def report(all_res: list[dict], args, versions: dict, wall: float) -> str:
                            ("lmin", "(c) λ_min (smallest algebraic)")):
             w(f"\n**{title}**\n")
             w("| library | method | setting | time | CPU time | HVPs | HVP share | rel. err "
-              "| ≤1e-3 | stall | mem | status |")
+              "| ≤1e-3 | others | mem | status |")
             w("|---|---|---|---|---|---|---|---|---|---|---|---|")
             for r in m["results"]:
                 rows = r.get(key)
@@ -1084,7 +1086,7 @@ def report(all_res: list[dict], args, versions: dict, wall: float) -> str:
                       f"{_cell_status(x)} |")
 
         w(f"\n**(d) SLQ spectral density, n_v = {SLQ_NV}, m = {SLQ_M}**\n")
-        w("| library | how | time | CPU time | HVPs | HVP share | stall | mem | extreme nodes rel. "
+        w("| library | how | time | CPU time | HVPs | HVP share | others | mem | extreme nodes rel. "
           "err (max / min) | status |")
         w("|---|---|---|---|---|---|---|---|---|---|")
         for r in m["results"]:
@@ -1106,7 +1108,7 @@ def report(all_res: list[dict], args, versions: dict, wall: float) -> str:
               f"{share} | {_fmt_stall(d)} | {_fmt_mem(d.get('mem'))} | {ext} | {_cell_status(d)} |")
 
         w("\n**Trace (for reference; not a target)**\n")
-        w("| library | how | time | HVPs | estimate | stall | status |")
+        w("| library | how | time | HVPs | estimate | others | status |")
         w("|---|---|---|---|---|---|---|")
         for r in m["results"]:
             t = r.get("trace")
