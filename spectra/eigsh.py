@@ -89,8 +89,12 @@ def eigsh(
             of the block are drawn at random.
         generator: the source of the random start (default: a fresh generator
             seeded with 0, so the global RNG is never touched).
-        ncv: basis size before a thick restart (default ``max(20, 2k + 2b + 4)``,
+        ncv: basis size before a thick restart (default :func:`default_ncv`:
+            50, or what fits in 2 GiB, but at least ``max(20, 2k + 2b + 4)``;
             capped at ``P``); memory is ``2 * ncv`` vectors of length ``P``.
+            A larger basis restarts less: the most negative eigenvalue of a
+            trained network, at the edge of a dense bulk, took 171 products
+            with ``ncv=20`` and 51 with ``ncv=60`` (1.1M-parameter MLP).
         atol: absolute residual tolerance: a pair is also converged when
             ``||A x - lambda x|| <= atol``. Use ``tol * lambda_max`` for an
             eigenvalue near zero inside a dense cluster (the most negative
@@ -131,7 +135,7 @@ def eigsh(
         raise ValueError(f"block_size must be in [1, {P}], got {block_size!r}")
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
     device = A.device
-    ncv = min(P, int(ncv) if ncv is not None else max(20, 2 * k + 2 * b + 4))
+    ncv = min(P, int(ncv) if ncv is not None else default_ncv(P, k, b, dtype))
     if ncv < min(P, k + b):
         raise ValueError(f"ncv={ncv} must be at least k + block_size = {k + b}")
     budget = int(max_matvecs) if max_matvecs is not None else max(1000, 20 * ncv)
@@ -162,7 +166,7 @@ def eigsh(
                 bar.update(engine.num_matvecs - before)
             theta, Y = engine.ritz()
             want = select(theta, which, k)
-            done = engine.exhausted or engine.num_matvecs + engine.F.shape[1] > budget
+            done = engine.exhausted or engine.num_matvecs + engine.block_width > budget
             if len(want) == k:
                 floor = max(10 * eps * float(np.abs(theta).max()), atol, 1e-300)
                 bound = np.maximum(tol * np.abs(theta[want]), floor)
@@ -207,6 +211,25 @@ def eigsh(
         which=which,
         tol=float(tol),
     )
+
+
+DEFAULT_NCV = 50
+BASIS_BYTES = 2 * 1024**3
+
+
+def default_ncv(P: int, k: int, block_size: int, dtype: torch.dtype) -> int:
+    """The default basis size of :func:`eigsh`.
+
+    :data:`DEFAULT_NCV` (50) vectors, fewer when the basis and its products
+    (``2 * ncv`` vectors of ``P`` entries) would exceed :data:`BASIS_BYTES`
+    (2 GiB), but never fewer than ``max(20, 2k + 2b + 4)`` (ARPACK's rule plus
+    room for a block). Capped at ``P``. Only the rows in use are ever written,
+    so an unused allowance costs no memory traffic.
+    """
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    fits = BASIS_BYTES // max(1, 2 * P * itemsize)
+    floor = max(20, 2 * k + 2 * block_size + 4)
+    return int(min(P, max(floor, min(DEFAULT_NCV, fits))))
 
 
 def power_iteration(
@@ -327,4 +350,4 @@ def _progress_bar(enabled: bool, total: int) -> Any:
     return tqdm(total=total, desc="eigsh", unit="Hv", leave=False)
 
 
-__all__ = ["EigenResult", "eigsh", "power_iteration"]
+__all__ = ["EigenResult", "default_ncv", "eigsh", "power_iteration"]

@@ -12,15 +12,22 @@ Two drivers share the pieces below (random starts, the orthogonalization):
   of any Ritz pair is exact and free (no extra product). :func:`spectra.eigsh`
   drives it.
 
-Every new vector is orthogonalized against the whole basis twice ("twice is
-enough", Giraud et al. 2005). Without it, Lanczos in finite precision loses
+Every new vector is orthogonalized against the whole basis, a second time when
+the first pass cancelled much of it (the DGKS criterion; "twice is enough",
+Giraud et al. 2005). Without it, Lanczos in finite precision loses
 orthogonality as soon as a Ritz value converges and returns "ghost" copies of
 the outlying eigenvalues; with it, the basis stays orthonormal to working
 precision and no eigenvalue is reported twice.
+
+Bases are stored row-major, one vector per row (``(n, P)``), so that both
+products of a Gram-Schmidt pass are plain matrix products over contiguous
+memory: on a CPU that layout measured 6-8x faster than column blocks or
+batched matrix-vector products at ``P = 1.1M``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,17 +65,45 @@ def random_vectors(
     return V.to(device=device, dtype=dtype)
 
 
-def orthogonalize_(W: Tensor, Q: Tensor, passes: int = 2) -> Tensor:
-    """Remove from the columns of ``W`` (P, b) their components in span(``Q`` (P, n)).
+# Daniel, Gragg, Kaufman & Stewart (1976): after one classical Gram-Schmidt pass, a
+# vector that kept more than this fraction of its norm is orthogonal to working
+# precision; one that lost more went through cancellation and needs a second pass.
+DGKS_ETA = 1.0 / math.sqrt(2.0)
 
-    In place, classical Gram-Schmidt repeated ``passes`` times. Returns the
-    coefficients of the first pass, ``Q^T W`` (n, b).
+
+def orthogonalize_(W: Tensor, Q: Tensor, *, passes: int | None = None) -> Tensor:
+    """Remove from the rows of ``W`` their components along the rows of ``Q``.
+
+    Shapes: ``W`` (k, P) and ``Q`` (n, P), or batched ``W`` (b, k, P) and ``Q``
+    (b, n, P) (one basis per leading index). The rows of ``Q`` must be
+    orthonormal. In place, classical Gram-Schmidt as two matrix products, each
+    reading ``Q`` once (the cost is memory traffic: ``Q`` is the large operand).
+
+    ``passes=None`` (default) makes one pass and a second only when some row lost
+    more than ``1 - 1/sqrt(2)`` of its norm in the first (the DGKS criterion,
+    "twice is enough"); ``passes=1`` or ``2`` forces the count.
+
+    Returns:
+        The first pass's coefficients ``W Q^T``: ``(k, n)`` or ``(b, k, n)``.
     """
-    first = Q.T @ W
-    W.sub_(Q @ first)
-    for _ in range(passes - 1):
-        W.sub_(Q @ (Q.T @ W))
-    return first
+    if passes not in (None, 1, 2):
+        raise ValueError(f"passes must be None, 1 or 2, got {passes!r}")
+    coef = W @ Q.mT
+    if Q.shape[-2] == 0:
+        return coef
+    before = W.norm(dim=-1) if passes is None else None
+    _subtract_(W, coef, Q)
+    if passes == 2 or (before is not None and bool((W.norm(dim=-1) < DGKS_ETA * before).any())):
+        _subtract_(W, W @ Q.mT, Q)
+    return coef
+
+
+def _subtract_(W: Tensor, C: Tensor, Q: Tensor) -> None:
+    """``W -= C Q`` in place (2-D or batched)."""
+    if W.dim() == 2:
+        W.addmm_(C, Q, alpha=-1.0)
+    else:
+        W.baddbmm_(C, Q, alpha=-1.0)
 
 
 def _machine_eps(dtype: torch.dtype) -> float:
@@ -112,7 +147,8 @@ def lanczos_tridiagonal(
     Each step is one ``matmat`` of the ``b`` current vectors. With
     ``reorthogonalize`` (the default, and the only setting whose Ritz values
     may be read as eigenvalues), each run keeps its basis (``b * m * P``
-    entries) and orthogonalizes every new vector against it twice.
+    entries) and orthogonalizes every new vector against it
+    (:func:`orthogonalize_`).
 
     Returns:
         The tridiagonal matrices (float64), see :class:`Tridiagonal`.
@@ -127,45 +163,44 @@ def lanczos_tridiagonal(
     norms = V0.norm(dim=0)
     if bool((norms == 0).any()):
         raise ValueError("a start vector is zero")
-    q = V0 / norms
+    # row layout: run i's vectors are rows, its basis a contiguous (m, P) block
+    q = (V0 / norms).T.contiguous()  # (b, P)
     basis = torch.empty(b, m, P, dtype=dtype, device=device) if reorthogonalize else None
     alpha = np.zeros((b, m))
     beta = np.zeros((b, max(m - 1, 0)))
     lengths = np.full(b, m, dtype=np.int64)
-    active = torch.ones(b, dtype=torch.bool, device=device)
+    active = np.ones(b, dtype=bool)
     q_prev = torch.zeros_like(q)
-    beta_prev = torch.zeros(b, dtype=dtype, device=device)
-    scale = torch.zeros(b, dtype=torch.float64)
+    beta_prev = torch.zeros(b, 1, dtype=dtype, device=device)
+    scale = np.zeros(b)
     for j in range(m):
         if basis is not None:
-            basis[:, j, :] = q.T
-        W = matmat(q)
-        a = (q * W).sum(dim=0)
-        W = W - q * a - q_prev * beta_prev
+            basis[:, j, :] = q
+        W = matmat(q.T).T.contiguous()  # (b, P)
+        a = torch.linalg.vecdot(q, W, dim=1).unsqueeze(1)  # (b, 1): q_i . w_i
+        W.sub_(q * a).sub_(q_prev * beta_prev)
         if basis is not None:
-            Qj = basis[:, : j + 1, :]  # (b, j+1, P); memory-bound: batched matmuls
-            Wt = W.T.contiguous().unsqueeze(2)  # (b, P, 1)
-            for _ in range(2):
-                coef = torch.bmm(Qj, Wt)  # (b, j+1, 1)
-                Wt = Wt - torch.bmm(Qj.transpose(1, 2), coef)
-            W = Wt.squeeze(2).T
-        a_np = a.detach().to("cpu", torch.float64).numpy()
-        alpha[:, j] = np.where(active.cpu().numpy(), a_np, alpha[:, j])
+            orthogonalize_(W.unsqueeze(1), basis[:, : j + 1, :])
+        a_np = a[:, 0].detach().to("cpu", torch.float64).numpy()
+        alpha[:, j] = np.where(active, a_np, alpha[:, j])
         if j == m - 1:
             break
-        bnorm = W.norm(dim=0)
-        b_np = bnorm.detach().to("cpu", torch.float64)
-        scale = torch.maximum(scale, torch.as_tensor(np.abs(a_np)) + b_np)
-        broke = (b_np <= 10 * eps * scale.clamp_min(1e-300)) & active.cpu()
-        for i in torch.nonzero(broke).flatten().tolist():
-            lengths[i] = j + 1
-        active = active & ~broke.to(device)
-        beta[:, j] = np.where(active.cpu().numpy(), b_np.numpy(), 0.0)
-        if not bool(active.any()):
+        bnorm = W.norm(dim=1, keepdim=True)  # (b, 1)
+        b_np = bnorm[:, 0].detach().to("cpu", torch.float64).numpy()
+        scale = np.maximum(scale, np.abs(a_np) + b_np)
+        broke = (b_np <= 10 * eps * np.maximum(scale, 1e-300)) & active
+        lengths[broke] = j + 1
+        active &= ~broke
+        beta[:, j] = np.where(active, b_np, 0.0)
+        if not active.any():
             break
-        safe = torch.where(active, bnorm, torch.ones_like(bnorm))
-        q_prev, q = q, torch.where(active, W / safe, torch.zeros_like(W))
-        beta_prev = torch.where(active, bnorm, torch.zeros_like(bnorm))
+        if active.all():
+            q_prev, q, beta_prev = q, W.div_(bnorm), bnorm
+        else:  # finished runs continue as zeros
+            live = torch.as_tensor(active, device=device).unsqueeze(1)
+            safe = torch.where(live, bnorm, torch.ones_like(bnorm))
+            q_prev, q = q, torch.where(live, W / safe, torch.zeros_like(W))
+            beta_prev = torch.where(live, bnorm, torch.zeros_like(bnorm))
     return Tridiagonal(alpha=alpha, beta=beta, lengths=lengths)
 
 
@@ -203,12 +238,13 @@ def select(theta: np.ndarray, which: str, count: int) -> np.ndarray:
 class ThickRestartLanczos:
     """A thick-restart (block) Lanczos process with full reorthogonalization.
 
-    State: the orthonormal basis ``Q`` (P, n), all of it multiplied, its
-    products ``AQ = A Q`` (P, n), the projected matrix ``H = Q^T A Q`` (n, n,
-    float64), and the next block ``F`` (P, b), orthonormal and orthogonal to
-    ``Q``, not yet multiplied. Between restarts ``Q`` is a (block) Krylov basis
-    and ``H`` is (block) tridiagonal up to rounding; after a restart ``H`` has
-    the arrowhead-plus-tridiagonal shape of the Krylov-Schur form.
+    State, in row layout (one vector per row): the orthonormal basis ``Q``
+    (n, P), all of it multiplied, its products ``AQ`` (n, P) (row ``i`` is
+    ``A q_i``), the projected matrix ``H = Q A Q^T`` (n, n, float64), and the
+    next block ``F`` (b, P), orthonormal and orthogonal to ``Q``, not yet
+    multiplied. Between restarts ``Q`` is a (block) Krylov basis and ``H`` is
+    (block) tridiagonal up to rounding; after a restart ``H`` has the
+    arrowhead-plus-tridiagonal shape of the Krylov-Schur form.
 
     Args:
         matmat: the operator, ``(P, b) -> (P, b)``.
@@ -234,55 +270,70 @@ class ThickRestartLanczos:
         if self.max_basis < b:
             raise ValueError(f"max_basis={max_basis} is smaller than the block size {b}")
         self.generator = generator
-        self.Q = torch.zeros(P, self.max_basis, dtype=self.dtype, device=self.device)
-        self.AQ = torch.zeros_like(self.Q)
+        # rows past ``n`` are never read: empty, so untouched pages cost nothing
+        self.Q = torch.empty(self.max_basis, P, dtype=self.dtype, device=self.device)
+        self.AQ = torch.empty_like(self.Q)
         self.H = np.zeros((self.max_basis, self.max_basis))
         self.n = 0
         self.num_matvecs = 0
         self._coupling = np.zeros((0, 0))
         self._last_block = (0, 0)
-        self.F = self._orthonormal_block(start.clone())
+        self._prev_lo: int | None = None  # first row of the previous block, if adjacent
+        W = start.T.contiguous()
+        self.F = self._orthonormal_block(W, W.norm(dim=1))
+
+    @property
+    def block_width(self) -> int:
+        """The number of vectors in the next block (``b``, fewer near exhaustion)."""
+        return int(self.F.shape[0])
 
     @property
     def exhausted(self) -> bool:
         """The basis spans an invariant subspace and no direction is left: exact."""
-        return self.F.shape[1] == 0
+        return self.block_width == 0
 
     @property
     def needs_restart(self) -> bool:
         """The next block does not fit in the basis."""
-        return self.n + self.F.shape[1] > self.max_basis
+        return self.n + self.block_width > self.max_basis
 
     # --------------------------------------------------------------- basis growth
-    def _orthonormal_block(self, W: Tensor, ref_norms: Tensor | None = None) -> Tensor:
-        """Orthonormalize the columns of ``W`` against ``Q`` and each other.
+    def _orthonormal_block(self, W: Tensor, ref_norms: Tensor, projected: bool = False) -> Tensor:
+        """Orthonormalize the rows of ``W`` (j, P) against ``Q`` and each other.
 
-        A column that vanishes (its Krylov space is invariant) is replaced by a
-        random direction orthogonal to everything so far; when ``Q`` and the
-        block already span the whole space, fewer columns are returned.
+        ``ref_norms`` (j,) are the rows' norms before any projection (the scale
+        for deciding that a row vanished); ``projected`` says that ``W`` was
+        already orthogonalized against ``Q`` once (by :meth:`expand`). A row that
+        vanishes (its Krylov space is invariant) is replaced by a random
+        direction orthogonal to everything so far; when ``Q`` and the block
+        already span the whole space, fewer rows are returned.
         """
         eps = _machine_eps(self.dtype)
-        cols: list[Tensor] = []
-        for j in range(W.shape[1]):
-            w = W[:, j : j + 1]
-            ref = float(ref_norms[j]) if ref_norms is not None else float(w.norm())
+        rows: list[Tensor] = []
+        for j in range(W.shape[0]):
+            w = W[j : j + 1]
+            ref = float(ref_norms[j])
+            fresh = not projected
             for _attempt in range(3):
-                if self.n + len(cols) >= self.P:
-                    return _stack(cols, self.P, self.dtype, self.device)
-                for _pass in range(2):
-                    if self.n:
-                        orthogonalize_(w, self.Q[:, : self.n], passes=1)
-                    for c in cols:
-                        w.sub_(c * (c.T @ w))
+                if self.n + len(rows) >= self.P:
+                    return _stack(rows, self.P, self.dtype, self.device)
+                if self.n and fresh:
+                    orthogonalize_(w, self.Q[: self.n])
+                if rows:
+                    before = float(w.norm())
+                    orthogonalize_(w, torch.cat(rows), passes=2)
+                    if self.n and float(w.norm()) < DGKS_ETA * before:
+                        orthogonalize_(w, self.Q[: self.n])  # cancellation: once more
                 nrm = float(w.norm())
                 if nrm > 100 * eps * max(ref, 1e-300):
-                    cols.append(w / nrm)
+                    rows.append(w / nrm)
                     break
                 w = random_vectors(
                     self.P, 1, generator=self.generator, dtype=self.dtype, device=self.device
-                )
+                ).T.contiguous()
                 ref = float(w.norm())
-        return _stack(cols, self.P, self.dtype, self.device)
+                fresh = True
+        return _stack(rows, self.P, self.dtype, self.device)
 
     def expand(self) -> None:
         """Multiply the next block, append it to the basis, update ``H``, and
@@ -292,24 +343,36 @@ class ThickRestartLanczos:
         if self.needs_restart:
             raise RuntimeError("the basis is full: restart before expanding")
         F = self.F
-        lo, hi = self.n, self.n + F.shape[1]
-        W = self.matmat(F)
-        self.num_matvecs += F.shape[1]
-        if tuple(W.shape) != tuple(F.shape):
-            raise ValueError(f"the operator returned shape {tuple(W.shape)}, expected {tuple(F.shape)}")
-        W = W.to(self.dtype)
-        self.Q[:, lo:hi] = F
-        self.AQ[:, lo:hi] = W
+        lo, hi = self.n, self.n + F.shape[0]
+        W = self.matmat(F.T)
+        self.num_matvecs += F.shape[0]
+        if tuple(W.shape) != (self.P, F.shape[0]):
+            raise ValueError(
+                f"the operator returned shape {tuple(W.shape)}, expected {(self.P, F.shape[0])}"
+            )
+        W = W.T.to(self.dtype).contiguous()  # (b, P): row i is A f_i
+        self.Q[lo:hi] = F
+        self.AQ[lo:hi] = W
         self.n = hi
-        C = (self.Q[:, :hi].T @ W).to("cpu", torch.float64).numpy()
-        self.H[:hi, lo:hi] = C
-        self.H[lo:hi, :hi] = C.T
+        # The new entries of H = Q A Q^T are the Gram-Schmidt coefficients. First the
+        # block recurrence (this block and the one before it, a few rows), then the
+        # whole basis: in exact arithmetic the rest is zero, so that pass rarely
+        # cancels and rarely needs the second pass it would need on A F itself.
+        R = W.clone()
+        near = self._prev_lo if self._prev_lo is not None else lo
+        local = orthogonalize_(R, self.Q[near:hi], passes=1)
+        C = orthogonalize_(R, self.Q[:hi])
+        C[:, near:hi] += local
+        C = C.to("cpu", torch.float64).numpy()  # (b, hi)
+        self._prev_lo = lo
+        self.H[lo:hi, :hi] = C
+        self.H[:hi, lo:hi] = C.T
         blk = self.H[lo:hi, lo:hi]
         self.H[lo:hi, lo:hi] = 0.5 * (blk + blk.T)
-        self.F = self._orthonormal_block(W.clone(), W.norm(dim=0))
-        # W = Q C + F R with F orthogonal to Q, so R = F^T W: the Krylov relation
-        # A Q = Q H + F R E^T (E: the last block) gives every Ritz residual for free
-        self._coupling = (self.F.T @ W).to("cpu", torch.float64).numpy()
+        self.F = self._orthonormal_block(R, W.norm(dim=1), projected=True)
+        # W = C Q + S F with F orthogonal to Q, so S = W F^T: the Krylov relation
+        # A Q^T = Q^T H + F^T S^T E^T (E: the last block) gives every Ritz residual free
+        self._coupling = (self.F @ W.T).to("cpu", torch.float64).numpy()  # (b', b)
         self._last_block = (lo, hi)
 
     # --------------------------------------------------------------- Ritz pairs
@@ -321,51 +384,51 @@ class ThickRestartLanczos:
     def residual_estimates(self, Y: np.ndarray) -> np.ndarray:
         """``||A x - theta x||`` from the Krylov relation, for coordinates ``Y`` (n, j).
 
-        ``||R Y[last block]||``: no work of size ``P``. Exact in exact arithmetic;
+        ``||S Y[last block]||``: no work of size ``P``. Exact in exact arithmetic;
         :meth:`residual_norms` verifies it from the stored products."""
         lo, hi = self._last_block
         if self._coupling.size == 0:
             return np.zeros(Y.shape[1])
         return np.linalg.norm(self._coupling @ Y[lo:hi, :], axis=0)
 
+    def _combine(self, rows: Tensor, Y: np.ndarray) -> Tensor:
+        """``Y^T rows[:n]``: ``(j, P)`` combinations of the first ``n`` stored rows."""
+        Yt = torch.as_tensor(Y.T, dtype=self.dtype, device=self.device)
+        return Yt @ rows[: self.n]
+
     def residual_norms(self, theta: np.ndarray, Y: np.ndarray) -> np.ndarray:
         """Exact ``||A x - theta x||`` for Ritz pairs ``(theta (j,), Y (n, j))``.
 
         Computed from the stored products ``A Q``: no operator product."""
-        Yt = torch.as_tensor(Y, dtype=self.dtype, device=self.device)
-        th = torch.as_tensor(theta, dtype=self.dtype, device=self.device)
-        R = self.AQ[:, : self.n] @ Yt - (self.Q[:, : self.n] @ Yt) * th
-        return R.norm(dim=0).to("cpu", torch.float64).numpy()
+        th = torch.as_tensor(theta, dtype=self.dtype, device=self.device).unsqueeze(1)
+        R = self._combine(self.AQ, Y) - self._combine(self.Q, Y) * th
+        return R.norm(dim=1).to("cpu", torch.float64).numpy()
 
     def ritz_vectors(self, Y: np.ndarray) -> Tensor:
-        """``Q Y``: Ritz vectors ``(P, j)`` for basis coordinates ``Y`` (n, j)."""
-        Yt = torch.as_tensor(Y, dtype=self.dtype, device=self.device)
-        return self.Q[:, : self.n] @ Yt
+        """Ritz vectors ``(P, j)`` for basis coordinates ``Y`` (n, j)."""
+        return self._combine(self.Q, Y).T.contiguous()
 
     def restart(self, keep: np.ndarray, theta: np.ndarray, Y: np.ndarray) -> None:
-        """Keep the Ritz vectors ``X = Q Y[:, keep]`` and the next block ``F``.
+        """Keep the Ritz vectors ``X = Y[:, keep]^T Q`` and the next block ``F``.
 
-        ``A X = X Theta + F S^T`` holds for the Krylov-Schur form, so ``H``
+        ``A X^T = X^T Theta + F^T S^T`` holds for the Krylov-Schur form, so ``H``
         restarts as ``diag(Theta)``; the coupling between ``X`` and ``F`` is
-        filled in by the next :meth:`expand` (which computes ``Q^T A F``).
+        filled in by the next :meth:`expand` (which computes ``Q A F^T``).
         """
-        n = self.n
-        Yk = torch.as_tensor(Y[:, keep], dtype=self.dtype, device=self.device)
-        X = self.Q[:, :n] @ Yk
-        AX = self.AQ[:, :n] @ Yk
+        X = self._combine(self.Q, Y[:, keep])
+        AX = self._combine(self.AQ, Y[:, keep])
         kc = len(keep)
-        self.Q.zero_()
-        self.AQ.zero_()
         self.H[:] = 0.0
-        self.Q[:, :kc] = X
-        self.AQ[:, :kc] = AX
+        self.Q[:kc] = X
+        self.AQ[:kc] = AX
         self.H[np.arange(kc), np.arange(kc)] = theta[keep]
         self.n = kc
+        self._prev_lo = None  # the kept rows are coupled to F through H, not a recurrence
         # F is orthogonal to the old basis, hence to X; this removes rounding only
-        self.F = self._orthonormal_block(self.F, torch.ones(self.F.shape[1]))
+        self.F = self._orthonormal_block(self.F.clone(), self.F.norm(dim=1))
 
 
-def _stack(cols: list[Tensor], P: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    if not cols:
-        return torch.zeros(P, 0, dtype=dtype, device=device)
-    return torch.cat(cols, dim=1)
+def _stack(rows: list[Tensor], P: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    if not rows:
+        return torch.zeros(0, P, dtype=dtype, device=device)
+    return torch.cat(rows, dim=0)

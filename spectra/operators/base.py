@@ -20,6 +20,8 @@ the product of the curvature of one batch's loss with ``k`` vectors.
 
 from __future__ import annotations
 
+import math
+
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -137,25 +139,39 @@ class CurvatureOperator:
     def matmat(self, V: Tensor) -> Tensor:
         """The products ``C V`` for ``V`` of shape ``(P, k)``; returns ``(P, k)``.
 
+        The result's columns are stored one after the other (it is the transpose
+        of a contiguous ``(k, P)`` tensor), which is what the Krylov solvers read.
+
         The ``k`` products share each batch's forward (and, where the backend
         allows, backward) pass. Costs ``k`` in :attr:`num_matvecs`.
         """
         V = self._check_vector(V, ndim=2)
         k = V.shape[1]
-        out = torch.zeros(self._dim, k, dtype=self._dtype, device=self._device)
         if k == 0:
-            return out
+            return torch.zeros(self._dim, 0, dtype=self._dtype, device=self._device)
         tangents = self.unflatten(V)  # list of (k, *shape)
+        out: Tensor | None = None
         with self._model_mode():
             for b, (inputs, targets) in enumerate(self._iter_batches()):
                 n_b = _batch_size(targets)
                 weight = n_b / self._num_data if self.reduction == "mean" else 1.0
-                prods = self._batch_matmat(b, inputs, targets, tangents)
-                out.add_(self.flatten(prods), alpha=weight)
+                prod = self.flatten(self._batch_matmat(b, inputs, targets, tangents))
+                # the first batch's product (a fresh tensor) becomes the sum: no zero fill
+                if out is None:
+                    out = prod.mul_(weight) if weight != 1.0 else prod
+                else:
+                    out.add_(prod, alpha=weight)
+        if out is None:
+            raise ValueError("data holds no batches")
         if self._group is not None:
+            out = out.contiguous()
             torch.distributed.all_reduce(out, group=self._group)
         self.num_matvecs += k
-        if self.check_finite and not bool(torch.isfinite(out).all()):
+        # a NaN or Inf entry makes the sum non-finite; a non-finite sum of finite
+        # entries (overflow) is told apart by the exact test, run only then
+        if self.check_finite and not (
+            math.isfinite(float(out.sum())) or bool(torch.isfinite(out).all())
+        ):
             raise FloatingPointError(
                 f"{type(self).__name__}: the product has NaN or Inf entries; "
                 "check the loss and the parameters for non-finite values"

@@ -112,6 +112,30 @@ def test_nonfinite_loss_raises():
         H.matvec(torch.ones(H.shape[0], dtype=torch.float64))
 
 
+class _Scale(nn.Module):
+    """``p * x``: with a summed squared error, ``H = 2 diag(x^2)``, no sums inside ``H v``."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.zeros(n))
+
+    def forward(self, x):
+        return self.p * x
+
+
+def test_nonfinite_product_raises_but_huge_finite_products_pass():
+    n = 8
+    H = HessianOperator(_Scale(n), nn.MSELoss(reduction="sum"), (torch.ones(1, n), torch.zeros(1, n)))
+    v = torch.ones(n)
+    v[0] = float("nan")
+    with pytest.raises(FloatingPointError, match="NaN or Inf"):
+        H.matvec(v)
+    # entries near the float32 limit: their sum overflows, yet every entry is finite
+    out = H.matvec(torch.full((n,), 1e38))
+    torch.testing.assert_close(out, torch.full((n,), 2e38))
+    assert not bool(torch.isfinite(out.sum()))
+
+
 def test_unknown_backend():
     with pytest.raises(ValueError, match="backend"):
         HessianOperator(nn.Linear(2, 1), nn.MSELoss(), (torch.ones(2, 2), torch.ones(2, 1)), backend="x")

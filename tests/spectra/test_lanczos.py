@@ -1,0 +1,121 @@
+"""The Krylov engine itself: Gram-Schmidt and the orthonormality of its bases."""
+
+import numpy as np
+import pytest
+import torch
+
+from spectra.lanczos import ThickRestartLanczos, lanczos_tridiagonal, orthogonalize_, select
+
+from tests.spectra.spectra_matrices import with_spectrum
+
+
+def _orthonormal_rows(n: int, P: int, seed: int, dtype=torch.float32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(P, n, generator=g, dtype=torch.float64))
+    return Q.T.contiguous().to(dtype)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_orthogonalize_removes_the_span_and_returns_the_coefficients(batched):
+    P, n, k = 500, 12, 3
+    Q = _orthonormal_rows(n, P, 0, torch.float64)
+    W = torch.randn(k, P, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    expected_coef = W @ Q.T
+    expected = W - expected_coef @ Q
+    if batched:
+        Qb, Wb = torch.stack([Q, 2 * Q[[1, 0, *range(2, n)]] / 2]), torch.stack([W, W])
+        coef = orthogonalize_(Wb, Qb)
+        assert coef.shape == (2, k, n)
+        torch.testing.assert_close(Wb[0], expected)
+        torch.testing.assert_close(Wb[1], expected)  # same span, rows permuted
+        torch.testing.assert_close(coef[0], expected_coef)
+        torch.testing.assert_close(coef[1], expected_coef[:, [1, 0, *range(2, n)]])
+    else:
+        coef = orthogonalize_(W, Q)
+        torch.testing.assert_close(W, expected)
+        torch.testing.assert_close(coef, expected_coef)
+
+
+def test_second_pass_only_after_cancellation():
+    """A row that is almost inside span(Q) loses most of its norm in the first pass:
+    one pass leaves it far from orthogonal in float32; the DGKS test adds the second."""
+    P, n = 4000, 20
+    Q = _orthonormal_rows(n, P, 0)
+    g = torch.Generator().manual_seed(2)
+    inside = 1e4 * (torch.randn(1, n, generator=g) @ Q)
+    w = inside + torch.randn(1, P, generator=g)
+
+    def loss_of_orthogonality(passes):
+        x = w.clone()
+        orthogonalize_(x, Q, passes=passes)
+        return float((x @ Q.T).abs().max() / x.norm())
+
+    one, adaptive, two = (loss_of_orthogonality(p) for p in (1, None, 2))
+    assert one > 1e-4  # the failure the criterion exists for
+    assert adaptive < 1e-6 and two < 1e-6
+    # no cancellation: the adaptive rule stops after one pass (same result as passes=1)
+    x, y = torch.randn(2, P, generator=g), None
+    y = x.clone()
+    orthogonalize_(x, Q)
+    orthogonalize_(y, Q, passes=1)
+    assert torch.equal(x, y)
+
+
+def test_bad_passes():
+    with pytest.raises(ValueError, match="passes"):
+        orthogonalize_(torch.zeros(1, 3), torch.zeros(1, 3), passes=3)
+
+
+def test_independent_runs_keep_orthonormal_bases_in_float32():
+    """Each run's Lanczos vectors (recorded from the products asked for) stay
+    orthonormal to float32 precision over many steps on a wide spectrum, where
+    plain Lanczos loses orthogonality completely."""
+    ev = np.concatenate([[1e3, 500.0, 200.0], np.geomspace(1e-3, 10.0, 597)])
+    A = with_spectrum(ev).to(torch.float32)
+    P, b, m = A.shape[0], 3, 150
+    V0 = torch.randn(P, b, generator=torch.Generator().manual_seed(0))
+
+    def run(reorth):
+        seen = []
+
+        def matmat(V):
+            seen.append(V.clone())
+            return A @ V
+
+        lanczos_tridiagonal(matmat, V0, m, reorthogonalize=reorth)
+        return torch.stack(seen, dim=2).double()  # (P, b, m)
+
+    for name, reorth in (("full", True), ("none", False)):
+        basis = run(reorth)
+        worst = max(
+            float((basis[:, i].T @ basis[:, i] - torch.eye(m, dtype=torch.float64)).abs().max())
+            for i in range(b)
+        )
+        if reorth:
+            assert worst < 1e-5, worst
+        else:
+            assert worst > 1e-1, worst  # the test can tell
+
+
+@pytest.mark.parametrize("block", [1, 3])
+def test_thick_restart_basis_stays_orthonormal_across_restarts(block):
+    ev = np.concatenate([[40.0, 30.0, 30.0, 20.0], np.linspace(-1.0, 5.0, 396)])
+    A = with_spectrum(ev).to(torch.float32)
+    start = torch.randn(A.shape[0], block, generator=torch.Generator().manual_seed(0))
+    eng = ThickRestartLanczos(lambda V: A @ V, start, max_basis=24)
+    restarts = 0
+    for _ in range(60):
+        if eng.needs_restart:
+            theta, Y = eng.ritz()
+            eng.restart(select(theta, "LA", 10), theta, Y)
+            restarts += 1
+        eng.expand()
+        n = eng.n
+        Q = torch.cat([eng.Q[:n], eng.F]).double()
+        err = float((Q @ Q.T - torch.eye(Q.shape[0], dtype=torch.float64)).abs().max())
+        assert err < 1e-5, (restarts, n, err)
+        # the stored products are the products, and H is the projection
+        torch.testing.assert_close(eng.AQ[:n], eng.Q[:n] @ A, rtol=1e-4, atol=1e-4)
+        H = (eng.Q[:n].double() @ A.double() @ eng.Q[:n].double().T).numpy()
+        np.testing.assert_allclose(eng.H[:n, :n], H, atol=1e-4)
+    assert restarts >= 3
