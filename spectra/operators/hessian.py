@@ -181,6 +181,8 @@ class HessianOperator(CurvatureOperator):
                     outs, leaves, [t[j] for t in ins], retain_graph=keep, allow_unused=True
                 )
                 cols.append(_fill_unused(col, [t[j] for t in tangents]))
+        if k == 1:  # no copy
+            return [t.unsqueeze(0) for t in cols[0]]
         return [torch.stack(parts) for parts in zip(*cols)]
 
     def _func_matmat(self, inputs: Any, targets: Tensor, tangents: list[Tensor]) -> list[Tensor]:
