@@ -40,7 +40,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
-        except Exception as exc:  # noqa: BLE001 - the CLI's one error boundary
+        except Exception as exc:
             if debug:
                 raise
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -72,20 +72,20 @@ def _registries() -> dict:
         from spectra.models import available_models
 
         reg["models"] = sorted(available_models())
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception as exc:  # noqa: BLE001 - info must report, not crash
+        reg["models"] = f"unavailable ({type(exc).__name__}: {exc})"
     try:
         from spectra.data import available_datasets
 
         reg["datasets"] = sorted(available_datasets())
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception as exc:  # noqa: BLE001 - info must report, not crash
+        reg["datasets"] = f"unavailable ({type(exc).__name__}: {exc})"
     try:
         import optim
 
         reg["optimizers"] = sorted(optim.available())
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception as exc:  # noqa: BLE001 - info must report, not crash
+        reg["optimizers"] = f"unavailable ({type(exc).__name__}: {exc})"
     return reg
 
 

@@ -19,39 +19,39 @@ Plots live in :mod:`spectra.plots` (imported on demand: matplotlib is heavy).
 """
 
 from spectra._version import __version__
+from spectra.data import load_dataset
 from spectra.density import SpectralMeasure, slq
 from spectra.eigsh import EigenResult, eigsh, power_iteration
-from spectra.operators import CurvatureOperator, DenseOperator, GGNOperator, HessianOperator
-from spectra.trace import TraceEstimate, trace
-from spectra.probe import ProbeResult, ProbeSettings, probe
-from spectra.monitor import SpectralMonitor
-from spectra.store import RunStore, list_runs, read_run
-from spectra.train import CheckpointPolicy, train
 from spectra.models import build_model
-from spectra.data import load_dataset
+from spectra.monitor import SpectralMonitor
+from spectra.operators import CurvatureOperator, DenseOperator, GGNOperator, HessianOperator
+from spectra.probe import ProbeResult, ProbeSettings, probe
+from spectra.store import RunStore, list_runs, read_run
+from spectra.trace import TraceEstimate, trace
+from spectra.train import CheckpointPolicy, train
 
 __all__ = [
-    "__version__",
-    "CurvatureOperator",
-    "HessianOperator",
-    "GGNOperator",
-    "DenseOperator",
-    "eigsh",
-    "EigenResult",
-    "power_iteration",
-    "slq",
-    "SpectralMeasure",
-    "trace",
-    "TraceEstimate",
-    "probe",
-    "ProbeSettings",
-    "ProbeResult",
-    "SpectralMonitor",
-    "train",
     "CheckpointPolicy",
+    "CurvatureOperator",
+    "DenseOperator",
+    "EigenResult",
+    "GGNOperator",
+    "HessianOperator",
+    "ProbeResult",
+    "ProbeSettings",
     "RunStore",
-    "read_run",
-    "list_runs",
+    "SpectralMeasure",
+    "SpectralMonitor",
+    "TraceEstimate",
+    "__version__",
     "build_model",
+    "eigsh",
+    "list_runs",
     "load_dataset",
+    "power_iteration",
+    "probe",
+    "read_run",
+    "slq",
+    "trace",
+    "train",
 ]

@@ -67,7 +67,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         raise CheckpointError(f"checkpoint {path} is a directory, expected a .pt file")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - arbitrary bytes fail in many ways (KeyError, ...)
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{path} is not a spectra checkpoint (torch.load with weights_only=True failed: {first})"
@@ -88,4 +88,4 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     return ckpt
 
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "load_checkpoint", "save_checkpoint"]

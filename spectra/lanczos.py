@@ -36,6 +36,8 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 from torch import Tensor
 
+from spectra._tensors import standard_strides
+
 MatMat = Callable[[Tensor], Tensor]
 
 
@@ -91,9 +93,12 @@ def orthogonalize_(W: Tensor, Q: Tensor, *, passes: int | None = None) -> Tensor
     coef = W @ Q.mT
     if Q.shape[-2] == 0:
         return coef
-    before = W.norm(dim=-1) if passes is None else None
+    before = torch.linalg.vector_norm(W, dim=-1) if passes is None else None
     _subtract_(W, coef, Q)
-    if passes == 2 or (before is not None and bool((W.norm(dim=-1) < DGKS_ETA * before).any())):
+    if passes == 2 or (
+        before is not None
+        and float(torch.min(torch.linalg.vector_norm(W, dim=-1) - DGKS_ETA * before)) < 0
+    ):
         _subtract_(W, W @ Q.mT, Q)
     return coef
 
@@ -164,7 +169,7 @@ def lanczos_tridiagonal(
     if bool((norms == 0).any()):
         raise ValueError("a start vector is zero")
     # row layout: run i's vectors are rows, its basis a contiguous (m, P) block
-    q = (V0 / norms).T.contiguous()  # (b, P)
+    q = standard_strides((V0 / norms).T)  # (b, P)
     basis = torch.empty(b, m, P, dtype=dtype, device=device) if reorthogonalize else None
     alpha = np.zeros((b, m))
     beta = np.zeros((b, max(m - 1, 0)))
@@ -176,7 +181,7 @@ def lanczos_tridiagonal(
     for j in range(m):
         if basis is not None:
             basis[:, j, :] = q
-        W = matmat(q.T).T.contiguous()  # (b, P)
+        W = standard_strides(matmat(q.T).T)  # (b, P)
         a = torch.linalg.vecdot(q, W, dim=1).unsqueeze(1)  # (b, 1): q_i . w_i
         W.sub_(q * a).sub_(q_prev * beta_prev)
         if basis is not None:
@@ -279,7 +284,7 @@ class ThickRestartLanczos:
         self._coupling = np.zeros((0, 0))
         self._last_block = (0, 0)
         self._prev_lo: int | None = None  # first row of the previous block, if adjacent
-        W = start.T.contiguous()
+        W = standard_strides(start.T)
         self.F = self._orthonormal_block(W, W.norm(dim=1))
 
     @property
@@ -309,6 +314,10 @@ class ThickRestartLanczos:
         already span the whole space, fewer rows are returned.
         """
         eps = _machine_eps(self.dtype)
+        if projected and W.shape[0] == 1 and self.n < self.P:  # the usual Lanczos step
+            nrm = float(torch.linalg.vector_norm(W))
+            if nrm > 100 * eps * max(float(ref_norms[0]), 1e-300):
+                return W.div_(nrm)
         rows: list[Tensor] = []
         for j in range(W.shape[0]):
             w = W[j : j + 1]
@@ -324,13 +333,13 @@ class ThickRestartLanczos:
                     orthogonalize_(w, torch.cat(rows), passes=2)
                     if self.n and float(w.norm()) < DGKS_ETA * before:
                         orthogonalize_(w, self.Q[: self.n])  # cancellation: once more
-                nrm = float(w.norm())
+                nrm = float(torch.linalg.vector_norm(w))
                 if nrm > 100 * eps * max(ref, 1e-300):
                     rows.append(w / nrm)
                     break
-                w = random_vectors(
+                w = standard_strides(random_vectors(
                     self.P, 1, generator=self.generator, dtype=self.dtype, device=self.device
-                ).T.contiguous()
+                ).T)
                 ref = float(w.norm())
                 fresh = True
         return _stack(rows, self.P, self.dtype, self.device)
@@ -350,7 +359,7 @@ class ThickRestartLanczos:
             raise ValueError(
                 f"the operator returned shape {tuple(W.shape)}, expected {(self.P, F.shape[0])}"
             )
-        W = W.T.to(self.dtype).contiguous()  # (b, P): row i is A f_i
+        W = standard_strides(W.T.to(self.dtype))  # (b, P): row i is A f_i
         self.Q[lo:hi] = F
         self.AQ[lo:hi] = W
         self.n = hi
@@ -369,7 +378,7 @@ class ThickRestartLanczos:
         self.H[:hi, lo:hi] = C.T
         blk = self.H[lo:hi, lo:hi]
         self.H[lo:hi, lo:hi] = 0.5 * (blk + blk.T)
-        self.F = self._orthonormal_block(R, W.norm(dim=1), projected=True)
+        self.F = self._orthonormal_block(R, torch.linalg.vector_norm(W, dim=1), projected=True)
         # W = C Q + S F with F orthogonal to Q, so S = W F^T: the Krylov relation
         # A Q^T = Q^T H + F^T S^T E^T (E: the last block) gives every Ritz residual free
         self._coupling = (self.F @ W.T).to("cpu", torch.float64).numpy()  # (b', b)
@@ -406,7 +415,7 @@ class ThickRestartLanczos:
 
     def ritz_vectors(self, Y: np.ndarray) -> Tensor:
         """Ritz vectors ``(P, j)`` for basis coordinates ``Y`` (n, j)."""
-        return self._combine(self.Q, Y).T.contiguous()
+        return standard_strides(self._combine(self.Q, Y).T)
 
     def restart(self, keep: np.ndarray, theta: np.ndarray, Y: np.ndarray) -> None:
         """Keep the Ritz vectors ``X = Y[:, keep]^T Q`` and the next block ``F``.

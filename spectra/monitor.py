@@ -177,4 +177,4 @@ def _probe_seed(seed: int, step: int) -> int:
     return (int(seed) * 1_000_003 + int(step)) % (2**63 - 1)
 
 
-__all__ = ["SpectralMonitor", "UNITS"]
+__all__ = ["UNITS", "SpectralMonitor"]

@@ -195,4 +195,4 @@ def probe(
     )
 
 
-__all__ = ["ProbeSettings", "ProbeResult", "probe"]
+__all__ = ["ProbeResult", "ProbeSettings", "probe"]

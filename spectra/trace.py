@@ -107,4 +107,4 @@ def _summarize(samples: Tensor, exact: float, used: int, method: str) -> TraceEs
     return TraceEstimate(value=exact + mean, stderr=std / math.sqrt(n), num_matvecs=used, method=method)
 
 
-__all__ = ["TraceEstimate", "trace", "METHODS"]
+__all__ = ["METHODS", "TraceEstimate", "trace"]

@@ -202,7 +202,10 @@ def train(
                 xb, yb = X[idx], y[idx]
                 holder: dict[str, Tensor] = {}
 
-                def closure(xb: Tensor = xb, yb: Tensor = yb, holder: dict = holder) -> Tensor:
+                def closure(
+                    xb: Tensor = xb, yb: Tensor = yb, holder: dict = holder,
+                    step: int = step, epoch: int = epoch,
+                ) -> Tensor:
                     optimizer.zero_grad(set_to_none=True)
                     out = model(xb)
                     loss = loss_fn(out, yb)
@@ -319,4 +322,4 @@ def _restore(ckpt, model, optimizer, step_schedulers, epoch_schedulers, monitor,
     return int(ckpt["step"]), int(ckpt["epoch"])
 
 
-__all__ = ["train", "evaluate", "current_hparams", "CheckpointPolicy", "TrainResult", "TrainingDiverged"]
+__all__ = ["CheckpointPolicy", "TrainResult", "TrainingDiverged", "current_hparams", "evaluate", "train"]

@@ -6,4 +6,4 @@ from spectra.operators.dense import DenseOperator, as_operator
 from spectra.operators.ggn import GGNOperator
 from spectra.operators.hessian import HessianOperator
 
-__all__ = ["CurvatureOperator", "HessianOperator", "GGNOperator", "DenseOperator", "as_operator"]
+__all__ = ["CurvatureOperator", "DenseOperator", "GGNOperator", "HessianOperator", "as_operator"]

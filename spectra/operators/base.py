@@ -21,7 +21,6 @@ the product of the curvature of one batch's loss with ``k`` vectors.
 from __future__ import annotations
 
 import math
-
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -29,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from spectra._tensors import standard_strides
 
 Batch = tuple[Any, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -214,7 +215,7 @@ class CurvatureOperator:
         if v.dim() == 1:
             return [c.view(s) for c, s in zip(v.split(self._numels), self._shapes)]
         k = v.shape[1]
-        cols = v.T.contiguous()
+        cols = standard_strides(v.T)
         return [c.reshape(k, *s) for c, s in zip(cols.split(self._numels, dim=1), self._shapes)]
 
     def params_vector(self) -> Tensor:
@@ -329,7 +330,7 @@ class _ModeContext:
             self._modes = [(m, m.training) for m in self.model.modules()]
             self.model.eval()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         for m, training in self._modes:
             m.training = training
 
@@ -455,4 +456,4 @@ def _to(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
     return x
 
 
-__all__ = ["CurvatureOperator", "Batch", "LossFn"]
+__all__ = ["Batch", "CurvatureOperator", "LossFn"]

@@ -220,4 +220,4 @@ def _fill_unused(grads: Sequence[Tensor | None], like: Sequence[Tensor]) -> list
     return [torch.zeros_like(t) if g is None else g for g, t in zip(grads, like)]
 
 
-__all__ = ["HessianOperator", "BACKENDS"]
+__all__ = ["BACKENDS", "HessianOperator"]

@@ -147,12 +147,14 @@ def test_works_with_lr_scheduler():
     "kw, name",
     [({"lr": -1.0}, "learning rate"), ({"momentum": 1.0}, "momentum"), ({"weight_decay": -1.0}, "weight_decay"),
      ({"period": 0}, "period"), ({"lanczos_steps": 1}, "lanczos_steps"), ({"probe_tol": 0.0}, "probe_tol"),
+     ({"cold_lanczos_steps": 1}, "cold_lanczos_steps"),
      ({"probe_batch_size": 0}, "probe_batch_size"), ({"warmup_probes": 0}, "warmup"),
      ({"max_residual": -1.0}, "max_residual")],
 )
 def test_bad_hyperparameters(kw, name):
     model, loss_fn, X, y = _problem()
-    args = dict(lr=0.1, momentum=0.9, weight_decay=1e-3, model=model, loss_fn=loss_fn, probe_data=(X, y))
+    args = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3, "model": model, "loss_fn": loss_fn,
+            "probe_data": (X, y)}
     args.update(kw)
     with pytest.raises(ValueError, match=name):
         DCAO(model.parameters(), **args)
@@ -182,3 +184,20 @@ def test_trains_a_digits_mlp_to_90_percent():
         acc = (model(X[te]).argmax(1) == y[te]).float().mean().item()
     assert acc >= 0.90, acc
     assert any(not r["warmup"] for r in opt.history)
+
+
+def test_cold_probe_gets_more_products_than_warm_ones():
+    model, loss_fn, X, y = _problem()
+    opt = _make(model, loss_fn, X, y, period=2, lanczos_steps=3, cold_lanczos_steps=12,
+                probe_tol=1e-12)
+    _train(model, opt, loss_fn, X, y, 6)
+    hvps = [r["hvps"] for r in opt.history]
+    assert hvps == [12, 3, 3], hvps
+    # the cold probe is accurate: its lambda_1 matches a tight solve on the same data
+    import spectra
+
+    opt2 = _make(*_problem()[:2], X, y, cold_lanczos_steps=40, probe_tol=1e-12)
+    rec = opt2.probe_now()
+    op = spectra.HessianOperator(opt2.model, loss_fn, (X, y), eval_mode=True)
+    tight = float(spectra.eigsh(op, k=1, tol=1e-8).eigenvalues[0])
+    assert rec["lambda1"] == pytest.approx(tight, rel=1e-4)

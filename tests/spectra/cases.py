@@ -8,8 +8,8 @@ independently of the operators under test.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -76,12 +76,12 @@ class Case:
         flat = self.flat_params()
         G = torch.zeros(flat.numel(), flat.numel(), dtype=flat.dtype)
         for w, (X, y) in zip(self._weights(), self.batches):
-            out_fn: Callable[[Tensor], Tensor] = lambda f: functional_call(  # noqa: E731
+            out_fn: Callable[[Tensor], Tensor] = lambda f, X=X: functional_call(
                 self.model, self._state(f), (X,)
             )
             out = out_fn(flat)
             J = jacrev(out_fn)(flat).reshape(out.numel(), -1)
-            Hout = hessian(lambda o: self.loss_fn(o.reshape(out.shape), y))(out.reshape(-1))
+            Hout = hessian(lambda o, shape=out.shape, y=y: self.loss_fn(o.reshape(shape), y))(out.reshape(-1))
             G += w * J.T @ Hout @ J
         return G
 

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from spectra.lanczos import ThickRestartLanczos, lanczos_tridiagonal, orthogonalize_, select
-
 from tests.spectra.spectra_matrices import with_spectrum
 
 

@@ -14,12 +14,11 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pytest
-
-from optim.testfunctions import get_function
 import torch
 from matplotlib.collections import QuadMesh
 from matplotlib.figure import Figure
 
+from optim.testfunctions import get_function
 from spectra.density import slq
 from spectra.plots import (
     FIGURE_FORMATS,

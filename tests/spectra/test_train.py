@@ -1,4 +1,3 @@
-import math
 
 import numpy as np
 import pytest
@@ -70,7 +69,7 @@ def test_resume_is_bit_identical(tmp_path):
 
 
 def test_checkpoints_load_with_weights_only_and_refuse_others(tmp_path):
-    model, loss_fn, opt, sched, tr, te = _setup()
+    model, loss_fn, opt, _sched, tr, _te = _setup()
     res = train(model, opt, tr, loss_fn=loss_fn, epochs=2, checkpoint=CheckpointPolicy(tmp_path, every=2),
                 checkpoint_extra={"model_spec": {"name": "mlp", "kwargs": {}}})
     assert [p.name for p in res.checkpoints] == ["checkpoint-epoch0002.pt"]
@@ -97,7 +96,7 @@ def test_checkpoints_load_with_weights_only_and_refuse_others(tmp_path):
 
 
 def test_resume_into_another_architecture_is_refused(tmp_path):
-    model, loss_fn, opt, sched, tr, te = _setup()
+    model, loss_fn, opt, _sched, tr, _te = _setup()
     res = train(model, opt, tr, loss_fn=loss_fn, epochs=1, checkpoint=CheckpointPolicy(tmp_path))
     other = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
     with pytest.raises(ValueError, match="does not fit this model"):
@@ -106,7 +105,7 @@ def test_resume_into_another_architecture_is_refused(tmp_path):
 
 
 def test_nonfinite_loss_stops_cleanly_and_keeps_rows(tmp_path):
-    model, loss_fn, _, _, tr, te = _setup()
+    model, loss_fn, _, _, tr, _te = _setup()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     X, y = tr
     X = X.clone()
@@ -119,7 +118,7 @@ def test_nonfinite_loss_stops_cleanly_and_keeps_rows(tmp_path):
 
 
 def test_metrics_rows_and_hparams(tmp_path):
-    model, loss_fn, opt, sched, tr, te = _setup()
+    model, loss_fn, opt, _sched, tr, te = _setup()
     with RunStore(tmp_path / "m.h5") as store:
         run = store.create_run("m")
         res = train(model, opt, tr, loss_fn=loss_fn, epochs=3, test_data=te, store=run, log_every_steps=2)
@@ -132,7 +131,7 @@ def test_metrics_rows_and_hparams(tmp_path):
 
 
 def test_bad_arguments():
-    model, loss_fn, opt, sched, tr, te = _setup()
+    model, loss_fn, opt, _sched, tr, _te = _setup()
     with pytest.raises(ValueError, match="epochs"):
         train(model, opt, tr, loss_fn=loss_fn, epochs=-1)
     with pytest.raises(ValueError, match="batch_size"):
