@@ -336,6 +336,16 @@ class _ModeContext:
 
 
 # ---------------------------------------------------------------------- module helpers
+def stack_columns(cols: Sequence[Sequence[Tensor]]) -> list[Tensor]:
+    """Per-vector products ``cols[j][i]`` (vector ``j``, parameter ``i``) -> ``(k, *shape_i)``.
+
+    One vector is a view (no copy); more are stacked.
+    """
+    if len(cols) == 1:
+        return [t.unsqueeze(0) for t in cols[0]]
+    return [torch.stack(parts) for parts in zip(*cols)]
+
+
 def _select_params(
     model: nn.Module, params: Sequence[Tensor | str] | None
 ) -> tuple[list[str], list[Tensor]]:

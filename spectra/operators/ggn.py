@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from spectra.operators.base import Batch, CurvatureOperator, LossFn
+from spectra.operators.base import Batch, CurvatureOperator, LossFn, stack_columns
 
 
 class GGNOperator(CurvatureOperator):
@@ -130,7 +130,7 @@ class GGNOperator(CurvatureOperator):
                 cols.append(
                     [torch.zeros_like(t[j]) if g is None else g for g, t in zip(col, tangents)]
                 )
-        return [torch.stack(parts) for parts in zip(*cols)]
+        return stack_columns(cols)
 
 
 __all__ = ["GGNOperator"]

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from spectra.operators.base import Batch, CurvatureOperator, LossFn
+from spectra.operators.base import Batch, CurvatureOperator, LossFn, stack_columns
 
 BACKENDS = ("auto", "graph", "backprop", "func")
 
@@ -181,9 +181,7 @@ class HessianOperator(CurvatureOperator):
                     outs, leaves, [t[j] for t in ins], retain_graph=keep, allow_unused=True
                 )
                 cols.append(_fill_unused(col, [t[j] for t in tangents]))
-        if k == 1:  # no copy
-            return [t.unsqueeze(0) for t in cols[0]]
-        return [torch.stack(parts) for parts in zip(*cols)]
+        return stack_columns(cols)
 
     def _func_matmat(self, inputs: Any, targets: Tensor, tangents: list[Tensor]) -> list[Tensor]:
         primals = tuple(p.detach().to(self._dtype) for p in self._params)
