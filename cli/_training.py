@@ -530,6 +530,9 @@ class EpochReport:
     def add_checkpoint(self, path):
         return self.writer.add_checkpoint(path)
 
+    def rewind(self, step):
+        return self.writer.rewind(step)
+
     def flush(self, probe: dict[str, Any] | None = None) -> None:
         row, self._pending = self._pending, None
         if row is None or not self.echo:

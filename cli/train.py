@@ -119,7 +119,7 @@ def train(ctx: click.Context, **kw) -> None:
 
 def _resume(ctx: click.Context, kw: dict) -> None:
     from spectra.checkpoint import load_checkpoint
-    from spectra.store import RunStore, read_run
+    from spectra.store import RunStore
 
     as_json = kw["as_json"]
     given = [n for n in _FROM_CHECKPOINT if ctx.get_parameter_source(n) != ParameterSource.DEFAULT]
@@ -166,18 +166,17 @@ def _resume(ctx: click.Context, kw: dict) -> None:
     )
     prep.extra["config"] = config  # the run's config is the one it was created with
     prep.extra["run"] = {"file": str(out.resolve()), "name": run}
-    ahead = read_run(out, run).metrics
-    later = [e for e in ahead.epoch if math.isfinite(e) and e > done]
     echo = not (as_json or quiet())
-    if later:
-        click.echo(f"warning: run {run!r} already holds rows past epoch {done} (up to epoch "
-                   f"{max(later):g}), from before this checkpoint's run was stopped; the "
-                   "resumed rows are appended after them", err=True)
     if echo:
         click.echo(f"resuming run {run!r} of {out} at epoch {done} (step {int(ckpt['step'])}), "
                    f"training to epoch {epochs}")
     with RunStore(out) as store:
         writer = store.open_run(run)
+        dropped = writer.rewind(int(ckpt["step"]))
+        if echo and (dropped["metrics"] or dropped["probes"]):
+            click.echo(f"dropped {dropped['metrics']} metric and {dropped['probes']} probe rows "
+                       f"past step {int(ckpt['step'])}, written after this checkpoint by the run "
+                       "that stopped; training writes those steps again")
         outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=batch_size, seed=seed,
                           plan=plan, checkpoint_every=every, log_every=config.get("log_every_steps"),
                           echo=echo, progress=show_progress(as_json), resume=ckpt)

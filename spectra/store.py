@@ -35,7 +35,10 @@ Committed rows
     ``n_rows`` while a writer is open or after it was killed; a clean
     :meth:`RunStore.close` trims them to ``n_rows``. Tables commit independently:
     a kill between a metrics row and the probe row of the same step keeps the
-    first and loses the second.
+    first and loses the second. Rows are only ever appended, with one exception:
+    :meth:`RunWriter.rewind` lowers ``n_rows`` so that a run resumed from a
+    checkpoint writes the steps after it once (the stopped run's rows for those
+    steps are replaced by the resumed run's).
 
 Crash safety (SIGKILL at any moment loses no committed row)
     An append (1) creates any new column and grows all columns if needed, inside a
@@ -642,8 +645,31 @@ class RunWriter:
                 )
         return self._probes.append(data, self._live())
 
+    def rewind(self, step: int) -> dict[str, int]:
+        """Drop the metric and probe rows past optimizer step ``step``.
+
+        For a resume: training from a checkpoint at ``step`` writes its own rows
+        for every later step, so rows a stopped run left past that point would
+        describe the same steps twice (:func:`spectra.train.train` calls this
+        when it resumes). Each table drops the rows from the first one whose
+        ``step`` exceeds ``step``; the drop is committed like an append (one
+        attribute write per table, crash-safe). Checkpoint records are kept:
+        re-recording the same file is a no-op (see :meth:`add_checkpoint`).
+
+        Returns:
+            ``{"metrics": rows dropped, "probes": rows dropped}``.
+        """
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise StoreError(f"{self._live().path}: rewind needs a step >= 0, got {step!r}")
+        store = self._live()
+        return {"metrics": self._metrics.rewind(int(step), store),
+                "probes": self._probes.rewind(int(step), store)}
+
     def add_checkpoint(self, path: str | os.PathLike[str]) -> int:
         """Record a checkpoint file; stored relative to the HDF5 file's directory.
+
+        A file already recorded (a resumed run writing the same checkpoint again)
+        keeps its entry.
 
         Args:
             path: the ``.pt`` file (absolute, or relative to the working directory).
@@ -661,6 +687,10 @@ class RunWriter:
             rel = target
         n = self._num_ckpt
         ds = self._ckpt
+        if n:
+            recorded = list(ds.asstr()[:n])
+            if rel in recorded:
+                return recorded.index(rel)
         with store._transaction():  # may grow the dataset and the global heap
             if ds.shape[0] <= n:
                 ds.resize(max(n + 1, 2 * ds.shape[0], 16), axis=0)
@@ -817,6 +847,25 @@ class _Table:
         f.flush()
         self.n = n + 1
         return n
+
+    def rewind(self, step: int, store: RunStore) -> int:
+        """Uncommit the rows from the first one whose ``step`` exceeds ``step``.
+
+        One attribute write, like an append's commit; the rows' data stay in the
+        file until later appends overwrite them. Returns the number of rows dropped.
+        """
+        col = self._cols.get("step")
+        if self.n == 0 or col is None:
+            return 0
+        steps = col.ds[: self.n]
+        past = np.flatnonzero(steps > step)
+        if past.size == 0:
+            return 0
+        keep = int(past[0])
+        self._count.write(np.array(keep, dtype=np.int64))
+        store._f().flush()
+        dropped, self.n = self.n - keep, keep
+        return dropped
 
     def trim(self) -> None:
         for col in self._cols.values():

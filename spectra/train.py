@@ -157,7 +157,10 @@ def train(
         log_every_steps: also log a metrics row every this-many steps (train loss
             of the batch; test columns NaN).
         seed: seed of the shuffling generator (fresh runs).
-        resume: a checkpoint (path or loaded dict) to continue from.
+        resume: a checkpoint (path or loaded dict) to continue from. Rows that
+            ``store`` (and the monitor's store) hold past the checkpoint's step, left
+            by the run that was stopped, are dropped first (``rewind``): training
+            writes its own rows for those steps again.
         progress: a progress bar over epochs.
 
     Raises:
@@ -177,6 +180,11 @@ def train(
     if resume is not None:
         ckpt = load_checkpoint(resume) if not isinstance(resume, dict) else resume
         step, epoch = _restore(ckpt, model, optimizer, step_schedulers, epoch_schedulers, monitor, shuffle)
+        # rows a stopped run wrote past the checkpoint would repeat the steps replayed now
+        for writer in {id(w): w for w in (store, getattr(monitor, "store", None)) if w is not None}.values():
+            rewind = getattr(writer, "rewind", None)
+            if callable(rewind):
+                rewind(step)
     result = TrainResult(epochs=epoch, steps=step, train_seconds=0.0, probe_seconds=0.0)
     probe_before = monitor.seconds if monitor is not None else 0.0
 

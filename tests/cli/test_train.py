@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from spectra.checkpoint import load_checkpoint
 from spectra.store import read_run
@@ -105,15 +106,19 @@ def test_overwrite_replaces_a_run(tmp_path):
     assert len(read_run(out, "sgd").metrics) == 2
 
 
-def test_resume_continues_the_same_run_identically(tmp_path):
-    """1 epoch + --resume to 2 epochs writes the rows of a 2-epoch run."""
+@pytest.mark.parametrize("first", [1, 2])
+def test_resume_continues_the_same_run_identically(tmp_path, first):
+    """1 epoch + --resume to 2 epochs writes the rows of a 2-epoch run; so does a run
+    that went on to epoch 2 and is resumed from its epoch-1 checkpoint (its epoch-2
+    rows are dropped and written again, once)."""
     full, split = tmp_path / "full.h5", tmp_path / "split.h5"
     common = ("train", "--optimizer", "dcao", "--opt-arg", "period=3", *TINY)
     invoke(*common, "--epochs", "2", "-o", full)
-    invoke(*common, "--epochs", "1", "-o", split)
+    invoke(*common, "--epochs", str(first), "-o", split)
     ckpt = tmp_path / "split_ckpt" / "dcao" / "checkpoint-epoch0001.pt"
     r = invoke("train", "--resume", ckpt, "--epochs", "2")
     assert "resuming run 'dcao'" in r.stdout
+    assert ("dropped 1 metric and 1 probe rows past step" in r.stdout) == (first == 2), r.stdout
     a, b = read_run(full, "dcao"), read_run(split, "dcao")
     for table in ("metrics", "probes"):
         ta, tb = getattr(a, table), getattr(b, table)

@@ -186,6 +186,36 @@ def test_round_trip_and_format(tmp_path: Path) -> None:
     assert empty.metrics.train_loss.shape == (0,)
 
 
+def test_rewind_drops_rows_past_a_step_and_later_appends_take_their_place(tmp_path: Path) -> None:
+    path = tmp_path / "r.h5"
+    with RunStore(path) as st:
+        w = st.create_run("r")
+        for j in range(10):
+            w.append_metrics(metric_row(0, j))
+        for p in range(4):  # steps 0, 3, 6, 9
+            w.append_probe(probe_row(0, p))
+        ck = tmp_path / "ck" / "e1.pt"
+        assert w.add_checkpoint(ck) == 0
+        assert w.rewind(4) == {"metrics": 5, "probes": 2}
+        assert (w.num_metrics, w.num_probes) == (5, 2)
+        assert w.rewind(4) == {"metrics": 0, "probes": 0}  # idempotent
+        # the resumed run writes steps 5.. again, and the same checkpoint file again
+        for j in range(5, 7):
+            w.append_metrics(metric_row(1, j))
+        w.append_probe(probe_row(1, 2))
+        assert w.add_checkpoint(ck) == 0 and w.num_checkpoints == 1
+        with pytest.raises(StoreError, match="step >= 0"):
+            w.rewind(-1)
+    run = read_run(path, "r")
+    assert run.metrics.step.tolist() == [0, 1, 2, 3, 4, 5, 6]
+    assert run.metrics.train_loss.tolist() == [j + 0.5 for j in range(5)] + [1005.5, 1006.5]
+    assert run.probes.step.tolist() == [0, 3, 6]
+    assert run.probes.top_eigenvalues[2, 0] == 1 + 2  # the new row, not the dropped one
+    assert run.checkpoints == (ck,)
+    with RunStore(path) as st:  # a rewind past every row, after reopening, is a no-op
+        assert st.open_run("r").rewind(100) == {"metrics": 0, "probes": 0}
+
+
 def test_padding_shapes_and_bad_rows(tmp_path: Path) -> None:
     with RunStore(tmp_path / "a.h5") as st:
         w = st.create_run("r")

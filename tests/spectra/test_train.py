@@ -68,6 +68,23 @@ def test_resume_is_bit_identical(tmp_path):
     assert len(read_run(tmp_path / "b.h5", "split").checkpoints) == 4
 
 
+def test_resume_after_a_stop_past_the_checkpoint_rewrites_those_steps_once(tmp_path):
+    """A run that went on past its last checkpoint (then stopped) and resumes from it
+    ends with the same rows as an uninterrupted run: no step recorded twice."""
+    a = _run(tmp_path, "full", 4, store_path=tmp_path / "a.h5", ckpt_dir=tmp_path / "ca")
+    _run(tmp_path, "split", 3, store_path=tmp_path / "b.h5", ckpt_dir=tmp_path / "cb")
+    # resume from epoch 2 although epoch 3 was written: as if it stopped before its checkpoint
+    b = _run(tmp_path, "split", 4, resume=tmp_path / "cb" / "checkpoint-epoch0002.pt",
+             store_path=tmp_path / "b.h5", ckpt_dir=tmp_path / "cb")
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+    ra, rb = _rows(tmp_path / "a.h5", "full"), _rows(tmp_path / "b.h5", "split")
+    for k in ra:
+        assert np.array_equal(ra[k], rb[k], equal_nan=True), k
+    assert np.all(np.diff(rb["metrics.step"]) > 0) and np.all(np.diff(rb["probes.step"]) > 0)
+    assert len(read_run(tmp_path / "b.h5", "split").checkpoints) == 4
+
+
 def test_checkpoints_load_with_weights_only_and_refuse_others(tmp_path):
     model, loss_fn, opt, _sched, tr, _te = _setup()
     res = train(model, opt, tr, loss_fn=loss_fn, epochs=2, checkpoint=CheckpointPolicy(tmp_path, every=2),
