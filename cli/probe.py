@@ -257,13 +257,10 @@ def _print_result(res, top_k, bottom, trace_matvecs, tol) -> None:
 def _loss(model, loss_fn, X, y) -> float:
     import torch
 
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return float(loss_fn(model(X), y))
-    finally:
-        model.train(was)
+    from spectra.operators.base import eval_mode
+
+    with eval_mode(model), torch.no_grad():
+        return float(loss_fn(model(X), y))
 
 
 def _fit(model, loss_fn, X, y, steps: int, progress: bool) -> float:

@@ -211,6 +211,7 @@ class DCAO(SpectraOptimizer):
     def probe_now(self) -> dict[str, Any]:
         """Probe the spectrum now, update the multipliers, return the history record."""
         import spectra
+        from spectra.operators.base import eval_mode
 
         start = time.perf_counter()
         rng = torch.get_rng_state()
@@ -219,19 +220,17 @@ class DCAO(SpectraOptimizer):
                                   "gap": math.nan, "residual1": math.nan, "residual2": math.nan,
                                   "hvps": 0, "ok": False, "reason": ""}
         rho = gap = None
-        # eval mode once for the whole probe (not once per product); restored below
-        modes = [(m, m.training) for m in self.model.modules()] if self.probe_eval_mode else []
         try:
-            if modes:
-                self.model.eval()
-            op = spectra.HessianOperator(self.model, self.loss_fn, self.probe_data)
-            v0 = self._ritz if self._ritz is not None and self._ritz.shape[0] == op.shape[0] else None
-            # a cold start (no Ritz vectors yet) gets the paper's m; warm starts need few
-            steps = self.lanczos_steps if v0 is not None else self.cold_lanczos_steps
-            res = spectra.eigsh(
-                op, k=2, which="LA", tol=self.probe_tol, max_matvecs=steps,
-                ncv=max(steps, 4), v0=v0, generator=self.generator, warn=False,
-            )
+            # eval mode once for the whole probe (not once per product), if asked
+            with eval_mode(self.model, self.probe_eval_mode):
+                op = spectra.HessianOperator(self.model, self.loss_fn, self.probe_data)
+                v0 = self._ritz if self._ritz is not None and self._ritz.shape[0] == op.shape[0] else None
+                # a cold start (no Ritz vectors yet) gets more products; warm starts need few
+                steps = self.lanczos_steps if v0 is not None else self.cold_lanczos_steps
+                res = spectra.eigsh(
+                    op, k=2, which="LA", tol=self.probe_tol, max_matvecs=steps,
+                    ncv=max(steps, 4), v0=v0, generator=self.generator, warn=False,
+                )
             l1, l2 = (float(x) for x in res.eigenvalues)
             r1, r2 = (float(x) for x in res.residuals)
             record.update(lambda1=l1, lambda2=l2, gap=l1 - l2, residual1=r1, residual2=r2,
@@ -249,8 +248,6 @@ class DCAO(SpectraOptimizer):
         except Exception as exc:  # noqa: BLE001 - a failed probe must never stop training
             record["reason"] = f"{type(exc).__name__}: {exc}"
         finally:
-            for m, training in modes:
-                m.training = training
             torch.set_rng_state(rng)
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from spectra.eigsh import eigsh
-from spectra.operators.base import Batch, LossFn, _normalize_data
+from spectra.operators.base import Batch, LossFn, _normalize_data, eval_mode
 from spectra.operators.hessian import HessianOperator
 
 __all__ = ["Landscape", "loss_landscape", "random_directions", "top_directions"]
@@ -212,9 +212,7 @@ def loss_landscape(
             raise ValueError("each direction must be a list of tensors shaped like the model's parameters")
     batches = list(_normalize_data(data))
     grid = np.linspace(-span, span, points)
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         center = _loss_at(model, loss_fn, batches, names, base, dirs, [0.0] * dims)
         if dims == 1:
             losses = np.array([_loss_at(model, loss_fn, batches, names, base, dirs, [a]) for a in grid])
@@ -223,7 +221,5 @@ def loss_landscape(
             losses = np.array([[_loss_at(model, loss_fn, batches, names, base, dirs, [a, b])
                                 for a in grid] for b in grid])
             betas = grid.copy()
-    finally:
-        model.train(was)
     return Landscape(alphas=grid, betas=betas, losses=losses, center_loss=center, kind=kind,
                      eigenvalues=eigenvalues, num_hvps=hvps, seconds=time.perf_counter() - start)

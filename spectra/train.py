@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from spectra.checkpoint import load_checkpoint, save_checkpoint
+from spectra.operators.base import eval_mode
 
 
 class TrainingDiverged(FloatingPointError):
@@ -94,21 +95,16 @@ def current_hparams(optimizer: torch.optim.Optimizer) -> dict[str, float]:
 
 def evaluate(model: nn.Module, loss_fn: Callable, X: Tensor, y: Tensor, batch_size: int = 1024) -> tuple[float, float]:
     """Mean loss and accuracy (NaN for regression targets) in eval mode, restoring the mode."""
-    was = model.training
-    model.eval()
     total, correct, n = 0.0, 0, 0
     classify = not y.is_floating_point()
-    try:
-        with torch.no_grad():
-            for i in range(0, len(y), batch_size):
-                xb, yb = X[i : i + batch_size], y[i : i + batch_size]
-                out = model(xb)
-                total += float(loss_fn(out, yb)) * len(yb)
-                if classify:
-                    correct += int((out.argmax(dim=1) == yb).sum())
-                n += len(yb)
-    finally:
-        model.train(was)
+    with eval_mode(model), torch.no_grad():
+        for i in range(0, len(y), batch_size):
+            xb, yb = X[i : i + batch_size], y[i : i + batch_size]
+            out = model(xb)
+            total += float(loss_fn(out, yb)) * len(yb)
+            if classify:
+                correct += int((out.argmax(dim=1) == yb).sum())
+            n += len(yb)
     return total / n, (correct / n if classify else math.nan)
 
 

@@ -20,9 +20,10 @@ the product of the curvature of one batch's loss with ``k`` vectors.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -152,7 +153,7 @@ class CurvatureOperator:
             return torch.zeros(self._dim, 0, dtype=self._dtype, device=self._device)
         tangents = self.unflatten(V)  # list of (k, *shape)
         out: Tensor | None = None
-        with self._model_mode():
+        with eval_mode(self.model, self.eval_mode):
             for b, (inputs, targets) in enumerate(self._iter_batches()):
                 n_b = _batch_size(targets)
                 weight = n_b / self._num_data if self.reduction == "mean" else 1.0
@@ -305,9 +306,6 @@ class CurvatureOperator:
             raise ValueError("data holds no samples: expected (inputs, targets) batches")
         return n
 
-    def _model_mode(self) -> Any:
-        return _ModeContext(self.model, eval_mode=self.eval_mode)
-
     def _check_vector(self, v: Tensor, ndim: int) -> Tensor:
         if not isinstance(v, Tensor):
             raise TypeError(f"expected a torch.Tensor, got {type(v).__name__}")
@@ -317,21 +315,17 @@ class CurvatureOperator:
         return v.to(device=self._device, dtype=self._dtype)
 
 
-class _ModeContext:
-    """Puts the model in eval mode for the products if asked, restores every module's mode."""
-
-    def __init__(self, model: nn.Module, eval_mode: bool) -> None:
-        self.model = model
-        self.eval_mode = eval_mode
-        self._modes: list[tuple[nn.Module, bool]] = []
-
-    def __enter__(self) -> None:
-        if self.eval_mode:
-            self._modes = [(m, m.training) for m in self.model.modules()]
-            self.model.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        for m, training in self._modes:
+@contextlib.contextmanager
+def eval_mode(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Put ``model`` in eval mode inside the block (if ``enabled``); on leaving,
+    give every module back its own train/eval flag (a mix of modes included)."""
+    modes = [(m, m.training) for m in model.modules()] if enabled else []
+    if enabled:
+        model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
             m.training = training
 
 
@@ -466,4 +460,4 @@ def _to(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
     return x
 
 
-__all__ = ["Batch", "CurvatureOperator", "LossFn"]
+__all__ = ["Batch", "CurvatureOperator", "LossFn", "eval_mode", "stack_columns"]
