@@ -151,7 +151,7 @@ def eigsh(
     want = np.arange(0)
     theta = np.zeros(0)
     Y = np.zeros((0, 0))
-    verified: np.ndarray | None = None
+    verified: tuple[Tensor, np.ndarray] | None = None  # Ritz vectors and residuals
     try:
         while True:
             if engine.needs_restart:
@@ -173,9 +173,9 @@ def eigsh(
                 # the free estimate first; the exact residual (2 products of size
                 # P x n) only when the estimate says every pair has converged
                 if bool((engine.residual_estimates(Y[:, want]) <= bound).all()):
-                    res = engine.residual_norms(theta[want], Y[:, want])
-                    if bool((res <= bound).all()):
-                        verified = res
+                    pairs = engine.ritz_pairs(theta[want], Y[:, want])
+                    if bool((pairs[1] <= bound).all()):
+                        verified = pairs
                         break
             if done:
                 break
@@ -187,8 +187,7 @@ def eigsh(
         raise RuntimeError(
             f"eigsh: the budget of {budget} products ended before the basis held k={k} vectors"
         )
-    res = verified if verified is not None else engine.residual_norms(theta[want], Y[:, want])
-    X = engine.ritz_vectors(Y[:, want])
+    X, res = verified if verified is not None else engine.ritz_pairs(theta[want], Y[:, want])
     vals = theta[want]
     order = _final_order(vals, which)
     vals, X, res = vals[order], X[:, order], res[order]

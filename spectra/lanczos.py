@@ -314,10 +314,6 @@ class ThickRestartLanczos:
         already span the whole space, fewer rows are returned.
         """
         eps = _machine_eps(self.dtype)
-        if projected and W.shape[0] == 1 and self.n < self.P:  # the usual Lanczos step
-            nrm = float(torch.linalg.vector_norm(W))
-            if nrm > 100 * eps * max(float(ref_norms[0]), 1e-300):
-                return W.div_(nrm)
         rows: list[Tensor] = []
         for j in range(W.shape[0]):
             w = W[j : j + 1]
@@ -394,7 +390,7 @@ class ThickRestartLanczos:
         """``||A x - theta x||`` from the Krylov relation, for coordinates ``Y`` (n, j).
 
         ``||S Y[last block]||``: no work of size ``P``. Exact in exact arithmetic;
-        :meth:`residual_norms` verifies it from the stored products."""
+        :meth:`ritz_pairs` verifies it from the stored products."""
         lo, hi = self._last_block
         if self._coupling.size == 0:
             return np.zeros(Y.shape[1])
@@ -405,17 +401,16 @@ class ThickRestartLanczos:
         Yt = torch.as_tensor(Y.T, dtype=self.dtype, device=self.device)
         return Yt @ rows[: self.n]
 
-    def residual_norms(self, theta: np.ndarray, Y: np.ndarray) -> np.ndarray:
-        """Exact ``||A x - theta x||`` for Ritz pairs ``(theta (j,), Y (n, j))``.
+    def ritz_pairs(self, theta: np.ndarray, Y: np.ndarray) -> tuple[Tensor, np.ndarray]:
+        """Ritz vectors ``(P, j)`` and their exact residuals ``||A x - theta x||`` (j,)
+        for Ritz pairs ``(theta (j,), Y (n, j))``.
 
-        Computed from the stored products ``A Q``: no operator product."""
+        Computed from the stored products ``A Q``: no operator product. The
+        residuals need the vectors anyway, so both come from one pass over ``Q``."""
+        X = self._combine(self.Q, Y)  # (j, P)
         th = torch.as_tensor(theta, dtype=self.dtype, device=self.device).unsqueeze(1)
-        R = self._combine(self.AQ, Y) - self._combine(self.Q, Y) * th
-        return R.norm(dim=1).to("cpu", torch.float64).numpy()
-
-    def ritz_vectors(self, Y: np.ndarray) -> Tensor:
-        """Ritz vectors ``(P, j)`` for basis coordinates ``Y`` (n, j)."""
-        return standard_strides(self._combine(self.Q, Y).T)
+        res = (self._combine(self.AQ, Y) - X * th).norm(dim=1).to("cpu", torch.float64).numpy()
+        return standard_strides(X.T), res
 
     def restart(self, keep: np.ndarray, theta: np.ndarray, Y: np.ndarray) -> None:
         """Keep the Ritz vectors ``X = Y[:, keep]^T Q`` and the next block ``F``.
@@ -440,4 +435,4 @@ class ThickRestartLanczos:
 def _stack(rows: list[Tensor], P: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     if not rows:
         return torch.zeros(0, P, dtype=dtype, device=device)
-    return torch.cat(rows, dim=0)
+    return rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
