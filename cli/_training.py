@@ -399,7 +399,6 @@ def prepare_run(*, name: str, key: str, overrides: dict, ds, model_spec, loss_na
         "model_spec": config["model"],
         "data_spec": config["data"],
         "optimizer_spec": config["optimizer"],
-        "run": {"file": str(out.resolve()), "name": name},
         "config": config,
     }
     return PreparedRun(name=name, key=key, model=model, bundle=bundle, loss_fn=loss_fn,
@@ -527,11 +526,11 @@ class EpochReport:
     def _width(self) -> int:
         return len(str(self.epochs))
 
-    def add_checkpoint(self, path):
-        return self.writer.add_checkpoint(path)
-
-    def rewind(self, step):
-        return self.writer.rewind(step)
+    def __getattr__(self, name: str) -> Any:
+        # the rest of the writer: add_checkpoint, rewind, read, run_id, name, path
+        if name.startswith("_") or name == "writer":
+            raise AttributeError(name)
+        return getattr(self.writer, name)
 
     def flush(self, probe: dict[str, Any] | None = None) -> None:
         row, self._pending = self._pending, None
@@ -622,9 +621,11 @@ def restore(path: str | os.PathLike, *, model_name: str | None = None,
         base = dict(ms or {})
         kwargs = dict(base.get("kwargs") or {}) if model_name is None else {}
         kwargs.update(jsonable(sequence_args(model_name or base["name"], model_args or {})))
+        # only a factory the user named may be imported, never one the file names
         spec = ModelSpec(name=model_name or base["name"], input_shape=ds.input_shape,
-                         num_classes=ds.num_classes, kwargs=kwargs, seed=base.get("seed"))
-    model = spec.build()
+                         num_classes=ds.num_classes, kwargs=kwargs, seed=base.get("seed"),
+                         allow_import=model_name is not None)
+    model = build_trusted(spec, path)
     desc = spec.name + (f" {json.dumps(spec.kwargs)}" if spec.kwargs else "")
     try:
         model.load_state_dict(ckpt["model_state"])
@@ -639,6 +640,23 @@ def restore(path: str | os.PathLike, *, model_name: str | None = None,
     return Restored(path=Path(path), ckpt=ckpt, model=model, ds=ds, loss_name=lname,
                     loss_fn=loss_fn, config=config,
                     probe=ProbePlan.from_config(config.get("probe")), model_desc=desc)
+
+
+def custom_model_error(path, name: str, option: str = "--model") -> CLIError:
+    """The refusal of a custom model that a file (not the user) names."""
+    return CLIError(
+        f"{path} records the custom model {name!r}; loading a file never imports or calls code "
+        f"it names. If you trust it, name it yourself: {option} {name}")
+
+
+def build_trusted(spec, path, option: str = "--model"):
+    """``spec.build()``, with the refusal of a file-named custom model as a CLI error."""
+    from spectra.models import UntrustedModelError
+
+    try:
+        return spec.build()
+    except UntrustedModelError:
+        raise custom_model_error(path, spec.name, option) from None
 
 
 def kv(pairs: tuple[str, ...], what: str) -> dict:

@@ -13,6 +13,7 @@ from cli._training import (
     PreparedRun,
     ProbePlan,
     check_run_file,
+    custom_model_error,
     default_checkpoint_dir,
     execute,
     existing_runs,
@@ -118,15 +119,11 @@ def train(ctx: click.Context, **kw) -> None:
 
 
 def _resume(ctx: click.Context, kw: dict) -> None:
-    from spectra.checkpoint import load_checkpoint
-    from spectra.store import RunStore
+    from spectra.checkpoint import CheckpointError, check_resume, load_checkpoint, run_file
+    from spectra.models import is_custom
+    from spectra.store import RunStore, read_run
 
     as_json = kw["as_json"]
-    given = [n for n in _FROM_CHECKPOINT if ctx.get_parameter_source(n) != ParameterSource.DEFAULT]
-    if given:
-        opts = ", ".join("--" + n.replace("_name", "").replace("_", "-") for n in given)
-        raise CLIError(f"--resume continues a run with the settings of its checkpoint; "
-                       f"{opts} cannot be changed (only --epochs, --out and --run)")
     path = Path(kw["resume"])
     ckpt = load_checkpoint(path)
     config = ckpt.get("config")
@@ -134,12 +131,31 @@ def _resume(ctx: click.Context, kw: dict) -> None:
     if not config or not run_info:
         raise CLIError(f"{path} was not written by `spectra train` (it has no run config); "
                        "resume it from Python with spectra.train.train(resume=...)")
+    model_name = (config.get("model") or {}).get("name", "")
+    # naming the checkpoint's own custom model is how a user allows importing it
+    trusted = (ctx.get_parameter_source("model_name") != ParameterSource.DEFAULT
+               and kw["model_name"] == model_name and is_custom(model_name))
+    given = [n for n in _FROM_CHECKPOINT if ctx.get_parameter_source(n) != ParameterSource.DEFAULT
+             and not (n == "model_name" and trusted)]
+    if given:
+        opts = ", ".join("--" + n.replace("_name", "").replace("_", "-") for n in given)
+        raise CLIError(f"--resume continues a run with the settings of its checkpoint; "
+                       f"{opts} cannot be changed (only --epochs, --out and --run)")
+    if is_custom(model_name) and not trusted:
+        raise custom_model_error(path, model_name)
     run = kw["run_name"] or run_info["name"]
-    out = check_run_file(kw["out"] or run_info["file"])
+    recorded = run_file(ckpt, path)
+    if kw["out"] is None and recorded is None:
+        raise CLIError(f"{path} records no run file; pass --out RUN.h5")
+    out = check_run_file(kw["out"] or recorded)
     if not out.exists():
         raise CLIError(f"the run file {out} of this checkpoint does not exist; pass --out")
     if run not in existing_runs(out):
         raise CLIError(f"{out} has no run {run!r} to continue; runs: {existing_runs(out)}")
+    try:  # the same run and history, before anything is written
+        check_resume(ckpt, read_run(out, run), where=f"checkpoint {path}")
+    except CheckpointError as exc:
+        raise CLIError(str(exc)) from None
     done = int(ckpt["epoch"])
     epochs = int(config["epochs"]) if kw["epochs"] is None else kw["epochs"]
     if epochs < done:
@@ -153,6 +169,8 @@ def _resume(ctx: click.Context, kw: dict) -> None:
     ds = DataSpec.from_dict(config["data"]).load()
     _, loss_fn = make_loss(config["loss"], ds.task)
     spec = ModelSpec.from_dict(config["model"])
+    if trusted:
+        spec = spec.trusted()
     ck = config.get("checkpoint")
     ckpt_dir = (out.resolve().parent / ck["dir"]) if ck else None
     every = int(ck["every"]) if ck else 0
@@ -165,7 +183,6 @@ def _resume(ctx: click.Context, kw: dict) -> None:
         command="train",
     )
     prep.extra["config"] = config  # the run's config is the one it was created with
-    prep.extra["run"] = {"file": str(out.resolve()), "name": run}
     echo = not (as_json or quiet())
     if echo:
         click.echo(f"resuming run {run!r} of {out} at epoch {done} (step {int(ckpt['step'])}), "

@@ -13,17 +13,33 @@ A checkpoint is a dict::
     monitor           the monitor's counters, or None
     rng               {"torch": ByteTensor, "shuffle": ByteTensor, "cuda": [...]}
     step, epoch       ints: optimizer steps and completed epochs
-    run               {"file": ..., "name": ...} the HDF5 run it belongs to, or None
+    run               the HDF5 run it belongs to, or None:
+                      {"id": run id, "name": run name,
+                       "file": the run file relative to the checkpoint's folder,
+                       "row": {"step", "epoch", "train_loss"} of the run's metrics
+                              row written just before the checkpoint}
     extra             anything JSON-like the caller adds
 
 Loading anything else (a pickle that needs code execution, a bare
 ``state_dict``, a file of another format) is refused with :class:`CheckpointError`.
+Loading never imports or calls anything a checkpoint names: a model spec that
+names a ``package.module:factory`` comes back untrusted
+(:class:`spectra.models.ModelSpec`).
+
+Resume identity. A checkpoint continues its own run only: :func:`check_resume`
+refuses a run whose id differs (another run, or the run replaced by
+``overwrite``) or whose metrics lack the checkpoint's row bit for bit (a row
+rewound by an earlier resume from an older checkpoint), so rows of two runs or
+two histories are never mixed.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +85,10 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first.split(" Re-running `torch.load` with `weights_only` set to `False`")[0]
         raise CheckpointError(
-            f"{path} is not a spectra checkpoint (torch.load with weights_only=True failed: {first})"
+            f"{path} is not a spectra checkpoint (torch.load with weights_only=True failed: "
+            f"{first.rstrip('. ')}); only spectra checkpoints are read, never with weights_only=False"
         ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(
@@ -88,4 +106,98 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     return ckpt
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "load_checkpoint", "save_checkpoint"]
+def run_record(writer: Any, checkpoint_dir: str | os.PathLike[str],
+               row: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The ``run`` entry of a checkpoint written beside ``writer``'s run.
+
+    Args:
+        writer: a :class:`spectra.store.RunWriter` (anything with ``run_id``,
+            ``name`` and ``path``); other writers give None.
+        checkpoint_dir: the folder the checkpoint is written to.
+        row: the metrics row the run got just before the checkpoint.
+    """
+    run_id, name, path = (getattr(writer, a, None) for a in ("run_id", "name", "path"))
+    if run_id is None or name is None or path is None:
+        return None
+    file = os.path.relpath(os.path.abspath(path), os.path.abspath(checkpoint_dir))
+    rec: dict[str, Any] = {"id": str(run_id), "name": str(name), "file": file}
+    if row is not None:
+        rec["row"] = {"step": int(row["step"]), "epoch": float(row["epoch"]),
+                      "train_loss": float(row["train_loss"])}
+    return rec
+
+
+def run_file(ckpt: Mapping[str, Any], path: str | os.PathLike[str]) -> Path | None:
+    """The run file a checkpoint at ``path`` belongs to (its ``run.file``, relative
+    to the checkpoint's folder, so a copied run directory resumes the copy)."""
+    file = (ckpt.get("run") or {}).get("file")
+    if not isinstance(file, str) or not file:
+        return None
+    if os.path.isabs(file):
+        return Path(file)
+    return Path(os.path.normpath(Path(path).parent / file))
+
+
+def check_resume(ckpt: Mapping[str, Any], run: Any, *, where: str = "the checkpoint") -> None:
+    """Refuse to continue ``run`` from ``ckpt`` unless it is the same run and history.
+
+    Args:
+        ckpt: a loaded checkpoint.
+        run: the target run: a :class:`spectra.store.RunData` (``name``, ``path``,
+            ``run_id``, ``config``, ``metrics``).
+        where: how to name the checkpoint in messages (its path).
+
+    Raises:
+        CheckpointError: the checkpoint records no run while the run has rows; the
+            run ids differ; the configs differ; or the run has no metrics row equal
+            to the one written just before the checkpoint. Nothing is written.
+    """
+    target = f"run {run.name!r} of {run.path}"
+    rec = ckpt.get("run") or {}
+    if not rec.get("id"):
+        if len(run.metrics) or len(run.probes):
+            raise CheckpointError(
+                f"{where} records no run identity (written without a run file, or by an older "
+                f"spectra), so it cannot prove it continues {target}, which has rows; resume "
+                "it into a new run")
+        return
+    if run.run_id != rec["id"]:
+        why = ("was replaced (--overwrite) after this checkpoint was written"
+               if run.name == rec.get("name") else
+               f"is another run (the checkpoint belongs to run {rec.get('name')!r})")
+        raise CheckpointError(
+            f"{where} belongs to run id {rec['id']}, but {target} has id {run.run_id}: the run "
+            f"{why}. Nothing was changed")
+    config = ckpt.get("config")
+    if config is not None and run.config and _json(config) != _json(run.config):
+        keys = sorted(k for k in set(config) | set(run.config)
+                      if _json(config.get(k)) != _json(run.config.get(k)))
+        raise CheckpointError(
+            f"{where} and {target} have the same id but different configs ({', '.join(keys)}); "
+            "nothing was changed")
+    row = rec.get("row")
+    if row is None:
+        return
+    m = run.metrics
+    same = [i for i in range(len(m)) if int(m.step[i]) == row["step"]
+            and float(m.epoch[i]) == row["epoch"]
+            and _same_float(float(m.train_loss[i]), row["train_loss"])]
+    if not same:
+        raise CheckpointError(
+            f"{where} was taken at step {row['step']} (epoch {row['epoch']:g}, train loss "
+            f"{row['train_loss']:.9g}), but {target} has no such metrics row: its rows past an "
+            "earlier checkpoint were rewound and rewritten by another resume, so this checkpoint "
+            "belongs to a history the run no longer has. Resume from a checkpoint of the "
+            "current history (the run's last); nothing was changed")
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=repr)
+
+
+def _same_float(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "check_resume", "load_checkpoint",
+           "run_file", "run_record", "save_checkpoint"]

@@ -355,11 +355,31 @@ def _mnist_like(
 # --------------------------------------------------------------------------- CIFAR
 
 
+# What a CIFAR python batch holds: dicts, lists, bytes/str and numpy arrays. A
+# pickle can name any callable; only numpy's array reconstruction is allowed.
+_CIFAR_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that refuses every global but numpy's array reconstruction, so a
+    data file can never import or call code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _CIFAR_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"it names {module}.{name}, and a CIFAR batch holds only dicts, lists and numpy "
+            "arrays (data files are never allowed to run code)")
+
+
 def _unpickle(path: Path, keys: Sequence[bytes]) -> dict[bytes, Any]:
-    """Load one CIFAR python batch. Pickles can run code: only read trusted files."""
+    """Load one CIFAR python batch with :class:`_ArrayUnpickler` (no code runs)."""
     try:
         with open(path, "rb") as fh:
-            batch = pickle.load(fh, encoding="bytes")
+            batch = _ArrayUnpickler(fh, encoding="bytes").load()
     except FileNotFoundError:
         raise
     except Exception as exc:

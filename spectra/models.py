@@ -42,13 +42,13 @@ import inspect
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "ModelSpec", "available_models", "build_model"]
+__all__ = ["ACTIVATIONS", "ModelSpec", "UntrustedModelError", "available_models", "build_model"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -344,6 +344,20 @@ def build_model(
     return model
 
 
+class UntrustedModelError(ValueError):
+    """A spec read from a file names a ``package.module:factory`` model.
+
+    Rebuilding it would import and call code that the file chose; the user must
+    name the factory themselves (``spectra ... --model package.module:factory``,
+    or ``ModelSpec.from_dict(d).trusted()`` in Python) to allow it.
+    """
+
+
+def is_custom(name: str) -> bool:
+    """Whether ``name`` is a ``package.module:factory`` model (imports code)."""
+    return ":" in name
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything needed to rebuild a model, as JSON: name, shapes, options.
@@ -351,12 +365,20 @@ class ModelSpec:
     Store ``spec.to_dict()`` in a checkpoint or run config; rebuild with
     ``ModelSpec.from_dict(d).build()`` and load the state dict into it.
 
+    A spec read from a file (:meth:`from_dict`) is *untrusted*: :meth:`build`
+    refuses a ``package.module:factory`` name, since a checkpoint or run file
+    must never choose code to import and call. A spec made in code is trusted;
+    :meth:`trusted` marks a read one as trusted once the user has named its
+    factory.
+
     Attributes:
         name: registry name or ``package.module:factory``.
         input_shape: shape of one example, without the batch dimension.
         num_classes: number of outputs.
         kwargs: model options (JSON-able: numbers, strings, lists, dicts).
         seed: initialization seed, or None.
+        allow_import: whether :meth:`build` may import a custom factory (not
+            stored by :meth:`to_dict`).
     """
 
     name: str
@@ -364,6 +386,7 @@ class ModelSpec:
     num_classes: int
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     seed: int | None = None
+    allow_import: bool = field(default=True, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
@@ -374,8 +397,23 @@ class ModelSpec:
         except TypeError as exc:
             raise TypeError(f"ModelSpec({self.name!r}): options must be JSON-able: {exc}") from None
 
+    def trusted(self) -> ModelSpec:
+        """This spec, allowed to import its ``package.module:factory``."""
+        return replace(self, allow_import=True)
+
     def build(self) -> nn.Module:
-        """``build_model`` with these settings."""
+        """``build_model`` with these settings.
+
+        Raises:
+            UntrustedModelError: the spec was read from a file and names a
+                ``package.module:factory`` (see the class docstring).
+        """
+        if is_custom(self.name) and not self.allow_import:
+            raise UntrustedModelError(
+                f"the spec names the custom model {self.name!r}; loading a file never imports "
+                "or calls code it names. If you trust it, name it yourself: "
+                f"--model {self.name} on the command line, or ModelSpec.trusted() in Python"
+            )
         return build_model(
             self.name, input_shape=self.input_shape, num_classes=self.num_classes,
             seed=self.seed, **self.kwargs,
@@ -398,8 +436,10 @@ class ModelSpec:
         unknown = set(data) - {"name", "input_shape", "num_classes", "kwargs", "seed"}
         if unknown:
             raise ValueError(f"unknown keys in model spec: {sorted(unknown)}")
+        if not isinstance(data["name"], str):
+            raise TypeError(f"a model spec's name must be a string, got {data['name']!r}")
         return cls(
             name=data["name"], input_shape=tuple(data["input_shape"]),
             num_classes=data["num_classes"], kwargs=dict(data.get("kwargs") or {}),
-            seed=data.get("seed"),
+            seed=data.get("seed"), allow_import=False,
         )

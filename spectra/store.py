@@ -101,6 +101,7 @@ import math
 import os
 import struct
 import time
+import uuid
 import weakref
 import zlib
 from collections.abc import Iterator, Mapping
@@ -149,6 +150,7 @@ _PROBE_ROW_NDIM = {name: 0 for name in PROBE_COLUMNS} | {
 _PROBE_ARRAY_COLUMNS = ("top_eigenvalues", "ritz_nodes", "ritz_weights")
 
 _N_ROWS = "n_rows"
+_RUN_ID = "run_id"
 _CHUNK_BYTES = 1 << 16          # target chunk size of one column
 _MAX_CHUNK_ROWS = 1024
 _MAX_ATTR_BYTES = 60_000        # HDF5 v1 object headers hold attributes below 64 KiB
@@ -508,6 +510,7 @@ class RunStore:
                     old._close_ids()
                 del f[name]
             group = f.create_group(name)
+            group.attrs[_RUN_ID] = uuid.uuid4().hex
             group.attrs["config"] = config_text
             group.attrs["created"] = _now()
             group.attrs["spectra_version"] = __version__
@@ -579,6 +582,20 @@ class RunWriter:
     def config(self) -> dict[str, Any]:
         """The run's configuration (decoded JSON)."""
         return json.loads(self._live()._f()[self.name].attrs["config"])
+
+    @property
+    def path(self) -> Path:
+        """The HDF5 file."""
+        return self._live().path
+
+    @property
+    def run_id(self) -> str | None:
+        """The identity written when the run was created (see :class:`RunData`)."""
+        return _run_id(self._live()._f()[self.name])
+
+    def read(self) -> RunData:
+        """The run's committed rows (as :func:`read_run` returns them)."""
+        return self._live().read_run(self.name)
 
     @property
     def num_metrics(self) -> int:
@@ -1054,6 +1071,8 @@ class RunData:
         metrics: :class:`Metrics`.
         probes: :class:`Probes`.
         checkpoints: the ``.pt`` files, resolved against the HDF5 file's directory.
+        run_id: the identity written when the run was created (a new one when it
+            is replaced with ``overwrite``); None for runs of files older than it.
     """
 
     name: str
@@ -1064,6 +1083,7 @@ class RunData:
     metrics: Metrics
     probes: Probes
     checkpoints: tuple[Path, ...]
+    run_id: str | None = None
 
 
 def list_runs(path: str | os.PathLike[str]) -> list[str]:
@@ -1222,6 +1242,13 @@ def _read_table(group: h5py.Group | None, path: Path) -> tuple[int, dict[str, np
     return n, {k: _frozen(v[:n]) for k, v in cols.items()}
 
 
+def _run_id(group: h5py.Group) -> str | None:
+    value = group.attrs.get(_RUN_ID)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
 def _read_run(f: h5py.File, path: Path, name: str) -> RunData:
     group = f.get(name)
     if not isinstance(group, h5py.Group):
@@ -1269,4 +1296,5 @@ def _read_run(f: h5py.File, path: Path, name: str) -> RunData:
         metrics=metrics,
         probes=probes,
         checkpoints=checkpoints,
+        run_id=_run_id(group),
     )

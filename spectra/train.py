@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spectra.checkpoint import load_checkpoint, save_checkpoint
+from spectra.checkpoint import check_resume, load_checkpoint, run_record, save_checkpoint
 from spectra.operators.base import eval_mode
 
 
@@ -148,19 +148,23 @@ def train(
             monitor with ``unit="step"`` is also called after every optimizer step.
         store: a run writer (``append_metrics``, ``add_checkpoint``) or ``None``.
         checkpoint: a :class:`CheckpointPolicy`, or ``None`` for no checkpoints.
-        checkpoint_extra: ``model_spec``, ``data_spec``, ``optimizer_spec``, ``run``
-            and other JSON-like entries written into every checkpoint.
+        checkpoint_extra: ``model_spec``, ``data_spec``, ``optimizer_spec`` and
+            other JSON-like entries written into every checkpoint. The ``run``
+            entry (identity of ``store``'s run) is written by ``train`` itself.
         log_every_steps: also log a metrics row every this-many steps (train loss
             of the batch; test columns NaN).
         seed: seed of the shuffling generator (fresh runs).
-        resume: a checkpoint (path or loaded dict) to continue from. Rows that
-            ``store`` (and the monitor's store) hold past the checkpoint's step, left
-            by the run that was stopped, are dropped first (``rewind``): training
-            writes its own rows for those steps again.
+        resume: a checkpoint (path or loaded dict) to continue from. It must
+            belong to ``store``'s run and history
+            (:func:`spectra.checkpoint.check_resume`, checked before anything is
+            written). Rows that ``store`` (and the monitor's store) hold past the
+            checkpoint's step, left by the run that was stopped, are then dropped
+            (``rewind``): training writes its own rows for those steps again.
         progress: a progress bar over epochs.
 
     Raises:
         TrainingDiverged: the loss became non-finite (the message names the step).
+        CheckpointError: ``resume`` belongs to another run or history.
     """
     if not (isinstance(epochs, int) and epochs >= 0):
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -175,9 +179,15 @@ def train(
     step, epoch = 0, 0
     if resume is not None:
         ckpt = load_checkpoint(resume) if not isinstance(resume, dict) else resume
+        writers = {id(w): w for w in (store, getattr(monitor, "store", None)) if w is not None}
+        where = f"checkpoint {resume}" if not isinstance(resume, dict) else "the checkpoint"
+        for writer in writers.values():  # the same run and history, before anything changes
+            read = getattr(writer, "read", None)
+            if callable(read):
+                check_resume(ckpt, read(), where=where)
         step, epoch = _restore(ckpt, model, optimizer, step_schedulers, epoch_schedulers, monitor, shuffle)
         # rows a stopped run wrote past the checkpoint would repeat the steps replayed now
-        for writer in {id(w): w for w in (store, getattr(monitor, "store", None)) if w is not None}.values():
+        for writer in writers.values():
             rewind = getattr(writer, "rewind", None)
             if callable(rewind):
                 rewind(step)
@@ -259,8 +269,12 @@ def train(
                 monitor.maybe_probe(step=step, epoch=epoch)
             if checkpoint is not None and (epoch % checkpoint.every == 0 or epoch == epochs):
                 path = checkpoint.path(epoch)
+                extra = dict(checkpoint_extra or {})
+                run = run_record(store, checkpoint.directory, row) if store is not None else None
+                if run is not None:
+                    extra["run"] = run
                 save_checkpoint(path, _snapshot(model, optimizer, step_schedulers, epoch_schedulers,
-                                                monitor, shuffle, step, epoch, checkpoint_extra))
+                                                monitor, shuffle, step, epoch, extra))
                 result.checkpoints.append(path)
                 if store is not None:
                     store.add_checkpoint(path)

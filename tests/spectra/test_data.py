@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import pickle
 import struct
 from pathlib import Path
@@ -215,6 +216,21 @@ def test_cifar10_from_python_batches(tmp_path: Path) -> None:
     assert d.test_x[0, 1, 2, 5] == 1.0 and d.test_x[0].sum() == 1.0
     same = load_dataset("cifar10", data_dir=tmp_path / "cifar-10-batches-py", image=False)
     assert same.train_x.shape == (15, 3072) and torch.equal(same.train_x, d.train_x.reshape(15, -1))
+
+
+def test_a_cifar_batch_never_runs_code(tmp_path: Path) -> None:
+    make_cifar10(tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_3", "wb") as fh:
+        pickle.dump({b"labels": [0], b"data": Evil()}, fh)
+    with pytest.raises(DataError, match="never allowed to run code"):
+        load_dataset("cifar10", data_dir=tmp_path)
+    assert not marker.exists()
 
 
 def test_cifar100_fine_and_coarse(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from optim.dcao import DCAO
-from spectra.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from spectra.checkpoint import CheckpointError, load_checkpoint, run_file, save_checkpoint
 from spectra.monitor import SpectralMonitor
 from spectra.store import METRIC_COLUMNS, PROBE_COLUMNS, RunStore, read_run
 from spectra.train import CheckpointPolicy, TrainingDiverged, train
@@ -96,8 +96,14 @@ def test_checkpoints_load_with_weights_only_and_refuse_others(tmp_path):
     with pytest.raises(CheckpointError, match="not a spectra checkpoint"):
         load_checkpoint(tmp_path / "bare.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="not a spectra checkpoint"):
+    with pytest.raises(CheckpointError, match="not a spectra checkpoint") as err:
         load_checkpoint(tmp_path / "junk.pt")
+    # torch's advice to retry with weights_only=False is the unsafe path: never shown
+    assert "weights_only=False will likely succeed" not in str(err.value)
+    (tmp_path / "random.pt").write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(CheckpointError, match="not a spectra checkpoint") as err:
+        load_checkpoint(tmp_path / "random.pt")
+    assert "likely succeed" not in str(err.value)
 
     class Evil:
         def __reduce__(self):
@@ -110,6 +116,60 @@ def test_checkpoints_load_with_weights_only_and_refuse_others(tmp_path):
         load_checkpoint(tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoints_record_their_run_relative_to_their_folder(tmp_path):
+    _run(tmp_path, "r", 1, store_path=tmp_path / "runs" / "a.h5", ckpt_dir=tmp_path / "ck" / "r")
+    ck = load_checkpoint(tmp_path / "ck" / "r" / "checkpoint-epoch0001.pt")
+    run = read_run(tmp_path / "runs" / "a.h5", "r")
+    assert ck["run"]["id"] == run.run_id and len(run.run_id) == 32
+    assert ck["run"]["file"] == "../../runs/a.h5" and ck["run"]["name"] == "r"
+    assert ck["run"]["row"] == {"step": int(run.metrics.step[0]), "epoch": 1.0,
+                                "train_loss": float(run.metrics.train_loss[0])}
+    assert run_file(ck, tmp_path / "ck" / "r" / "checkpoint-epoch0001.pt") == tmp_path / "runs" / "a.h5"
+
+
+def test_resume_into_another_run_or_history_changes_nothing(tmp_path):
+    """A checkpoint continues its own run and history only; refused before any row
+    is dropped or written."""
+    h5, ck = tmp_path / "a.h5", tmp_path / "ck"
+    _run(tmp_path, "r", 3, store_path=h5, ckpt_dir=ck)
+    stale = tmp_path / "stale.pt"
+    stale.write_bytes((ck / "checkpoint-epoch0003.pt").read_bytes())
+    # another run of the same file
+    _run(tmp_path, "other", 1, store_path=h5, ckpt_dir=tmp_path / "ck2")
+    before = _rows(h5, "other")
+    with pytest.raises(CheckpointError, match="is another run"):
+        _run(tmp_path, "other", 4, resume=stale, store_path=h5, ckpt_dir=tmp_path / "ck2")
+    after = _rows(h5, "other")
+    assert all(np.array_equal(before[k], after[k], equal_nan=True) for k in before)
+    # another history: resumed from epoch 2 on other data, then the epoch-3
+    # checkpoint of the first history is stale
+    model, loss_fn, opt, sched, tr, te = _setup()
+    tr = (tr[0] * 1.5, tr[1])
+    with RunStore(h5) as store:
+        run = store.open_run("r")
+        train(model, opt, tr, loss_fn=loss_fn, epochs=3, batch_size=16, test_data=te,
+              step_schedulers=[sched], store=run, checkpoint=CheckpointPolicy(tmp_path / "ck3"),
+              seed=3, resume=ck / "checkpoint-epoch0002.pt")
+    before = _rows(h5, "r")
+    model, loss_fn, opt, sched, tr, te = _setup()
+    with RunStore(h5) as store, pytest.raises(CheckpointError, match="history the run no longer has"):
+        train(model, opt, tr, loss_fn=loss_fn, epochs=4, batch_size=16, test_data=te,
+              step_schedulers=[sched], store=store.open_run("r"), seed=3, resume=stale)
+    after = _rows(h5, "r")
+    assert all(np.array_equal(before[k], after[k], equal_nan=True) for k in before)
+
+
+def test_a_checkpoint_without_a_run_never_rewinds_a_run_with_rows(tmp_path):
+    model, loss_fn, opt, _sched, tr, _te = _setup()
+    res = train(model, opt, tr, loss_fn=loss_fn, epochs=1, checkpoint=CheckpointPolicy(tmp_path))
+    _run(tmp_path, "r", 2, store_path=tmp_path / "a.h5", ckpt_dir=tmp_path / "ck")
+    model, loss_fn, opt, _sched, tr, _te = _setup()
+    with RunStore(tmp_path / "a.h5") as store, pytest.raises(CheckpointError, match="no run identity"):
+        train(model, opt, tr, loss_fn=loss_fn, epochs=2, store=store.open_run("r"),
+              resume=res.checkpoints[0])
+    assert len(read_run(tmp_path / "a.h5", "r").metrics) == 2
 
 
 def test_resume_into_another_architecture_is_refused(tmp_path):
