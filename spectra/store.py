@@ -54,10 +54,15 @@ Crash safety (SIGKILL at any moment loses no committed row)
     whole file unreadable. So the writer does its I/O through h5py's ``fileobj``
     driver with an undo journal: during a structural change, every write over the
     file's old bytes first saves those bytes to ``<file>-journal``; the change
-    commits by deleting the journal. The next writer or reader to open a file
-    whose journal is present and whose writer is dead puts the old bytes back and
-    truncates to the old length (a "hot journal", as in SQLite). New files are
-    created whole under a temporary name and linked into place.
+    commits by deleting the journal. The next writer to open a file whose journal
+    is present and whose writer is dead puts the old bytes back and truncates to
+    the old length (a "hot journal", as in SQLite); a reader never writes, and
+    reads the file as it was before the change, rebuilt from the journal in
+    memory. The journal's header records the file's size and a fingerprint
+    (crc32 of its first 64 KiB) before the change, and its device and inode: a
+    journal that was not written for the file beside it is never applied (a
+    writer renames it to ``<file>-journal.orphan-<time>`` and warns). New files
+    are created whole under a temporary name and linked into place.
 
     The superblock is HDF5's version 0 (``libver`` lower bound "earliest"):
     version 3 (``libver="latest"``, required by SWMR) marks the file as open for
@@ -102,6 +107,7 @@ import os
 import struct
 import time
 import uuid
+import warnings
 import weakref
 import zlib
 from collections.abc import Iterator, Mapping
@@ -186,9 +192,13 @@ def _key(path: Path) -> str:
 
 # --------------------------------------------------------------------------- journal
 
-_JOURNAL_MAGIC = b"spectra-journal1"
-_JOURNAL_HEADER = struct.Struct("<16sQI")   # magic, old file size, crc32 of both
+_JOURNAL_MAGIC = b"spectra-journal2"
+# magic, old file size, crc32 of the old file's first _FINGERPRINT bytes, st_dev, st_ino,
+# crc32 of the fields before it
+_JOURNAL_HEADER = struct.Struct("<16sQIQQI")
 _JOURNAL_ENTRY = struct.Struct("<QQI")      # offset, length, crc32 of header fields + bytes
+_FINGERPRINT = 1 << 16
+_MIN_UNCOVERED = 1 << 10
 
 
 def _journal_path(path: str | os.PathLike[str]) -> str:
@@ -204,38 +214,151 @@ def _write_all(fd: int, data: bytes | memoryview, offset: int | None = None) -> 
             offset += n
 
 
+def _read_at(fd: int, offset: int, length: int) -> bytes:
+    out = bytearray()
+    while len(out) < length:
+        chunk = os.pread(fd, length - len(out), offset + len(out))
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
+@dataclass
+class _Journal:
+    """A parsed undo journal: the file's size and fingerprint before the change
+    and the old bytes of every region the change overwrote (a torn last entry,
+    whose overwrite never started, is left out)."""
+
+    old_size: int
+    fingerprint: int
+    dev: int
+    ino: int
+    entries: list[tuple[int, bytes]]
+
+    @classmethod
+    def read(cls, jpath: str) -> _Journal | None:
+        """The journal at ``jpath``; None when it has no valid header (it was cut
+        before any overwrite began). FileNotFoundError when there is none."""
+        with open(jpath, "rb") as j:
+            data = j.read()
+        head = _JOURNAL_HEADER.size
+        if len(data) < head:
+            return None
+        magic, old_size, fingerprint, dev, ino, crc = _JOURNAL_HEADER.unpack_from(data)
+        if magic != _JOURNAL_MAGIC or crc != zlib.crc32(data[:head - 4]):
+            return None
+        entries, pos = [], head
+        while pos + _JOURNAL_ENTRY.size <= len(data):
+            offset, length, crc = _JOURNAL_ENTRY.unpack_from(data, pos)
+            start = pos + _JOURNAL_ENTRY.size
+            blob = data[start:start + length]
+            if len(blob) != length or crc != zlib.crc32(blob, zlib.crc32(data[pos:pos + 16])):
+                break
+            entries.append((offset, blob))
+            pos = start + length
+        return cls(old_size, fingerprint, dev, ino, entries)
+
+    def old_bytes(self, fd: int, offset: int, length: int) -> bytes:
+        """Bytes ``[offset, offset + length)`` of the file as it was before the change:
+        the file's current bytes with the saved ones put back, cut at the old size."""
+        length = max(0, min(length, self.old_size - offset))
+        buf = bytearray(_read_at(fd, offset, length).ljust(length, b"\0"))
+        for start, blob in reversed(self.entries):  # the oldest bytes win
+            lo, hi = max(start, offset), min(start + len(blob), offset + length)
+            if lo < hi:
+                buf[lo - offset:hi - offset] = blob[lo - start:hi - start]
+        return bytes(buf)
+
+    def belongs_to(self, fd: int) -> bool:
+        """Whether this journal was written for the file open at ``fd``.
+
+        The file rebuilt from the journal must have the fingerprint recorded when
+        the change began (the crc32 of its first 64 KiB), and either be the same
+        file (device and inode) or a copy whose recorded bytes were not all
+        rewritten by the change (at least 1 KiB of the fingerprinted window comes
+        from the file itself, not from the journal), so a journal left beside
+        another file is never applied to it.
+        """
+        window = min(self.old_size, _FINGERPRINT)
+        if zlib.crc32(self.old_bytes(fd, 0, window)) != self.fingerprint:
+            return False
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) == (self.dev, self.ino):
+            return True
+        covered = bytearray(window)
+        for start, blob in self.entries:
+            lo, hi = min(start, window), min(start + len(blob), window)
+            covered[lo:hi] = b"\1" * (hi - lo)
+        return window - sum(covered) >= min(window, _MIN_UNCOVERED)
+
+
 def _rollback(fd: int, jpath: str) -> bool:
     """Undo an unfinished structural change of a killed writer, if any.
 
     The caller holds the exclusive lock on ``fd``. Entries hold the bytes a
     change overwrote, each written whole before the overwrite; a torn last entry
-    (its overwrite never started) is ignored. Returns whether a journal was found.
+    (its overwrite never started) is ignored. A journal that was not written for
+    this file (:meth:`_Journal.belongs_to`) is never applied: it is renamed to
+    ``<journal>.orphan-<time>`` with a warning. Returns whether a journal was found.
     """
     try:
-        with open(jpath, "rb") as j:
-            data = j.read()
+        journal = _Journal.read(jpath)
     except FileNotFoundError:
         return False
-    head = _JOURNAL_HEADER.size
-    if len(data) >= head:
-        magic, old_size, crc = _JOURNAL_HEADER.unpack_from(data)
-        if magic == _JOURNAL_MAGIC and crc == zlib.crc32(data[:head - 4]):
-            entries, pos = [], head
-            while pos + _JOURNAL_ENTRY.size <= len(data):
-                offset, length, crc = _JOURNAL_ENTRY.unpack_from(data, pos)
-                start = pos + _JOURNAL_ENTRY.size
-                blob = data[start:start + length]
-                if len(blob) != length or crc != zlib.crc32(blob, zlib.crc32(data[pos:pos + 16])):
-                    break
-                entries.append((offset, blob))
-                pos = start + length
-            for offset, blob in reversed(entries):  # the oldest bytes win
-                _write_all(fd, blob, offset)
-            os.ftruncate(fd, old_size)
-            os.fsync(fd)
+    if journal is not None and not journal.belongs_to(fd):
+        orphan = f"{jpath}.orphan-{_dt.datetime.now():%Y%m%d-%H%M%S-%f}"
+        os.replace(jpath, orphan)
+        warnings.warn(
+            f"{jpath} was not written for the file beside it (another file's journal); it "
+            f"was not applied and is kept as {orphan}", RuntimeWarning, stacklevel=3)
+        return True
+    if journal is not None:
+        for offset, blob in reversed(journal.entries):  # the oldest bytes win
+            _write_all(fd, blob, offset)
+        os.ftruncate(fd, journal.old_size)
+        os.fsync(fd)
     # a journal without a valid header was cut before any overwrite began
     os.unlink(jpath)
     return True
+
+
+class _OldView:
+    """A read-only file object for h5py: the file as it was before a killed
+    writer's unfinished change, rebuilt from its journal in memory. Readers use it
+    instead of rolling the change back, so reading never writes."""
+
+    def __init__(self, path: Path, journal: _Journal) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+        self._journal = journal
+        self._pos = 0
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos}.get(whence, self._journal.old_size)
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        data = self._journal.old_bytes(self._fd, self._pos, len(view))
+        view[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            size = max(0, self._journal.old_size - self._pos)
+        data = self._journal.old_bytes(self._fd, self._pos, size)
+        self._pos += len(data)
+        return data
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class _JournaledFile:
@@ -248,7 +371,8 @@ class _JournaledFile:
     leave a node that points past the recorded end of the file. Between
     :meth:`begin` and :meth:`commit`, every write over the file's old bytes first
     saves those bytes to ``<file>-journal``; the next opener (writer or reader)
-    of a file with a journal and no live writer puts them back. Row appends run
+    of a file with a journal and no live writer puts them back (a reader reads
+    around them, see :class:`_OldView`). Row appends run
     outside transactions: they overwrite raw data in allocated chunks and one
     attribute value, which a kill cannot leave half-structured.
     """
@@ -279,9 +403,12 @@ class _JournaledFile:
     def begin(self) -> None:
         if self._jfd is not None:
             return
-        self._old_size = os.fstat(self._fd).st_size
+        st = os.fstat(self._fd)
+        self._old_size = st.st_size
+        fingerprint = zlib.crc32(_read_at(self._fd, 0, min(self._old_size, _FINGERPRINT)))
         self._jfd = os.open(self._jpath, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        fields = _JOURNAL_MAGIC + struct.pack("<Q", self._old_size)
+        fields = _JOURNAL_HEADER.pack(_JOURNAL_MAGIC, self._old_size, fingerprint, st.st_dev,
+                                      st.st_ino, 0)[:-4]
         _write_all(self._jfd, fields + struct.pack("<I", zlib.crc32(fields)))
 
     def commit(self) -> None:
@@ -1117,10 +1244,12 @@ def read_runs(path: str | os.PathLike[str]) -> dict[str, RunData]:
 def _with_reader(path: Path, fn: Any, wait: float = 5.0) -> Any:
     """Run ``fn(h5py_file, path)`` on the file opened read-only, without the lock.
 
-    A journal left by a killed writer is rolled back first (briefly taking the
-    writer's lock; needs write access). While a live writer is inside a
-    structural change (its journal exists) the read waits, up to ``wait``
-    seconds; a read that fails or overlaps such a change is retried.
+    Reading never writes. A journal left by a killed writer is not rolled back
+    here (the next writer does that): the file is read as it was before the
+    killed change, rebuilt from the journal in memory; a journal that was not
+    written for this file is ignored. While a live writer is inside a structural
+    change (its journal exists) the read waits, up to ``wait`` seconds; a read
+    that fails or overlaps such a change is retried.
     """
     writer = _WRITERS.get(_key(path)) if path.exists() else None
     if writer is not None and writer._file is not None:
@@ -1131,16 +1260,23 @@ def _with_reader(path: Path, fn: Any, wait: float = 5.0) -> Any:
         raise StoreError(_not_hdf5_message(path))
     jpath = _journal_path(path)
     deadline = time.monotonic() + wait
+    error: Exception | None = None
     while True:
-        busy = os.path.exists(jpath) and not _recover_abandoned(path)
+        before = _stat_or_none(jpath)
+        busy, journal = _abandoned_journal(path) if before is not None else (False, None)
         if not busy:
             try:
-                with h5py.File(path, "r", locking=False) as f:
+                with contextlib.ExitStack() as stack:
+                    if journal is not None:
+                        view = stack.enter_context(contextlib.closing(_OldView(path, journal)))
+                        f = stack.enter_context(h5py.File(view, "r"))
+                    else:
+                        f = stack.enter_context(h5py.File(path, "r", locking=False))
                     _check_root(f, path)
                     result = fn(f, path)
-                if not os.path.exists(jpath):
+                if _stat_or_none(jpath) == before:  # no change began or ended meanwhile
                     return result
-                error: Exception | None = None
+                error = None
             except StoreError:
                 raise
             except (OSError, KeyError, RuntimeError, ValueError) as exc:
@@ -1150,29 +1286,36 @@ def _with_reader(path: Path, fn: Any, wait: float = 5.0) -> Any:
                 f"cannot read {path}: "
                 + (f"{error}" if not busy else f"{jpath} stayed in place for {wait:g} s")
                 + "; a writer may be changing its structure, or another program holds the "
-                "file's lock while a killed writer's change waits to be rolled back"
+                "file's lock"
             )
         time.sleep(0.02)
 
 
-def _recover_abandoned(path: Path) -> bool:
-    """Roll back the journal of a killed writer; False while a live writer holds
-    the lock (its journal is in use)."""
+def _stat_or_none(path: str) -> tuple[int, int, int] | None:
     try:
-        fd = os.open(path, os.O_RDWR)
-    except PermissionError:
-        raise StoreError(
-            f"{path} has an unfinished structural change of a killed writer "
-            f"({_journal_path(path)}); open it once with write access (e.g. RunStore) "
-            "to roll it back, then read it"
-        ) from None
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _abandoned_journal(path: Path) -> tuple[bool, _Journal | None]:
+    """``(busy, journal)`` for a file whose journal exists: busy while a live writer
+    holds the lock (its change is under way); else the killed writer's journal
+    when it belongs to this file, or None (no valid header, or another file's)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released at close
         except BlockingIOError:
-            return False
-        _rollback(fd, _journal_path(path))
-        return True
+            return True, None
+        except OSError:  # no flock on this file system
+            pass
+        try:
+            journal = _Journal.read(_journal_path(path))
+        except FileNotFoundError:
+            return False, None
+        return False, journal if journal is not None and journal.belongs_to(fd) else None
     finally:
         os.close(fd)
 

@@ -27,3 +27,28 @@ def test_info_run_file_text(trained):
 def test_info_without_file_still_reports_the_environment():
     out = invoke_json("info", "--json")
     assert "torch" in out and "dcao" in out["optimizers"]
+
+
+def test_info_never_applies_another_files_journal(run_copy, tmp_path):
+    """A journal left beside a different, complete run file (a copy of another run's
+    leftover) is not applied: `spectra info` reads the file and changes no byte."""
+    from pathlib import Path
+
+    from spectra.store import RunStore, _JournaledFile
+
+    other = tmp_path / "other.h5"
+    with RunStore(other) as st:
+        st.create_run("x").append_metrics(step=0)
+    jf = _JournaledFile(other)  # a structural change cut off after its first overwrite
+    jf.begin()
+    jf.seek(0)
+    jf.write(b"\0" * 512)
+    journal = Path(str(other) + "-journal").read_bytes()
+    jf.commit()
+    jf.close()
+    stray = Path(str(run_copy) + "-journal")
+    stray.write_bytes(journal)
+    before = run_copy.read_bytes()
+    out = invoke_json("info", run_copy, "--json")
+    assert [r["name"] for r in out["runs"]] == ["dcao"] and out["runs"][0]["metrics_rows"] == 2
+    assert run_copy.read_bytes() == before and stray.read_bytes() == journal

@@ -402,8 +402,10 @@ def _kill_and_check(tmp_path: Path, kills: int, seed: int, max_delay: float) -> 
         if not path.exists():  # killed before it created the file: nothing to lose
             assert not seen
             continue
-        counts = check_run_file(path)
-        assert not Path(str(path) + "-journal").exists()  # a hot journal is rolled back
+        journal = Path(str(path) + "-journal")
+        state = (path.read_bytes(), journal.read_bytes() if journal.exists() else None)
+        counts = check_run_file(path)  # reads around a hot journal, and never writes
+        assert state == (path.read_bytes(), journal.read_bytes() if journal.exists() else None)
         if seen:  # nothing committed before is lost
             for name, (n, q, c) in seen[-1].items():
                 n2, q2, c2 = counts[name]
@@ -496,10 +498,11 @@ def _check_rolled_back(proc: subprocess.CompletedProcess, path: Path, rows0: int
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     journal = Path(str(path) + "-journal")
     assert journal.exists()  # a hot journal: the change was cut off
-    counts = check_run_file(path)  # the reader rolls it back first
-    assert not journal.exists()
+    cut = path.read_bytes()
+    counts = check_run_file(path)  # the reader sees the file as before the change...
+    assert journal.exists() and path.read_bytes() == cut  # ... and writes nothing
     assert counts["run0"][0] == rows0
-    with RunStore(path) as st:  # and the file takes new rows
+    with RunStore(path) as st:  # the next writer rolls it back; the file takes new rows
         w = st.open_run("run0")
         w.append_metrics(metric_row(0, w.num_metrics))
     assert check_run_file(path)["run0"][0] == rows0 + 1
@@ -513,8 +516,11 @@ def test_sigkill_inside_run_creation_restores_the_exact_bytes(killer, mode: str,
     proc, path, template = killer(mode, n)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert Path(str(path) + "-journal").exists()
-    assert path.read_bytes() != template.read_bytes()  # the kill left a change
-    assert list_runs(path) == ["run0"]  # rolls back
+    cut = path.read_bytes()
+    assert cut != template.read_bytes()  # the kill left a change
+    assert list_runs(path) == ["run0"]  # read as before the change, without writing
+    assert path.read_bytes() == cut
+    store._JournaledFile(path).close()  # a writer's open rolls it back
     assert path.read_bytes() == template.read_bytes()
     assert not Path(str(path) + "-journal").exists()
 
@@ -540,3 +546,39 @@ def test_sigkill_in_the_middle_of_a_row_hides_the_row(killer, n: int, committed)
     assert not Path(str(path) + "-journal").exists()  # not a structural change
     counts = check_run_file(path)
     assert counts == {"run0": (20, 7, 0), "run1": committed}
+
+
+def test_a_journal_beside_another_file_is_never_applied(killer, tmp_path: Path) -> None:
+    """A killed writer's journal placed beside a different, complete file: readers
+    ignore it and write nothing; a writer keeps it aside, unapplied, and warns."""
+    proc, path, _ = killer("old", 1)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    other = tmp_path / "other.h5"
+    with RunStore(other) as st:
+        w = st.create_run("mine", config={"x": 1})
+        for j in range(30):
+            w.append_metrics(metric_row(0, j))
+    stray = Path(str(other) + "-journal")
+    stray.write_bytes(Path(str(path) + "-journal").read_bytes())
+    size, data = other.stat().st_size, other.read_bytes()
+    assert list_runs(other) == ["mine"] and len(read_run(other, "mine").metrics) == 30
+    assert other.read_bytes() == data and stray.exists()  # a reader never writes
+    with pytest.warns(RuntimeWarning, match="not written for the file beside it"), \
+            RunStore(other) as st:
+        assert st.run_names() == ["mine"]
+    assert not stray.exists() and other.stat().st_size >= size
+    assert [p.name.split("-journal")[1][:8] for p in tmp_path.glob("other.h5-journal*")] == [".orphan-"]
+    assert len(read_run(other, "mine").metrics) == 30
+
+
+def test_a_file_copied_with_its_journal_rolls_back(killer, tmp_path: Path) -> None:
+    """The journal identifies its file by content, so a copy of the pair (another
+    inode) still rolls back to the exact bytes before the change."""
+    proc, path, template = killer("old", 2)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    copy = tmp_path / "copy.h5"
+    copy.write_bytes(path.read_bytes())
+    Path(str(copy) + "-journal").write_bytes(Path(str(path) + "-journal").read_bytes())
+    assert list_runs(copy) == ["run0"]
+    store._JournaledFile(copy).close()
+    assert copy.read_bytes() == template.read_bytes()
