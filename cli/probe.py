@@ -196,7 +196,8 @@ def probe(ctx, checkpoint, model_name, model_arg, data_name, data_arg, data_dir,
         return
     where = f" at epoch {epoch:g} (step {step}) of {checkpoint}" if checkpoint else ""
     click.echo(f"model {model_label} ({P:,} parameters){where}")
-    click.echo(f"probe set: the first {len(y)} training samples of {ds.name}, loss {fit_loss:.4f}")
+    click.echo(f"probe set: the first {len(y)} training samples of {ds.name}, loss {fit_loss:.4f} "
+               f"({res.reduction}-reduced over samples)")
     _print_result(res, top_k, bottom, trace_matvecs, tol)
     if "appended" in info:
         a = info["appended"]

@@ -115,6 +115,11 @@ class DCAO(SpectraOptimizer):
         stability_cap: cap ``rho_ref`` by ``(2 + 2 beta_0) / eta_0``.
         probe_eval_mode: probe the model in eval mode (default ``True``: no
             dropout noise, batch norm with running statistics).
+        reduction: ``"mean"`` or ``"sum"``, how ``loss_fn`` reduces a batch (it scales
+            the probed eigenvalues when ``probe_data`` holds several batches). By
+            default ``loss_fn.reduction``, else determined here from the loss on the
+            first probe batch, as :class:`spectra.HessianOperator` does; a loss that is
+            neither a per-sample mean nor a sum is refused with ``ValueError``.
         seed: seed of the probes' own random generator.
 
     State: per parameter ``velocity``; globally the step count, the controller,
@@ -147,6 +152,7 @@ class DCAO(SpectraOptimizer):
         max_failures: int = 3,
         stability_cap: bool = False,
         probe_eval_mode: bool = True,
+        reduction: str | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
@@ -182,6 +188,12 @@ class DCAO(SpectraOptimizer):
         self.max_residual = float(max_residual)
         self.stability_cap = bool(stability_cap)
         self.probe_eval_mode = bool(probe_eval_mode)
+        # fixed here, where a bad loss can raise: a probe's exceptions are swallowed
+        import spectra
+
+        self.reduction: str = spectra.HessianOperator(
+            model, loss_fn, self.probe_data, reduction=reduction, eval_mode=True
+        ).reduction
         self.controller = DCAOController(
             warmup=warmup_probes, lr_gain=lr_gain, momentum_gain=momentum_gain, wd_gain=wd_gain,
             ema=ema, max_momentum=max_momentum, max_failures=max_failures,
@@ -223,7 +235,8 @@ class DCAO(SpectraOptimizer):
         try:
             # eval mode once for the whole probe (not once per product), if asked
             with eval_mode(self.model, self.probe_eval_mode):
-                op = spectra.HessianOperator(self.model, self.loss_fn, self.probe_data)
+                op = spectra.HessianOperator(self.model, self.loss_fn, self.probe_data,
+                                             reduction=self.reduction)
                 v0 = self._ritz if self._ritz is not None and self._ritz.shape[0] == op.shape[0] else None
                 # a cold start (no Ritz vectors yet) gets more products; warm starts need few
                 steps = self.lanczos_steps if v0 is not None else self.cold_lanczos_steps

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from spectra.eigsh import eigsh
-from spectra.operators.base import Batch, LossFn, _normalize_data, eval_mode
+from spectra.operators.base import Batch, LossFn, _batch_size, _normalize_data, eval_mode
 from spectra.operators.hessian import HessianOperator
 
 __all__ = ["Landscape", "loss_landscape", "random_directions", "top_directions"]
@@ -58,6 +58,8 @@ class Landscape:
         eigenvalues: ``(dims,)`` Hessian eigenvalues of the top directions, ``None`` for random.
         num_hvps: Hessian-vector products spent finding the directions.
         seconds: wall time of the whole computation.
+        reduction: ``"mean"`` or ``"sum"``: the loss over several batches is
+            ``sum_b (n_b / N) L_b`` or ``sum_b L_b``.
     """
 
     alphas: np.ndarray
@@ -68,6 +70,7 @@ class Landscape:
     eigenvalues: np.ndarray | None
     num_hvps: int
     seconds: float
+    reduction: str | None = None
 
     @property
     def dims(self) -> int:
@@ -87,6 +90,7 @@ class Landscape:
             "eigenvalues": None if self.eigenvalues is None else self.eigenvalues.tolist(),
             "num_matvecs": self.num_hvps,
             "seconds": self.seconds,
+            "reduction": self.reduction,
         }
 
 
@@ -102,10 +106,20 @@ def top_directions(
     *,
     tol: float = 1e-3,
     generator: torch.Generator | None = None,
+    reduction: str | None = None,
 ) -> tuple[np.ndarray, list[list[Tensor]], int]:
     """The top-``k`` Hessian eigenpairs: eigenvalues ``(k,)``, directions as
-    parameter-shaped tensors (unit norm over all parameters), and the products spent."""
-    op = HessianOperator(model, loss_fn, data, eval_mode=True)
+    parameter-shaped tensors (unit norm over all parameters), and the products spent.
+
+    ``reduction`` (``"mean"``/``"sum"``) as for :class:`~spectra.HessianOperator`."""
+    op = HessianOperator(model, loss_fn, data, reduction=reduction, eval_mode=True)
+    return _top_directions(op, k, tol=tol, generator=generator)
+
+
+def _top_directions(
+    op: HessianOperator, k: int, *, tol: float, generator: torch.Generator | None
+) -> tuple[np.ndarray, list[list[Tensor]], int]:
+    model = op.model
     res = eigsh(op, k=k, which="LA", tol=tol, generator=generator, warn=False)
     vecs = res.eigenvectors.to(next(model.parameters()).dtype)
     dirs = [op.unflatten(vecs[:, i].contiguous()) for i in range(vecs.shape[1])]
@@ -136,18 +150,17 @@ def random_directions(
 
 
 @torch.no_grad()
-def _loss_at(model, loss_fn, batches, names, base, dirs, coeffs) -> float:
+def _loss_at(model, loss_fn, reduction, batches, names, base, dirs, coeffs) -> float:
     params = {n: b.clone() for n, b in zip(names, base)}
     for c, d in zip(coeffs, dirs):
         if c:
             for n, t in zip(names, d):
                 params[n].add_(t, alpha=float(c))
     total, count = 0.0, 0
-    reduction = getattr(loss_fn, "reduction", "mean")
     for X, y in batches:
         out = functional_call(model, params, (X,))
         val = float(loss_fn(out, y))
-        m = len(y)
+        m = _batch_size(y)
         total += val * m if reduction == "mean" else val
         count += m
     return total / count if reduction == "mean" else total
@@ -164,6 +177,7 @@ def loss_landscape(
     points: int = 21,
     tol: float = 1e-3,
     seed: int = 0,
+    reduction: str | None = None,
 ) -> Landscape:
     """The loss of ``model`` over ``data`` on a grid around its parameters.
 
@@ -178,9 +192,13 @@ def loss_landscape(
         points: grid points per direction (odd, so that 0 is on the grid).
         tol: eigensolver tolerance for ``"top"``.
         seed: seed of the random start of the eigensolver / the random directions.
+        reduction: ``"mean"`` or ``"sum"``, how ``loss_fn`` reduces a batch, which sets
+            how the batches add up; as for :class:`~spectra.HessianOperator` (by default
+            ``loss_fn.reduction``, else determined from the loss on the first batch).
 
     Raises:
-        ValueError: bad ``dims``, ``span``, ``points`` or ``directions``.
+        ValueError: bad ``dims``, ``span``, ``points`` or ``directions``, or a loss
+            whose reduction is neither a per-sample mean nor a sum.
     """
     if dims not in (1, 2):
         raise ValueError(f"dims must be 1 or 2, got {dims!r}")
@@ -191,10 +209,12 @@ def loss_landscape(
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     eigenvalues, hvps = None, 0
+    # the operator fixes the reduction (one rule for the Hessian and the loss sums)
+    op = HessianOperator(model, loss_fn, data, reduction=reduction, eval_mode=True)
     if isinstance(directions, str):
         kind = directions
         if kind == "top":
-            eigenvalues, dirs, hvps = top_directions(model, loss_fn, data, dims, tol=tol, generator=gen)
+            eigenvalues, dirs, hvps = _top_directions(op, dims, tol=tol, generator=gen)
         elif kind == "random":
             dirs = random_directions(model, dims, generator=gen)
         else:
@@ -212,14 +232,17 @@ def loss_landscape(
             raise ValueError("each direction must be a list of tensors shaped like the model's parameters")
     batches = list(_normalize_data(data))
     grid = np.linspace(-span, span, points)
+    red = op.reduction
     with eval_mode(model):
-        center = _loss_at(model, loss_fn, batches, names, base, dirs, [0.0] * dims)
+        center = _loss_at(model, loss_fn, red, batches, names, base, dirs, [0.0] * dims)
         if dims == 1:
-            losses = np.array([_loss_at(model, loss_fn, batches, names, base, dirs, [a]) for a in grid])
+            losses = np.array([_loss_at(model, loss_fn, red, batches, names, base, dirs, [a])
+                               for a in grid])
             betas = None
         else:
-            losses = np.array([[_loss_at(model, loss_fn, batches, names, base, dirs, [a, b])
+            losses = np.array([[_loss_at(model, loss_fn, red, batches, names, base, dirs, [a, b])
                                 for a in grid] for b in grid])
             betas = grid.copy()
     return Landscape(alphas=grid, betas=betas, losses=losses, center_loss=center, kind=kind,
-                     eigenvalues=eigenvalues, num_hvps=hvps, seconds=time.perf_counter() - start)
+                     eigenvalues=eigenvalues, num_hvps=hvps, seconds=time.perf_counter() - start,
+                     reduction=red)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from spectra.operators.base import Batch, LossFn
+from spectra.operators.hessian import HessianOperator
 from spectra.probe import ProbeResult, ProbeSettings, probe
 
 UNITS = ("epoch", "step")
@@ -48,6 +49,10 @@ class SpectralMonitor:
         top_k, bottom, tol, density, seed, dtype, eval_mode: the probe's settings,
             see :class:`spectra.probe.ProbeSettings`; ``density=None`` skips SLQ.
         trace: Hutch++ budget in products (``0``/``False`` for no trace; ``True`` = 60).
+        reduction: ``"mean"`` or ``"sum"``, how ``loss_fn`` reduces a batch. By default
+            ``loss_fn.reduction``, else determined here, once, from the loss on the first
+            probe batch (``ValueError`` when it is neither; see
+            :class:`~spectra.HessianOperator`); every probe then uses it (:attr:`reduction`).
         on_probe: called with ``(result, step, epoch)`` after each probe.
         progress: progress bars during probes.
     """
@@ -69,6 +74,7 @@ class SpectralMonitor:
         seed: int = 0,
         dtype: str | None = None,
         eval_mode: bool = True,
+        reduction: str | None = None,
         on_probe: Callable[[ProbeResult, int, float | None], None] | None = None,
         progress: bool = False,
     ) -> None:
@@ -85,6 +91,11 @@ class SpectralMonitor:
         self.model = model
         self.loss_fn = loss_fn
         self.probe_data = probe_data
+        # fixed once for the run: the operator's rule, with no product computed
+        self.reduction: str = HessianOperator(
+            model, loss_fn, probe_data, dtype=getattr(torch, dtype) if dtype else None,
+            reduction=reduction, eval_mode=True,
+        ).reduction
         self.store = store
         self.every = every
         self.unit = unit
@@ -117,7 +128,8 @@ class SpectralMonitor:
         cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
         try:
             settings = ProbeSettings(**{**self.settings.__dict__, "seed": _probe_seed(self.settings.seed, step)})
-            result = probe(self.model, self.loss_fn, self.probe_data, settings, progress=self.progress)
+            result = probe(self.model, self.loss_fn, self.probe_data, settings,
+                           reduction=self.reduction, progress=self.progress)
         finally:
             torch.set_rng_state(rng)
             if cuda_rng is not None:

@@ -90,6 +90,8 @@ class ProbeResult:
         num_hvps: Hessian-vector products spent.
         seconds: wall time of the probe.
         converged: whether every eigenpair met ``tol``.
+        reduction: ``"mean"`` or ``"sum"``, how the loss reduces a batch, i.e. how the
+            Hessian weights the batches (``n_b / N`` or 1); see :class:`~spectra.HessianOperator`.
     """
 
     top_eigenvalues: np.ndarray
@@ -102,6 +104,7 @@ class ProbeResult:
     seconds: float
     converged: bool
     top_eigenvectors: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    reduction: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: lists and floats (NaN as ``None``); raw SLQ nodes/weights included."""
@@ -118,6 +121,7 @@ class ProbeResult:
             "num_matvecs": int(self.num_hvps),
             "seconds": float(self.seconds),
             "converged": bool(self.converged),
+            "reduction": self.reduction,
         }
         if self.measure is not None:
             out["ritz_nodes"] = self.measure.nodes.tolist()
@@ -132,6 +136,7 @@ def probe(
     settings: ProbeSettings | None = None,
     *,
     v0: torch.Tensor | None = None,
+    reduction: str | None = None,
     progress: bool = False,
 ) -> ProbeResult:
     """Probe the Hessian spectrum of ``loss_fn(model(X), y)`` over ``data``.
@@ -145,12 +150,15 @@ def probe(
         settings: what to compute (default :class:`ProbeSettings`).
         v0: warm start for the top eigenvectors, e.g. the previous probe's
             ``top_eigenvectors``.
+        reduction: ``"mean"`` or ``"sum"``, how ``loss_fn`` reduces a batch; by default
+            ``loss_fn.reduction``, else determined from the loss on the first batch
+            (``ValueError`` when it is neither). The result states the one used.
         progress: progress bars for the eigensolver.
     """
     s = settings or ProbeSettings()
     start = time.perf_counter()
     dtype = getattr(torch, s.dtype) if s.dtype else None
-    op = HessianOperator(model, loss_fn, data, dtype=dtype, eval_mode=s.eval_mode)
+    op = HessianOperator(model, loss_fn, data, dtype=dtype, reduction=reduction, eval_mode=s.eval_mode)
     gen = torch.Generator().manual_seed(s.seed)
     top = np.zeros(0)
     top_res = np.zeros(0)
@@ -192,6 +200,7 @@ def probe(
         seconds=time.perf_counter() - start,
         converged=converged,
         top_eigenvectors=vecs,
+        reduction=op.reduction,
     )
 
 

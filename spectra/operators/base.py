@@ -8,7 +8,9 @@ owns everything the curvature types share:
   ``DataLoader``) and moving batches to the parameters' device;
 * the full-data weighting. For a mean-reduced loss the data-set loss is
   ``L = sum_b (n_b / N) L_b``, so its curvature is ``sum_b (n_b / N) C_b``
-  (uneven last batch included); for a sum-reduced loss it is ``sum_b C_b``;
+  (uneven last batch included); for a sum-reduced loss it is ``sum_b C_b``.
+  The reduction is never guessed: it is given, read from ``loss_fn.reduction``,
+  or determined from the loss itself on the first batch (:func:`detect_reduction`);
 * flattening and unflattening of parameter-shaped tensors;
 * counting products, checking them for NaN/Inf;
 * the export to :class:`scipy.sparse.linalg.LinearOperator`;
@@ -29,11 +31,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from spectra._tensors import standard_strides
 
 Batch = tuple[Any, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
+
+REDUCTIONS = ("mean", "sum")
 
 _STOCHASTIC_MODULES = (
     nn.modules.dropout._DropoutNd,
@@ -54,8 +59,11 @@ class CurvatureOperator:
             names); default all parameters with ``requires_grad``.
         dtype: compute dtype; ``torch.float64`` evaluates a float32 model in
             double precision without touching it. Default: the parameters' dtype.
-        reduction: ``"mean"`` or ``"sum"``, how ``loss_fn`` reduces over a batch.
-            Read from ``loss_fn.reduction`` when it has one; default ``"mean"``.
+        reduction: ``"mean"`` or ``"sum"``, how ``loss_fn`` reduces over a batch
+            (the samples along dim 0). Read from ``loss_fn.reduction`` when it has
+            one; otherwise determined from the loss on the first batch (see
+            :func:`detect_reduction`), and ``ValueError`` when the loss is neither
+            a per-sample mean nor a sum there.
         eval_mode: evaluate the model in eval mode during products (its mode is
             restored afterwards). Default ``False`` keeps the mode as it is and
             warns when dropout or batch norm in train mode make the products
@@ -96,7 +104,7 @@ class CurvatureOperator:
         self._dtype = dtype if dtype is not None else first.dtype
         if not self._dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point dtype, got {self._dtype}")
-        self.reduction = _resolve_reduction(loss_fn, reduction)
+        declared = _resolve_reduction(loss_fn, reduction)
         self.eval_mode = bool(eval_mode)
         self.check_finite = bool(check_finite)
         self.progress = bool(progress)
@@ -104,6 +112,7 @@ class CurvatureOperator:
         self._group = _resolve_group(process_group)
         self.num_matvecs = 0
         self._num_data = self._count_data()
+        self.reduction: str = declared if declared is not None else self._detect_reduction()
         if not self.eval_mode:
             _warn_if_stochastic(model)
 
@@ -306,6 +315,46 @@ class CurvatureOperator:
             raise ValueError("data holds no samples: expected (inputs, targets) batches")
         return n
 
+    def _detect_reduction(self) -> str:
+        """:func:`detect_reduction` on the first batch, in the compute dtype, in eval
+        mode, without gradients; with sharded data every rank must agree."""
+        state = self._functional_state([p.detach().to(self._dtype) for p in self._params])
+
+        def loss_of(inputs: Any, targets: Any) -> float:
+            outputs = functional_call(self.model, state, (inputs,))
+            loss = self.loss_fn(outputs, targets)
+            if not isinstance(loss, Tensor) or loss.dim() != 0:
+                got = f"shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else type(loss).__name__
+                raise ValueError(f"loss_fn must return a scalar tensor, got {got}")
+            return float(loss)
+
+        found: str | None = None
+        failure: Exception | None = None
+        try:
+            inputs, targets = _split_batch(next(iter(self._data)))
+            inputs = _to(inputs, self._device, self._dtype)
+            targets = _to(targets, self._device, self._dtype)
+            # eval mode: dropout noise and batch-norm batch statistics would make the
+            # halves disagree for reasons that have nothing to do with the reduction
+            with eval_mode(self.model), torch.no_grad():
+                found = detect_reduction(loss_of, inputs, targets, dtype=self._dtype)
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after the ranks agree
+            failure = exc
+        if self._group is not None:
+            # codes 0 "mean", 1 "sum", 2 failed here; every rank takes part before any raises
+            code = 2.0 if failure is not None else float(REDUCTIONS.index(found))
+            t = torch.tensor([code, -code], dtype=torch.float64)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX, group=self._group)
+            if failure is None and float(t[0]) != -float(t[1]):
+                raise ValueError(
+                    "the ranks disagree on how loss_fn reduces a batch (or one rank could "
+                    f"not tell; this one found {found!r}); pass reduction='mean' or 'sum'"
+                )
+        if failure is not None:
+            raise failure
+        assert found is not None
+        return found
+
     def _check_vector(self, v: Tensor, ndim: int) -> Tensor:
         if not isinstance(v, Tensor):
             raise TypeError(f"expected a torch.Tensor, got {type(v).__name__}")
@@ -372,17 +421,133 @@ def _select_params(
     return names, [by_name[n] for n in names]
 
 
-def _resolve_reduction(loss_fn: LossFn, reduction: str | None) -> str:
+def _resolve_reduction(loss_fn: LossFn, reduction: str | None) -> str | None:
+    """The reduction passed or declared by ``loss_fn.reduction``; ``None`` when
+    neither says (then it is determined from the loss, :func:`detect_reduction`)."""
     attr = getattr(loss_fn, "reduction", None)
     if reduction is None:
-        reduction = attr if attr is not None else "mean"
+        reduction = attr
     elif attr is not None and attr != reduction:
         raise ValueError(f"reduction={reduction!r} contradicts loss_fn.reduction={attr!r}")
-    if reduction not in ("mean", "sum"):
+    if reduction is not None and reduction not in REDUCTIONS:
         raise ValueError(
             f"the loss must reduce a batch to a scalar with 'mean' or 'sum', got reduction={reduction!r}"
         )
     return reduction
+
+
+def _reduction_rtol(dtype: torch.dtype) -> float:
+    """Relative tolerance of the comparison in :func:`detect_reduction`.
+
+    Round-off separates a loss from the same loss put together from its halves:
+    the order of the summation over samples, and matrix products that a library
+    may block differently for ``n`` and ``n / 2`` rows. In float32 that is about
+    ``1e-6`` of the loss on batches of thousands (``log2(n)`` roundings of
+    ``6e-8``; measured: below ``1e-7`` for 65536 samples), and ``1e-4`` leaves
+    a margin of 100 for the loss's own cancellations; float64's ``1e-9`` is a
+    larger margin still over its ``1e-14``. Mean and sum of non-negative
+    per-sample losses differ by at least a third (halves of 1 and 2 samples),
+    far above either tolerance.
+    """
+    return 1e-9 if torch.finfo(dtype).eps < 1e-10 else 1e-4
+
+
+def detect_reduction(
+    loss_of: Callable[[Any, Any], float],
+    inputs: Any,
+    targets: Any,
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> str:
+    """Whether a batch loss is the mean (``"mean"``) or the sum (``"sum"``) of the
+    losses of its samples, told from its values on the batch and its two halves.
+
+    The batch of ``n`` samples (dim 0 of every tensor in ``inputs`` and ``targets``,
+    ``n`` read from ``targets``) is split into its first ``h = n // 2`` samples and
+    the other ``n - h``, and the loss ``L`` of the whole is compared with
+    ``(h L_1 + (n - h) L_2) / n`` (a per-sample mean) and with ``L_1 + L_2`` (a
+    sum), relative to the magnitude of the terms (:func:`_reduction_rtol`). Exactly
+    one must match.
+
+    This is the property the operators need: the data-set loss is then
+    ``sum_b (n_b / N) L_b`` or ``sum_b L_b``. A per-token mean over sequences
+    (outputs ``(n, T, C)``, targets ``(n, T)``) in which every sequence counts the
+    same number of tokens is a mean over the sequences too: ``"mean"``, batches
+    weighted by their number of sequences ``n_b / N``. When sequences count
+    different numbers of tokens (padding with ``ignore_index``) the halves
+    usually differ in tokens and the loss is refused. When only ``T`` changes
+    from batch to batch the first batch cannot show it, and batches are still
+    weighted by sequences, not tokens; for a mean over all tokens of the data
+    set use a sum divided by the data set's token count (detected as ``"sum"``).
+    A mean plus a term that does not depend on the samples (a weight penalty) is
+    still a mean; a function of the mean (its square), a maximum or a median is
+    neither.
+
+    Args:
+        loss_of: ``loss_of(inputs, targets) -> float``, the reduced loss of a batch
+            (the model's forward included).
+        inputs, targets: one batch: tensors, or mappings, tuples or lists of them.
+            Tensors whose dim 0 is ``n`` (and lists of ``n`` non-tensor items) are
+            split; any other leaf is passed whole to both halves.
+        dtype: the dtype the loss is computed in (sets the tolerance).
+
+    Returns:
+        ``"mean"`` or ``"sum"``.
+
+    Raises:
+        ValueError: the batch has fewer than 2 samples (a mean and a sum of one
+            sample are the same number), or the loss matches neither rule, or both
+            (a loss of 0, or values that cancel).
+    """
+    n = _batch_size(targets)
+    advice = "pass reduction='mean' or reduction='sum' to say how loss_fn reduces a batch"
+    if n < 2:
+        raise ValueError(
+            f"cannot tell how loss_fn reduces a batch: it has no `reduction` attribute and "
+            f"the first batch holds {n} sample{'s' if n != 1 else ''}, on which a mean and a sum "
+            f"are the same number; {advice}"
+        )
+    h = n // 2
+    whole = loss_of(inputs, targets)
+    try:
+        first = loss_of(_slice_samples(inputs, 0, h, n), _slice_samples(targets, 0, h, n))
+        second = loss_of(_slice_samples(inputs, h, n, n), _slice_samples(targets, h, n, n))
+    except Exception as exc:
+        raise ValueError(
+            f"cannot tell how loss_fn reduces a batch: it has no `reduction` attribute, and "
+            f"evaluating it on the halves ({h} and {n - h} samples along dim 0) of the first "
+            f"batch of {n} failed ({type(exc).__name__}: {exc}); {advice}"
+        ) from exc
+    rtol = _reduction_rtol(dtype)
+    as_mean = (h * first + (n - h) * second) / n
+    as_sum = first + second
+    mean_scale = max(abs(whole), (h * abs(first) + (n - h) * abs(second)) / n)
+    sum_scale = max(abs(whole), abs(first) + abs(second))
+    is_mean = abs(whole - as_mean) <= rtol * mean_scale
+    is_sum = abs(whole - as_sum) <= rtol * sum_scale
+    if is_mean != is_sum and math.isfinite(whole):
+        return "mean" if is_mean else "sum"
+    found = (
+        f"on the first batch of {n} samples its value is {whole:.9g}, and on the halves of "
+        f"{h} and {n - h} samples {first:.9g} and {second:.9g}: "
+    )
+    if not math.isfinite(whole):
+        why = "a non-finite loss tells nothing"
+    elif is_mean:
+        why = (
+            f"the mean of the halves ({as_mean:.9g}) and their sum ({as_sum:.9g}) both match, "
+            "so the two cannot be told apart here"
+        )
+    else:
+        why = (
+            f"neither the mean of the halves ({as_mean:.9g}) nor their sum ({as_sum:.9g}) matches "
+            f"(to a relative {rtol:g}), so the loss is not a per-sample mean or sum and the "
+            "batch weights n_b / N (mean) or 1 (sum) of the data-set loss are not defined"
+        )
+    raise ValueError(
+        f"cannot tell how loss_fn reduces a batch: it has no `reduction` attribute; {found}{why}; "
+        f"{advice}"
+    )
 
 
 def _warn_if_stochastic(model: nn.Module) -> None:
@@ -448,6 +613,21 @@ def _batch_size(targets: Any) -> int:
     return len(targets)
 
 
+def _slice_samples(x: Any, start: int, stop: int, n: int) -> Any:
+    """Samples ``start:stop`` of a batch of ``n``: dim 0 of every tensor whose dim 0
+    is ``n``, inside mappings, tuples and lists; a list of ``n`` non-tensor items is
+    sliced itself; anything else is kept whole."""
+    if isinstance(x, Tensor):
+        return x[start:stop] if x.dim() > 0 and x.shape[0] == n else x
+    if isinstance(x, Mapping):
+        return type(x)({k: _slice_samples(v, start, stop, n) for k, v in x.items()})
+    if isinstance(x, (tuple, list)):
+        if len(x) == n and not any(isinstance(v, (Tensor, Mapping, tuple, list)) for v in x):
+            return x[start:stop]
+        return type(x)(_slice_samples(v, start, stop, n) for v in x)
+    return x
+
+
 def _to(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
     if isinstance(x, Tensor):
         if x.is_floating_point():
@@ -460,4 +640,7 @@ def _to(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
     return x
 
 
-__all__ = ["Batch", "CurvatureOperator", "LossFn", "eval_mode", "stack_columns"]
+__all__ = [
+    "REDUCTIONS", "Batch", "CurvatureOperator", "LossFn", "detect_reduction", "eval_mode",
+    "stack_columns",
+]

@@ -29,6 +29,7 @@ def test_probe_checkpoint_table(trained):
     r = invoke("probe", "--checkpoint", trained["checkpoints"][0])
     assert "at epoch 1 (step 4)" in r.stdout
     assert "λ1" in r.stdout and "λmin" in r.stdout and "trace" in r.stdout and "density" in r.stdout
+    assert "(mean-reduced over samples)" in r.stdout
 
 
 def test_probe_append_adds_a_row_to_the_checkpoints_run(trained, tmp_path):
@@ -52,4 +53,5 @@ def test_probe_registry_model_json():
                       "--fit-steps", "3", "--samples", "64", "--top-k", "2",
                       "--trace-matvecs", "8", "--json")
     assert len(out["top_eigenvalues"]) == 2 and out["num_samples"] == 64
+    assert out["reduction"] == "mean"
     assert out["top_eigenvalues"][0] >= out["top_eigenvalues"][1]

@@ -201,3 +201,22 @@ def test_cold_probe_gets_more_products_than_warm_ones():
     op = spectra.HessianOperator(opt2.model, loss_fn, (X, y), eval_mode=True)
     tight = float(spectra.eigsh(op, k=1, tol=1e-8).eigenvalues[0])
     assert rec["lambda1"] == pytest.approx(tight, rel=1e-4)
+
+
+def test_the_reduction_of_a_custom_loss_is_fixed_when_built():
+    import spectra
+
+    model, _, X, y = _problem()
+    X, model = X.double(), model.double()
+    data = [(X[:24], y[:24]), (X[24:], y[24:])]
+    with pytest.raises(ValueError, match="reduction="):  # not swallowed by a probe later
+        DCAO(model.parameters(), model=model, probe_data=data, probe_batch_size=None,
+             loss_fn=lambda o, t: nn.functional.cross_entropy(o, t) ** 2)
+    summed = lambda o, t: nn.functional.cross_entropy(o, t, reduction="sum")
+    opt = DCAO(model.parameters(), model=model, loss_fn=summed, probe_data=data,
+               probe_batch_size=None, cold_lanczos_steps=40, probe_tol=1e-12)
+    assert opt.reduction == "sum"
+    rec = opt.probe_now()
+    op = spectra.HessianOperator(model, nn.CrossEntropyLoss(reduction="sum"), data, eval_mode=True)
+    tight = float(spectra.eigsh(op, k=1, tol=1e-10).eigenvalues[0])
+    assert rec["ok"] and rec["lambda1"] == pytest.approx(tight, rel=1e-6)

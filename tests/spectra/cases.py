@@ -3,15 +3,21 @@
 Each case is a model, a loss, and data split into uneven batches. The dense
 references differentiate the full-data loss ``sum_b w_b L_b(theta)`` (``w_b =
 n_b / N`` for a mean-reduced loss, 1 for a sum) with ``torch.func``, entirely
-independently of the operators under test.
+independently of the operators under test. :meth:`Case.concatenated` puts all
+the data in one batch, whose references are those of the data-set loss itself,
+with no batch weights at all.
+
+:data:`REDUCTION_CASES` are losses written as plain callables (no ``reduction``
+attribute), for the operators' detection of the reduction; each knows its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, hessian, jacrev
 
@@ -20,9 +26,16 @@ from torch.func import functional_call, hessian, jacrev
 class Case:
     name: str
     model: nn.Module
-    loss_fn: nn.Module
+    loss_fn: Callable[[Tensor, Tensor], Tensor]
     batches: list[tuple[Tensor, Tensor]]
     params: list[str] | None = None
+    reduction: str | None = None  # the truth for a loss without a `reduction` attribute
+
+    def concatenated(self) -> Case:
+        """The same problem with all its batches in one."""
+        X = _cat([X for X, _ in self.batches])
+        y = _cat([y for _, y in self.batches])
+        return Case(f"{self.name}-full", self.model, self.loss_fn, [(X, y)], self.params, self.reduction)
 
     @property
     def param_names(self) -> list[str]:
@@ -49,7 +62,8 @@ class Case:
 
     def _weights(self) -> list[float]:
         N = sum(len(y) for _, y in self.batches)
-        if self.loss_fn.reduction == "sum":
+        reduction = self.reduction if self.reduction is not None else self.loss_fn.reduction
+        if reduction == "sum":
             return [1.0] * len(self.batches)
         return [len(y) / N for _, y in self.batches]
 
@@ -86,10 +100,17 @@ class Case:
         return G
 
 
-def _uneven(X: Tensor, y: Tensor, sizes: list[int]) -> list[tuple[Tensor, Tensor]]:
+def _cat(parts: list) -> Tensor | dict:
+    if isinstance(parts[0], Mapping):
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    return torch.cat(parts)
+
+
+def _uneven(X: Tensor | dict, y: Tensor, sizes: list[int]) -> list[tuple[Tensor, Tensor]]:
     out, i = [], 0
     for s in sizes:
-        out.append((X[i : i + s], y[i : i + s]))
+        Xs = {k: v[i : i + s] for k, v in X.items()} if isinstance(X, Mapping) else X[i : i + s]
+        out.append((Xs, y[i : i + s]))
         i += s
     return out
 
@@ -133,3 +154,68 @@ def make_cases() -> list[Case]:
 
 
 CASES = make_cases()
+
+
+class _TwoInputs(nn.Module):
+    """Reads a dict batch ``{"a": (n, 5), "b": (n, 2)}``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(5, 3)
+        self.b = nn.Linear(2, 3, bias=False)
+
+    def forward(self, batch: dict) -> Tensor:
+        return torch.tanh(self.a(batch["a"])) * self.b(batch["b"])
+
+
+SEQ_VOCAB, SEQ_LEN, SEQ_CLASSES = 6, 4, 5
+
+
+def seq_ce_sum(out: Tensor, t: Tensor) -> Tensor:
+    """Cross-entropy summed over every token of ``(n, T, C)`` logits."""
+    return F.cross_entropy(out.reshape(-1, SEQ_CLASSES), t.reshape(-1), reduction="sum")
+
+
+def seq_ce_token_mean(out: Tensor, t: Tensor) -> Tensor:
+    """Cross-entropy averaged over every token of ``(n, T, C)`` logits."""
+    return F.cross_entropy(out.reshape(-1, SEQ_CLASSES), t.reshape(-1))
+
+
+def make_reduction_cases() -> list[Case]:
+    g = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)
+    dt = torch.float64
+    cases = []
+    X = torch.randn(23, 5, generator=g, dtype=dt)
+    yc = torch.randint(0, 3, (23,), generator=g)
+    yr = torch.randn(23, 2, generator=g, dtype=dt)
+
+    mlp = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)).to(dt)
+    cases.append(Case("lambda-ce-mean", mlp, lambda o, t: F.cross_entropy(o, t),
+                      _uneven(X, yc, [10, 10, 3]), reduction="mean"))
+    mlp2 = nn.Sequential(nn.Linear(5, 4), nn.Sigmoid(), nn.Linear(4, 2)).to(dt)
+    cases.append(Case("lambda-mse-sum", mlp2, lambda o, t: ((o - t) ** 2).sum(),
+                      _uneven(X, yr, [8, 15]), reduction="sum"))
+    cases.append(Case("lambda-mse-mean-plus-constant", mlp2, lambda o, t: ((o - t) ** 2).mean() + 3.0,
+                      _uneven(X, yr, [7, 7, 7, 2]), reduction="mean"))
+
+    # a language-model-style sequence loss over (batch, seq, classes) outputs
+    tokens = torch.randint(0, SEQ_VOCAB, (7, SEQ_LEN), generator=g)
+    labels = torch.randint(0, SEQ_CLASSES, (7, SEQ_LEN), generator=g)
+    seq = nn.Sequential(nn.Embedding(SEQ_VOCAB, 3), nn.Tanh(), nn.Linear(3, SEQ_CLASSES)).to(dt)
+    cases.append(Case("seq-ce-sum", seq, seq_ce_sum, _uneven(tokens, labels, [3, 4]), reduction="sum"))
+    cases.append(Case("seq-ce-token-mean", seq, seq_ce_token_mean, _uneven(tokens, labels, [3, 4]),
+                      reduction="mean"))
+
+    two = _TwoInputs().to(dt)
+    Xd = {"a": X, "b": torch.randn(23, 2, generator=g, dtype=dt)}
+    cases.append(Case("dict-inputs-sum", two, lambda o, t: F.cross_entropy(o, t, reduction="sum"),
+                      _uneven(Xd, yc, [9, 14]), reduction="sum"))
+
+    # torch.nn losses declare their reduction: nothing to detect
+    cases.append(Case("nn-ce-sum", mlp, nn.CrossEntropyLoss(reduction="sum"), _uneven(X, yc, [6, 17])))
+    cases.append(Case("nn-mse-mean", mlp2, nn.MSELoss(), _uneven(X, yr, [5, 18])))
+    return cases
+
+
+REDUCTION_CASES = make_reduction_cases()

@@ -70,3 +70,47 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     for key in ("Hv", "eigenvalues", "trace"):
         assert torch.allclose(r0[key], single[key], atol=1e-10), key
     assert np.allclose(r0["nodes"].numpy(), single["nodes"].numpy(), atol=1e-8)
+
+
+def _detect_worker(rank, world, port, outdir):
+    import datetime
+
+    import torch.nn.functional as F
+
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    # a rank that skipped the ranks' agreement would leave the other waiting: time out, not hang
+    dist.init_process_group("gloo", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=60))
+    out = {}
+    try:
+        torch.set_num_threads(1)
+        model, shards = _problem()
+        summed = lambda o, t: F.cross_entropy(o, t, reduction="sum")
+        op = HessianOperator(model, summed, shards[rank])
+        out["reduction"] = op.reduction
+        out["Hv"] = op.matvec(torch.linspace(-1, 1, op.shape[0], dtype=torch.float64))
+        # rank 1's first batch holds one sample: it cannot tell, so neither rank goes on
+        if rank == 1:
+            X, y = shards[1][0]
+            shards[1] = [(X[:1], y[:1]), (X[1:], y[1:])]
+        try:
+            HessianOperator(model, summed, shards[rank])
+        except ValueError as exc:
+            out["error"] = str(exc)
+        torch.save(out, os.path.join(outdir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_detect_the_reduction_together(tmp_path):
+    mp.spawn(_detect_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0 = torch.load(tmp_path / "rank0.pt")
+    r1 = torch.load(tmp_path / "rank1.pt")
+    assert r0["reduction"] == r1["reduction"] == "sum"
+    model, shards = _problem()
+    single = HessianOperator(model, nn.CrossEntropyLoss(reduction="sum"), shards[0] + shards[1])
+    v = torch.linspace(-1, 1, single.shape[0], dtype=torch.float64)
+    assert torch.allclose(r0["Hv"], single.matvec(v), atol=1e-10)
+    assert "holds 1 sample" in r1["error"]
+    assert "the ranks disagree" in r0["error"]

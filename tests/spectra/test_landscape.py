@@ -85,3 +85,20 @@ def test_plot_landscape_writes_an_image(tmp_path, dims, directions):
     assert "Loss along" in fig._suptitle.get_text()
     path = save_figure(fig, tmp_path / "l.png")
     assert path.read_bytes().startswith(b"\x89PNG") and path.stat().st_size > 1000
+
+
+def test_batches_add_up_by_the_reduction_of_a_custom_loss():
+    import torch.nn.functional as F
+
+    model, _, (X, y) = _regression()
+    data = [(X[:15], y[:15]), (X[15:], y[15:])]
+    summed = loss_landscape(model, lambda o, t: ((o - t) ** 2).sum(), data, directions="random", points=3)
+    assert summed.reduction == "sum" and summed.to_dict()["reduction"] == "sum"
+    with torch.no_grad():
+        assert summed.center_loss == pytest.approx(float(((model(X) - y) ** 2).sum()), rel=1e-12)
+    top = loss_landscape(model, lambda o, t: F.mse_loss(o, t), data, directions="top", points=3)
+    assert top.reduction == "mean"
+    with torch.no_grad():
+        assert top.center_loss == pytest.approx(float(F.mse_loss(model(X), y)), rel=1e-12)
+    with pytest.raises(ValueError, match="reduction="):
+        loss_landscape(model, lambda o, t: ((o - t) ** 2).max(), data, directions="random", points=3)

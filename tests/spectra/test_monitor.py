@@ -68,3 +68,20 @@ def test_bad_settings():
         SpectralMonitor(model, loss_fn, (X, y), every=0)
     with pytest.raises(ValueError, match="top_k"):
         SpectralMonitor(model, loss_fn, (X, y), top_k=-1)
+
+
+def test_monitor_fixes_the_reduction_once_and_states_it():
+    import torch.nn.functional as F
+
+    model, _, X, y = _problem()
+    data = [(X[:15], y[:15]), (X[15:], y[15:])]
+    mon = SpectralMonitor(model, lambda o, t: F.cross_entropy(o, t, reduction="sum"), data,
+                          top_k=1, density=None, trace=False)
+    assert mon.reduction == "sum"
+    assert mon.probe(step=0, epoch=None).reduction == "sum"
+    # a loss that is no per-sample mean or sum fails here, before any training step
+    with pytest.raises(ValueError, match="reduction="):
+        SpectralMonitor(model, lambda o, t: F.cross_entropy(o, t) ** 2, data)
+    told = SpectralMonitor(model, lambda o, t: F.cross_entropy(o, t) ** 2, data, reduction="mean",
+                           top_k=1, density=None, trace=False)
+    assert told.probe(step=0, epoch=None).reduction == "mean"

@@ -1,0 +1,199 @@
+"""The base class's rule for the reduction of the loss: given, declared by
+``loss_fn.reduction``, or determined from the loss on the first batch, never guessed."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spectra import GGNOperator, HessianOperator
+from spectra.operators.base import detect_reduction
+from tests.spectra.cases import REDUCTION_CASES, SEQ_CLASSES, SEQ_LEN, SEQ_VOCAB, Case
+
+BACKENDS = ["graph", "backprop", "func"]
+
+
+def _truth(case: Case) -> str:
+    return case.reduction if case.reduction is not None else case.loss_fn.reduction
+
+
+def _dense(op, P: int) -> torch.Tensor:
+    return op.matmat(torch.eye(P, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", REDUCTION_CASES, ids=lambda c: c.name)
+def test_hessian_matches_the_dense_hessian_of_the_concatenated_data(case, backend):
+    # the reference is the Hessian of the loss of all the data in one batch: no batch weights
+    dense = case.concatenated().dense_hessian()
+    H = HessianOperator(case.model, case.loss_fn, case.batches, backend=backend)
+    assert H.reduction == _truth(case)
+    assert f"reduction={_truth(case)!r}" in repr(H)
+    got = _dense(H, dense.shape[0])
+    assert torch.allclose(got, dense, atol=1e-10, rtol=0), (got - dense).abs().max()
+
+
+@pytest.mark.parametrize("case", REDUCTION_CASES, ids=lambda c: c.name)
+def test_ggn_matches_the_dense_ggn_of_the_concatenated_data(case):
+    dense = case.concatenated().dense_ggn()
+    G = GGNOperator(case.model, case.loss_fn, case.batches)
+    assert G.reduction == _truth(case)
+    got = _dense(G, dense.shape[0])
+    assert torch.allclose(got, dense, atol=1e-10, rtol=0), (got - dense).abs().max()
+
+
+def _token_mean(o, t, reduction="mean"):
+    """Cross-entropy over every token of ``(n, T, C)`` logits (-100: not counted)."""
+    return F.cross_entropy(o.reshape(-1, SEQ_CLASSES), t.reshape(-1), reduction=reduction)
+
+
+def _counting(model: nn.Module) -> list[int]:
+    calls = [0]
+    model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def _seq_problem(dtype=torch.float64, n=7, sizes=(3, 4)):
+    g = torch.Generator().manual_seed(2)
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Embedding(SEQ_VOCAB, 3), nn.Tanh(), nn.Linear(3, SEQ_CLASSES))
+    model = model.to(dtype)
+    X = torch.randint(0, SEQ_VOCAB, (n, SEQ_LEN), generator=g)
+    y = torch.randint(0, SEQ_CLASSES, (n, SEQ_LEN), generator=g)
+    batches, i = [], 0
+    for s in sizes:
+        batches.append((X[i : i + s], y[i : i + s]))
+        i += s
+    return model, batches
+
+
+def test_a_declared_or_given_reduction_is_used_without_evaluating_the_loss():
+    model, batches = _seq_problem()
+    calls = _counting(model)
+    flat = lambda o, t: _token_mean(o, t, "sum")
+
+    assert HessianOperator(model, flat, batches, reduction="sum").reduction == "sum"
+    loss = nn.MSELoss(reduction="sum")
+    assert HessianOperator(model, loss, batches).reduction == "sum"
+    assert calls[0] == 0
+    # detection: the first batch and its two halves, once
+    assert HessianOperator(model, flat, batches).reduction == "sum"
+    assert calls[0] == 3
+    with pytest.raises(ValueError, match="contradicts loss_fn.reduction='sum'"):
+        HessianOperator(model, loss, batches, reduction="mean")
+    with pytest.raises(ValueError, match="'mean' or 'sum'"):
+        HessianOperator(model, flat, batches, reduction="none")
+
+
+def test_detection_leaves_the_model_as_it_was():
+    model, batches = _seq_problem()
+    model.append(nn.Dropout(0.5))
+    model.train()
+    rng = torch.get_rng_state()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.warns(UserWarning, match="Dropout"):
+        H = HessianOperator(model, _token_mean, batches)
+    # dropout in train mode would make the halves disagree: detection ran in eval mode
+    assert H.reduction == "mean"
+    assert all(m.training for m in model.modules())
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def _mean_squared(o, t):
+    return F.cross_entropy(o, t) ** 2
+
+
+def _max(o, t):
+    return F.cross_entropy(o, t, reduction="none").max()
+
+
+def _median(o, t):
+    return F.cross_entropy(o, t, reduction="none").median()
+
+
+def _logsumexp(o, t):
+    return torch.logsumexp(F.cross_entropy(o, t, reduction="none"), 0)
+
+
+@pytest.mark.parametrize("loss", [_mean_squared, _max, _median, _logsumexp])
+@pytest.mark.parametrize("Op", [HessianOperator, GGNOperator])
+def test_refuses_a_loss_that_is_neither_a_per_sample_mean_nor_a_sum(loss, Op):
+    case = REDUCTION_CASES[0]  # an MLP with class labels, batches of 10, 10, 3
+    with pytest.raises(ValueError, match=r"neither the mean .* nor their sum .* reduction='mean'"):
+        Op(case.model, loss, case.batches)
+    # told the reduction, the operator takes the loss as it is
+    assert Op(case.model, loss, case.batches, reduction="mean").reduction == "mean"
+
+
+def test_refuses_a_per_token_mean_over_sequences_of_different_token_counts():
+    model, batches = _seq_problem(n=8, sizes=(4, 4))
+    X, y = batches[0]
+    y = y.clone()
+    y[0, 1:] = -100  # the first sequence counts one token, the others four
+    with pytest.raises(ValueError, match="neither the mean"):
+        HessianOperator(model, _token_mean, [(X, y), batches[1]])
+
+
+def test_refuses_a_first_batch_of_one_sample():
+    case = REDUCTION_CASES[0]
+    X = torch.cat([b[0] for b in case.batches])
+    y = torch.cat([b[1] for b in case.batches])
+    data = [(X[:1], y[:1]), (X[1:], y[1:])]
+    with pytest.raises(ValueError, match="holds 1 sample, on which a mean and a sum are the same"):
+        HessianOperator(case.model, case.loss_fn, data)
+    assert HessianOperator(case.model, case.loss_fn, data, reduction="sum").reduction == "sum"
+
+
+def test_refuses_a_loss_that_is_zero_on_the_first_batch():
+    model = nn.Linear(3, 2, bias=False).double()
+    nn.init.zeros_(model.weight)
+    X, y = torch.randn(6, 3, dtype=torch.float64), torch.zeros(6, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="both match, so the two cannot be told apart"):
+        HessianOperator(model, lambda o, t: ((o - t) ** 2).sum(), (X, y))
+
+
+def test_a_loss_that_fails_on_the_halves_is_refused_with_the_reason():
+    model, batches = _seq_problem()
+    X, y = batches[1]  # 4 sequences: fits the loss below, its halves do not
+
+    def fixed_batch(o, t):
+        return F.cross_entropy(o.reshape(4 * SEQ_LEN, SEQ_CLASSES), t.reshape(4 * SEQ_LEN))
+
+    with pytest.raises(ValueError, match="evaluating it on the halves.*RuntimeError"):
+        HessianOperator(model, fixed_batch, (X, y))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_float32_detection_on_a_large_batch(reduction):
+    # float32 round-off of the batch and of its halves stays far inside the tolerance
+    g = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)
+    X = torch.randn(4096, 32, generator=g) * 10
+    y = torch.randint(0, 10, (4096,), generator=g)
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10))
+    loss = lambda o, t: F.cross_entropy(o, t, reduction=reduction)
+    assert HessianOperator(model, loss, (X, y)).reduction == reduction
+    model, batches = _seq_problem(dtype=torch.float32, n=1001, sizes=(1001,))
+    loss = lambda o, t: _token_mean(o, t, reduction)
+    assert HessianOperator(model, loss, batches).reduction == reduction
+
+
+def test_detect_reduction_splits_every_tensor_of_a_nested_batch_along_dim_0():
+    seen = []
+
+    def loss_of(inputs, targets):
+        pair = inputs["pair"]
+        seen.append((inputs["x"].shape[0], pair[0].shape[0], pair[1].shape[0],
+                     inputs["shared"].shape[0], len(inputs["names"]), inputs["k"], targets.shape[0]))
+        return float(inputs["x"].sum() + targets.sum())
+
+    inputs = {
+        "x": torch.ones(5, 2),
+        "pair": (torch.ones(5, 3), torch.ones(5)),
+        "shared": torch.ones(7),  # dim 0 is not the batch: passed whole
+        "names": ["a", "b", "c", "d", "e"],
+        "k": 3,
+    }
+    assert detect_reduction(loss_of, inputs, torch.ones(5)) == "sum"
+    assert seen == [(5, 5, 5, 7, 5, 3, 5), (2, 2, 2, 7, 2, 3, 2), (3, 3, 3, 7, 3, 3, 3)]
