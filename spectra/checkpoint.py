@@ -35,6 +35,8 @@ two histories are never mixed.
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import math
 import os
@@ -55,22 +57,37 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) -> Path:
-    """Write ``checkpoint`` atomically (temporary file + rename) and return the path."""
+    """Write ``checkpoint`` atomically (temporary file + rename) and return the path.
+
+    Raises:
+        CheckpointError: the file could not be written (no space left on the
+            device, an I/O error); an older file at ``path`` is left as it was.
+    """
     path = Path(path)
     ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION, **checkpoint}
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise ValueError(f"checkpoint is missing {', '.join(missing)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    buffer = io.BytesIO()  # serialized first, so that a write error is a plain OSError
+    torch.save(ckpt, buffer)
+    tmp = None
     try:
-        torch.save(ckpt, tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(buffer.getbuffer())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is not a checkpoint's mode
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except OSError as exc:
+        reason = "no space left on the device" if exc.errno == errno.ENOSPC else (
+            exc.strerror or str(exc))
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {reason}; earlier checkpoints are intact") from exc
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
     return path
 
 

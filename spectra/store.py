@@ -133,6 +133,7 @@ __all__ = [
     "RunWriter",
     "StoreError",
     "StoreLockedError",
+    "StoreWriteError",
     "list_runs",
     "read_run",
     "read_runs",
@@ -175,6 +176,32 @@ class StoreError(ValueError):
 class StoreLockedError(StoreError):
     """The file is already open for writing, by another process or another
     :class:`RunStore` in this one."""
+
+
+class StoreWriteError(StoreError):
+    """The file could not be written (no space left on the device, an I/O error).
+
+    Every row committed before is intact; an unfinished structural change stays
+    in the journal and is rolled back by the next writer. The :class:`RunStore`
+    is unusable afterwards (close it).
+    """
+
+
+def _errno_in_text(exc: OSError) -> OSError:
+    """h5py's OSError text carries HDF5's ``errno = N``; the errno it names."""
+    import re
+
+    m = re.search(r"errno = (\d+)", str(exc))
+    n = int(m.group(1)) if m else 0
+    return OSError(n, os.strerror(n)) if n else exc
+
+
+def _write_error(path: Path, exc: OSError) -> StoreWriteError:
+    reason = "no space left on the device" if exc.errno == errno.ENOSPC else (
+        exc.strerror or str(exc))
+    return StoreWriteError(
+        f"cannot write {path}: {reason}; the rows committed before are intact (free space, "
+        "then resume from the last checkpoint)")
 
 
 # Open writers of this process, by real path: readers in this process go through
@@ -397,12 +424,27 @@ class _JournaledFile:
         self._jfd: int | None = None
         self._old_size = 0
         self._pos = 0
+        # The first failed write (ENOSPC, EIO). HDF5 must not see it (an exception
+        # inside its callbacks leaves it in a broken state): from then on nothing is
+        # written, and the change's journal is kept for the next writer to roll back.
+        self.error: OSError | None = None
         _rollback(self._fd, self._jpath)
 
     # -- transactions
     def begin(self) -> None:
-        if self._jfd is not None:
+        if self._jfd is not None or self.error is not None:
             return
+        try:
+            self._begin()
+        except OSError as exc:  # nothing was overwritten yet: no journal is needed
+            if self._jfd is not None:
+                os.close(self._jfd)
+                self._jfd = None
+            with contextlib.suppress(OSError):
+                os.unlink(self._jpath)
+            self.error = exc
+
+    def _begin(self) -> None:
         st = os.fstat(self._fd)
         self._old_size = st.st_size
         fingerprint = zlib.crc32(_read_at(self._fd, 0, min(self._old_size, _FINGERPRINT)))
@@ -416,7 +458,9 @@ class _JournaledFile:
             return
         os.close(self._jfd)
         self._jfd = None
-        os.unlink(self._jpath)  # the commit point
+        if self.error is None:
+            os.unlink(self._jpath)  # the commit point
+        # else the change stays hot: the next writer rolls it back
 
     def _save(self, offset: int, length: int) -> None:
         end = min(offset + length, self._old_size)
@@ -459,18 +503,26 @@ class _JournaledFile:
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        self._save(self._pos, len(view))
-        _write_all(self._fd, view, self._pos)
+        if self.error is None:
+            try:
+                self._save(self._pos, len(view))  # no overwrite before its undo is saved
+                _write_all(self._fd, view, self._pos)
+            except OSError as exc:
+                self.error = exc
         self._pos += len(view)
         return len(view)
 
     def truncate(self, size: int | None = None) -> int:
         size = self._pos if size is None else size
-        current = os.fstat(self._fd).st_size
-        if size != current:
-            if size < current:
-                self._save(size, current - size)
-            os.ftruncate(self._fd, size)
+        if self.error is None:
+            try:
+                current = os.fstat(self._fd).st_size
+                if size != current:
+                    if size < current:
+                        self._save(size, current - size)
+                    os.ftruncate(self._fd, size)
+            except OSError as exc:
+                self.error = exc
         return size
 
     def flush(self) -> None:
@@ -505,6 +557,7 @@ class RunStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._file: h5py.File | None = None
+        self._error_reported = False
         self._writers: dict[str, RunWriter] = {}
         key = _key(self.path)
         other = _WRITERS.get(key)
@@ -538,6 +591,7 @@ class RunStore:
     def _transaction(self) -> Iterator[None]:
         """Make the HDF5 structure changes inside all-or-nothing under SIGKILL."""
         assert self._io is not None
+        self._check_io()
         self._io.begin()
         try:
             yield
@@ -545,6 +599,18 @@ class RunStore:
             if self._file is not None:
                 self._file.flush()
             self._io.commit()
+        self._check_io()
+
+    def _check_io(self) -> None:
+        """Raise :class:`StoreWriteError` once a write of this store has failed."""
+        if self._io is not None and self._io.error is not None:
+            self._error_reported = True
+            raise _write_error(self.path, self._io.error)
+
+    def _flush(self) -> None:
+        """Flush to the operating system; raise if any write failed."""
+        self._f().flush()
+        self._check_io()
 
     # -- context / lifetime
     def __enter__(self) -> RunStore:  # noqa: PYI034
@@ -569,11 +635,13 @@ class RunStore:
         if self._file is None:
             return
         assert self._io is not None
+        io_ = self._io
         try:
             self._io.begin()
             try:
-                for writer in self._writers.values():
-                    writer._trim()
+                if self._io.error is None:  # after a failed write, leave the file as it is
+                    for writer in self._writers.values():
+                        writer._trim()
             finally:
                 self._file.close()
                 self._file = None
@@ -586,10 +654,14 @@ class RunStore:
             self._io = None
             if _WRITERS.get(_key(self.path)) is self:
                 del _WRITERS[_key(self.path)]
+        if io_.error is not None and not self._error_reported:  # failed in the trim
+            self._error_reported = True
+            raise _write_error(self.path, io_.error)
 
     def _f(self) -> h5py.File:
         if self._file is None:
             raise StoreError(f"{self.path}: this RunStore is closed")
+        self._check_io()
         return self._file
 
     # -- runs
@@ -822,7 +894,7 @@ class RunWriter:
             The checkpoint's index.
         """
         store = self._live()
-        f = store._f()
+        store._f()  # open, and no failed write
         h5dir = os.path.dirname(os.path.abspath(store.path))
         target = os.path.abspath(os.fspath(path))
         try:
@@ -840,7 +912,7 @@ class RunWriter:
                 ds.resize(max(n + 1, 2 * ds.shape[0], 16), axis=0)
             ds[n] = rel
         ds.attrs.modify(_N_ROWS, np.int64(n + 1))
-        f.flush()
+        store._flush()
         self._num_ckpt = n + 1
         return n
 
@@ -967,7 +1039,7 @@ class _Table:
 
     def append(self, data: Mapping[str, Any], store: RunStore) -> int:
         row = self._convert(data)  # validate everything before touching the file
-        f = store._f()
+        store._f()  # open, and no failed write
         n = self.n
         # 1. structure: new columns, more capacity; all-or-nothing, before any row data.
         new = [key for key in row if key not in self._cols]
@@ -985,10 +1057,10 @@ class _Table:
         # raw data in allocated chunks only.
         for key, col in self._cols.items():
             col.write(n, row.get(key, self._nan[key]))
-        f.flush()
+        store._flush()  # a failed write stops here, before the commit
         # 3. commit: one attribute value, in place.
         self._count.write(np.array(n + 1, dtype=np.int64))
-        f.flush()
+        store._flush()
         self.n = n + 1
         return n
 
@@ -1007,7 +1079,7 @@ class _Table:
             return 0
         keep = int(past[0])
         self._count.write(np.array(keep, dtype=np.int64))
-        store._f().flush()
+        store._flush()
         dropped, self.n = self.n - keep, keep
         return dropped
 
@@ -1109,6 +1181,11 @@ def _create_file(path: Path) -> None:
                 raise
             if not path.exists():
                 os.replace(tmp, path)
+    except OSError as exc:
+        err = exc if exc.errno else _errno_in_text(exc)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            raise _write_error(path, err) from exc
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -272,3 +272,35 @@ def test_corrupted_copy_is_untouched(checked, tmp_path):
     _fails("train", "--optimizer", "dcao", "-o", checked, *FAST, match="already has a run")
     assert checked.read_bytes() == before
     shutil.copy(checked, tmp_path / "again.h5")
+
+
+@pytest.mark.parametrize("fail_at", [1, 12, 40])
+def test_disk_full_mid_run_is_one_line_and_keeps_the_rows(tmp_path, monkeypatch, fail_at):
+    """ENOSPC at the N-th write of the run file: exit 2, one line naming the file and
+    "no space left"; the rows committed before read back."""
+    import errno
+    import os
+
+    from spectra import store
+
+    real, calls = store._write_all, {"n": 0}
+
+    def write_all(fd, data, offset=None):
+        calls["n"] += 1
+        if calls["n"] >= fail_at:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data, offset)
+
+    out = tmp_path / "full.h5"
+    invoke("train", "--optimizer", "sgd", "-o", out, "--epochs", "1", "--checkpoint-every", "0",
+           *TINY)  # the file exists: the failures below hit rows and growth, not creation
+    monkeypatch.setattr(store, "_write_all", write_all)
+    err = _fails("train", "--optimizer", "sgd", "--run", "second", "-o", out, "--epochs", "4",
+                 "--checkpoint-every", "0", *TINY, match="no space left on the device")
+    assert str(out) in err
+    monkeypatch.setattr(store, "_write_all", real)
+    runs = store.read_runs(out)
+    assert len(runs["sgd"].metrics) == 1  # the first run is untouched
+    second = runs.get("second")
+    if second is not None:  # whatever was committed reads back in order
+        assert list(second.metrics.epoch) == list(range(1, len(second.metrics) + 1))

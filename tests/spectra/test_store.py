@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -582,3 +583,74 @@ def test_a_file_copied_with_its_journal_rolls_back(killer, tmp_path: Path) -> No
     assert list_runs(copy) == ["run0"]
     store._JournaledFile(copy).close()
     assert copy.read_bytes() == template.read_bytes()
+
+
+# ----------------------------------------------------------------- disk full
+
+
+def _session(path: Path) -> tuple[int, int]:
+    """Add run1 to a file holding run0 (new columns, growth, trimming at close);
+    return (metric rows, probe rows) of run1 that its appends reported committed."""
+    done = [0, 0]
+    with RunStore(path) as st:
+        w = st.create_run("run1", config={"run": 1, "seed": 0})
+        for j in range(12):
+            w.append_metrics(metric_row(1, j))
+            done[0] += 1
+            if j % 3 == 0:
+                w.append_probe(probe_row(1, w.num_probes))
+                done[1] += 1
+    return done[0], done[1]
+
+
+def test_disk_full_at_any_write_fails_cleanly_and_loses_no_row(tmp_path: Path, monkeypatch) -> None:
+    """ENOSPC injected at the N-th write to the file or its journal, N over every
+    write of a session (run creation, rows, new columns, growth, the trim at
+    close): StoreWriteError naming the file and "no space left", every row
+    committed before intact, and the file writable again."""
+    template = tmp_path / "template.h5"
+    with RunStore(template) as st:
+        w = st.create_run("run0", config={"run": 0, "seed": 0})
+        for j in range(20):
+            w.append_metrics(metric_row(0, j))
+            if j % 3 == 0:
+                w.append_probe(probe_row(0, w.num_probes))
+    real = store._write_all
+    calls = {"n": 0, "fail_at": 0}
+
+    def write_all(fd, data, offset=None):
+        calls["n"] += 1
+        if calls["fail_at"] and calls["n"] >= calls["fail_at"]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(store, "_write_all", write_all)
+    path = tmp_path / "full.h5"
+    path.write_bytes(template.read_bytes())
+    assert _session(path) == (12, 4)
+    total = calls["n"]
+    assert total > 50
+    for n in sorted({1, 2, 3, *range(5, total + 1, max(1, total // 25)), total}):
+        path.write_bytes(template.read_bytes())
+        Path(str(path) + "-journal").unlink(missing_ok=True)
+        calls.update(n=0, fail_at=n)
+        with pytest.raises(store.StoreWriteError, match="no space left") as err:
+            _session(path)
+        assert str(path) in str(err.value)
+        calls["fail_at"] = 0
+        counts = check_run_file(path)  # every committed row exactly as written
+        assert counts["run0"] == (20, 7, 0)
+        with RunStore(path) as st:  # writable again: rolls back an unfinished change
+            w = st.open_run("run0")
+            w.append_metrics(metric_row(0, 20))
+        assert check_run_file(path)["run0"] == (21, 7, 0)
+
+
+def test_disk_full_when_creating_the_file(tmp_path: Path, monkeypatch) -> None:
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.h5py, "File", full)
+    with pytest.raises(store.StoreWriteError, match="no space left"):
+        RunStore(tmp_path / "new.h5")
+    assert list(tmp_path.iterdir()) == []  # no file, no temporary left behind

@@ -118,6 +118,44 @@ def test_checkpoints_load_with_weights_only_and_refuse_others(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+def test_a_checkpoint_that_does_not_fit_on_disk_leaves_the_old_one(tmp_path, monkeypatch):
+    import errno
+    import io
+    import os
+
+    import spectra.checkpoint as C
+
+    model, loss_fn, opt, _sched, tr, _te = _setup()
+    res = train(model, opt, tr, loss_fn=loss_fn, epochs=1, checkpoint=CheckpointPolicy(tmp_path))
+    before = res.checkpoints[0].read_bytes()
+    assert res.checkpoints[0].stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+    class Full(io.RawIOBase):
+        def __init__(self, fd, mode):
+            os.close(fd)
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(C.os, "fdopen", Full)
+    with pytest.raises(CheckpointError, match="no space left on the device"):
+        train(model, opt, tr, loss_fn=loss_fn, epochs=2, checkpoint=CheckpointPolicy(tmp_path),
+              resume=res.checkpoints[0])
+    assert res.checkpoints[0].read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-epoch0001.pt"]
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_checkpoints_record_their_run_relative_to_their_folder(tmp_path):
     _run(tmp_path, "r", 1, store_path=tmp_path / "runs" / "a.h5", ckpt_dir=tmp_path / "ck" / "r")
     ck = load_checkpoint(tmp_path / "ck" / "r" / "checkpoint-epoch0001.pt")
