@@ -24,7 +24,7 @@ from typing import Any
 import click
 
 from cli._common import CLIError
-from cli.probe import parse_kv
+from cli.probe import fit_probe_size, parse_kv
 
 LOSSES = ("auto", "cross-entropy", "mse")
 RUN_SUFFIXES = (".h5", ".hdf5")
@@ -97,7 +97,8 @@ def probe_options(fn: Callable) -> Callable:
                      type=click.IntRange(min=1), metavar="N",
                      help="The probe set: the first N training samples."),
         click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=0),
-                     help="Largest eigenvalues per probe."),
+                     help="Largest eigenvalues per probe (at most the model's number of "
+                          "parameters)."),
         click.option("--bottom/--no-bottom", default=True, show_default=True,
                      help="Also the most negative eigenvalue."),
         click.option("--tol", default=1e-3, show_default=True,
@@ -110,7 +111,9 @@ def probe_options(fn: Callable) -> Callable:
         click.option("--density-probes", default=4, show_default=True,
                      type=click.IntRange(min=1), help="SLQ random vectors per probe."),
         click.option("--density-steps", default=80, show_default=True,
-                     type=click.IntRange(min=1), help="Lanczos steps per SLQ vector."),
+                     type=click.IntRange(min=1),
+                     help="Lanczos steps per SLQ vector (at most the model's number of "
+                          "parameters; the default is lowered to it for a tiny model)."),
     ])(fn)
 
 
@@ -126,6 +129,9 @@ class ProbePlan:
     tol: float = 1e-3
     trace_matvecs: int = 60
     density: tuple[int, int] | None = (4, 80)
+    # the size options given on the command line: above the model's number of
+    # parameters these are refused, while a default is lowered to fit (see fit_probe_size)
+    given: frozenset[str] = frozenset()
 
     @classmethod
     def from_options(cls, kw: dict[str, Any]) -> ProbePlan:
@@ -134,7 +140,8 @@ class ProbePlan:
             raise CLIError(f"--trace-matvecs must be 0 or at least 4, got {kw['trace_matvecs']}")
         return cls(every=kw["probe_every"], unit=kw["probe_unit"], samples=kw["probe_samples"],
                    top_k=kw["top_k"], bottom=kw["bottom"], tol=kw["tol"],
-                   trace_matvecs=kw["trace_matvecs"], density=density)
+                   trace_matvecs=kw["trace_matvecs"], density=density,
+                   given=frozenset(given_options(("top_k", "density_steps"))))
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None) -> ProbePlan | None:
@@ -150,14 +157,28 @@ class ProbePlan:
     def enabled(self) -> bool:
         return self.every > 0
 
-    def monitor(self, model, loss_fn, probe_data, store, *, seed: int):
+    def monitor(self, model, loss_fn, probe_data, store, *, seed: int, progress: bool = False):
+        """The run's monitor; ``CLIError`` for a --top-k or --density-steps beyond the
+        model's parameters (a default is lowered to fit), before anything is written."""
         from spectra.monitor import SpectralMonitor
 
+        top_k, density = fit_probe_size(model, self.top_k, self.density, self.given)
         return SpectralMonitor(
             model, loss_fn, probe_data, store, every=self.every, unit=self.unit,
-            top_k=self.top_k, bottom=self.bottom, density=self.density,
-            trace=self.trace_matvecs, tol=self.tol, seed=seed,
+            top_k=top_k, bottom=self.bottom, density=density,
+            trace=self.trace_matvecs, tol=self.tol, seed=seed, progress=progress,
         )
+
+
+def given_options(names: tuple[str, ...]) -> set[str]:
+    """The ``names`` among the current command's options that the user gave (not defaults)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return set()
+    return {n for n in names
+            if ctx.get_parameter_source(n) not in (None, ParameterSource.DEFAULT)}
 
 
 # --------------------------------------------------------------------------- building
@@ -433,7 +454,8 @@ def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed
     report = EpochReport(writer, prep.bundle.optimizer, echo=echo, prefix=prefix, epochs=epochs)
     monitor = None
     if plan.enabled:
-        monitor = plan.monitor(prep.model, prep.loss_fn, prep.probe_data, report, seed=seed)
+        monitor = plan.monitor(prep.model, prep.loss_fn, prep.probe_data, report, seed=seed,
+                               progress=progress)
         report.monitor = monitor
     policy = None
     if prep.checkpoint_dir is not None and checkpoint_every > 0:

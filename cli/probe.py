@@ -70,14 +70,17 @@ def sparkline(values: np.ndarray) -> str:
 @click.option("--samples", "n_samples", type=click.IntRange(min=1),
               help="Training samples the Hessian averages over  [default: 1000; with "
                    "--checkpoint: the monitor's probe set].")
-@click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=0))
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=0),
+              help="Largest eigenvalues (at most the model's number of parameters).")
 @click.option("--bottom/--no-bottom", default=True, show_default=True, help="Also the most negative eigenvalue.")
 @click.option("--tol", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--trace-matvecs", default=60, show_default=True, type=click.IntRange(min=0),
               help="Hutch++ budget (0: no trace).")
 @click.option("--density/--no-density", default=False, show_default=True, help="SLQ spectral density.")
 @click.option("--density-probes", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--density-steps", default=80, show_default=True, type=click.IntRange(min=1))
+@click.option("--density-steps", default=80, show_default=True, type=click.IntRange(min=1),
+              help="Lanczos steps per SLQ vector (at most the model's number of parameters; the "
+                   "default is lowered to it for a tiny model).")
 @click.option("--float64", "use_float64", is_flag=True, help="Compute in float64.")
 @click.option("--append", "append_to", type=click.Path(dir_okay=False), metavar="RUN.h5",
               help="Append the probe as a row of a run in this file.")
@@ -165,20 +168,23 @@ def probe(ctx, checkpoint, model_name, model_arg, data_name, data_arg, data_dir,
         n_samples = n_samples or 1000
     X, y = ds.train_x[:n_samples], ds.train_y[:n_samples]
 
+    # settings the model rules out fail here, before any fitting, probing or appending
+    top_k, dens = fit_probe_size(model, top_k, (density_probes, density_steps) if density else None,
+                                 {n for n in ("top_k", "density_steps") if given(n)})
+    mon = SpectralMonitor(
+        model, loss_fn, (X, y), None, top_k=top_k, bottom=bottom, tol=tol, trace=trace_matvecs,
+        density=dens, seed=seed, dtype="float64" if use_float64 else None,
+        progress=show_progress(as_json),
+    )
     run_name = run_name or run_default
     if append_to is not None:
         if run_name is None:
             raise CLIError("--append needs --run NAME: which run of the file gets the row")
-        _check_append(append_to, run_name, top_k, (density_probes, density_steps) if density else None)
+        _check_append(append_to, run_name, top_k, dens)
     if checkpoint is None:
         fit_loss = _fit(model, loss_fn, X, y, fit_steps, progress=show_progress(as_json))
     else:
         fit_loss = _loss(model, loss_fn, X, y)
-    mon = SpectralMonitor(
-        model, loss_fn, (X, y), None, top_k=top_k, bottom=bottom, tol=tol, trace=trace_matvecs,
-        density=(density_probes, density_steps) if density else None, seed=seed,
-        dtype="float64" if use_float64 else None, progress=show_progress(as_json),
-    )
     # the monitor's probe: its random vectors are seeded by (seed, step) like in training
     res = mon.probe(step=step, epoch=epoch)
     if append_to is not None:
@@ -202,6 +208,30 @@ def probe(ctx, checkpoint, model_name, model_arg, data_name, data_arg, data_dir,
     if "appended" in info:
         a = info["appended"]
         click.echo(f"appended as probe row {a['row']} of run {a['run']!r} in {a['file']}")
+
+
+def fit_probe_size(model, top_k: int, density: tuple[int, int] | None,
+                   given: set[str] | frozenset[str]) -> tuple[int, tuple[int, int] | None]:
+    """``(top_k, density)`` checked against the model's number of parameters ``P``.
+
+    A ``P x P`` Hessian has ``P`` eigenvalues, and after ``P`` Lanczos steps SLQ has
+    them all, so ``--top-k`` and ``--density-steps`` above ``P`` are refused when
+    given (``given`` holds their option names, ``"top_k"``, ``"density_steps"``) and
+    lowered to ``P`` when they are defaults (a tiny model with the default settings).
+    """
+    P = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if top_k > P:
+        if "top_k" in given:
+            raise CLIError(f"--top-k {top_k} exceeds the model's {P:,} parameters: its Hessian has "
+                           f"{P:,} eigenvalues; use --top-k {P} or less")
+        top_k = P
+    if density is not None and density[1] > P:
+        if "density_steps" in given:
+            raise CLIError(f"--density-steps {density[1]} exceeds the model's {P:,} parameters: "
+                           f"after {P:,} Lanczos steps SLQ has the exact eigenvalues and more steps "
+                           f"add no nodes; use --density-steps {P} or less")
+        density = (density[0], P)
+    return top_k, density
 
 
 def nn_loss(task: str):

@@ -16,14 +16,15 @@ plot can re-smooth them later.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from spectra import _checks
 from spectra.lanczos import lanczos_tridiagonal, random_vectors
-from spectra.operators.dense import as_operator
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,12 @@ class SpectralMeasure:
         return self.dim * self.moment(1)
 
     def grid(self, num: int = 1000, sigma: float | None = None, pad: float = 3.0) -> np.ndarray:
-        """An evenly spaced grid ``(num,)`` over the support widened by ``pad * sigma``."""
+        """An evenly spaced grid ``(num,)``, ``num >= 2``, over the support widened by ``pad * sigma``."""
+        num = _checks.integer("num", num, 2)
+        if sigma is not None and not (math.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+        if not (math.isfinite(pad) and pad >= 0):
+            raise ValueError(f"pad must be a finite number >= 0, got {pad!r}")
         lo, hi = self.support()
         s = self.default_sigma() if sigma is None else sigma
         return np.linspace(lo - pad * s, hi + pad * s, num)
@@ -97,40 +103,59 @@ def slq(
     *,
     generator: torch.Generator | None = None,
     distribution: str = "rademacher",
+    progress: bool = False,
 ) -> SpectralMeasure:
     """Stochastic Lanczos quadrature of a symmetric operator's spectral density.
 
     All ``num_probes`` Lanczos runs advance together: each step is one
     ``matmat`` of ``num_probes`` vectors. Each run is fully reorthogonalized
-    (memory: ``num_probes * num_steps`` vectors of length ``P``).
+    (memory: ``num_probes * min(num_steps, P)`` vectors of length ``P``).
 
     Args:
         op: a curvature operator, dense symmetric matrix, or operator-like object.
         num_probes: ``n_v``, independent random vectors (4-10 is typical).
-        num_steps: ``m``, Lanczos steps per vector (80-128 is typical); capped at ``P``.
+        num_steps: ``m``, Lanczos steps per vector (80-128 is typical); capped at ``P``
+            (after ``P`` steps the Krylov space is the whole space and the nodes are
+            the exact eigenvalues: more steps cannot give more nodes).
         generator: source of the random vectors (default: fresh, seeded with 0).
         distribution: ``"rademacher"`` or ``"gaussian"`` entries, normalized to unit length.
+        progress: show a progress bar over the Lanczos steps.
 
     Returns:
-        :class:`SpectralMeasure` with ``num_probes * num_steps`` nodes and weights.
+        :class:`SpectralMeasure` with ``num_probes * min(num_steps, P)`` nodes and weights.
+
+    Raises:
+        ValueError: ``num_probes`` or ``num_steps`` not a positive integer (bools are
+            refused), a 0 x 0 operator, or a basis larger than the device's memory.
     """
-    A = as_operator(op)
-    P = int(A.shape[0])
-    if not (isinstance(num_probes, int) and num_probes >= 1):
-        raise ValueError(f"num_probes must be a positive integer, got {num_probes!r}")
-    if not (isinstance(num_steps, int) and num_steps >= 1):
-        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+    A, P = _checks.operator(op, "slq")
+    num_probes = _checks.integer("num_probes", num_probes, 1)
+    num_steps = _checks.integer("num_steps", num_steps, 1)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
+    m = min(num_steps, P)
+    check_memory(P, num_probes, num_steps, dtype, A.device)
     V0 = random_vectors(
         P, num_probes, generator=generator, dtype=dtype, device=A.device, distribution=distribution
     )
     counter = {"n": 0}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=m, desc="slq", unit="step", leave=False)
 
     def matmat(V: torch.Tensor) -> torch.Tensor:
         counter["n"] += V.shape[1]
-        return A.matmat(V)
+        out = A.matmat(V)
+        if bar is not None:
+            bar.update(1)
+        return out
 
-    tri = lanczos_tridiagonal(matmat, V0, num_steps)
+    try:
+        tri = lanczos_tridiagonal(matmat, V0, m)
+    finally:
+        if bar is not None:
+            bar.close()
     m = tri.alpha.shape[1]
     nodes = np.zeros((num_probes, m))
     weights = np.zeros((num_probes, m))
@@ -142,6 +167,17 @@ def slq(
         nodes[i, L:] = evals[-1]
     weights /= weights.sum(axis=1, keepdims=True)
     return SpectralMeasure(nodes=nodes, weights=weights, num_matvecs=counter["n"], dim=P)
+
+
+def check_memory(P: int, num_probes: int, num_steps: int, dtype: torch.dtype, device: Any) -> None:
+    """``ValueError`` when the bases of :func:`slq` (``num_probes * min(num_steps, P)``
+    vectors of ``P`` entries) exceed the memory of ``device``."""
+    m = min(num_steps, P)
+    _checks.fits_in_memory(
+        f"slq with num_probes={num_probes}, num_steps={num_steps} (a Lanczos basis of "
+        f"{num_probes} x {m} vectors of P={P:,} {_checks.dtype_name(dtype)} entries)",
+        num_probes * m * P * _checks.itemsize(dtype), device, "lower num_probes or num_steps",
+    )
 
 
 __all__ = ["SpectralMeasure", "slq"]

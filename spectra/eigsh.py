@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from spectra import _checks
 from spectra.lanczos import WHICH, ThickRestartLanczos, random_vectors, select
-from spectra.operators.dense import as_operator
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,11 @@ def eigsh(
     Returns:
         :class:`EigenResult`.
 
+    Raises:
+        ValueError: an argument out of range (``k``, ``block_size``, ``ncv`` and
+            ``max_matvecs`` must be integers, not bools), a 0 x 0 operator, or a
+            basis (``2 * ncv * P`` entries) larger than the device's memory.
+
     Example:
         >>> import torch
         >>> from spectra import eigsh
@@ -120,27 +125,30 @@ def eigsh(
         >>> bool(res.converged.all())
         True
     """
-    A = as_operator(op)
-    P = int(A.shape[0])
+    A, P = _checks.operator(op, "eigsh")
     if which not in WHICH:
         raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
-    if not (isinstance(k, int) and 1 <= k <= P):
-        raise ValueError(f"k must be an integer in [1, {P}], got {k!r}")
+    k = _checks.integer("k", k, 1, P)
     if not (tol > 0 and math.isfinite(tol)):
         raise ValueError(f"tol must be a positive number, got {tol!r}")
     if not (atol >= 0 and math.isfinite(atol)):
         raise ValueError(f"atol must be a finite number >= 0, got {atol!r}")
-    b = int(block_size)
-    if not 1 <= b <= P:
-        raise ValueError(f"block_size must be in [1, {P}], got {block_size!r}")
+    b = _checks.integer("block_size", block_size, 1, P)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
     device = A.device
-    ncv = min(P, int(ncv) if ncv is not None else default_ncv(P, k, b, dtype))
-    if ncv < min(P, k + b):
-        raise ValueError(f"ncv={ncv} must be at least k + block_size = {k + b}")
-    budget = int(max_matvecs) if max_matvecs is not None else max(1000, 20 * ncv)
-    if budget < b:
-        raise ValueError(f"max_matvecs={max_matvecs} is smaller than one block ({b})")
+    if ncv is not None:  # more than P is capped at P: the Krylov space has P dimensions
+        ncv = min(P, _checks.integer("ncv", ncv, 1))
+        if ncv < min(P, k + b):
+            raise ValueError(f"ncv must be at least k + block_size = {k + b}, got {ncv}")
+    else:
+        ncv = default_ncv(P, k, b, dtype)
+    check_memory(P, k, ncv, dtype, device)
+    if max_matvecs is not None:
+        budget = _checks.integer("max_matvecs", max_matvecs, 1)
+        if budget < b:
+            raise ValueError(f"max_matvecs must be at least one block (block_size={b}), got {budget}")
+    else:
+        budget = max(1000, 20 * ncv)
 
     start = _start_block(P, b, v0, generator, dtype, device)
     matmat = A.matmat
@@ -231,6 +239,18 @@ def default_ncv(P: int, k: int, block_size: int, dtype: torch.dtype) -> int:
     return int(min(P, max(floor, min(DEFAULT_NCV, fits))))
 
 
+def check_memory(P: int, k: int, ncv: int | None, dtype: torch.dtype, device: Any) -> None:
+    """``ValueError`` when the basis of :func:`eigsh` (``Q`` and ``A Q``: ``2 * ncv``
+    vectors of ``P`` entries; ``ncv`` ``None`` for the default) exceeds the memory
+    of ``device``."""
+    ncv = default_ncv(P, k, 1, dtype) if ncv is None else ncv
+    _checks.fits_in_memory(
+        f"eigsh with k={k} (a Krylov basis and its products: 2 x ncv={ncv} vectors of "
+        f"P={P:,} {_checks.dtype_name(dtype)} entries)",
+        2 * ncv * P * _checks.itemsize(dtype), device, "lower k (and ncv)",
+    )
+
+
 def power_iteration(
     op: Any,
     k: int = 1,
@@ -245,10 +265,9 @@ def power_iteration(
     ``|lambda_{i+1} / lambda_i|`` and stops on a relative change of the
     eigenvalue below ``tol`` (which does not bound the error). Use :func:`eigsh`.
     """
-    A = as_operator(op)
-    P = int(A.shape[0])
-    if not 1 <= k <= P:
-        raise ValueError(f"k must be in [1, {P}], got {k}")
+    A, P = _checks.operator(op, "power_iteration")
+    k = _checks.integer("k", k, 1, P)
+    max_matvecs = _checks.integer("max_matvecs", max_matvecs, 1)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
     device = A.device
     vecs: list[Tensor] = []

@@ -92,10 +92,14 @@ class SpectralMonitor:
         self.loss_fn = loss_fn
         self.probe_data = probe_data
         # fixed once for the run: the operator's rule, with no product computed
-        self.reduction: str = HessianOperator(
+        op = HessianOperator(
             model, loss_fn, probe_data, dtype=getattr(torch, dtype) if dtype else None,
             reduction=reduction, eval_mode=True,
-        ).reduction
+        )
+        self.reduction: str = op.reduction
+        # settings the model rules out (top_k > P, bases beyond memory) fail here, before
+        # any training step or run file
+        self.settings.check(op.shape[0], op.dtype, op.device)
         self.store = store
         self.every = every
         self.unit = unit

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -589,16 +590,39 @@ class _DensityRows:
     measures: list[tuple[np.ndarray, np.ndarray]]
 
 
+def _nonfinite_rows(nodes: np.ndarray, weights: np.ndarray) -> list[int]:
+    """Rows ``i`` of ``(r, n_v, m)`` (or ``(n_v, m)``) SLQ arrays holding a NaN or Inf that
+    is not padding: padding (and a row without a density) is NaN in both arrays at once,
+    so an Inf anywhere, or a NaN beside a finite partner, is a diverged probe or damage."""
+    n = np.asarray(nodes, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    broken = ~(np.isfinite(n) & np.isfinite(w)) & ~(np.isnan(n) & np.isnan(w))
+    return [int(i) for i in np.flatnonzero(broken.reshape(broken.shape[0], -1).any(axis=1))]
+
+
+def _row_list(rows: list[int]) -> str:
+    more = f", ... ({len(rows)} in all)" if len(rows) > 10 else ""
+    return "[" + ", ".join(map(str, rows[:10])) + more + "]"
+
+
 def _density_rows(run: RunData, kind: str) -> _DensityRows:
     p = run.probes
     if p.ritz_nodes is None or p.ritz_weights is None or len(p) == 0:
         raise ValueError(_NO_DENSITY.format(name=run.name))
     t, _ = _time(kind, p.step, p.epoch, f"run {run.name!r}'s probes")
+    bad = _nonfinite_rows(p.ritz_nodes, p.ritz_weights)
     rows = []
     for i in range(len(p)):
-        m = _clean_measure(p.ritz_nodes[i], p.ritz_weights[i])
+        m = None if i in bad else _clean_measure(p.ritz_nodes[i], p.ritz_weights[i])
         if m is not None and np.isfinite(t[i]):
             rows.append((float(t[i]), i, m))
+    if bad:
+        what = (f"run {run.name!r}: the stored Ritz nodes or weights of probe rows "
+                f"{_row_list(bad)} are not finite (NaN or Inf: a probe that diverged, or a "
+                "damaged file)")
+        if not rows:
+            raise ValueError(f"{what}; no other probe row has a density to draw")
+        warnings.warn(f"{what}; skipped", stacklevel=3)
     if not rows:
         raise ValueError(_NO_DENSITY.format(name=run.name))
     rows.sort(key=lambda r: (r[0], r[1]))
@@ -768,6 +792,12 @@ def plot_density(
         raise ValueError(f"decades must be a positive number, got {decades!r}")
     marks: list[tuple[np.ndarray, str, str]] = []
     if isinstance(source, SpectralMeasure):
+        bad = _nonfinite_rows(source.nodes, source.weights)
+        if bad:
+            raise ValueError(
+                f"the SpectralMeasure's nodes or weights are not finite (NaN or Inf) in rows "
+                f"{_row_list(bad)} (one per random vector); nothing to draw"
+            )
         m = _clean_measure(source.nodes, source.weights)
         if m is None:
             raise ValueError("the SpectralMeasure has no node with positive weight")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,10 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from spectra import _checks
 from spectra.density import SpectralMeasure, slq
+from spectra.density import check_memory as check_slq_memory
+from spectra.eigsh import check_memory as check_eigsh_memory
 from spectra.eigsh import eigsh
 from spectra.operators.base import Batch, LossFn
 from spectra.operators.hessian import HessianOperator
+from spectra.trace import check_memory as check_trace_memory
 from spectra.trace import trace
 
 
@@ -50,18 +55,58 @@ class ProbeSettings:
     eval_mode: bool = True
 
     def __post_init__(self) -> None:
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        if not (self.tol > 0):
-            raise ValueError(f"tol must be positive, got {self.tol}")
-        if self.trace_matvecs and self.trace_matvecs < 4:
-            raise ValueError(f"trace_matvecs must be 0 or >= 4, got {self.trace_matvecs}")
+        # integers, not bools (top_k=True is not a request for one eigenvalue)
+        object.__setattr__(self, "top_k", _checks.integer("top_k", self.top_k, 0))
+        if not (isinstance(self.tol, (int, float)) and not isinstance(self.tol, bool)
+                and math.isfinite(self.tol) and self.tol > 0):
+            raise ValueError(f"tol must be a positive number, got {self.tol!r}")
+        tm = _checks.integer("trace_matvecs", self.trace_matvecs, 0)
+        if 0 < tm < 4:
+            raise ValueError(f"trace_matvecs must be 0 or >= 4, got {tm}")
+        object.__setattr__(self, "trace_matvecs", tm)
         if self.density is not None:
-            n_v, m = self.density
-            if n_v < 1 or m < 1:
-                raise ValueError(f"density must be (num_probes >= 1, num_steps >= 1), got {self.density}")
+            if not (isinstance(self.density, (tuple, list)) and len(self.density) == 2):
+                raise ValueError(f"density must be None or a pair (num_probes, num_steps), "
+                                 f"got {self.density!r}")
+            n_v = _checks.integer("density num_probes", self.density[0], 1)
+            m = _checks.integer("density num_steps", self.density[1], 1)
+            object.__setattr__(self, "density", (n_v, m))
         if self.dtype not in (None, "float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+    def check(self, dim: int, dtype: torch.dtype, device: Any = None) -> None:
+        """Refuse settings that an operator of size ``dim`` (``P``, the number of
+        parameters) in ``dtype`` on ``device`` rules out; called by :func:`probe` and
+        by :class:`~spectra.SpectralMonitor` when it is built, before any probe.
+
+        Rules: ``top_k <= P`` (a ``P x P`` Hessian has ``P`` eigenvalues); the
+        Lanczos bases of the eigensolver, of SLQ (``num_probes * min(num_steps, P)``
+        vectors) and the trace's random vectors each fit in the device's memory.
+        ``num_steps > P`` is capped at ``P`` with a warning: after ``P`` steps the
+        nodes are the exact eigenvalues, more steps cannot give more.
+
+        Raises:
+            ValueError: the rule broken, with the value and the limit.
+        """
+        dtype = getattr(torch, self.dtype) if self.dtype else dtype
+        if self.top_k > dim:
+            raise ValueError(
+                f"top_k={self.top_k} exceeds the number of parameters P={dim}: the Hessian "
+                f"has {dim} eigenvalues; ask for top_k <= {dim}"
+            )
+        if self.top_k:
+            check_eigsh_memory(dim, self.top_k, None, dtype, device)
+        if self.density is not None:
+            n_v, m = self.density
+            check_slq_memory(dim, n_v, m, dtype, device)
+            if m > dim:
+                warnings.warn(
+                    f"density num_steps={m} exceeds the number of parameters P={dim}: SLQ runs "
+                    f"{dim} Lanczos steps (the exact eigenvalues; more steps give no more nodes)",
+                    stacklevel=3,
+                )
+        if self.trace_matvecs:
+            check_trace_memory(dim, self.trace_matvecs, dtype, device)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,19 +198,23 @@ def probe(
         reduction: ``"mean"`` or ``"sum"``, how ``loss_fn`` reduces a batch; by default
             ``loss_fn.reduction``, else determined from the loss on the first batch
             (``ValueError`` when it is neither). The result states the one used.
-        progress: progress bars for the eigensolver.
+        progress: progress bars for each part (eigensolver, trace, SLQ).
+
+    Raises:
+        ValueError: settings the model rules out (see :meth:`ProbeSettings.check`).
     """
     s = settings or ProbeSettings()
     start = time.perf_counter()
     dtype = getattr(torch, s.dtype) if s.dtype else None
     op = HessianOperator(model, loss_fn, data, dtype=dtype, reduction=reduction, eval_mode=s.eval_mode)
+    s.check(op.shape[0], op.dtype, op.device)
     gen = torch.Generator().manual_seed(s.seed)
     top = np.zeros(0)
     top_res = np.zeros(0)
     vecs = None
     converged = True
     if s.top_k:
-        r = eigsh(op, k=min(s.top_k, op.shape[0]), which="LA", tol=s.tol, generator=gen, v0=v0,
+        r = eigsh(op, k=s.top_k, which="LA", tol=s.tol, generator=gen, v0=v0,
                   progress=progress, warn=False)
         top, top_res, vecs = r.eigenvalues.numpy(), r.residuals.numpy(), r.eigenvectors
         converged &= bool(r.converged.all())
@@ -180,11 +229,12 @@ def probe(
         converged &= bool(r.converged.all())
     tr, tr_se = math.nan, math.nan
     if s.trace_matvecs:
-        t = trace(op, num_matvecs=s.trace_matvecs, generator=gen)
+        t = trace(op, num_matvecs=s.trace_matvecs, generator=gen, progress=progress)
         tr, tr_se = t.value, t.stderr
     measure = None
     if s.density is not None:
-        measure = slq(op, num_probes=s.density[0], num_steps=s.density[1], generator=gen)
+        measure = slq(op, num_probes=s.density[0], num_steps=s.density[1], generator=gen,
+                      progress=progress)
     if measure is not None and math.isfinite(bottom):
         # every Ritz value bounds lambda_min from above (Cauchy interlacing): keep the lowest
         bottom = min(bottom, float(measure.nodes[measure.weights > 0].min()))

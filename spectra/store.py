@@ -1113,19 +1113,50 @@ def _create_column(group: h5py.Group, name: str, row_shape: tuple[int, ...], row
     return h5py.Dataset(dsid)
 
 
-def _committed_rows(attrs: h5py.AttributeManager, cols: list[h5py.Dataset], path: Path) -> int:
+def _committed_rows(
+    attrs: h5py.AttributeManager, cols: list[h5py.Dataset], path: Path, where: str = "a table"
+) -> int:
     """``n_rows`` when present (checked against the dataset lengths), else the
-    common length of the datasets (a file written by other tools)."""
+    common length of the datasets (a file written by other tools). ``where`` names
+    the table in errors (e.g. ``"run 'sgd', table 'probes'"``)."""
+    for c in cols:
+        if c.ndim == 0:
+            raise StoreError(
+                f"{path}: {where}: {c.name} is a scalar dataset; expected a column with one "
+                "entry per row"
+            )
     lengths = {c.name: c.shape[0] for c in cols}
     if _N_ROWS in attrs:
-        n = int(attrs[_N_ROWS])
+        n = _row_count(attrs[_N_ROWS], path, where)
         short = {k: v for k, v in lengths.items() if v < n}
         if short:
-            raise StoreError(f"{path}: datasets shorter than the committed n_rows={n}: {short}")
+            raise StoreError(f"{path}: {where}: datasets shorter than the committed n_rows={n}: {short}")
         return n
     if len(set(lengths.values())) > 1:
         raise StoreError(f"{path}: datasets of one table differ in length and there is no n_rows: {lengths}")
     return next(iter(lengths.values()), 0)
+
+
+def _row_count(value: Any, path: Path, where: str) -> int:
+    """The ``n_rows`` attribute ``value`` as an int, or ``StoreError`` unless it is an integer >= 0."""
+    v = value
+    if isinstance(v, np.ndarray) and v.size == 1:
+        v = v.reshape(())[()]
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 0:
+        shown = value.item() if isinstance(value, np.generic) else value
+        raise StoreError(
+            f"{path}: {where} has n_rows={shown!r}; expected the committed row count, an "
+            "integer >= 0 (the file is damaged or was not written by spectra)"
+        )
+    return int(v)
+
+
+def _kind(obj: Any) -> str:
+    if isinstance(obj, h5py.Dataset):
+        return f"a dataset of shape {obj.shape} and dtype {obj.dtype}"
+    if isinstance(obj, h5py.Group):
+        return "a group"
+    return f"a {type(obj).__name__}"
 
 
 def _check_run_name(name: object, path: Path) -> None:
@@ -1454,12 +1485,44 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _read_table(group: h5py.Group | None, path: Path) -> tuple[int, dict[str, np.ndarray]]:
+def _read_table(group: Any, path: Path, where: str) -> tuple[int, dict[str, np.ndarray]]:
+    """The committed rows of one table (a group of column datasets; ``None``: no table)."""
     if group is None:
         return 0, {}
+    if not isinstance(group, h5py.Group):
+        raise StoreError(
+            f"{path}: {where} is {_kind(group)}; expected a group of column datasets "
+            "(the file is damaged or was not written by spectra)"
+        )
     cols = {k: v for k, v in group.items() if isinstance(v, h5py.Dataset)}
-    n = _committed_rows(group.attrs, list(cols.values()), path)
+    for k, v in cols.items():
+        if v.dtype.kind not in "biuf":
+            held = "strings" if h5py.check_string_dtype(v.dtype) is not None else f"{v.dtype} values"
+            raise StoreError(f"{path}: {where}: column {k!r} holds {held}; expected real numbers")
+    n = _committed_rows(group.attrs, list(cols.values()), path, where)
     return n, {k: _frozen(v[:n]) for k, v in cols.items()}
+
+
+def _read_config(group: h5py.Group, path: Path, name: str) -> dict[str, Any]:
+    """The run's ``config`` attribute: JSON text of an object (``{}`` when absent)."""
+    raw = group.attrs.get("config", "{}")
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    if not isinstance(raw, str):
+        raise StoreError(
+            f"{path}: run {name!r} has a config attribute of type {type(raw).__name__}; "
+            "expected JSON text of an object"
+        )
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise StoreError(f"{path}: run {name!r} has a config that is not JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise StoreError(
+            f"{path}: run {name!r} has a config that is a JSON {type(config).__name__} "
+            f"({raw[:60]!r}); expected a JSON object"
+        )
+    return config
 
 
 def _run_id(group: h5py.Group) -> str | None:
@@ -1473,22 +1536,19 @@ def _read_run(f: h5py.File, path: Path, name: str) -> RunData:
     group = f.get(name)
     if not isinstance(group, h5py.Group):
         raise StoreError(f"{path} has no run {name!r}; runs: {_run_names(f)}")
-    try:
-        config = json.loads(group.attrs.get("config", "{}"))
-    except json.JSONDecodeError as exc:
-        raise StoreError(f"{path}: run {name!r} has a config that is not JSON: {exc}") from exc
+    config = _read_config(group, path, name)
 
     def nan(n: int) -> np.ndarray:
         return _frozen(np.full(n, np.nan))
 
-    n, cols = _read_table(group.get("metrics"), path)
+    n, cols = _read_table(group.get("metrics"), path, f"run {name!r}, table 'metrics'")
     step = cols.pop("step", _frozen(np.zeros(0, np.int64)))
     metrics = Metrics(
         step=step,
         **{c: cols.pop(c, nan(n)) for c in METRIC_COLUMNS if c != "step"},
         extra=MappingProxyType(cols),
     )
-    n, cols = _read_table(group.get("probes"), path)
+    n, cols = _read_table(group.get("probes"), path, f"run {name!r}, table 'probes'")
     step = cols.pop("step", _frozen(np.zeros(0, np.int64)))
     probes = Probes(
         step=step,
@@ -1501,8 +1561,13 @@ def _read_run(f: h5py.File, path: Path, name: str) -> RunData:
     )
     checkpoints: tuple[Path, ...] = ()
     ckpt = group.get("checkpoints")
-    if isinstance(ckpt, h5py.Dataset):
-        k = _committed_rows(ckpt.attrs, [ckpt], path)
+    where = f"run {name!r}, table 'checkpoints'"
+    if ckpt is not None and not (
+        isinstance(ckpt, h5py.Dataset) and h5py.check_string_dtype(ckpt.dtype) is not None
+    ):
+        raise StoreError(f"{path}: {where} is {_kind(ckpt)}; expected a dataset of path strings")
+    if ckpt is not None:
+        k = _committed_rows(ckpt.attrs, [ckpt], path, where)
         base = Path(os.path.dirname(os.path.abspath(path)))
         checkpoints = tuple(
             Path(os.path.normpath(base / s)) for s in ckpt.asstr()[:k]

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from spectra import _checks
 from spectra.lanczos import random_vectors
-from spectra.operators.dense import as_operator
 
 METHODS = ("hutch++", "hutchinson")
 
@@ -52,6 +52,7 @@ def trace(
     *,
     generator: torch.Generator | None = None,
     chunk_size: int = 16,
+    progress: bool = False,
 ) -> TraceEstimate:
     """Estimate ``tr(A)`` with ``num_matvecs`` products.
 
@@ -62,16 +63,35 @@ def trace(
             samples in its residual part for a standard error, i.e. 4).
         generator: source of the Rademacher vectors (default: fresh, seeded with 0).
         chunk_size: products per ``matmat`` (bounds the memory of the batch).
+        progress: show a progress bar over the products.
+
+    Raises:
+        ValueError: a bad ``method``, ``num_matvecs`` or ``chunk_size`` (integers,
+            not bools), a 0 x 0 operator, or random vectors larger than the device's memory.
     """
-    A = as_operator(op)
-    P = int(A.shape[0])
+    A, P = _checks.operator(op, "trace")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if not (isinstance(num_matvecs, int) and num_matvecs >= (4 if method == "hutch++" else 2)):
-        need = 4 if method == "hutch++" else 2
-        raise ValueError(f"num_matvecs must be an integer >= {need} for {method}, got {num_matvecs!r}")
+    num_matvecs = _checks.integer("num_matvecs", num_matvecs, 4 if method == "hutch++" else 2)
+    chunk_size = _checks.integer("chunk_size", chunk_size, 1)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
     device = A.device
+    check_memory(P, num_matvecs, dtype, device)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=num_matvecs, desc="trace", unit="Hv", leave=False)
+    try:
+        return _estimate(A, P, method, num_matvecs, generator, chunk_size, dtype, device, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _estimate(A: Any, P: int, method: str, num_matvecs: int, generator: torch.Generator | None,
+              chunk_size: int, dtype: torch.dtype, device: torch.device, bar: Any) -> TraceEstimate:
+    """The estimate of :func:`trace` on checked arguments; ``bar`` counts the products."""
 
     def rademacher(count: int) -> Tensor:
         return random_vectors(
@@ -79,7 +99,12 @@ def trace(
         )
 
     def apply(V: Tensor) -> Tensor:
-        return torch.cat([A.matmat(c) for c in V.split(chunk_size, dim=1)], dim=1)
+        out = []
+        for c in V.split(chunk_size, dim=1):
+            out.append(A.matmat(c))
+            if bar is not None:
+                bar.update(c.shape[1])
+        return torch.cat(out, dim=1)
 
     if method == "hutchinson":
         Z = rademacher(num_matvecs)
@@ -98,6 +123,16 @@ def trace(
     G = G - Q @ (Q.T @ G)
     samples = (G * apply(G)).sum(dim=0).to(torch.float64)
     return _summarize(samples, exact, 2 * s + g, method)
+
+
+def check_memory(P: int, num_matvecs: int, dtype: torch.dtype, device: Any) -> None:
+    """``ValueError`` when the random vectors of :func:`trace`, held at once
+    (``num_matvecs`` of ``P`` entries at most), exceed the memory of ``device``."""
+    _checks.fits_in_memory(
+        f"trace with num_matvecs={num_matvecs} ({num_matvecs} random vectors of P={P:,} "
+        f"{_checks.dtype_name(dtype)} entries)",
+        num_matvecs * P * _checks.itemsize(dtype), device, "lower num_matvecs",
+    )
 
 
 def _summarize(samples: Tensor, exact: float, used: int, method: str) -> TraceEstimate:

@@ -10,6 +10,7 @@ tensor or array, a ``scipy.sparse.linalg.LinearOperator``, or anything with
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -30,16 +31,28 @@ class DenseOperator:
     """A dense symmetric matrix ``A`` of shape ``(P, P)`` as an operator.
 
     Args:
-        matrix: a square tensor or array; must be symmetric (checked to a
-            relative ``1e-6`` in its dtype's precision scale).
+        matrix: a square, non-empty tensor or array with finite entries; must be
+            symmetric (checked to a relative ``1e-6`` in its dtype's precision scale).
+
+    Like a :class:`~spectra.operators.base.CurvatureOperator`, a product with NaN
+    or Inf entries (an overflow) raises ``FloatingPointError``.
     """
 
     def __init__(self, matrix: Tensor | np.ndarray) -> None:
         A = torch.as_tensor(matrix)
         if A.dim() != 2 or A.shape[0] != A.shape[1]:
             raise ValueError(f"expected a square matrix, got shape {tuple(A.shape)}")
+        if A.shape[0] == 0:
+            raise ValueError("the matrix is 0 x 0; an operator needs at least one row and column")
         if not A.is_floating_point():
             A = A.to(torch.float64)
+        bad = ~torch.isfinite(A)
+        if bool(bad.any()):
+            i, j = (int(x) for x in bad.nonzero()[0])
+            raise ValueError(
+                f"the matrix has {int(bad.sum())} non-finite entries (NaN or Inf), the first at "
+                f"({i}, {j}) = {float(A[i, j])}; a spectrum needs finite entries"
+            )
         scale = float(A.abs().max()) if A.numel() else 0.0
         asym = float((A - A.T).abs().max()) if A.numel() else 0.0
         tol = 1e-6 if A.dtype == torch.float64 else 1e-4
@@ -62,11 +75,23 @@ class DenseOperator:
 
     def matvec(self, v: Tensor) -> Tensor:
         self.num_matvecs += 1
-        return self.A @ v.to(self.A.dtype)
+        return _finite_product(self.A @ v.to(self.A.dtype), self)
 
     def matmat(self, V: Tensor) -> Tensor:
         self.num_matvecs += V.shape[1]
-        return self.A @ V.to(self.A.dtype)
+        return _finite_product(self.A @ V.to(self.A.dtype), self)
+
+
+def _finite_product(out: Tensor, op: Any) -> Tensor:
+    """``out``, or ``FloatingPointError`` when it has a NaN or Inf entry (the rule of
+    :class:`~spectra.operators.base.CurvatureOperator`: the exact test only when the sum
+    is not finite)."""
+    if not (math.isfinite(float(out.sum())) or bool(torch.isfinite(out).all())):
+        raise FloatingPointError(
+            f"{type(op).__name__}: the product has NaN or Inf entries; check the operator "
+            "(its matrix or its matvec) for non-finite values or an overflow"
+        )
+    return out
 
 
 class _CallbackOperator:
@@ -76,6 +101,8 @@ class _CallbackOperator:
         shape = tuple(obj.shape)
         if len(shape) != 2 or shape[0] != shape[1]:
             raise ValueError(f"the operator must be square, got shape {shape}")
+        if shape[0] == 0:
+            raise ValueError("the operator is 0 x 0; it needs at least one row and column")
         self.obj = obj
         self._shape = (int(shape[0]), int(shape[1]))
         self._numpy = _is_scipy_operator(obj)
@@ -106,10 +133,12 @@ class _CallbackOperator:
         self._own_count += V.shape[1]
         if self._numpy:
             Y = self.obj.matmat(V.detach().cpu().to(torch.float64).numpy())
-            return torch.as_tensor(np.asarray(Y), dtype=V.dtype, device=V.device)
-        if hasattr(self.obj, "matmat"):
-            return self.obj.matmat(V)
-        return torch.stack([self.obj.matvec(V[:, j]) for j in range(V.shape[1])], dim=1)
+            out = torch.as_tensor(np.asarray(Y), dtype=V.dtype, device=V.device)
+        elif hasattr(self.obj, "matmat"):
+            out = self.obj.matmat(V)
+        else:
+            out = torch.stack([self.obj.matvec(V[:, j]) for j in range(V.shape[1])], dim=1)
+        return _finite_product(torch.as_tensor(out), self.obj)
 
 
 def _is_scipy_operator(obj: Any) -> bool:

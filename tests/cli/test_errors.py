@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from spectra.store import RunStore
-from tests.cli.conftest import TINY, assert_same_rows, invoke, rows_of
+from tests.cli.conftest import DATA, MODEL, TINY, assert_same_rows, invoke, rows_of
 
 FAST = ("--epochs", "1", "--probe-every", "0", "--checkpoint-every", "0", *TINY)
 
@@ -304,3 +304,49 @@ def test_disk_full_mid_run_is_one_line_and_keeps_the_rows(tmp_path, monkeypatch,
     second = runs.get("second")
     if second is not None:  # whatever was committed reads back in order
         assert list(second.metrics.epoch) == list(range(1, len(second.metrics) + 1))
+
+
+# --------------------------------------------------------------------------- probe sizes
+
+
+SIZE = ("--epochs", "1", "--checkpoint-every", "0", *DATA, *MODEL)  # 1,210 parameters
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+@pytest.mark.parametrize("option, value, match", [
+    ("--top-k", "5000", ("--top-k 5000 exceeds the model's 1,210 parameters: its Hessian has "
+                         "1,210 eigenvalues; use --top-k 1210 or less")),
+    ("--density-steps", "100000", "--density-steps 100000 exceeds the model's 1,210 parameters"),
+])
+def test_probe_sizes_beyond_the_parameters_before_anything_is_written(tmp_path, command, option,
+                                                                      value, match):
+    out = tmp_path / "x.h5"
+    which = ("--optimizer", "sgd") if command == "train" else ("--optimizers", "sgd,adam")
+    _fails(command, *which, "-o", out, *SIZE, option, value, match=match)
+    assert list(tmp_path.iterdir()) == []  # no run file, no checkpoint folder
+
+
+@pytest.mark.parametrize("option, value, match", [
+    ("--top-k", "5000", "--top-k 5000 exceeds the model's 1,210 parameters"),
+    ("--density-steps", "100000", "use --density-steps 1210 or less"),
+])
+def test_probe_command_sizes_beyond_the_parameters(option, value, match):
+    _fails("probe", *DATA, *MODEL, "--density", option, value, match=match)
+
+
+def test_info_on_a_damaged_run_names_the_file_run_and_object(checked, tmp_path):
+    bad = tmp_path / "damaged.h5"
+    shutil.copy(checked, bad)
+    with h5py.File(bad, "r+") as f:
+        del f["dcao/probes"]
+        f["dcao/probes"] = np.arange(3)
+    _fails("info", bad, match="damaged.h5: run 'dcao', table 'probes' is a dataset of shape (3,)")
+    with h5py.File(bad, "r+") as f:
+        del f["dcao/probes"]
+        f["dcao"].attrs["config"] = "[1, 2]"
+    _fails("info", bad, match="damaged.h5: run 'dcao' has a config that is a JSON list")
+
+
+def test_checkpoint_probed_on_data_of_another_shape(trained):
+    _fails("probe", "--checkpoint", trained["checkpoints"][0], "--data", "synthetic",
+           match="takes inputs of shape (64,), but data set 'synthetic' has inputs of shape (20,)")

@@ -55,3 +55,16 @@ def test_probe_registry_model_json():
     assert len(out["top_eigenvalues"]) == 2 and out["num_samples"] == 64
     assert out["reduction"] == "mean"
     assert out["top_eigenvalues"][0] >= out["top_eigenvalues"][1]
+
+
+def test_default_sizes_are_lowered_to_a_tiny_models_parameters():
+    # logistic regression on 3 features and 3 classes: 12 parameters, fewer than the
+    # defaults' 80 density steps; given explicitly these would be refused (test_errors)
+    out = invoke_json("probe", "--model", "logistic", "--data", "synthetic", "--data-arg", "dim=3",
+                      "--fit-steps", "2", "--density", "--trace-matvecs", "8", "--json")
+    assert out["num_params"] == 12
+    assert np.asarray(out["ritz_nodes"]).shape == (4, 12)
+    out = invoke_json("probe", "--model", "logistic", "--data", "synthetic", "--data-arg", "dim=1",
+                      "--data-arg", "num_classes=2", "--fit-steps", "2", "--trace-matvecs", "0",
+                      "--json")
+    assert out["num_params"] == 4 and len(out["top_eigenvalues"]) == 4  # default --top-k 5

@@ -75,3 +75,50 @@ def test_on_a_model_hessian_matches_eigvalsh_support():
 def test_bad_arguments(kw):
     with pytest.raises(ValueError):
         slq(with_spectrum([1.0, 2.0, 3.0]), **kw)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"num_probes": True}, r"num_probes must be an integer >= 1, got True \(a bool\)"),
+        ({"num_steps": True}, r"num_steps must be an integer >= 1, got True \(a bool\)"),
+        ({"num_steps": 2.5}, r"num_steps must be an integer >= 1, got 2.5"),
+        ({"num_probes": "4"}, r"num_probes must be an integer >= 1, got '4'"),
+    ],
+)
+def test_integer_arguments_refuse_bools_and_non_integers(kw, match):
+    with pytest.raises(ValueError, match=match):
+        slq(with_spectrum([1.0, 2.0, 3.0]), **kw)
+
+
+def test_empty_operator_is_refused():
+    with pytest.raises(ValueError, match="0 x 0"):
+        slq(torch.zeros(0, 0))
+
+
+def test_bases_beyond_the_memory_are_refused_before_any_product():
+    class Huge:
+        shape = (10**11, 10**11)
+
+        def matvec(self, v):
+            raise AssertionError("no product may be computed")
+
+    with pytest.raises(ValueError, match=r"slq with num_probes=4, num_steps=80 .* needs [\d,.]+ GiB "
+                                         r"but the cpu memory is .*; lower num_probes or num_steps"):
+        slq(Huge(), num_probes=4, num_steps=80)
+
+
+@pytest.mark.parametrize("num", [0, 1, True, 10.0])
+def test_grid_needs_two_points(num):
+    m = slq(with_spectrum(SPECTRA["outliers"]), num_probes=2, num_steps=10)
+    with pytest.raises(ValueError, match=r"num must be an integer >= 2"):
+        m.grid(num=num)
+    assert m.grid(num=2).shape == (2,)
+    with pytest.raises(ValueError, match="sigma must be a positive number"):
+        m.grid(sigma=0.0)
+
+
+def test_progress_bar_over_the_steps(capsys):
+    slq(with_spectrum(SPECTRA["outliers"]), num_probes=2, num_steps=10, progress=True)
+    err = capsys.readouterr().err
+    assert "slq:" in err and "/10 " in err  # a bar over the 10 Lanczos steps

@@ -174,3 +174,94 @@ def test_atol_bounds_the_error_of_an_eigenvalue_in_a_cluster_near_zero():
     assert abs(float(res.eigenvalues[0]) - ev.min()) <= 1e-2  # within atol of the true minimum
     with pytest.raises(ValueError, match="atol"):
         eigsh(A, k=1, atol=-1.0)
+
+
+# ----------------------------------------------------------------- argument checks
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"k": True}, r"k must be an integer in \[1, 200\], got True \(a bool\)"),
+        ({"k": 2.0}, r"k must be an integer in \[1, 200\], got 2.0"),
+        ({"block_size": True}, r"block_size must be an integer in \[1, 200\], got True"),
+        ({"ncv": True}, r"ncv must be an integer >= 1, got True"),
+        ({"ncv": 30.5}, r"ncv must be an integer >= 1, got 30.5"),
+        ({"ncv": 3, "k": 5}, r"ncv must be at least k \+ block_size = 6, got 3"),
+        ({"max_matvecs": True}, r"max_matvecs must be an integer >= 1, got True"),
+        ({"max_matvecs": "100"}, r"max_matvecs must be an integer >= 1, got '100'"),
+    ],
+)
+def test_integer_arguments_refuse_bools_and_non_integers(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        eigsh(with_spectrum(SPECTRA["outliers"]), **kwargs)
+
+
+def test_numpy_integers_are_integers():
+    res = eigsh(with_spectrum(SPECTRA["outliers"]), k=np.int64(2), ncv=np.int32(30), tol=1e-8)
+    assert np.allclose(res.eigenvalues.numpy(), [50.0, 30.0])
+
+
+def test_power_iteration_refuses_bools():
+    with pytest.raises(ValueError, match="k must be an integer"):
+        power_iteration(with_spectrum(SPECTRA["outliers"]), k=True)
+
+
+class _Huge:
+    """An operator of 10^12 rows whose products must never be computed."""
+
+    shape = (10**12, 10**12)
+
+    def matvec(self, v):
+        raise AssertionError("no product may be computed")
+
+
+class _NaN:
+    shape = (10, 10)
+
+    def matvec(self, v):
+        return torch.full_like(v, float("nan"))
+
+
+@pytest.mark.parametrize("matrix", [torch.zeros(0, 0), np.zeros((0, 0))])
+def test_empty_operator_is_refused(matrix):
+    with pytest.raises(ValueError, match="0 x 0"):
+        DenseOperator(matrix)
+    with pytest.raises(ValueError, match="0 x 0"):
+        eigsh(matrix)
+
+    class Empty:
+        shape = (0, 0)
+
+        def matvec(self, v):
+            return v
+
+    with pytest.raises(ValueError, match="0 x 0"):
+        eigsh(Empty())
+
+
+def test_non_finite_dense_matrix_is_refused_by_name():
+    A = with_spectrum(SPECTRA["outliers"])
+    A[3, 7] = A[7, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"2 non-finite entries \(NaN or Inf\), the first at \(3, 7\)"):
+        DenseOperator(A)
+    with pytest.raises(ValueError, match="non-finite entries"):  # not numpy's LinAlgError
+        eigsh(A, k=2)
+    B = with_spectrum([1.0, 2.0]).numpy()
+    B[0, 0] = np.inf
+    with pytest.raises(ValueError, match="non-finite"):
+        eigsh(B, k=1)
+
+
+def test_non_finite_products_raise_floating_point_error():
+    # a callback operator, like a curvature operator, names a NaN product
+    with pytest.raises(FloatingPointError, match="_NaN: the product has NaN or Inf entries"):
+        eigsh(_NaN(), k=1)
+    # a finite dense matrix whose product overflows
+    big = DenseOperator(torch.full((4, 4), 3e38, dtype=torch.float32))
+    with pytest.raises(FloatingPointError, match="DenseOperator: the product has NaN or Inf"):
+        big.matmat(torch.ones(4, 1))
+
+
+def test_a_basis_beyond_the_memory_is_refused_before_any_product():
+    with pytest.raises(ValueError, match=r"eigsh with k=3 .* P=1,000,000,000,000 .* needs "
+                                         r"[\d,.]+ GiB but the cpu memory is .*; lower k"):
+        eigsh(_Huge(), k=3)

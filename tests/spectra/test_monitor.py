@@ -85,3 +85,15 @@ def test_monitor_fixes_the_reduction_once_and_states_it():
     told = SpectralMonitor(model, lambda o, t: F.cross_entropy(o, t) ** 2, data, reduction="mean",
                            top_k=1, density=None, trace=False)
     assert told.probe(step=0, epoch=None).reduction == "mean"
+
+
+def test_settings_the_model_rules_out_fail_when_the_monitor_is_built(tmp_path):
+    model, loss_fn, X, y = _problem()  # 69 parameters
+    with RunStore(tmp_path / "m.h5") as store:
+        writer = store.create_run("r")
+        with pytest.raises(ValueError, match=r"top_k=70 exceeds the number of parameters P=69"):
+            SpectralMonitor(model, loss_fn, (X, y), writer, top_k=70)
+        with pytest.raises(ValueError, match=r"slq with num_probes=1000000000, num_steps=60 .* GiB"):
+            SpectralMonitor(model, loss_fn, (X, y), writer, top_k=1, density=(10**9, 60))
+        assert writer.num_probes == 0
+    assert SpectralMonitor(model, loss_fn, (X, y), top_k=69, density=(2, 8)).settings.top_k == 69

@@ -449,3 +449,48 @@ def test_no_pyplot_state(runs: dict) -> None:
         import matplotlib.pyplot as plt
 
         assert fig.number not in plt.get_fignums() if hasattr(fig, "number") else True
+
+
+# ----------------------------------------------------------------- non-finite nodes
+
+
+def _run_with_nodes(path: Path, rows: list[tuple[np.ndarray, np.ndarray]]) -> Path:
+    with RunStore(path) as store:
+        run = store.create_run("r")
+        for i, (nodes, weights) in enumerate(rows):
+            run.append_probe(step=10 * i, epoch=float(i), ritz_nodes=nodes, ritz_weights=weights)
+    return path
+
+
+def test_non_finite_nodes_are_named_not_taken_for_missing_densities(tmp_path: Path) -> None:
+    w = np.full((2, 4), 0.25)
+    good = np.array([[-1.0, 0.0, 1.0, 5.0], [-0.5, 0.5, 2.0, 4.0]])
+    nan_node = good.copy()
+    nan_node[1, 2] = np.nan  # a NaN node with a positive weight: not padding
+    inf_node = good.copy()
+    inf_node[0, 3] = np.inf
+    path = _run_with_nodes(tmp_path / "bad.h5", [(nan_node, w), (inf_node, w)])
+    for plot in (plot_evolution, plot_density):
+        with pytest.raises(ValueError, match=r"run 'r': the stored Ritz nodes or weights of probe "
+                                             r"rows \[0, 1\] are not finite \(NaN or Inf"):
+            plot(path)
+    # with a good row left: the bad one is skipped, and said so
+    mixed = _run_with_nodes(tmp_path / "mixed.h5", [(good, w), (nan_node, w), (good, w)])
+    with pytest.warns(UserWarning, match=r"probe rows \[1\] are not finite.*; skipped"):
+        fig = plot_evolution(mixed)
+    assert len(meshes(fig)) == 1
+    # NaN in both arrays is padding (a shorter Lanczos run): no warning
+    padded_nodes, padded_w = good.copy(), w.copy()
+    padded_nodes[0, 3] = padded_w[0, 3] = np.nan
+    padded = _run_with_nodes(tmp_path / "padded.h5", [(padded_nodes, padded_w)])
+    plot_evolution(padded)
+
+
+def test_non_finite_measure_is_refused_by_row() -> None:
+    from spectra.density import SpectralMeasure
+
+    nodes = np.array([[0.0, 1.0], [np.nan, 2.0]])
+    m = SpectralMeasure(nodes=nodes, weights=np.full((2, 2), 0.5), num_matvecs=4, dim=2)
+    with pytest.raises(ValueError, match=r"SpectralMeasure's nodes or weights are not finite .* "
+                                         r"in rows \[1\]"):
+        plot_density(m)

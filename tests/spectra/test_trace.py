@@ -33,7 +33,7 @@ def test_hutchpp_beats_hutchinson_on_outlier_spectra():
 
 
 def test_exact_when_the_sketch_captures_the_range():
-    u = torch.randn(40, 3, dtype=torch.float64)
+    u = torch.randn(40, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     A = u @ u.T  # rank 3: the sketch of 6 vectors holds its range
     est = trace(A, num_matvecs=18)
     assert np.isclose(est.value, float(torch.trace(A)), rtol=1e-9)
@@ -51,3 +51,28 @@ def test_model_hessian():
 def test_bad_arguments(kw):
     with pytest.raises(ValueError):
         trace(with_spectrum([1.0, 2.0, 3.0]), **kw)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"num_matvecs": True}, r"num_matvecs must be an integer >= 4, got True \(a bool\)"),
+        ({"num_matvecs": 30.0}, r"num_matvecs must be an integer >= 4, got 30.0"),
+        ({"chunk_size": 0}, r"chunk_size must be an integer >= 1, got 0"),
+        ({"chunk_size": True}, r"chunk_size must be an integer >= 1, got True"),
+    ],
+)
+def test_integer_arguments_refuse_bools_and_non_integers(kw, match):
+    with pytest.raises(ValueError, match=match):
+        trace(with_spectrum([1.0, 2.0, 3.0]), **kw)
+
+
+def test_empty_operator_is_refused():
+    with pytest.raises(ValueError, match="0 x 0"):
+        trace(torch.zeros(0, 0))
+
+
+def test_progress_bar_over_the_products(capsys):
+    trace(with_spectrum(SPECTRA["outliers"]), num_matvecs=30, progress=True)
+    err = capsys.readouterr().err
+    assert "trace:" in err and "/30 " in err
