@@ -13,6 +13,11 @@ import click
 
 EXIT_USAGE = 2
 
+# --seed: torch.manual_seed takes a 64-bit integer.
+SEED = click.IntRange(0, 2**63 - 1)
+# --tol: a relative residual, so 0 < tol < 1 (inf and nan are refused too).
+TOL = click.FloatRange(0, 1, min_open=True, max_open=True)
+
 
 class CLIError(click.ClickException):
     """A user-facing error: printed as one line, exit code 2."""

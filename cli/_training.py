@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from cli._common import CLIError
+from cli._common import SEED, TOL, CLIError
 from cli.probe import fit_probe_size, parse_kv
 
 LOSSES = ("auto", "cross-entropy", "mse")
@@ -59,7 +59,7 @@ def model_data_options(fn: Callable) -> Callable:
                      help="Data set option, e.g. n_train=500 or image=true (repeatable)."),
         click.option("--data-dir", type=click.Path(file_okay=False),
                      help="Folder of a file-based data set (default $SPECTRA_DATA_DIR or ./data)."),
-        click.option("--seed", default=0, show_default=True, type=int,
+        click.option("--seed", default=0, show_default=True, type=SEED,
                      help="Seeds the data split, the model's initialization, the batch order "
                           "and the probes."),
         click.option("--loss", "loss_name", type=click.Choice(LOSSES), default="auto",
@@ -101,8 +101,7 @@ def probe_options(fn: Callable) -> Callable:
                           "parameters)."),
         click.option("--bottom/--no-bottom", default=True, show_default=True,
                      help="Also the most negative eigenvalue."),
-        click.option("--tol", default=1e-3, show_default=True,
-                     type=click.FloatRange(min=0, min_open=True),
+        click.option("--tol", default=1e-3, show_default=True, type=TOL,
                      help="Relative residual tolerance of the eigenvalues."),
         click.option("--trace-matvecs", default=60, show_default=True,
                      type=click.IntRange(min=0), help="Hutch++ trace budget (0: no trace)."),
@@ -383,6 +382,9 @@ def prepare_run(*, name: str, key: str, overrides: dict, ds, model_spec, loss_na
     import torch
 
     model = model_spec.build()
+    if not any(p.requires_grad for p in model.parameters()):
+        raise CLIError(f"model {model_spec.name!r} has no trainable parameters: there is nothing "
+                       "to train or to take the Hessian of")
     n = len(ds.train_y)
     probe_data = (ds.train_x[:plan.samples], ds.train_y[:plan.samples])
     spe = steps_per_epoch(n, batch_size)
@@ -647,6 +649,11 @@ def restore(path: str | os.PathLike, *, model_name: str | None = None,
         spec = ModelSpec(name=model_name or base["name"], input_shape=ds.input_shape,
                          num_classes=ds.num_classes, kwargs=kwargs, seed=base.get("seed"),
                          allow_import=model_name is not None)
+    if tuple(spec.input_shape) != tuple(ds.input_shape):
+        raise CLIError(
+            f"the model of {path} takes inputs of shape {tuple(spec.input_shape)}, but data set "
+            f"{ds.name!r} has inputs of shape {tuple(ds.input_shape)}; probe it on the data it "
+            "was trained on (or pass --data/--data-arg that give that shape)")
     model = build_trusted(spec, path)
     desc = spec.name + (f" {json.dumps(spec.kwargs)}" if spec.kwargs else "")
     try:

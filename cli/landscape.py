@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from cli._common import CLIError, echo_json, handle_errors, quiet
+from cli._common import SEED, TOL, CLIError, echo_json, handle_errors, quiet
 from cli.plot import _check_output
 from cli.probe import parse_kv
 
@@ -26,9 +26,9 @@ from cli.probe import parse_kv
               help="Grid points per direction (odd, so the weights themselves are on the grid).")
 @click.option("--samples", type=click.IntRange(min=1),
               help="Training samples the loss averages over  [default: the run's probe set].")
-@click.option("--tol", default=1e-3, show_default=True,
-              type=click.FloatRange(min=0, min_open=True), help="Eigensolver tolerance (top).")
-@click.option("--seed", default=0, show_default=True, type=int,
+@click.option("--tol", default=1e-3, show_default=True, type=TOL,
+              help="Eigensolver tolerance (top).")
+@click.option("--seed", default=0, show_default=True, type=SEED,
               help="Seed of the random directions / the eigensolver's start.")
 @click.option("--model", "model_name", help="Replace the checkpoint's model (registry name).")
 @click.option("--model-arg", multiple=True, metavar="KEY=VALUE", help="Model option (repeatable).")

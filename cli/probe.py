@@ -6,7 +6,7 @@ import click
 import numpy as np
 from click.core import ParameterSource
 
-from cli._common import CLIError, echo_json, fmt, handle_errors, show_progress
+from cli._common import SEED, TOL, CLIError, echo_json, fmt, handle_errors, show_progress
 
 
 def parse_kv(pairs: tuple[str, ...], what: str) -> dict:
@@ -64,7 +64,7 @@ def sparkline(values: np.ndarray) -> str:
 @click.option("--fit-steps", default=50, show_default=True, type=click.IntRange(min=0),
               help="Without --checkpoint: full-batch Adam steps before the probe (0 probes the "
                    "initialization).")
-@click.option("--seed", default=0, show_default=True, type=int,
+@click.option("--seed", default=0, show_default=True, type=SEED,
               help="Seed of the data, the model and the probe's random vectors (with "
                    "--checkpoint: the run's).")
 @click.option("--samples", "n_samples", type=click.IntRange(min=1),
@@ -73,7 +73,7 @@ def sparkline(values: np.ndarray) -> str:
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=0),
               help="Largest eigenvalues (at most the model's number of parameters).")
 @click.option("--bottom/--no-bottom", default=True, show_default=True, help="Also the most negative eigenvalue.")
-@click.option("--tol", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--tol", default=1e-3, show_default=True, type=TOL)
 @click.option("--trace-matvecs", default=60, show_default=True, type=click.IntRange(min=0),
               help="Hutch++ budget (0: no trace).")
 @click.option("--density/--no-density", default=False, show_default=True, help="SLQ spectral density.")

@@ -83,6 +83,12 @@ def train(ctx: click.Context, **kw) -> None:
     epochs = 5 if kw["epochs"] is None else kw["epochs"]
     key = optimizer_key(kw["optimizer"])
     run = kw["run_name"] or key
+    from spectra.store import StoreError, check_run_name
+
+    try:
+        check_run_name(run)
+    except StoreError as exc:
+        raise CLIError(f"--run: {exc}") from None
     out = check_run_file(kw["out"] or f"runs/{run}.h5")
     overrides = kv(kw["opt_arg"], "--opt-arg")
     model_args = kv(kw["model_arg"], "--model-arg")

@@ -33,6 +33,8 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
+from spectra._checks import options as check_options
+
 from .calr import CALR, DEFAULT_CLIP
 from .dcao import DCAO
 from .lion import Lion
@@ -208,10 +210,12 @@ def create(name: str, params: Iterable[Any], **overrides: Any) -> Optimizer:
 
     Raises:
         ValueError: unknown name (the message lists the valid names and suggests the
-            closest) or an override the optimizer does not take (names the key).
+            closest), an override the optimizer does not take (names the key), or
+            one whose value does not fit its annotation (``betas=0.9``).
     """
     key, entry = _lookup(name)
     _check_keys(key, overrides, entry.accepted, what="hyperparameter")
+    check_options(f"optimizer {key!r}", entry.factory, overrides)
     return entry.factory(params, **{**entry.defaults, **overrides})
 
 

@@ -87,3 +87,102 @@ def _gib(nbytes: int) -> str:
 
 
 __all__ = ["device_memory", "dtype_name", "fits_in_memory", "integer", "itemsize", "operator"]
+
+
+# --------------------------------------------------------------------------- factory options
+
+
+def options(owner: str, factory: Any, kwargs: dict[str, Any]) -> None:
+    """Refuse keyword options whose values do not fit ``factory``'s annotations.
+
+    For the registries (models, data sets, optimizers), so that ``widths=abc`` or
+    ``betas=0.9`` is refused by name before anything is built, not deep inside the
+    factory with an unrelated message. Understood annotations: ``int``, ``float``,
+    ``bool``, ``str``, ``None``, unions, ``Literal``, ``Sequence[X]``,
+    ``tuple[X, ...]`` and ``tuple[X, Y]``; anything else (or a factory without
+    resolvable annotations) accepts every value.
+
+    Args:
+        owner: how messages name the factory, e.g. ``"optimizer 'adam'"``.
+        factory: a function or class (its ``__init__`` annotations are used).
+        kwargs: the options given.
+
+    Raises:
+        ValueError: naming the option, what it takes, and the value found.
+    """
+    import typing
+
+    target = factory.__init__ if isinstance(factory, type) else factory
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 (unresolvable annotations: no check)
+        return
+    for key, value in kwargs.items():
+        hint = hints.get(key)
+        if hint is not None and _fits(value, hint) is False:
+            raise ValueError(f"{owner}: option {key}={value!r} is not {_describe(hint)}")
+
+
+def _fits(value: Any, hint: Any) -> bool | None:
+    """Whether ``value`` fits ``hint``; None when the hint is not understood."""
+    import collections.abc as cabc
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is type(None) or hint is None:
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is torch.Tensor:
+        return isinstance(value, torch.Tensor)
+    if origin in (typing.Union, types.UnionType):
+        results = [_fits(value, a) for a in args]
+        return True if any(r is True for r in results) else (None if None in results else False)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (tuple, cabc.Sequence) or origin is typing.Sequence:
+        if not isinstance(value, (tuple, list)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                return False
+            results = [_fits(v, a) for v, a in zip(value, args)]
+        else:
+            item = args[0] if args else Any
+            results = [_fits(v, item) for v in value]
+        return False if False in results else (None if None in results else True)
+    return None
+
+
+def _describe(hint: Any) -> str:
+    import collections.abc as cabc
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             type(None): "none", torch.Tensor: "a tensor"}
+    if hint in names:
+        return names[hint]
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_describe(a) for a in args if a is not torch.Tensor))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        return f"{len(args)} values ({', '.join(_describe(a) for a in args)})"
+    if origin in (tuple, cabc.Sequence) or origin is typing.Sequence:
+        return f"a comma-separated list of {_plural(_describe(args[0]) if args else 'values')}"
+    return str(hint)
+
+
+def _plural(text: str) -> str:
+    return {"an integer": "integers", "a number": "numbers", "a string": "strings"}.get(text, text)

@@ -53,6 +53,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from spectra._checks import options
+
 __all__ = [
     "DataError",
     "DataSpec",
@@ -565,6 +567,7 @@ def load_dataset(
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise TypeError(f"data set {key!r} does not take {unknown}; it accepts {accepted}")
+    options(f"data set {key!r}", _LOADERS[key], kwargs)
     spec = DataSpec(
         name=key, kwargs=kwargs, seed=int(seed),
         data_dir=None if data_dir is None else os.fspath(data_dir),

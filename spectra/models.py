@@ -48,6 +48,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from spectra._checks import options
+
 __all__ = ["ACTIVATIONS", "ModelSpec", "UntrustedModelError", "available_models", "build_model"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -262,6 +264,7 @@ def _import_factory(name: str) -> Callable[..., Any]:
 
 def _call_checked(name: str, factory: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
     sig = inspect.signature(factory)
+    options(f"model {name!r}", factory, dict(kwargs))
     try:
         sig.bind(**kwargs)
     except TypeError as exc:

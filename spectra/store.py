@@ -134,6 +134,7 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "StoreWriteError",
+    "check_run_name",
     "list_runs",
     "read_run",
     "read_runs",
@@ -1159,9 +1160,18 @@ def _kind(obj: Any) -> str:
     return f"a {type(obj).__name__}"
 
 
-def _check_run_name(name: object, path: Path) -> None:
+def check_run_name(name: object) -> None:
+    """Raise :class:`StoreError` unless ``name`` can name a run (a non-empty string
+    without ``/``, NUL, and other than ``.`` and ``..``)."""
     if not isinstance(name, str) or not name or "/" in name or name in (".", "..") or "\0" in name:
-        raise StoreError(f"{path}: invalid run name {name!r} (a non-empty string without '/')")
+        raise StoreError(f"invalid run name {name!r} (a non-empty string without '/')")
+
+
+def _check_run_name(name: object, path: Path) -> None:
+    try:
+        check_run_name(name)
+    except StoreError as exc:
+        raise StoreError(f"{path}: {exc}") from None
 
 
 def _json_default(obj: Any) -> Any:

@@ -91,6 +91,42 @@ def test_opt_arg_invalid_value(tmp_path):
            match="Invalid learning rate: -1")
 
 
+@pytest.mark.parametrize("args, match", [
+    (("--optimizer", "adam", "--opt-arg", "lr=abc"),
+     "optimizer 'adam': option lr='abc' is not a number"),
+    (("--optimizer", "adam", "--opt-arg", "betas=0.9"),
+     "optimizer 'adam': option betas=0.9 is not 2 values (a number, a number)"),
+    (("--optimizer", "adam", "--opt-arg", "betas=0.9,0.99,0.5"),
+     "optimizer 'adam': option betas=(0.9, 0.99, 0.5) is not 2 values"),
+    (("--optimizer", "dcao", "--opt-arg", "period=ten"), "optimizer 'dcao': option period='ten'"),
+    (("--optimizer", "sgd", "--model-arg", "widths=abc"),
+     "model 'mlp': option widths=['abc'] is not a comma-separated list of integers"),
+    (("--optimizer", "sgd", "--model-arg", "activation=3"),
+     "model 'mlp': option activation=3 is not a string"),
+    (("--optimizer", "sgd", "--data-arg", "n_train=abc"),
+     "data set 'digits': option n_train='abc' is not an integer or none"),
+    (("--optimizer", "sgd", "--run", "a/b"), "--run: invalid run name 'a/b'"),
+    (("--optimizer", "sgd", "--tol", "inf"), "Invalid value for '--tol': inf is not in the range"),
+    (("--optimizer", "sgd", "--seed", str(2**70)), "Invalid value for '--seed'"),
+    (("--optimizer", "sgd", "--model", "tests.cli.test_errors:frozen_model"),
+     "has no trainable parameters"),
+])
+def test_bad_settings_are_refused_before_the_file_is_touched(tmp_path, args, match):
+    """Refused with one line naming the option; no file is created, so the corrected
+    command runs as if the bad one never did."""
+    out = tmp_path / "x.h5"
+    _fails("train", "-o", out, *FAST, *args, match=match)
+    assert list(tmp_path.iterdir()) == []
+
+
+def frozen_model(input_shape, num_classes, widths=None):
+    """A model whose parameters are all frozen (no trainable parameter)."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, num_classes))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
 def test_negative_epochs(tmp_path):
     _fails("train", "--epochs", "-1", "-o", tmp_path / "x.h5",
            match="Invalid value for '--epochs': -1 is not in the range x>=0")
