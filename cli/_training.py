@@ -159,7 +159,7 @@ class ProbePlan:
     def monitor(self, model, loss_fn, probe_data, store, *, seed: int, progress: bool = False):
         """The run's monitor; ``CLIError`` for a --top-k or --density-steps beyond the
         model's parameters (a default is lowered to fit), before anything is written."""
-        from spectra.monitor import SpectralMonitor
+        from spectra.runs.monitor import SpectralMonitor
 
         top_k, density = fit_probe_size(model, self.top_k, self.density, self.given)
         return SpectralMonitor(
@@ -207,13 +207,13 @@ def make_loss(name: str, task: str) -> tuple[str, Any]:
 
 
 def load_data(name: str, data_dir: str | None, data_args: dict, seed: int):
-    from spectra.data import load_dataset
+    from spectra.registries.data import load_dataset
 
     return load_dataset(name, data_dir=data_dir, seed=seed, **data_args)
 
 
 def model_spec_for(name: str, model_args: dict, ds, seed: int):
-    from spectra.models import ModelSpec
+    from spectra.registries.models import ModelSpec
 
     return ModelSpec(name=name, input_shape=ds.input_shape, num_classes=ds.num_classes,
                      kwargs=jsonable(sequence_args(name, model_args)), seed=seed)
@@ -224,8 +224,7 @@ def sequence_args(name: str, args: dict) -> dict:
     (``KEY=1,2`` parses as a tuple, ``KEY=1`` as a number)."""
     import inspect
 
-    from spectra import models
-
+    from spectra.registries import models
     factory = getattr(models, "_REGISTRY", {}).get(name)
     if factory is None:
         return dict(args)
@@ -337,7 +336,7 @@ def existing_runs(path: Path) -> list[str]:
     """Run names already in ``path`` (read-only; [] when the file does not exist)."""
     if not path.exists():
         return []
-    from spectra.store import list_runs
+    from spectra.runs.store import list_runs
 
     return list_runs(path)
 
@@ -451,7 +450,7 @@ def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed
     """Train one prepared run into ``writer`` (a RunWriter)."""
     import torch
 
-    from spectra.train import CheckpointPolicy, train
+    from spectra.runs.trainer import CheckpointPolicy, train
 
     report = EpochReport(writer, prep.bundle.optimizer, echo=echo, prefix=prefix, epochs=epochs)
     monitor = None
@@ -618,9 +617,9 @@ def restore(path: str | os.PathLike, *, model_name: str | None = None,
     The ``*_name``/``*_args``/``data_dir`` arguments, when given, replace the
     checkpoint's model and data specs (for checkpoints written without them).
     """
-    from spectra.checkpoint import load_checkpoint
-    from spectra.data import DataSpec
-    from spectra.models import ModelSpec
+    from spectra.registries.data import DataSpec
+    from spectra.registries.models import ModelSpec
+    from spectra.runs.checkpoints import load_checkpoint
 
     ckpt = load_checkpoint(path)
     config = ckpt.get("config") or {}
@@ -680,7 +679,7 @@ def custom_model_error(path, name: str, option: str = "--model") -> CLIError:
 
 def build_trusted(spec, path, option: str = "--model"):
     """``spec.build()``, with the refusal of a file-named custom model as a CLI error."""
-    from spectra.models import UntrustedModelError
+    from spectra.registries.models import UntrustedModelError
 
     try:
         return spec.build()

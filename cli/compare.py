@@ -96,7 +96,7 @@ def compare(**kw) -> None:
         click.echo(f"{len(keys)} optimizers on {c['model']['name']} ({c['num_params']:,} "
                    f"parameters), {ds.name} ({c['num_train']} train / {c['num_test']} test), "
                    f"{epochs} epochs of batch {kw['batch_size']}, seed {kw['seed']} -> {out}")
-    from spectra.store import RunStore
+    from spectra.runs.store import RunStore
 
     summaries = []
     width = max(len(k) for k in keys)

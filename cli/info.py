@@ -69,13 +69,13 @@ def environment() -> dict:
 def _registries() -> dict:
     reg: dict = {}
     try:
-        from spectra.models import available_models
+        from spectra.registries.models import available_models
 
         reg["models"] = sorted(available_models())
     except Exception as exc:  # noqa: BLE001 - info must report, not crash
         reg["models"] = f"unavailable ({type(exc).__name__}: {exc})"
     try:
-        from spectra.data import available_datasets
+        from spectra.registries.data import available_datasets
 
         reg["datasets"] = sorted(available_datasets())
     except Exception as exc:  # noqa: BLE001 - info must report, not crash

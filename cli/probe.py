@@ -111,7 +111,7 @@ def probe(ctx, checkpoint, model_name, model_arg, data_name, data_arg, data_dir,
     """
     import torch
 
-    from spectra.monitor import SpectralMonitor
+    from spectra.runs.monitor import SpectralMonitor
 
     def given(name: str) -> bool:
         return ctx.get_parameter_source(name) != ParameterSource.DEFAULT
@@ -154,8 +154,8 @@ def probe(ctx, checkpoint, model_name, model_arg, data_name, data_arg, data_dir,
         model_label = r.model_desc
         info = {"checkpoint": str(checkpoint), "step": step, "epoch": epoch}
     else:
-        from spectra.data import load_dataset
-        from spectra.models import build_model
+        from spectra.registries.data import load_dataset
+        from spectra.registries.models import build_model
 
         torch.manual_seed(seed)
         ds = load_dataset(data_name, data_dir=data_dir, seed=seed, **parse_kv(data_arg, "--data-arg"))
@@ -188,7 +188,7 @@ def probe(ctx, checkpoint, model_name, model_arg, data_name, data_arg, data_dir,
     # the monitor's probe: its random vectors are seeded by (seed, step) like in training
     res = mon.probe(step=step, epoch=epoch)
     if append_to is not None:
-        from spectra.store import RunStore
+        from spectra.runs.store import RunStore
 
         with RunStore(append_to) as store:
             row_index = store.open_run(run_name).append_probe(mon.row(res, step=step, epoch=epoch))
@@ -244,7 +244,7 @@ def _check_append(path: str, run: str, top_k: int, density) -> None:
     """Fail before probing when the row could not be appended."""
     from pathlib import Path
 
-    from spectra.store import read_run
+    from spectra.runs.store import read_run
 
     if not Path(path).exists():
         raise CLIError(f"--append {path}: no such run file (create it with `spectra train`)")
@@ -288,7 +288,7 @@ def _print_result(res, top_k, bottom, trace_matvecs, tol) -> None:
 def _loss(model, loss_fn, X, y) -> float:
     import torch
 
-    from spectra.operators.base import eval_mode
+    from spectra.utils.modes import eval_mode
 
     with eval_mode(model), torch.no_grad():
         return float(loss_fn(model(X), y))

@@ -28,7 +28,7 @@ def _last_finite(a: np.ndarray | None) -> float | None:
 
 
 def run_summary(run) -> dict[str, Any]:
-    """A JSON-able description of one :class:`spectra.store.RunData`."""
+    """A JSON-able description of one :class:`spectra.runs.store.RunData`."""
     m, p = run.metrics, run.probes
     epoch_rows = np.isfinite(m.test_loss) | np.isfinite(m.train_acc)
     top = None
@@ -72,7 +72,7 @@ def describe_run_file(path: str, as_json: bool) -> None:
     """Print what a run file holds (``spectra info RUN.h5``)."""
     import os
 
-    from spectra.store import read_runs
+    from spectra.runs.store import read_runs
 
     runs = read_runs(path)
     summaries = [run_summary(r) for r in runs.values()]

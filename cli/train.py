@@ -83,7 +83,7 @@ def train(ctx: click.Context, **kw) -> None:
     epochs = 5 if kw["epochs"] is None else kw["epochs"]
     key = optimizer_key(kw["optimizer"])
     run = kw["run_name"] or key
-    from spectra.store import StoreError, check_run_name
+    from spectra.runs.store import StoreError, check_run_name
 
     try:
         check_run_name(run)
@@ -114,7 +114,7 @@ def train(ctx: click.Context, **kw) -> None:
     echo = not (as_json or quiet())
     if echo:
         _header(prep, ds, out)
-    from spectra.store import RunStore
+    from spectra.runs.store import RunStore
 
     with RunStore(out) as store:
         writer = store.create_run(run, prep.config, overwrite=kw["overwrite"])
@@ -125,9 +125,9 @@ def train(ctx: click.Context, **kw) -> None:
 
 
 def _resume(ctx: click.Context, kw: dict) -> None:
-    from spectra.checkpoint import CheckpointError, check_resume, load_checkpoint, run_file
-    from spectra.models import is_custom
-    from spectra.store import RunStore, read_run
+    from spectra.registries.models import is_custom
+    from spectra.runs.checkpoints import CheckpointError, check_resume, load_checkpoint, run_file
+    from spectra.runs.store import RunStore, read_run
 
     as_json = kw["as_json"]
     path = Path(kw["resume"])
@@ -136,7 +136,7 @@ def _resume(ctx: click.Context, kw: dict) -> None:
     run_info = ckpt.get("run") or {}
     if not config or not run_info:
         raise CLIError(f"{path} was not written by `spectra train` (it has no run config); "
-                       "resume it from Python with spectra.train.train(resume=...)")
+                       "resume it from Python with spectra.runs.trainer.train(resume=...)")
     model_name = (config.get("model") or {}).get("name", "")
     # naming the checkpoint's own custom model is how a user allows importing it
     trusted = (ctx.get_parameter_source("model_name") != ParameterSource.DEFAULT
@@ -169,8 +169,8 @@ def _resume(ctx: click.Context, kw: dict) -> None:
                        f"so it must be at least {done}")
     seed, batch_size = int(config["seed"]), int(config["batch_size"])
     plan = ProbePlan.from_config(config.get("probe")) or ProbePlan(every=0)
-    from spectra.data import DataSpec
-    from spectra.models import ModelSpec
+    from spectra.registries.data import DataSpec
+    from spectra.registries.models import ModelSpec
 
     ds = DataSpec.from_dict(config["data"]).load()
     _, loss_fn = make_loss(config["loss"], ds.task)

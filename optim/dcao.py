@@ -2,7 +2,7 @@
 decay follow the Hessian's top eigenvalues (dcao.txt, Sec. 2.2-2.4).
 
 Every ``period`` steps, DCAO probes the Hessian of the loss on a fixed probe
-batch with ``spectra.eigsh`` (Lanczos with full reorthogonalization, at most
+batch with ``spectra.linalg.eigsh`` (Lanczos with full reorthogonalization, at most
 ``lanczos_steps`` products, warm-started from the previous probe's Ritz
 vectors) for ``rho = lambda_1`` and ``gap = lambda_1 - lambda_2``; the
 :class:`~optim.dcao_controller.DCAOController` turns them into multipliers
@@ -223,18 +223,17 @@ class DCAO(SpectraOptimizer):
     def probe_now(self) -> dict[str, Any]:
         """Probe the spectrum now, update the multipliers, return the history record."""
         import spectra
-        from spectra.operators.base import eval_mode
+        from spectra.utils.modes import eval_mode, preserved_rng
 
         start = time.perf_counter()
-        rng = torch.get_rng_state()
-        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
         record: dict[str, Any] = {"step": self.num_steps, "lambda1": math.nan, "lambda2": math.nan,
                                   "gap": math.nan, "residual1": math.nan, "residual2": math.nan,
                                   "hvps": 0, "ok": False, "reason": ""}
         rho = gap = None
         try:
-            # eval mode once for the whole probe (not once per product), if asked
-            with eval_mode(self.model, self.probe_eval_mode):
+            # eval mode once for the whole probe (not once per product), if asked; the
+            # global random state as it was afterwards
+            with eval_mode(self.model, self.probe_eval_mode), preserved_rng():
                 op = spectra.HessianOperator(self.model, self.loss_fn, self.probe_data,
                                              reduction=self.reduction)
                 v0 = self._ritz if self._ritz is not None and self._ritz.shape[0] == op.shape[0] else None
@@ -260,10 +259,6 @@ class DCAO(SpectraOptimizer):
                 self._ritz = res.eigenvectors.detach().clone()
         except Exception as exc:  # noqa: BLE001 - a failed probe must never stop training
             record["reason"] = f"{type(exc).__name__}: {exc}"
-        finally:
-            torch.set_rng_state(rng)
-            if cuda_rng is not None:
-                torch.cuda.set_rng_state_all(cuda_rng)
         g0 = self.param_groups[0]
         threshold = None
         if self.stability_cap and g0["lr"] > 0:

@@ -33,7 +33,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from spectra._checks import options as check_options
+from spectra.utils.checks import options as check_options
 
 from .calr import CALR, DEFAULT_CLIP
 from .dcao import DCAO

@@ -1,6 +1,6 @@
 """spectra: the Hessian spectrum of neural networks during training.
 
-Public API:
+The root exports the math, grouped by topic:
 
 * operators: :class:`HessianOperator`, :class:`GGNOperator` (batched curvature
   products over a model, a loss and a data set), :class:`DenseOperator`;
@@ -9,26 +9,41 @@ Public API:
   (a baseline);
 * densities: :func:`slq` returning a :class:`SpectralMeasure`;
 * traces: :func:`trace` (Hutch++ or Hutchinson) returning a :class:`TraceEstimate`;
-* one probe of all of the above: :func:`probe` with :class:`ProbeSettings`;
-* runs: :class:`SpectralMonitor` (probes from any training loop), :func:`train`
-  (the reference trainer) with :class:`CheckpointPolicy`, the HDF5 store
-  (:class:`RunStore`, :func:`read_run`, :func:`list_runs`);
-* registries: :func:`build_model`, :func:`load_dataset`.
+* one probe of a model, all of the above: :func:`probe` with :class:`ProbeSettings`.
 
-Plots live in :mod:`spectra.plots` (imported on demand: matplotlib is heavy).
+Runs (:mod:`spectra.runs`: :class:`SpectralMonitor`, :func:`train`,
+:class:`CheckpointPolicy`, :class:`RunStore`, :func:`read_run`, :func:`list_runs`),
+registries (:mod:`spectra.registries`: :func:`build_model`, :func:`load_dataset`)
+and plots (:mod:`spectra.plots`) are subpackages; their names are also reachable
+here, imported on first use, so ``import spectra`` loads neither h5py nor matplotlib.
 """
 
 from spectra._version import __version__
-from spectra.data import load_dataset
-from spectra.density import SpectralMeasure, slq
-from spectra.eigsh import EigenResult, eigsh, power_iteration
-from spectra.models import build_model
-from spectra.monitor import SpectralMonitor
-from spectra.operators import CurvatureOperator, DenseOperator, GGNOperator, HessianOperator
+
+# linear operators
+from spectra.linalg.dense import DenseOperator
+
+# spectra of an operator
+from spectra.linalg.density import SpectralMeasure, slq
+from spectra.linalg.eigsh import EigenResult, eigsh, power_iteration
+from spectra.linalg.trace import TraceEstimate, trace
+
+# curvature operators of a model
+from spectra.operators import CurvatureOperator, GGNOperator, HessianOperator
+
+# one probe of a model
 from spectra.probe import ProbeResult, ProbeSettings, probe
-from spectra.store import RunStore, list_runs, read_run
-from spectra.trace import TraceEstimate, trace
-from spectra.train import CheckpointPolicy, train
+from spectra.utils.lazy import lazy_attributes
+
+# runs and registries, imported on first use
+_LAZY = {
+    **dict.fromkeys(("RunStore", "list_runs", "read_run"), "spectra.runs.store"),
+    "SpectralMonitor": "spectra.runs.monitor",
+    **dict.fromkeys(("CheckpointPolicy", "train"), "spectra.runs.trainer"),
+    "build_model": "spectra.registries.models",
+    "load_dataset": "spectra.registries.data",
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "CheckpointPolicy",

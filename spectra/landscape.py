@@ -9,7 +9,7 @@ on an evenly spaced grid of ``a, b`` in ``[-span, span]``, evaluated over a fixe
 data set in eval mode. Two kinds of directions:
 
 * :func:`top_directions`: the top eigenvectors of the Hessian at ``theta``
-  (:func:`spectra.eigsh` on a :class:`spectra.HessianOperator`), unit norm, so
+  (:func:`spectra.linalg.eigsh` on a :class:`spectra.HessianOperator`), unit norm, so
   ``a`` is a Euclidean distance in parameter space and near ``a = 0`` the loss
   follows ``L(0) + a^2 lambda_1 / 2`` (the gradient at a minimum being small).
 * :func:`random_directions`: Gaussian directions, filter-normalized as in Li et
@@ -35,9 +35,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from spectra.eigsh import eigsh
-from spectra.operators.base import Batch, LossFn, _batch_size, _normalize_data, eval_mode
+from spectra.linalg.eigsh import eigsh
+from spectra.operators.base import Batch, LossFn, batch_size, normalize_data
 from spectra.operators.hessian import HessianOperator
+from spectra.utils.modes import eval_mode
 
 __all__ = ["Landscape", "loss_landscape", "random_directions", "top_directions"]
 
@@ -160,7 +161,7 @@ def _loss_at(model, loss_fn, reduction, batches, names, base, dirs, coeffs) -> f
     for X, y in batches:
         out = functional_call(model, params, (X,))
         val = float(loss_fn(out, y))
-        m = _batch_size(y)
+        m = batch_size(y)
         total += val * m if reduction == "mean" else val
         count += m
     return total / count if reduction == "mean" else total
@@ -230,7 +231,7 @@ def loss_landscape(
     for d in dirs:
         if len(d) != len(base) or any(t.shape != b.shape for t, b in zip(d, base)):
             raise ValueError("each direction must be a list of tensors shaped like the model's parameters")
-    batches = list(_normalize_data(data))
+    batches = list(normalize_data(data))
     grid = np.linspace(-span, span, points)
     red = op.reduction
     with eval_mode(model):

@@ -1,4 +1,4 @@
-"""Figures of training runs read from the HDF5 run store (:mod:`spectra.store`).
+"""Figures of training runs read from the HDF5 run store (:mod:`spectra.runs.store`).
 
 Every function returns a :class:`matplotlib.figure.Figure` built without pyplot
 (no display, no global state; safe on a headless machine and in threads), sized
@@ -6,11 +6,11 @@ and lettered for a paper (9-10 pt text, constrained layout). :func:`save_figure`
 writes one as PNG, PDF or SVG, by the path's suffix.
 
 Plots compute nothing beyond Gaussian smoothing of the stored SLQ nodes and
-weights with :meth:`spectra.density.SpectralMeasure.density` (and, for
+weights with :meth:`spectra.linalg.density.SpectralMeasure.density` (and, for
 :func:`plot_trajectories`, the test function's values on a grid for contours).
 
-Runs. The ``runs`` argument of the run plots takes a :class:`~spectra.store.RunData`,
-a sequence of them, a mapping ``name -> RunData`` (as :func:`spectra.store.read_runs`
+Runs. The ``runs`` argument of the run plots takes a :class:`~spectra.runs.store.RunData`,
+a sequence of them, a mapping ``name -> RunData`` (as :func:`spectra.runs.store.read_runs`
 returns), or the path of a ``.h5`` file; with a path, ``names`` picks runs (default:
 all, in creation order). Panels are titled with the run name and the optimizer of the
 run's config; one panel per run, on shared axes.
@@ -60,8 +60,8 @@ from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 
-from spectra.density import SpectralMeasure
-from spectra.store import RunData, read_run, read_runs
+from spectra.linalg.density import SpectralMeasure
+from spectra.runs.store import RunData, read_run, read_runs
 
 __all__ = [
     "FIGURE_FORMATS",
@@ -249,8 +249,8 @@ def _resolve_runs(runs: RunsLike, names: str | Iterable[str] | None) -> list[Run
     for r in out:
         if not isinstance(r, RunData):
             raise TypeError(
-                f"expected spectra.store.RunData objects, got {type(r).__name__}; read runs "
-                "with spectra.store.read_run(path, name) or pass the .h5 path"
+                f"expected spectra.runs.store.RunData objects, got {type(r).__name__}; read runs "
+                "with spectra.runs.store.read_run(path, name) or pass the .h5 path"
             )
     if not out:
         raise ValueError("no runs to plot: the list of runs is empty")
@@ -779,7 +779,7 @@ def plot_density(
     """One smoothed spectral density on a log y axis.
 
     Args:
-        source: a :class:`~spectra.density.SpectralMeasure`, a run, or a ``.h5`` path
+        source: a :class:`~spectra.linalg.density.SpectralMeasure`, a run, or a ``.h5`` path
             (with ``name`` when the file holds several runs).
         probe: which probe of a run: an index into the probes that have a density
             (``-1``, the default: the last one).

@@ -19,15 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from spectra import _checks
-from spectra.density import SpectralMeasure, slq
-from spectra.density import check_memory as check_slq_memory
-from spectra.eigsh import check_memory as check_eigsh_memory
-from spectra.eigsh import eigsh
+from spectra.linalg.density import SpectralMeasure, slq
+from spectra.linalg.density import check_memory as check_slq_memory
+from spectra.linalg.eigsh import check_memory as check_eigsh_memory
+from spectra.linalg.eigsh import eigsh
+from spectra.linalg.trace import check_memory as check_trace_memory
+from spectra.linalg.trace import trace
 from spectra.operators.base import Batch, LossFn
 from spectra.operators.hessian import HessianOperator
-from spectra.trace import check_memory as check_trace_memory
-from spectra.trace import trace
+from spectra.utils import checks as _checks
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,9 @@ the product of the curvature of one batch's loss with ``k`` vectors.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from spectra._tensors import standard_strides
+from spectra.utils.modes import eval_mode
+from spectra.utils.tensors import standard_strides
 
 Batch = tuple[Any, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -108,7 +108,7 @@ class CurvatureOperator:
         self.eval_mode = bool(eval_mode)
         self.check_finite = bool(check_finite)
         self.progress = bool(progress)
-        self._data = _normalize_data(data)
+        self._data = normalize_data(data)
         self._group = _resolve_group(process_group)
         self.num_matvecs = 0
         self._num_data = self._count_data()
@@ -164,7 +164,7 @@ class CurvatureOperator:
         out: Tensor | None = None
         with eval_mode(self.model, self.eval_mode):
             for b, (inputs, targets) in enumerate(self._iter_batches()):
-                n_b = _batch_size(targets)
+                n_b = batch_size(targets)
                 weight = n_b / self._num_data if self.reduction == "mean" else 1.0
                 prod = self.flatten(self._batch_matmat(b, inputs, targets, tangents))
                 # the first batch's product (a fresh tensor) becomes the sum: no zero fill
@@ -306,7 +306,7 @@ class CurvatureOperator:
     def _count_data(self) -> int:
         n = 0
         for batch in self._data:
-            n += _batch_size(_split_batch(batch)[1])
+            n += batch_size(_split_batch(batch)[1])
         if self._group is not None:
             t = torch.tensor([n], dtype=torch.float64)
             torch.distributed.all_reduce(t, group=self._group)
@@ -362,20 +362,6 @@ class CurvatureOperator:
             want = f"({self._dim},)" if ndim == 1 else f"({self._dim}, k)"
             raise ValueError(f"expected a tensor of shape {want}, got {tuple(v.shape)}")
         return v.to(device=self._device, dtype=self._dtype)
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module, enabled: bool = True) -> Iterator[None]:
-    """Put ``model`` in eval mode inside the block (if ``enabled``); on leaving,
-    give every module back its own train/eval flag (a mix of modes included)."""
-    modes = [(m, m.training) for m in model.modules()] if enabled else []
-    if enabled:
-        model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 # ---------------------------------------------------------------------- module helpers
@@ -499,7 +485,7 @@ def detect_reduction(
             sample are the same number), or the loss matches neither rule, or both
             (a loss of 0, or values that cancel).
     """
-    n = _batch_size(targets)
+    n = batch_size(targets)
     advice = "pass reduction='mean' or reduction='sum' to say how loss_fn reduces a batch"
     if n < 2:
         raise ValueError(
@@ -576,7 +562,7 @@ def _resolve_group(group: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- data helpers
-def _normalize_data(data: Any) -> Iterable[Batch]:
+def normalize_data(data: Any) -> Iterable[Batch]:
     """One ``(X, y)`` pair becomes a one-batch list; iterables are kept as they are."""
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], Tensor):
         first = data[0]
@@ -607,7 +593,7 @@ def _split_batch(batch: Any) -> tuple[Any, Tensor]:
     )
 
 
-def _batch_size(targets: Any) -> int:
+def batch_size(targets: Any) -> int:
     if isinstance(targets, Tensor):
         return int(targets.shape[0]) if targets.dim() > 0 else 1
     return len(targets)
@@ -641,6 +627,7 @@ def _to(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
 
 
 __all__ = [
-    "REDUCTIONS", "Batch", "CurvatureOperator", "LossFn", "detect_reduction", "eval_mode",
+    "REDUCTIONS", "Batch", "CurvatureOperator", "LossFn", "batch_size", "detect_reduction",
+    "normalize_data",
     "stack_columns",
 ]

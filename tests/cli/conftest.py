@@ -46,7 +46,7 @@ def invoke_json(*args: str) -> dict:
 
 def rows_of(path: Path) -> dict[str, dict[str, np.ndarray]]:
     """Every committed column of every run of a file (for before/after comparisons)."""
-    from spectra.store import read_runs
+    from spectra.runs.store import read_runs
 
     out = {}
     for name, run in read_runs(path).items():

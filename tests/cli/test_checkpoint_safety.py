@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from spectra.checkpoint import load_checkpoint, save_checkpoint
+from spectra.runs.checkpoints import load_checkpoint, save_checkpoint
 from tests.cli.conftest import TINY, assert_same_rows, invoke, rows_of
 
 FAST = ("--probe-every", "0", *TINY)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spectra.store import list_runs, read_run
+from spectra.runs.store import list_runs, read_run
 from tests.cli.conftest import TINY, invoke, invoke_json
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from spectra.store import RunStore
+from spectra.runs.store import RunStore
 from tests.cli.conftest import DATA, MODEL, TINY, assert_same_rows, invoke, rows_of
 
 FAST = ("--epochs", "1", "--probe-every", "0", "--checkpoint-every", "0", *TINY)
@@ -142,7 +142,7 @@ def test_nan_loss_stops_cleanly_and_keeps_the_rows(tmp_path):
     err = _fails("train", "--optimizer", "sgd", "--opt-arg", "lr=1e12", "--epochs", "3", "-o", out,
                  *TINY, match="the training loss is")
     assert "at step" in err and "lower the learning rate" in err
-    from spectra.store import read_run
+    from spectra.runs.store import read_run
 
     run = read_run(out, "sgd")  # what was written before the divergence is readable
     assert len(run.probes) >= 1 and np.isfinite(run.probes.top_eigenvalues[0]).all()
@@ -317,8 +317,7 @@ def test_disk_full_mid_run_is_one_line_and_keeps_the_rows(tmp_path, monkeypatch,
     import errno
     import os
 
-    from spectra import store
-
+    from spectra.runs import store
     real, calls = store._write_all, {"n": 0}
 
     def write_all(fd, data, offset=None):

@@ -34,7 +34,7 @@ def test_info_never_applies_another_files_journal(run_copy, tmp_path):
     leftover) is not applied: `spectra info` reads the file and changes no byte."""
     from pathlib import Path
 
-    from spectra.store import RunStore, _JournaledFile
+    from spectra.runs.store import RunStore, _JournaledFile
 
     other = tmp_path / "other.h5"
     with RunStore(other) as st:

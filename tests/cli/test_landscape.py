@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spectra.store import read_run
+from spectra.runs.store import read_run
 from tests.cli.conftest import invoke, invoke_json
 
 

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 
-from spectra.store import read_run
+from spectra.runs.store import read_run
 from tests.cli.conftest import invoke, invoke_json
 
 

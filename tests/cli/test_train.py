@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from spectra.checkpoint import load_checkpoint
-from spectra.store import read_run
+from spectra.runs.checkpoints import load_checkpoint
+from spectra.runs.store import read_run
 from tests.cli.conftest import TINY, invoke, invoke_json
 
 

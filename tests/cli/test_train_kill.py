@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spectra.checkpoint import load_checkpoint
-from spectra.store import read_run, read_runs
+from spectra.runs.checkpoints import load_checkpoint
+from spectra.runs.store import read_run, read_runs
 from tests.cli.conftest import assert_same_rows, invoke, rows_of
 
 ROUNDS = 3

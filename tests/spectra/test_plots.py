@@ -19,7 +19,7 @@ from matplotlib.collections import QuadMesh
 from matplotlib.figure import Figure
 
 from optim.testfunctions import get_function
-from spectra.density import slq
+from spectra.linalg.density import slq
 from spectra.plots import (
     FIGURE_FORMATS,
     plot_curves,
@@ -30,7 +30,7 @@ from spectra.plots import (
     plot_trajectories,
     save_figure,
 )
-from spectra.store import RunStore, read_runs
+from spectra.runs.store import RunStore, read_runs
 
 EPOCHS = 6
 STEPS_PER_EPOCH = 10
@@ -487,7 +487,7 @@ def test_non_finite_nodes_are_named_not_taken_for_missing_densities(tmp_path: Pa
 
 
 def test_non_finite_measure_is_refused_by_row() -> None:
-    from spectra.density import SpectralMeasure
+    from spectra.linalg.density import SpectralMeasure
 
     nodes = np.array([[0.0, 1.0], [np.nan, 2.0]])
     m = SpectralMeasure(nodes=nodes, weights=np.full((2, 2), 0.5), num_matvecs=4, dim=2)

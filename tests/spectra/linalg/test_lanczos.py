@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from spectra import lanczos
-from spectra.lanczos import ThickRestartLanczos, lanczos_tridiagonal, orthogonalize_, select
+from spectra.linalg import lanczos
+from spectra.linalg.lanczos import ThickRestartLanczos, lanczos_tridiagonal, orthogonalize_, select
 from tests.spectra.spectra_matrices import with_spectrum
 
 

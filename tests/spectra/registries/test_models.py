@@ -1,4 +1,4 @@
-"""Tests of spectra.models: every name builds, shapes, specs, custom factories, errors."""
+"""Tests of spectra.registries.models: every name builds, shapes, specs, custom factories, errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from spectra.models import ACTIVATIONS, ModelSpec, available_models, build_model
+from spectra.registries.models import ACTIVATIONS, ModelSpec, available_models, build_model
 
 
 @pytest.fixture(autouse=True)

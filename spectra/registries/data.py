@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spectra._checks import options
+from spectra.utils.checks import options
 
 __all__ = [
     "DataError",

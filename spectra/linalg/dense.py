@@ -1,6 +1,6 @@
 """Adapters that give any symmetric matrix-like object the operator interface.
 
-The solvers (:func:`spectra.eigsh`, :func:`spectra.slq`, :func:`spectra.trace`)
+The solvers (:func:`spectra.linalg.eigsh`, :func:`spectra.slq`, :func:`spectra.linalg.trace`)
 accept a :class:`~spectra.operators.base.CurvatureOperator`, a dense symmetric
 tensor or array, a ``scipy.sparse.linalg.LinearOperator``, or anything with
 ``matvec`` and ``shape``; :func:`as_operator` turns each into an object with
@@ -165,4 +165,14 @@ def as_operator(obj: Any) -> Any:
     )
 
 
-__all__ = ["DenseOperator", "LinearOperatorLike", "as_operator"]
+
+def checked_operator(op: Any, who: str) -> tuple[Any, int]:
+    """The solvers' preamble: ``op`` with the operator interface, and its size ``P >= 1``."""
+    A = as_operator(op)
+    P = int(A.shape[0])
+    if P == 0:
+        raise ValueError(f"{who}: the operator is 0 x 0 (no parameters); there is no spectrum to compute")
+    return A, P
+
+
+__all__ = ["DenseOperator", "LinearOperatorLike", "as_operator", "checked_operator"]

@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from optim.dcao import DCAO
-from spectra.checkpoint import CheckpointError, load_checkpoint, run_file, save_checkpoint
-from spectra.monitor import SpectralMonitor
-from spectra.store import METRIC_COLUMNS, PROBE_COLUMNS, RunStore, read_run
-from spectra.train import CheckpointPolicy, TrainingDiverged, train
+from spectra.runs.checkpoints import CheckpointError, load_checkpoint, run_file, save_checkpoint
+from spectra.runs.monitor import SpectralMonitor
+from spectra.runs.store import METRIC_COLUMNS, PROBE_COLUMNS, RunStore, read_run
+from spectra.runs.trainer import CheckpointPolicy, TrainingDiverged, train
 
 
 def _data(n=96, seed=0):
@@ -123,7 +123,7 @@ def test_a_checkpoint_that_does_not_fit_on_disk_leaves_the_old_one(tmp_path, mon
     import io
     import os
 
-    import spectra.checkpoint as C
+    import spectra.runs.checkpoints as C
 
     model, loss_fn, opt, _sched, tr, _te = _setup()
     res = train(model, opt, tr, loss_fn=loss_fn, epochs=1, checkpoint=CheckpointPolicy(tmp_path))

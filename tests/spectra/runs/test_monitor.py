@@ -4,8 +4,8 @@ import torch
 from torch import nn
 
 from spectra import HessianOperator, eigsh
-from spectra.monitor import SpectralMonitor
-from spectra.store import RunStore, read_run
+from spectra.runs.monitor import SpectralMonitor
+from spectra.runs.store import RunStore, read_run
 
 
 def _problem():

@@ -1,5 +1,5 @@
-"""Argument checks shared by the solvers (:func:`~spectra.eigsh`, :func:`~spectra.slq`,
-:func:`~spectra.trace`) and the probe settings: one home for each rule and its message.
+"""Argument checks shared by the solvers (:func:`~spectra.linalg.eigsh`, :func:`~spectra.slq`,
+:func:`~spectra.linalg.trace`) and the probe settings: one home for each rule and its message.
 
 Every message is one line that names the argument, what was expected, and the
 value found.
@@ -12,8 +12,6 @@ import os
 from typing import Any
 
 import torch
-
-from spectra.operators.dense import as_operator
 
 
 def integer(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
@@ -38,15 +36,6 @@ def integer(name: str, value: Any, low: int | None = None, high: int | None = No
             kind = f" (a {type(value).__name__})"
         raise ValueError(f"{name} must be {want}, got {value!r}{kind}")
     return int(value)
-
-
-def operator(op: Any, who: str) -> tuple[Any, int]:
-    """The solvers' preamble: ``op`` with the operator interface, and its size ``P >= 1``."""
-    A = as_operator(op)
-    P = int(A.shape[0])
-    if P == 0:
-        raise ValueError(f"{who}: the operator is 0 x 0 (no parameters); there is no spectrum to compute")
-    return A, P
 
 
 def itemsize(dtype: torch.dtype) -> int:
@@ -84,9 +73,6 @@ def fits_in_memory(what: str, nbytes: int, device: torch.device | str | None, hi
 
 def _gib(nbytes: int) -> str:
     return f"{nbytes / 1024**3:,.1f} GiB"
-
-
-__all__ = ["device_memory", "dtype_name", "fits_in_memory", "integer", "itemsize", "operator"]
 
 
 # --------------------------------------------------------------------------- factory options
@@ -186,3 +172,6 @@ def _describe(hint: Any) -> str:
 
 def _plural(text: str) -> str:
     return {"an integer": "integers", "a number": "numbers", "a string": "strings"}.get(text, text)
+
+
+__all__ = ["device_memory", "dtype_name", "fits_in_memory", "integer", "itemsize", "options"]

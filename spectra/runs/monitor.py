@@ -33,6 +33,7 @@ from torch import nn
 from spectra.operators.base import Batch, LossFn
 from spectra.operators.hessian import HessianOperator
 from spectra.probe import ProbeResult, ProbeSettings, probe
+from spectra.utils.modes import preserved_rng
 
 UNITS = ("epoch", "step")
 
@@ -43,7 +44,7 @@ class SpectralMonitor:
     Args:
         model, loss_fn: the network and its loss, ``loss_fn(model(X), y)``.
         probe_data: fixed ``(X, y)`` or a list of batches; the Hessian averages over it.
-        store: a :class:`spectra.store.RunWriter` to append rows to, or ``None``.
+        store: a :class:`spectra.runs.store.RunWriter` to append rows to, or ``None``.
         every: probe every this-many units.
         unit: ``"epoch"`` or ``"step"``: which counter ``every`` refers to.
         top_k, bottom, tol, density, seed, dtype, eval_mode: the probe's settings,
@@ -128,16 +129,10 @@ class SpectralMonitor:
 
     def probe(self, *, step: int, epoch: float | None = None) -> ProbeResult:
         """Probe now, record the row, and return the result."""
-        rng = torch.get_rng_state()
-        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-        try:
+        with preserved_rng():
             settings = ProbeSettings(**{**self.settings.__dict__, "seed": _probe_seed(self.settings.seed, step)})
             result = probe(self.model, self.loss_fn, self.probe_data, settings,
                            reduction=self.reduction, progress=self.progress)
-        finally:
-            torch.set_rng_state(rng)
-            if cuda_rng is not None:
-                torch.cuda.set_rng_state_all(cuda_rng)
         self.seconds += result.seconds
         self.num_hvps += result.num_hvps
         self.num_probes += 1
@@ -151,7 +146,7 @@ class SpectralMonitor:
 
     @staticmethod
     def row(result: ProbeResult, *, step: int, epoch: float | None) -> dict[str, Any]:
-        """The ``probes`` row of a result (see :mod:`spectra.store`)."""
+        """The ``probes`` row of a result (see :mod:`spectra.runs.store`)."""
         row: dict[str, Any] = {
             "step": int(step),
             "epoch": math.nan if epoch is None else float(epoch),

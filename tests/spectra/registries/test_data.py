@@ -1,4 +1,4 @@
-"""Tests of spectra.data: every reader on small files written in the standard formats."""
+"""Tests of spectra.registries.data: every reader on small files written in the standard formats."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from spectra.data import (
+from spectra.registries.data import (
     DataError,
     DataSpec,
     available_datasets,

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from spectra import HessianOperator, slq
-from spectra.lanczos import lanczos_tridiagonal, random_vectors
+from spectra.linalg.lanczos import lanczos_tridiagonal, random_vectors
 from tests.spectra.cases import CASES
 from tests.spectra.spectra_matrices import SPECTRA, with_spectrum
 

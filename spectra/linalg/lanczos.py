@@ -9,7 +9,7 @@ Two drivers share the pieces below (random starts, the orthogonalization):
   pairs, and restarts by keeping the wanted Ritz vectors plus the residual
   block (Wu & Simon's thick restart, in the Krylov-Schur form). It keeps the
   products ``A Q`` beside the basis ``Q``, so the residual ``||A x - theta x||``
-  of any Ritz pair is exact and free (no extra product). :func:`spectra.eigsh`
+  of any Ritz pair is exact and free (no extra product). :func:`spectra.linalg.eigsh`
   drives it.
 
 Every new vector is orthogonalized against the whole basis, a second time when
@@ -36,7 +36,7 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 from torch import Tensor
 
-from spectra._tensors import standard_strides
+from spectra.utils.tensors import standard_strides
 
 MatMat = Callable[[Tensor], Tensor]
 

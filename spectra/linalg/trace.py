@@ -21,8 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from spectra import _checks
-from spectra.lanczos import random_vectors
+from spectra.linalg.dense import checked_operator
+from spectra.linalg.lanczos import random_vectors
+from spectra.utils import checks as _checks
 
 METHODS = ("hutch++", "hutchinson")
 
@@ -69,7 +70,7 @@ def trace(
         ValueError: a bad ``method``, ``num_matvecs`` or ``chunk_size`` (integers,
             not bools), a 0 x 0 operator, or random vectors larger than the device's memory.
     """
-    A, P = _checks.operator(op, "trace")
+    A, P = checked_operator(op, "trace")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     num_matvecs = _checks.integer("num_matvecs", num_matvecs, 4 if method == "hutch++" else 2)

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from spectra import _checks
-from spectra.lanczos import lanczos_tridiagonal, random_vectors
+from spectra.linalg.dense import checked_operator
+from spectra.linalg.lanczos import lanczos_tridiagonal, random_vectors
+from spectra.utils import checks as _checks
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def slq(
         ValueError: ``num_probes`` or ``num_steps`` not a positive integer (bools are
             refused), a 0 x 0 operator, or a basis larger than the device's memory.
     """
-    A, P = _checks.operator(op, "slq")
+    A, P = checked_operator(op, "slq")
     num_probes = _checks.integer("num_probes", num_probes, 1)
     num_steps = _checks.integer("num_steps", num_steps, 1)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64

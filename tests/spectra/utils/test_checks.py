@@ -1,4 +1,4 @@
-"""spectra._checks.options: registry options checked against the factory's annotations."""
+"""spectra.utils.checks.options: registry options checked against the factory's annotations."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal
 import pytest
 import torch
 
-from spectra._checks import options
+from spectra.utils.checks import options
 
 
 def factory(*, n: int = 1, x: float = 0.5, flag: bool = False, name: str = "a",

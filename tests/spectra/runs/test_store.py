@@ -1,4 +1,4 @@
-"""Tests of spectra.store: format, round trips, errors, locking, and SIGKILL safety."""
+"""Tests of spectra.runs.store: format, round trips, errors, locking, and SIGKILL safety."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import h5py
 import numpy as np
 import pytest
 
-from spectra import store
-from spectra.store import (
+from spectra.runs import store
+from spectra.runs.store import (
     FORMAT,
     FORMAT_VERSION,
     METRIC_COLUMNS,
@@ -32,7 +32,7 @@ from spectra.store import (
 
 PKG_DIR = str(Path(store.__file__).resolve().parent)
 
-# Child processes import spectra.store without running spectra/__init__.py (which
+# Child processes import spectra.runs.store without running spectra/__init__.py (which
 # may pull in torch and the rest of the package): a bare package module is put in
 # sys.modules first, so a child starts in a fraction of a second.
 _CHILD_PRELUDE = f"""
@@ -73,7 +73,7 @@ K, NV, M = _rows_ns["K"], _rows_ns["NV"], _rows_ns["M"]
 
 _WRITER = _CHILD_PRELUDE + _ROWS + """
 import random
-from spectra.store import RunStore
+from spectra.runs.store import RunStore
 path, seed = sys.argv[1], int(sys.argv[2])
 rng = random.Random(seed)
 print("ready", flush=True)
@@ -350,7 +350,7 @@ def test_second_writer_in_another_process_gets_a_clear_error(tmp_path: Path) -> 
         st.create_run("r").append_metrics(step=0)
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD_PRELUDE + textwrap.dedent("""
-            from spectra.store import RunStore
+            from spectra.runs.store import RunStore
             st = RunStore(sys.argv[1])
             st.open_run("r").append_metrics(step=1)
             print("ready", flush=True)
@@ -428,8 +428,8 @@ def test_sigkill_at_random_moments_loses_no_committed_row(tmp_path: Path) -> Non
 
 _STRUCTURAL_KILLER = _CHILD_PRELUDE + _ROWS + """
 import os, signal
-import spectra.store as S
-from spectra.store import RunStore
+import spectra.runs.store as S
+from spectra.runs.store import RunStore
 path, mode, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 S._MAX_CHUNK_ROWS = 4  # grow often
 state = {"armed": False, "writes": 0, "old": 0, "columns": 0}

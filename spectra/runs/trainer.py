@@ -2,8 +2,8 @@
 
 :func:`train` takes an optimizer *instance* (never a name: names belong to the
 ``optim`` registry and the CLI), the data as tensors, and optional schedulers,
-a :class:`~spectra.monitor.SpectralMonitor`, a run writer of
-:mod:`spectra.store` and a :class:`CheckpointPolicy`. Every epoch it appends
+a :class:`~spectra.runs.monitor.SpectralMonitor`, a run writer of
+:mod:`spectra.runs.store` and a :class:`CheckpointPolicy`. Every epoch it appends
 one metrics row (train loss and accuracy averaged over the epoch's batches,
 test loss and accuracy, the optimizer's current lr, momentum and weight decay,
 training seconds without probe time) and lets the monitor probe.
@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spectra.checkpoint import check_resume, load_checkpoint, run_record, save_checkpoint
-from spectra.operators.base import eval_mode
+from spectra.runs.checkpoints import check_resume, load_checkpoint, run_record, save_checkpoint
+from spectra.utils.modes import eval_mode
 
 
 class TrainingDiverged(FloatingPointError):
@@ -143,7 +143,7 @@ def train(
         step_schedulers / epoch_schedulers: objects with ``step()``,
             ``state_dict()`` and ``load_state_dict()`` (lr schedulers, a
             ``PNormScheduler``), stepped after each optimizer step / epoch.
-        monitor: a :class:`~spectra.monitor.SpectralMonitor`, called after each
+        monitor: a :class:`~spectra.runs.monitor.SpectralMonitor`, called after each
             epoch (and at epoch 0 before training, when its schedule says so); a
             monitor with ``unit="step"`` is also called after every optimizer step.
         store: a run writer (``append_metrics``, ``add_checkpoint``) or ``None``.
@@ -156,7 +156,7 @@ def train(
         seed: seed of the shuffling generator (fresh runs).
         resume: a checkpoint (path or loaded dict) to continue from. It must
             belong to ``store``'s run and history
-            (:func:`spectra.checkpoint.check_resume`, checked before anything is
+            (:func:`spectra.runs.checkpoints.check_resume`, checked before anything is
             written). Rows that ``store`` (and the monitor's store) hold past the
             checkpoint's step, left by the run that was stopped, are then dropped
             (``rewind``): training writes its own rows for those steps again.

@@ -414,7 +414,7 @@ class _JournaledFile:
             raise StoreLockedError(
                 f"{path} is locked: another process (or another open handle in this one) "
                 "has it open with a lock, as HDF5 takes. "
-                "Only one writer at a time; read it with spectra.store.read_run(), which "
+                "Only one writer at a time; read it with spectra.runs.store.read_run(), which "
                 "takes no lock, or wait for the writer to close"
             ) from None
         except OSError as exc:  # no flock on this file system: best effort
@@ -867,7 +867,7 @@ class RunWriter:
 
         For a resume: training from a checkpoint at ``step`` writes its own rows
         for every later step, so rows a stopped run left past that point would
-        describe the same steps twice (:func:`spectra.train.train` calls this
+        describe the same steps twice (:func:`spectra.runs.trainer.train` calls this
         when it resumes). Each table drops the rows from the first one whose
         ``step`` exceeds ``step``; the drop is committed like an append (one
         attribute write per table, crash-safe). Checkpoint records are kept:
@@ -1457,7 +1457,7 @@ def _has_hdf5_signature(path: Path) -> bool:
 def _not_hdf5_message(path: Path) -> str:
     return (
         f"{path} is not an HDF5 file (no HDF5 signature); expected a spectra-run file "
-        f"(format={FORMAT!r}, format_version={FORMAT_VERSION}) written by spectra.store.RunStore"
+        f"(format={FORMAT!r}, format_version={FORMAT_VERSION}) written by spectra.runs.store.RunStore"
     )
 
 

@@ -48,7 +48,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spectra._checks import options
+from spectra.utils.checks import options
 
 __all__ = ["ACTIVATIONS", "ModelSpec", "UntrustedModelError", "available_models", "build_model"]
 

@@ -1,7 +1,7 @@
 """Extreme eigenpairs of a symmetric operator: :func:`eigsh`.
 
 Thick-restart Lanczos with full reorthogonalization (see
-:mod:`spectra.lanczos`), in the spirit of ``scipy.sparse.linalg.eigsh`` but on
+:mod:`spectra.linalg.lanczos`), in the spirit of ``scipy.sparse.linalg.eigsh`` but on
 torch tensors, with batched products, an explicit random generator, and
 residuals that are exact rather than estimated.
 """
@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spectra import _checks
-from spectra.lanczos import WHICH, ThickRestartLanczos, random_vectors, select
+from spectra.linalg.dense import checked_operator
+from spectra.linalg.lanczos import WHICH, ThickRestartLanczos, random_vectors, select
+from spectra.utils import checks as _checks
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def eigsh(
         >>> bool(res.converged.all())
         True
     """
-    A, P = _checks.operator(op, "eigsh")
+    A, P = checked_operator(op, "eigsh")
     if which not in WHICH:
         raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
     k = _checks.integer("k", k, 1, P)
@@ -265,7 +266,7 @@ def power_iteration(
     ``|lambda_{i+1} / lambda_i|`` and stops on a relative change of the
     eigenvalue below ``tol`` (which does not bound the error). Use :func:`eigsh`.
     """
-    A, P = _checks.operator(op, "power_iteration")
+    A, P = checked_operator(op, "power_iteration")
     k = _checks.integer("k", k, 1, P)
     max_matvecs = _checks.integer("max_matvecs", max_matvecs, 1)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64

@@ -24,7 +24,7 @@ Loading anything else (a pickle that needs code execution, a bare
 ``state_dict``, a file of another format) is refused with :class:`CheckpointError`.
 Loading never imports or calls anything a checkpoint names: a model spec that
 names a ``package.module:factory`` comes back untrusted
-(:class:`spectra.models.ModelSpec`).
+(:class:`spectra.registries.models.ModelSpec`).
 
 Resume identity. A checkpoint continues its own run only: :func:`check_resume`
 refuses a run whose id differs (another run, or the run replaced by
@@ -128,7 +128,7 @@ def run_record(writer: Any, checkpoint_dir: str | os.PathLike[str],
     """The ``run`` entry of a checkpoint written beside ``writer``'s run.
 
     Args:
-        writer: a :class:`spectra.store.RunWriter` (anything with ``run_id``,
+        writer: a :class:`spectra.runs.store.RunWriter` (anything with ``run_id``,
             ``name`` and ``path``); other writers give None.
         checkpoint_dir: the folder the checkpoint is written to.
         row: the metrics row the run got just before the checkpoint.
@@ -160,7 +160,7 @@ def check_resume(ckpt: Mapping[str, Any], run: Any, *, where: str = "the checkpo
 
     Args:
         ckpt: a loaded checkpoint.
-        run: the target run: a :class:`spectra.store.RunData` (``name``, ``path``,
+        run: the target run: a :class:`spectra.runs.store.RunData` (``name``, ``path``,
             ``run_id``, ``config``, ``metrics``).
         where: how to name the checkpoint in messages (its path).
 

@@ -1,6 +1,6 @@
 import torch
 
-from spectra._tensors import standard_strides
+from spectra.utils.tensors import standard_strides
 
 
 def test_transposed_column_gets_standard_strides_without_a_copy():

@@ -1,0 +1,27 @@
+"""Algorithms on any symmetric ``(P, P)`` operator: Lanczos with full
+reorthogonalization (:mod:`~spectra.linalg.lanczos`), the eigensolver
+(:mod:`~spectra.linalg.eigsh`), stochastic Lanczos quadrature and spectral
+densities (:mod:`~spectra.linalg.density`), trace estimators
+(:mod:`~spectra.linalg.trace`), and dense matrices as operators
+(:mod:`~spectra.linalg.dense`).
+
+Nothing here knows about models, losses or files: an operator is anything with
+``shape``, ``dtype``, ``device`` and ``matmat``.
+"""
+
+from spectra.linalg.dense import DenseOperator, as_operator
+from spectra.linalg.density import SpectralMeasure, slq
+from spectra.linalg.eigsh import EigenResult, eigsh, power_iteration
+from spectra.linalg.trace import TraceEstimate, trace
+
+__all__ = [
+    "DenseOperator",
+    "EigenResult",
+    "SpectralMeasure",
+    "TraceEstimate",
+    "as_operator",
+    "eigsh",
+    "power_iteration",
+    "slq",
+    "trace",
+]
