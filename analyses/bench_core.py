@@ -346,7 +346,7 @@ class SpectraAdapter(Adapter):
                              for t in (1e-3, 1e-4, 1e-5, 1e-6)]}
 
     def density(self):
-        m = self.sp.slq(self.op, num_probes=SLQ_NV, num_steps=SLQ_M,
+        m = self.sp.slq(self.op, num_vectors=SLQ_NV, num_steps=SLQ_M,
                         generator=torch.Generator().manual_seed(0))
         self._sync()
         return np.asarray(m.nodes, dtype=np.float64), self.density_how

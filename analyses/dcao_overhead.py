@@ -96,7 +96,7 @@ def run(setting: dict, *, epochs: int, seed: int) -> dict:
     probe_s = sum(r["seconds"] for r in opt.history)
     return {"train_s": train_s - probe_s, "probe_s": probe_s, "probes": len(opt.history),
             "steady_s": sum(r["seconds"] for r in opt.history[1:]),
-            "hvps": sum(r["hvps"] for r in opt.history), "acc": acc}
+            "hvps": sum(r["num_matvecs"] for r in opt.history), "acc": acc}
 
 
 def accuracy_run(setting: dict, *, epochs: int, seeds: range) -> dict:

@@ -107,7 +107,7 @@ def probe_options(fn: Callable) -> Callable:
                      type=click.IntRange(min=0), help="Hutch++ trace budget (0: no trace)."),
         click.option("--density/--no-density", default=True, show_default=True,
                      help="Record the SLQ spectral density (needed by `spectra plot evolution`)."),
-        click.option("--density-probes", default=4, show_default=True,
+        click.option("--density-vectors", default=4, show_default=True,
                      type=click.IntRange(min=1), help="SLQ random vectors per probe."),
         click.option("--density-steps", default=80, show_default=True,
                      type=click.IntRange(min=1),
@@ -134,7 +134,7 @@ class ProbePlan:
 
     @classmethod
     def from_options(cls, kw: dict[str, Any]) -> ProbePlan:
-        density = (kw["density_probes"], kw["density_steps"]) if kw["density"] else None
+        density = (kw["density_vectors"], kw["density_steps"]) if kw["density"] else None
         if kw["trace_matvecs"] and kw["trace_matvecs"] < 4:
             raise CLIError(f"--trace-matvecs must be 0 or at least 4, got {kw['trace_matvecs']}")
         return cls(every=kw["probe_every"], unit=kw["probe_unit"], samples=kw["probe_samples"],
@@ -475,9 +475,9 @@ def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed
     if monitor is not None and isinstance(resume, dict) and resume.get("monitor"):
         before = resume["monitor"]  # report this call's probes, not the run's total
         report.num_probes = monitor.num_probes - int(before["num_probes"])
-        report.num_hvps = monitor.num_hvps - int(before["num_hvps"])
+        report.num_matvecs = monitor.num_matvecs - int(before["num_matvecs"])
     elif monitor is not None:
-        report.num_probes, report.num_hvps = monitor.num_probes, monitor.num_hvps
+        report.num_probes, report.num_matvecs = monitor.num_probes, monitor.num_matvecs
     return RunOutcome(prep.name, result, monitor, report)
 
 
@@ -507,7 +507,7 @@ class EpochReport:
         self.last_probe: dict[str, Any] | None = None
         self._pending: dict[str, Any] | None = None
         self.num_probes = 0
-        self.num_hvps = 0
+        self.num_matvecs = 0
 
     # -- the writer interface the trainer and the monitor use
     def append_metrics(self, row=None, /, **values):

@@ -77,7 +77,7 @@ def sparkline(values: np.ndarray) -> str:
 @click.option("--trace-matvecs", default=60, show_default=True, type=click.IntRange(min=0),
               help="Hutch++ budget (0: no trace).")
 @click.option("--density/--no-density", default=False, show_default=True, help="SLQ spectral density.")
-@click.option("--density-probes", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--density-vectors", default=4, show_default=True, type=click.IntRange(min=1))
 @click.option("--density-steps", default=80, show_default=True, type=click.IntRange(min=1),
               help="Lanczos steps per SLQ vector (at most the model's number of parameters; the "
                    "default is lowered to it for a tiny model).")
@@ -90,7 +90,7 @@ def sparkline(values: np.ndarray) -> str:
 @click.pass_context
 @handle_errors
 def probe(ctx, checkpoint, model_name, model_arg, data_name, data_arg, data_dir, fit_steps, seed,
-          n_samples, top_k, bottom, tol, trace_matvecs, density, density_probes, density_steps,
+          n_samples, top_k, bottom, tol, trace_matvecs, density, density_vectors, density_steps,
           use_float64, append_to, run_name, as_json):
     """Probe the Hessian spectrum of a model on a data set.
 
@@ -141,8 +141,8 @@ def probe(ctx, checkpoint, model_name, model_arg, data_name, data_arg, data_dir,
             trace_matvecs = trace_matvecs if given("trace_matvecs") else plan.trace_matvecs
             if not given("density") and plan.density is not None:
                 density = True
-            if not given("density_probes") and plan.density is not None:
-                density_probes = plan.density[0]
+            if not given("density_vectors") and plan.density is not None:
+                density_vectors = plan.density[0]
             if not given("density_steps") and plan.density is not None:
                 density_steps = plan.density[1]
             n_samples = n_samples or plan.samples
@@ -169,7 +169,7 @@ def probe(ctx, checkpoint, model_name, model_arg, data_name, data_arg, data_dir,
     X, y = ds.train_x[:n_samples], ds.train_y[:n_samples]
 
     # settings the model rules out fail here, before any fitting, probing or appending
-    top_k, dens = fit_probe_size(model, top_k, (density_probes, density_steps) if density else None,
+    top_k, dens = fit_probe_size(model, top_k, (density_vectors, density_steps) if density else None,
                                  {n for n in ("top_k", "density_steps") if given(n)})
     mon = SpectralMonitor(
         model, loss_fn, (X, y), None, top_k=top_k, bottom=bottom, tol=tol, trace=trace_matvecs,
@@ -256,7 +256,7 @@ def _check_append(path: str, run: str, top_k: int, density) -> None:
     if density is not None and p.ritz_nodes is not None and (
             density[0] > p.ritz_nodes.shape[1] or density[1] > p.ritz_nodes.shape[2]):
         raise CLIError(f"run {run!r} of {path} stores densities of {tuple(p.ritz_nodes.shape[1:])} "
-                       f"(probes, steps); --density-probes/--density-steps {tuple(density)} do not fit")
+                       f"(probes, steps); --density-vectors/--density-steps {tuple(density)} do not fit")
 
 
 def _print_result(res, top_k, bottom, trace_matvecs, tol) -> None:
@@ -277,12 +277,12 @@ def _print_result(res, top_k, bottom, trace_matvecs, tol) -> None:
         # "negative" beyond the probe's accuracy: tiny negative Ritz values of the bulk
         # around 0 are within tol * lambda_max of zero and are not counted
         cut = -tol * max(abs(lo), abs(hi))
-        neg = float(np.sum(m.weights * (m.nodes < cut)) / m.num_probes)
+        neg = float(np.sum(m.weights * (m.nodes < cut)) / m.num_vectors)
         click.echo(f"density: support [{fmt(lo, 0)}, {fmt(hi, 0)}], mass below {fmt(cut, 0)}: {neg:.1%}, "
-                   f"n_v={m.num_probes}, m={m.num_steps}")
+                   f"n_v={m.num_vectors}, m={m.num_steps}")
         click.echo(f"  {fmt(lo, 0)} {sparkline(dens)} {fmt(hi, 0)}  (log density)")
     status = "converged" if res.converged else f"NOT converged to tol={tol:g}"
-    click.echo(f"{res.num_hvps} Hessian-vector products, {res.seconds:.2f} s, {status}")
+    click.echo(f"{res.num_matvecs} Hessian-vector products, {res.seconds:.2f} s, {status}")
 
 
 def _loss(model, loss_fn, X, y) -> float:

@@ -32,7 +32,7 @@ from cli._training import (
 _FROM_CHECKPOINT = ("model_name", "model_arg", "data_name", "data_arg", "data_dir", "seed",
                     "loss_name", "optimizer", "opt_arg", "batch_size", "log_every",
                     "probe_every", "probe_unit", "probe_samples", "top_k", "bottom", "tol",
-                    "trace_matvecs", "density", "density_probes", "density_steps",
+                    "trace_matvecs", "density", "density_vectors", "density_steps",
                     "checkpoint_dir", "checkpoint_every", "overwrite")
 
 
@@ -247,7 +247,7 @@ def summary(outcome, prep: PreparedRun, out: Path) -> dict:
         "train_seconds": res.train_seconds,
         "probe_seconds": res.probe_seconds,
         "num_probes": rep.num_probes,
-        "num_hvps": rep.num_hvps,
+        "num_matvecs": rep.num_matvecs,
         "final": {k: float(last[k]) for k in ("epoch", "train_loss", "train_acc", "test_loss",
                                                "test_acc", "lr") if k in last},
         "last_probe": None if probe is None else {
@@ -271,7 +271,7 @@ def _finish(outcome, prep: PreparedRun, out: Path, as_json: bool) -> None:
     click.echo(
         f"done: {s['epochs']} epochs ({s['steps']} steps) in {s['train_seconds']:.1f} s of "
         f"training + {s['probe_seconds']:.1f} s of probes ({s['num_probes']} probes, "
-        f"{s['num_hvps']} Hessian-vector products)")
+        f"{s['num_matvecs']} Hessian-vector products)")
     click.echo(f"run file:    {out}  (run {prep.name!r})")
     if s["checkpoints"]:
         click.echo(f"checkpoints: {prep.checkpoint_dir}/ (last: {Path(s['checkpoints'][-1]).name})")

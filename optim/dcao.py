@@ -228,7 +228,7 @@ class DCAO(SpectraOptimizer):
         start = time.perf_counter()
         record: dict[str, Any] = {"step": self.num_steps, "lambda1": math.nan, "lambda2": math.nan,
                                   "gap": math.nan, "residual1": math.nan, "residual2": math.nan,
-                                  "hvps": 0, "ok": False, "reason": ""}
+                                  "num_matvecs": 0, "ok": False, "reason": ""}
         rho = gap = None
         try:
             # eval mode once for the whole probe (not once per product), if asked; the
@@ -246,7 +246,7 @@ class DCAO(SpectraOptimizer):
             l1, l2 = (float(x) for x in res.eigenvalues)
             r1, r2 = (float(x) for x in res.residuals)
             record.update(lambda1=l1, lambda2=l2, gap=l1 - l2, residual1=r1, residual2=r2,
-                          hvps=res.num_matvecs)
+                          num_matvecs=res.num_matvecs)
             if not (math.isfinite(l1) and math.isfinite(l2)):
                 record["reason"] = "non-finite eigenvalue"
             elif l1 <= 0:

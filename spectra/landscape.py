@@ -57,7 +57,7 @@ class Landscape:
         center_loss: the loss at ``theta`` (``a = b = 0``).
         kind: ``"top"`` or ``"random"`` (how the directions were chosen).
         eigenvalues: ``(dims,)`` Hessian eigenvalues of the top directions, ``None`` for random.
-        num_hvps: Hessian-vector products spent finding the directions.
+        num_matvecs: Hessian-vector products spent finding the directions.
         seconds: wall time of the whole computation.
         reduction: ``"mean"`` or ``"sum"``: the loss over several batches is
             ``sum_b (n_b / N) L_b`` or ``sum_b L_b``.
@@ -69,7 +69,7 @@ class Landscape:
     center_loss: float
     kind: str
     eigenvalues: np.ndarray | None
-    num_hvps: int
+    num_matvecs: int
     seconds: float
     reduction: str | None = None
 
@@ -89,7 +89,7 @@ class Landscape:
             "losses": np.array(losses, dtype=object).reshape(self.losses.shape).tolist(),
             "center_loss": self.center_loss,
             "eigenvalues": None if self.eigenvalues is None else self.eigenvalues.tolist(),
-            "num_matvecs": self.num_hvps,
+            "num_matvecs": self.num_matvecs,
             "seconds": self.seconds,
             "reduction": self.reduction,
         }
@@ -245,5 +245,5 @@ def loss_landscape(
                                 for a in grid] for b in grid])
             betas = grid.copy()
     return Landscape(alphas=grid, betas=betas, losses=losses, center_loss=center, kind=kind,
-                     eigenvalues=eigenvalues, num_hvps=hvps, seconds=time.perf_counter() - start,
+                     eigenvalues=eigenvalues, num_matvecs=hvps, seconds=time.perf_counter() - start,
                      reduction=red)

@@ -39,7 +39,7 @@ class ProbeSettings:
         bottom: also the smallest (most negative) eigenvalue.
         tol: relative residual tolerance of the eigenvalues.
         trace_matvecs: Hutch++ budget (0 for no trace).
-        density: ``(num_probes, num_steps)`` of SLQ, or ``None`` for no density.
+        density: ``(num_vectors, num_steps)`` of SLQ, or ``None`` for no density.
         seed: seed of the probe's own random generator.
         dtype: compute dtype name (``"float32"`` or ``"float64"``), ``None`` for the model's.
         eval_mode: evaluate the model in eval mode during the probe.
@@ -66,9 +66,9 @@ class ProbeSettings:
         object.__setattr__(self, "trace_matvecs", tm)
         if self.density is not None:
             if not (isinstance(self.density, (tuple, list)) and len(self.density) == 2):
-                raise ValueError(f"density must be None or a pair (num_probes, num_steps), "
+                raise ValueError(f"density must be None or a pair (num_vectors, num_steps), "
                                  f"got {self.density!r}")
-            n_v = _checks.integer("density num_probes", self.density[0], 1)
+            n_v = _checks.integer("density num_vectors", self.density[0], 1)
             m = _checks.integer("density num_steps", self.density[1], 1)
             object.__setattr__(self, "density", (n_v, m))
         if self.dtype not in (None, "float32", "float64"):
@@ -80,7 +80,7 @@ class ProbeSettings:
         by :class:`~spectra.SpectralMonitor` when it is built, before any probe.
 
         Rules: ``top_k <= P`` (a ``P x P`` Hessian has ``P`` eigenvalues); the
-        Lanczos bases of the eigensolver, of SLQ (``num_probes * min(num_steps, P)``
+        Lanczos bases of the eigensolver, of SLQ (``num_vectors * min(num_steps, P)``
         vectors) and the trace's random vectors each fit in the device's memory.
         ``num_steps > P`` is capped at ``P`` with a warning: after ``P`` steps the
         nodes are the exact eigenvalues, more steps cannot give more.
@@ -132,7 +132,7 @@ class ProbeResult:
             to ``tol * lambda_1`` when the top eigenvalues were probed too.
         trace, trace_stderr: Hutch++ estimate and standard error (NaN if not asked).
         measure: the SLQ measure (``None`` if not asked).
-        num_hvps: Hessian-vector products spent.
+        num_matvecs: Hessian-vector products spent.
         seconds: wall time of the probe.
         converged: whether every eigenpair met ``tol``.
         reduction: ``"mean"`` or ``"sum"``, how the loss reduces a batch, i.e. how the
@@ -145,7 +145,7 @@ class ProbeResult:
     trace: float
     trace_stderr: float
     measure: SpectralMeasure | None
-    num_hvps: int
+    num_matvecs: int
     seconds: float
     converged: bool
     top_eigenvectors: torch.Tensor | None = field(default=None, repr=False, compare=False)
@@ -163,7 +163,7 @@ class ProbeResult:
             "bottom_eigenvalue": num(self.bottom_eigenvalue),
             "trace": num(self.trace),
             "trace_stderr": num(self.trace_stderr),
-            "num_matvecs": int(self.num_hvps),
+            "num_matvecs": int(self.num_matvecs),
             "seconds": float(self.seconds),
             "converged": bool(self.converged),
             "reduction": self.reduction,
@@ -233,7 +233,7 @@ def probe(
         tr, tr_se = t.value, t.stderr
     measure = None
     if s.density is not None:
-        measure = slq(op, num_probes=s.density[0], num_steps=s.density[1], generator=gen,
+        measure = slq(op, num_vectors=s.density[0], num_steps=s.density[1], generator=gen,
                       progress=progress)
     if measure is not None and math.isfinite(bottom):
         # every Ritz value bounds lambda_min from above (Cauchy interlacing): keep the lowest
@@ -246,7 +246,7 @@ def probe(
         trace=tr,
         trace_stderr=tr_se,
         measure=measure,
-        num_hvps=op.num_matvecs,
+        num_matvecs=op.num_matvecs,
         seconds=time.perf_counter() - start,
         converged=converged,
         top_eigenvectors=vecs,

@@ -47,7 +47,7 @@ class SpectralMeasure:
     dim: int
 
     @property
-    def num_probes(self) -> int:
+    def num_vectors(self) -> int:
         return int(self.nodes.shape[0])
 
     @property
@@ -94,12 +94,12 @@ class SpectralMeasure:
         t = self.grid(sigma=s) if grid is None else np.asarray(grid, dtype=np.float64)
         z = (t[:, None, None] - self.nodes[None]) / s
         kern = np.exp(-0.5 * z**2) / (s * np.sqrt(2 * np.pi))
-        return np.einsum("gvm,vm->g", kern, self.weights) / self.num_probes
+        return np.einsum("gvm,vm->g", kern, self.weights) / self.num_vectors
 
 
 def slq(
     op: Any,
-    num_probes: int = 4,
+    num_vectors: int = 4,
     num_steps: int = 80,
     *,
     generator: torch.Generator | None = None,
@@ -108,13 +108,13 @@ def slq(
 ) -> SpectralMeasure:
     """Stochastic Lanczos quadrature of a symmetric operator's spectral density.
 
-    All ``num_probes`` Lanczos runs advance together: each step is one
-    ``matmat`` of ``num_probes`` vectors. Each run is fully reorthogonalized
-    (memory: ``num_probes * min(num_steps, P)`` vectors of length ``P``).
+    All ``num_vectors`` Lanczos runs advance together: each step is one
+    ``matmat`` of ``num_vectors`` vectors. Each run is fully reorthogonalized
+    (memory: ``num_vectors * min(num_steps, P)`` vectors of length ``P``).
 
     Args:
         op: a curvature operator, dense symmetric matrix, or operator-like object.
-        num_probes: ``n_v``, independent random vectors (4-10 is typical).
+        num_vectors: ``n_v``, independent random vectors (4-10 is typical).
         num_steps: ``m``, Lanczos steps per vector (80-128 is typical); capped at ``P``
             (after ``P`` steps the Krylov space is the whole space and the nodes are
             the exact eigenvalues: more steps cannot give more nodes).
@@ -123,20 +123,20 @@ def slq(
         progress: show a progress bar over the Lanczos steps.
 
     Returns:
-        :class:`SpectralMeasure` with ``num_probes * min(num_steps, P)`` nodes and weights.
+        :class:`SpectralMeasure` with ``num_vectors * min(num_steps, P)`` nodes and weights.
 
     Raises:
-        ValueError: ``num_probes`` or ``num_steps`` not a positive integer (bools are
+        ValueError: ``num_vectors`` or ``num_steps`` not a positive integer (bools are
             refused), a 0 x 0 operator, or a basis larger than the device's memory.
     """
     A, P = checked_operator(op, "slq")
-    num_probes = _checks.integer("num_probes", num_probes, 1)
+    num_vectors = _checks.integer("num_vectors", num_vectors, 1)
     num_steps = _checks.integer("num_steps", num_steps, 1)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
     m = min(num_steps, P)
-    check_memory(P, num_probes, num_steps, dtype, A.device)
+    check_memory(P, num_vectors, num_steps, dtype, A.device)
     V0 = random_vectors(
-        P, num_probes, generator=generator, dtype=dtype, device=A.device, distribution=distribution
+        P, num_vectors, generator=generator, dtype=dtype, device=A.device, distribution=distribution
     )
     counter = {"n": 0}
     bar = None
@@ -158,9 +158,9 @@ def slq(
         if bar is not None:
             bar.close()
     m = tri.alpha.shape[1]
-    nodes = np.zeros((num_probes, m))
-    weights = np.zeros((num_probes, m))
-    for i in range(num_probes):
+    nodes = np.zeros((num_vectors, m))
+    weights = np.zeros((num_vectors, m))
+    for i in range(num_vectors):
         evals, evecs = tri.eigh(i)
         L = len(evals)
         nodes[i, :L] = evals
@@ -170,14 +170,14 @@ def slq(
     return SpectralMeasure(nodes=nodes, weights=weights, num_matvecs=counter["n"], dim=P)
 
 
-def check_memory(P: int, num_probes: int, num_steps: int, dtype: torch.dtype, device: Any) -> None:
-    """``ValueError`` when the bases of :func:`slq` (``num_probes * min(num_steps, P)``
+def check_memory(P: int, num_vectors: int, num_steps: int, dtype: torch.dtype, device: Any) -> None:
+    """``ValueError`` when the bases of :func:`slq` (``num_vectors * min(num_steps, P)``
     vectors of ``P`` entries) exceed the memory of ``device``."""
     m = min(num_steps, P)
     _checks.fits_in_memory(
-        f"slq with num_probes={num_probes}, num_steps={num_steps} (a Lanczos basis of "
-        f"{num_probes} x {m} vectors of P={P:,} {_checks.dtype_name(dtype)} entries)",
-        num_probes * m * P * _checks.itemsize(dtype), device, "lower num_probes or num_steps",
+        f"slq with num_vectors={num_vectors}, num_steps={num_steps} (a Lanczos basis of "
+        f"{num_vectors} x {m} vectors of P={P:,} {_checks.dtype_name(dtype)} entries)",
+        num_vectors * m * P * _checks.itemsize(dtype), device, "lower num_vectors or num_steps",
     )
 
 

@@ -13,7 +13,7 @@ eigenvalues, the smallest eigenvalue, a Hutch++ trace and raw SLQ nodes and
 weights, appended as one row of the run's ``probes`` table. The monitor
 restores the model's modes, buffers and the global RNG, times itself and
 counts its Hessian-vector products, so training time and probe time are
-reported apart (:attr:`seconds`, :attr:`num_hvps`).
+reported apart (:attr:`seconds`, :attr:`num_matvecs`).
 
 Each probe draws its random vectors from a generator seeded by ``(seed,
 step)``, not from a stream carried across probes: a resumed run repeats the
@@ -107,7 +107,7 @@ class SpectralMonitor:
         self.on_probe = on_probe
         self.progress = progress
         self.seconds = 0.0
-        self.num_hvps = 0
+        self.num_matvecs = 0
         self.num_probes = 0
         self.last: ProbeResult | None = None
         self._last_key: int | None = None
@@ -134,7 +134,7 @@ class SpectralMonitor:
             result = probe(self.model, self.loss_fn, self.probe_data, settings,
                            reduction=self.reduction, progress=self.progress)
         self.seconds += result.seconds
-        self.num_hvps += result.num_hvps
+        self.num_matvecs += result.num_matvecs
         self.num_probes += 1
         self.last = result
         self._last_key = self._key(step, epoch)
@@ -153,7 +153,7 @@ class SpectralMonitor:
             "bottom_eigenvalue": result.bottom_eigenvalue,
             "trace": result.trace,
             "trace_stderr": result.trace_stderr,
-            "num_hvps": float(result.num_hvps),
+            "num_matvecs": float(result.num_matvecs),
             "seconds": float(result.seconds),
             "converged": float(result.converged),
         }
@@ -165,12 +165,12 @@ class SpectralMonitor:
         return row
 
     def state_dict(self) -> dict[str, Any]:
-        return {"seconds": self.seconds, "num_hvps": self.num_hvps, "num_probes": self.num_probes,
+        return {"seconds": self.seconds, "num_matvecs": self.num_matvecs, "num_probes": self.num_probes,
                 "last_key": self._last_key}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.seconds = float(state["seconds"])
-        self.num_hvps = int(state["num_hvps"])
+        self.num_matvecs = int(state["num_matvecs"])
         self.num_probes = int(state["num_probes"])
         self._last_key = state["last_key"]
 

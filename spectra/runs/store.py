@@ -10,7 +10,7 @@ data and seed)::
                           lr, momentum, weight_decay, seconds (n,) float64; any extra column
     /<run>/probes/      one row per probe; attr n_rows
                           step (n,) int64; epoch, bottom_eigenvalue, trace, trace_stderr,
-                          num_hvps, seconds (n,) float64; top_eigenvalues (n, k);
+                          num_matvecs, seconds (n,) float64; top_eigenvalues (n, k);
                           ritz_nodes, ritz_weights (n, n_v, m); any extra column
     /<run>/checkpoints  (n,) UTF-8 strings: ``.pt`` paths relative to the HDF5 file's
                           directory; attr n_rows
@@ -149,7 +149,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
 )
 PROBE_COLUMNS: tuple[str, ...] = (
     "step", "epoch", "top_eigenvalues", "bottom_eigenvalue", "trace", "trace_stderr",
-    "ritz_nodes", "ritz_weights", "num_hvps", "seconds",
+    "ritz_nodes", "ritz_weights", "num_matvecs", "seconds",
 )
 # Number of dimensions of one row of each standard probe column (0: scalar).
 _PROBE_ROW_NDIM = {name: 0 for name in PROBE_COLUMNS} | {
@@ -843,7 +843,7 @@ class RunWriter:
                 is required. Standard columns: ``epoch``; ``top_eigenvalues`` (k,);
                 ``bottom_eigenvalue``; ``trace`` and ``trace_stderr``;
                 ``ritz_nodes`` and ``ritz_weights`` (n_v, m), the raw SLQ measure
-                per random vector; ``num_hvps`` (Hessian-vector products spent);
+                per random vector; ``num_matvecs`` (Hessian-vector products spent);
                 ``seconds`` (wall-clock of the probe). Arrays may be numpy arrays,
                 sequences or CPU/GPU tensors. Other numeric keys become extra
                 columns; missing ones are NaN.
@@ -1275,7 +1275,7 @@ class Probes:
     """Committed probe rows of a run: read-only arrays with n rows.
 
     ``step`` (n,) int64; ``epoch``, ``bottom_eigenvalue``, ``trace``,
-    ``trace_stderr``, ``num_hvps``, ``seconds`` (n,) float64; ``top_eigenvalues``
+    ``trace_stderr``, ``num_matvecs``, ``seconds`` (n,) float64; ``top_eigenvalues``
     (n, k); ``ritz_nodes`` and ``ritz_weights`` (n, n_v, m), the raw SLQ measure
     per random vector. Array columns a run never wrote are ``None``; NaN marks a
     value a row did not give (and padding of shorter rows). ``extra`` holds any
@@ -1290,7 +1290,7 @@ class Probes:
     trace_stderr: np.ndarray
     ritz_nodes: np.ndarray | None
     ritz_weights: np.ndarray | None
-    num_hvps: np.ndarray
+    num_matvecs: np.ndarray
     seconds: np.ndarray
     extra: Mapping[str, np.ndarray]
 
@@ -1559,6 +1559,8 @@ def _read_run(f: h5py.File, path: Path, name: str) -> RunData:
         extra=MappingProxyType(cols),
     )
     n, cols = _read_table(group.get("probes"), path, f"run {name!r}, table 'probes'")
+    if "num_hvps" in cols and "num_matvecs" not in cols:  # the column's name before 0.1.1
+        cols["num_matvecs"] = cols.pop("num_hvps")
     step = cols.pop("step", _frozen(np.zeros(0, np.int64)))
     probes = Probes(
         step=step,

@@ -17,7 +17,7 @@ from cli.main import main
 # Tiny settings: 200 digits, a 16-unit MLP, small probes.
 DATA = ["--data-arg", "n_train=200", "--data-arg", "n_test=100"]
 MODEL = ["--model-arg", "widths=16"]
-PROBE = ["--top-k", "2", "--density-probes", "2", "--density-steps", "10",
+PROBE = ["--top-k", "2", "--density-vectors", "2", "--density-steps", "10",
          "--trace-matvecs", "8", "--probe-samples", "128"]
 TINY = DATA + MODEL + PROBE + ["--batch-size", "50"]
 

@@ -139,7 +139,7 @@ def test_help_lists_the_options():
     r = invoke("train", "--help")
     for opt in ("--optimizer", "--opt-arg", "--model-arg", "--data-arg", "--data-dir",
                 "--batch-size", "--seed", "--loss", "--probe-every", "--probe-unit", "--top-k",
-                "--density / --no-density", "--density-probes", "--density-steps",
+                "--density / --no-density", "--density-vectors", "--density-steps",
                 "--trace-matvecs", "--probe-samples", "--checkpoint-dir", "--checkpoint-every",
                 "--resume", "--overwrite", "--run", "--out", "--json"):
         assert opt in r.stdout, opt

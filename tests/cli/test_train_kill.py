@@ -28,7 +28,7 @@ ROUNDS = 3
 STEPS_PER_EPOCH = 4  # 200 samples, batch 50
 ARGS = ["--data", "synthetic", "--data-arg", "n_train=200", "--data-arg", "n_test=64",
         "--data-arg", "dim=16", "--model-arg", "widths=16", "--top-k", "2",
-        "--density-probes", "2", "--density-steps", "10", "--trace-matvecs", "8",
+        "--density-vectors", "2", "--density-steps", "10", "--trace-matvecs", "8",
         "--probe-samples", "128", "--batch-size", "50"]
 
 

@@ -191,7 +191,7 @@ def test_cold_probe_gets_more_products_than_warm_ones():
     opt = _make(model, loss_fn, X, y, period=2, lanczos_steps=3, cold_lanczos_steps=12,
                 probe_tol=1e-12)
     _train(model, opt, loss_fn, X, y, 6)
-    hvps = [r["hvps"] for r in opt.history]
+    hvps = [r["num_matvecs"] for r in opt.history]
     assert hvps == [12, 3, 3], hvps
     # the cold probe is accurate: its lambda_1 matches a tight solve on the same data
     import spectra

@@ -27,7 +27,7 @@ def _problem():
 def _results(op):
     v = torch.linspace(-1, 1, op.shape[0], dtype=torch.float64)
     res = eigsh(op, k=2, which="LA", tol=1e-10, generator=torch.Generator().manual_seed(1))
-    m = slq(op, num_probes=2, num_steps=12, generator=torch.Generator().manual_seed(2))
+    m = slq(op, num_vectors=2, num_steps=12, generator=torch.Generator().manual_seed(2))
     t = trace(op, num_matvecs=12, generator=torch.Generator().manual_seed(3))
     return {
         "Hv": op.matvec(v),

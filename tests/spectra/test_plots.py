@@ -81,14 +81,14 @@ def _write_store(path: Path) -> Path:
                         weight_decay=5e-4 * (1 + 0.1 * e * r), seconds=0.1 * step,
                     )
                 ev = spectrum(e, rng, scale=1.0 + 0.5 * r)
-                measure = slq(torch.diag(torch.from_numpy(ev)), num_probes=NV, num_steps=M,
+                measure = slq(torch.diag(torch.from_numpy(ev)), num_vectors=NV, num_steps=M,
                               generator=torch.Generator().manual_seed(e))
                 row = {
                     "step": e * STEPS_PER_EPOCH, "epoch": float(e),
                     "top_eigenvalues": ev[::-1][:K].copy(), "bottom_eigenvalue": float(ev[0]),
                     "trace": float(ev.sum()), "trace_stderr": 0.1,
                     "ritz_nodes": measure.nodes, "ritz_weights": measure.weights,
-                    "num_hvps": float(measure.num_matvecs), "seconds": 0.5,
+                    "num_matvecs": float(measure.num_matvecs), "seconds": 0.5,
                 }
                 if name == "dcao":
                     row.update(lambda1=float(ev[-1]), gap=float(ev[-1] - ev[-2]),
@@ -215,7 +215,7 @@ def test_density_from_run_and_measure(runs: dict, store_path: Path, tmp_path: Pa
     saved(fig, tmp_path, "density")
 
     ev = np.concatenate([np.linspace(-1, 1, 50), [10.0, 20.0]])
-    measure = slq(torch.diag(torch.from_numpy(ev)), num_probes=2, num_steps=20,
+    measure = slq(torch.diag(torch.from_numpy(ev)), num_vectors=2, num_steps=20,
                   generator=torch.Generator().manual_seed(0))
     fig = plot_density(measure, xscale="linear", grid=400)
     (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "SLQ density"]
@@ -230,7 +230,7 @@ def test_density_from_run_and_measure(runs: dict, store_path: Path, tmp_path: Pa
 def test_density_is_the_measures_smoothing(tmp_path: Path) -> None:
     """With a linear axis and an explicit sigma, the curve is SpectralMeasure.density."""
     ev = np.linspace(0.0, 5.0, 40)
-    measure = slq(torch.diag(torch.from_numpy(ev)), num_probes=2, num_steps=10,
+    measure = slq(torch.diag(torch.from_numpy(ev)), num_vectors=2, num_steps=10,
                   generator=torch.Generator().manual_seed(1))
     grid = np.linspace(-1.0, 6.0, 300)
     fig = plot_density(measure, xscale="linear", grid=grid, sigma=0.2, decades=12)
@@ -260,7 +260,7 @@ def test_symlog_smoothing_matches_matplotlib_and_integrates() -> None:
     assert ratio.min() > 1.0 and ratio.max() < 1.7  # widths on screen agree within 1.5x
     # a density per unit eigenvalue: still integrates to ~1 after the change of variable
     ev = np.concatenate([np.linspace(-0.5, 0.5, 80), [-3.0, 40.0, 400.0]])
-    measure = slq(torch.diag(torch.from_numpy(ev)), num_probes=3, num_steps=40,
+    measure = slq(torch.diag(torch.from_numpy(ev)), num_vectors=3, num_steps=40,
                   generator=torch.Generator().manual_seed(2))
     fig = plot_density(measure, grid=2000, decades=14)
     (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "SLQ density"]

@@ -54,7 +54,7 @@ def _small_problem():
         ({"top_k": -1}, r"top_k must be an integer >= 0, got -1"),
         ({"trace_matvecs": True}, r"trace_matvecs must be an integer >= 0, got True"),
         ({"trace_matvecs": 3}, r"trace_matvecs must be 0 or >= 4, got 3"),
-        ({"density": (True, 80)}, r"density num_probes must be an integer >= 1, got True"),
+        ({"density": (True, 80)}, r"density num_vectors must be an integer >= 1, got True"),
         ({"density": (4, 80.0)}, r"density num_steps must be an integer >= 1, got 80.0"),
         ({"density": (4,)}, r"density must be None or a pair \(num_probes, num_steps\)"),
         ({"tol": float("nan")}, r"tol must be a positive number, got nan"),
@@ -92,7 +92,7 @@ def test_steps_beyond_the_parameters_warn_and_are_capped():
 def test_check_refuses_bases_beyond_the_memory():
     for what, settings in (
         (r"eigsh with k=5 \(", ProbeSettings()),
-        (r"slq with num_probes=4, num_steps=80 \(", ProbeSettings(top_k=0)),
+        (r"slq with num_vectors=4, num_steps=80 \(", ProbeSettings(top_k=0)),
         (r"trace with num_matvecs=60 \(", ProbeSettings(top_k=0, density=None)),
     ):
         with pytest.raises(ValueError, match=what + r".* needs [\d,.]+ GiB but the cpu memory is"):

@@ -10,7 +10,7 @@ from tests.spectra.spectra_matrices import SPECTRA, with_spectrum
 
 def test_weights_sum_to_one_and_nodes_inside_the_spectrum():
     ev = SPECTRA["outliers"]
-    m = slq(with_spectrum(ev), num_probes=5, num_steps=40)
+    m = slq(with_spectrum(ev), num_vectors=5, num_steps=40)
     assert m.nodes.shape == (5, 40) and m.weights.shape == (5, 40)
     assert np.allclose(m.weights.sum(axis=1), 1.0)
     assert m.nodes.min() >= ev.min() - 1e-9 and m.nodes.max() <= ev.max() + 1e-9
@@ -20,7 +20,7 @@ def test_weights_sum_to_one_and_nodes_inside_the_spectrum():
 
 def test_full_steps_give_the_exact_eigenvalues():
     ev = np.array([-3.0, -1.0, 0.5, 2.0, 2.5, 7.0, 11.0])
-    m = slq(with_spectrum(ev), num_probes=3, num_steps=50)  # m >= P
+    m = slq(with_spectrum(ev), num_vectors=3, num_steps=50)  # m >= P
     for i in range(3):
         nodes = m.nodes[i][m.weights[i] > 1e-14]
         assert np.allclose(np.sort(nodes), ev, atol=1e-9)
@@ -44,7 +44,7 @@ def test_gauss_quadrature_is_exact_for_low_degree_moments():
 
 def test_moments_estimate_normalized_traces():
     ev = SPECTRA["outliers"]
-    m = slq(with_spectrum(ev), num_probes=40, num_steps=30, generator=torch.Generator().manual_seed(1))
+    m = slq(with_spectrum(ev), num_vectors=40, num_steps=30, generator=torch.Generator().manual_seed(1))
     for p in (1, 2):
         true = np.mean(ev**p)
         assert abs(m.moment(p) - true) < 0.15 * abs(true), p
@@ -52,7 +52,7 @@ def test_moments_estimate_normalized_traces():
 
 def test_density_integrates_to_one_and_peaks_at_outliers():
     ev = SPECTRA["outliers"]
-    m = slq(with_spectrum(ev), num_probes=4, num_steps=60)
+    m = slq(with_spectrum(ev), num_vectors=4, num_steps=60)
     grid = np.linspace(-5, 60, 6000)
     d = m.density(grid, sigma=0.3)
     assert np.isclose(np.trapezoid(d, grid), 1.0, atol=1e-3)
@@ -65,13 +65,13 @@ def test_on_a_model_hessian_matches_eigvalsh_support():
     case = CASES[0]
     H = HessianOperator(case.model, case.loss_fn, case.batches)
     ev = np.linalg.eigvalsh(case.dense_hessian().numpy())
-    m = slq(H, num_probes=2, num_steps=100)
+    m = slq(H, num_vectors=2, num_steps=100)
     assert m.num_steps == len(ev)  # capped at P
     lo, hi = m.support()
     assert np.isclose(hi, ev.max(), rtol=1e-8) and np.isclose(lo, ev.min(), atol=1e-8)
 
 
-@pytest.mark.parametrize("kw", [{"num_probes": 0}, {"num_steps": 0}, {"distribution": "x"}])
+@pytest.mark.parametrize("kw", [{"num_vectors": 0}, {"num_steps": 0}, {"distribution": "x"}])
 def test_bad_arguments(kw):
     with pytest.raises(ValueError):
         slq(with_spectrum([1.0, 2.0, 3.0]), **kw)
@@ -80,10 +80,10 @@ def test_bad_arguments(kw):
 @pytest.mark.parametrize(
     "kw, match",
     [
-        ({"num_probes": True}, r"num_probes must be an integer >= 1, got True \(a bool\)"),
+        ({"num_vectors": True}, r"num_vectors must be an integer >= 1, got True \(a bool\)"),
         ({"num_steps": True}, r"num_steps must be an integer >= 1, got True \(a bool\)"),
         ({"num_steps": 2.5}, r"num_steps must be an integer >= 1, got 2.5"),
-        ({"num_probes": "4"}, r"num_probes must be an integer >= 1, got '4'"),
+        ({"num_vectors": "4"}, r"num_vectors must be an integer >= 1, got '4'"),
     ],
 )
 def test_integer_arguments_refuse_bools_and_non_integers(kw, match):
@@ -103,14 +103,14 @@ def test_bases_beyond_the_memory_are_refused_before_any_product():
         def matvec(self, v):
             raise AssertionError("no product may be computed")
 
-    with pytest.raises(ValueError, match=r"slq with num_probes=4, num_steps=80 .* needs [\d,.]+ GiB "
-                                         r"but the cpu memory is .*; lower num_probes or num_steps"):
-        slq(Huge(), num_probes=4, num_steps=80)
+    with pytest.raises(ValueError, match=r"slq with num_vectors=4, num_steps=80 .* needs [\d,.]+ GiB "
+                                         r"but the cpu memory is .*; lower num_vectors or num_steps"):
+        slq(Huge(), num_vectors=4, num_steps=80)
 
 
 @pytest.mark.parametrize("num", [0, 1, True, 10.0])
 def test_grid_needs_two_points(num):
-    m = slq(with_spectrum(SPECTRA["outliers"]), num_probes=2, num_steps=10)
+    m = slq(with_spectrum(SPECTRA["outliers"]), num_vectors=2, num_steps=10)
     with pytest.raises(ValueError, match=r"num must be an integer >= 2"):
         m.grid(num=num)
     assert m.grid(num=2).shape == (2,)
@@ -119,6 +119,6 @@ def test_grid_needs_two_points(num):
 
 
 def test_progress_bar_over_the_steps(capsys):
-    slq(with_spectrum(SPECTRA["outliers"]), num_probes=2, num_steps=10, progress=True)
+    slq(with_spectrum(SPECTRA["outliers"]), num_vectors=2, num_steps=10, progress=True)
     err = capsys.readouterr().err
     assert "slq:" in err and "/10 " in err  # a bar over the 10 Lanczos steps

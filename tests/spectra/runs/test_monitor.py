@@ -49,7 +49,7 @@ def test_records_rows_and_restores_model_state(tmp_path):
     assert np.asarray(probes["ritz_nodes"]).shape == (1, 3, 12)
     assert np.allclose(np.asarray(probes["ritz_weights"]).sum(axis=-1), 1.0)
     assert int(np.asarray(probes["step"])[0]) == 7
-    assert mon.num_hvps == res.num_hvps > 0 and mon.seconds > 0
+    assert mon.num_matvecs == res.num_matvecs > 0 and mon.seconds > 0
 
 
 def test_probes_repeat_exactly_for_the_same_step():
@@ -93,7 +93,7 @@ def test_settings_the_model_rules_out_fail_when_the_monitor_is_built(tmp_path):
         writer = store.create_run("r")
         with pytest.raises(ValueError, match=r"top_k=70 exceeds the number of parameters P=69"):
             SpectralMonitor(model, loss_fn, (X, y), writer, top_k=70)
-        with pytest.raises(ValueError, match=r"slq with num_probes=1000000000, num_steps=60 .* GiB"):
+        with pytest.raises(ValueError, match=r"slq with num_vectors=1000000000, num_steps=60 .* GiB"):
             SpectralMonitor(model, loss_fn, (X, y), writer, top_k=1, density=(10**9, 60))
         assert writer.num_probes == 0
     assert SpectralMonitor(model, loss_fn, (X, y), top_k=69, density=(2, 8)).settings.top_k == 69

@@ -59,7 +59,7 @@ def metric_row(rid, j):
 def probe_row(rid, p):
     row = dict(step=3 * p, epoch=3 * p / 8, top_eigenvalues=rid + p + 0.5 * np.arange(K),
                bottom_eigenvalue=-float(p), trace=10.0 * p, trace_stderr=0.5,
-               num_hvps=100 + p, seconds=0.01 * p)
+               num_matvecs=100 + p, seconds=0.01 * p)
     if p >= 1:  # the first probe has no density; every 5th has fewer Ritz nodes
         m = M - 2 if p % 5 == 4 else M
         row["ritz_nodes"] = p + np.arange(NV * m, dtype=float).reshape(NV, m) / 64
@@ -127,7 +127,7 @@ def check_run_file(path: Path) -> dict[str, tuple[int, int, int]]:
         pr = run.probes
         q = len(pr)
         for col in ("step", "epoch", "bottom_eigenvalue", "trace", "trace_stderr",
-                    "num_hvps", "seconds"):
+                    "num_matvecs", "seconds"):
             assert np.array_equal(pr[col], [probe_row(rid, p)[col] for p in range(q)]), (name, col)
         if q:
             np.testing.assert_array_equal(
@@ -706,3 +706,12 @@ def test_damaged_runs_are_refused_naming_the_file_run_and_object(tmp_path: Path,
     for read in (lambda: read_run(path, "r"), lambda: read_runs(path)):
         with pytest.raises(StoreError, match=r"damaged\.h5: " + match):
             read()
+
+
+def test_the_old_name_of_the_product_counter_reads_as_num_matvecs(tmp_path: Path) -> None:
+    path = tmp_path / "old.h5"
+    with RunStore(path) as st:
+        st.create_run("r").append_probe(step=0, num_matvecs=42.0)
+    with h5py.File(path, "r+") as f:  # as files written before the rename hold it
+        f["r/probes"].move("num_matvecs", "num_hvps")
+    assert read_run(path, "r").probes.num_matvecs.tolist() == [42.0]
