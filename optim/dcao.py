@@ -22,25 +22,14 @@ lambda_1`` is recorded as failed and keeps the previous multipliers; the
 model's parameters, gradients, buffers and modes and the global RNG are left
 exactly as they were.
 
-Cost (measured by ``analyses/dcao_overhead.py``, table in
-``analyses/results/dcao_overhead.md``; digits MLP 64-128-10, minibatch 64,
-1,840 steps of about half a millisecond each, so every fixed cost of a probe
-shows): the paper's setting (m = 20 every 100 steps on the whole training set)
-cost 103% extra time. The defaults cost 5.0% in all (median of 3 seeds,
-4.6-5.1%) and 3.5% once the first probe is paid: probes on a 128-sample batch
-every 400 steps, each warm-started from the previous probe's two Ritz vectors
-and stopped as soon as both have a residual below 3% of their value (at most
-6 products, 5.2 on average); the first probe starts cold with up to 12. Their
-``lambda_1`` was within 0.28% (max over all 15 probes; median 0.00%) of a
-tight float64 estimate on the same batch, and no probe failed. Every 200 steps
-the same probes cost 9.0% (7.3% steady). The previous defaults (a fixed 4
-products every 200 steps) cost 7.2% with errors up to 5.5% and 2 failed
-probes: a warm start that has aged needs more products, and the residual test
-spends them only then. A probe batch is a sample: its ``lambda_1`` differs
-from the whole training set's by about 13% (median) on digits, which is the
-paper's own minibatch design. Lower ``period`` for faster reaction where
-overhead matters less (DCAO's warm-up needs ``warmup_probes`` probes before it
-adapts anything).
+Cost. Probes run on a small batch every ``period`` steps, each warm-started
+from the previous probe's two Ritz vectors and stopped as soon as both have a
+relative residual below ``probe_tol`` (a few products); the first
+probe starts cold with up to ``cold_lanczos_steps``. A probe batch is a sample
+of the training set, the paper's own minibatch design. The time this costs is
+measured by ``analyses/dcao_overhead.py`` (``analyses/results/dcao_overhead.md``).
+Lower ``period`` for faster reaction where overhead matters less (DCAO's
+warm-up needs ``warmup_probes`` probes before it adapts anything).
 """
 
 from __future__ import annotations

@@ -93,9 +93,9 @@ def eigsh(
         ncv: basis size before a thick restart (default :func:`default_ncv`:
             50, or what fits in 2 GiB, but at least ``max(20, 2k + 2b + 4)``;
             capped at ``P``); memory is ``2 * ncv`` vectors of length ``P``.
-            A larger basis restarts less: the most negative eigenvalue of a
-            trained network, at the edge of a dense bulk, took 171 products
-            with ``ncv=20`` and 51 with ``ncv=60`` (1.1M-parameter MLP).
+            A larger basis restarts less, which matters most for an eigenvalue
+            at the edge of a dense bulk (the most negative one of a trained
+            network).
         atol: absolute residual tolerance: a pair is also converged when
             ``||A x - lambda x|| <= atol``. Use ``tol * lambda_max`` for an
             eigenvalue near zero inside a dense cluster (the most negative
@@ -127,6 +127,47 @@ def eigsh(
         True
     """
     A, P = checked_operator(op, "eigsh")
+    s = _settings(A, P, k, which, tol, atol, block_size, ncv, max_matvecs)
+    search = _Search(A.matmat, s, _start_block(P, s.b, v0, generator, s.dtype, s.device),
+                     generator)
+    bar = _progress_bar(progress, s.budget)
+    try:
+        while not search.done:
+            before = search.engine.num_matvecs
+            search.iterate()
+            if bar is not None:
+                bar.update(search.engine.num_matvecs - before)
+    finally:
+        if bar is not None:
+            bar.close()
+    result = search.extract()
+    if warn and not bool(result.converged.all()):
+        warnings.warn(
+            f"eigsh: {int(result.converged.sum())} of {s.k} eigenpairs converged to tol={s.tol:g} "
+            f"within {result.num_matvecs} products; raise max_matvecs or ncv, or loosen tol",
+            stacklevel=2,
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The checked arguments of one :func:`eigsh` call."""
+
+    k: int
+    which: str
+    tol: float
+    atol: float
+    b: int          # block size
+    ncv: int        # basis size before a thick restart
+    budget: int     # operator products allowed
+    dtype: torch.dtype
+    device: torch.device
+
+
+def _settings(A: Any, P: int, k: Any, which: str, tol: float, atol: float, block_size: Any,
+              ncv: Any, max_matvecs: Any) -> _Settings:
+    """Check and complete :func:`eigsh`'s arguments (see its docstring for the rules)."""
     if which not in WHICH:
         raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
     k = _checks.integer("k", k, 1, P)
@@ -136,89 +177,91 @@ def eigsh(
         raise ValueError(f"atol must be a finite number >= 0, got {atol!r}")
     b = _checks.integer("block_size", block_size, 1, P)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
-    device = A.device
     if ncv is not None:  # more than P is capped at P: the Krylov space has P dimensions
         ncv = min(P, _checks.integer("ncv", ncv, 1))
         if ncv < min(P, k + b):
             raise ValueError(f"ncv must be at least k + block_size = {k + b}, got {ncv}")
     else:
         ncv = default_ncv(P, k, b, dtype)
-    check_memory(P, k, ncv, dtype, device)
+    check_memory(P, k, ncv, dtype, A.device)
     if max_matvecs is not None:
         budget = _checks.integer("max_matvecs", max_matvecs, 1)
         if budget < b:
             raise ValueError(f"max_matvecs must be at least one block (block_size={b}), got {budget}")
     else:
         budget = max(1000, 20 * ncv)
+    return _Settings(k, which, float(tol), float(atol), b, ncv, budget, dtype, A.device)
 
-    start = _start_block(P, b, v0, generator, dtype, device)
-    matmat = A.matmat
-    engine = ThickRestartLanczos(matmat, start, max_basis=ncv, generator=generator)
-    eps = float(torch.finfo(dtype).eps)
-    restarts = 0
-    bar = _progress_bar(progress, budget)
-    want = np.arange(0)
-    theta = np.zeros(0)
-    Y = np.zeros((0, 0))
-    verified: tuple[Tensor, np.ndarray] | None = None  # Ritz vectors and residuals
-    try:
-        while True:
-            if engine.needs_restart:
-                keep_count = min(max(k, k + (engine.n - k) // 2), ncv - 2 * b)
-                keep_count = max(keep_count, k)
-                keep = select(theta, which, keep_count)
-                engine.restart(keep, theta, Y)
-                restarts += 1
-            before = engine.num_matvecs
-            engine.expand()
-            if bar is not None:
-                bar.update(engine.num_matvecs - before)
-            theta, Y = engine.ritz()
-            want = select(theta, which, k)
-            done = engine.exhausted or engine.num_matvecs + engine.block_width > budget
-            if len(want) == k:
-                floor = max(10 * eps * float(np.abs(theta).max()), atol, 1e-300)
-                bound = np.maximum(tol * np.abs(theta[want]), floor)
-                # the free estimate first; the exact residual (2 products of size
-                # P x n) only when the estimate says every pair has converged
-                if bool((engine.residual_estimates(Y[:, want]) <= bound).all()):
-                    pairs = engine.ritz_pairs(theta[want], Y[:, want])
-                    if bool((pairs[1] <= bound).all()):
-                        verified = pairs
-                        break
-            if done:
-                break
-    finally:
-        if bar is not None:
-            bar.close()
 
-    if len(want) < k:  # the space is exhausted below k: P < k cannot happen, so budget
-        raise RuntimeError(
-            f"eigsh: the budget of {budget} products ended before the basis held k={k} vectors"
+class _Search:
+    """The iteration state of one :func:`eigsh` call around the Lanczos engine: the
+    restart policy (keep the wanted Ritz vectors and half the rest) and the
+    convergence test (the free residual estimates first, the exact residuals only
+    to confirm), as scipy's ARPACK driver keeps them in its engine object."""
+
+    def __init__(self, matmat: Any, s: _Settings, start: Tensor,
+                 generator: torch.Generator | None) -> None:
+        self.s = s
+        self.engine = ThickRestartLanczos(matmat, start, max_basis=s.ncv, generator=generator)
+        self.eps = float(torch.finfo(s.dtype).eps)
+        self.restarts = 0
+        self.want = np.arange(0)
+        self.theta = np.zeros(0)
+        self.Y = np.zeros((0, 0))
+        self.verified: tuple[Tensor, np.ndarray] | None = None  # Ritz vectors, residuals
+        self.done = False
+
+    def _bound(self, values: np.ndarray) -> np.ndarray:
+        """Residual each pair must reach: ``tol * |lambda|``, not below rounding or ``atol``."""
+        floor = max(10 * self.eps * float(np.abs(self.theta).max()), self.s.atol, 1e-300)
+        return np.maximum(self.s.tol * np.abs(values), floor)
+
+    def iterate(self) -> None:
+        """Restart if the basis is full, add one block, and test convergence."""
+        s, engine = self.s, self.engine
+        if engine.needs_restart:
+            keep_count = max(min(max(s.k, s.k + (engine.n - s.k) // 2), s.ncv - 2 * s.b), s.k)
+            engine.restart(select(self.theta, s.which, keep_count), self.theta, self.Y)
+            self.restarts += 1
+        engine.expand()
+        self.theta, self.Y = engine.ritz()
+        self.want = select(self.theta, s.which, s.k)
+        out_of_budget = engine.exhausted or engine.num_matvecs + engine.block_width > s.budget
+        if len(self.want) == s.k:
+            bound = self._bound(self.theta[self.want])
+            # the free estimate first; the exact residual (2 products of size P x n)
+            # only when the estimate says every pair has converged
+            if bool((engine.residual_estimates(self.Y[:, self.want]) <= bound).all()):
+                pairs = engine.ritz_pairs(self.theta[self.want], self.Y[:, self.want])
+                if bool((pairs[1] <= bound).all()):
+                    self.verified = pairs
+                    self.done = True
+                    return
+        self.done = out_of_budget
+
+    def extract(self) -> EigenResult:
+        """The wanted pairs in :func:`eigsh`'s order, with exact residuals."""
+        s, engine = self.s, self.engine
+        if len(self.want) < s.k:  # the space is exhausted below k: P < k cannot happen
+            raise RuntimeError(
+                f"eigsh: the budget of {s.budget} products ended before the basis held "
+                f"k={s.k} vectors")
+        X, res = self.verified if self.verified is not None else engine.ritz_pairs(
+            self.theta[self.want], self.Y[:, self.want])
+        vals = self.theta[self.want]
+        order = _final_order(vals, s.which)
+        vals, X, res = vals[order], X[:, order], res[order]
+        converged = res <= self._bound(vals)
+        return EigenResult(
+            eigenvalues=torch.as_tensor(vals, dtype=torch.float64),
+            eigenvectors=_fix_signs(X),
+            residuals=torch.as_tensor(res, dtype=torch.float64),
+            converged=torch.as_tensor(converged),
+            num_matvecs=engine.num_matvecs,
+            num_restarts=self.restarts,
+            which=s.which,
+            tol=s.tol,
         )
-    X, res = verified if verified is not None else engine.ritz_pairs(theta[want], Y[:, want])
-    vals = theta[want]
-    order = _final_order(vals, which)
-    vals, X, res = vals[order], X[:, order], res[order]
-    floor = max(10 * eps * float(np.abs(theta).max()), atol, 1e-300)
-    converged = res <= np.maximum(tol * np.abs(vals), floor)
-    X = _fix_signs(X)
-    if warn and not converged.all():
-        warnings.warn(
-            f"eigsh: {int(converged.sum())} of {k} eigenpairs converged to tol={tol:g} within "
-            f"{engine.num_matvecs} products; raise max_matvecs or ncv, or loosen tol",
-            stacklevel=2,
-        )
-    return EigenResult(
-        eigenvalues=torch.as_tensor(vals, dtype=torch.float64),
-        eigenvectors=X,
-        residuals=torch.as_tensor(res, dtype=torch.float64),
-        converged=torch.as_tensor(converged),
-        num_matvecs=engine.num_matvecs,
-        num_restarts=restarts,
-        which=which,
-        tol=float(tol),
-    )
 
 
 DEFAULT_NCV = 50

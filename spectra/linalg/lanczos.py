@@ -21,8 +21,8 @@ precision and no eigenvalue is reported twice.
 
 Bases are stored row-major, one vector per row (``(n, P)``), so that both
 products of a Gram-Schmidt pass are plain matrix products over contiguous
-memory: on a CPU that layout measured 6-8x faster than column blocks or
-batched matrix-vector products at ``P = 1.1M``.
+memory, which on a CPU is much faster than column blocks or batched
+matrix-vector products (timings in ``analyses/results/bench_core.md``).
 """
 
 from __future__ import annotations

@@ -7,26 +7,26 @@ interface, chosen by ``backend``:
 ``"graph"``
     Double backprop on a cached first-order graph: each batch's gradient is
     built once with ``create_graph=True`` and kept; every product is then one
-    backward pass through it (``torch.autograd.grad(g, theta, v)``). Measured
-    here at 1.25-1.9x the cost of a gradient. The cache is rebuilt when a
+    backward pass through it (``torch.autograd.grad(g, theta, v)``), the
+    fastest on CPU. The cache is rebuilt when a
     parameter changes in place (an optimizer step bumps its version counter).
     Memory: one first-order graph per batch.
 ``"backprop"``
     The same double backprop, but the graph is rebuilt for every product and
-    freed after it: lowest memory, 2.8-3.1x a gradient. For data that does not
+    freed after it: lowest memory, slower than ``"graph"``. For data that does not
     fit as graphs (a ``DataLoader`` over many batches).
 ``"func"``
     Forward-over-reverse, ``torch.func.jvp`` of ``torch.func.grad`` of a
     ``functional_call``, ``vmap``-ed over the ``k`` tangents of a ``matmat``.
-    Slower on CPU (2.9-6.8x a gradient on small models) but needs no graph.
+    Slower on CPU but needs no graph.
 ``"auto"`` (default)
     ``"graph"`` when the data is held in memory (one pair or a list/tuple of
     batches), else ``"backprop"``.
 
 With ``"graph"`` and ``"backprop"``, a ``matmat`` of ``k`` vectors on a small
 model (``P <= vmap_max_params``) pushes all ``k`` through one batched backward
-(``is_grads_batched``, 0.5x per vector on a 2k-parameter model); larger models
-loop, which is faster on CPU.
+(``is_grads_batched``); larger models loop, which is faster on CPU. Measured
+costs of each backend: ``analyses/results/bench_core.md``.
 """
 
 from __future__ import annotations

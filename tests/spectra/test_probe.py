@@ -56,7 +56,7 @@ def _small_problem():
         ({"trace_matvecs": 3}, r"trace_matvecs must be 0 or >= 4, got 3"),
         ({"density": (True, 80)}, r"density num_vectors must be an integer >= 1, got True"),
         ({"density": (4, 80.0)}, r"density num_steps must be an integer >= 1, got 80.0"),
-        ({"density": (4,)}, r"density must be None or a pair \(num_probes, num_steps\)"),
+        ({"density": (4,)}, r"density must be None or a pair \(num_vectors, num_steps\)"),
         ({"tol": float("nan")}, r"tol must be a positive number, got nan"),
     ],
 )
