@@ -39,6 +39,7 @@ from spectra.linalg.eigsh import eigsh
 from spectra.operators.base import Batch, LossFn, batch_size, normalize_data
 from spectra.operators.hessian import HessianOperator
 from spectra.utils.modes import eval_mode
+from spectra.utils.params import trainable_parameters
 
 __all__ = ["Landscape", "loss_landscape", "random_directions", "top_directions"]
 
@@ -95,10 +96,6 @@ class Landscape:
         }
 
 
-def _params(model: nn.Module) -> list[tuple[str, Tensor]]:
-    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-
-
 def top_directions(
     model: nn.Module,
     loss_fn: LossFn,
@@ -137,7 +134,7 @@ def random_directions(
     out = []
     for _ in range(k):
         d = []
-        for _, p in _params(model):
+        for _, p in trainable_parameters(model):
             w = p.detach()
             if w.dim() <= 1:
                 d.append(torch.zeros_like(w))
@@ -225,7 +222,7 @@ def loss_landscape(
         dirs = [list(d) for d in directions]
         if len(dirs) != dims:
             raise ValueError(f"{dims}-D landscape needs {dims} directions, got {len(dirs)}")
-    named = _params(model)
+    named = trainable_parameters(model)
     names = [n for n, _ in named]
     base = [p.detach() for _, p in named]
     for d in dirs:

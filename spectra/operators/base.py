@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from spectra.utils.modes import eval_mode
+from spectra.utils.params import trainable_parameters
 from spectra.utils.tensors import standard_strides
 
 Batch = tuple[Any, Tensor]
@@ -380,7 +381,7 @@ def _select_params(
 ) -> tuple[list[str], list[Tensor]]:
     named = list(model.named_parameters())
     if params is None:
-        chosen = [(n, p) for n, p in named if p.requires_grad]
+        chosen = trainable_parameters(model)
         if not chosen:
             raise ValueError("the model has no parameters with requires_grad=True")
         return [n for n, _ in chosen], [p for _, p in chosen]
