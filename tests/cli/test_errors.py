@@ -317,8 +317,8 @@ def test_disk_full_mid_run_is_one_line_and_keeps_the_rows(tmp_path, monkeypatch,
     import errno
     import os
 
-    from spectra.runs import store
-    real, calls = store._write_all, {"n": 0}
+    from spectra.runs import journal, store
+    real, calls = journal.write_all, {"n": 0}
 
     def write_all(fd, data, offset=None):
         calls["n"] += 1
@@ -329,11 +329,11 @@ def test_disk_full_mid_run_is_one_line_and_keeps_the_rows(tmp_path, monkeypatch,
     out = tmp_path / "full.h5"
     invoke("train", "--optimizer", "sgd", "-o", out, "--epochs", "1", "--checkpoint-every", "0",
            *TINY)  # the file exists: the failures below hit rows and growth, not creation
-    monkeypatch.setattr(store, "_write_all", write_all)
+    monkeypatch.setattr(journal, "write_all", write_all)
     err = _fails("train", "--optimizer", "sgd", "--run", "second", "-o", out, "--epochs", "4",
                  "--checkpoint-every", "0", *TINY, match="no space left on the device")
     assert str(out) in err
-    monkeypatch.setattr(store, "_write_all", real)
+    monkeypatch.setattr(journal, "write_all", real)
     runs = store.read_runs(out)
     assert len(runs["sgd"].metrics) == 1  # the first run is untouched
     second = runs.get("second")

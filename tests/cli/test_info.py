@@ -34,12 +34,13 @@ def test_info_never_applies_another_files_journal(run_copy, tmp_path):
     leftover) is not applied: `spectra info` reads the file and changes no byte."""
     from pathlib import Path
 
-    from spectra.runs.store import RunStore, _JournaledFile
+    from spectra.runs.journal import JournaledFile
+    from spectra.runs.store import RunStore
 
     other = tmp_path / "other.h5"
     with RunStore(other) as st:
         st.create_run("x").append_metrics(step=0)
-    jf = _JournaledFile(other)  # a structural change cut off after its first overwrite
+    jf = JournaledFile(other)  # a structural change cut off after its first overwrite
     jf.begin()
     jf.seek(0)
     jf.write(b"\0" * 512)

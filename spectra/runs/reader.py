@@ -1,0 +1,374 @@
+"""Reading spectra-run files: :func:`read_run`, :func:`read_runs`, :func:`list_runs`.
+
+The readers open a file read-only and *without* a lock, so they never block a
+writer and work while a run is being written: they see the rows committed when
+they open the file (:mod:`spectra.runs.format`), wait (up to 5 s) while a writer
+is inside a structural change, and retry a read that overlapped one. A reader
+never writes: a journal left by a killed writer is not rolled back here but read
+around (:class:`~spectra.runs.journal.PreChangeView`). Readers in the writer's
+process read through its handle (HDF5 refuses a second, differently locked open
+of the same file): the writer registers it with :func:`register_writer_file`.
+
+Damaged files (a table that is not a group, a config that is not a JSON object,
+an ``n_rows`` that is not a row count, a column of strings) are refused with a
+:class:`~spectra.runs.format.StoreError` naming the file, the run and the object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import h5py
+import numpy as np
+
+from spectra.runs.format import (
+    METRIC_COLUMNS,
+    PROBE_ARRAY_COLUMNS,
+    PROBE_COLUMNS,
+    StoreError,
+    check_hdf5_signature,
+    check_root,
+    committed_rows,
+    run_id_of,
+    run_names,
+)
+from spectra.runs.journal import PreChangeView, abandoned_journal, journal_path
+
+__all__ = [
+    "Metrics",
+    "Probes",
+    "RunData",
+    "list_runs",
+    "read_run",
+    "read_run_from",
+    "read_runs",
+    "register_writer_file",
+    "unregister_writer_file",
+    "writer_file",
+]
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Committed metric rows of a run: read-only (n,) arrays.
+
+    ``step`` int64 (optimizer steps); the others float64, NaN where a row gave no
+    value: ``epoch``, ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``
+    (fractions), ``lr``, ``momentum``, ``weight_decay``, ``seconds`` (wall-clock).
+    ``extra`` holds any other column. ``metrics["name"]`` reads any column.
+    """
+
+    step: np.ndarray
+    epoch: np.ndarray
+    train_loss: np.ndarray
+    train_acc: np.ndarray
+    test_loss: np.ndarray
+    test_acc: np.ndarray
+    lr: np.ndarray
+    momentum: np.ndarray
+    weight_decay: np.ndarray
+    seconds: np.ndarray
+    extra: Mapping[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return int(self.step.shape[0])
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in METRIC_COLUMNS:
+            return getattr(self, name)
+        return self.extra[name]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return METRIC_COLUMNS + tuple(self.extra)
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Committed probe rows of a run: read-only arrays with n rows.
+
+    ``step`` (n,) int64; ``epoch``, ``bottom_eigenvalue``, ``trace``,
+    ``trace_stderr``, ``num_matvecs``, ``seconds`` (n,) float64; ``top_eigenvalues``
+    (n, k); ``ritz_nodes`` and ``ritz_weights`` (n, n_v, m), the raw SLQ measure
+    per random vector. Array columns a run never wrote are ``None``; NaN marks a
+    value a row did not give (and padding of shorter rows). ``extra`` holds any
+    other column.
+    """
+
+    step: np.ndarray
+    epoch: np.ndarray
+    top_eigenvalues: np.ndarray | None
+    bottom_eigenvalue: np.ndarray
+    trace: np.ndarray
+    trace_stderr: np.ndarray
+    ritz_nodes: np.ndarray | None
+    ritz_weights: np.ndarray | None
+    num_matvecs: np.ndarray
+    seconds: np.ndarray
+    extra: Mapping[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return int(self.step.shape[0])
+
+    def __getitem__(self, name: str) -> np.ndarray | None:
+        if name in PROBE_COLUMNS:
+            return getattr(self, name)
+        return self.extra[name]
+
+
+@dataclass(frozen=True)
+class RunData:
+    """Everything committed for one run.
+
+    Attributes:
+        name: the run's name.
+        path: the HDF5 file.
+        config: the run's configuration (decoded JSON).
+        created: ISO 8601 UTC time the run was created.
+        spectra_version: version of the spectra that created the run.
+        metrics: :class:`Metrics`.
+        probes: :class:`Probes`.
+        checkpoints: the ``.pt`` files, resolved against the HDF5 file's directory.
+        run_id: the identity written when the run was created (a new one when it
+            is replaced with ``overwrite``); None for runs of files older than it.
+    """
+
+    name: str
+    path: Path
+    config: Mapping[str, Any]
+    created: str
+    spectra_version: str
+    metrics: Metrics
+    probes: Probes
+    checkpoints: tuple[Path, ...]
+    run_id: str | None = None
+
+
+def list_runs(path: str | os.PathLike[str]) -> list[str]:
+    """Names of the runs in a spectra-run file, in creation order.
+
+    Opens read-only without the HDF5 file lock (see this module's docstring).
+    """
+    return _with_reader(Path(path), lambda f, p: run_names(f))
+
+
+def read_run(path: str | os.PathLike[str], name: str) -> RunData:
+    """Read the committed rows of one run.
+
+    Opens read-only without the HDF5 file lock, so it works while a writer is
+    appending (it sees the rows committed when it opens the file).
+
+    Raises:
+        FileNotFoundError: no such file.
+        StoreError: not a spectra-run file, unsupported version, or no such run.
+    """
+    return _with_reader(Path(path), lambda f, p: read_run_from(f, p, name))
+
+
+def read_runs(path: str | os.PathLike[str]) -> dict[str, RunData]:
+    """Read every run of a file: name -> :class:`RunData`, in creation order."""
+    return _with_reader(
+        Path(path), lambda f, p: {name: read_run_from(f, p, name) for name in run_names(f)}
+    )
+
+
+def _with_reader(path: Path, fn: Any, wait: float = 5.0) -> Any:
+    """Run ``fn(h5py_file, path)`` on the file opened read-only, without the lock.
+
+    Reading never writes. A journal left by a killed writer is not rolled back
+    here (the next writer does that): the file is read as it was before the
+    killed change, rebuilt from the journal in memory; a journal that was not
+    written for this file is ignored. While a live writer is inside a structural
+    change (its journal exists) the read waits, up to ``wait`` seconds; a read
+    that fails or overlaps such a change is retried.
+    """
+    own = writer_file(path) if path.exists() else None
+    if own is not None:
+        return fn(own, path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such spectra run file: {path}")
+    check_hdf5_signature(path)
+    jpath = journal_path(path)
+    deadline = time.monotonic() + wait
+    error: Exception | None = None
+    while True:
+        before = _stat_or_none(jpath)
+        busy, journal = abandoned_journal(path) if before is not None else (False, None)
+        if not busy:
+            try:
+                with contextlib.ExitStack() as stack:
+                    if journal is not None:
+                        view = stack.enter_context(contextlib.closing(PreChangeView(path, journal)))
+                        f = stack.enter_context(h5py.File(view, "r"))
+                    else:
+                        f = stack.enter_context(h5py.File(path, "r", locking=False))
+                    check_root(f, path)
+                    result = fn(f, path)
+                if _stat_or_none(jpath) == before:  # no change began or ended meanwhile
+                    return result
+                error = None
+            except StoreError:
+                raise
+            except (OSError, KeyError, RuntimeError, ValueError) as exc:
+                error = exc
+        if time.monotonic() > deadline:
+            raise StoreError(
+                f"cannot read {path}: "
+                + (f"{error}" if not busy else f"{jpath} stayed in place for {wait:g} s")
+                + "; a writer may be changing its structure, or another program holds the "
+                "file's lock"
+            )
+        time.sleep(0.02)
+
+
+def _stat_or_none(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.setflags(write=False)
+    return a
+
+
+def _read_table(group: Any, path: Path, where: str) -> tuple[int, dict[str, np.ndarray]]:
+    """The committed rows of one table (a group of column datasets; ``None``: no table)."""
+    if group is None:
+        return 0, {}
+    if not isinstance(group, h5py.Group):
+        raise StoreError(
+            f"{path}: {where} is {_kind(group)}; expected a group of column datasets "
+            "(the file is damaged or was not written by spectra)"
+        )
+    cols = {k: v for k, v in group.items() if isinstance(v, h5py.Dataset)}
+    for k, v in cols.items():
+        if v.dtype.kind not in "biuf":
+            held = "strings" if h5py.check_string_dtype(v.dtype) is not None else f"{v.dtype} values"
+            raise StoreError(f"{path}: {where}: column {k!r} holds {held}; expected real numbers")
+    n = committed_rows(group.attrs, list(cols.values()), path, where)
+    return n, {k: _frozen(v[:n]) for k, v in cols.items()}
+
+
+def _read_config(group: h5py.Group, path: Path, name: str) -> dict[str, Any]:
+    """The run's ``config`` attribute: JSON text of an object (``{}`` when absent)."""
+    raw = group.attrs.get("config", "{}")
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    if not isinstance(raw, str):
+        raise StoreError(
+            f"{path}: run {name!r} has a config attribute of type {type(raw).__name__}; "
+            "expected JSON text of an object"
+        )
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise StoreError(f"{path}: run {name!r} has a config that is not JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise StoreError(
+            f"{path}: run {name!r} has a config that is a JSON {type(config).__name__} "
+            f"({raw[:60]!r}); expected a JSON object"
+        )
+    return config
+
+
+def read_run_from(f: h5py.File, path: Path, name: str) -> RunData:
+    """The committed rows of run ``name`` of ``f``, the open file at ``path`` (what
+    :func:`read_run` returns, for a caller that has the file open)."""
+    group = f.get(name)
+    if not isinstance(group, h5py.Group):
+        raise StoreError(f"{path} has no run {name!r}; runs: {run_names(f)}")
+    config = _read_config(group, path, name)
+
+    def nan(n: int) -> np.ndarray:
+        return _frozen(np.full(n, np.nan))
+
+    n, cols = _read_table(group.get("metrics"), path, f"run {name!r}, table 'metrics'")
+    step = cols.pop("step", _frozen(np.zeros(0, np.int64)))
+    metrics = Metrics(
+        step=step,
+        **{c: cols.pop(c, nan(n)) for c in METRIC_COLUMNS if c != "step"},
+        extra=MappingProxyType(cols),
+    )
+    n, cols = _read_table(group.get("probes"), path, f"run {name!r}, table 'probes'")
+    if "num_hvps" in cols and "num_matvecs" not in cols:  # the column's name before 0.1.1
+        cols["num_matvecs"] = cols.pop("num_hvps")
+    step = cols.pop("step", _frozen(np.zeros(0, np.int64)))
+    probes = Probes(
+        step=step,
+        **{
+            c: cols.pop(c, None if c in PROBE_ARRAY_COLUMNS else nan(n))
+            for c in PROBE_COLUMNS
+            if c != "step"
+        },
+        extra=MappingProxyType(cols),
+    )
+    checkpoints: tuple[Path, ...] = ()
+    ckpt = group.get("checkpoints")
+    where = f"run {name!r}, table 'checkpoints'"
+    if ckpt is not None and not (
+        isinstance(ckpt, h5py.Dataset) and h5py.check_string_dtype(ckpt.dtype) is not None
+    ):
+        raise StoreError(f"{path}: {where} is {_kind(ckpt)}; expected a dataset of path strings")
+    if ckpt is not None:
+        k = committed_rows(ckpt.attrs, [ckpt], path, where)
+        base = Path(os.path.dirname(os.path.abspath(path)))
+        checkpoints = tuple(
+            Path(os.path.normpath(base / s)) for s in ckpt.asstr()[:k]
+        )
+    return RunData(
+        name=name,
+        path=path,
+        config=config,
+        created=str(group.attrs.get("created", "")),
+        spectra_version=str(group.attrs.get("spectra_version", "")),
+        metrics=metrics,
+        probes=probes,
+        checkpoints=checkpoints,
+        run_id=run_id_of(group),
+    )
+
+
+# --------------------------------------------------------------------------- this process's writers
+
+# The open h5py file of each writer of this process, by real path.
+_WRITER_FILES: weakref.WeakValueDictionary[str, h5py.File] = weakref.WeakValueDictionary()
+
+
+def register_writer_file(path: Path, f: h5py.File) -> None:
+    """Have readers of ``path`` in this process read through ``f``, the writer's file."""
+    _WRITER_FILES[os.path.realpath(path)] = f
+
+
+def unregister_writer_file(path: Path, f: h5py.File) -> None:
+    """Undo :func:`register_writer_file` (when ``f`` is still the one registered)."""
+    key = os.path.realpath(path)
+    if _WRITER_FILES.get(key) is f:
+        del _WRITER_FILES[key]
+
+
+def writer_file(path: Path) -> h5py.File | None:
+    """The open file of this process's writer of ``path``, or None."""
+    f = _WRITER_FILES.get(os.path.realpath(path))
+    return f if f is not None and f.id.valid else None
+
+
+def _kind(obj: Any) -> str:
+    if isinstance(obj, h5py.Dataset):
+        return f"a dataset of shape {obj.shape} and dtype {obj.dtype}"
+    if isinstance(obj, h5py.Group):
+        return "a group"
+    return f"a {type(obj).__name__}"
+

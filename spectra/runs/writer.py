@@ -1,0 +1,739 @@
+"""Writing spectra-run files: :class:`RunStore` (a file) and :class:`RunWriter` (a run).
+
+The writer only ever appends (:mod:`spectra.runs.format` describes the layout
+and when a row counts as committed). Each ``append_*`` call commits one row:
+(1) new columns and more capacity, inside a journaled transaction; (2) the row
+into every column, flushed; (3) the table's ``n_rows``, flushed. Structural
+changes (creating a run or a column, growing, trimming at close) run inside
+transactions of :class:`~spectra.runs.journal.JournaledFile`, which makes them
+all-or-nothing under SIGKILL (see :mod:`spectra.runs.journal`). A failed write
+(no space left, an I/O error) ends the store with
+:class:`~spectra.runs.format.StoreWriteError`; every row committed before is intact.
+
+Locking
+    A :class:`RunStore` holds an exclusive ``flock`` on the file (the lock HDF5
+    itself takes on Linux; the kernel drops it when the process dies, however it
+    dies) for as long as it is open: a second writer, in another process or this
+    one, gets :class:`~spectra.runs.format.StoreLockedError`, and so does a
+    writer while another program has the file open with HDF5's locking on. The
+    readers (:mod:`spectra.runs.reader`) take no lock and never block a writer;
+    readers in the writer's process read through its handle. On file systems
+    without ``flock`` (some network mounts) there is no lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import json
+import math
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from spectra._version import __version__
+from spectra.runs.format import (
+    FORMAT,
+    FORMAT_VERSION,
+    METRIC_COLUMNS,
+    N_ROWS_ATTR,
+    PROBE_ARRAY_COLUMNS,
+    PROBE_COLUMNS,
+    PROBE_ROW_NDIM,
+    RUN_ID_ATTR,
+    StoreError,
+    StoreLockedError,
+    StoreWriteError,
+    check_hdf5_signature,
+    check_root,
+    check_run_name,
+    committed_rows,
+    run_id_of,
+    run_names,
+)
+from spectra.runs.journal import JournaledFile
+from spectra.runs.reader import (
+    RunData,
+    read_run_from,
+    register_writer_file,
+    unregister_writer_file,
+    writer_file,
+)
+
+__all__ = ["RunStore", "RunWriter"]
+
+_CHUNK_BYTES = 1 << 16          # target chunk size of one column
+_MAX_CHUNK_ROWS = 1024
+_MAX_ATTR_BYTES = 60_000        # HDF5 v1 object headers hold attributes below 64 KiB
+_STR = h5py.string_dtype("utf-8")
+
+
+class RunStore:
+    """Writer of a spectra-run HDF5 file: creates it, or opens it to add runs.
+
+    Args:
+        path: the ``.h5`` file. Created (with missing parent directories) when
+            absent; an existing file must be a spectra-run file of this
+            ``format_version`` and is only ever appended to.
+
+    Raises:
+        StoreLockedError: another process or another ``RunStore`` of this process
+            has the file open for writing (or another program holds HDF5's lock).
+        StoreError: the file is not a spectra-run file of a supported version.
+
+    Use as a context manager, or call :meth:`close`; both trim the datasets to
+    their committed rows. Not thread-safe.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._file: h5py.File | None = None
+        self._error_reported = False
+        self._writers: dict[str, RunWriter] = {}
+        if writer_file(self.path) is not None:
+            raise StoreLockedError(
+                f"{self.path} is already open for writing by another RunStore in this "
+                "process; use that one, or close it first"
+            )
+        if not self.path.exists():
+            _create_file(self.path)
+        self._io: JournaledFile | None = JournaledFile(self.path)
+        try:
+            check_hdf5_signature(self.path)
+            with self._transaction():
+                try:
+                    self._file = h5py.File(self._io, "r+")
+                except OSError as exc:
+                    raise StoreError(f"cannot open {self.path} for writing: {exc}") from exc
+            check_root(self._file, self.path)
+        except BaseException:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            self._io.close()
+            self._io = None
+            raise
+        register_writer_file(self.path, self._file)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Make the HDF5 structure changes inside all-or-nothing under SIGKILL."""
+        assert self._io is not None
+        self._check_io()
+        self._io.begin()
+        try:
+            yield
+        finally:
+            if self._file is not None:
+                self._file.flush()
+            self._io.commit()
+        self._check_io()
+
+    def _check_io(self) -> None:
+        """Raise :class:`StoreWriteError` once a write of this store has failed."""
+        if self._io is not None and self._io.error is not None:
+            self._error_reported = True
+            raise _write_error(self.path, self._io.error)
+
+    def _flush(self) -> None:
+        """Flush to the operating system; raise if any write failed."""
+        self._f().flush()
+        self._check_io()
+
+    # -- context / lifetime
+    def __enter__(self) -> RunStore:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "open" if self._file is not None else "closed"
+        return f"RunStore({str(self.path)!r}, {state})"
+
+    @property
+    def closed(self) -> bool:
+        return self._file is None
+
+    def close(self) -> None:
+        """Trim every dataset to its committed rows, flush and release the file.
+
+        Idempotent. Writers of this store are unusable afterwards.
+        """
+        if self._file is None:
+            return
+        assert self._io is not None
+        io_, file = self._io, self._file
+        try:
+            self._io.begin()
+            try:
+                if self._io.error is None:  # after a failed write, leave the file as it is
+                    for writer in self._writers.values():
+                        writer._trim()
+            finally:
+                self._file.close()
+                self._file = None
+                self._io.commit()
+        finally:
+            for writer in self._writers.values():
+                writer._store = None
+            self._writers.clear()
+            self._io.close()
+            self._io = None
+            unregister_writer_file(self.path, file)
+        if io_.error is not None and not self._error_reported:  # failed in the trim
+            self._error_reported = True
+            raise _write_error(self.path, io_.error)
+
+    def _f(self) -> h5py.File:
+        if self._file is None:
+            raise StoreError(f"{self.path}: this RunStore is closed")
+        self._check_io()
+        return self._file
+
+    # -- runs
+    def run_names(self) -> list[str]:
+        """Names of the runs in the file, in creation order."""
+        return run_names(self._f())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.run_names()
+
+    def create_run(
+        self,
+        name: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        overwrite: bool = False,
+    ) -> RunWriter:
+        """Add a run and return its writer.
+
+        Args:
+            name: run name, unique in the file (no ``/``).
+            config: JSON-able settings (model, data, optimizer and hyperparameters,
+                seed, probe settings); numpy scalars/arrays and paths are converted.
+            overwrite: replace an existing run of that name (its data is deleted;
+                HDF5 does not reclaim the space). Without it a duplicate name raises.
+
+        Raises:
+            StoreError: duplicate name (without ``overwrite``), invalid name, or a
+                config that is too large for an attribute.
+            TypeError: a config value that is not JSON-able.
+        """
+        f = self._f()
+        _check_run_name(name, self.path)
+        config_text = _config_json(config)
+        if name in f and not overwrite:
+            raise StoreError(
+                f"{self.path} already has a run named {name!r}; choose another name, "
+                "pass overwrite=True to replace it, or use open_run() to append to it"
+            )
+        with self._transaction():
+            if name in f:
+                old = self._writers.pop(name, None)
+                if old is not None:
+                    old._store = None
+                    old._close_ids()
+                del f[name]
+            group = f.create_group(name)
+            group.attrs[RUN_ID_ATTR] = uuid.uuid4().hex
+            group.attrs["config"] = config_text
+            group.attrs["created"] = _now()
+            group.attrs["spectra_version"] = __version__
+            metrics = group.create_group("metrics")
+            for column in METRIC_COLUMNS:
+                _create_column(metrics, column, (), 0)
+            metrics.attrs[N_ROWS_ATTR] = np.int64(0)
+            probes = group.create_group("probes")
+            for column in PROBE_COLUMNS:
+                if column not in PROBE_ARRAY_COLUMNS:
+                    _create_column(probes, column, (), 0)
+            probes.attrs[N_ROWS_ATTR] = np.int64(0)
+            ckpt = group.create_dataset(
+                "checkpoints", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(64,),
+                track_times=False,
+            )
+            ckpt.attrs[N_ROWS_ATTR] = np.int64(0)
+        writer = RunWriter(self, name)
+        self._writers[name] = writer
+        return writer
+
+    def open_run(self, name: str) -> RunWriter:
+        """Writer that appends to an existing run (e.g. when training resumes).
+
+        Rows of a killed writer that were not committed are overwritten.
+        """
+        f = self._f()
+        if name not in self._writers:
+            if name not in f or not isinstance(f[name], h5py.Group):
+                raise StoreError(f"{self.path} has no run {name!r}; runs: {run_names(f)}")
+            with self._transaction():  # a file from other tools may lack n_rows
+                self._writers[name] = RunWriter(self, name)
+        return self._writers[name]
+
+    def read_run(self, name: str) -> RunData:
+        """The committed data of run ``name`` (see :func:`read_run`)."""
+        return read_run_from(self._f(), self.path, name)
+
+
+class RunWriter:
+    """Appends rows to one run of an open :class:`RunStore`.
+
+    Get one from :meth:`RunStore.create_run` or :meth:`RunStore.open_run`. Each
+    ``append_*`` call commits one row (flushed, crash-safe; see
+    :mod:`spectra.runs.journal`) and returns its row index.
+    """
+
+    def __init__(self, store: RunStore, name: str) -> None:
+        self._store: RunStore | None = store
+        self.name = name
+        group = store._f()[name]
+        self._metrics = _Table(group["metrics"], store.path, f"{name}/metrics", {})
+        self._probes = _Table(group["probes"], store.path, f"{name}/probes", PROBE_ROW_NDIM)
+        self._ckpt = group["checkpoints"]
+        self._num_ckpt = committed_rows(self._ckpt.attrs, [self._ckpt], store.path)
+
+    def __repr__(self) -> str:
+        return (
+            f"RunWriter({self.name!r}, metrics={self.num_metrics}, probes={self.num_probes}, "
+            f"checkpoints={self._num_ckpt})"
+        )
+
+    def _live(self) -> RunStore:
+        if self._store is None or self._store._file is None:
+            raise StoreError(f"run {self.name!r}: its RunStore is closed or the run was replaced")
+        return self._store
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run's configuration (decoded JSON)."""
+        return json.loads(self._live()._f()[self.name].attrs["config"])
+
+    @property
+    def path(self) -> Path:
+        """The HDF5 file."""
+        return self._live().path
+
+    @property
+    def run_id(self) -> str | None:
+        """The identity written when the run was created (see :class:`RunData`)."""
+        return run_id_of(self._live()._f()[self.name])
+
+    def read(self) -> RunData:
+        """The run's committed rows (as :func:`read_run` returns them)."""
+        return self._live().read_run(self.name)
+
+    @property
+    def num_metrics(self) -> int:
+        """Committed metric rows."""
+        return self._metrics.n
+
+    @property
+    def num_probes(self) -> int:
+        """Committed probe rows."""
+        return self._probes.n
+
+    @property
+    def num_checkpoints(self) -> int:
+        return self._num_ckpt
+
+    def append_metrics(self, row: Mapping[str, Any] | None = None, /, **values: Any) -> int:
+        """Commit one metrics row.
+
+        Args:
+            row, values: column -> real scalar, as a mapping and/or keywords.
+                ``step`` (int, optimizer steps) is required; the standard columns
+                are ``epoch`` (float epochs), ``train_loss``, ``train_acc``,
+                ``test_loss``, ``test_acc`` (accuracy as a fraction), ``lr``,
+                ``momentum``, ``weight_decay``, ``seconds`` (wall-clock since the
+                start of training). Other numeric keys become extra columns;
+                missing ones are NaN.
+
+        Returns:
+            The row's index.
+        """
+        data = _merge(row, values)
+        for key, value in data.items():
+            if np.ndim(_as_array(value, key)) != 0:
+                raise StoreError(
+                    f"{self._live().path}: metric {key!r} must be a scalar, got shape "
+                    f"{np.shape(_as_array(value, key))}"
+                )
+        return self._metrics.append(data, self._live())
+
+    def append_probe(self, row: Mapping[str, Any] | None = None, /, **values: Any) -> int:
+        """Commit one probe row.
+
+        Args:
+            row, values: column -> value, as a mapping and/or keywords. ``step`` (int)
+                is required. Standard columns: ``epoch``; ``top_eigenvalues`` (k,);
+                ``bottom_eigenvalue``; ``trace`` and ``trace_stderr``;
+                ``ritz_nodes`` and ``ritz_weights`` (n_v, m), the raw SLQ measure
+                per random vector; ``num_matvecs`` (Hessian-vector products spent);
+                ``seconds`` (wall-clock of the probe). Arrays may be numpy arrays,
+                sequences or CPU/GPU tensors. Other numeric keys become extra
+                columns; missing ones are NaN.
+
+        Returns:
+            The row's index.
+        """
+        data = _merge(row, values)
+        nodes, weights = data.get("ritz_nodes"), data.get("ritz_weights")
+        if nodes is not None and weights is not None:
+            sn, sw = np.shape(_as_array(nodes, "ritz_nodes")), np.shape(_as_array(weights, "ritz_weights"))
+            if sn != sw:
+                raise StoreError(
+                    f"{self._live().path}: ritz_nodes {sn} and ritz_weights {sw} must have "
+                    "the same shape (n_v, m)"
+                )
+        return self._probes.append(data, self._live())
+
+    def rewind(self, step: int) -> dict[str, int]:
+        """Drop the metric and probe rows past optimizer step ``step``.
+
+        For a resume: training from a checkpoint at ``step`` writes its own rows
+        for every later step, so rows a stopped run left past that point would
+        describe the same steps twice (:func:`spectra.runs.trainer.train` calls this
+        when it resumes). Each table drops the rows from the first one whose
+        ``step`` exceeds ``step``; the drop is committed like an append (one
+        attribute write per table, crash-safe). Checkpoint records are kept:
+        re-recording the same file is a no-op (see :meth:`add_checkpoint`).
+
+        Returns:
+            ``{"metrics": rows dropped, "probes": rows dropped}``.
+        """
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise StoreError(f"{self._live().path}: rewind needs a step >= 0, got {step!r}")
+        store = self._live()
+        return {"metrics": self._metrics.rewind(int(step), store),
+                "probes": self._probes.rewind(int(step), store)}
+
+    def add_checkpoint(self, path: str | os.PathLike[str]) -> int:
+        """Record a checkpoint file; stored relative to the HDF5 file's directory.
+
+        A file already recorded (a resumed run writing the same checkpoint again)
+        keeps its entry.
+
+        Args:
+            path: the ``.pt`` file (absolute, or relative to the working directory).
+
+        Returns:
+            The checkpoint's index.
+        """
+        store = self._live()
+        store._f()  # open, and no failed write
+        h5dir = os.path.dirname(os.path.abspath(store.path))
+        target = os.path.abspath(os.fspath(path))
+        try:
+            rel = os.path.relpath(target, h5dir)
+        except ValueError:  # another drive on Windows
+            rel = target
+        n = self._num_ckpt
+        ds = self._ckpt
+        if n:
+            recorded = list(ds.asstr()[:n])
+            if rel in recorded:
+                return recorded.index(rel)
+        with store._transaction():  # may grow the dataset and the global heap
+            if ds.shape[0] <= n:
+                ds.resize(max(n + 1, 2 * ds.shape[0], 16), axis=0)
+            ds[n] = rel
+        ds.attrs.modify(N_ROWS_ATTR, np.int64(n + 1))
+        store._flush()
+        self._num_ckpt = n + 1
+        return n
+
+    def _close_ids(self) -> None:
+        self._metrics.close()
+        self._probes.close()
+
+    def _trim(self) -> None:
+        self._metrics.trim()
+        self._probes.trim()
+        if self._ckpt.shape[0] != self._num_ckpt:
+            self._ckpt.resize(self._num_ckpt, axis=0)
+
+
+# --------------------------------------------------------------------------- rows, columns, tables
+
+
+def _merge(row: Mapping[str, Any] | None, values: Mapping[str, Any]) -> dict[str, Any]:
+    data = dict(row) if row is not None else {}
+    overlap = set(data) & set(values)
+    if overlap:
+        raise TypeError(f"columns given twice (mapping and keyword): {sorted(overlap)}")
+    data.update(values)
+    return {k: v for k, v in data.items() if v is not None}  # None: not given
+
+
+def _as_array(value: Any, key: str) -> np.ndarray:
+    if hasattr(value, "detach"):  # torch tensor, without importing torch
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged sequences and the like
+        raise TypeError(f"column {key!r}: cannot convert {type(value).__name__} to an array") from exc
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"column {key!r}: expected real numbers, got {arr.dtype} ({type(value).__name__})"
+        )
+    return arr
+
+
+class _Column:
+    """One dataset of a table, with what an append needs cached (h5py's high-level
+    indexing costs ~5x more per row)."""
+
+    __slots__ = ("_fspace", "_id", "_mspace", "capacity", "chunk_rows", "ds", "dtype", "row_shape")
+
+    def __init__(self, ds: h5py.Dataset) -> None:
+        self.ds = ds
+        self.row_shape: tuple[int, ...] = tuple(ds.shape[1:])
+        self.dtype = ds.dtype
+        self.capacity = int(ds.shape[0])
+        self.chunk_rows = int(ds.chunks[0])
+        self._id = ds.id
+        self._mspace = h5py.h5s.create_simple((1,) + self.row_shape)
+        self._fspace = self._id.get_space()
+
+    def resize(self, rows: int) -> None:
+        self.ds.resize(rows, axis=0)
+        self.capacity = rows
+        self._fspace = self._id.get_space()
+
+    def grow(self, rows: int) -> None:
+        new = max(2 * self.capacity, rows)
+        self.resize(-(-new // self.chunk_rows) * self.chunk_rows)
+
+    def write(self, index: int, value: np.ndarray) -> None:
+        self._fspace.select_hyperslab((index,) + (0,) * len(self.row_shape), (1,) + self.row_shape)
+        data = np.ascontiguousarray(value, dtype=self.dtype).reshape((1,) + self.row_shape)
+        self._id.write(self._mspace, self._fspace, data)
+
+
+class _Table:
+    """Columns of one group that share the committed row count ``attrs['n_rows']``."""
+
+    def __init__(
+        self, group: h5py.Group, path: Path, where: str, row_ndim: Mapping[str, int]
+    ) -> None:
+        self._g = group
+        self._path = path
+        self._where = where
+        self._row_ndim = row_ndim
+        datasets = [v for v in group.values() if isinstance(v, h5py.Dataset)]
+        self.n = committed_rows(group.attrs, datasets, path)
+        if N_ROWS_ATTR not in group.attrs:
+            group.attrs[N_ROWS_ATTR] = np.int64(self.n)
+        self._count = h5py.h5a.open(group.id, N_ROWS_ATTR.encode())
+        self._cols = {ds.name.rsplit("/", 1)[-1]: _Column(ds) for ds in datasets}
+        self._nan = {k: np.full(c.row_shape, np.nan) for k, c in self._cols.items()}
+
+    def _convert(self, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        if "step" not in data:
+            raise StoreError(f"{self._path}: a {self._where} row needs a 'step'; got {sorted(data)}")
+        out: dict[str, np.ndarray] = {}
+        for key, value in data.items():
+            if not isinstance(key, str) or not key or "/" in key or key == N_ROWS_ATTR:
+                raise StoreError(f"{self._path}: invalid column name {key!r} in {self._where}")
+            arr = _as_array(value, key)
+            if key == "step":
+                if arr.ndim != 0 or (arr.dtype.kind == "f" and not float(arr).is_integer()):
+                    raise StoreError(f"{self._path}: 'step' must be an integer, got {value!r}")
+                out[key] = arr.astype(np.int64)
+                continue
+            arr = arr.astype(np.float64)
+            if arr.ndim and arr.size == 0:  # e.g. no eigenvalue converged: not given
+                continue
+            ndim = self._row_ndim.get(key)
+            if ndim is not None and arr.ndim != ndim:
+                raise StoreError(
+                    f"{self._path}: {self._where} column {key!r} takes {ndim}-D rows, "
+                    f"got shape {arr.shape}"
+                )
+            col = self._cols.get(key)
+            if col is not None:
+                shape = col.row_shape
+                if arr.ndim != len(shape) or any(a > s for a, s in zip(arr.shape, shape)):
+                    raise StoreError(
+                        f"{self._path}: {self._where} column {key!r} holds rows of shape "
+                        f"{shape} (fixed by its first row); got {arr.shape}. Smaller rows "
+                        "are padded with NaN, larger ones do not fit"
+                    )
+                if arr.shape != shape:
+                    padded = np.full(shape, np.nan)
+                    padded[tuple(slice(0, a) for a in arr.shape)] = arr
+                    arr = padded
+            out[key] = arr
+        return out
+
+    def append(self, data: Mapping[str, Any], store: RunStore) -> int:
+        row = self._convert(data)  # validate everything before touching the file
+        store._f()  # open, and no failed write
+        n = self.n
+        # 1. structure: new columns, more capacity; all-or-nothing, before any row data.
+        new = [key for key in row if key not in self._cols]
+        if new or any(c.capacity <= n for c in self._cols.values()):
+            capacity = max([c.capacity for c in self._cols.values()] + [n + 1])
+            with store._transaction():
+                for key in new:
+                    col = _Column(_create_column(self._g, key, row[key].shape, capacity))
+                    self._cols[key] = col
+                    self._nan[key] = np.full(col.row_shape, np.nan)
+                for col in self._cols.values():
+                    if col.capacity <= n:
+                        col.grow(n + 1)
+        # 2. the row, into every column (overwriting what a killed writer left there);
+        # raw data in allocated chunks only.
+        for key, col in self._cols.items():
+            col.write(n, row.get(key, self._nan[key]))
+        store._flush()  # a failed write stops here, before the commit
+        # 3. commit: one attribute value, in place.
+        self._count.write(np.array(n + 1, dtype=np.int64))
+        store._flush()
+        self.n = n + 1
+        return n
+
+    def rewind(self, step: int, store: RunStore) -> int:
+        """Uncommit the rows from the first one whose ``step`` exceeds ``step``.
+
+        One attribute write, like an append's commit; the rows' data stay in the
+        file until later appends overwrite them. Returns the number of rows dropped.
+        """
+        col = self._cols.get("step")
+        if self.n == 0 or col is None:
+            return 0
+        steps = col.ds[: self.n]
+        past = np.flatnonzero(steps > step)
+        if past.size == 0:
+            return 0
+        keep = int(past[0])
+        self._count.write(np.array(keep, dtype=np.int64))
+        store._flush()
+        dropped, self.n = self.n - keep, keep
+        return dropped
+
+    def trim(self) -> None:
+        for col in self._cols.values():
+            if col.capacity != self.n:
+                col.resize(self.n)
+        self.close()
+
+    def close(self) -> None:
+        if self._count.valid:
+            self._count.close()
+
+
+def _create_column(group: h5py.Group, name: str, row_shape: tuple[int, ...], rows: int) -> h5py.Dataset:
+    """Chunked, resizable, NaN-filled column with chunks allocated at resize time."""
+    dtype = np.dtype(np.int64 if name == "step" else np.float64)
+    row_bytes = dtype.itemsize * math.prod(row_shape)
+    chunk_rows = max(1, min(_MAX_CHUNK_ROWS, _CHUNK_BYTES // max(row_bytes, 1)))
+    chunk_rows = 1 << (chunk_rows.bit_length() - 1)  # a power of two
+    rows = -(-max(rows, chunk_rows) // chunk_rows) * chunk_rows
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_chunk((chunk_rows,) + row_shape)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_ALLOC)
+    dcpl.set_fill_value(np.array(-1 if name == "step" else np.nan, dtype=dtype))
+    dcpl.set_obj_track_times(False)
+    space = h5py.h5s.create_simple((rows,) + row_shape, (h5py.h5s.UNLIMITED,) + row_shape)
+    tid = h5py.h5t.py_create(dtype)
+    dsid = h5py.h5d.create(group.id, name.encode(), tid, space, dcpl=dcpl)
+    return h5py.Dataset(dsid)
+
+
+# --------------------------------------------------------------------------- runs and files
+
+
+def _check_run_name(name: object, path: Path) -> None:
+    try:
+        check_run_name(name)
+    except StoreError as exc:
+        raise StoreError(f"{path}: {exc}") from None
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(
+        f"config value of type {type(obj).__name__} is not JSON-able ({obj!r}); "
+        "store its name or settings instead"
+    )
+
+
+def _config_json(config: Mapping[str, Any] | None) -> str:
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping, got {type(config).__name__}")
+    text = json.dumps(dict(config), sort_keys=True, default=_json_default, allow_nan=True)
+    if len(text.encode()) > _MAX_ATTR_BYTES:
+        raise StoreError(
+            f"config is {len(text.encode())} bytes of JSON; at most {_MAX_ATTR_BYTES} fit "
+            "in an HDF5 attribute. Keep large arrays out of the config"
+        )
+    return text
+
+
+def _create_file(path: Path) -> None:
+    """Create an empty spectra-run file atomically: whole, or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    try:
+        with h5py.File(tmp, "w", libver="earliest", locking="best-effort") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+            f.attrs["created"] = _now()
+            f.attrs["spectra_version"] = __version__
+        try:
+            os.link(tmp, path)  # fails if another process created it meanwhile
+        except FileExistsError:
+            pass
+        except OSError as exc:  # file system without hard links
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            if not path.exists():
+                os.replace(tmp, path)
+    except OSError as exc:
+        err = exc if exc.errno else _errno_in_text(exc)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            raise _write_error(path, err) from exc
+        raise
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _errno_in_text(exc: OSError) -> OSError:
+    """h5py's OSError text carries HDF5's ``errno = N``; the errno it names."""
+    import re
+
+    m = re.search(r"errno = (\d+)", str(exc))
+    n = int(m.group(1)) if m else 0
+    return OSError(n, os.strerror(n)) if n else exc
+
+
+def _write_error(path: Path, exc: OSError) -> StoreWriteError:
+    reason = "no space left on the device" if exc.errno == errno.ENOSPC else (
+        exc.strerror or str(exc))
+    return StoreWriteError(
+        f"cannot write {path}: {reason}; the rows committed before are intact (free space, "
+        "then resume from the last checkpoint)")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")

@@ -1,0 +1,310 @@
+"""Tests of spectra.runs.writer: round trips, row shapes, rewinding, locking, and
+write errors (disk full) that keep every committed row."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import spectra
+from spectra.runs import journal
+from spectra.runs.store import (
+    FORMAT,
+    FORMAT_VERSION,
+    METRIC_COLUMNS,
+    RunStore,
+    StoreError,
+    StoreLockedError,
+    StoreWriteError,
+    list_runs,
+    read_run,
+    read_runs,
+)
+from tests.spectra.runs.run_files import (
+    CHILD_PRELUDE,
+    NV,
+    K,
+    M,
+    check_run_file,
+    metric_row,
+    probe_row,
+    write_run0,
+)
+
+# ----------------------------------------------------------------- format / round trip
+
+
+def test_round_trip_and_format(tmp_path: Path) -> None:
+    path = tmp_path / "runs" / "cmp.h5"  # parent directory is created
+    with RunStore(path) as st:
+        w = st.create_run("sgd", config={"optimizer": "sgd", "lr": np.float32(0.5),
+                                         "widths": (4, 4), "dir": tmp_path})
+        for j in range(3):
+            w.append_metrics(metric_row(0, j))
+        w.append_metrics({"step": 3}, train_loss=0.5, my_metric=7)
+        for p in range(3):
+            w.append_probe(probe_row(0, p))
+        w.add_checkpoint(tmp_path / "runs" / "ck" / "a.pt")
+        st.create_run("adam")
+        assert st.run_names() == ["sgd", "adam"]
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format"] == FORMAT and f.attrs["format_version"] == FORMAT_VERSION
+        assert f.attrs["spectra_version"] == spectra.__version__ and "created" in f.attrs
+        assert json.loads(f["sgd"].attrs["config"])["widths"] == [4, 4]
+        # a clean close trims every dataset to its committed rows
+        assert {k: v.shape for k, v in f["sgd/metrics"].items()} == {
+            k: (4,) for k in METRIC_COLUMNS + ("my_metric",)}
+        assert f["sgd/probes/ritz_nodes"].shape == (3, NV, M)
+        assert f["sgd/checkpoints"].asstr()[:].tolist() == ["ck/a.pt"]
+    assert list_runs(path) == ["sgd", "adam"]
+    run = read_run(path, "sgd")
+    assert run.config == {"optimizer": "sgd", "lr": 0.5, "widths": [4, 4], "dir": str(tmp_path)}
+    assert run.metrics.step.tolist() == [0, 1, 2, 3]
+    assert run.metrics.train_loss[3] == 0.5 and np.isnan(run.metrics.epoch[3])
+    assert np.isnan(run.metrics["my_metric"][:3]).all() and run.metrics["my_metric"][3] == 7
+    assert run.probes.top_eigenvalues.shape == (3, K)
+    assert np.isnan(run.probes.ritz_nodes[0]).all()  # first probe had no density
+    assert run.checkpoints == (tmp_path / "runs" / "ck" / "a.pt",)
+    with pytest.raises(ValueError):
+        run.metrics.step[0] = 5  # read-only arrays
+    empty = read_run(path, "adam")
+    assert len(empty.metrics) == 0 and len(empty.probes) == 0
+    assert empty.probes.top_eigenvalues is None and empty.probes.ritz_nodes is None
+    assert empty.metrics.train_loss.shape == (0,)
+
+
+def test_rewind_drops_rows_past_a_step_and_later_appends_take_their_place(tmp_path: Path) -> None:
+    path = tmp_path / "r.h5"
+    with RunStore(path) as st:
+        w = st.create_run("r")
+        for j in range(10):
+            w.append_metrics(metric_row(0, j))
+        for p in range(4):  # steps 0, 3, 6, 9
+            w.append_probe(probe_row(0, p))
+        ck = tmp_path / "ck" / "e1.pt"
+        assert w.add_checkpoint(ck) == 0
+        assert w.rewind(4) == {"metrics": 5, "probes": 2}
+        assert (w.num_metrics, w.num_probes) == (5, 2)
+        assert w.rewind(4) == {"metrics": 0, "probes": 0}  # idempotent
+        # the resumed run writes steps 5.. again, and the same checkpoint file again
+        for j in range(5, 7):
+            w.append_metrics(metric_row(1, j))
+        w.append_probe(probe_row(1, 2))
+        assert w.add_checkpoint(ck) == 0 and w.num_checkpoints == 1
+        with pytest.raises(StoreError, match="step >= 0"):
+            w.rewind(-1)
+    run = read_run(path, "r")
+    assert run.metrics.step.tolist() == [0, 1, 2, 3, 4, 5, 6]
+    assert run.metrics.train_loss.tolist() == [j + 0.5 for j in range(5)] + [1005.5, 1006.5]
+    assert run.probes.step.tolist() == [0, 3, 6]
+    assert run.probes.top_eigenvalues[2, 0] == 1 + 2  # the new row, not the dropped one
+    assert run.checkpoints == (ck,)
+    with RunStore(path) as st:  # a rewind past every row, after reopening, is a no-op
+        assert st.open_run("r").rewind(100) == {"metrics": 0, "probes": 0}
+
+
+def test_padding_shapes_and_bad_rows(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "a.h5") as st:
+        w = st.create_run("r")
+        w.append_probe(step=0, top_eigenvalues=[3.0, 2.0, 1.0])
+        w.append_probe(step=1, top_eigenvalues=[5.0])  # fewer: NaN padded
+        w.append_probe(step=2, top_eigenvalues=[], ritz_nodes=np.zeros((0, 3)), trace=None)
+        with pytest.raises(StoreError, match="fixed by its first row"):
+            w.append_probe(step=3, top_eigenvalues=[1.0, 2.0, 3.0, 4.0])
+        with pytest.raises(StoreError, match="2-D rows"):
+            w.append_probe(step=2, ritz_nodes=[1.0, 2.0])
+        with pytest.raises(StoreError, match="same shape"):
+            w.append_probe(step=2, ritz_nodes=np.ones((2, 3)), ritz_weights=np.ones((2, 4)))
+        with pytest.raises(StoreError, match="needs a 'step'"):
+            w.append_metrics(train_loss=1.0)
+        with pytest.raises(StoreError, match="integer"):
+            w.append_metrics(step=1.5)
+        with pytest.raises(StoreError, match="scalar"):
+            w.append_metrics(step=1, train_loss=[1.0, 2.0])
+        with pytest.raises(TypeError, match="real numbers"):
+            w.append_metrics(step=1, note="hello")
+        with pytest.raises(TypeError, match="given twice"):
+            w.append_metrics({"step": 1}, step=2)
+        assert w.num_probes == 3 and w.num_metrics == 0  # failed rows wrote nothing
+    run = read_run(tmp_path / "a.h5", "r")
+    np.testing.assert_array_equal(
+        run.probes.top_eigenvalues, [[3, 2, 1], [5, np.nan, np.nan], [np.nan] * 3])
+    assert run.probes.ritz_nodes is None
+    assert len(run.metrics) == 0
+
+
+def test_torch_tensors_are_accepted(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    with RunStore(tmp_path / "t.h5") as st:
+        w = st.create_run("r")
+        w.append_probe(step=torch.tensor(4), top_eigenvalues=torch.tensor([2.0, 1.0]),
+                       trace=torch.tensor(3.0, requires_grad=True))
+    run = read_run(tmp_path / "t.h5", "r")
+    assert run.probes.step.tolist() == [4] and run.probes.trace.tolist() == [3.0]
+
+
+def test_existing_file_adds_runs_never_overwrites(tmp_path: Path) -> None:
+    path = tmp_path / "a.h5"
+    with RunStore(path) as st:
+        st.create_run("sgd", {"lr": 1}).append_metrics(step=0, train_loss=1.0)
+    with RunStore(path) as st:
+        with pytest.raises(StoreError, match="already has a run named 'sgd'"):
+            st.create_run("sgd", {"lr": 2})
+        st.create_run("adam").append_metrics(step=0, train_loss=2.0)
+        w = st.open_run("sgd")  # resume: appends after the committed rows
+        w.append_metrics(step=1, train_loss=0.5)
+        assert st.open_run("sgd") is w
+        with pytest.raises(StoreError, match="has no run 'nope'"):
+            st.open_run("nope")
+        with pytest.raises(StoreError, match="invalid run name"):
+            st.create_run("a/b")
+        with pytest.raises(TypeError, match="not JSON-able"):
+            st.create_run("bad", {"f": object()})
+    assert read_run(path, "sgd").metrics.train_loss.tolist() == [1.0, 0.5]
+    assert read_run(path, "sgd").config == {"lr": 1}
+    with RunStore(path) as st:
+        st.create_run("sgd", {"lr": 3}, overwrite=True).append_metrics(step=9)
+    runs = read_runs(path)
+    assert list(runs) == ["adam", "sgd"]  # creation order
+    assert runs["sgd"].config == {"lr": 3} and runs["sgd"].metrics.step.tolist() == [9]
+    assert runs["adam"].metrics.train_loss.tolist() == [2.0]
+
+
+def test_closed_store_and_replaced_run(tmp_path: Path) -> None:
+    st = RunStore(tmp_path / "a.h5")
+    w = st.create_run("r")
+    w2 = st.create_run("r", overwrite=True)
+    with pytest.raises(StoreError, match="replaced"):
+        w.append_metrics(step=0)
+    st.close()
+    st.close()  # idempotent
+    with pytest.raises(StoreError, match="closed"):
+        w2.append_metrics(step=0)
+    with pytest.raises(StoreError, match="closed"):
+        st.create_run("s")
+
+
+# ----------------------------------------------------------------- locking
+
+
+def test_second_writer_in_this_process_is_refused_and_readers_work(tmp_path: Path) -> None:
+    path = tmp_path / "a.h5"
+    with RunStore(path) as st:
+        st.create_run("r").append_metrics(step=0)
+        with pytest.raises(StoreLockedError, match="already open for writing"):
+            RunStore(path)
+        assert read_run(path, "r").metrics.step.tolist() == [0]  # through the writer
+        st.open_run("r").append_metrics(step=1)
+        assert len(read_run(path, "r").metrics) == 2
+    with RunStore(path):  # released on close
+        pass
+
+
+def test_second_writer_in_another_process_gets_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "a.h5"
+    with RunStore(path) as st:
+        st.create_run("r").append_metrics(step=0)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD_PRELUDE + textwrap.dedent("""
+            from spectra.runs.store import RunStore
+            st = RunStore(sys.argv[1])
+            st.open_run("r").append_metrics(step=1)
+            print("ready", flush=True)
+            sys.stdin.readline()
+            st.open_run("r").append_metrics(step=2)
+            st.close()
+        """), str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLockedError, match=r"a\.h5 is locked: another process"):
+            RunStore(path)
+        # readers take no lock: they see the committed rows while the writer runs
+        assert read_run(path, "r").metrics.step.tolist() == [0, 1]
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.wait(timeout=30) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+    with RunStore(path) as st:  # the lock went with the writer
+        assert st.open_run("r").num_metrics == 3
+    assert read_run(path, "r").metrics.step.tolist() == [0, 1, 2]
+
+
+
+# ----------------------------------------------------------------- disk full
+
+
+def _session(path: Path) -> tuple[int, int]:
+    """Add run1 to a file holding run0 (new columns, growth, trimming at close);
+    return (metric rows, probe rows) of run1 that its appends reported committed."""
+    done = [0, 0]
+    with RunStore(path) as st:
+        w = st.create_run("run1", config={"run": 1, "seed": 0})
+        for j in range(12):
+            w.append_metrics(metric_row(1, j))
+            done[0] += 1
+            if j % 3 == 0:
+                w.append_probe(probe_row(1, w.num_probes))
+                done[1] += 1
+    return done[0], done[1]
+
+
+def test_disk_full_at_any_write_fails_cleanly_and_loses_no_row(tmp_path: Path, monkeypatch) -> None:
+    """ENOSPC injected at the N-th write to the file or its journal, N over every
+    write of a session (run creation, rows, new columns, growth, the trim at
+    close): StoreWriteError naming the file and "no space left", every row
+    committed before intact, and the file writable again."""
+    template = tmp_path / "template.h5"
+    write_run0(template)
+    real = journal.write_all
+    calls = {"n": 0, "fail_at": 0}
+
+    def write_all(fd, data, offset=None):
+        calls["n"] += 1
+        if calls["fail_at"] and calls["n"] >= calls["fail_at"]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(journal, "write_all", write_all)
+    path = tmp_path / "full.h5"
+    path.write_bytes(template.read_bytes())
+    assert _session(path) == (12, 4)
+    total = calls["n"]
+    assert total > 50
+    for n in sorted({1, 2, 3, *range(5, total + 1, max(1, total // 25)), total}):
+        path.write_bytes(template.read_bytes())
+        Path(str(path) + "-journal").unlink(missing_ok=True)
+        calls.update(n=0, fail_at=n)
+        with pytest.raises(StoreWriteError, match="no space left") as err:
+            _session(path)
+        assert str(path) in str(err.value)
+        calls["fail_at"] = 0
+        counts = check_run_file(path)  # every committed row exactly as written
+        assert counts["run0"] == (20, 7, 0)
+        with RunStore(path) as st:  # writable again: rolls back an unfinished change
+            w = st.open_run("run0")
+            w.append_metrics(metric_row(0, 20))
+        assert check_run_file(path)["run0"] == (21, 7, 0)
+
+
+def test_disk_full_when_creating_the_file(tmp_path: Path, monkeypatch) -> None:
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(h5py, "File", full)
+    with pytest.raises(StoreWriteError, match="no space left"):
+        RunStore(tmp_path / "new.h5")
+    assert list(tmp_path.iterdir()) == []  # no file, no temporary left behind
+
