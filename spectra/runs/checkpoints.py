@@ -172,12 +172,24 @@ def check_resume(ckpt: Mapping[str, Any], run: Any, *, where: str = "the checkpo
     target = f"run {run.name!r} of {run.path}"
     rec = ckpt.get("run") or {}
     if not rec.get("id"):
-        if len(run.metrics) or len(run.probes):
-            raise CheckpointError(
-                f"{where} records no run identity (written without a run file, or by an older "
-                f"spectra), so it cannot prove it continues {target}, which has rows; resume "
-                "it into a new run")
+        _check_run_is_empty(run, where, target)
         return
+    _check_same_id(rec, run, where, target)
+    _check_same_config(ckpt.get("config"), run, where, target)
+    if rec.get("row") is not None:
+        _check_row_in_history(rec["row"], run, where, target)
+
+
+def _check_run_is_empty(run: Any, where: str, target: str) -> None:
+    """A checkpoint without a run identity may only start a run without rows."""
+    if len(run.metrics) or len(run.probes):
+        raise CheckpointError(
+            f"{where} records no run identity (written without a run file, or by an older "
+            f"spectra), so it cannot prove it continues {target}, which has rows; resume "
+            "it into a new run")
+
+
+def _check_same_id(rec: Mapping[str, Any], run: Any, where: str, target: str) -> None:
     if run.run_id != rec["id"]:
         why = ("was replaced (--overwrite) after this checkpoint was written"
                if run.name == rec.get("name") else
@@ -185,16 +197,19 @@ def check_resume(ckpt: Mapping[str, Any], run: Any, *, where: str = "the checkpo
         raise CheckpointError(
             f"{where} belongs to run id {rec['id']}, but {target} has id {run.run_id}: the run "
             f"{why}. Nothing was changed")
-    config = ckpt.get("config")
+
+
+def _check_same_config(config: Mapping[str, Any] | None, run: Any, where: str, target: str) -> None:
     if config is not None and run.config and _json(config) != _json(run.config):
         keys = sorted(k for k in set(config) | set(run.config)
                       if _json(config.get(k)) != _json(run.config.get(k)))
         raise CheckpointError(
             f"{where} and {target} have the same id but different configs ({', '.join(keys)}); "
             "nothing was changed")
-    row = rec.get("row")
-    if row is None:
-        return
+
+
+def _check_row_in_history(row: Mapping[str, Any], run: Any, where: str, target: str) -> None:
+    """The run still has the metrics row written just before the checkpoint, bit for bit."""
     m = run.metrics
     same = [i for i in range(len(m)) if int(m.step[i]) == row["step"]
             and float(m.epoch[i]) == row["epoch"]

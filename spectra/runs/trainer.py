@@ -166,6 +166,43 @@ def train(
         TrainingDiverged: the loss became non-finite (the message names the step).
         CheckpointError: ``resume`` belongs to another run or history.
     """
+    _check_arguments(train_data, epochs=epochs, batch_size=batch_size,
+                     log_every_steps=log_every_steps)
+    run = _Training(
+        model, optimizer, loss_fn, train_data, test_data=test_data, batch_size=batch_size,
+        epochs=epochs, step_schedulers=step_schedulers, epoch_schedulers=epoch_schedulers,
+        monitor=monitor, store=store, checkpoint=checkpoint, checkpoint_extra=checkpoint_extra,
+        log_every_steps=log_every_steps, seed=seed,
+    )
+    if resume is not None:
+        run.resume(resume)
+    result = TrainResult(epochs=run.epoch, steps=run.step, train_seconds=0.0, probe_seconds=0.0)
+    probe_before = run.probe_seconds()
+    if monitor is not None and resume is None:  # epoch 0: before any step
+        monitor.maybe_probe(step=run.step, epoch=0)
+    bar = _progress_bar(epochs, run.epoch) if progress else None
+    try:
+        while run.epoch < epochs:
+            row = run.train_epoch()
+            result.train_seconds += row["seconds"]
+            result.history.append(row)
+            path = run.record_epoch(row)
+            if path is not None:
+                result.checkpoints.append(path)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['train_loss']:.4g}")
+    finally:
+        if bar is not None:
+            bar.close()
+    result.epochs, result.steps = run.epoch, run.step
+    result.probe_seconds = run.probe_seconds() - probe_before
+    return result
+
+
+def _check_arguments(train_data: tuple[Tensor, Tensor], *, epochs: Any, batch_size: Any,
+                     log_every_steps: Any) -> None:
+    """Refuse bad arguments of :func:`train` by name, before anything is touched."""
     if not (isinstance(epochs, int) and epochs >= 0):
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
     if not (isinstance(batch_size, int) and batch_size >= 1):
@@ -175,169 +212,212 @@ def train(
     X, y = train_data
     if len(X) != len(y) or len(y) == 0:
         raise ValueError(f"train_data must be non-empty (X, y) of equal length, got {len(X)} and {len(y)}")
-    shuffle = torch.Generator().manual_seed(seed)
-    step, epoch = 0, 0
-    if resume is not None:
+
+
+def _progress_bar(epochs: int, done: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=epochs, initial=done, desc="train", unit="epoch", leave=False)
+
+
+class _Training:
+    """One call of :func:`train`: what it trains with, and where it stands (``step``
+    optimizer steps, ``epoch`` completed epochs).
+
+    :meth:`resume` continues from a checkpoint, :meth:`train_epoch` runs one epoch
+    of steps (:meth:`_step`) and returns its metrics row, :meth:`record_epoch`
+    writes that row, lets the monitor probe and writes a checkpoint.
+    """
+
+    def __init__(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
+        train_data: tuple[Tensor, Tensor], *, test_data: tuple[Tensor, Tensor] | None,
+        batch_size: int, epochs: int, step_schedulers: Sequence[Any],
+        epoch_schedulers: Sequence[Any], monitor: Any, store: Any,
+        checkpoint: CheckpointPolicy | None, checkpoint_extra: dict[str, Any] | None,
+        log_every_steps: int | None, seed: int,
+    ) -> None:
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.X, self.y = train_data
+        self.test_data = test_data
+        self.batch_size, self.epochs = batch_size, epochs
+        self.step_schedulers, self.epoch_schedulers = step_schedulers, epoch_schedulers
+        self.monitor, self.store = monitor, store
+        self.checkpoint, self.checkpoint_extra = checkpoint, checkpoint_extra
+        self.log_every_steps = log_every_steps
+        self.shuffle = torch.Generator().manual_seed(seed)
+        self.step, self.epoch = 0, 0
+
+    def probe_seconds(self) -> float:
+        """The monitor's probe time so far (0 without a monitor)."""
+        return self.monitor.seconds if self.monitor is not None else 0.0
+
+    # -- resume
+    def resume(self, resume: str | Path | dict[str, Any]) -> None:
+        """Continue from a checkpoint: check that it belongs to the run of every
+        writer (before anything changes), restore every state, and drop the rows a
+        stopped run wrote past it (they would repeat the steps replayed now)."""
         ckpt = load_checkpoint(resume) if not isinstance(resume, dict) else resume
-        writers = {id(w): w for w in (store, getattr(monitor, "store", None)) if w is not None}
+        writers = {id(w): w for w in (self.store, getattr(self.monitor, "store", None))
+                   if w is not None}
         where = f"checkpoint {resume}" if not isinstance(resume, dict) else "the checkpoint"
         for writer in writers.values():  # the same run and history, before anything changes
             read = getattr(writer, "read", None)
             if callable(read):
                 check_resume(ckpt, read(), where=where)
-        step, epoch = _restore(ckpt, model, optimizer, step_schedulers, epoch_schedulers, monitor, shuffle)
-        # rows a stopped run wrote past the checkpoint would repeat the steps replayed now
+        self._restore(ckpt)
         for writer in writers.values():
             rewind = getattr(writer, "rewind", None)
             if callable(rewind):
-                rewind(step)
-    result = TrainResult(epochs=epoch, steps=step, train_seconds=0.0, probe_seconds=0.0)
-    probe_before = monitor.seconds if monitor is not None else 0.0
+                rewind(self.step)
 
-    if monitor is not None and epoch == 0 and resume is None:
-        monitor.maybe_probe(step=step, epoch=0)
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(ckpt["model_state"])
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ValueError(f"the checkpoint does not fit this model (another architecture?): {first}") from exc
+        self.optimizer.load_state_dict(ckpt["optimizer_state"])
+        sched = ckpt.get("schedulers") or {"step": [], "epoch": []}
+        for kind, objs in (("step", self.step_schedulers), ("epoch", self.epoch_schedulers)):
+            states = sched.get(kind, [])
+            if len(states) != len(objs):
+                raise ValueError(f"the checkpoint has {len(states)} {kind} schedulers, this run has {len(objs)}")
+            for s, st in zip(objs, states):
+                s.load_state_dict(st)
+        if self.monitor is not None and ckpt.get("monitor") is not None:
+            self.monitor.load_state_dict(ckpt["monitor"])
+        rng = ckpt.get("rng") or {}
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "shuffle" in rng:
+            self.shuffle.set_state(rng["shuffle"])
+        if rng.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.step, self.epoch = int(ckpt["step"]), int(ckpt["epoch"])
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    # -- one epoch
+    def train_epoch(self) -> dict[str, float]:
+        """One epoch of shuffled minibatch steps; its metrics row (``seconds``:
+        training time without the probes taken during the epoch)."""
+        model, monitor, X, y = self.model, self.monitor, self.X, self.y
+        model.train()
+        t0 = time.perf_counter()
+        epoch_probe0 = self.probe_seconds()  # step-unit probes
+        n = len(y)
+        perm = torch.randperm(n, generator=self.shuffle)
+        sum_loss, sum_correct, seen = 0.0, 0, 0
+        classify = not y.is_floating_point()
+        for i in range(0, n, self.batch_size):
+            idx = perm[i : i + self.batch_size]
+            xb, yb = X[idx], y[idx]
+            out, loss = self._step(xb, yb)
+            bl = float(loss)
+            sum_loss += bl * len(yb)
+            if classify:
+                sum_correct += int((out.argmax(dim=1) == yb).sum())
+            seen += len(yb)
+            self._after_step(bl, self.epoch + seen / n)
+        for s in self.epoch_schedulers:
+            s.step()
+        self.epoch += 1
+        train_seconds = time.perf_counter() - t0 - (
+            monitor.seconds - epoch_probe0 if monitor is not None else 0.0)
+        row = {
+            "step": self.step,
+            "epoch": float(self.epoch),
+            "train_loss": sum_loss / seen,
+            "train_acc": sum_correct / seen if classify else math.nan,
+            **current_hparams(self.optimizer),
+            "seconds": train_seconds,
+        }
+        if self.test_data is not None:
+            row["test_loss"], row["test_acc"] = evaluate(model, self.loss_fn, *self.test_data)
+        return row
 
-        bar = tqdm(total=epochs, initial=epoch, desc="train", unit="epoch", leave=False)
-    n = len(y)
-    try:
-        while epoch < epochs:
-            model.train()
-            t0 = time.perf_counter()
-            epoch_probe0 = monitor.seconds if monitor is not None else 0.0  # step-unit probes
-            perm = torch.randperm(n, generator=shuffle)
-            sum_loss, sum_correct, seen = 0.0, 0, 0
-            classify = not y.is_floating_point()
-            for i in range(0, n, batch_size):
-                idx = perm[i : i + batch_size]
-                xb, yb = X[idx], y[idx]
-                holder: dict[str, Tensor] = {}
+    def _step(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+        """One optimizer step on a batch, then the step schedulers; the batch's
+        output and loss (detached)."""
+        holder: dict[str, Tensor] = {}
+        step, epoch = self.step, self.epoch
 
-                def closure(
-                    xb: Tensor = xb, yb: Tensor = yb, holder: dict = holder,
-                    step: int = step, epoch: int = epoch,
-                ) -> Tensor:
-                    optimizer.zero_grad(set_to_none=True)
-                    out = model(xb)
-                    loss = loss_fn(out, yb)
-                    holder["out"], holder["loss"] = out.detach(), loss.detach()
-                    if not bool(torch.isfinite(loss)):
-                        raise TrainingDiverged(
-                            f"the training loss is {float(loss.detach())} at step {step + 1} (epoch {epoch + 1}); "
-                            "lower the learning rate. Everything written so far is kept."
-                        )
-                    loss.backward()
-                    return loss
+        def closure() -> Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            out = self.model(xb)
+            loss = self.loss_fn(out, yb)
+            holder["out"], holder["loss"] = out.detach(), loss.detach()
+            if not bool(torch.isfinite(loss)):
+                raise TrainingDiverged(
+                    f"the training loss is {float(loss.detach())} at step {step + 1} (epoch {epoch + 1}); "
+                    "lower the learning rate. Everything written so far is kept."
+                )
+            loss.backward()
+            return loss
 
-                optimizer.step(closure)
-                step += 1
-                for s in step_schedulers:
-                    s.step()
-                bl = float(holder["loss"])
-                sum_loss += bl * len(yb)
-                if classify:
-                    sum_correct += int((holder["out"].argmax(dim=1) == yb).sum())
-                seen += len(yb)
-                if log_every_steps and step % log_every_steps == 0 and store is not None:
-                    row = {"step": step, "epoch": epoch + seen / n, "train_loss": bl, **current_hparams(optimizer)}
-                    store.append_metrics(row)
-                if monitor is not None and getattr(monitor, "unit", "epoch") == "step":
-                    monitor.maybe_probe(step=step, epoch=epoch + seen / n)
-            for s in epoch_schedulers:
-                s.step()
-            epoch += 1
-            train_seconds = time.perf_counter() - t0 - (
-                monitor.seconds - epoch_probe0 if monitor is not None else 0.0)
-            result.train_seconds += train_seconds
-            row = {
-                "step": step,
-                "epoch": float(epoch),
-                "train_loss": sum_loss / seen,
-                "train_acc": sum_correct / seen if classify else math.nan,
-                **current_hparams(optimizer),
-                "seconds": train_seconds,
-            }
-            if test_data is not None:
-                row["test_loss"], row["test_acc"] = evaluate(model, loss_fn, *test_data)
-            if store is not None:
-                store.append_metrics(row)
-            result.history.append(row)
-            if monitor is not None:
-                monitor.maybe_probe(step=step, epoch=epoch)
-            if checkpoint is not None and (epoch % checkpoint.every == 0 or epoch == epochs):
-                path = checkpoint.path(epoch)
-                extra = dict(checkpoint_extra or {})
-                run = run_record(store, checkpoint.directory, row) if store is not None else None
-                if run is not None:
-                    extra["run"] = run
-                save_checkpoint(path, _snapshot(model, optimizer, step_schedulers, epoch_schedulers,
-                                                monitor, shuffle, step, epoch, extra))
-                result.checkpoints.append(path)
-                if store is not None:
-                    store.add_checkpoint(path)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{row['train_loss']:.4g}")
-    finally:
-        if bar is not None:
-            bar.close()
-    result.epochs, result.steps = epoch, step
-    result.probe_seconds = (monitor.seconds - probe_before) if monitor is not None else 0.0
-    return result
+        self.optimizer.step(closure)
+        self.step += 1
+        for s in self.step_schedulers:
+            s.step()
+        return holder["out"], holder["loss"]
 
+    def _after_step(self, batch_loss: float, epoch: float) -> None:
+        """The step's metrics row (every ``log_every_steps``) and step-unit probe."""
+        every, store, monitor = self.log_every_steps, self.store, self.monitor
+        if every and self.step % every == 0 and store is not None:
+            row = {"step": self.step, "epoch": epoch, "train_loss": batch_loss,
+                   **current_hparams(self.optimizer)}
+            store.append_metrics(row)
+        if monitor is not None and getattr(monitor, "unit", "epoch") == "step":
+            monitor.maybe_probe(step=self.step, epoch=epoch)
 
-def _snapshot(model, optimizer, step_schedulers, epoch_schedulers, monitor, shuffle, step, epoch, extra):
-    ckpt: dict[str, Any] = {
-        "model_spec": None,
-        "data_spec": None,
-        "optimizer_spec": None,
-        "run": None,
-        **(extra or {}),
-        "model_state": model.state_dict(),
-        "optimizer_state": optimizer.state_dict(),
-        "schedulers": {
-            "step": [s.state_dict() for s in step_schedulers],
-            "epoch": [s.state_dict() for s in epoch_schedulers],
-        },
-        "monitor": monitor.state_dict() if monitor is not None else None,
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "shuffle": shuffle.get_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-        "step": int(step),
-        "epoch": int(epoch),
-    }
-    return ckpt
+    # -- the end of an epoch
+    def record_epoch(self, row: dict[str, float]) -> Path | None:
+        """Append the epoch's row, let the monitor probe, and write a checkpoint
+        when the policy says so; the checkpoint's path, or None."""
+        if self.store is not None:
+            self.store.append_metrics(row)
+        if self.monitor is not None:
+            self.monitor.maybe_probe(step=self.step, epoch=self.epoch)
+        policy = self.checkpoint
+        if policy is None or not (self.epoch % policy.every == 0 or self.epoch == self.epochs):
+            return None
+        return self._write_checkpoint(policy, row)
 
+    def _write_checkpoint(self, policy: CheckpointPolicy, row: dict[str, float]) -> Path:
+        path = policy.path(self.epoch)
+        extra = dict(self.checkpoint_extra or {})
+        run = run_record(self.store, policy.directory, row) if self.store is not None else None
+        if run is not None:
+            extra["run"] = run
+        save_checkpoint(path, self._snapshot(extra))
+        if self.store is not None:
+            self.store.add_checkpoint(path)
+        return path
 
-def _restore(ckpt, model, optimizer, step_schedulers, epoch_schedulers, monitor, shuffle) -> tuple[int, int]:
-    try:
-        model.load_state_dict(ckpt["model_state"])
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ValueError(f"the checkpoint does not fit this model (another architecture?): {first}") from exc
-    optimizer.load_state_dict(ckpt["optimizer_state"])
-    sched = ckpt.get("schedulers") or {"step": [], "epoch": []}
-    for kind, objs in (("step", step_schedulers), ("epoch", epoch_schedulers)):
-        states = sched.get(kind, [])
-        if len(states) != len(objs):
-            raise ValueError(f"the checkpoint has {len(states)} {kind} schedulers, this run has {len(objs)}")
-        for s, st in zip(objs, states):
-            s.load_state_dict(st)
-    if monitor is not None and ckpt.get("monitor") is not None:
-        monitor.load_state_dict(ckpt["monitor"])
-    rng = ckpt.get("rng") or {}
-    if "torch" in rng:
-        torch.set_rng_state(rng["torch"])
-    if "shuffle" in rng:
-        shuffle.set_state(rng["shuffle"])
-    if rng.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    return int(ckpt["step"]), int(ckpt["epoch"])
+    def _snapshot(self, extra: dict[str, Any]) -> dict[str, Any]:
+        monitor = self.monitor
+        ckpt: dict[str, Any] = {
+            "model_spec": None,
+            "data_spec": None,
+            "optimizer_spec": None,
+            "run": None,
+            **extra,
+            "model_state": self.model.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "schedulers": {
+                "step": [s.state_dict() for s in self.step_schedulers],
+                "epoch": [s.state_dict() for s in self.epoch_schedulers],
+            },
+            "monitor": monitor.state_dict() if monitor is not None else None,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "shuffle": self.shuffle.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "step": int(self.step),
+            "epoch": int(self.epoch),
+        }
+        return ckpt
 
 
 __all__ = ["CheckpointPolicy", "TrainResult", "TrainingDiverged", "current_hparams", "evaluate", "train"]
