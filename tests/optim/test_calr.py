@@ -13,18 +13,7 @@ import optim.calr
 from optim import CALR
 from optim.calr import DEFAULT_CLIP
 
-from .helpers import (
-    DEVICES,
-    LeastSquares,
-    assert_closure_runs_with_grad,
-    assert_honors_lr_scheduler,
-    assert_lockstep_after_reload,
-    assert_lowers_loss,
-    assert_rejects_sparse,
-    assert_skips_params_without_grad,
-    assert_validates_param_groups,
-    reference_gradients,
-)
+from .problems import DEVICES, LeastSquares, reference_gradients
 
 
 def _param(values, device="cpu"):
@@ -128,57 +117,6 @@ def test_param_group_overrides_apply_per_group():
     assert math.isclose(a.item(), -0.01 / (math.sqrt(1.1 + 1e-9) + 1e-8), rel_tol=1e-12)
     assert math.isclose(b.item(), -0.1 * 0.01 / (math.sqrt(1e-4 + 0.1 * (0.01 + 1e-8)) + 1e-8),
                         rel_tol=1e-12)
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("clip", [None, DEFAULT_CLIP])
-def test_state_dict_round_trip_continues_in_lockstep(device, clip):
-    assert_lockstep_after_reload(lambda ps: CALR(ps, lr=0.05, clip=clip), device=device)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"lr": -1.0}, "Invalid learning rate: -1.0"),
-        ({"lr": float("nan")}, "Invalid learning rate: nan"),
-        ({"lr": float("inf")}, "Invalid learning rate: inf"),
-        ({"alpha": -0.1}, "Invalid alpha value: -0.1"),
-        ({"betas": (1.0, 0.999)}, r"Invalid betas\[0\] value: 1.0"),
-        ({"betas": (0.9, -0.1)}, r"Invalid betas\[1\] value: -0.1"),
-        ({"betas": (0.9,)}, r"Invalid betas value: \(0.9,\)"),
-        ({"delta": -1e-8}, "Invalid delta value: -1e-08"),
-        ({"eps": -1.0}, "Invalid eps value: -1.0"),
-        ({"clip": 0.0}, "Invalid clip value: 0.0"),
-        ({"clip": -0.1}, "Invalid clip value: -0.1"),
-    ],
-)
-def test_bad_hyperparameters_raise(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        CALR([_param([0.0])], **kwargs)
-
-
-def test_bad_hyperparameter_in_a_param_group_raises():
-    assert_validates_param_groups(CALR, "alpha", -1.0)
-
-
-def test_lowers_least_squares_loss():
-    assert_lowers_loss(lambda ps: CALR(ps, lr=0.05), factor=0.1)
-
-
-def test_step_contract():
-    assert_skips_params_without_grad(CALR)
-    assert_rejects_sparse(CALR)
-    assert_closure_runs_with_grad(CALR)
-    assert_honors_lr_scheduler(CALR)
-
-
-def test_float32_parameters_keep_their_dtype():
-    p = torch.nn.Parameter(torch.ones(3))
-    p.grad = torch.ones(3)
-    opt = CALR([p])
-    opt.step()
-    assert p.dtype == torch.float32
-    assert opt.state[p]["exp_avg"].dtype == torch.float32
 
 
 def test_docstring_examples():

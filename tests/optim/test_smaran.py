@@ -13,19 +13,7 @@ import torch
 import optim.smaran
 from optim import SMARAN
 
-from .helpers import (
-    DEVICES,
-    LeastSquares,
-    assert_closure_runs_with_grad,
-    assert_honors_lr_scheduler,
-    assert_lockstep_after_reload,
-    assert_lowers_loss,
-    assert_rejects_sparse,
-    assert_skips_params_without_grad,
-    assert_validates_param_groups,
-    reference_gradients,
-    reference_loss,
-)
+from .problems import DEVICES, LeastSquares, reference_gradients, reference_loss
 
 
 def _param(values, device="cpu"):
@@ -201,12 +189,6 @@ def test_loss_keyword_matches_closure():
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("norm", ["tensor", "global"])
-def test_state_dict_round_trip_continues_in_lockstep(device, norm):
-    assert_lockstep_after_reload(lambda ps: SMARAN(ps, lr=0.05, norm=norm), device=device)
-
-
 def test_param_groups_keep_their_own_v():
     a, b = _param([1.0]), _param([1.0])
     opt = SMARAN([{"params": [a]}, {"params": [b], "gamma": 0.5}])
@@ -216,38 +198,6 @@ def test_param_groups_keep_their_own_v():
         opt.step(loss=2.0)
     assert float(_loss_sq_avg(opt, 0)) == pytest.approx(0.9 * 4 + 4)
     assert float(_loss_sq_avg(opt, 1)) == pytest.approx(0.5 * 4 + 4)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"lr": -0.1}, "Invalid learning rate: -0.1"),
-        ({"gamma": 1.0}, "Invalid gamma value: 1.0"),
-        ({"gamma": -0.5}, "Invalid gamma value: -0.5"),
-        ({"weight_decay": -0.01}, "Invalid weight_decay value: -0.01"),
-        ({"eps": 0.0}, "Invalid eps value: 0.0"),
-        ({"f_min": float("nan")}, "Invalid f_min value: nan"),
-        ({"norm": "layer"}, "Invalid norm value: 'layer'"),
-    ],
-)
-def test_bad_hyperparameters_raise(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        SMARAN([_param([0.0])], **kwargs)
-
-
-def test_bad_hyperparameter_in_a_param_group_raises():
-    assert_validates_param_groups(SMARAN, "gamma", 1.5)
-
-
-def test_lowers_least_squares_loss():
-    assert_lowers_loss(lambda ps: SMARAN(ps, lr=0.05), factor=0.2)
-
-
-def test_step_contract():
-    assert_skips_params_without_grad(SMARAN)
-    assert_rejects_sparse(SMARAN)
-    assert_closure_runs_with_grad(SMARAN)
-    assert_honors_lr_scheduler(SMARAN)
 
 
 def test_docstring_examples():
