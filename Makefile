@@ -46,8 +46,10 @@ anchors: install
 	$(PIP) install --no-deps curvlinops-for-pytorch backpack-for-pytorch
 	@$(MAKE) --no-print-directory check-torch
 
+# The core benchmark (analyses/bench_core/); BENCH_ARGS=--quick for a shorter run.
+BENCH_ARGS ?=
 bench: anchors
-	$(BIN)/python analyses/bench_core.py
+	$(BIN)/python -m analyses.bench_core $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/python -m ruff check spectra optim cli tests analyses

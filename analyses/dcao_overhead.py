@@ -13,7 +13,7 @@ it reports:
   and against the tight lambda_1 of the whole training set (Lanczos plus
   sampling error). Tight estimates are computed outside the timed region.
 
-Run: ``python analyses/dcao_overhead.py`` (about five minutes on 2 cores); writes
+Run: ``python -m analyses.dcao_overhead`` (about five minutes on 2 cores); writes
 ``analyses/results/dcao_overhead.md``.
 """
 
@@ -96,7 +96,7 @@ def run(setting: dict, *, epochs: int, seed: int) -> dict:
     probe_s = sum(r["seconds"] for r in opt.history)
     return {"train_s": train_s - probe_s, "probe_s": probe_s, "probes": len(opt.history),
             "steady_s": sum(r["seconds"] for r in opt.history[1:]),
-            "hvps": sum(r["num_matvecs"] for r in opt.history), "acc": acc}
+            "num_matvecs": sum(r["num_matvecs"] for r in opt.history), "acc": acc}
 
 
 def accuracy_run(setting: dict, *, epochs: int, seeds: range) -> dict:
@@ -124,7 +124,8 @@ SETTINGS = [
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m analyses.dcao_overhead",
+                                 description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=80)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--grid", action="store_true", help="also sweep probe batch, steps and period")
@@ -155,7 +156,7 @@ def main() -> None:
         rows.append((s["name"], runs, train_s, probe_s, wall, acc, steady))
         lz = f"{np.median(acc['lanczos_err']):.2%} / {np.max(acc['lanczos_err']):.2%}" if acc else "-"
         sm = f"{np.median(acc['sample_err']):.2%} / {np.max(acc['sample_err']):.2%}" if acc else "-"
-        print(f"{s['name']:40s} probes {runs[0]['probes']:3d} hvps {runs[0]['hvps']:5d} "
+        print(f"{s['name']:40s} probes {runs[0]['probes']:3d} hvps {runs[0]['num_matvecs']:5d} "
               f"probe/train {probe_s / train_s:7.2%} steady {statistics.median(steady):7.2%} "
               f"wall x{wall / base_wall:5.2f} "
               f"acc {np.median([r['acc'] for r in runs]):.3f}  lanczos err {lz}  vs full {sm}", flush=True)
@@ -181,7 +182,7 @@ def main() -> None:
         sm = f"{np.median(acc['sample_err']):.2%} / {np.max(acc['sample_err']):.2%}" if acc else "-"
         tot = [r["probe_s"] / r["train_s"] for r in runs]
         lines.append(
-            f"| {name} | {runs[0]['probes']} | {runs[0]['hvps']} | {statistics.median(tot):.1%} "
+            f"| {name} | {runs[0]['probes']} | {runs[0]['num_matvecs']} | {statistics.median(tot):.1%} "
             f"[{min(tot):.1%}–{max(tot):.1%}] | {statistics.median(steady):.1%} "
             f"[{min(steady):.1%}–{max(steady):.1%}] | "
             f"{np.median([r['acc'] for r in runs]):.3f} | {acc['failed'] if acc else '-'} | "
