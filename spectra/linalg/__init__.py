@@ -1,7 +1,8 @@
 """Algorithms on any symmetric ``(P, P)`` operator: Lanczos with full
 reorthogonalization (:mod:`~spectra.linalg.lanczos`), the eigensolver
 (:mod:`~spectra.linalg.eigsh`), stochastic Lanczos quadrature and spectral
-densities (:mod:`~spectra.linalg.density`), trace estimators
+densities (:mod:`~spectra.linalg.density`), the eigenvalue scales densities are
+smoothed and drawn on (:mod:`~spectra.linalg.scales`), trace estimators
 (:mod:`~spectra.linalg.trace`), and dense matrices as operators
 (:mod:`~spectra.linalg.dense`).
 

@@ -181,4 +181,40 @@ def check_memory(P: int, num_vectors: int, num_steps: int, dtype: torch.dtype, d
     )
 
 
-__all__ = ["SpectralMeasure", "slq"]
+def strip_padding(nodes: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rules of ``(n_v, m)`` arrays with their NaN padding removed; None if none is left.
+
+    The run store pads rows of different lengths with NaN, and a probe without a
+    density is NaN throughout. Entries that are not finite, or whose weight is not
+    positive, get weight 0 (their node is set to 0); random vectors with no weight
+    left are dropped, so that the mean over vectors stays a probability measure.
+
+    Returns:
+        ``(nodes, weights)``, float64 ``(n_v', m)`` with ``n_v' <= n_v``, or None.
+    """
+    nodes = np.asarray(nodes, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    ok = np.isfinite(nodes) & np.isfinite(weights) & (weights > 0)
+    w = np.where(ok, weights, 0.0)
+    x = np.where(np.isfinite(nodes), nodes, 0.0)
+    keep = w.sum(axis=1) > 0
+    if not np.any(keep):
+        return None
+    return x[keep], w[keep]
+
+
+def nonfinite_rows(nodes: np.ndarray, weights: np.ndarray) -> list[int]:
+    """Rows ``i`` of ``(r, n_v, m)`` (or ``(n_v, m)``) SLQ arrays that hold a NaN or Inf
+    that is not padding.
+
+    Padding (and a row without a density) is NaN in both arrays at once, so an Inf
+    anywhere, or a NaN beside a finite partner, marks a probe that diverged or a
+    damaged file.
+    """
+    n = np.asarray(nodes, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    broken = ~(np.isfinite(n) & np.isfinite(w)) & ~(np.isnan(n) & np.isnan(w))
+    return [int(i) for i in np.flatnonzero(broken.reshape(broken.shape[0], -1).any(axis=1))]
+
+
+__all__ = ["SpectralMeasure", "nonfinite_rows", "slq", "strip_padding"]

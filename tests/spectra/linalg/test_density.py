@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from spectra import HessianOperator, slq
+from spectra.linalg.density import nonfinite_rows, strip_padding
 from spectra.linalg.lanczos import lanczos_tridiagonal, random_vectors
 from tests.spectra.cases import CASES
 from tests.spectra.spectra_matrices import SPECTRA, with_spectrum
@@ -122,3 +123,23 @@ def test_progress_bar_over_the_steps(capsys):
     slq(with_spectrum(SPECTRA["outliers"]), num_vectors=2, num_steps=10, progress=True)
     err = capsys.readouterr().err
     assert "slq:" in err and "/10 " in err  # a bar over the 10 Lanczos steps
+
+
+def test_strip_padding_keeps_a_probability_measure():
+    nodes = np.array([[1.0, 2.0, np.nan], [np.nan, np.nan, np.nan], [3.0, -1.0, 5.0]])
+    weights = np.array([[0.5, 0.5, np.nan], [np.nan, np.nan, np.nan], [0.25, 0.75, 0.0]])
+    x, w = strip_padding(nodes, weights)
+    assert np.array_equal(x, [[1.0, 2.0, 0.0], [3.0, -1.0, 5.0]])  # the empty vector dropped
+    assert np.array_equal(w, [[0.5, 0.5, 0.0], [0.25, 0.75, 0.0]])
+    assert np.allclose(w.sum(axis=1), 1.0)
+    assert strip_padding(np.full((2, 2), np.nan), np.full((2, 2), np.nan)) is None
+
+
+def test_nonfinite_rows_tell_damage_from_padding():
+    nodes = np.zeros((4, 2, 3))
+    weights = np.full((4, 2, 3), 1 / 3)
+    nodes[0, 1, 2] = weights[0, 1, 2] = np.nan  # padding: NaN in both
+    nodes[1, 0, 0] = np.nan  # a NaN node with a weight
+    weights[2, 1, 1] = np.inf
+    assert nonfinite_rows(nodes, weights) == [1, 2]
+    assert nonfinite_rows(nodes[1], weights[1]) == [0]  # (n_v, m): rows are vectors

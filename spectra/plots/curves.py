@@ -1,0 +1,120 @@
+"""Training curves: loss and accuracy, train and test, one line per run, in 2 x 2 panels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from spectra.plots.axes import log_ticks
+from spectra.plots.data import (
+    RunsLike,
+    figure_title,
+    finite_series,
+    resolve_runs,
+    run_title,
+    time_column,
+    time_kind,
+)
+from spectra.plots.style import FONT, new_figure, no_data, style
+from spectra.runs import RunData
+
+# metric column, panel title, y label; in panel order
+_CURVES = (
+    ("train_loss", "train loss", "loss"),
+    ("test_loss", "test loss", "loss"),
+    ("train_acc", "train accuracy", "accuracy (%)"),
+    ("test_acc", "test accuracy", "accuracy (%)"),
+)
+
+# column -> (run, time, values) of each run that records it
+_Series = dict[str, list[tuple[RunData, np.ndarray, np.ndarray]]]
+
+
+def plot_curves(
+    runs: RunsLike,
+    names: str | Iterable[str] | None = None,
+    *,
+    by: str = "auto",
+    figsize: tuple[float, float] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Loss and accuracy, train and test, one line per run (optimizer): 2 x 2 panels.
+
+    Losses are on a log axis when positive; accuracies stored as fractions are drawn
+    in percent. Rows that do not give a value (NaN) are skipped. A panel with no data
+    in any run says "not recorded".
+
+    Raises:
+        ValueError: no run records any of train/test loss/accuracy.
+    """
+    run_list = resolve_runs(runs, names)
+    tkind = time_kind(by, [(r.metrics.step, r.metrics.epoch) for r in run_list])
+    series = _series(run_list, tkind)
+    acc = [y for c in ("train_acc", "test_acc") for _, _, y in series[c]]
+    percent = bool(acc) and max(float(np.max(y)) for y in acc) <= 1.0 + 1e-9
+    color = {r.name: f"C{i % 10}" for i, r in enumerate(run_list)}
+    with style():
+        fig = new_figure(figsize, (7.0, 5.2))
+        grid = fig.subplots(2, 2, sharex=True, squeeze=False)
+        grid[0, 0].sharey(grid[0, 1])
+        grid[1, 0].sharey(grid[1, 1])
+        handles: dict[str, tuple] = {}
+        for ax, (col, label, ylabel) in zip(grid.flat, _CURVES):
+            _draw_panel(ax, series[col], col, label, color, handles, 100.0 if percent else 1.0)
+            ax.set_xlabel(tkind)
+            ax.set_ylabel(ylabel if percent or "loss" in col else "accuracy")
+        losses = [y for c in ("train_loss", "test_loss") for _, _, y in series[c]]
+        if losses and all(np.all(y > 0) for y in losses):
+            grid[0, 0].set_yscale("log")  # shared with grid[0, 1]
+            log_ticks(grid[0, 0])
+        fig.legend(
+            [h for h, _ in handles.values()], [lab for _, lab in handles.values()],
+            loc="outside lower center", ncols=min(len(handles), 5), frameon=False,
+        )
+        fig.suptitle(title if title is not None else figure_title("Training curves", run_list))
+    return fig
+
+
+def _series(run_list: Sequence[RunData], tkind: str) -> _Series:
+    """The finite rows of each curve's column, per run, in time order."""
+    series: _Series = {c: [] for c, *_ in _CURVES}
+    for r in run_list:
+        mt = r.metrics
+        if len(mt) == 0:
+            continue
+        t, _ = time_column(tkind, mt.step, mt.epoch, f"run {r.name!r}'s metrics")
+        for col, *_ in _CURVES:
+            ts, ys = finite_series(t, np.asarray(mt[col], dtype=np.float64))
+            if ts.size:
+                series[col].append((r, ts, ys))
+    if not any(series.values()):
+        raise ValueError(
+            f"runs {[r.name for r in run_list]} record no train/test loss or accuracy in "
+            "their metrics"
+        )
+    return series
+
+
+def _draw_panel(
+    ax: Axes,
+    items: list[tuple[RunData, np.ndarray, np.ndarray]],
+    col: str,
+    label: str,
+    color: dict[str, str],
+    handles: dict[str, tuple],
+    acc_scale: float,
+) -> None:
+    """One metric's lines (accuracies times ``acc_scale``); each run's first line goes
+    to ``handles`` for the figure's legend."""
+    ax.tick_params(labelbottom=True, labelsize=FONT)
+    if not items:
+        no_data(ax, f"{label}: not recorded")
+    for r, t, y in items:
+        y = y * acc_scale if col.endswith("acc") else y
+        (h,) = ax.plot(t, y, color=color[r.name], lw=1.3,
+                       marker="o" if t.size <= 30 else None, ms=2.5)
+        handles.setdefault(r.name, (h, run_title(r)))
+    ax.set_title(label)

@@ -1,0 +1,93 @@
+"""A loss landscape of :func:`spectra.landscape.loss_landscape`: the loss along one
+direction with its quadratic model, or filled contours over a plane of two."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
+from spectra.plots.style import FONT, SINGLE, new_figure, style
+
+_DIRECTION = {"top": "top eigenvector", "random": "random direction"}
+_DIRECTION_TITLE = {"top": "top Hessian eigenvector", "random": "random filter-normalized direction"}
+
+
+def plot_landscape(
+    landscape: Any,
+    *,
+    figsize: tuple[float, float] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """A loss landscape of :func:`spectra.landscape.loss_landscape`.
+
+    1-D: the loss against the step along the direction, with the quadratic model
+    ``L(0) + lambda_1 a^2 / 2`` for a top eigenvector. 2-D: filled contours of the loss
+    over the plane, the weights marked with a star.
+    """
+    land = landscape
+    losses = np.asarray(land.losses, dtype=np.float64)
+    finite = losses[np.isfinite(losses)]
+    if finite.size == 0:
+        raise ValueError("the landscape's losses are all NaN or Inf; nothing to draw")
+    lo, hi = float(finite.min()), float(finite.max())
+    with style():
+        fig = new_figure(figsize, SINGLE if land.dims == 1 else (6.0, 5.0))
+        ax = fig.subplots()
+        if land.dims == 1:
+            _draw_line(ax, land, losses, lo, hi)
+        else:
+            _draw_plane(fig, ax, land, losses, lo, hi)
+        kind = _DIRECTION_TITLE.get(land.kind, "direction")
+        base = f"Loss along {'a' if land.dims == 1 else 'two'} {kind}" \
+            + ("s" if land.dims == 2 else "")
+        fig.suptitle(title if title is not None else base)
+    return fig
+
+
+def _draw_line(ax: Axes, land: Any, losses: np.ndarray, lo: float, hi: float) -> None:
+    """The loss along one direction, its quadratic model along a top eigenvector, and
+    the weights (a = 0) marked with a star."""
+    ax.plot(land.alphas, losses, color="C0", lw=1.5, marker="o", ms=3, label="loss")
+    if land.eigenvalues is not None:
+        lam = float(land.eigenvalues[0])
+        a = np.linspace(land.alphas[0], land.alphas[-1], 200)
+        ax.plot(a, land.center_loss + 0.5 * lam * a**2, color="C3", ls="--", lw=1.0,
+                label=f"L(0) + \u03bb1 a\u00b2/2, \u03bb1 = {lam:.3g}")
+    ax.plot([0], [land.center_loss], marker="*", color="gold", mec="black", ms=11,
+            ls="none", label="weights", zorder=5)
+    pad = 0.08 * (hi - lo if hi > lo else 1.0)
+    ax.set_ylim(lo - pad, hi + pad)
+    unit = " (parameter-space distance)" if land.kind == "top" else (
+        " (\u00d7 filter norms)" if land.kind == "random" else "")
+    ax.set_xlabel(f"step a along the {_DIRECTION.get(land.kind, 'direction')}{unit}")
+    ax.set_ylabel("loss")
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3, lw=0.5)
+
+
+def _draw_plane(fig: Figure, ax: Axes, land: Any, losses: np.ndarray, lo: float,
+                hi: float) -> None:
+    """Filled contours of the loss over two directions, the weights at the origin."""
+    label = _DIRECTION.get(land.kind, "direction")
+    levels = np.linspace(lo, hi, 25) if hi > lo else 25
+    cf = ax.contourf(land.alphas, land.betas, losses, levels=levels, cmap="viridis")
+    ax.contour(land.alphas, land.betas, losses, levels=levels, colors="white",
+               linewidths=0.3, alpha=0.6)
+    cbar = fig.colorbar(cf, ax=ax, pad=0.02, aspect=30)
+    cbar.set_label("loss")
+    cbar.ax.yaxis.set_major_locator(MaxNLocator(7))
+    cbar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    cbar.ax.tick_params(labelsize=FONT)
+    ax.plot([0], [0], marker="*", color="gold", mec="black", ms=12, ls="none",
+            label="weights")
+    for i, set_label in enumerate((ax.set_xlabel, ax.set_ylabel)):
+        suffix = ""
+        if land.eigenvalues is not None:
+            suffix = f" (\u03bb{i + 1} = {float(land.eigenvalues[i]):.3g})"
+        set_label(f"{label} {i + 1}{suffix}")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", framealpha=0.85)

@@ -1,0 +1,139 @@
+"""The look shared by every figure: paper-sized text, constrained layout, panels and
+legends, and :func:`save_figure`.
+
+Figures are built without pyplot (no display, no global state; safe on a headless
+machine and in threads). Drawing happens inside :func:`style`, which sets matplotlib's
+rc parameters for the duration only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+#: Suffix -> matplotlib format accepted by :func:`save_figure`.
+FIGURE_FORMATS: dict[str, str] = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+
+FONT = 9.0  # points: tick labels, axis labels, text
+TITLE = 10.0  # points: panel titles
+SINGLE = (6.5, 4.0)  # inches: one panel, the text width of a paper
+
+_RC = {
+    "font.size": FONT,
+    "axes.titlesize": TITLE,
+    "axes.labelsize": FONT,
+    "xtick.labelsize": FONT,
+    "ytick.labelsize": FONT,
+    "legend.fontsize": FONT - 0.5,
+    "legend.title_fontsize": FONT,
+    "figure.titlesize": TITLE + 1,
+    "axes.linewidth": 0.8,
+    "lines.linewidth": 1.3,
+    "pdf.fonttype": 42,  # TrueType in PDFs: editable, accepted by publishers
+    "svg.fonttype": "none",
+}
+_MISSING = {"color": "0.45", "ha": "center", "va": "center", "fontsize": FONT}
+
+
+@contextmanager
+def style() -> Iterator[None]:
+    """matplotlib's rc parameters of these figures, for the ``with`` block only."""
+    with matplotlib.rc_context(_RC):
+        yield
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 200) -> Path:
+    """Write ``fig`` to ``path`` as PNG, PDF or SVG, chosen by the suffix.
+
+    Missing parent folders are created. ``dpi`` applies to PNG and to rasterized
+    parts (heat maps) of PDF/SVG.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: a suffix other than ``.png``, ``.pdf``, ``.svg``.
+    """
+    path = Path(path)
+    fmt = FIGURE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        found = f"suffix {path.suffix!r}" if path.suffix else "no suffix"
+        raise ValueError(
+            f"cannot save a figure to {path}: {found}; expected one of "
+            f"{', '.join(FIGURE_FORMATS)} (PNG for screens, PDF or SVG for papers)"
+        )
+    if not isinstance(fig, Figure):
+        raise TypeError(f"expected a matplotlib Figure, got {type(fig).__name__}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with style():
+        fig.savefig(path, format=fmt, dpi=dpi)
+    return path
+
+
+def new_figure(figsize: tuple[float, float] | None, default: tuple[float, float]) -> Figure:
+    """A figure with constrained layout, ``figsize`` inches (default: ``default``)."""
+    return Figure(figsize=default if figsize is None else figsize, layout="constrained")
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """``(rows, columns)`` for ``n`` panels: one row of up to three; more go two to a row."""
+    ncols = n if n <= 3 else 2
+    return math.ceil(n / ncols), ncols
+
+
+def panels_figsize(nrows: int, ncols: int) -> tuple[float, float]:
+    """Inches for a grid of panels: :data:`SINGLE` for one, else about 3.5 x 2.9 each."""
+    if nrows * ncols == 1:
+        return SINGLE
+    return (3.5 * ncols if ncols < 3 else 10.0, 2.9 * nrows + 0.4)
+
+
+def panels(fig: Figure, n: int, *, sharex: bool = True, sharey: bool = True) -> list[Axes]:
+    """``n`` panels (see :func:`grid_shape`); unused cells removed, tick labels kept."""
+    nrows, ncols = grid_shape(n)
+    grid = fig.subplots(nrows, ncols, sharex=sharex, sharey=sharey, squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[n:]:
+        ax.remove()
+    axes = axes[:n]
+    for ax in axes:
+        ax.tick_params(labelbottom=True, labelleft=True, labelsize=FONT)
+    return axes
+
+
+def figure_legend(fig: Figure, axes: Sequence[Axes], ncols: int = 3) -> None:
+    """One legend below all panels, each label once (panels share their entries)."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        width = fig.get_figwidth()
+        ncols = len(entries) if width >= 9 else 4 if width >= 6.5 else ncols
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center",
+                   ncols=min(len(entries), ncols), frameon=False)
+
+
+def legend_on_top(ax: Axes, ncols: int) -> None:
+    """A one-row legend in a strip kept free at the top of the axes."""
+    lo, hi = ax.get_ylim()
+    if ax.get_yscale() == "log":
+        ax.set_ylim(lo, hi * (hi / lo) ** 0.3)
+    elif ax.get_yscale() == "linear":
+        ax.set_ylim(lo, hi + 0.3 * (hi - lo))
+    ax.legend(loc="upper center", ncols=ncols, frameon=False, handlelength=1.5,
+              columnspacing=1.0)
+
+
+def no_data(ax: Axes, text: str) -> None:
+    """``text`` in grey at the centre of an empty panel."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, **_MISSING)
+

@@ -1,0 +1,42 @@
+"""spectra.plots.axes: tick labels and the choice of a log or symlog scale."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from spectra.plots.axes import power_label, symlog_ticks, value_scale
+
+
+@pytest.mark.parametrize("v, label", [
+    (0.0, "0"), (1.0, "1"), (-0.01, "\u22120.01"), (1000.0, "1000"), (1e4, "$10^{4}$"),
+    (-1e-3, "\u2212$10^{-3}$"), (2.5, "2.5"),
+])
+def test_power_label(v: float, label: str) -> None:
+    assert power_label(v) == label
+
+
+def test_symlog_ticks_are_zero_and_powers_of_ten() -> None:
+    ax = Figure().subplots()
+    ax.set_xscale("symlog", linthresh=0.1)
+    symlog_ticks(ax, -3.0, 200.0, 0.1, width=6.0)
+    major = ax.xaxis.get_major_locator().tick_values(-3.0, 200.0)
+    assert 0.0 in major
+    for v in major[major != 0]:
+        assert np.log10(abs(v)) == pytest.approx(round(np.log10(abs(v))))
+    assert 100.0 in major and -1.0 in major  # the largest decade on each side
+    narrow = Figure().subplots()
+    symlog_ticks(narrow, -3.0, 200.0, 0.1, width=0.5)  # little room: fewer labels
+    assert len(narrow.xaxis.get_major_locator().tick_values(-3, 200)) < len(major)
+
+
+def test_value_scale() -> None:
+    ax = Figure().subplots()
+    value_scale(ax, np.array([0.5, 3.0, np.nan]))
+    assert ax.get_yscale() == "log"
+    value_scale(ax, np.array([-2.0, 0.0, 50.0]))
+    assert ax.get_yscale() == "symlog"
+    ax = Figure().subplots()
+    value_scale(ax, np.array([0.0, 0.0]))  # nothing to scale by: left linear
+    assert ax.get_yscale() == "linear"

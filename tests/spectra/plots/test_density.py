@@ -1,0 +1,79 @@
+"""spectra.plots.density: one smoothed density, of a measure or of a run's probe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spectra.linalg.density import SpectralMeasure, slq
+from spectra.plots import plot_density
+from tests.spectra.plots.conftest import saved
+
+
+def _curve(fig) -> tuple[np.ndarray, np.ndarray]:
+    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "SLQ density"]
+    return line.get_data()
+
+
+def test_density_from_run_and_measure(runs: dict, store_path: Path, tmp_path: Path) -> None:
+    fig = plot_density(store_path, "sgdm", probe=0)
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "log" and ax.get_xscale() == "symlog"
+    assert ax.get_xlabel() == "eigenvalue"
+    assert "epoch 0" in fig.get_suptitle()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "top-3 eigenvalues (Lanczos)" in labels
+    saved(fig, tmp_path, "density")
+
+    ev = np.concatenate([np.linspace(-1, 1, 50), [10.0, 20.0]])
+    measure = slq(torch.diag(torch.from_numpy(ev)), num_vectors=2, num_steps=20,
+                  generator=torch.Generator().manual_seed(0))
+    fig = plot_density(measure, xscale="linear", grid=400)
+    x, y = _curve(fig)
+    assert np.trapezoid(y, x) == pytest.approx(1.0, abs=0.02)  # a density per eigenvalue
+    with pytest.raises(ValueError, match="probe=6 is out of range"):
+        plot_density(runs["sgdm"], probe=6)
+    with pytest.raises(ValueError, match="pass name="):
+        plot_density(store_path)
+
+
+def test_density_is_the_measures_smoothing() -> None:
+    """With a linear axis and an explicit sigma, the curve is SpectralMeasure.density."""
+    ev = np.linspace(0.0, 5.0, 40)
+    measure = slq(torch.diag(torch.from_numpy(ev)), num_vectors=2, num_steps=10,
+                  generator=torch.Generator().manual_seed(1))
+    grid = np.linspace(-1.0, 6.0, 300)
+    fig = plot_density(measure, xscale="linear", grid=grid, sigma=0.2, decades=12)
+    x, y = _curve(fig)
+    assert np.allclose(x, grid)
+    assert np.allclose(y, measure.density(grid, 0.2), rtol=1e-12)
+
+
+def test_symlog_density_integrates_to_one_and_is_smooth_at_linthresh() -> None:
+    ev = np.concatenate([np.linspace(-0.5, 0.5, 80), [-3.0, 40.0, 400.0]])
+    measure = slq(torch.diag(torch.from_numpy(ev)), num_vectors=3, num_steps=40,
+                  generator=torch.Generator().manual_seed(2))
+    fig = plot_density(measure, grid=2000, decades=14)
+    xs, ys = _curve(fig)
+    assert np.trapezoid(ys, xs) == pytest.approx(1.0, abs=0.02)
+    assert fig.axes[0].get_xscale() == "symlog"
+    # no jump at +-linthresh (the density per unit eigenvalue is smooth there)
+    grid = np.linspace(0.05, 0.2, 301)
+    fig = plot_density(measure, grid=grid, linthresh=0.1, sigma=0.05, decades=14)
+    _, y = _curve(fig)
+    assert np.max(np.abs(np.diff(np.log(y)))) < 0.05
+
+
+def test_non_finite_measure_is_refused_by_row() -> None:
+    nodes = np.array([[0.0, 1.0], [np.nan, 2.0]])
+    m = SpectralMeasure(nodes=nodes, weights=np.full((2, 2), 0.5), num_matvecs=4, dim=2)
+    with pytest.raises(ValueError, match=r"SpectralMeasure's nodes or weights are not finite .* "
+                                         r"in rows \[1\]"):
+        plot_density(m)
+    empty = SpectralMeasure(nodes=np.zeros((1, 2)), weights=np.zeros((1, 2)), num_matvecs=2,
+                            dim=2)
+    with pytest.raises(ValueError, match="no node with positive weight"):
+        plot_density(empty)

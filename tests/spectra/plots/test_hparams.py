@@ -1,0 +1,56 @@
+"""spectra.plots.hparams: DCAO's hyperparameters and the curvature behind them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spectra.plots import plot_hparams
+from spectra.runs import RunStore
+from tests.spectra.plots.conftest import saved
+
+
+def test_hparams(runs: dict, tmp_path: Path) -> None:
+    fig = plot_hparams(runs["dcao"])
+    titles = {ax.get_title() for ax in fig.axes}
+    assert {"hyperparameters used", "curvature seen by the controller",
+            "DCAO multipliers"} <= titles
+    ylabels = {ax.get_ylabel() for ax in fig.axes}
+    assert {r"learning rate $\eta$", r"momentum $\beta$", "weight decay",
+            "multiplier (1 = unchanged)"} <= ylabels
+    curv = next(ax for ax in fig.axes if ax.get_title() == "curvature seen by the controller")
+    assert [ln.get_label() for ln in curv.get_lines()][:2] == [
+        r"$\lambda_1$", r"gap $\lambda_1 - \lambda_2$"]
+    mult = next(ax for ax in fig.axes if ax.get_title() == "DCAO multipliers")
+    last_step = float(runs["dcao"].metrics.step[-1])
+    assert all(ln.get_xdata()[-1] == last_step for ln in mult.get_lines()[:3])  # held to the end
+    saved(fig, tmp_path, "hparams")
+    # a run without DCAO columns falls back to the probes' top eigenvalues
+    fig = plot_hparams(runs["sgdm"], by="epoch")
+    curv = next(ax for ax in fig.axes if ax.get_title() == "top Hessian eigenvalues (probes)")
+    assert [ln.get_label() for ln in curv.get_lines()] == [
+        r"$\lambda_1$ (probe)", r"gap $\lambda_1 - \lambda_2$ (probe)"]
+    assert not any(ax.get_title() == "DCAO multipliers" for ax in fig.axes)
+
+
+def test_hparams_without_curvature(tmp_path: Path) -> None:
+    path = tmp_path / "lr.h5"
+    with RunStore(path) as store:
+        run = store.create_run("x")
+        for s in range(4):
+            run.append_metrics(step=s, lr=0.1 * 2.0**-s, train_loss=1.0)
+    fig = plot_hparams(path)
+    assert len(fig.axes) == 3  # the left column only
+    assert fig.axes[0].get_yscale() == "log"  # lr spans 8x
+    assert "momentum" in fig.axes[1].texts[0].get_text()  # not recorded
+
+
+def test_hparams_bad_input(store_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="pass name="):
+        plot_hparams(store_path)
+    path = tmp_path / "nohp.h5"
+    with RunStore(path) as store:
+        store.create_run("x").append_metrics(step=0, train_loss=1.0)
+    with pytest.raises(ValueError, match="run 'x' records no hyperparameters"):
+        plot_hparams(path)
