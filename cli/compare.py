@@ -7,24 +7,20 @@ from pathlib import Path
 
 import click
 
-from cli._common import CLIError, echo_json, handle_errors, quiet, show_progress
-from cli._training import (
+from cli._build import load_data, make_loss, model_spec_for, optimizer_keys, prepare_run
+from cli._errors import CLIError, first_line, handle_errors
+from cli._format import fmt, pct
+from cli._options import (
     ProbePlan,
-    check_run_file,
-    default_checkpoint_dir,
-    execute,
-    existing_runs,
-    kv,
-    load_data,
-    make_loss,
     model_data_options,
-    model_spec_for,
-    optimizer_keys,
-    prepare_run,
+    parse_kv,
     probe_options,
+    split_opt_args,
     training_options,
 )
-from cli.train import summary
+from cli._output import echo_json, quiet, show_progress
+from cli._paths import check_run_file, default_checkpoint_dir, existing_runs
+from cli._run import execute, outcome_summary
 
 
 @click.command()
@@ -63,9 +59,9 @@ def compare(**kw) -> None:
     plan = ProbePlan.from_options(kw)
     epochs = 5 if kw["epochs"] is None else kw["epochs"]
     out = check_run_file(kw["out"])
-    overrides = _split_opt_args(kw["opt_arg"], keys)
-    model_args = kv(kw["model_arg"], "--model-arg")
-    data_args = kv(kw["data_arg"], "--data-arg")
+    overrides = split_opt_args(kw["opt_arg"], keys)
+    model_args = parse_kv(kw["model_arg"], "--model-arg")
+    data_args = parse_kv(kw["data_arg"], "--data-arg")
     present = [k for k in keys if k in existing_runs(out)]
     if present and not kw["overwrite"]:
         raise CLIError(f"{out} already has run{'s' if len(present) > 1 else ''} "
@@ -89,7 +85,7 @@ def compare(**kw) -> None:
         except CLIError:
             raise
         except Exception as exc:
-            raise CLIError(f"{key}: {str(exc).strip().splitlines()[0]}") from exc
+            raise CLIError(f"{key}: {first_line(exc)}") from exc
     echo = not (as_json or quiet())
     if echo:
         c = preps[0].config
@@ -107,7 +103,7 @@ def compare(**kw) -> None:
                               seed=kw["seed"], plan=plan, checkpoint_every=kw["checkpoint_every"],
                               log_every=kw["log_every"], echo=echo,
                               progress=show_progress(as_json), prefix=f"{prep.name:<{width}}  ")
-            summaries.append(summary(outcome, prep, out))
+            summaries.append(outcome_summary(outcome, prep, out))
     if as_json:
         echo_json({"file": str(out), "runs": summaries})
         return
@@ -120,23 +116,6 @@ def compare(**kw) -> None:
         click.echo(f"next:     spectra plot curves {out} -o {out.with_name(out.stem + '_curves.png')}")
 
 
-def _split_opt_args(pairs: tuple[str, ...], keys: list[str]) -> dict[str, dict]:
-    """``lr=0.1`` for all, ``sgd.lr=0.1`` for one optimizer."""
-    out: dict[str, dict] = {k: {} for k in keys}
-    for key, value in kv(pairs, "--opt-arg").items():
-        if "." in key:
-            name, _, hp = key.partition(".")
-            name = name.lower().replace("_", "-")
-            if name not in out:
-                raise CLIError(f"--opt-arg {key}=...: {name!r} is not one of --optimizers "
-                               f"({', '.join(keys)})")
-            out[name][hp] = value
-        else:
-            for k in keys:
-                out[k][key] = value
-    return out
-
-
 def _table(rows: list[dict]) -> None:
     head = f"{'optimizer':<12} {'train loss':>10} {'train acc':>9} {'test loss':>10} " \
            f"{'test acc':>9} {'λ1':>10} {'train s':>8} {'probe s':>8}"
@@ -146,14 +125,7 @@ def _table(rows: list[dict]) -> None:
         f = r["final"]
         lp = r["last_probe"] or {}
         top = lp.get("top_eigenvalues") or [math.nan]
-        click.echo(f"{r['optimizer']:<12} {_g(f.get('train_loss'))} {_p(f.get('train_acc'))} "
-                   f"{_g(f.get('test_loss'))} {_p(f.get('test_acc'))} {_g(top[0])} "
+        click.echo(f"{r['optimizer']:<12} {fmt(f.get('train_loss'), 10)} "
+                   f"{pct(f.get('train_acc'), 9)} {fmt(f.get('test_loss'), 10)} "
+                   f"{pct(f.get('test_acc'), 9)} {fmt(top[0], 10)} "
                    f"{r['train_seconds']:8.1f} {r['probe_seconds']:8.1f}")
-
-
-def _g(x) -> str:
-    return f"{x:10.4g}" if x is not None and math.isfinite(x) else f"{'-':>10}"
-
-
-def _p(x) -> str:
-    return f"{100 * x:8.1f}%" if x is not None and math.isfinite(x) else f"{'-':>9}"

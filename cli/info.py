@@ -10,7 +10,9 @@ import sys
 
 import click
 
-from cli._common import echo_json, handle_errors
+from cli._errors import handle_errors
+from cli._output import echo_json
+from cli._run_file import describe_run_file
 
 _ANCHORS = {
     "pyhessian": "pyhessian",
@@ -96,8 +98,6 @@ def _registries() -> dict:
 def info(run_file: str | None, as_json: bool) -> None:
     """Show versions, threads, devices and registries (or, with RUN_FILE, a run file's contents)."""
     if run_file is not None:
-        from cli.runinfo import describe_run_file
-
         describe_run_file(run_file, as_json)
         return
     env = environment()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from cli._common import SEED, TOL, CLIError, echo_json, handle_errors, quiet
-from cli.plot import _check_output
-from cli.probe import parse_kv
+from cli._errors import CLIError, handle_errors
+from cli._options import SEED, TOL, parse_kv
+from cli._output import echo_json, quiet
+from cli._paths import check_figure_output
+from cli._restore import restore
 
 
 @click.command()
@@ -48,14 +50,13 @@ def landscape(checkpoint, directions, dims, span, points, samples, tol, seed, mo
       spectra landscape --checkpoint CKPT -o landscape.png
       spectra landscape --checkpoint CKPT --directions random --dims 2 --span 0.5 -o plane.png
     """
-    from cli._training import restore
     from spectra.landscape import loss_landscape
 
     if points % 2 == 0:
         raise CLIError(f"--points must be odd so that the weights themselves are on the grid, got {points}")
     if output is None and not as_json:
         raise CLIError("give -o FIG.png for a figure, --json for the numbers, or both")
-    path = _check_output(output) if output is not None else None
+    path = check_figure_output(output) if output is not None else None
     r = restore(checkpoint, model_name=model_name, model_args=parse_kv(model_arg, "--model-arg"),
                 data_dir=data_dir)
     n = samples or (r.probe.samples if r.probe is not None else 512)

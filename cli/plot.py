@@ -6,35 +6,18 @@ Each kind is a subcommand calling one function of :mod:`spectra.plots`; the form
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from cli._common import CLIError, handle_errors, quiet
-from cli.probe import parse_kv
+from cli._build import optimizer_keys
+from cli._errors import CLIError, first_line, handle_errors
+from cli._options import parse_kv, split_opt_args
+from cli._output import quiet
+from cli._paths import check_figure_output
 
-FORMATS = (".png", ".pdf", ".svg")
 BY = click.Choice(("auto", "epoch", "step"))
-
-
-def _check_output(output: str) -> Path:
-    """The figure path, checked before anything is read or drawn."""
-    path = Path(output)
-    if path.suffix.lower() not in FORMATS:
-        found = f"suffix {path.suffix!r}" if path.suffix else "no suffix"
-        raise CLIError(f"cannot save a figure to {path}: {found}; expected .png, .pdf or .svg")
-    if path.is_dir():
-        raise CLIError(f"{path} is a directory; expected the path of a figure file")
-    probe = path.parent
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise CLIError(f"cannot write {path}: {probe} is a file, not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise CLIError(f"cannot write {path}: the directory {probe} is not writable")
-    return path
 
 
 def _save(fig, path: Path, dpi: int, what: str) -> None:
@@ -91,7 +74,7 @@ def plot() -> None:
 def evolution(run_file, output, runs, title, dpi, kind, by, xscale, sigma):
     from spectra.plots import plot_evolution
 
-    path = _check_output(output)
+    path = check_figure_output(output)
     fig = plot_evolution(run_file, list(runs) or None, kind=kind, by=by, xscale=xscale,
                          sigma=sigma, title=title)
     _save(fig, path, dpi, "eigenvalue density evolution")
@@ -108,7 +91,7 @@ def evolution(run_file, output, runs, title, dpi, kind, by, xscale, sigma):
 def sharpness(run_file, output, runs, title, dpi, by, stability):
     from spectra.plots import plot_sharpness
 
-    path = _check_output(output)
+    path = check_figure_output(output)
     fig = plot_sharpness(run_file, list(runs) or None, by=by, stability=stability, title=title)
     _save(fig, path, dpi, "sharpness")
 
@@ -119,7 +102,7 @@ def sharpness(run_file, output, runs, title, dpi, by, stability):
 def curves(run_file, output, runs, title, dpi, by):
     from spectra.plots import plot_curves
 
-    path = _check_output(output)
+    path = check_figure_output(output)
     fig = plot_curves(run_file, list(runs) or None, by=by, title=title)
     _save(fig, path, dpi, "loss and accuracy curves")
 
@@ -135,7 +118,7 @@ def hparams(run_file, output, runs, title, dpi, by):
 
     if len(runs) > 1:
         raise CLIError(f"hparams plots one run; got --run {', '.join(runs)}")
-    path = _check_output(output)
+    path = check_figure_output(output)
     fig = plot_hparams(run_file, runs[0] if runs else None, by=by, title=title)
     _save(fig, path, dpi, "hyperparameters")
 
@@ -156,7 +139,7 @@ def density(run_file, output, runs, title, dpi, probe_index, xscale, sigma):
 
     if len(runs) > 1:
         raise CLIError(f"density plots one run; got --run {', '.join(runs)}")
-    path = _check_output(output)
+    path = check_figure_output(output)
     fig = plot_density(run_file, runs[0] if runs else None, probe=probe_index, xscale=xscale,
                        sigma=sigma, title=title)
     _save(fig, path, dpi, "spectral density")
@@ -182,8 +165,6 @@ def trajectories(function, output, optimizers, steps, opt_arg, start, title, dpi
     FUNCTION is rosenbrock, himmelblau, beale or saddle. Each optimizer runs
     from the same start point with its registry defaults and any --opt-arg.
     """
-    from cli._training import optimizer_keys
-    from cli.compare import _split_opt_args
     from optim.testfunctions import FUNCTIONS, get_function, run
     from spectra.plots import plot_trajectories
 
@@ -192,7 +173,7 @@ def trajectories(function, output, optimizers, steps, opt_arg, start, title, dpi
                        f"{', '.join(FUNCTIONS)} (trajectories takes a function name, not a file)")
     fn = get_function(function)
     keys = optimizer_keys(optimizers)
-    overrides = _split_opt_args(opt_arg, keys)
+    overrides = split_opt_args(opt_arg, keys)
     point = None
     if start is not None:
         vals = parse_kv((f"start={start}",), "--start")["start"]
@@ -200,7 +181,7 @@ def trajectories(function, output, optimizers, steps, opt_arg, start, title, dpi
                 and all(isinstance(v, (int, float)) for v in vals)):
             raise CLIError(f"--start must be two numbers X,Y, got {start!r}")
         point = tuple(float(v) for v in vals)
-    path = _check_output(output)
+    path = check_figure_output(output)
     import optim
 
     paths = {}
@@ -211,7 +192,7 @@ def trajectories(function, output, optimizers, steps, opt_arg, start, title, dpi
         try:
             paths[key] = run(key, fn, steps=steps, start=point, **overrides[key])
         except Exception as exc:
-            raise CLIError(f"{key}: {str(exc).strip().splitlines()[0]}") from exc
+            raise CLIError(f"{key}: {first_line(exc)}") from exc
     fig = plot_trajectories(fn, paths, title=title)
     _save(fig, path, dpi, f"{len(paths)} trajectories on {fn.name}")
     if not quiet():

@@ -1,53 +1,88 @@
-"""``spectra probe``: the Hessian spectrum of one model state, as a table or JSON."""
+"""``spectra probe``: the Hessian spectrum of one model state, as a table or JSON.
+
+The command resolves its settings (from a checkpoint's monitor where it has one),
+builds the model and its probe set, probes, appends the row when asked, and prints.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import Any
+
 import click
 import numpy as np
-from click.core import ParameterSource
 
-from cli._common import SEED, TOL, CLIError, echo_json, fmt, handle_errors, show_progress
-
-
-def parse_kv(pairs: tuple[str, ...], what: str) -> dict:
-    """``("a=1", "b=relu", "w=32,32")`` -> ``{"a": 1, "b": "relu", "w": (32, 32)}``."""
-    out: dict = {}
-    for item in pairs:
-        if "=" not in item:
-            raise CLIError(f"{what} {item!r} is not key=value")
-        key, raw = item.split("=", 1)
-        key = key.strip().replace("-", "_")
-        if not key:
-            raise CLIError(f"{what} {item!r} has an empty key")
-        out[key] = _parse_value(raw.strip())
-    return out
+from cli._build import fit_probe_size, make_loss, sequence_args
+from cli._errors import CLIError, handle_errors
+from cli._format import fmt, sparkline
+from cli._options import SEED, TOL, check_trace_matvecs, given_options, parse_kv
+from cli._output import echo_json, show_progress
+from cli._paths import check_append_target
+from cli._restore import restore
 
 
-def _parse_value(raw: str):
-    if "," in raw:
-        return tuple(_parse_value(x) for x in raw.split(",") if x)
-    low = raw.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(raw)
-        except ValueError:
-            pass
-    return raw
+@dataclass(frozen=True)
+class Settings:
+    """The probe's settings after defaults: the options, or a checkpoint's monitor's."""
+
+    top_k: int
+    bottom: bool
+    tol: float
+    trace_matvecs: int
+    density: tuple[int, int] | None  # (vectors, steps)
+    samples: int | None
+    seed: int
+
+    @classmethod
+    def from_options(cls, kw: dict[str, Any]) -> Settings:
+        check_trace_matvecs(kw["trace_matvecs"])
+        return cls(top_k=kw["top_k"], bottom=kw["bottom"], tol=kw["tol"],
+                   trace_matvecs=kw["trace_matvecs"],
+                   density=(kw["density_vectors"], kw["density_steps"]) if kw["density"] else None,
+                   samples=kw["n_samples"], seed=kw["seed"])
+
+    def for_checkpoint(self, restored, kw: dict[str, Any], given: list[str]) -> Settings:
+        """These settings for a checkpoint: each one not given on the command line is the
+        run's monitor's (its seed the run's); the probe set is the monitor's, or 512."""
+        s = self
+        plan = restored.probe
+        if plan is not None:
+            density = s.density
+            if plan.density is not None:
+                on = kw["density"] if "density" in given else True
+                vectors = kw["density_vectors"] if "density_vectors" in given else plan.density[0]
+                steps = kw["density_steps"] if "density_steps" in given else plan.density[1]
+                density = (vectors, steps) if on else None
+            s = replace(
+                s, top_k=s.top_k if "top_k" in given else plan.top_k,
+                bottom=s.bottom if "bottom" in given else plan.bottom,
+                tol=s.tol if "tol" in given else plan.tol,
+                trace_matvecs=s.trace_matvecs if "trace_matvecs" in given else plan.trace_matvecs,
+                density=density, samples=s.samples or plan.samples)
+        if "seed" not in given:
+            s = replace(s, seed=int(restored.config.get("seed", 0)))
+        return replace(s, samples=s.samples or 512)
 
 
-def sparkline(values: np.ndarray) -> str:
-    """A one-line bar chart of non-negative ``values`` (log-scaled heights)."""
-    bars = " ▁▂▃▄▅▆▇█"
-    v = np.log10(np.maximum(values, 1e-12 * max(values.max(), 1e-300)))
-    lo, hi = v.min(), v.max()
-    if hi - lo < 1e-12:
-        return bars[-1] * len(values)
-    idx = np.round((v - lo) / (hi - lo) * (len(bars) - 1)).astype(int)
-    return "".join(bars[i] for i in idx)
+@dataclass
+class Target:
+    """The model to probe, its data set and loss, and where it stands."""
+
+    model: Any
+    ds: Any
+    loss_fn: Any
+    label: str
+    step: int
+    epoch: float | None = None
+    checkpoint: str | None = None
+    run: str | None = None  # the checkpoint's run, where --append goes by default
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What the JSON output says of the checkpoint."""
+        if self.checkpoint is None:
+            return {}
+        return {"checkpoint": str(self.checkpoint), "step": self.step, "epoch": self.epoch}
 
 
 @click.command()
@@ -87,11 +122,8 @@ def sparkline(values: np.ndarray) -> str:
 @click.option("--run", "run_name",
               help="The run --append adds the row to  [default: the checkpoint's run].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of a table.")
-@click.pass_context
 @handle_errors
-def probe(ctx, checkpoint, model_name, model_arg, data_name, data_arg, data_dir, fit_steps, seed,
-          n_samples, top_k, bottom, tol, trace_matvecs, density, density_vectors, density_steps,
-          use_float64, append_to, run_name, as_json):
+def probe(**kw):
     """Probe the Hessian spectrum of a model on a data set.
 
     With --checkpoint, rebuilds the model of a `spectra train` checkpoint, loads
@@ -109,154 +141,124 @@ def probe(ctx, checkpoint, model_name, model_arg, data_name, data_arg, data_dir,
       spectra probe --checkpoint CKPT --density --append runs/demo.h5 --json
       spectra probe --model mlp --data digits --fit-steps 50 --top-k 5 --density
     """
-    import torch
-
-    from spectra.runs.monitor import SpectralMonitor
-
-    def given(name: str) -> bool:
-        return ctx.get_parameter_source(name) != ParameterSource.DEFAULT
-
-    if trace_matvecs and trace_matvecs < 4:
-        raise CLIError(f"--trace-matvecs must be 0 or at least 4, got {trace_matvecs}")
-    step, epoch, run_default = fit_steps, None, None
-    info: dict = {}
-    if checkpoint is not None:
-        from cli._training import restore
-
-        if given("fit_steps"):
-            raise CLIError("--fit-steps does not apply with --checkpoint: the checkpoint's weights are probed")
-        r = restore(
-            checkpoint,
-            model_name=model_name if given("model_name") else None,
-            model_args=parse_kv(model_arg, "--model-arg"),
-            data_name=data_name if given("data_name") else None,
-            data_args=parse_kv(data_arg, "--data-arg"), data_dir=data_dir,
-        )
-        model, ds, loss_fn = r.model, r.ds, r.loss_fn
-        plan = r.probe
-        if plan is not None:  # the monitor's settings, unless given here
-            top_k = top_k if given("top_k") else plan.top_k
-            bottom = bottom if given("bottom") else plan.bottom
-            tol = tol if given("tol") else plan.tol
-            trace_matvecs = trace_matvecs if given("trace_matvecs") else plan.trace_matvecs
-            if not given("density") and plan.density is not None:
-                density = True
-            if not given("density_vectors") and plan.density is not None:
-                density_vectors = plan.density[0]
-            if not given("density_steps") and plan.density is not None:
-                density_steps = plan.density[1]
-            n_samples = n_samples or plan.samples
-        if not given("seed"):
-            seed = int(r.config.get("seed", 0))
-        step, epoch = int(r.ckpt["step"]), float(r.ckpt["epoch"])
-        run_default = (r.ckpt.get("run") or {}).get("name")
-        n_samples = n_samples or 512
-        model_label = r.model_desc
-        info = {"checkpoint": str(checkpoint), "step": step, "epoch": epoch}
+    given = given_options(tuple(kw))
+    settings = Settings.from_options(kw)
+    if kw["checkpoint"] is not None:
+        target, settings = _from_checkpoint(kw, given, settings)
     else:
-        from spectra.registries.data import load_dataset
-        from spectra.registries.models import build_model
-
-        torch.manual_seed(seed)
-        ds = load_dataset(data_name, data_dir=data_dir, seed=seed, **parse_kv(data_arg, "--data-arg"))
-        from cli._training import sequence_args
-
-        kwargs = sequence_args(model_name, parse_kv(model_arg, "--model-arg"))
-        model = build_model(model_name, input_shape=ds.input_shape, num_classes=ds.num_classes, **kwargs)
-        loss_fn = nn_loss(ds.task)
-        model_label = model_name
-        n_samples = n_samples or 1000
-    X, y = ds.train_x[:n_samples], ds.train_y[:n_samples]
+        target = _from_registry(kw, settings.seed)
+        settings = replace(settings, samples=settings.samples or 1000)
+    probe_set = (target.ds.train_x[:settings.samples], target.ds.train_y[:settings.samples])
 
     # settings the model rules out fail here, before any fitting, probing or appending
-    top_k, dens = fit_probe_size(model, top_k, (density_vectors, density_steps) if density else None,
-                                 {n for n in ("top_k", "density_steps") if given(n)})
-    mon = SpectralMonitor(
-        model, loss_fn, (X, y), None, top_k=top_k, bottom=bottom, tol=tol, trace=trace_matvecs,
-        density=dens, seed=seed, dtype="float64" if use_float64 else None,
-        progress=show_progress(as_json),
-    )
-    run_name = run_name or run_default
-    if append_to is not None:
+    top_k, density = fit_probe_size(target.model, settings.top_k, settings.density, given)
+    settings = replace(settings, top_k=top_k, density=density)
+    mon = _monitor(target, probe_set, settings, use_float64=kw["use_float64"],
+                   progress=show_progress(kw["as_json"]))
+    run_name = kw["run_name"] or target.run
+    if kw["append_to"] is not None:
         if run_name is None:
             raise CLIError("--append needs --run NAME: which run of the file gets the row")
-        _check_append(append_to, run_name, top_k, dens)
-    if checkpoint is None:
-        fit_loss = _fit(model, loss_fn, X, y, fit_steps, progress=show_progress(as_json))
+        check_append_target(kw["append_to"], run_name, top_k, density)
+    if target.checkpoint is None:
+        fit_loss = _fit(target.model, target.loss_fn, *probe_set, kw["fit_steps"],
+                        progress=show_progress(kw["as_json"]))
     else:
-        fit_loss = _loss(model, loss_fn, X, y)
+        fit_loss = _loss(target.model, target.loss_fn, *probe_set)
     # the monitor's probe: its random vectors are seeded by (seed, step) like in training
-    res = mon.probe(step=step, epoch=epoch)
-    if append_to is not None:
-        from spectra.runs.store import RunStore
-
-        with RunStore(append_to) as store:
-            row_index = store.open_run(run_name).append_probe(mon.row(res, step=step, epoch=epoch))
-        info["appended"] = {"file": str(append_to), "run": run_name, "row": row_index}
-    P = sum(p.numel() for p in model.parameters())
-    if as_json:
-        out = res.to_dict()
-        out.update({"model": model_label, "data": ds.name, "num_params": P,
-                    "num_samples": len(y), "loss": fit_loss, "seed": seed, **info})
-        echo_json(out)
-        return
-    where = f" at epoch {epoch:g} (step {step}) of {checkpoint}" if checkpoint else ""
-    click.echo(f"model {model_label} ({P:,} parameters){where}")
-    click.echo(f"probe set: the first {len(y)} training samples of {ds.name}, loss {fit_loss:.4f} "
-               f"({res.reduction}-reduced over samples)")
-    _print_result(res, top_k, bottom, trace_matvecs, tol)
-    if "appended" in info:
-        a = info["appended"]
-        click.echo(f"appended as probe row {a['row']} of run {a['run']!r} in {a['file']}")
+    res = mon.probe(step=target.step, epoch=target.epoch)
+    appended = None
+    if kw["append_to"] is not None:
+        appended = _append(kw["append_to"], run_name, mon.row(res, step=target.step,
+                                                              epoch=target.epoch))
+    show = _print_json if kw["as_json"] else _print_table
+    show(res, target, settings, loss=fit_loss, num_samples=len(probe_set[1]), appended=appended)
 
 
-def fit_probe_size(model, top_k: int, density: tuple[int, int] | None,
-                   given: set[str] | frozenset[str]) -> tuple[int, tuple[int, int] | None]:
-    """``(top_k, density)`` checked against the model's number of parameters ``P``.
-
-    A ``P x P`` Hessian has ``P`` eigenvalues, and after ``P`` Lanczos steps SLQ has
-    them all, so ``--top-k`` and ``--density-steps`` above ``P`` are refused when
-    given (``given`` holds their option names, ``"top_k"``, ``"density_steps"``) and
-    lowered to ``P`` when they are defaults (a tiny model with the default settings).
-    """
-    P = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    if top_k > P:
-        if "top_k" in given:
-            raise CLIError(f"--top-k {top_k} exceeds the model's {P:,} parameters: its Hessian has "
-                           f"{P:,} eigenvalues; use --top-k {P} or less")
-        top_k = P
-    if density is not None and density[1] > P:
-        if "density_steps" in given:
-            raise CLIError(f"--density-steps {density[1]} exceeds the model's {P:,} parameters: "
-                           f"after {P:,} Lanczos steps SLQ has the exact eigenvalues and more steps "
-                           f"add no nodes; use --density-steps {P} or less")
-        density = (density[0], P)
-    return top_k, density
+def _from_checkpoint(kw: dict[str, Any], given: list[str], settings: Settings
+                     ) -> tuple[Target, Settings]:
+    """The model of a checkpoint (weights loaded), and the settings of its monitor for
+    those not given."""
+    if "fit_steps" in given:
+        raise CLIError("--fit-steps does not apply with --checkpoint: the checkpoint's weights "
+                       "are probed")
+    restored = restore(
+        kw["checkpoint"],
+        model_name=kw["model_name"] if "model_name" in given else None,
+        model_args=parse_kv(kw["model_arg"], "--model-arg"),
+        data_name=kw["data_name"] if "data_name" in given else None,
+        data_args=parse_kv(kw["data_arg"], "--data-arg"), data_dir=kw["data_dir"],
+    )
+    target = Target(restored.model, restored.ds, restored.loss_fn, restored.model_desc,
+                    step=int(restored.ckpt["step"]), epoch=float(restored.ckpt["epoch"]),
+                    checkpoint=kw["checkpoint"], run=(restored.ckpt.get("run") or {}).get("name"))
+    return target, settings.for_checkpoint(restored, kw, given)
 
 
-def nn_loss(task: str):
-    from torch import nn
+def _from_registry(kw: dict[str, Any], seed: int) -> Target:
+    """A model of the registry on a data set of the registry, at its initialization."""
+    import torch
 
-    return nn.CrossEntropyLoss() if task == "classification" else nn.MSELoss()
+    from spectra.registries.data import load_dataset
+    from spectra.registries.models import build_model
+
+    torch.manual_seed(seed)
+    ds = load_dataset(kw["data_name"], data_dir=kw["data_dir"], seed=seed,
+                      **parse_kv(kw["data_arg"], "--data-arg"))
+    kwargs = sequence_args(kw["model_name"], parse_kv(kw["model_arg"], "--model-arg"))
+    model = build_model(kw["model_name"], input_shape=ds.input_shape,
+                        num_classes=ds.num_classes, **kwargs)
+    _, loss_fn = make_loss("auto", ds.task)
+    return Target(model, ds, loss_fn, kw["model_name"], step=kw["fit_steps"])
 
 
-def _check_append(path: str, run: str, top_k: int, density) -> None:
-    """Fail before probing when the row could not be appended."""
-    from pathlib import Path
+def _monitor(target: Target, probe_set, s: Settings, *, use_float64: bool, progress: bool):
+    """A monitor that probes ``target`` on ``probe_set`` with settings ``s`` (none written)."""
+    from spectra.runs.monitor import SpectralMonitor
 
-    from spectra.runs.store import read_run
+    return SpectralMonitor(
+        target.model, target.loss_fn, probe_set, None, top_k=s.top_k, bottom=s.bottom,
+        tol=s.tol, trace=s.trace_matvecs, density=s.density, seed=s.seed,
+        dtype="float64" if use_float64 else None, progress=progress,
+    )
 
-    if not Path(path).exists():
-        raise CLIError(f"--append {path}: no such run file (create it with `spectra train`)")
-    data = read_run(path, run)  # StoreError names a missing run or a non-run file
-    p = data.probes
-    if p.top_eigenvalues is not None and top_k > p.top_eigenvalues.shape[1]:
-        raise CLIError(f"run {run!r} of {path} stores top-{p.top_eigenvalues.shape[1]} eigenvalues; "
-                       f"--top-k {top_k} does not fit its rows (use --top-k {p.top_eigenvalues.shape[1]})")
-    if density is not None and p.ritz_nodes is not None and (
-            density[0] > p.ritz_nodes.shape[1] or density[1] > p.ritz_nodes.shape[2]):
-        raise CLIError(f"run {run!r} of {path} stores densities of {tuple(p.ritz_nodes.shape[1:])} "
-                       f"(probes, steps); --density-vectors/--density-steps {tuple(density)} do not fit")
+
+def _append(path: str, run: str, row: dict) -> dict[str, Any]:
+    """Append probe ``row`` to run ``run`` of ``path``; what the output says of it."""
+    from spectra.runs.store import RunStore
+
+    with RunStore(path) as store:
+        row_index = store.open_run(run).append_probe(row)
+    return {"file": str(path), "run": run, "row": row_index}
+
+
+def _num_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _print_json(res, target: Target, s: Settings, *, loss: float, num_samples: int,
+                appended: dict | None) -> None:
+    out = res.to_dict()
+    out.update({"model": target.label, "data": target.ds.name,
+                "num_params": _num_params(target.model), "num_samples": num_samples,
+                "loss": loss, "seed": s.seed, **target.info})
+    if appended is not None:
+        out["appended"] = appended
+    echo_json(out)
+
+
+def _print_table(res, target: Target, s: Settings, *, loss: float, num_samples: int,
+                 appended: dict | None) -> None:
+    P = _num_params(target.model)
+    where = (f" at epoch {target.epoch:g} (step {target.step}) of {target.checkpoint}"
+             if target.checkpoint else "")
+    click.echo(f"model {target.label} ({P:,} parameters){where}")
+    click.echo(f"probe set: the first {num_samples} training samples of {target.ds.name}, "
+               f"loss {loss:.4f} ({res.reduction}-reduced over samples)")
+    _print_result(res, s.top_k, s.bottom, s.trace_matvecs, s.tol)
+    if appended is not None:
+        click.echo(f"appended as probe row {appended['row']} of run {appended['run']!r} in "
+                   f"{appended['file']}")
 
 
 def _print_result(res, top_k, bottom, trace_matvecs, tol) -> None:

@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
-from click.core import ParameterSource
 
-from cli._common import CLIError, echo_json, handle_errors, quiet, show_progress
-from cli._training import (
-    PreparedRun,
+from cli._build import PreparedRun, load_data, make_loss, model_spec_for, optimizer_key, prepare_run
+from cli._errors import CLIError, handle_errors
+from cli._options import (
     ProbePlan,
-    check_run_file,
-    custom_model_error,
-    default_checkpoint_dir,
-    execute,
-    existing_runs,
-    kv,
-    load_data,
-    make_loss,
+    given_options,
     model_data_options,
-    model_spec_for,
-    optimizer_key,
-    prepare_run,
+    parse_kv,
     probe_options,
     training_options,
 )
+from cli._output import echo_json, quiet, show_progress
+from cli._paths import (
+    check_checkpoint_dir,
+    check_run_file,
+    default_checkpoint_dir,
+    existing_runs,
+)
+from cli._restore import custom_model_error
+from cli._run import execute, outcome_summary
 
 # Options that --resume takes from the checkpoint instead of the command line.
 _FROM_CHECKPOINT = ("model_name", "model_arg", "data_name", "data_arg", "data_dir", "seed",
@@ -57,9 +55,8 @@ _FROM_CHECKPOINT = ("model_name", "model_arg", "data_name", "data_arg", "data_di
                    "--epochs sets the new total.")
 @click.option("--json", "as_json", is_flag=True,
               help="No per-epoch lines; print a JSON summary at the end.")
-@click.pass_context
 @handle_errors
-def train(ctx: click.Context, **kw) -> None:
+def train(**kw) -> None:
     """Train a model while recording its Hessian spectrum.
 
     Every epoch appends a metrics row (train/test loss and accuracy, lr, momentum,
@@ -76,7 +73,7 @@ def train(ctx: click.Context, **kw) -> None:
       spectra train --resume runs/demo_ckpt/dcao/checkpoint-epoch0005.pt --epochs 10
     """
     if kw["resume"]:
-        _resume(ctx, kw)
+        _resume(kw)
         return
     as_json = kw["as_json"]
     plan = ProbePlan.from_options(kw)
@@ -90,9 +87,9 @@ def train(ctx: click.Context, **kw) -> None:
     except StoreError as exc:
         raise CLIError(f"--run: {exc}") from None
     out = check_run_file(kw["out"] or f"runs/{run}.h5")
-    overrides = kv(kw["opt_arg"], "--opt-arg")
-    model_args = kv(kw["model_arg"], "--model-arg")
-    data_args = kv(kw["data_arg"], "--data-arg")
+    overrides = parse_kv(kw["opt_arg"], "--opt-arg")
+    model_args = parse_kv(kw["model_arg"], "--model-arg")
+    data_args = parse_kv(kw["data_arg"], "--data-arg")
 
     # Everything is built and checked before the run file is opened.
     if run in existing_runs(out) and not kw["overwrite"]:
@@ -104,7 +101,7 @@ def train(ctx: click.Context, **kw) -> None:
     ckpt_dir = None
     if kw["checkpoint_every"] > 0:
         ckpt_dir = Path(kw["checkpoint_dir"]) if kw["checkpoint_dir"] else default_checkpoint_dir(out, run)
-        _check_dir(ckpt_dir)
+        check_checkpoint_dir(ckpt_dir)
     prep = prepare_run(
         name=run, key=key, overrides=overrides, ds=ds, model_spec=spec, loss_name=loss_name,
         loss_fn=loss_fn, seed=kw["seed"], epochs=epochs, batch_size=kw["batch_size"], plan=plan,
@@ -124,10 +121,10 @@ def train(ctx: click.Context, **kw) -> None:
     _finish(outcome, prep, out, as_json)
 
 
-def _resume(ctx: click.Context, kw: dict) -> None:
-    from spectra.registries.models import is_custom
-    from spectra.runs.checkpoints import CheckpointError, check_resume, load_checkpoint, run_file
-    from spectra.runs.store import RunStore, read_run
+def _resume(kw: dict) -> None:
+    """``train --resume CKPT``: continue the checkpoint's run in its run file."""
+    from spectra.runs.checkpoints import load_checkpoint
+    from spectra.runs.store import RunStore
 
     as_json = kw["as_json"]
     path = Path(kw["resume"])
@@ -137,58 +134,15 @@ def _resume(ctx: click.Context, kw: dict) -> None:
     if not config or not run_info:
         raise CLIError(f"{path} was not written by `spectra train` (it has no run config); "
                        "resume it from Python with spectra.runs.trainer.train(resume=...)")
-    model_name = (config.get("model") or {}).get("name", "")
-    # naming the checkpoint's own custom model is how a user allows importing it
-    trusted = (ctx.get_parameter_source("model_name") != ParameterSource.DEFAULT
-               and kw["model_name"] == model_name and is_custom(model_name))
-    given = [n for n in _FROM_CHECKPOINT if ctx.get_parameter_source(n) != ParameterSource.DEFAULT
-             and not (n == "model_name" and trusted)]
-    if given:
-        opts = ", ".join("--" + n.replace("_name", "").replace("_", "-") for n in given)
-        raise CLIError(f"--resume continues a run with the settings of its checkpoint; "
-                       f"{opts} cannot be changed (only --epochs, --out and --run)")
-    if is_custom(model_name) and not trusted:
-        raise custom_model_error(path, model_name)
+    trusted = _check_resume_options(kw, path, config)
     run = kw["run_name"] or run_info["name"]
-    recorded = run_file(ckpt, path)
-    if kw["out"] is None and recorded is None:
-        raise CLIError(f"{path} records no run file; pass --out RUN.h5")
-    out = check_run_file(kw["out"] or recorded)
-    if not out.exists():
-        raise CLIError(f"the run file {out} of this checkpoint does not exist; pass --out")
-    if run not in existing_runs(out):
-        raise CLIError(f"{out} has no run {run!r} to continue; runs: {existing_runs(out)}")
-    try:  # the same run and history, before anything is written
-        check_resume(ckpt, read_run(out, run), where=f"checkpoint {path}")
-    except CheckpointError as exc:
-        raise CLIError(str(exc)) from None
+    out = _resume_run_file(kw["out"], ckpt, path, run)
     done = int(ckpt["epoch"])
     epochs = int(config["epochs"]) if kw["epochs"] is None else kw["epochs"]
     if epochs < done:
         raise CLIError(f"the checkpoint is at epoch {done}; --epochs {epochs} is the total, "
                        f"so it must be at least {done}")
-    seed, batch_size = int(config["seed"]), int(config["batch_size"])
-    plan = ProbePlan.from_config(config.get("probe")) or ProbePlan(every=0)
-    from spectra.registries.data import DataSpec
-    from spectra.registries.models import ModelSpec
-
-    ds = DataSpec.from_dict(config["data"]).load()
-    _, loss_fn = make_loss(config["loss"], ds.task)
-    spec = ModelSpec.from_dict(config["model"])
-    if trusted:
-        spec = spec.trusted()
-    ck = config.get("checkpoint")
-    ckpt_dir = (out.resolve().parent / ck["dir"]) if ck else None
-    every = int(ck["every"]) if ck else 0
-    opt = config["optimizer"]
-    prep = prepare_run(
-        name=run, key=opt["name"], overrides=dict(opt.get("overrides") or {}), ds=ds,
-        model_spec=spec, loss_name=config["loss"], loss_fn=loss_fn, seed=seed,
-        epochs=int(config["epochs"]), batch_size=batch_size, plan=plan, out=out,
-        checkpoint_dir=ckpt_dir, checkpoint_every=every, log_every=config.get("log_every_steps"),
-        command="train",
-    )
-    prep.extra["config"] = config  # the run's config is the one it was created with
+    prep, ds, plan = _prepare_resumed(config, run, out, trusted)
     echo = not (as_json or quiet())
     if echo:
         click.echo(f"resuming run {run!r} of {out} at epoch {done} (step {int(ckpt['step'])}), "
@@ -200,18 +154,79 @@ def _resume(ctx: click.Context, kw: dict) -> None:
             click.echo(f"dropped {dropped['metrics']} metric and {dropped['probes']} probe rows "
                        f"past step {int(ckpt['step'])}, written after this checkpoint by the run "
                        "that stopped; training writes those steps again")
-        outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=batch_size, seed=seed,
-                          plan=plan, checkpoint_every=every, log_every=config.get("log_every_steps"),
-                          echo=echo, progress=show_progress(as_json), resume=ckpt)
+        ck = config.get("checkpoint")
+        outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=int(config["batch_size"]),
+                          seed=int(config["seed"]), plan=plan,
+                          checkpoint_every=int(ck["every"]) if ck else 0,
+                          log_every=config.get("log_every_steps"), echo=echo,
+                          progress=show_progress(as_json), resume=ckpt)
     _finish(outcome, prep, out, as_json)
 
 
-def _check_dir(path: Path) -> None:
-    probe = path
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise CLIError(f"cannot write checkpoints to {path}: {probe} is a file, not a directory")
+def _check_resume_options(kw: dict, path: Path, config: dict) -> bool:
+    """Refuse the options --resume takes from the checkpoint; True when the user named
+    the checkpoint's own custom model, which allows importing it."""
+    from spectra.registries.models import is_custom
+
+    model_name = (config.get("model") or {}).get("name", "")
+    # naming the checkpoint's own custom model is how a user allows importing it
+    trusted = ("model_name" in given_options(("model_name",))
+               and kw["model_name"] == model_name and is_custom(model_name))
+    given = [n for n in given_options(_FROM_CHECKPOINT) if not (n == "model_name" and trusted)]
+    if given:
+        opts = ", ".join("--" + n.replace("_name", "").replace("_", "-") for n in given)
+        raise CLIError(f"--resume continues a run with the settings of its checkpoint; "
+                       f"{opts} cannot be changed (only --epochs, --out and --run)")
+    if is_custom(model_name) and not trusted:
+        raise custom_model_error(path, model_name)
+    return trusted
+
+
+def _resume_run_file(out_option: str | None, ckpt: dict, path: Path, run: str) -> Path:
+    """The run file that holds run ``run`` of checkpoint ``ckpt``, with the history the
+    checkpoint continues; checked before anything is written."""
+    from spectra.runs.checkpoints import CheckpointError, check_resume, run_file
+    from spectra.runs.store import read_run
+
+    recorded = run_file(ckpt, path)
+    if out_option is None and recorded is None:
+        raise CLIError(f"{path} records no run file; pass --out RUN.h5")
+    out = check_run_file(out_option or recorded)
+    if not out.exists():
+        raise CLIError(f"the run file {out} of this checkpoint does not exist; pass --out")
+    if run not in existing_runs(out):
+        raise CLIError(f"{out} has no run {run!r} to continue; runs: {existing_runs(out)}")
+    try:  # the same run and history, before anything is written
+        check_resume(ckpt, read_run(out, run), where=f"checkpoint {path}")
+    except CheckpointError as exc:
+        raise CLIError(str(exc)) from None
+    return out
+
+
+def _prepare_resumed(config: dict, run: str, out: Path, trusted: bool
+                     ) -> tuple[PreparedRun, object, ProbePlan]:
+    """``(prepared run, data set, probe plan)`` rebuilt from a run's config."""
+    from spectra.registries.data import DataSpec
+    from spectra.registries.models import ModelSpec
+
+    plan = ProbePlan.from_config(config.get("probe")) or ProbePlan(every=0)
+    ds = DataSpec.from_dict(config["data"]).load()
+    _, loss_fn = make_loss(config["loss"], ds.task)
+    spec = ModelSpec.from_dict(config["model"])
+    if trusted:
+        spec = spec.trusted()
+    ck = config.get("checkpoint")
+    opt = config["optimizer"]
+    prep = prepare_run(
+        name=run, key=opt["name"], overrides=dict(opt.get("overrides") or {}), ds=ds,
+        model_spec=spec, loss_name=config["loss"], loss_fn=loss_fn, seed=int(config["seed"]),
+        epochs=int(config["epochs"]), batch_size=int(config["batch_size"]), plan=plan, out=out,
+        checkpoint_dir=(out.resolve().parent / ck["dir"]) if ck else None,
+        checkpoint_every=int(ck["every"]) if ck else 0,
+        log_every=config.get("log_every_steps"), command="train",
+    )
+    prep.extra["config"] = config  # the run's config is the one it was created with
+    return prep, ds, plan
 
 
 def _header(prep: PreparedRun, ds, out: Path) -> None:
@@ -231,37 +246,8 @@ def _header(prep: PreparedRun, ds, out: Path) -> None:
     click.echo(f"{what}; run {prep.name!r} in {out}")
 
 
-def summary(outcome, prep: PreparedRun, out: Path) -> dict:
-    """The JSON-able summary of one trained run."""
-    res, rep = outcome.result, outcome.report
-    last = rep.last_metrics or {}
-    probe = rep.last_probe
-    top = None if probe is None or probe.get("top_eigenvalues") is None else \
-        [float(x) for x in probe["top_eigenvalues"]]
-    return {
-        "file": str(out),
-        "run": prep.name,
-        "optimizer": prep.key,
-        "epochs": res.epochs,
-        "steps": res.steps,
-        "train_seconds": res.train_seconds,
-        "probe_seconds": res.probe_seconds,
-        "num_probes": rep.num_probes,
-        "num_matvecs": rep.num_matvecs,
-        "final": {k: float(last[k]) for k in ("epoch", "train_loss", "train_acc", "test_loss",
-                                               "test_acc", "lr") if k in last},
-        "last_probe": None if probe is None else {
-            "step": int(probe["step"]), "epoch": float(probe["epoch"]),
-            "top_eigenvalues": top,
-            "bottom_eigenvalue": float(probe.get("bottom_eigenvalue", math.nan)),
-            "trace": float(probe.get("trace", math.nan)),
-        },
-        "checkpoints": [str(p) for p in res.checkpoints],
-    }
-
-
 def _finish(outcome, prep: PreparedRun, out: Path, as_json: bool) -> None:
-    s = summary(outcome, prep, out)
+    s = outcome_summary(outcome, prep, out)
     if as_json:
         s["config"] = prep.config
         echo_json(s)

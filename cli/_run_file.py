@@ -1,4 +1,5 @@
-"""``spectra info RUN.h5``: the runs of a run file, their configs, rows and checkpoints."""
+"""What a run file holds, for ``spectra info RUN.h5``: its runs, their configs, rows and
+checkpoints."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import click
 import numpy as np
 
-from cli._common import echo_json
+from cli._output import echo_json
 
 
 def _last(a: np.ndarray | None) -> float | None:

@@ -1,0 +1,277 @@
+"""A run built from command-line options, and checked, before anything is written.
+
+* the data set, the loss and the model spec (:func:`load_data`, :func:`make_loss`,
+  :func:`model_spec_for`);
+* optimizer names and bundles (:func:`optimizer_key`, :func:`optimizer_keys`,
+  :func:`build_optimizer`, :func:`optimizer_spec`);
+* the spectral monitor of a :class:`~cli._options.ProbePlan`, its sizes fitted to the
+  model (:func:`fit_probe_size`, :func:`build_monitor`);
+* :func:`prepare_run`: all of the above for one run, and the run's config, stored in
+  the HDF5 file and in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cli._errors import CLIError
+from cli._options import LOSSES, ProbePlan
+from cli._output import jsonable
+from cli._paths import relative_to_file
+from cli._suggest import closest
+
+# --------------------------------------------------------------------------- data, loss, model
+
+
+def load_data(name: str, data_dir: str | None, data_args: dict, seed: int):
+    """The data set ``name`` of the registry (a :class:`spectra.registries.data.Dataset`)."""
+    from spectra.registries.data import load_dataset
+
+    return load_dataset(name, data_dir=data_dir, seed=seed, **data_args)
+
+
+def make_loss(name: str, task: str) -> tuple[str, Any]:
+    """``(name, loss module)`` for ``--loss`` on a data set of ``task``; ``auto`` picks
+    cross-entropy for classification and MSE for regression."""
+    from torch import nn
+
+    if name == "auto":
+        name = "cross-entropy" if task == "classification" else "mse"
+    if name == "cross-entropy":
+        if task != "classification":
+            raise CLIError("--loss cross-entropy needs class labels, but the data set is a "
+                           "regression task; use --loss mse")
+        return name, nn.CrossEntropyLoss()
+    if name == "mse":
+        if task == "classification":
+            raise CLIError("--loss mse needs real-valued targets, but the data set has class "
+                           "labels; use --loss cross-entropy")
+        return name, nn.MSELoss()
+    raise CLIError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)}")
+
+
+def model_spec_for(name: str, model_args: dict, ds, seed: int):
+    """The :class:`spectra.registries.models.ModelSpec` of ``--model``/``--model-arg``
+    for the inputs and classes of data set ``ds``."""
+    from spectra.registries.models import ModelSpec
+
+    return ModelSpec(name=name, input_shape=ds.input_shape, num_classes=ds.num_classes,
+                     kwargs=jsonable(sequence_args(name, model_args)), seed=seed)
+
+
+def sequence_args(name: str, args: dict) -> dict:
+    """``widths=64`` -> ``widths=(64,)`` for options whose default is a sequence
+    (``KEY=1,2`` parses as a tuple, ``KEY=1`` as a number)."""
+    import inspect
+
+    from spectra.registries import models
+    factory = getattr(models, "_REGISTRY", {}).get(name)
+    if factory is None:
+        return dict(args)
+    params = inspect.signature(factory).parameters
+    out = dict(args)
+    for k, v in args.items():
+        default = params[k].default if k in params else None
+        if isinstance(default, (tuple, list)) and isinstance(v, (int, float, str)):
+            out[k] = (v,)
+    return out
+
+
+# --------------------------------------------------------------------------- optimizers
+
+
+def _registry_key(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def optimizer_key(name: str) -> str:
+    """The registry key of ``name``, or a clear error listing the valid names."""
+    import optim
+
+    key = _registry_key(name)
+    names = list(optim.available())
+    if key not in names:
+        close = closest(key, names)
+        hint = f" Did you mean {close!r}?" if close else ""
+        raise CLIError(f"unknown optimizer {name!r}.{hint} Valid names: {', '.join(names)}")
+    return key
+
+
+def optimizer_keys(text: str) -> list[str]:
+    """``"sgd,adam,dcao"`` -> registry keys; all unknown names reported at once."""
+    import optim
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise CLIError("--optimizers is empty; give a comma-separated list, e.g. sgd,adam,dcao")
+    valid = list(optim.available())
+    keys = [_registry_key(n) for n in names]
+    bad = [n for n, k in zip(names, keys) if k not in valid]
+    if bad:
+        hints = []
+        for n in bad:
+            close = closest(n.lower(), valid)
+            hints.append(f"{n!r}" + (f" (did you mean {close!r}?)" if close else ""))
+        raise CLIError(f"unknown optimizer{'s' if len(bad) > 1 else ''} {', '.join(hints)}; "
+                       f"valid names: {', '.join(valid)}")
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise CLIError(f"--optimizers names {', '.join(dup)} more than once; each optimizer "
+                       "is one run of the file")
+    return keys
+
+
+def build_optimizer(key: str, model, loss_fn, probe_data, overrides: dict, *,
+                    total_steps: int, total_epochs: int):
+    """``optim.create_bundle`` with the arguments the name requires (DCAO's model,
+    loss_fn and probe set) filled in."""
+    import optim
+
+    info = optim.available()[key]
+    clash = sorted(set(info.requires) & set(overrides))
+    if clash:
+        raise CLIError(f"--opt-arg cannot set {', '.join(clash)}: the CLI passes the model, the "
+                       "loss and the probe set itself")
+    needed = {"model": model, "loss_fn": loss_fn, "probe_data": probe_data}
+    missing = [r for r in info.requires if r not in needed]
+    if missing:
+        raise CLIError(f"optimizer {key!r} requires {', '.join(missing)}, which the CLI cannot "
+                       "provide")
+    extra = {r: needed[r] for r in info.requires}
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return optim.create_bundle(key, model.parameters(), total_steps=max(total_steps, 1),
+                               total_epochs=max(total_epochs, 1), **extra, **overrides)
+
+
+def optimizer_spec(key: str, overrides: dict) -> dict[str, Any]:
+    """The optimizer part of a run's config: name, overrides, all hyperparameters, schedule."""
+    import optim
+
+    info = optim.available()[key]
+    hp = {k: v for k, v in {**dict(info.defaults), **overrides}.items() if k not in info.requires}
+    return jsonable({"name": key, "overrides": overrides, "hyperparameters": hp,
+                     "schedule": info.schedule})
+
+
+# --------------------------------------------------------------------------- the monitor
+
+
+def fit_probe_size(model, top_k: int, density: tuple[int, int] | None,
+                   given: set[str] | frozenset[str] | list[str]
+                   ) -> tuple[int, tuple[int, int] | None]:
+    """``(top_k, density)`` checked against the model's number of parameters ``P``.
+
+    A ``P x P`` Hessian has ``P`` eigenvalues, and after ``P`` Lanczos steps SLQ has
+    them all, so ``--top-k`` and ``--density-steps`` above ``P`` are refused when
+    given (``given`` holds their option names, ``"top_k"``, ``"density_steps"``) and
+    lowered to ``P`` when they are defaults (a tiny model with the default settings).
+    """
+    P = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if top_k > P:
+        if "top_k" in given:
+            raise CLIError(f"--top-k {top_k} exceeds the model's {P:,} parameters: its Hessian has "
+                           f"{P:,} eigenvalues; use --top-k {P} or less")
+        top_k = P
+    if density is not None and density[1] > P:
+        if "density_steps" in given:
+            raise CLIError(f"--density-steps {density[1]} exceeds the model's {P:,} parameters: "
+                           f"after {P:,} Lanczos steps SLQ has the exact eigenvalues and more steps "
+                           f"add no nodes; use --density-steps {P} or less")
+        density = (density[0], P)
+    return top_k, density
+
+
+def build_monitor(plan: ProbePlan, model, loss_fn, probe_data, store, *, seed: int,
+                  progress: bool = False):
+    """The run's :class:`~spectra.runs.monitor.SpectralMonitor`; ``CLIError`` for a
+    --top-k or --density-steps beyond the model's parameters (a default is lowered to
+    fit), before anything is written."""
+    from spectra.runs.monitor import SpectralMonitor
+
+    top_k, density = fit_probe_size(model, plan.top_k, plan.density, plan.given)
+    return SpectralMonitor(
+        model, loss_fn, probe_data, store, every=plan.every, unit=plan.unit,
+        top_k=top_k, bottom=plan.bottom, density=density,
+        trace=plan.trace_matvecs, tol=plan.tol, seed=seed, progress=progress,
+    )
+
+
+# --------------------------------------------------------------------------- a run
+
+
+@dataclass
+class PreparedRun:
+    """Everything of one run built and checked, nothing written yet."""
+
+    name: str
+    key: str
+    model: Any
+    bundle: Any
+    loss_fn: Any
+    probe_data: tuple
+    config: dict[str, Any]
+    checkpoint_dir: Path | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return math.ceil(n / batch_size)
+
+
+def prepare_run(*, name: str, key: str, overrides: dict, ds, model_spec, loss_name: str,
+                loss_fn, seed: int, epochs: int, batch_size: int, plan: ProbePlan,
+                out: Path, checkpoint_dir: Path | None, checkpoint_every: int,
+                log_every: int | None, command: str) -> PreparedRun:
+    """Build the model, the optimizer bundle and (to check it) the monitor of one run,
+    and its config; nothing is written."""
+    import torch
+
+    from spectra import __version__
+
+    model = model_spec.build()
+    if not any(p.requires_grad for p in model.parameters()):
+        raise CLIError(f"model {model_spec.name!r} has no trainable parameters: there is nothing "
+                       "to train or to take the Hessian of")
+    n = len(ds.train_y)
+    probe_data = (ds.train_x[:plan.samples], ds.train_y[:plan.samples])
+    spe = steps_per_epoch(n, batch_size)
+    bundle = build_optimizer(key, model, loss_fn, probe_data, overrides,
+                             total_steps=epochs * spe, total_epochs=epochs)
+    probe_cfg = None
+    if plan.enabled:
+        # the monitor's own view of its settings, plus the probe set size
+        mon = build_monitor(plan, model, loss_fn, probe_data, None, seed=seed)
+        probe_cfg = {**mon.config(), "samples": int(min(plan.samples, n))}
+    config = jsonable({
+        "command": command,
+        "spectra_version": __version__,
+        "torch_version": torch.__version__,
+        "model": model_spec.to_dict(),
+        "data": ds.spec.to_dict(),
+        "num_train": n,
+        "num_test": len(ds.test_y),
+        "task": ds.task,
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "loss": loss_name,
+        "optimizer": optimizer_spec(key, overrides),
+        "seed": seed,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "steps_per_epoch": spe,
+        "log_every_steps": log_every,
+        "probe": probe_cfg,
+        "checkpoint": None if checkpoint_dir is None else {
+            "dir": relative_to_file(checkpoint_dir, out), "every": checkpoint_every},
+    })
+    extra = {
+        "model_spec": config["model"],
+        "data_spec": config["data"],
+        "optimizer_spec": config["optimizer"],
+        "config": config,
+    }
+    return PreparedRun(name=name, key=key, model=model, bundle=bundle, loss_fn=loss_fn,
+                       probe_data=probe_data, config=config, checkpoint_dir=checkpoint_dir,
+                       extra=extra)

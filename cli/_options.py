@@ -1,0 +1,228 @@
+"""The options commands share, and what their values parse into.
+
+* option bundles: :func:`model_data_options`, :func:`training_options`,
+  :func:`probe_options` (``train`` and ``compare`` take all three);
+* the value types of ``--seed`` and ``--tol``;
+* ``KEY=VALUE`` parsing (:func:`parse_kv`), and ``[NAME.]KEY=VALUE`` for options that
+  go to one of several optimizers (:func:`split_opt_args`);
+* :class:`ProbePlan`, the monitor's schedule and settings as given;
+* :func:`given_options`, which options the user gave rather than left at their default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from cli._errors import CLIError
+
+# --seed: torch.manual_seed takes a 64-bit integer.
+SEED = click.IntRange(0, 2**63 - 1)
+# --tol: a relative residual, so 0 < tol < 1 (inf and nan are refused too).
+TOL = click.FloatRange(0, 1, min_open=True, max_open=True)
+LOSSES = ("auto", "cross-entropy", "mse")
+
+
+# --------------------------------------------------------------------------- KEY=VALUE
+
+
+def parse_kv(pairs: tuple[str, ...], what: str) -> dict:
+    """``("a=1", "b=relu", "w=32,32")`` -> ``{"a": 1, "b": "relu", "w": (32, 32)}``.
+
+    ``what`` names the option in errors (``"--model-arg"``); dashes in keys become
+    underscores.
+    """
+    out: dict = {}
+    for item in pairs:
+        if "=" not in item:
+            raise CLIError(f"{what} {item!r} is not key=value")
+        key, raw = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if not key:
+            raise CLIError(f"{what} {item!r} has an empty key")
+        out[key] = parse_value(raw.strip())
+    return out
+
+
+def parse_value(raw: str):
+    """``"1,2"`` -> ``(1, 2)``; ``"true"`` -> True; ``"none"`` -> None; numbers; else the text."""
+    if "," in raw:
+        return tuple(parse_value(x) for x in raw.split(",") if x)
+    low = raw.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def split_opt_args(pairs: tuple[str, ...], keys: list[str]) -> dict[str, dict]:
+    """``--opt-arg`` of several optimizers: ``lr=0.1`` for all, ``sgd.lr=0.1`` for one.
+
+    Returns one dict of hyperparameters per registry key in ``keys``.
+    """
+    out: dict[str, dict] = {k: {} for k in keys}
+    for key, value in parse_kv(pairs, "--opt-arg").items():
+        if "." in key:
+            name, _, hp = key.partition(".")
+            name = name.lower().replace("_", "-")
+            if name not in out:
+                raise CLIError(f"--opt-arg {key}=...: {name!r} is not one of --optimizers "
+                               f"({', '.join(keys)})")
+            out[name][hp] = value
+        else:
+            for k in keys:
+                out[k][key] = value
+    return out
+
+
+def given_options(names: tuple[str, ...]) -> list[str]:
+    """The ``names`` among the current command's options that the user gave (not
+    defaults), in the order of ``names``."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return []
+    return [n for n in names
+            if ctx.get_parameter_source(n) not in (None, ParameterSource.DEFAULT)]
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+def _apply(options: list[Callable]) -> Callable:
+    def deco(fn: Callable) -> Callable:
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+
+    return deco
+
+
+def model_data_options(fn: Callable) -> Callable:
+    """--model, --model-arg, --data, --data-arg, --data-dir, --seed, --loss."""
+    return _apply([
+        click.option("--model", "model_name", default="mlp", show_default=True,
+                     help="Model registry name (mlp, logistic, cnn, resnet20, resnet18) or "
+                          "package.module:factory."),
+        click.option("--model-arg", multiple=True, metavar="KEY=VALUE",
+                     help="Model option, e.g. widths=64,64 or activation=tanh (repeatable)."),
+        click.option("--data", "data_name", default="digits", show_default=True,
+                     help="Data set registry name (digits, mnist, fashion-mnist, cifar10, "
+                          "cifar100, synthetic)."),
+        click.option("--data-arg", multiple=True, metavar="KEY=VALUE",
+                     help="Data set option, e.g. n_train=500 or image=true (repeatable)."),
+        click.option("--data-dir", type=click.Path(file_okay=False),
+                     help="Folder of a file-based data set (default $SPECTRA_DATA_DIR or ./data)."),
+        click.option("--seed", default=0, show_default=True, type=SEED,
+                     help="Seeds the data split, the model's initialization, the batch order "
+                          "and the probes."),
+        click.option("--loss", "loss_name", type=click.Choice(LOSSES), default="auto",
+                     show_default=True,
+                     help="auto: cross-entropy for classification, MSE for regression."),
+    ])(fn)
+
+
+def training_options(fn: Callable) -> Callable:
+    """--epochs, --batch-size, --log-every, --checkpoint-every, --overwrite."""
+    return _apply([
+        click.option("--epochs", type=click.IntRange(min=0),
+                     help="Total number of epochs  [default: 5; with --resume: the run's]."),
+        click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
+                     help="Minibatch size (the last batch of an epoch may be smaller)."),
+        click.option("--log-every", "log_every", type=click.IntRange(min=1), metavar="STEPS",
+                     help="Also log the batch loss every STEPS optimizer steps."),
+        click.option("--checkpoint-every", default=1, show_default=True,
+                     type=click.IntRange(min=0), metavar="EPOCHS",
+                     help="Write a checkpoint every EPOCHS epochs and after the last (0: none)."),
+        click.option("--overwrite", is_flag=True,
+                     help="Replace a run of the same name in the output file (otherwise an "
+                          "existing name is an error and the file is left as it is)."),
+    ])(fn)
+
+
+def probe_options(fn: Callable) -> Callable:
+    """The monitor's schedule and settings."""
+    return _apply([
+        click.option("--probe-every", default=1, show_default=True, type=click.IntRange(min=0),
+                     metavar="N", help="Probe the spectrum every N units (0: never)."),
+        click.option("--probe-unit", type=click.Choice(("epoch", "step")), default="epoch",
+                     show_default=True, help="What --probe-every counts."),
+        click.option("--probe-samples", default=512, show_default=True,
+                     type=click.IntRange(min=1), metavar="N",
+                     help="The probe set: the first N training samples."),
+        click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=0),
+                     help="Largest eigenvalues per probe (at most the model's number of "
+                          "parameters)."),
+        click.option("--bottom/--no-bottom", default=True, show_default=True,
+                     help="Also the most negative eigenvalue."),
+        click.option("--tol", default=1e-3, show_default=True, type=TOL,
+                     help="Relative residual tolerance of the eigenvalues."),
+        click.option("--trace-matvecs", default=60, show_default=True,
+                     type=click.IntRange(min=0), help="Hutch++ trace budget (0: no trace)."),
+        click.option("--density/--no-density", default=True, show_default=True,
+                     help="Record the SLQ spectral density (needed by `spectra plot evolution`)."),
+        click.option("--density-vectors", default=4, show_default=True,
+                     type=click.IntRange(min=1), help="SLQ random vectors per probe."),
+        click.option("--density-steps", default=80, show_default=True,
+                     type=click.IntRange(min=1),
+                     help="Lanczos steps per SLQ vector (at most the model's number of "
+                          "parameters; the default is lowered to it for a tiny model)."),
+    ])(fn)
+
+
+def check_trace_matvecs(n: int) -> None:
+    """Hutch++ needs at least 4 products (0 turns the trace off)."""
+    if n and n < 4:
+        raise CLIError(f"--trace-matvecs must be 0 or at least 4, got {n}")
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    """The monitor's schedule and settings as given on the command line."""
+
+    every: int = 1
+    unit: str = "epoch"
+    samples: int = 512
+    top_k: int = 5
+    bottom: bool = True
+    tol: float = 1e-3
+    trace_matvecs: int = 60
+    density: tuple[int, int] | None = (4, 80)
+    # the size options given on the command line: above the model's number of
+    # parameters these are refused, while a default is lowered to fit (see
+    # cli._build.fit_probe_size)
+    given: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_options(cls, kw: dict[str, Any]) -> ProbePlan:
+        density = (kw["density_vectors"], kw["density_steps"]) if kw["density"] else None
+        check_trace_matvecs(kw["trace_matvecs"])
+        return cls(every=kw["probe_every"], unit=kw["probe_unit"], samples=kw["probe_samples"],
+                   top_k=kw["top_k"], bottom=kw["bottom"], tol=kw["tol"],
+                   trace_matvecs=kw["trace_matvecs"], density=density,
+                   given=frozenset(given_options(("top_k", "density_steps"))))
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any] | None) -> ProbePlan | None:
+        """The plan of a run's stored ``probe`` config (None: the run had no probes)."""
+        if not cfg:
+            return None
+        d = cfg.get("density")
+        return cls(every=int(cfg["every"]), unit=cfg["unit"], samples=int(cfg["samples"]),
+                   top_k=int(cfg["top_k"]), bottom=bool(cfg["bottom"]), tol=float(cfg["tol"]),
+                   trace_matvecs=int(cfg["trace_matvecs"]),
+                   density=tuple(d) if d is not None else None)
+
+    @property
+    def enabled(self) -> bool:
+        return self.every > 0

@@ -1,0 +1,103 @@
+"""Output paths, checked before anything is computed or written: run files, figures,
+checkpoint folders, and the run a probe row is appended to."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cli._errors import CLIError
+
+RUN_SUFFIXES = (".h5", ".hdf5")
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (what a write there depends on)."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def check_run_file(out: str | os.PathLike) -> Path:
+    """The output ``.h5`` path, checked before anything is computed or written."""
+    path = Path(out)
+    if path.suffix.lower() not in RUN_SUFFIXES:
+        raise CLIError(f"the run file must end in .h5 or .hdf5, got {str(path)!r}")
+    if path.is_dir():
+        raise CLIError(f"{path} is a directory; expected the path of a .h5 run file")
+    # the nearest existing ancestor must be a writable directory
+    base = nearest_existing(path.parent)
+    if base.exists() and not base.is_dir():
+        raise CLIError(f"cannot write {path}: {base} is a file, not a directory")
+    if base.exists() and not os.access(base, os.W_OK | os.X_OK):
+        raise CLIError(f"cannot write {path}: the directory {base} is not writable")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise CLIError(f"cannot write {path}: the file is not writable")
+    return path
+
+
+def existing_runs(path: Path) -> list[str]:
+    """Run names already in ``path`` (read-only; [] when the file does not exist)."""
+    if not path.exists():
+        return []
+    from spectra.runs.store import list_runs
+
+    return list_runs(path)
+
+
+def check_figure_output(output: str) -> Path:
+    """The figure path, checked before anything is read or drawn."""
+    path = Path(output)
+    if path.suffix.lower() not in FIGURE_SUFFIXES:
+        found = f"suffix {path.suffix!r}" if path.suffix else "no suffix"
+        raise CLIError(f"cannot save a figure to {path}: {found}; expected .png, .pdf or .svg")
+    if path.is_dir():
+        raise CLIError(f"{path} is a directory; expected the path of a figure file")
+    base = nearest_existing(path.parent)
+    if not base.is_dir():
+        raise CLIError(f"cannot write {path}: {base} is a file, not a directory")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise CLIError(f"cannot write {path}: the directory {base} is not writable")
+    return path
+
+
+def check_checkpoint_dir(path: Path) -> None:
+    """Checkpoints can be written to the folder ``path`` (made when missing)."""
+    base = nearest_existing(path)
+    if not base.is_dir():
+        raise CLIError(f"cannot write checkpoints to {path}: {base} is a file, not a directory")
+
+
+def default_checkpoint_dir(out: Path, run: str) -> Path:
+    """``<out stem>_ckpt/<run>/`` beside the run file."""
+    return out.with_name(f"{out.stem}_ckpt") / run
+
+
+def relative_to_file(path: Path, out: Path) -> str:
+    """``path`` relative to the run file's folder when below it, else absolute."""
+    base = out.resolve().parent
+    p = path.resolve()
+    try:
+        return str(p.relative_to(base))
+    except ValueError:
+        return str(p)
+
+
+def check_append_target(path: str, run: str, top_k: int,
+                        density: tuple[int, int] | None) -> None:
+    """Fail before probing when a probe row of these sizes could not be appended to
+    run ``run`` of ``path``."""
+    from spectra.runs.store import read_run
+
+    if not Path(path).exists():
+        raise CLIError(f"--append {path}: no such run file (create it with `spectra train`)")
+    data = read_run(path, run)  # StoreError names a missing run or a non-run file
+    p = data.probes
+    if p.top_eigenvalues is not None and top_k > p.top_eigenvalues.shape[1]:
+        raise CLIError(f"run {run!r} of {path} stores top-{p.top_eigenvalues.shape[1]} eigenvalues; "
+                       f"--top-k {top_k} does not fit its rows (use --top-k {p.top_eigenvalues.shape[1]})")
+    if density is not None and p.ritz_nodes is not None and (
+            density[0] > p.ritz_nodes.shape[1] or density[1] > p.ritz_nodes.shape[2]):
+        raise CLIError(f"run {run!r} of {path} stores densities of {tuple(p.ritz_nodes.shape[1:])} "
+                       f"(probes, steps); --density-vectors/--density-steps {tuple(density)} do not fit")

@@ -1,0 +1,192 @@
+"""Running a prepared run: :func:`execute` trains it into a run writer through an
+:class:`EpochReport`, which adds the optimizer's curvature record (DCAO's ``lambda1``,
+``gap`` and multipliers) to the metrics rows and prints one line per epoch;
+:func:`outcome_summary` is the JSON-able summary of what it did."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli._build import PreparedRun, build_monitor
+from cli._format import as_float, fmt, pct
+from cli._options import ProbePlan
+
+# DCAO's probe record keys copied into the metrics rows (plot_hparams reads them).
+OPTIMIZER_EXTRAS = ("lambda1", "gap", "lr_mult", "momentum_mult", "wd_mult")
+
+
+def split_schedulers(bundle) -> tuple[list, list]:
+    """``(step schedulers, epoch schedulers)`` of an optimizer bundle."""
+    if bundle.scheduler is None:
+        return [], []
+    if bundle.interval == "step":
+        return [bundle.scheduler], []
+    return [], [bundle.scheduler]
+
+
+@dataclass
+class RunOutcome:
+    name: str
+    result: Any
+    monitor: Any
+    report: EpochReport
+
+
+def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed: int,
+            plan: ProbePlan, checkpoint_every: int, log_every: int | None, echo: bool,
+            progress: bool, prefix: str = "", resume: Any = None) -> RunOutcome:
+    """Train one prepared run into ``writer`` (a RunWriter)."""
+    import torch
+
+    from spectra.runs.trainer import CheckpointPolicy, train
+
+    report = EpochReport(writer, prep.bundle.optimizer, echo=echo, prefix=prefix, epochs=epochs)
+    monitor = None
+    if plan.enabled:
+        monitor = build_monitor(plan, prep.model, prep.loss_fn, prep.probe_data, report,
+                                seed=seed, progress=progress)
+        report.monitor = monitor
+    policy = None
+    if prep.checkpoint_dir is not None and checkpoint_every > 0:
+        policy = CheckpointPolicy(prep.checkpoint_dir, every=checkpoint_every)
+    step_s, epoch_s = split_schedulers(prep.bundle)
+    if resume is None:
+        torch.manual_seed(seed)
+    result = train(
+        prep.model, prep.bundle.optimizer, (ds.train_x, ds.train_y), loss_fn=prep.loss_fn,
+        epochs=epochs, batch_size=batch_size, test_data=(ds.test_x, ds.test_y),
+        step_schedulers=step_s, epoch_schedulers=epoch_s, monitor=monitor, store=report,
+        checkpoint=policy, checkpoint_extra=prep.extra, log_every_steps=log_every, seed=seed,
+        resume=resume, progress=progress,
+    )
+    report.flush()
+    if monitor is not None and isinstance(resume, dict) and resume.get("monitor"):
+        before = resume["monitor"]  # report this call's probes, not the run's total
+        report.num_probes = monitor.num_probes - int(before["num_probes"])
+        report.num_matvecs = monitor.num_matvecs - int(before["num_matvecs"])
+    elif monitor is not None:
+        report.num_probes, report.num_matvecs = monitor.num_probes, monitor.num_matvecs
+    return RunOutcome(prep.name, result, monitor, report)
+
+
+def outcome_summary(outcome: RunOutcome, prep: PreparedRun, out: Path) -> dict:
+    """The JSON-able summary of one trained run."""
+    res, rep = outcome.result, outcome.report
+    last = rep.last_metrics or {}
+    probe = rep.last_probe
+    top = None if probe is None or probe.get("top_eigenvalues") is None else \
+        [float(x) for x in probe["top_eigenvalues"]]
+    return {
+        "file": str(out),
+        "run": prep.name,
+        "optimizer": prep.key,
+        "epochs": res.epochs,
+        "steps": res.steps,
+        "train_seconds": res.train_seconds,
+        "probe_seconds": res.probe_seconds,
+        "num_probes": rep.num_probes,
+        "num_matvecs": rep.num_matvecs,
+        "final": {k: float(last[k]) for k in ("epoch", "train_loss", "train_acc", "test_loss",
+                                               "test_acc", "lr") if k in last},
+        "last_probe": None if probe is None else {
+            "step": int(probe["step"]), "epoch": float(probe["epoch"]),
+            "top_eigenvalues": top,
+            "bottom_eigenvalue": float(probe.get("bottom_eigenvalue", math.nan)),
+            "trace": float(probe.get("trace", math.nan)),
+        },
+        "checkpoints": [str(p) for p in res.checkpoints],
+    }
+
+
+class EpochReport:
+    """A run writer in front of the real one (``append_metrics``, ``append_probe``,
+    ``add_checkpoint``): adds the optimizer's curvature record to metrics rows, keeps
+    the last rows, and prints one line per epoch when ``echo``."""
+
+    def __init__(self, writer, optimizer, *, echo: bool, prefix: str = "", epochs: int = 0):
+        self.writer = writer
+        self.optimizer = optimizer
+        self.echo = echo
+        self.prefix = prefix
+        self.epochs = epochs
+        self.monitor = None
+        self.last_metrics: dict[str, Any] | None = None
+        self.last_probe: dict[str, Any] | None = None
+        self._pending: dict[str, Any] | None = None
+        self.num_probes = 0
+        self.num_matvecs = 0
+
+    # -- the writer interface the trainer and the monitor use
+    def append_metrics(self, row=None, /, **values):
+        row = {**(row or {}), **values}
+        history = getattr(self.optimizer, "history", None)
+        if history:
+            rec = history[-1]
+            for k in OPTIMIZER_EXTRAS:
+                if k in rec and k not in row:
+                    row[k] = as_float(rec[k])
+        out = self.writer.append_metrics(row)
+        if "seconds" in row and float(row.get("epoch", math.nan)).is_integer():
+            self.last_metrics = row
+            self._pending = row
+            due = self.monitor is not None and self.monitor.due(step=int(row["step"]),
+                                                                epoch=row["epoch"])
+            if not due:
+                self.flush()
+        return out
+
+    def append_probe(self, row=None, /, **values):
+        row = {**(row or {}), **values}
+        out = self.writer.append_probe(row)
+        self.last_probe = row
+        if self._pending is not None:
+            self.flush(row)
+        elif self.echo:
+            epoch = as_float(row.get("epoch"))
+            if math.isfinite(epoch) and epoch.is_integer():
+                when = f"epoch {int(epoch):>{self._width}}/{self.epochs}"
+                if epoch == 0:
+                    when += "  at initialization"
+            else:
+                when = f"step {int(row['step'])} (epoch {epoch:.2f})"
+            click.echo(f"{self.prefix}{when}  {_probe_text(row)}")
+        return out
+
+    @property
+    def _width(self) -> int:
+        return len(str(self.epochs))
+
+    def __getattr__(self, name: str) -> Any:
+        # the rest of the writer: add_checkpoint, rewind, read, run_id, name, path
+        if name.startswith("_") or name == "writer":
+            raise AttributeError(name)
+        return getattr(self.writer, name)
+
+    def flush(self, probe: dict[str, Any] | None = None) -> None:
+        row, self._pending = self._pending, None
+        if row is None or not self.echo:
+            return
+        e = int(row["epoch"])
+        parts = [f"{self.prefix}epoch {e:>{self._width}}/{self.epochs}",
+                 f"train loss {fmt(row.get('train_loss'))} acc {pct(row.get('train_acc'))}",
+                 f"test loss {fmt(row.get('test_loss'))} acc {pct(row.get('test_acc'))}"]
+        if probe is not None:
+            parts.append(_probe_text(probe))
+        parts.append(f"({as_float(row.get('seconds')):.1f} s"
+                     + (f" + probe {as_float(probe.get('seconds')):.1f} s)" if probe else ")"))
+        click.echo("  ".join(parts))
+
+
+def _probe_text(row: dict[str, Any]) -> str:
+    top = row.get("top_eigenvalues")
+    text = []
+    if top is not None and len(top):
+        text.append(f"λ1 {fmt(top[0])}")
+    if math.isfinite(as_float(row.get("bottom_eigenvalue"))):
+        text.append(f"λmin {fmt(row['bottom_eigenvalue'])}")
+    return "  ".join(text) or "probed"
