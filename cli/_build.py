@@ -65,17 +65,12 @@ def model_spec_for(name: str, model_args: dict, ds, seed: int):
 def sequence_args(name: str, args: dict) -> dict:
     """``widths=64`` -> ``widths=(64,)`` for options whose default is a sequence
     (``KEY=1,2`` parses as a tuple, ``KEY=1`` as a number)."""
-    import inspect
+    from spectra.registries.models import model_options
 
-    from spectra.registries import models
-    factory = getattr(models, "_REGISTRY", {}).get(name)
-    if factory is None:
-        return dict(args)
-    params = inspect.signature(factory).parameters
+    defaults = model_options(name)
     out = dict(args)
     for k, v in args.items():
-        default = params[k].default if k in params else None
-        if isinstance(default, (tuple, list)) and isinstance(v, (int, float, str)):
+        if isinstance(defaults.get(k), (tuple, list)) and isinstance(v, (int, float, str)):
             out[k] = (v,)
     return out
 

@@ -50,7 +50,8 @@ from torch import nn
 
 from spectra.utils.checks import options
 
-__all__ = ["ACTIVATIONS", "ModelSpec", "UntrustedModelError", "available_models", "build_model"]
+__all__ = ["ACTIVATIONS", "ModelSpec", "UntrustedModelError", "available_models", "build_model",
+           "model_options"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -233,6 +234,16 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
 def available_models() -> list[str]:
     """Names accepted by :func:`build_model` (besides ``package.module:factory``)."""
     return sorted(_REGISTRY)
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """The options of registry model ``name`` with their defaults (``{}`` for a
+    ``package.module:factory`` or an unknown name: nothing is imported)."""
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        return {}
+    return {k: p.default for k, p in inspect.signature(factory).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 # --------------------------------------------------------------------------- building

@@ -165,3 +165,11 @@ def test_custom_factory(user_module: str) -> None:
         build_model(f"{user_module}:missing", input_shape=(3,), num_classes=2)
     with pytest.raises(ValueError, match="cannot import module 'no_such_pkg.mod'"):
         build_model("no_such_pkg.mod:f", input_shape=(3,), num_classes=2)
+
+
+def test_model_options_lists_a_registry_models_defaults_and_imports_nothing():
+    from spectra.registries.models import model_options
+
+    opts = model_options("mlp")
+    assert opts["widths"] == (64, 64) and opts["activation"] == "relu"
+    assert model_options("os:system") == {} and model_options("nope") == {}
