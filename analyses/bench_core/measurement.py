@@ -34,10 +34,11 @@ if TYPE_CHECKING:
 
     from .adapters import Adapter, Run
 
-REL_TOL = 1e-3
-K_TOP = 5
-SLQ_NV, SLQ_M = 4, 80
-TRACE_MATVECS = 30
+REL_TOL = 1e-3  # a run "reaches" when its relative error is at most this
+K_TOP = 5  # top-k eigenvalues
+SLQ_NV, SLQ_M = 4, 80  # SLQ: random vectors, Lanczos steps per vector
+TRACE_MATVECS = 30  # products of a trace estimate
+
 
 class Unsupported(Exception):
     """The library has no API for this measurement."""
