@@ -489,7 +489,7 @@ def _as_array(value: Any, key: str) -> np.ndarray:
 
 class _Column:
     """One dataset of a table, with what an append needs cached (h5py's high-level
-    indexing costs ~5x more per row)."""
+    indexing costs several times more per row)."""
 
     __slots__ = ("_fspace", "_id", "_mspace", "capacity", "chunk_rows", "ds", "dtype", "row_shape")
 
