@@ -2,7 +2,6 @@
 process with all of it, and the solvers give identical results on both ranks."""
 
 import os
-import socket
 
 import numpy as np
 import torch
@@ -39,10 +38,14 @@ def _results(op):
     }
 
 
-def _worker(rank, world, port, outdir):
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def _init(rank, world, outdir, **kwargs):
+    """A file rendezvous in the test's folder: no TCP port to race for under load."""
+    dist.init_process_group("gloo", init_method=f"file://{os.path.join(outdir, 'rendezvous')}",
+                            rank=rank, world_size=world, **kwargs)
+
+
+def _worker(rank, world, outdir):
+    _init(rank, world, outdir)
     try:
         torch.set_num_threads(1)
         model, shards = _problem()
@@ -52,14 +55,8 @@ def _worker(rank, world, port, outdir):
         dist.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_gloo_ranks_match_one_process(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt")
     r1 = torch.load(tmp_path / "rank1.pt")
     for key in r0:
@@ -72,16 +69,13 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     assert np.allclose(r0["nodes"].numpy(), single["nodes"].numpy(), atol=1e-8)
 
 
-def _detect_worker(rank, world, port, outdir):
+def _detect_worker(rank, world, outdir):
     import datetime
 
     import torch.nn.functional as F
 
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
     # a rank that skipped the ranks' agreement would leave the other waiting: time out, not hang
-    dist.init_process_group("gloo", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=60))
+    _init(rank, world, outdir, timeout=datetime.timedelta(seconds=60))
     out = {}
     try:
         torch.set_num_threads(1)
@@ -104,7 +98,7 @@ def _detect_worker(rank, world, port, outdir):
 
 
 def test_ranks_detect_the_reduction_together(tmp_path):
-    mp.spawn(_detect_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_detect_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt")
     r1 = torch.load(tmp_path / "rank1.pt")
     assert r0["reduction"] == r1["reduction"] == "sum"
