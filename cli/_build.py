@@ -120,10 +120,13 @@ def optimizer_keys(text: str) -> list[str]:
 
 
 def build_optimizer(key: str, model, loss_fn, probe_data, overrides: dict, *,
-                    total_steps: int, total_epochs: int):
+                    total_steps: int, total_epochs: int, lr_schedule=None):
     """``optim.create_bundle`` with the arguments the name requires (DCAO's model,
-    loss_fn and probe set) filled in."""
+    loss_fn and probe set) filled in, and the lr schedule (an
+    :class:`optim.schedules.LRSchedule` or None); a schedule that does not fit the
+    optimizer or the run is a ``CLIError`` naming ``--schedule``."""
     import optim
+    from optim.schedules import ScheduleError
 
     info = optim.available()[key]
     clash = sorted(set(info.requires) & set(overrides))
@@ -137,18 +140,34 @@ def build_optimizer(key: str, model, loss_fn, probe_data, overrides: dict, *,
                        "provide")
     extra = {r: needed[r] for r in info.requires}
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    return optim.create_bundle(key, model.parameters(), total_steps=max(total_steps, 1),
-                               total_epochs=max(total_epochs, 1), **extra, **overrides)
+    try:
+        return optim.create_bundle(key, model.parameters(), total_steps=max(total_steps, 1),
+                                   total_epochs=max(total_epochs, 1), lr_schedule=lr_schedule,
+                                   **extra, **overrides)
+    except ScheduleError as exc:
+        name = lr_schedule.name if lr_schedule is not None else "none"
+        raise CLIError(f"--schedule {name}: {exc}") from None
 
 
-def optimizer_spec(key: str, overrides: dict) -> dict[str, Any]:
-    """The optimizer part of a run's config: name, overrides, all hyperparameters, schedule."""
+def optimizer_spec(key: str, overrides: dict, lr_schedule=None) -> dict[str, Any]:
+    """The optimizer part of a run's config: name, overrides, all hyperparameters, the
+    entry's schedule and the lr schedule (``LRSchedule.to_dict()``; ``{"name": "none"}``
+    without one)."""
     import optim
 
     info = optim.available()[key]
     hp = {k: v for k, v in {**dict(info.defaults), **overrides}.items() if k not in info.requires}
     return jsonable({"name": key, "overrides": overrides, "hyperparameters": hp,
-                     "schedule": info.schedule})
+                     "schedule": info.schedule,
+                     "lr_schedule": lr_schedule.to_dict() if lr_schedule else {"name": "none"}})
+
+
+def stored_schedule(optimizer_config: dict):
+    """The :class:`optim.schedules.LRSchedule` of a run's stored optimizer config
+    (``none`` for runs written before lr schedules existed)."""
+    from optim.schedules import LRSchedule
+
+    return LRSchedule.from_dict(optimizer_config.get("lr_schedule"))
 
 
 # --------------------------------------------------------------------------- the monitor
@@ -219,9 +238,10 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 def prepare_run(*, name: str, key: str, overrides: dict, ds, model_spec, loss_name: str,
                 loss_fn, seed: int, epochs: int, batch_size: int, plan: ProbePlan,
                 out: Path, checkpoint_dir: Path | None, checkpoint_every: int,
-                log_every: int | None, command: str) -> PreparedRun:
-    """Build the model, the optimizer bundle and (to check it) the monitor of one run,
-    and its config; nothing is written."""
+                log_every: int | None, command: str, lr_schedule=None) -> PreparedRun:
+    """Build the model, the optimizer bundle (with ``lr_schedule``, an
+    :class:`optim.schedules.LRSchedule` or None) and (to check it) the monitor of one
+    run, and its config; nothing is written."""
     import torch
 
     from spectra import __version__
@@ -234,7 +254,8 @@ def prepare_run(*, name: str, key: str, overrides: dict, ds, model_spec, loss_na
     probe_data = (ds.train_x[:plan.samples], ds.train_y[:plan.samples])
     spe = steps_per_epoch(n, batch_size)
     bundle = build_optimizer(key, model, loss_fn, probe_data, overrides,
-                             total_steps=epochs * spe, total_epochs=epochs)
+                             total_steps=epochs * spe, total_epochs=epochs,
+                             lr_schedule=lr_schedule)
     probe_cfg = None
     if plan.enabled:
         # the monitor's own view of its settings, plus the probe set size
@@ -251,7 +272,7 @@ def prepare_run(*, name: str, key: str, overrides: dict, ds, model_spec, loss_na
         "task": ds.task,
         "num_params": sum(p.numel() for p in model.parameters()),
         "loss": loss_name,
-        "optimizer": optimizer_spec(key, overrides),
+        "optimizer": optimizer_spec(key, overrides, lr_schedule),
         "seed": seed,
         "batch_size": batch_size,
         "epochs": epochs,

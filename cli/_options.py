@@ -1,7 +1,10 @@
 """The options commands share, and what their values parse into.
 
 * option bundles: :func:`model_data_options`, :func:`training_options`,
-  :func:`probe_options` (``train`` and ``compare`` take all three);
+  :func:`schedule_options`, :func:`probe_options` (``train`` and ``compare`` take
+  all four);
+* :func:`parse_schedule`: ``--schedule``, ``--warmup`` and ``--schedule-arg`` as an
+  :class:`optim.schedules.LRSchedule`, checked;
 * the value types of ``--seed`` and ``--tol``;
 * ``KEY=VALUE`` parsing (:func:`parse_kv`), and ``[NAME.]KEY=VALUE`` for options that
   go to one of several optimizers (:func:`split_opt_args`);
@@ -148,6 +151,44 @@ def training_options(fn: Callable) -> Callable:
                      help="Replace a run of the same name in the output file (otherwise an "
                           "existing name is an error and the file is left as it is)."),
     ])(fn)
+
+
+def schedule_options(fn: Callable) -> Callable:
+    """--schedule, --warmup, --schedule-arg: an lr schedule for any optimizer."""
+    return _apply([
+        click.option("--schedule", "schedule", default="none", show_default=True,
+                     metavar="NAME",
+                     help="Learning-rate schedule: none, constant, cosine, warmup-cosine, "
+                          "linear, step (stepped per optimizer step unless "
+                          "--schedule-arg interval=epoch). It sets the base lr; DCAO's "
+                          "multiplier applies on top."),
+        click.option("--warmup", type=click.IntRange(min=0), metavar="N",
+                     help="Linear warm-up over the first N epochs (N steps with "
+                          "--schedule-arg unit=step)."),
+        click.option("--schedule-arg", multiple=True, metavar="KEY=VALUE",
+                     help="Schedule option (repeatable): interval=step|epoch, "
+                          "unit=epoch|step, start_factor, min_lr (cosine), end_factor "
+                          "(linear), step_size, milestones=30,60, gamma (step)."),
+    ])(fn)
+
+
+def parse_schedule(kw: dict[str, Any]):
+    """The :class:`optim.schedules.LRSchedule` of ``--schedule``, ``--warmup`` and
+    ``--schedule-arg``; a one-line ``CLIError`` naming the bad option."""
+    from optim.schedules import LRSchedule, ScheduleError
+
+    options = parse_kv(kw.get("schedule_arg") or (), "--schedule-arg")
+    if kw.get("warmup") is not None:
+        if "warmup" in options:
+            raise CLIError("--warmup and --schedule-arg warmup=... both set the warm-up; "
+                           "give one")
+        options["warmup"] = kw["warmup"]
+    if isinstance(options.get("milestones"), (int, float)):
+        options["milestones"] = (options["milestones"],)
+    try:
+        return LRSchedule.from_options(kw.get("schedule") or "none", options)
+    except ScheduleError as exc:
+        raise CLIError(f"--schedule {kw.get('schedule')}: {exc}") from None
 
 
 def probe_options(fn: Callable) -> Callable:

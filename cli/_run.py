@@ -21,12 +21,10 @@ OPTIMIZER_EXTRAS = ("lambda1", "gap", "lr_mult", "momentum_mult", "wd_mult")
 
 
 def split_schedulers(bundle) -> tuple[list, list]:
-    """``(step schedulers, epoch schedulers)`` of an optimizer bundle."""
-    if bundle.scheduler is None:
-        return [], []
-    if bundle.interval == "step":
-        return [bundle.scheduler], []
-    return [], [bundle.scheduler]
+    """``(step schedulers, epoch schedulers)`` of an optimizer bundle: the registry
+    entry's scheduler first, then the lr schedule's (checkpoints store them in this
+    order)."""
+    return list(bundle.step_schedulers), list(bundle.epoch_schedulers)
 
 
 @dataclass

@@ -14,7 +14,9 @@ from cli._options import (
     ProbePlan,
     model_data_options,
     parse_kv,
+    parse_schedule,
     probe_options,
+    schedule_options,
     split_opt_args,
     training_options,
 )
@@ -32,6 +34,7 @@ from cli._run import execute, outcome_summary
                    "repeatable.")
 @model_data_options
 @training_options
+@schedule_options
 @probe_options
 @click.option("--out", "-o", default="runs/compare.h5", show_default=True,
               type=click.Path(dir_okay=False), help="The HDF5 file that gets one run per optimizer.")
@@ -46,8 +49,9 @@ def compare(**kw) -> None:
 
     Every optimizer starts from the same initialization (the model is built with
     --seed), sees the same batches in the same order and is probed on the same
-    probe set. Unknown optimizer names, bad --opt-arg keys and existing run names
-    are reported before anything is trained or written. A table of the final
+    probe set, and with the same --schedule (which sets each optimizer's base lr).
+    Unknown optimizer names, bad --opt-arg keys, bad schedule options and existing
+    run names are reported before anything is trained or written. A table of the final
     losses, accuracies, λ1 and times closes the run.
 
     \b
@@ -57,6 +61,7 @@ def compare(**kw) -> None:
     as_json = kw["as_json"]
     keys = optimizer_keys(kw["optimizers"])
     plan = ProbePlan.from_options(kw)
+    lr_schedule = parse_schedule(kw)
     epochs = 5 if kw["epochs"] is None else kw["epochs"]
     out = check_run_file(kw["out"])
     overrides = split_opt_args(kw["opt_arg"], keys)
@@ -81,7 +86,7 @@ def compare(**kw) -> None:
                 loss_name=loss_name, loss_fn=loss_fn, seed=kw["seed"], epochs=epochs,
                 batch_size=kw["batch_size"], plan=plan, out=out, checkpoint_dir=ckpt_dir,
                 checkpoint_every=kw["checkpoint_every"], log_every=kw["log_every"],
-                command="compare"))
+                command="compare", lr_schedule=lr_schedule))
         except CLIError:
             raise
         except Exception as exc:

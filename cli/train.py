@@ -6,14 +6,24 @@ from pathlib import Path
 
 import click
 
-from cli._build import PreparedRun, load_data, make_loss, model_spec_for, optimizer_key, prepare_run
+from cli._build import (
+    PreparedRun,
+    load_data,
+    make_loss,
+    model_spec_for,
+    optimizer_key,
+    prepare_run,
+    stored_schedule,
+)
 from cli._errors import CLIError, handle_errors
 from cli._options import (
     ProbePlan,
     given_options,
     model_data_options,
     parse_kv,
+    parse_schedule,
     probe_options,
+    schedule_options,
     training_options,
 )
 from cli._output import echo_json, quiet, show_progress
@@ -31,7 +41,8 @@ _FROM_CHECKPOINT = ("model_name", "model_arg", "data_name", "data_arg", "data_di
                     "loss_name", "optimizer", "opt_arg", "batch_size", "log_every",
                     "probe_every", "probe_unit", "probe_samples", "top_k", "bottom", "tol",
                     "trace_matvecs", "density", "density_vectors", "density_steps",
-                    "checkpoint_dir", "checkpoint_every", "overwrite")
+                    "checkpoint_dir", "checkpoint_every", "overwrite", "schedule", "warmup",
+                    "schedule_arg")
 
 
 @click.command()
@@ -42,6 +53,7 @@ _FROM_CHECKPOINT = ("model_name", "model_arg", "data_name", "data_arg", "data_di
               help="Optimizer hyperparameter, e.g. lr=0.01 or betas=0.9,0.99 (repeatable).")
 @model_data_options
 @training_options
+@schedule_options
 @probe_options
 @click.option("--out", "-o", type=click.Path(dir_okay=False),
               help="The HDF5 run file (created, or a run is added to it)  "
@@ -70,6 +82,7 @@ def train(**kw) -> None:
     Examples:
       spectra train --optimizer dcao --epochs 5 --out runs/demo.h5
       spectra train --optimizer adam --opt-arg lr=3e-3 --model-arg widths=128,128 -o runs/a.h5
+      spectra train --optimizer sgdm --schedule warmup-cosine --warmup 1 -o runs/cos.h5
       spectra train --resume runs/demo_ckpt/dcao/checkpoint-epoch0005.pt --epochs 10
     """
     if kw["resume"]:
@@ -77,6 +90,7 @@ def train(**kw) -> None:
         return
     as_json = kw["as_json"]
     plan = ProbePlan.from_options(kw)
+    lr_schedule = parse_schedule(kw)
     epochs = 5 if kw["epochs"] is None else kw["epochs"]
     key = optimizer_key(kw["optimizer"])
     run = kw["run_name"] or key
@@ -106,7 +120,7 @@ def train(**kw) -> None:
         name=run, key=key, overrides=overrides, ds=ds, model_spec=spec, loss_name=loss_name,
         loss_fn=loss_fn, seed=kw["seed"], epochs=epochs, batch_size=kw["batch_size"], plan=plan,
         out=out, checkpoint_dir=ckpt_dir, checkpoint_every=kw["checkpoint_every"],
-        log_every=kw["log_every"], command="train",
+        log_every=kw["log_every"], command="train", lr_schedule=lr_schedule,
     )
     echo = not (as_json or quiet())
     if echo:
@@ -224,6 +238,7 @@ def _prepare_resumed(config: dict, run: str, out: Path, trusted: bool
         checkpoint_dir=(out.resolve().parent / ck["dir"]) if ck else None,
         checkpoint_every=int(ck["every"]) if ck else 0,
         log_every=config.get("log_every_steps"), command="train",
+        lr_schedule=stored_schedule(opt),
     )
     prep.extra["config"] = config  # the run's config is the one it was created with
     return prep, ds, plan
@@ -243,6 +258,9 @@ def _header(prep: PreparedRun, ds, out: Path) -> None:
                f"{ds.name} ({c['num_train']} train / {c['num_test']} test), "
                f"{c['epochs']} epochs of batch {c['batch_size']}"
                + (f", {', '.join(f'{k}={v}' for k, v in hp.items())}" if hp else ""))
+    lr_schedule = stored_schedule(c["optimizer"])
+    if lr_schedule.name != "none":
+        click.echo(f"lr schedule: {lr_schedule.describe()}")
     click.echo(f"{what}; run {prep.name!r} in {out}")
 
 

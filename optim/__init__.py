@@ -7,6 +7,7 @@
 
 Modules: `optim.calr` (CALR), `optim.dcao` (DCAO) and `optim.dcao_controller`, `optim.smaran` (SMARAN), `optim.lpsgd` (LPSGD, LPSGDM,
 PNormScheduler), `optim.lion` (Lion), `optim.registry` (names -> optimizers),
+`optim.schedules` (lr schedules by name: LRSchedule),
 `optim.testfunctions` (Rosenbrock, Himmelblau, Beale, saddle, and a runner).
 """
 
@@ -24,6 +25,7 @@ from .registry import (
     create_bundle,
     register,
 )
+from .schedules import SCHEDULES, LRSchedule, ScheduleError
 from .smaran import SMARAN
 
 __all__ = [
@@ -31,14 +33,17 @@ __all__ = [
     "DCAO",
     "LPSGD",
     "LPSGDM",
+    "SCHEDULES",
     "SMARAN",
     "DCAOController",
+    "LRSchedule",
     "Lion",
     "Multipliers",
     "OptimizerBundle",
     "OptimizerInfo",
     "PNormScheduler",
     "Schedule",
+    "ScheduleError",
     "available",
     "create",
     "create_bundle",

@@ -15,6 +15,14 @@ which returns an `OptimizerBundle`: the optimizer and the entry's scheduler, wit
 epoch) that step the scheduler at its own interval, and a joint `state_dict()`. Pass
 both totals always; a name without a schedule ignores them.
 
+Learning-rate schedules for every name: ``create_bundle(..., lr_schedule="cosine")``
+(a name of `optim.schedules.SCHEDULES` or an `LRSchedule`) adds an lr scheduler
+beside the entry's own. It composes with a schedule that sets another entry (LPSGD's
+``p``: both run, each at its own interval) and is refused, with a ValueError, for a
+name whose schedule already sets the lr (``calr-cosine``, ``calr-clip-cosine``: use
+``calr`` or ``calr-clip`` with the lr schedule instead), because two lr schedulers on
+one optimizer would each rescale the other's lr.
+
 Baselines (``sgd``, ``sgdm``, ``adam``, ``adamw``, ``nadam``, ``rmsprop``, ``radam``)
 are the `torch.optim` classes themselves, with torch's defaults (``sgdm``: momentum
 0.9).
@@ -39,6 +47,7 @@ from .calr import CALR, DEFAULT_CLIP
 from .dcao import DCAO
 from .lion import Lion
 from .lpsgd import LPSGD, LPSGDM, PNormScheduler
+from .schedules import LRSchedule, ScheduleError
 from .smaran import SMARAN
 
 __all__ = [
@@ -67,11 +76,14 @@ class Schedule:
             ``total_steps``) or "epoch" (stepped after every epoch, ``total_epochs``).
         build: ``build(optimizer, total) -> scheduler`` with ``step()``,
             ``state_dict()`` and ``load_state_dict()``.
+        param: the param-group entry the scheduler writes (``"lr"``, or ``"p"`` for
+            LPSGD's); a name whose schedule writes ``"lr"`` takes no lr schedule.
     """
 
     description: str
     interval: Interval
     build: Callable[[Optimizer, int], Any]
+    param: str = "lr"
 
 
 COSINE_LR = Schedule(
@@ -88,6 +100,7 @@ P_NORM = Schedule(
     lambda optimizer, total_epochs: PNormScheduler(
         optimizer, p_max=optimizer.defaults["p"], total_epochs=total_epochs
     ),
+    param="p",
 )
 
 
@@ -118,36 +131,55 @@ _REGISTRY: dict[str, _Entry] = {}
 
 @dataclass
 class OptimizerBundle:
-    """An optimizer and the scheduler its registry entry comes with (if any).
+    """An optimizer, the scheduler its registry entry comes with (if any) and an lr
+    scheduler (``create_bundle(..., lr_schedule=...)``, if any).
 
     Call `after_step()` after every ``optimizer.step()`` and `after_epoch()` at the end
-    of every epoch; each steps the scheduler only at the scheduler's own interval, so a
-    training loop can call both for every name.
+    of every epoch; each steps every scheduler only at the scheduler's own interval, so
+    a training loop can call both for every name. `step_schedulers` and
+    `epoch_schedulers` list them for a loop that steps them itself (the entry's first).
     """
 
     optimizer: Optimizer
     scheduler: Any | None = None
     interval: Interval | None = None
+    lr_scheduler: Any | None = None
+    lr_interval: Interval | None = None
+
+    @property
+    def step_schedulers(self) -> list[Any]:
+        return self._at("step")
+
+    @property
+    def epoch_schedulers(self) -> list[Any]:
+        return self._at("epoch")
+
+    def _at(self, interval: Interval) -> list[Any]:
+        pairs = ((self.scheduler, self.interval), (self.lr_scheduler, self.lr_interval))
+        return [s for s, i in pairs if s is not None and i == interval]
 
     def after_step(self) -> None:
-        if self.interval == "step":
-            self.scheduler.step()
+        for s in self.step_schedulers:
+            s.step()
 
     def after_epoch(self) -> None:
-        if self.interval == "epoch":
-            self.scheduler.step()
+        for s in self.epoch_schedulers:
+            s.step()
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "lr_scheduler": None if self.lr_scheduler is None else self.lr_scheduler.state_dict(),
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        # The scheduler first: loading it may write into the param groups, which the
+        # The schedulers first: loading one may write into the param groups, which the
         # optimizer's state then overwrites with the saved values.
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state_dict["scheduler"])
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.load_state_dict(state_dict["lr_scheduler"])
         self.optimizer.load_state_dict(state_dict["optimizer"])
 
 
@@ -225,6 +257,7 @@ def create_bundle(
     *,
     total_steps: int | None = None,
     total_epochs: int | None = None,
+    lr_schedule: str | LRSchedule | None = None,
     **overrides: Any,
 ) -> OptimizerBundle:
     """The optimizer registered as `name` with its schedule, as an `OptimizerBundle`.
@@ -233,15 +266,40 @@ def create_bundle(
         name, params, overrides: as for `create`.
         total_steps: number of optimizer steps of the run (step-interval schedules).
         total_epochs: number of epochs of the run (epoch-interval schedules).
+        lr_schedule: an lr schedule for any name (`optim.schedules.LRSchedule`, or a
+            name of `optim.schedules.SCHEDULES` with default options); it needs both
+            totals. None or ``"none"``: only the entry's schedule.
 
     Raises:
-        ValueError: as `create`, or when the schedule needs a total that is missing.
+        ValueError: as `create`; when a schedule needs a total that is missing.
+        ScheduleError: (a ValueError) a bad lr schedule, or one for a name whose own
+            schedule sets the lr (``calr-cosine``).
     """
     key, entry = _lookup(name)
-    optimizer = create(key, params, **overrides)
     schedule = entry.schedule
+    if isinstance(lr_schedule, str):
+        lr_schedule = LRSchedule(lr_schedule)
+    if lr_schedule is not None and lr_schedule.name == "none":
+        lr_schedule = None
+    if lr_schedule is not None:
+        if schedule is not None and schedule.param == "lr":
+            raise ScheduleError(
+                f"Optimizer {key!r} already has an lr schedule ({schedule.description}); "
+                f"a second one ({lr_schedule.name!r}) would rescale it. Use the name without "
+                "the schedule (e.g. 'calr' for 'calr-cosine') with the lr schedule, or no lr "
+                "schedule")
+        for argument, total in (("total_steps", total_steps), ("total_epochs", total_epochs)):
+            if total is None:
+                raise ScheduleError(f"An lr schedule ({lr_schedule.name!r}) needs the run's "
+                                 f"length; pass {argument}=")
+    optimizer = create(key, params, **overrides)
+    lr_scheduler = None
+    if lr_schedule is not None:
+        lr_scheduler = lr_schedule.build(optimizer, total_steps=total_steps,
+                                         total_epochs=total_epochs)
+    lr_interval = None if lr_scheduler is None else lr_schedule.interval
     if schedule is None:
-        return OptimizerBundle(optimizer)
+        return OptimizerBundle(optimizer, lr_scheduler=lr_scheduler, lr_interval=lr_interval)
     total = total_steps if schedule.interval == "step" else total_epochs
     argument = "total_steps" if schedule.interval == "step" else "total_epochs"
     if total is None:
@@ -251,7 +309,8 @@ def create_bundle(
         )
     if isinstance(total, bool) or not isinstance(total, int) or total < 1:
         raise ValueError(f"Invalid {argument} value: {total!r} (expected an int >= 1)")
-    return OptimizerBundle(optimizer, schedule.build(optimizer, total), schedule.interval)
+    return OptimizerBundle(optimizer, schedule.build(optimizer, total), schedule.interval,
+                           lr_scheduler, lr_interval)
 
 
 def _normalize(name: str) -> str:
