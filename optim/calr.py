@@ -16,6 +16,14 @@ multiplying; this follows the paper, not that code.
 The paper's variants are compositions, not copies: `clip` clamps a local copy of the
 gradient (the `.grad` tensors are left untouched) before m, v and H; the cosine
 variants are this optimizer plus a `torch.optim.lr_scheduler` (see `optim.registry`).
+
+Where the defaults come from: lr = 1e-2 and alpha = 0.1 are the paper's ("Neural
+Network Training": one lr of 1e-2 for every optimizer, CALR with alpha = 0.1); betas,
+delta and eps are the symbols of Eq. 1-5 at Adam's usual values, which the paper does
+not restate. The clipping threshold c = 0.1 (`DEFAULT_CLIP`, used by ``calr-clip`` and
+``calr-clip-cosine``) is not in the paper: "Variants of CALR" writes
+clip(g_t, -threshold, threshold) without a value; 0.1 is the value of the authors'
+public code.
 """
 
 from __future__ import annotations
@@ -39,7 +47,9 @@ from ._common import (
 __all__ = ["CALR", "DEFAULT_CLIP", "calr_update"]
 
 DEFAULT_CLIP = 0.1
-"""The clipping threshold c of the paper's clipped variants (`calr-clip`)."""
+"""The clipping threshold c of the clipped variants (`calr-clip`).
+
+The paper names a threshold without a value; 0.1 is the authors' public code's."""
 
 
 def calr_update(
@@ -90,7 +100,8 @@ class CALR(SpectraOptimizer):
         delta: offset of the curvature estimate (default 1e-8).
         eps: added to the square root in the denominator (default 1e-8).
         clip: None (default) or a threshold c > 0: the gradient is clamped to [-c, c]
-            before m, v and H. The paper's clipped variant uses c = `DEFAULT_CLIP` = 0.1.
+            before m, v and H. The clipped variants use c = `DEFAULT_CLIP` = 0.1, the
+            value of the authors' code (the paper gives none).
 
     State per parameter (created at its first step): ``step`` (int t), ``exp_avg`` (m)
     and ``exp_avg_sq`` (v), both shaped like the parameter.

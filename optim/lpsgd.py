@@ -9,8 +9,9 @@ coordinate by sign(u) |u|^(q-1), q = p / (p - 1); with the stabilizer eps:
 so p = 2 is plain SGD (r = 0) and p -> inf tends to sign(u) (r -> 1).
 
     LPSGD:   theta <- theta - lr T_p(g_t)
-    LPSGDM:  m_t    = beta m_{t-1} + (1 - beta) g_t
-             theta <- (1 - lr wd) theta - lr T_p(m_t)          (decoupled decay)
+    LPSGDM:  m_t    = beta m_{t-1} + (1 - beta) g_t            (Eq. 23, "ema", default)
+             m_t    = beta m_{t-1} + g_t                       (Eq. 23, "heavy-ball")
+             theta <- (1 - lr wd) theta - lr T_p(m_t)          (Eq. 24-25, decoupled decay)
 
 LPSGD is LPSGDM with beta = 0 and wd = 0 (then m_t = g_t), so both share one update;
 LPSGD keeps no momentum buffer. The norm exponent is the hyperparameter ``p`` of each
@@ -19,6 +20,30 @@ param group; `PNormScheduler` anneals it once per epoch k of K like an LR schedu
     p_k = 2 + (p_max - 2) (1 + cos(pi k / (K - 1))) / 2       (p_max at k = 0, 2 at k = K-1)
 
 The paper also puts a warmup + cosine LR schedule on top (any `torch.optim.lr_scheduler`).
+
+Momentum form (``momentum_form``). The extracted text lost Eq. 23, so whether the
+buffer is an average ("ema", m = beta m + (1 - beta) g) or a sum ("heavy-ball",
+m = beta m + g, torch's SGD) cannot be read from the paper; both are offered. The
+default is "ema", because (a) Sec. 4.3 calls m a "momentum-smoothed gradient" that
+the map T_p is applied to, and an average keeps the gradient's scale, so T_p, its eps
+and the p-annealing act on the same numbers in LPSGD (beta = 0) and LPSGDM;
+(b) it is the reconstruction of ALGORITHMS.md and the form earlier versions of this
+module had, so results stay comparable; (c) the paper's own comparison Lion and AdamW
+average their moments the same way.
+
+Transferring a learning rate between the forms: from m = 0, the heavy-ball buffer is
+exactly 1 / (1 - beta) times the EMA buffer, and T_p(c u) = c^(1/(p-1)) T_p(u) (with
+eps scaled by 1/c), so
+
+    heavy-ball at lr  ==  ema at lr (1 - beta)^(-1/(p-1))        (eps_ema = (1 - beta) eps)
+
+and the decoupled decay matches when lr * wd is the same in both. At p = 2 (SGD
+geometry, the last epoch of the schedule) the EMA form's steps are (1 - beta) times
+the heavy-ball's at the same lr: the paper's LPSGDM lr = 1e-3 (Table 4, read as EMA)
+is heavy-ball lr 1e-4 at p = 2, and (1 - 0.9)^(1/5) * 1e-3 = 6.3e-4 at p = 6 (the first
+epoch). Because p changes over the schedule, no single constant lr makes the two forms
+equal over a whole annealed run; the exponent 1/(p-1) shrinks as p grows, and for
+p -> inf (sign) the form does not matter.
 """
 
 from __future__ import annotations
@@ -35,13 +60,16 @@ from ._common import (
     Closure,
     ParamsT,
     SpectraOptimizer,
+    check_choice,
     check_lr,
     check_nonnegative,
     check_positive,
     check_unit_interval,
 )
 
-__all__ = ["LPSGD", "LPSGDM", "PNormScheduler", "lp_map", "lpsgd_update"]
+__all__ = ["LPSGD", "LPSGDM", "MOMENTUM_FORMS", "PNormScheduler", "lp_map", "lpsgd_update"]
+
+MOMENTUM_FORMS = ("ema", "heavy-ball")
 
 
 def check_p(name: str, value: Any) -> None:
@@ -74,6 +102,7 @@ def lpsgd_update(
     beta: float,
     weight_decay: float,
     eps: float,
+    momentum_form: str = "ema",
 ) -> None:
     """One LPSGD(M) step over lists of tensors, in place.
 
@@ -83,11 +112,13 @@ def lpsgd_update(
         momentum_buffers: m_{t-1}, same shapes, updated in place to m_t; None when
             beta = 0 (then the direction is g_t itself).
         lr, p, beta, weight_decay, eps: hyperparameters (see module docstring).
+        momentum_form: "ema" (m = beta m + (1 - beta) g) or "heavy-ball" (m = beta m + g).
     """
+    dampening = 1.0 - beta if momentum_form == "ema" else 1.0
     for i, (param, grad) in enumerate(zip(params, grads, strict=True)):
         direction = grad
         if momentum_buffers is not None:
-            direction = momentum_buffers[i].mul_(beta).add_(grad, alpha=1.0 - beta)
+            direction = momentum_buffers[i].mul_(beta).add_(grad, alpha=dampening)
         if weight_decay != 0.0:
             param.mul_(1.0 - lr * weight_decay)
         param.add_(lp_map(direction, p, eps), alpha=-lr)
@@ -101,9 +132,12 @@ class LPSGD(SpectraOptimizer):
         lr: learning rate (default 1e-3).
         p: the norm exponent, 2 <= p <= inf (default 6.0, the paper's p_max: the first
             epoch of the schedule). Attach a `PNormScheduler` to anneal it to 2.
-        beta: momentum of m = beta m + (1 - beta) g (default 0: no momentum, no state).
+        beta: momentum coefficient (default 0: no momentum, no state).
         weight_decay: decoupled weight decay wd (default 0).
         eps: stabilizer of T_p (default 1e-8).
+        momentum_form: "ema" (default, m = beta m + (1 - beta) g) or "heavy-ball"
+            (m = beta m + g); see the module docstring for the choice and how an lr
+            transfers between them. Irrelevant when beta = 0.
 
     State per parameter: ``momentum_buffer`` (shaped like it) only when beta > 0.
     """
@@ -116,8 +150,12 @@ class LPSGD(SpectraOptimizer):
         beta: float = 0.0,
         weight_decay: float = 0.0,
         eps: float = 1e-8,
+        momentum_form: str = "ema",
     ) -> None:
-        defaults = {"lr": lr, "p": p, "beta": beta, "weight_decay": weight_decay, "eps": eps}
+        defaults = {
+            "lr": lr, "p": p, "beta": beta, "weight_decay": weight_decay, "eps": eps,
+            "momentum_form": momentum_form,
+        }
         super().__init__(params, defaults)
 
     def _validate(self, group: Mapping[str, Any]) -> None:
@@ -126,6 +164,7 @@ class LPSGD(SpectraOptimizer):
         check_unit_interval("beta", group["beta"])
         check_nonnegative("weight_decay", group["weight_decay"])
         check_positive("eps", group["eps"])
+        check_choice("momentum_form", group["momentum_form"], MOMENTUM_FORMS)
 
     @staticmethod
     def _init_momentum(p: Tensor) -> dict[str, Any]:
@@ -152,6 +191,7 @@ class LPSGD(SpectraOptimizer):
                 beta=group["beta"],
                 weight_decay=group["weight_decay"],
                 eps=group["eps"],
+                momentum_form=group["momentum_form"],
             )
         return loss
 
@@ -160,7 +200,8 @@ class LPSGDM(LPSGD):
     """LPSGDM: LPSGD with momentum and decoupled weight decay (the paper's Algorithm 2).
 
     Same arguments as `LPSGD`, with the defaults lr 1e-3, p 6.0, beta 0.9,
-    weight_decay 1e-2, eps 1e-8.
+    weight_decay 1e-2, eps 1e-8, momentum_form "ema" (the values of the paper's
+    Table 4 for ResNet-18 on CIFAR-10, read in the EMA form).
     """
 
     def __init__(
@@ -171,8 +212,10 @@ class LPSGDM(LPSGD):
         beta: float = 0.9,
         weight_decay: float = 1e-2,
         eps: float = 1e-8,
+        momentum_form: str = "ema",
     ) -> None:
-        super().__init__(params, lr=lr, p=p, beta=beta, weight_decay=weight_decay, eps=eps)
+        super().__init__(params, lr=lr, p=p, beta=beta, weight_decay=weight_decay, eps=eps,
+                         momentum_form=momentum_form)
 
 
 class PNormScheduler:

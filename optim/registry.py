@@ -24,8 +24,10 @@ name whose schedule already sets the lr (``calr-cosine``, ``calr-clip-cosine``: 
 one optimizer would each rescale the other's lr.
 
 Baselines (``sgd``, ``sgdm``, ``adam``, ``adamw``, ``nadam``, ``rmsprop``, ``radam``)
-are the `torch.optim` classes themselves, with torch's defaults (``sgdm``: momentum
-0.9).
+are the `torch.optim` classes themselves, with torch's defaults except where an entry
+sets its own: ``sgd`` and ``sgdm`` lr 0.1 (``sgdm``: momentum 0.9), ``radam`` lr 1e-2.
+Entry defaults are chosen so that a default run learns; README.md ("Optimizers")
+tables every name's defaults, where each comes from and the measurement behind it.
 """
 
 from __future__ import annotations
@@ -390,17 +392,21 @@ register("calr-clip-cosine", CALR, "CALR, gradient clamped to [-0.1, 0.1], cosin
          defaults={"clip": DEFAULT_CLIP}, schedule=COSINE_LR)
 register("smaran", SMARAN, "SMARAN: loss-value step size, normalized-gradient momentum")
 register("lpsgd", LPSGD, "LPSGD: l_p steepest-descent SGD, p annealed from p_max to 2",
+         defaults={"lr": 1e-2},
          schedule=P_NORM)
 register("lpsgdm", LPSGDM, "LPSGDM: LPSGD with momentum and decoupled weight decay",
+         defaults={"lr": 1e-2},
          schedule=P_NORM)
 register("dcao", DCAO, "DCAO: Lanczos probes of the Hessian drive lr, momentum and weight decay "
          "(needs model=, loss_fn=, probe_data=)")
-register("lion", Lion, "Lion: sign of interpolated momentum (Chen et al. 2023)")
-register("sgd", torch.optim.SGD, "SGD (torch.optim.SGD)")
-register("sgdm", torch.optim.SGD, "SGD with heavy-ball momentum 0.9 (torch.optim.SGD)",
-         defaults={"momentum": 0.9})
+register("lion", Lion, "Lion: sign of interpolated momentum (Chen et al. 2023)",
+         defaults={"lr": 1e-3})
+register("sgd", torch.optim.SGD, "SGD (torch.optim.SGD), lr 0.1", defaults={"lr": 0.1})
+register("sgdm", torch.optim.SGD, "SGD with heavy-ball momentum 0.9 (torch.optim.SGD), lr 0.1",
+         defaults={"lr": 0.1, "momentum": 0.9})
 register("adam", torch.optim.Adam, "Adam (torch.optim.Adam)")
 register("adamw", torch.optim.AdamW, "AdamW, decoupled weight decay (torch.optim.AdamW)")
 register("nadam", torch.optim.NAdam, "NAdam, Nesterov Adam (torch.optim.NAdam)")
 register("rmsprop", torch.optim.RMSprop, "RMSprop (torch.optim.RMSprop)")
-register("radam", torch.optim.RAdam, "RAdam, rectified Adam (torch.optim.RAdam)")
+register("radam", torch.optim.RAdam, "RAdam, rectified Adam (torch.optim.RAdam), lr 1e-2",
+         defaults={"lr": 1e-2})

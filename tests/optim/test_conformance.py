@@ -204,6 +204,7 @@ LPSGD_ERRORS = (
     ErrorInput({"beta": 1.0}, "Invalid beta value: 1.0"),
     ErrorInput({"weight_decay": -0.1}, "Invalid weight_decay value: -0.1"),
     ErrorInput({"eps": 0.0}, "Invalid eps value: 0.0"),
+    ErrorInput({"momentum_form": "nesterov"}, "Invalid momentum_form value: 'nesterov'"),
 )
 
 # torch.optim's own classes check only the constructor's defaults.
@@ -224,7 +225,9 @@ def _calr(name: str) -> OptimizerCase:
 def _lpsgd(name: str, cls: type[Optimizer]) -> OptimizerCase:
     return OptimizerCase(
         name, cls,
-        inputs=(Input({"lr": 0.02, "p": 4.0}), Input({"lr": 0.02, "p": 4.0}, group={"p": 3.0})),
+        inputs=(Input({"lr": 0.02, "p": 4.0}),
+                Input({"lr": 0.02, "p": 4.0, "beta": 0.5, "momentum_form": "heavy-ball"}),
+                Input({"lr": 0.02, "p": 4.0}, group={"p": 3.0})),
         errors=LPSGD_ERRORS, bad_group=("p", 1.0), lowers_loss=({"lr": 0.01, "p": 4.0}, 0.2),
     )
 

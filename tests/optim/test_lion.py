@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import optim
 from optim import Lion
 
 from .problems import DEVICES, LeastSquares, reference_gradients
@@ -65,3 +66,11 @@ def test_several_steps_match_reference(device):
 def test_defaults_match_the_paper():
     opt = Lion([torch.nn.Parameter(torch.zeros(1))])
     assert opt.defaults == {"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0}
+
+
+def test_registry_lion_keeps_the_betas_and_raises_the_lr():
+    # betas (0.9, 0.99): Chen et al. and LPSGD's Table 6 (its CIFAR Tables 4-5 use 0.999);
+    # lr 1e-3: LPSGD's Table 5, so that a default digits run learns (README, "Optimizers").
+    opt = optim.create("lion", [torch.nn.Parameter(torch.zeros(1))])
+    assert isinstance(opt, Lion)
+    assert opt.defaults == {"lr": 1e-3, "betas": (0.9, 0.99), "weight_decay": 0.0}

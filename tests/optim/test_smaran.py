@@ -60,6 +60,66 @@ def test_two_steps_match_hand_computation(device):
     )
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_default_is_eq2_one_norm_over_all_parameters(device):
+    # Two tensors a = (1, 2), b = (2); defaults lr 0.1, gamma 0.9, lambda 0.01, eps 1e-8.
+    # Eq. 2 divides the whole gradient (g_a, g_b) by its one norm.
+    a, b = _param([1.0, 2.0], device), _param([2.0], device)
+    opt = SMARAN([a, b])
+    assert opt.defaults["norm"] == "global"
+
+    # Step 1, f = 3, g = ((2, 1), (2)), ||g|| = sqrt(4 + 1 + 4) = 3:
+    #   g_hat = m_1 = ((2/3, 1/3), (2/3))  (per tensor it would be ((2, 1)/sqrt(5), (1))),
+    #   v_1 = 9, V_1 = 3 / (3 + 1e-8) = 1 - 3.3e-9,
+    #   a_1 = (1 - 0.1 (2/3 + 0.01), 2 - 0.1 (1/3 + 0.02)) = (0.93233333, 1.96466667)
+    #   b_1 = 2 - 0.1 (2/3 + 0.02) = 1.93133333
+    a.grad = torch.tensor([2.0, 1.0], dtype=torch.float64, device=device)
+    b.grad = torch.tensor([2.0], dtype=torch.float64, device=device)
+    opt.step(loss=3.0)
+    a_1 = [1 - 0.1 * (2 / 3 + 0.01), 2 - 0.1 * (1 / 3 + 0.02)]
+    b_1 = [2 - 0.1 * (2 / 3 + 0.02)]
+    torch.testing.assert_close(a.detach().cpu(), torch.tensor(a_1, dtype=torch.float64),
+                               atol=1e-8, rtol=0)
+    torch.testing.assert_close(b.detach().cpu(), torch.tensor(b_1, dtype=torch.float64),
+                               atol=1e-8, rtol=0)
+
+    # Step 2, f = 1, g = ((0, 3), (-4)), ||g|| = 5: g_hat = ((0, 0.6), (-0.8)),
+    #   m_2 = 0.9 m_1 + g_hat = ((0.6, 0.3 + 0.6), (0.6 - 0.8)) = ((0.6, 0.9), (-0.2)),
+    #   v_2 = 0.9 * 9 + 1 = 9.1, V_2 = 1 / sqrt(9.1) = 0.331496772,
+    #   theta_2 = theta_1 - 0.1 V_2 (m_2 + 0.01 theta_1)
+    #           = a: (0.912134462, 1.934180677), b: (1.937323038)
+    a.grad = torch.tensor([0.0, 3.0], dtype=torch.float64, device=device)
+    b.grad = torch.tensor([-4.0], dtype=torch.float64, device=device)
+    opt.step(loss=1.0)
+    torch.testing.assert_close(
+        opt.state[a]["momentum_buffer"].cpu(), torch.tensor([0.6, 0.9], dtype=torch.float64),
+        atol=1e-8, rtol=0,
+    )
+    torch.testing.assert_close(
+        opt.state[b]["momentum_buffer"].cpu(), torch.tensor([-0.2], dtype=torch.float64),
+        atol=1e-8, rtol=0,
+    )
+    assert float(_loss_sq_avg(opt)) == pytest.approx(9.1, abs=1e-12)
+    torch.testing.assert_close(a.detach().cpu(),
+                               torch.tensor([0.912134462, 1.934180677], dtype=torch.float64),
+                               atol=1e-8, rtol=0)
+    torch.testing.assert_close(b.detach().cpu(), torch.tensor([1.937323038], dtype=torch.float64),
+                               atol=1e-8, rtol=0)
+
+
+def test_per_tensor_norm_steps_sqrt_k_times_longer():
+    # K = 4 tensors with equal gradients: per tensor, ||g_hat|| = sqrt(K) = 2; Eq. 2: 1.
+    steps = {}
+    for norm in ("global", "tensor"):
+        params = [_param([0.0, 0.0]) for _ in range(4)]
+        for p in params:
+            p.grad = torch.tensor([3.0, 4.0], dtype=torch.float64)
+        SMARAN(params, weight_decay=0.0, norm=norm).step(loss=1.0)
+        steps[norm] = float(torch.linalg.vector_norm(torch.cat([p.detach() for p in params])))
+    assert steps["global"] == pytest.approx(0.1, rel=1e-7)
+    assert steps["tensor"] == pytest.approx(0.1 * 2, rel=1e-7)
+
+
 def test_norm_per_tensor_and_global():
     # g_a = (3, 0), g_b = (0, 4): per tensor both become unit vectors; globally both
     # are divided by 5. One step from 0 with lambda 0 and V_1 ~ 1 moves theta by -lr g_hat.
