@@ -16,8 +16,19 @@ from cli._build import PreparedRun, build_monitor
 from cli._format import as_float, fmt, pct
 from cli._options import ProbePlan
 
-# DCAO's probe record keys copied into the metrics rows (plot_hparams reads them).
-OPTIMIZER_EXTRAS = ("lambda1", "gap", "lr_mult", "momentum_mult", "wd_mult")
+# An optimizer's probe record (DCAO's ``history``) -> metrics columns. A metrics row
+# carries the last record measured since the previous row, with ``probe_step`` (the step
+# it was measured at) and ``probes_since`` (how many records that interval holds); rows
+# of intervals without a probe have NaN there, so no row repeats a stale value
+# (plot_hparams reads lambda1, gap and the multipliers). The optimizer's history, in its
+# checkpointed state, keeps every record.
+OPTIMIZER_EXTRAS = {
+    "step": "probe_step", "lambda1": "lambda1", "lambda2": "lambda2", "gap": "gap",
+    "residual1": "residual1", "residual2": "residual2", "num_matvecs": "probe_num_matvecs",
+    "seconds": "probe_seconds", "rho_ref": "rho_ref", "gamma_ref": "gamma_ref",
+    "ok": "probe_ok", "lr_mult": "lr_mult", "momentum_mult": "momentum_mult",
+    "wd_mult": "wd_mult",
+}
 
 
 def split_schedulers(bundle) -> tuple[list, list]:
@@ -43,7 +54,9 @@ def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed
 
     from spectra.runs.trainer import CheckpointPolicy, train
 
-    report = EpochReport(writer, prep.bundle.optimizer, echo=echo, prefix=prefix, epochs=epochs)
+    start = int(resume["step"]) if isinstance(resume, dict) and "step" in resume else 0
+    report = EpochReport(writer, prep.bundle.optimizer, echo=echo, prefix=prefix, epochs=epochs,
+                         start_step=start)
     monitor = None
     if plan.enabled:
         monitor = build_monitor(plan, prep.model, prep.loss_fn, prep.probe_data, report,
@@ -103,10 +116,13 @@ def outcome_summary(outcome: RunOutcome, prep: PreparedRun, out: Path) -> dict:
 
 class EpochReport:
     """A run writer in front of the real one (``append_metrics``, ``append_probe``,
-    ``add_checkpoint``): adds the optimizer's curvature record to metrics rows, keeps
-    the last rows, and prints one line per epoch when ``echo``."""
+    ``add_checkpoint``): adds the last record of the optimizer's ``history`` (DCAO's
+    probes) since the previous metrics row to the next one (``OPTIMIZER_EXTRAS``; records
+    before ``start_step``, a resumed run's, are in the file already), keeps the last
+    rows, and prints one line per epoch when ``echo``."""
 
-    def __init__(self, writer, optimizer, *, echo: bool, prefix: str = "", epochs: int = 0):
+    def __init__(self, writer, optimizer, *, echo: bool, prefix: str = "", epochs: int = 0,
+                 start_step: int = 0):
         self.writer = writer
         self.optimizer = optimizer
         self.echo = echo
@@ -118,16 +134,13 @@ class EpochReport:
         self._pending: dict[str, Any] | None = None
         self.num_probes = 0
         self.num_matvecs = 0
+        self._start_step = start_step
+        self._written = 0  # records of the optimizer's history already looked at
 
     # -- the writer interface the trainer and the monitor use
     def append_metrics(self, row=None, /, **values):
         row = {**(row or {}), **values}
-        history = getattr(self.optimizer, "history", None)
-        if history:
-            rec = history[-1]
-            for k in OPTIMIZER_EXTRAS:
-                if k in rec and k not in row:
-                    row[k] = as_float(rec[k])
+        self._write_history(row)
         out = self.writer.append_metrics(row)
         if "seconds" in row and float(row.get("epoch", math.nan)).is_integer():
             self.last_metrics = row
@@ -137,6 +150,25 @@ class EpochReport:
             if not due:
                 self.flush()
         return out
+
+    def _write_history(self, row: dict[str, Any]) -> None:
+        """Add to ``row`` the optimizer's last history record since the previous row
+        (``OPTIMIZER_EXTRAS``); NaN columns when there is none."""
+        history = getattr(self.optimizer, "history", None)
+        if not isinstance(history, list):
+            return
+        self._written = min(self._written, len(history))  # a loaded state replaces it
+        step, last, count = int(row["step"]), None, 0
+        while self._written < len(history):
+            rec = history[self._written]
+            if int(rec["step"]) >= step:  # measured after this row's step: the next row's
+                break
+            self._written += 1
+            if int(rec["step"]) >= self._start_step:  # a resumed run's earlier ones are filed
+                last, count = rec, count + 1
+        for k, col in OPTIMIZER_EXTRAS.items():
+            row.setdefault(col, math.nan if last is None else as_float(last.get(k)))
+        row.setdefault("probes_since", count)
 
     def append_probe(self, row=None, /, **values):
         row = {**(row or {}), **values}

@@ -1,20 +1,38 @@
 """DCAO: SGD with heavy-ball momentum whose learning rate, momentum and weight
 decay follow the Hessian's top eigenvalues (dcao.txt, Sec. 2.2-2.4).
 
-Every ``period`` steps, DCAO probes the Hessian of the loss on a fixed probe
-batch with ``spectra.linalg.eigsh`` (Lanczos with full reorthogonalization, at most
-``lanczos_steps`` products, warm-started from the previous probe's Ritz
-vectors) for ``rho = lambda_1`` and ``gap = lambda_1 - lambda_2``; the
+At each probe DCAO computes ``rho = lambda_1`` and ``gap = lambda_1 - lambda_2`` of
+the Hessian of the loss on a fixed probe batch with ``spectra.linalg.eigsh``
+(Lanczos with full reorthogonalization, at most ``lanczos_steps`` products,
+warm-started from the previous probe's Ritz vectors); the
 :class:`~optim.dcao_controller.DCAOController` turns them into multipliers
-held until the next probe. With ``g_t`` the gradient, per parameter group:
+``f, g, h`` (Sec. 2.3, clamped to [0.5, 2]) held until the next probe. With
+``g_t`` the gradient, per parameter group (Sec. 2.4):
 
-    eta_t  = lr * f,   beta_t = 1 - (1 - momentum) / g  (<= 0.99),
-    wd_t   = weight_decay * h,
+    eta_t  = lr * f(rho),   beta_t = min(momentum * g(gap), max(0.99, momentum)),
+    wd_t   = weight_decay * h(rho),
     v      = beta_t v + g_t + wd_t theta
     theta -= eta_t v
 
 ``lr`` is the group's current learning rate, so any ``torch.optim.lr_scheduler``
 composes with the multipliers.
+
+When to probe. ``period=N`` probes every ``N`` steps from the first (the
+proposal's ``T_c``; reproducible). By default (``period=None``) DCAO probes at the
+first step and then every ``warmup_period`` steps (default 10) until the
+controller has its references and has mapped one probe against them (two
+probes with the default ``warmup_probes=1``: it adapts from step 10), and from
+then on on a time budget: it times the run between its own
+steps (the training loop's forward and backward, data, evaluation: everything
+but its probes) and its probes, and probes again as soon as the run's time since
+the last probe is at least ``(1 - overhead) / overhead`` times the next probe's
+cost (the last probe's seconds per product times the most products the next may
+take), so that the probes' share of each interval stays within ``overhead``
+(default 5%). Where probes are cheap against the steps they react quickly;
+where they are dear they wait. Each probe is paced by its own interval, so time
+spent elsewhere (a long evaluation) allows one probe, not a burst. Timings differ between
+machines, so on this budget the probe steps do too: give ``period`` for runs that
+must repeat step for step. ``history[i]["probe_share"]`` is the share so far.
 
 A probe never crashes training and never disturbs it: a probe that raises,
 returns NaN/Inf, ``lambda_1 <= 0`` or a residual above ``max_residual *
@@ -22,14 +40,16 @@ lambda_1`` is recorded as failed and keeps the previous multipliers; the
 model's parameters, gradients, buffers and modes and the global RNG are left
 exactly as they were.
 
-Cost. Probes run on a small batch every ``period`` steps, each warm-started
-from the previous probe's two Ritz vectors and stopped as soon as both have a
-relative residual below ``probe_tol`` (a few products); the first
-probe starts cold with up to ``cold_lanczos_steps``. A probe batch is a sample
-of the training set, the paper's own minibatch design. The time this costs is
-measured by ``analyses/dcao_overhead.py`` (``analyses/results/dcao_overhead.md``).
-Lower ``period`` for faster reaction where overhead matters less (DCAO's
-warm-up needs ``warmup_probes`` probes before it adapts anything).
+Cost. Probes run on ``probe_batch_size`` samples (a sample of the training set,
+the proposal's minibatch design), each warm-started from the previous probe's two
+Ritz vectors and stopped as soon as both have a relative residual below
+``probe_tol`` (a few products); the first probe starts cold with up to
+``cold_lanczos_steps``. What this costs with the controller active, and how far
+the probe's ``lambda_1`` is from the whole training set's, is measured by
+``python -m analyses.dcao_overhead`` (``analyses/results/dcao_overhead.md``; its
+``--quick`` mode, 460 steps: the defaults cost 16.8% of training time on the
+digits MLP and 21.4% on a 1.1M-parameter MLP, mostly the two warm-up probes;
+the proposal's m = 20 every T_c = 100 steps on the full batch, 135% and 790%).
 """
 
 from __future__ import annotations
@@ -89,19 +109,22 @@ class DCAO(SpectraOptimizer):
         probe_data: ``(X, y)`` or a list of such batches: the fixed probe data.
         probe_batch_size: keep only the first this-many samples of ``probe_data``
             (default 128; ``None`` keeps all).
-        period: probe every this-many steps, starting at the first (default 400).
+        period: probe every this-many steps, starting at the first; ``None``
+            (default) probes on the ``overhead`` budget instead.
+        overhead: with ``period=None``, the largest share of the run's time the
+            probes may take, in (0, 1) (default 0.05; see the module docstring).
         lanczos_steps: the most products per warm-started probe (default 6; most
-            stop earlier on ``probe_tol``: see the module docstring).
+            stop earlier on ``probe_tol``).
         cold_lanczos_steps: the most products of a probe without Ritz vectors to
             start from, the first one (default 12).
         probe_tol: stop a probe once ``lambda_1, lambda_2`` have relative
-            residuals below this (default 3e-2; the error of ``lambda_1`` is at
-            most its residual and usually far below).
+            residuals below this (default 3e-2).
         max_residual: a probe whose ``lambda_1`` residual exceeds this fraction
             of ``lambda_1`` fails (default 0.25).
-        warmup_probes, ema, lr_gain, momentum_gain, wd_gain, max_momentum,
-        max_failures: see :class:`~optim.dcao_controller.DCAOController`.
-        stability_cap: cap ``rho_ref`` by ``(2 + 2 beta_0) / eta_0``.
+        rho_ref, gamma_ref, alpha, beta1, lambda1, mapping, adapt_lr, adapt_momentum,
+        adapt_weight_decay, warmup_probes, ema, max_momentum, max_failures: the
+            controller's settings, see :class:`~optim.dcao_controller.DCAOController`
+            (``rho_ref="eos"`` uses ``(2 + 2 beta_0) / eta_0`` of the first group).
         probe_eval_mode: probe the model in eval mode (default ``True``: no
             dropout noise, batch norm with running statistics).
         reduction: ``"mean"`` or ``"sum"``, how ``loss_fn`` reduces a batch (it scales
@@ -112,8 +135,8 @@ class DCAO(SpectraOptimizer):
         seed: seed of the probes' own random generator.
 
     State: per parameter ``velocity``; globally the step count, the controller,
-    the probe generator, the last Ritz vectors and ``history``, all in
-    ``state_dict()``.
+    the probe generator, the last Ritz vectors, the budget's clocks and
+    ``history``, all in ``state_dict()``.
     """
 
     def __init__(
@@ -127,19 +150,26 @@ class DCAO(SpectraOptimizer):
         loss_fn: Callable[[Tensor, Tensor], Tensor],
         probe_data: Any,
         probe_batch_size: int | None = 128,
-        period: int = 400,
+        period: int | None = None,
+        overhead: float = 0.05,
+        warmup_period: int = 10,
         lanczos_steps: int = 6,
         cold_lanczos_steps: int = 12,
         probe_tol: float = 3e-2,
         max_residual: float = 0.25,
-        warmup_probes: int = 5,
-        ema: float = 0.5,
-        lr_gain: float = math.log(2.0),
-        momentum_gain: float = 2.0,
-        wd_gain: float = 1.0,
+        rho_ref: float | str = "warmup",
+        gamma_ref: float | str = "warmup",
+        alpha: float | None = None,
+        beta1: float | None = None,
+        lambda1: float = 0.5,
+        mapping: str = "exponential",
+        adapt_lr: bool = True,
+        adapt_momentum: bool = True,
+        adapt_weight_decay: bool = True,
+        warmup_probes: int = 1,
+        ema: float = 0.0,
         max_momentum: float = 0.99,
         max_failures: int = 3,
-        stability_cap: bool = False,
         probe_eval_mode: bool = True,
         reduction: str | None = None,
         seed: int = 0,
@@ -153,8 +183,16 @@ class DCAO(SpectraOptimizer):
             raise ValueError(  # noqa: TRY004 - every bad hyperparameter is a ValueError
                 f"Invalid loss_fn value: {loss_fn!r} (expected a callable)"
             )
-        if not (isinstance(period, int) and period >= 1):
-            raise ValueError(f"Invalid period value: {period} (expected an integer >= 1)")
+        if not (period is None or (isinstance(period, int) and not isinstance(period, bool)
+                                   and period >= 1)):
+            raise ValueError(f"Invalid period value: {period} (expected an integer >= 1, or None "
+                             "to probe on the overhead budget)")
+        if not (isinstance(overhead, (int, float)) and 0.0 < overhead < 1.0):
+            raise ValueError(f"Invalid overhead value: {overhead} (expected a fraction of the "
+                             "run's time, 0 < overhead < 1)")
+        if not (isinstance(warmup_period, int) and not isinstance(warmup_period, bool)
+                and warmup_period >= 1):
+            raise ValueError(f"Invalid warmup_period value: {warmup_period} (expected an integer >= 1)")
         if not (isinstance(lanczos_steps, int) and lanczos_steps >= 2):
             raise ValueError(f"Invalid lanczos_steps value: {lanczos_steps} (expected an integer >= 2)")
         if not (isinstance(cold_lanczos_steps, int) and cold_lanczos_steps >= 2):
@@ -167,15 +205,22 @@ class DCAO(SpectraOptimizer):
             raise ValueError(f"Invalid probe_tol value: {probe_tol} (expected a finite number > 0)")
         if not (max_residual > 0 and math.isfinite(max_residual)):
             raise ValueError(f"Invalid max_residual value: {max_residual} (expected a finite number > 0)")
+        self.controller = DCAOController(
+            rho_ref=rho_ref, gamma_ref=gamma_ref, alpha=alpha, beta1=beta1, lambda1=lambda1,
+            mapping=mapping, adapt_lr=adapt_lr, adapt_momentum=adapt_momentum,
+            adapt_weight_decay=adapt_weight_decay, warmup_probes=warmup_probes, ema=ema,
+            max_momentum=max_momentum, max_failures=max_failures,
+        )
         self.model = model
         self.loss_fn = loss_fn
         self.probe_data = _take(probe_data, probe_batch_size)
         self.period = period
+        self.overhead = float(overhead)
+        self.warmup_period = warmup_period
         self.lanczos_steps = lanczos_steps
         self.cold_lanczos_steps = cold_lanczos_steps
         self.probe_tol = float(probe_tol)
         self.max_residual = float(max_residual)
-        self.stability_cap = bool(stability_cap)
         self.probe_eval_mode = bool(probe_eval_mode)
         # fixed here, where a bad loss can raise: a probe's exceptions are swallowed
         import spectra
@@ -183,14 +228,15 @@ class DCAO(SpectraOptimizer):
         self.reduction: str = spectra.HessianOperator(
             model, loss_fn, self.probe_data, reduction=reduction, eval_mode=True
         ).reduction
-        self.controller = DCAOController(
-            warmup=warmup_probes, lr_gain=lr_gain, momentum_gain=momentum_gain, wd_gain=wd_gain,
-            ema=ema, max_momentum=max_momentum, max_failures=max_failures,
-        )
         self.generator = torch.Generator().manual_seed(seed)
         self.num_steps = 0
         self.history: list[dict[str, Any]] = []
         self._ritz: Tensor | None = None
+        # the budget's clocks (seconds): the run's time between steps less probes, the probes'
+        self.train_seconds = 0.0
+        self.probe_seconds = 0.0
+        self._clock: float | None = None
+        self._train_at_last_probe = 0.0
 
     def _validate(self, group: Mapping[str, Any]) -> None:
         check_lr(group["lr"])
@@ -249,24 +295,54 @@ class DCAO(SpectraOptimizer):
         except Exception as exc:  # noqa: BLE001 - a failed probe must never stop training
             record["reason"] = f"{type(exc).__name__}: {exc}"
         g0 = self.param_groups[0]
-        threshold = None
-        if self.stability_cap and g0["lr"] > 0:
-            threshold = (2.0 + 2.0 * g0["momentum"]) / g0["lr"]
-        m = self.controller.update(rho, gap, ok=record["ok"], stability_threshold=threshold)
+        threshold = (2.0 + 2.0 * g0["momentum"]) / g0["lr"] if g0["lr"] > 0 else None
+        c = self.controller
+        if c.rho_ref_setting == "eos" and threshold is None:
+            record.update(ok=False, reason="rho_ref='eos' needs a learning rate > 0")
+            rho = gap = None
+        m = c.update(rho, gap, ok=record["ok"], stability_threshold=threshold)
+        seconds = time.perf_counter() - start
+        self.probe_seconds += seconds
+        self._train_at_last_probe = self.train_seconds
         record.update(lr_mult=m.lr, momentum_mult=m.momentum, wd_mult=m.weight_decay,
-                      warmup=self.controller.in_warmup, seconds=time.perf_counter() - start)
+                      rho_ref=_nan(c.rho_ref), gamma_ref=_nan(c.gamma_ref),
+                      warmup=c.in_warmup, seconds=seconds,
+                      probe_share=self.probe_seconds / max(self.probe_seconds + self.train_seconds,
+                                                           1e-12))
         record.update(self.current_hparams())
         self.history.append(record)
         return record
 
     # ------------------------------------------------------------------ step
+    def probe_due(self) -> bool:
+        """Whether the next step probes first: every ``period`` steps, or on the budget."""
+        if self.period is not None:
+            return self.num_steps % self.period == 0
+        if not self.history:
+            return True
+        need = self.controller.warmup_probes + 1  # the references, then one mapped probe
+        n_ok = sum(1 for r in self.history if r["ok"])
+        if n_ok < need and len(self.history) < 2 * need:  # failures: at most `need` retries
+            return self.num_steps - int(self.history[-1]["step"]) >= self.warmup_period
+        # pace each probe by its own cost: the next one (costed as the last probe's
+        # seconds per product times the most products a warm probe may take) waits for
+        # (1 - overhead) / overhead times its cost of the run's time since the last probe
+        last = self.history[-1]
+        per_product = last["seconds"] / max(int(last["num_matvecs"]), 1)
+        cost = per_product * (self.lanczos_steps if self._ritz is not None else self.cold_lanczos_steps)
+        return self.train_seconds - self._train_at_last_probe >= cost * (1 - self.overhead) / self.overhead
+
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> Any:
         """Probe if due, then take one step; returns the closure's loss (or None)."""
         loss = self._closure_loss(closure)
-        if self.num_steps % self.period == 0:
+        now = time.perf_counter()
+        if self._clock is not None:  # the run's time since the last step, probes excluded
+            self.train_seconds += now - self._clock
+        if self.probe_due():
             with torch.enable_grad():
                 self.probe_now()
+        self._clock = time.perf_counter()
         for i, group in enumerate(self.param_groups):
             params, grads, states = self._params_with_grad(group, _init_state)
             hp = self.current_hparams(i)
@@ -284,6 +360,9 @@ class DCAO(SpectraOptimizer):
             "generator": self.generator.get_state(),
             "ritz": self._ritz,
             "history": [dict(r) for r in self.history],
+            "train_seconds": self.train_seconds,
+            "probe_seconds": self.probe_seconds,
+            "train_at_last_probe": self._train_at_last_probe,
         }
         return sd
 
@@ -298,6 +377,14 @@ class DCAO(SpectraOptimizer):
         self.generator.set_state(extra["generator"])
         self._ritz = extra["ritz"]
         self.history = [dict(r) for r in extra["history"]]
+        self.train_seconds = float(extra.get("train_seconds", 0.0))
+        self.probe_seconds = float(extra.get("probe_seconds", 0.0))
+        self._train_at_last_probe = float(extra.get("train_at_last_probe", 0.0))
+        self._clock = None  # the time between saving and loading is not the run's
+
+
+def _nan(x: float | None) -> float:
+    return math.nan if x is None else float(x)
 
 
 def _init_state(p: Tensor) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 import copy
 import math
+from itertools import pairwise
 
 import pytest
 import torch
@@ -59,7 +60,8 @@ def test_adapted_hyperparameters_are_applied():
     opt.step()
     m = opt.controller.multipliers
     assert hp["lr"] == pytest.approx(0.1 * m.lr)
-    assert hp["momentum"] == pytest.approx(min(1 - 0.1 / m.momentum, 0.99))
+    assert hp["momentum"] == pytest.approx(min(0.9 * m.momentum, 0.99))
+    assert hp["weight_decay"] == pytest.approx(1e-3 * m.weight_decay)
     for p, t, v, g in zip(model.parameters(), theta, vel, grads):
         v_new = hp["momentum"] * v + g + hp["weight_decay"] * t
         assert torch.allclose(p, t - hp["lr"] * v_new, atol=1e-6)
@@ -203,3 +205,155 @@ def test_the_reduction_of_a_custom_loss_is_fixed_when_built():
     op = spectra.HessianOperator(model, nn.CrossEntropyLoss(reduction="sum"), data, eval_mode=True)
     tight = float(spectra.eigsh(op, k=1, tol=1e-10).eigenvalues[0])
     assert rec["ok"] and rec["lambda1"] == pytest.approx(tight, rel=1e-6)
+
+
+def _quadratic(scale_of_probe):
+    """``L = mean((X theta)^2)``: the Hessian ``2 X^T X / n``; each probe sees ``X`` scaled
+    by the next of ``scale_of_probe``, so its curvature is ``scale^2`` times the first's."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(32, 4, generator=g) * torch.tensor([3.0, 1.0, 0.5, 0.2])
+    model = nn.Linear(4, 1, bias=False)
+    loss_fn = nn.MSELoss()
+    opt = DCAO(model.parameters(), lr=0.01, model=model, loss_fn=loss_fn,
+               probe_data=(X, torch.zeros(32, 1)), period=1, cold_lanczos_steps=4,
+               lanczos_steps=4, probe_tol=1e-6)
+    for c in scale_of_probe:
+        opt.probe_data = (c * X, torch.zeros(32, 1))
+        opt.zero_grad()
+        loss_fn(model(X), torch.zeros(32, 1)).backward()
+        opt.step()
+    return opt
+
+
+def test_sharpening_lowers_lr_raises_weight_decay():
+    opt = _quadratic([1.0, 1.1, 1.2, 1.3])
+    rhos = [r["lambda1"] for r in opt.history]
+    assert rhos == sorted(rhos)
+    lr = [r["lr_mult"] for r in opt.history[1:]]
+    wd = [r["wd_mult"] for r in opt.history]
+    assert all(a > b for a, b in pairwise(lr)) and lr[0] < 1.0
+    assert all(a < b for a, b in pairwise(wd))
+    assert opt.current_hparams()["lr"] == pytest.approx(0.01 * lr[-1])
+
+
+def test_flattening_raises_lr_lowers_weight_decay():
+    opt = _quadratic([1.0, 0.9, 0.8, 0.7])
+    lr = [r["lr_mult"] for r in opt.history[1:]]
+    wd = [r["wd_mult"] for r in opt.history]
+    assert all(a < b for a, b in pairwise(lr)) and lr[0] > 1.0
+    assert all(a > b for a, b in pairwise(wd))
+
+
+def test_eos_reference_and_history_record():
+    model, loss_fn, X, y = _problem()
+    opt = _make(model, loss_fn, X, y, rho_ref="eos", gamma_ref=0.0, period=1)
+    _train(model, opt, loss_fn, X, y, 1)
+    rec = opt.history[0]
+    assert rec["rho_ref"] == pytest.approx((2 + 2 * 0.9) / 0.1)  # adapts from the first probe
+    assert rec["lr_mult"] != 1.0 and not rec["warmup"]
+    for key in ("step", "lambda1", "gap", "residual1", "residual2", "num_matvecs", "seconds",
+                "lr_mult", "momentum_mult", "wd_mult", "lr", "momentum", "weight_decay"):
+        assert key in rec, key
+
+
+def test_default_schedule_adapts_early_in_a_short_run():
+    """The default ``spectra train`` digits run in the library: 5 epochs of 23 steps,
+    probe set the first 512 samples; multipliers move within the first half (step < 58)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    X = torch.tensor(d.data / 16.0, dtype=torch.float32)
+    y = torch.tensor(d.target)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    loss_fn = nn.CrossEntropyLoss()
+    opt = DCAO(model.parameters(), model=model, loss_fn=loss_fn, probe_data=(X[:512], y[:512]))
+    for i in range(58):
+        idx = slice(64 * (i % 22), 64 * (i % 22) + 64)
+        opt.zero_grad()
+        loss_fn(model(X[idx]), y[idx]).backward()
+        opt.step()
+    adapted = [r for r in opt.history if r["ok"] and not r["warmup"] and r["step"] > 0]
+    assert adapted and adapted[0]["step"] == 10
+    assert adapted[0]["lr_mult"] != 1.0 and adapted[0]["momentum_mult"] != 1.0
+    assert opt.current_hparams()["lr"] != 0.05
+
+
+def test_overhead_budget_paces_probes(monkeypatch):
+    """On a fake clock: a step takes 10 ms of the run, a probe 10 ms per loss call."""
+    import optim.dcao as dcao_module
+
+    clock = {"t": 0.0}
+    monkeypatch.setattr(dcao_module.time, "perf_counter", lambda: clock["t"])
+    model, _, X, y = _problem()
+
+    def slow_loss(out, target):
+        clock["t"] += 0.01
+        return nn.functional.cross_entropy(out, target)
+
+    opt = DCAO(model.parameters(), lr=0.1, model=model, loss_fn=slow_loss, probe_data=(X, y),
+               overhead=0.05, warmup_period=2)
+    for i in range(1200):
+        idx = slice((8 * i) % 64, (8 * i) % 64 + 8)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+        opt.step()
+        clock["t"] += 0.01
+    steps = [r["step"] for r in opt.history]
+    assert steps[:2] == [0, 2]  # warm-up pace
+    assert len(steps) >= 5
+    gaps = [b - a for a, b in pairwise(steps[2:])]
+    assert min(gaps) >= 19  # a probe costs >= a step's time; 5% => >= 19 steps apart
+    assert opt.probe_seconds / (opt.probe_seconds + opt.train_seconds) <= 0.10  # cold start incl.
+    later = opt.history[-1]
+    assert later["probe_share"] <= 0.1
+
+
+def test_cli_run_adapts_in_its_first_half_and_files_each_probe_once(tmp_path):
+    """``spectra train --optimizer dcao`` with its defaults on a tiny digits run (5 epochs
+    of 4 steps): the multipliers move at step 10, in the history and in the run file,
+    and each probe's values sit in one metrics row only."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from cli.main import main
+    from spectra.runs.store import read_run
+
+    out = tmp_path / "r.h5"
+    args = ["train", "--optimizer", "dcao", "--epochs", "5", "--out", str(out), "--json",
+            "--data-arg", "n_train=200", "--data-arg", "n_test=50", "--model-arg", "widths=16",
+            "--batch-size", "50", "--probe-every", "0", "--opt-arg", "lambda1=0.25"]
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    m = read_run(out, "dcao").metrics
+    probe_step = np.asarray(m.extra["probe_step"])
+    lam1 = np.asarray(m.extra["lambda1"])
+    lr_mult = np.asarray(m.extra["lr_mult"])
+    measured = np.isfinite(lam1)
+    assert list(probe_step[measured]) == [0, 10]  # the warm-up pace: probes at 0 and 10
+    assert np.all(np.isnan(lr_mult[~measured]))  # no stale copies
+    first_half = measured & (probe_step <= 10)
+    assert np.any(lr_mult[first_half] != 1.0)
+    assert np.asarray(m.extra["wd_mult"])[measured][0] == 1.25  # h(rho_ref) = 1 + lambda1
+    ckpt = torch.load(tmp_path / "r_ckpt" / "dcao" / "checkpoint-epoch0005.pt", weights_only=False)
+    history = ckpt["optimizer_state"]["dcao"]["history"]
+    assert [r["step"] for r in history] == [0, 10]
+    assert history[1]["lr_mult"] == lr_mult[measured][1]
+
+
+def test_settable_through_the_registry_and_kept_in_state_dict():
+    import optim
+
+    model, loss_fn, X, y = _problem()
+    opt = optim.create("dcao", model.parameters(), model=model, loss_fn=loss_fn, probe_data=(X, y),
+                       rho_ref="eos", gamma_ref=0.1, alpha=0.02, beta1=0.5, lambda1=0.0,
+                       mapping="linear", adapt_momentum=False, period=2)
+    _train(model, opt, loss_fn, X, y, 3)
+    settings = opt.state_dict()["dcao"]["controller"]["settings"]
+    assert settings["rho_ref_setting"] == "eos" and settings["mapping"] == "linear"
+    assert settings["adapt_momentum"] is False and settings["alpha"] == 0.02
+    m = opt.controller.multipliers
+    assert m.momentum == 1.0 and m.weight_decay == 1.0 and m.lr != 1.0
+    with pytest.raises(ValueError, match="Invalid rho_ref value"):
+        optim.create("dcao", model.parameters(), model=model, loss_fn=loss_fn, probe_data=(X, y),
+                     rho_ref=-1.0)
