@@ -135,7 +135,7 @@ def accuracy_run(setting: dict, *, epochs: int, seeds: range, widths=(128,)) -> 
 
 
 SETTINGS = [
-    {"name": "one probe at step 0, then none (SGD-momentum)", "period": 10**9,
+    {"name": "one probe at step 0, then none", "period": 10**9,
      "probe_batch_size": 64, "lanczos_steps": 2},
     {"name": "paper: m=20, every 100, full batch", "period": 100, "lanczos_steps": 20,
      "cold_lanczos_steps": 20, "probe_batch_size": None, "probe_tol": 1e-12},

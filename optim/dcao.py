@@ -21,8 +21,8 @@ When to probe. ``period=N`` probes every ``N`` steps from the first (the
 proposal's ``T_c``; reproducible). By default (``period=None``) DCAO probes at the
 first step and then every ``warmup_period`` steps (default 10) until the
 controller has its references and has mapped one probe against them (two
-probes with the default ``warmup_probes=1``: it adapts from step 10), and from
-then on on a time budget: it times the run between its own
+probes with the default ``warmup_probes=1``), and from then on on a time
+budget: it times the run between its own
 steps (the training loop's forward and backward, data, evaluation: everything
 but its probes) and its probes, and probes again as soon as the run's time since
 the last probe is at least ``(1 - overhead) / overhead`` times the next probe's
@@ -47,9 +47,9 @@ Ritz vectors and stopped as soon as both have a relative residual below
 ``cold_lanczos_steps``. What this costs with the controller active, and how far
 the probe's ``lambda_1`` is from the whole training set's, is measured by
 ``python -m analyses.dcao_overhead`` (``analyses/results/dcao_overhead.md``; its
-``--quick`` mode, 460 steps: the defaults cost 16.8% of training time on the
-digits MLP and 21.4% on a 1.1M-parameter MLP, mostly the two warm-up probes;
-the proposal's m = 20 every T_c = 100 steps on the full batch, 135% and 790%).
+``--quick`` mode, 460 steps: the defaults cost 14.7% of training time on the
+digits MLP and 20.8% on a 1.1M-parameter MLP, mostly the two warm-up probes;
+the proposal's m = 20 every T_c = 100 steps on the full batch, 117% and 766%).
 """
 
 from __future__ import annotations
@@ -123,8 +123,14 @@ class DCAO(SpectraOptimizer):
             of ``lambda_1`` fails (default 0.25).
         rho_ref, gamma_ref, alpha, beta1, lambda1, mapping, adapt_lr, adapt_momentum,
         adapt_weight_decay, warmup_probes, ema, max_momentum, max_failures: the
-            controller's settings, see :class:`~optim.dcao_controller.DCAOController`
-            (``rho_ref="eos"`` uses ``(2 + 2 beta_0) / eta_0`` of the first group).
+            controller's settings, see :class:`~optim.dcao_controller.DCAOController`.
+            DCAO's default ``rho_ref`` is ``"eos"``, ``(2 + 2 beta_0) / eta_0`` of the
+            first group (the controller's is ``"warmup"``): a reference taken at the
+            first probe is the random network's curvature, which training soon
+            exceeds many times, so f, g and h sit at their clamps (0.5, 2, 2) after
+            one epoch of a digits run; against ``"eos"`` they stay inside and the
+            default 5-epoch digits run ends at train loss 0.21 instead of 0.51
+            (``spectra train --optimizer dcao [--opt-arg rho_ref=warmup]``, seed 0).
         probe_eval_mode: probe the model in eval mode (default ``True``: no
             dropout noise, batch norm with running statistics).
         reduction: ``"mean"`` or ``"sum"``, how ``loss_fn`` reduces a batch (it scales
@@ -157,7 +163,7 @@ class DCAO(SpectraOptimizer):
         cold_lanczos_steps: int = 12,
         probe_tol: float = 3e-2,
         max_residual: float = 0.25,
-        rho_ref: float | str = "warmup",
+        rho_ref: float | str = "eos",
         gamma_ref: float | str = "warmup",
         alpha: float | None = None,
         beta1: float | None = None,

@@ -21,6 +21,7 @@ def _problem(seed=0, bn=False):
 def _make(model, loss_fn, X, y, **kw):
     kw.setdefault("period", 3)
     kw.setdefault("warmup_probes", 2)
+    kw.setdefault("rho_ref", "warmup")
     return DCAO(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3, model=model,
                 loss_fn=loss_fn, probe_data=(X, y), **kw)
 
@@ -215,7 +216,7 @@ def _quadratic(scale_of_probe):
     model = nn.Linear(4, 1, bias=False)
     loss_fn = nn.MSELoss()
     opt = DCAO(model.parameters(), lr=0.01, model=model, loss_fn=loss_fn,
-               probe_data=(X, torch.zeros(32, 1)), period=1, cold_lanczos_steps=4,
+               probe_data=(X, torch.zeros(32, 1)), period=1, cold_lanczos_steps=4, rho_ref="warmup",
                lanczos_steps=4, probe_tol=1e-6)
     for c in scale_of_probe:
         opt.probe_data = (c * X, torch.zeros(32, 1))
@@ -334,7 +335,8 @@ def test_cli_run_adapts_in_its_first_half_and_files_each_probe_once(tmp_path):
     assert np.all(np.isnan(lr_mult[~measured]))  # no stale copies
     first_half = measured & (probe_step <= 10)
     assert np.any(lr_mult[first_half] != 1.0)
-    assert np.asarray(m.extra["wd_mult"])[measured][0] == 1.25  # h(rho_ref) = 1 + lambda1
+    h = 1 + 0.25 * lam1[measured] / np.asarray(m.extra["rho_ref"])[measured]
+    assert np.allclose(np.asarray(m.extra["wd_mult"])[measured], h)  # h = 1 + lambda1 rho / rho_ref
     ckpt = torch.load(tmp_path / "r_ckpt" / "dcao" / "checkpoint-epoch0005.pt", weights_only=False)
     history = ckpt["optimizer_state"]["dcao"]["history"]
     assert [r["step"] for r in history] == [0, 10]
