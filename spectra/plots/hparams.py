@@ -126,7 +126,12 @@ def _extra(run: RunData, key: str, tkind: str) -> tuple[np.ndarray, np.ndarray] 
     """A column from the probes' extras, else the metrics' extras: (time, values)."""
     for table, what in ((run.probes, "probes"), (run.metrics, "metrics")):
         if key in table.extra and len(table):
-            t, _ = time_column(tkind, table.step, table.epoch, f"run {run.name!r}'s {what}")
+            t, kind = time_column(tkind, table.step, table.epoch, f"run {run.name!r}'s {what}")
+            if "probe_step" in table.extra:  # an optimizer's probe: drawn where it was taken
+                at = np.asarray(table.extra["probe_step"], dtype=np.float64)
+                steps = np.asarray(table.step, dtype=np.float64)
+                # epochs of the probes from the rows' (step, epoch), with step 0 at epoch 0
+                t = at if kind == "step" else np.interp(at, np.r_[0.0, steps], np.r_[0.0, t])
             ts, ys = finite_series(t, np.asarray(table.extra[key], dtype=np.float64))
             if ts.size:
                 return ts, ys

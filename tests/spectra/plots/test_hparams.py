@@ -54,3 +54,24 @@ def test_hparams_bad_input(store_path: Path, tmp_path: Path) -> None:
         store.create_run("x").append_metrics(step=0, train_loss=1.0)
     with pytest.raises(ValueError, match="run 'x' records no hyperparameters"):
         plot_hparams(path)
+
+
+def test_an_optimizers_probe_is_drawn_where_it_was_taken(tmp_path: Path) -> None:
+    """Metrics rows carry DCAO's last probe with its own step (``probe_step``); the
+    curvature is drawn at that step, not at the row's, and rows without a probe
+    (NaN) draw nothing."""
+    path = tmp_path / "d.h5"
+    with RunStore(path) as store:
+        run = store.create_run("dcao")
+        nan = float("nan")
+        for s, probe in ((4, 0), (8, nan), (12, 10), (16, nan)):
+            run.append_metrics(step=s, epoch=s / 4, lr=0.1, train_loss=1.0, probe_step=probe,
+                               lambda1=2.0 + (s > 8) if probe == probe else nan,
+                               gap=1.0 if probe == probe else nan)
+    fig = plot_hparams(path, by="step")
+    curv = next(ax for ax in fig.axes if ax.get_title() == "curvature seen by the controller")
+    assert list(curv.get_lines()[0].get_xdata()) == [0.0, 10.0]
+    assert list(curv.get_lines()[0].get_ydata()) == [2.0, 3.0]
+    fig = plot_hparams(path, by="epoch")  # the probe's epoch, interpolated from the rows
+    curv = next(ax for ax in fig.axes if ax.get_title() == "curvature seen by the controller")
+    assert list(curv.get_lines()[0].get_xdata()) == [0.0, 2.5]
