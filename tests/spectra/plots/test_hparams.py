@@ -64,10 +64,9 @@ def test_an_optimizers_probe_is_drawn_where_it_was_taken(tmp_path: Path) -> None
     with RunStore(path) as store:
         run = store.create_run("dcao")
         nan = float("nan")
-        for s, probe in ((4, 0), (8, nan), (12, 10), (16, nan)):
+        for s, probe, lam in ((4, 0, 2.0), (8, nan, nan), (12, 10, 3.0), (16, nan, nan)):
             run.append_metrics(step=s, epoch=s / 4, lr=0.1, train_loss=1.0, probe_step=probe,
-                               lambda1=2.0 + (s > 8) if probe == probe else nan,
-                               gap=1.0 if probe == probe else nan)
+                               lambda1=lam, gap=lam - 1.0)
     fig = plot_hparams(path, by="step")
     curv = next(ax for ax in fig.axes if ax.get_title() == "curvature seen by the controller")
     assert list(curv.get_lines()[0].get_xdata()) == [0.0, 10.0]
