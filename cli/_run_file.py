@@ -110,6 +110,15 @@ def _print_run(s: dict[str, Any], path: Path) -> None:
         rows.append(("optimizer", opt.get("name", "?")
                      + (" " + ", ".join(f"{k}={v}" for k, v in over.items()) if over else "")
                      + (" (with its schedule)" if opt.get("schedule") else "")))
+        sched = opt.get("lr_schedule")
+        if isinstance(sched, dict) and sched.get("name", "none") != "none":
+            from optim.schedules import LRSchedule
+
+            try:
+                text = LRSchedule.from_dict(sched).describe()
+            except ValueError:  # a schedule this version does not know: show it as stored
+                text = str(sched)
+            rows.append(("lr schedule", text))
     if "epochs" in c:
         rows.append(("training", (f"{c['epochs']} epochs, batch {c.get('batch_size')}, "
                                   f"seed {c.get('seed')}, loss {c.get('loss')}")))

@@ -43,6 +43,8 @@ def test_train_records_the_scheduled_lr_and_the_schedule(tmp_path):
     ck = load_checkpoint(run.checkpoints[-1])
     assert ck["config"]["optimizer"]["lr_schedule"] == spec
     assert len(ck["schedulers"]["step"]) == 1 and ck["schedulers"]["epoch"] == []
+    info = invoke("info", out).stdout
+    assert "lr schedule" in info and "warmup-cosine per step, warmup 1" in info
 
 
 def test_resume_with_a_schedule_is_bit_identical(tmp_path):
