@@ -13,6 +13,11 @@ owns everything the curvature types share:
   or determined from the loss itself on the first batch (:func:`detect_reduction`);
 * flattening and unflattening of parameter-shaped tensors;
 * counting products, checking them for NaN/Inf;
+* differentiability twice over: every product (and the forward and gradient
+  graphs it differentiates) runs with PyTorch's math attention kernel
+  (:func:`~spectra.utils.modes.math_attention`), since the fused
+  ``scaled_dot_product_attention`` kernels have no double backward; an op that
+  still has none is reported by name (:func:`_no_double_backward`);
 * the export to :class:`scipy.sparse.linalg.LinearOperator`;
 * the ``torch.distributed`` all-reduce when each rank holds a shard of the data.
 
@@ -32,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from spectra.utils.modes import eval_mode
+from spectra.utils.modes import eval_mode, math_attention
 from spectra.utils.params import trainable_parameters
 from spectra.utils.tensors import standard_strides
 
@@ -163,11 +168,17 @@ class CurvatureOperator:
             return torch.zeros(self._dim, 0, dtype=self._dtype, device=self._device)
         tangents = self.unflatten(V)  # list of (k, *shape)
         out: Tensor | None = None
-        with eval_mode(self.model, self.eval_mode):
+        with eval_mode(self.model, self.eval_mode), math_attention():
             for b, (inputs, targets) in enumerate(self._iter_batches()):
                 n_b = batch_size(targets)
                 weight = n_b / self._num_data if self.reduction == "mean" else 1.0
-                prod = self.flatten(self._batch_matmat(b, inputs, targets, tangents))
+                try:
+                    prod = self.flatten(self._batch_matmat(b, inputs, targets, tangents))
+                except RuntimeError as exc:
+                    clear = _no_double_backward(exc, type(self).__name__)
+                    if clear is None:
+                        raise
+                    raise clear from exc
                 # the first batch's product (a fresh tensor) becomes the sum: no zero fill
                 if out is None:
                     out = prod.mul_(weight) if weight != 1.0 else prod
@@ -273,6 +284,11 @@ class CurvatureOperator:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ helpers
+    def _loss_input(self, outputs: Any) -> Any:
+        """What ``loss_fn`` receives of the model's ``outputs``: all of them here;
+        a subclass that linearizes one tensor of them gives that tensor."""
+        return outputs
+
     def _functional_state(self, params: Sequence[Tensor]) -> dict[str, Tensor]:
         """The mapping for ``torch.func.functional_call``: given values for the
         selected parameters; every other parameter and buffer detached, cast,
@@ -323,7 +339,7 @@ class CurvatureOperator:
 
         def loss_of(inputs: Any, targets: Any) -> float:
             outputs = functional_call(self.model, state, (inputs,))
-            loss = self.loss_fn(outputs, targets)
+            loss = self.loss_fn(self._loss_input(outputs), targets)
             if not isinstance(loss, Tensor) or loss.dim() != 0:
                 got = f"shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else type(loss).__name__
                 raise ValueError(f"loss_fn must return a scalar tensor, got {got}")
@@ -374,6 +390,26 @@ def stack_columns(cols: Sequence[Sequence[Tensor]]) -> list[Tensor]:
     if len(cols) == 1:
         return [t.unsqueeze(0) for t in cols[0]]
     return [torch.stack(parts) for parts in zip(*cols)]
+
+
+def _no_double_backward(exc: RuntimeError, operator: str) -> RuntimeError | None:
+    """When ``exc`` says that an op has no derivative of its backward ("derivative
+    for aten::X is not implemented"), an error naming the op and what to do
+    instead; else ``None``."""
+    msg = str(exc)
+    if not ("derivative for" in msg and "not implemented" in msg):
+        return None
+    op = msg.split("derivative for", 1)[1].split("is not implemented", 1)[0].strip()
+    return RuntimeError(
+        f"{operator}: the model's forward uses {op}, whose backward cannot be "
+        "differentiated again, and a curvature product needs exactly that (it "
+        "differentiates the gradient). Attention through scaled_dot_product_attention "
+        "is already switched to its math kernel here; a module that forces a fused "
+        "kernel or calls one directly (flash or memory-efficient attention, fused "
+        "layers) must use a plain-PyTorch (math/eager) implementation instead, e.g. "
+        "attn_implementation='eager' for a transformers model, or set its eval-mode "
+        f"switch for it. Original error: {msg}"
+    )
 
 
 def _select_params(

@@ -15,7 +15,7 @@ per batch and reused until a parameter changes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -32,10 +32,23 @@ class GGNOperator(CurvatureOperator):
     Hessian ``H_b^out`` of the batch loss with respect to the outputs already
     carries the loss's own ``1/n_b``), ``sum_b`` for a sum.
 
+    The outputs ``f`` are one tensor of what the model returns, chosen by
+    ``output_fn``, and ``loss_fn`` receives that tensor: ``loss_fn(f, targets)``
+    (it is differentiated twice in ``f``). For a model that returns a tensor this
+    is the usual loss; for one that returns a dict or an object with a ``logits``
+    field (a transformers ``ModelOutput``), ``f`` is the logits and ``loss_fn``
+    must take logits, e.g. ``lambda logits, y: F.cross_entropy(logits.flatten(0, 1),
+    y.flatten())`` (unlike :class:`~spectra.operators.hessian.HessianOperator`,
+    whose loss receives the whole return value).
+
     Args:
         see :class:`~spectra.operators.base.CurvatureOperator`; ``cache`` keeps
         each batch's graphs between products (default: when the data is a
         list, tuple or a single pair).
+        output_fn: ``output_fn(model_output) -> Tensor``, the outputs ``f`` to
+            linearize, e.g. ``lambda out: out[0]`` for a tuple. Default
+            (:func:`select_output`): the return value when it is a tensor, else its
+            ``logits`` entry (mapping key or attribute); ``TypeError`` otherwise.
     """
 
     def __init__(
@@ -52,7 +65,12 @@ class GGNOperator(CurvatureOperator):
         check_finite: bool = True,
         progress: bool = False,
         cache: bool | None = None,
+        output_fn: Callable[[Any], Tensor] | None = None,
     ) -> None:
+        if output_fn is not None and not callable(output_fn):
+            raise TypeError(f"output_fn must be callable, got {type(output_fn).__name__}")
+        # set before the base class, which may evaluate the loss to find its reduction
+        self.output_fn = output_fn
         super().__init__(
             model,
             loss_fn,
@@ -74,6 +92,9 @@ class GGNOperator(CurvatureOperator):
         self._cache.clear()
         self._cache_version = None
 
+    def _loss_input(self, outputs: Any) -> Tensor:
+        return select_output(outputs, self.output_fn)
+
     def _graphs(self, batch_index: int, inputs: Any, targets: Tensor) -> tuple[Any, ...]:
         if self.cache:
             version = self._params_version()
@@ -85,7 +106,9 @@ class GGNOperator(CurvatureOperator):
                 return hit
         with torch.enable_grad():
             leaves = self._leaf_params()
-            outputs = functional_call(self.model, self._functional_state(leaves), (inputs,))
+            outputs = self._loss_input(
+                functional_call(self.model, self._functional_state(leaves), (inputs,))
+            )
             # J^T u as a function of a dummy u: its derivative in u applied to v is J v
             dummy = torch.zeros_like(outputs, requires_grad=True)
             jt_dummy = torch.autograd.grad(
@@ -133,4 +156,35 @@ class GGNOperator(CurvatureOperator):
         return stack_columns(cols)
 
 
-__all__ = ["GGNOperator"]
+def select_output(outputs: Any, output_fn: Callable[[Any], Tensor] | None = None) -> Tensor:
+    """The tensor of a model's return value that a GGN linearizes.
+
+    ``output_fn(outputs)`` when given; else ``outputs`` itself when it is a tensor,
+    else its ``logits`` (a mapping key, or an attribute as on a transformers
+    ``ModelOutput``). Raises ``TypeError`` naming what was found otherwise.
+    """
+    if output_fn is not None:
+        selected = output_fn(outputs)
+        if not isinstance(selected, Tensor):
+            raise TypeError(f"output_fn must return a tensor, got {type(selected).__name__}")
+        return selected
+    if isinstance(outputs, Tensor):
+        return outputs
+    logits = outputs.get("logits") if isinstance(outputs, Mapping) else None
+    if logits is None:
+        logits = getattr(outputs, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    found = type(outputs).__name__
+    if isinstance(outputs, Mapping):
+        found += f" with keys {sorted(map(str, outputs))}"
+    elif isinstance(outputs, (tuple, list)):
+        found += f" of {len(outputs)} items (" + ", ".join(type(o).__name__ for o in outputs) + ")"
+    raise TypeError(
+        f"the model returned a {found}: expected a tensor, or a mapping or object with a "
+        "`logits` tensor. Pass output_fn= to pick the tensor to linearize, e.g. "
+        "output_fn=lambda out: out[0]"
+    )
+
+
+__all__ = ["GGNOperator", "select_output"]

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, hessian, jacrev
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 @dataclass
@@ -78,6 +79,14 @@ class Case:
         return self.__dict__["_G"]
 
     def _dense_hessian(self) -> Tensor:
+        with sdpa_kernel(SDPBackend.MATH):  # the fused attention kernels have no double backward
+            return self._dense_hessian_math()
+
+    def _dense_ggn(self) -> Tensor:
+        with sdpa_kernel(SDPBackend.MATH):
+            return self._dense_ggn_math()
+
+    def _dense_hessian_math(self) -> Tensor:
         def total(flat: Tensor) -> Tensor:
             return sum(
                 w * self.loss_fn(functional_call(self.model, self._state(flat), (X,)), y)
@@ -86,7 +95,7 @@ class Case:
 
         return hessian(total)(self.flat_params())
 
-    def _dense_ggn(self) -> Tensor:
+    def _dense_ggn_math(self) -> Tensor:
         flat = self.flat_params()
         G = torch.zeros(flat.numel(), flat.numel(), dtype=flat.dtype)
         for w, (X, y) in zip(self._weights(), self.batches):
@@ -150,7 +159,47 @@ def make_cases() -> list[Case]:
     cases.append(
         Case("param-subset", sub, nn.CrossEntropyLoss(), _uneven(X, yc, [23]), params=["2.weight", "0.bias"])
     )
+
+    # a causal self-attention language model over {"input_ids", "attention_mask"} batches:
+    # scaled_dot_product_attention picks a fused CPU kernel without double backward
+    ids = torch.randint(0, ATTN_VOCAB, (9, 5), generator=g)
+    mask = torch.ones(9, 5, dtype=torch.long)
+    mask[::2, 3:] = 0  # padding at the end of every other sequence
+    labels = torch.randint(0, ATTN_VOCAB, (9, 5), generator=g)
+    Xa = {"input_ids": ids, "attention_mask": mask}
+    cases.append(Case("attention-lm", TinyAttentionLM().to(dt), token_ce, _uneven(Xa, labels, [4, 5]),
+                      reduction="mean"))
     return cases
+
+
+ATTN_VOCAB = 5
+
+
+class TinyAttentionLM(nn.Module):
+    """Embedding, one causal 2-head self-attention layer through
+    ``F.scaled_dot_product_attention`` with a key padding mask, a residual, and a
+    linear head: ``{"input_ids": (n, T), "attention_mask": (n, T)} -> (n, T, V)`` logits."""
+
+    def __init__(self, vocab: int = ATTN_VOCAB, dim: int = 4, heads: int = 2) -> None:
+        super().__init__()
+        self.heads = heads
+        self.emb = nn.Embedding(vocab, dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
+        x = self.emb(batch["input_ids"])
+        n, T, D = x.shape
+        q, k, v = self.qkv(x).view(n, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        keep = causal & batch["attention_mask"].bool()[:, None, None, :]  # (n, 1, T, T)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+        return self.head(x + a.transpose(1, 2).reshape(n, T, D))
+
+
+def token_ce(logits: Tensor, labels: Tensor) -> Tensor:
+    """Cross-entropy averaged over every token of ``(n, T, V)`` logits."""
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten())
 
 
 CASES = make_cases()

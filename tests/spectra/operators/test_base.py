@@ -8,7 +8,7 @@ from torch import nn
 
 from spectra import GGNOperator, HessianOperator
 from spectra.operators.base import detect_reduction
-from tests.spectra.cases import REDUCTION_CASES, SEQ_CLASSES, SEQ_LEN, SEQ_VOCAB, Case
+from tests.spectra.cases import CASES, REDUCTION_CASES, SEQ_CLASSES, SEQ_LEN, SEQ_VOCAB, Case
 
 BACKENDS = ["graph", "backprop", "func"]
 
@@ -197,3 +197,38 @@ def test_detect_reduction_splits_every_tensor_of_a_nested_batch_along_dim_0():
     }
     assert detect_reduction(loss_of, inputs, torch.ones(5)) == "sum"
     assert seen == [(5, 5, 5, 7, 5, 3, 5), (2, 2, 2, 7, 2, 3, 2), (3, 3, 3, 7, 3, 3, 3)]
+
+
+class _ForcedFlash(nn.Module):
+    """Attention that forces the fused flash kernel, which has no double backward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = next(c for c in CASES if c.name == "attention-lm").model
+
+    def forward(self, batch):
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            return self.inner(batch)
+
+
+@pytest.mark.parametrize("make", [*(lambda m, l, d, b=b: HessianOperator(m, l, d, backend=b)
+                                     for b in BACKENDS), GGNOperator],
+                         ids=[*BACKENDS, "ggn"])
+def test_an_op_without_double_backward_is_named_with_what_to_do(make):
+    case = next(c for c in CASES if c.name == "attention-lm")
+    op = make(_ForcedFlash(), case.loss_fn, case.batches)
+    with pytest.raises(RuntimeError, match="flash_attention.*cannot be differentiated again.*eager"):
+        op.matvec(torch.ones(op.shape[0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("Op", [HessianOperator, GGNOperator])
+def test_dict_inputs_with_an_attention_mask_give_the_batch_size_from_the_targets(Op):
+    case = next(c for c in CASES if c.name == "attention-lm")
+    op = Op(case.model, case.loss_fn, case.batches)
+    assert op.num_data == 9 and op.reduction == "mean"  # detected on {input_ids, attention_mask}
+    full = case.concatenated()
+    dense = full.dense_hessian() if Op is HessianOperator else full.dense_ggn()
+    got = _dense(op, dense.shape[0])
+    assert torch.allclose(got, dense, atol=1e-10, rtol=0), (got - dense).abs().max()

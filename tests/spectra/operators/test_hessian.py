@@ -139,3 +139,22 @@ def test_nonfinite_product_raises_but_huge_finite_products_pass():
 def test_unknown_backend():
     with pytest.raises(ValueError, match="backend"):
         HessianOperator(nn.Linear(2, 1), nn.MSELoss(), (torch.ones(2, 2), torch.ones(2, 1)), backend="x")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_loss_receives_what_the_model_returns(backend):
+    case = CASES[0]
+
+    class DictOut(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = case.model
+
+        def forward(self, x):
+            return {"logits": self.inner(x)}
+
+    H = HessianOperator(DictOut(), lambda out, y: case.loss_fn(out["logits"], y), case.batches,
+                        reduction="mean", backend=backend)
+    dense = case.dense_hessian()
+    got = H.matmat(torch.eye(dense.shape[0], dtype=torch.float64))
+    assert torch.allclose(got, dense, atol=1e-10, rtol=0), (got - dense).abs().max()
