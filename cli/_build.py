@@ -21,7 +21,7 @@ from cli._errors import CLIError
 from cli._options import LOSSES, ProbePlan
 from cli._output import jsonable
 from cli._paths import relative_to_file
-from cli._suggest import closest
+from spectra.utils.checks import closest
 
 # --------------------------------------------------------------------------- data, loss, model
 

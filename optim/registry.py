@@ -32,7 +32,6 @@ tables every name's defaults, where each comes from and the measurement behind i
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
+from spectra.utils.checks import did_you_mean
 from spectra.utils.checks import options as check_options
 
 from .calr import CALR, DEFAULT_CLIP
@@ -325,15 +325,11 @@ def _lookup(name: str) -> tuple[str, _Entry]:
     if entry is None:
         names = list(_REGISTRY)
         raise ValueError(
-            f"Unknown optimizer {name!r}.{_suggestion(key, names)} "
+            f"Unknown optimizer {name!r}.{did_you_mean(key, names)} "
             f"Valid names: {', '.join(names)}"
         )
     return key, entry
 
-
-def _suggestion(word: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def _check_keys(
@@ -344,7 +340,7 @@ def _check_keys(
     for key in kwargs:
         if key not in accepted:
             raise ValueError(
-                f"Unknown {what} {key!r} for optimizer {name!r}.{_suggestion(key, accepted)} "
+                f"Unknown {what} {key!r} for optimizer {name!r}.{did_you_mean(key, accepted)} "
                 f"Valid hyperparameters: {', '.join(sorted(accepted))}"
             )
 

@@ -49,7 +49,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,6 +63,8 @@ from torch.optim.lr_scheduler import (
     SequentialLR,
     StepLR,
 )
+
+from spectra.utils.checks import did_you_mean
 
 __all__ = ["SCHEDULES", "LRSchedule", "ScheduleError"]
 
@@ -121,8 +122,7 @@ class LRSchedule:
         name = str(self.name).strip().lower().replace("_", "-")
         object.__setattr__(self, "name", name)
         if name not in SCHEDULES:
-            close = difflib.get_close_matches(name, list(SCHEDULES), n=1, cutoff=0.5)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(name, SCHEDULES)
             raise ScheduleError(f"Unknown schedule {self.name!r}.{hint} "
                              f"Valid schedules: {', '.join(SCHEDULES)}")
         for key in ("interval", "unit"):
@@ -177,8 +177,7 @@ class LRSchedule:
         valid = [f.name for f in dataclasses.fields(cls) if f.name != "name"]
         for key in options:
             if key not in valid:
-                close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(key, valid)
                 raise ScheduleError(f"Unknown schedule option {key!r}.{hint} "
                                  f"Valid options: {', '.join(valid)}")
         return cls(name, **options)

@@ -39,7 +39,6 @@ for and where.
 
 from __future__ import annotations
 
-import difflib
 import gzip
 import inspect
 import json
@@ -53,7 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spectra.utils.checks import options
+from spectra.utils.checks import did_you_mean, options
 
 __all__ = [
     "DataError",
@@ -560,8 +559,7 @@ def load_dataset(
     """
     key = name.lower().replace("_", "-")
     if key not in _LOADERS:
-        close = difflib.get_close_matches(key, _LOADERS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(key, _LOADERS, cutoff=0.6)
         raise ValueError(f"unknown data set {name!r}.{hint} Available: {', '.join(available_datasets())}")
     accepted = _options(key)
     unknown = sorted(set(kwargs) - set(accepted))

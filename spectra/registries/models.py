@@ -36,7 +36,6 @@ RNG untouched.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import json
@@ -48,7 +47,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spectra.utils.checks import options
+from spectra.utils.checks import did_you_mean, options
 
 __all__ = ["ACTIVATIONS", "ModelSpec", "UntrustedModelError", "available_models", "build_model",
            "model_options"]
@@ -339,8 +338,7 @@ def build_model(
     else:
         factory = _REGISTRY.get(name)  # type: ignore[assignment]
         if factory is None:
-            close = difflib.get_close_matches(name.lower(), _REGISTRY, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(name.lower(), _REGISTRY, cutoff=0.6)
             raise ValueError(
                 f"unknown model {name!r}.{hint} Available: {', '.join(available_models())}; "
                 "or 'package.module:factory' for your own"

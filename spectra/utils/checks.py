@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -174,4 +175,30 @@ def _plural(text: str) -> str:
     return {"an integer": "integers", "a number": "numbers", "a string": "strings"}.get(text, text)
 
 
-__all__ = ["device_memory", "dtype_name", "fits_in_memory", "integer", "itemsize", "options"]
+# --------------------------------------------------------------------------- suggestions
+
+# how alike (difflib's ratio, 0 to 1) a valid name must be to be suggested
+CUTOFF = 0.5
+
+
+def closest(word: str, choices: Iterable[str], cutoff: float = CUTOFF) -> str | None:
+    """The valid name most like ``word``, or None when none is alike enough.
+
+    >>> closest("adma", ["sgd", "adam", "adamw"])
+    'adam'
+    """
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, choices: Iterable[str], cutoff: float = CUTOFF) -> str:
+    """``" Did you mean 'x'?"`` for the closest valid name, or ``""``: the hint every
+    "unknown name" message of the toolkit ends with."""
+    close = closest(word, choices, cutoff)
+    return f" Did you mean {close!r}?" if close else ""
+
+
+__all__ = ["closest", "device_memory", "did_you_mean", "dtype_name", "fits_in_memory", "integer",
+           "itemsize", "options"]

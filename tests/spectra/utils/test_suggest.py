@@ -1,8 +1,8 @@
-"""cli._suggest: the closest valid name."""
+"""spectra.utils.checks: the closest valid name and the "did you mean" hint."""
 
 from __future__ import annotations
 
-from cli._suggest import closest
+from spectra.utils.checks import closest, did_you_mean
 
 
 def test_closest_suggests_a_near_name_and_nothing_for_a_far_one():
@@ -10,3 +10,5 @@ def test_closest_suggests_a_near_name_and_nothing_for_a_far_one():
     assert closest("adma", names) == "adam"
     assert closest("dcoa", names) == "dcao"
     assert closest("xyz", names) is None
+    assert did_you_mean("adma", names) == " Did you mean 'adam'?"
+    assert did_you_mean("xyz", names) == ""
