@@ -9,7 +9,8 @@ The root exports the math, grouped by topic:
   (a baseline);
 * densities: :func:`slq` returning a :class:`SpectralMeasure`;
 * traces: :func:`trace` (Hutch++ or Hutchinson) returning a :class:`TraceEstimate`;
-* one probe of a model, all of the above: :func:`probe` with :class:`ProbeSettings`.
+* one probe of a model, all of the above: :func:`probe` with :class:`ProbeSettings`;
+* curvature quantities: :func:`stability_threshold` returning a :class:`StabilityThreshold`.
 
 Runs (:mod:`spectra.runs`: :class:`SpectralMonitor`, :func:`train`,
 :class:`CheckpointPolicy`, :class:`RunStore`, :func:`read_run`, :func:`list_runs`),
@@ -19,6 +20,9 @@ here, imported on first use, so ``import spectra`` loads neither h5py nor matplo
 """
 
 from spectra._version import __version__
+
+# curvature quantities
+from spectra.curvature.stability import StabilityThreshold, stability_threshold
 
 # linear operators
 from spectra.linalg.dense import DenseOperator
@@ -57,6 +61,7 @@ __all__ = [
     "RunStore",
     "SpectralMeasure",
     "SpectralMonitor",
+    "StabilityThreshold",
     "TraceEstimate",
     "__version__",
     "build_model",
@@ -67,6 +72,7 @@ __all__ = [
     "probe",
     "read_run",
     "slq",
+    "stability_threshold",
     "trace",
     "train",
 ]

@@ -1,0 +1,7 @@
+"""Curvature quantities built on the operators and solvers: stability thresholds of
+optimizers (:mod:`~spectra.curvature.stability`), the optimizer's diagonal
+preconditioner, gradient alignment with the top eigenspace and per-block spectra."""
+
+from spectra.curvature.stability import KINDS, StabilityThreshold, stability_threshold
+
+__all__ = ["KINDS", "StabilityThreshold", "stability_threshold"]
