@@ -17,7 +17,9 @@ data and seed)::
 
 Rows and missing values
     ``step`` is required in every metrics and probe row. Every other column is
-    float64, and a value a row does not give is NaN. The ten standard metric columns
+    float64, and a value a row does not give is NaN, except a probe column first
+    given a ``str`` (``threshold_kind``): a text column, fixed-width UTF-8 (64 bytes),
+    read back as ``str``, ``""`` where a row does not give it. The ten standard metric columns
     and the scalar probe columns exist from the run's creation. The array probe
     columns (``top_eigenvalues``, ``ritz_nodes``, ``ritz_weights``) are created by
     the first row that gives them (earlier rows read as NaN) and are absent, read as

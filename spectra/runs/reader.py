@@ -255,11 +255,18 @@ def _read_table(group: Any, path: Path, where: str) -> tuple[int, dict[str, np.n
         )
     cols = {k: v for k, v in group.items() if isinstance(v, h5py.Dataset)}
     for k, v in cols.items():
-        if v.dtype.kind not in "biuf":
+        if v.dtype.kind not in "biuf" and not _is_text(v):
             held = "strings" if h5py.check_string_dtype(v.dtype) is not None else f"{v.dtype} values"
-            raise StoreError(f"{path}: {where}: column {k!r} holds {held}; expected real numbers")
+            raise StoreError(f"{path}: {where}: column {k!r} holds {held}; expected real numbers "
+                             "or fixed-width text")
     n = committed_rows(group.attrs, list(cols.values()), path, where)
-    return n, {k: _frozen(v[:n]) for k, v in cols.items()}
+    return n, {k: _frozen(np.char.decode(v[:n], "utf-8") if _is_text(v) else v[:n])
+               for k, v in cols.items()}
+
+
+def _is_text(ds: h5py.Dataset) -> bool:
+    """A text column: fixed-width byte strings (read as ``str``; "" where not given)."""
+    return ds.dtype.kind == "S"
 
 
 def _read_config(group: h5py.Group, path: Path, name: str) -> dict[str, Any]:

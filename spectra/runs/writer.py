@@ -72,6 +72,8 @@ __all__ = ["RunStore", "RunWriter"]
 _CHUNK_BYTES = 1 << 16          # target chunk size of one column
 _MAX_CHUNK_ROWS = 1024
 _MAX_ATTR_BYTES = 60_000        # HDF5 v1 object headers hold attributes below 64 KiB
+_TEXT_BYTES = 64                # a text column's fixed width (UTF-8 bytes)
+_TEXT = h5py.string_dtype("utf-8", _TEXT_BYTES)
 _STR = h5py.string_dtype("utf-8")
 
 
@@ -296,7 +298,7 @@ class RunWriter:
         self.name = name
         group = store._f()[name]
         self._metrics = _Table(group["metrics"], store.path, f"{name}/metrics", {})
-        self._probes = _Table(group["probes"], store.path, f"{name}/probes", PROBE_ROW_NDIM)
+        self._probes = _Table(group["probes"], store.path, f"{name}/probes", PROBE_ROW_NDIM, text=True)
         self._ckpt = group["checkpoints"]
         self._num_ckpt = committed_rows(self._ckpt.attrs, [self._ckpt], store.path)
 
@@ -473,7 +475,12 @@ def _merge(row: Mapping[str, Any] | None, values: Mapping[str, Any]) -> dict[str
     return {k: v for k, v in data.items() if v is not None}  # None: not given
 
 
-def _as_array(value: Any, key: str) -> np.ndarray:
+def _as_array(value: Any, key: str, text: bool = False) -> np.ndarray:
+    if text and isinstance(value, str):  # a text column (probes only): fixed-width UTF-8, b"" when not given
+        raw = value.encode("utf-8")
+        if len(raw) > _TEXT_BYTES:
+            raise TypeError(f"column {key!r}: text longer than {_TEXT_BYTES} UTF-8 bytes: {value!r}")
+        return np.array(raw, dtype=_TEXT)
     if hasattr(value, "detach"):  # torch tensor, without importing torch
         value = value.detach().cpu().numpy()
     try:
@@ -522,9 +529,11 @@ class _Table:
     """Columns of one group that share the committed row count ``attrs['n_rows']``."""
 
     def __init__(
-        self, group: h5py.Group, path: Path, where: str, row_ndim: Mapping[str, int]
+        self, group: h5py.Group, path: Path, where: str, row_ndim: Mapping[str, int],
+        text: bool = False,
     ) -> None:
         self._g = group
+        self._text = text  # str values make text columns
         self._path = path
         self._where = where
         self._row_ndim = row_ndim
@@ -534,7 +543,7 @@ class _Table:
             group.attrs[N_ROWS_ATTR] = np.int64(self.n)
         self._count = h5py.h5a.open(group.id, N_ROWS_ATTR.encode())
         self._cols = {ds.name.rsplit("/", 1)[-1]: _Column(ds) for ds in datasets}
-        self._nan = {k: np.full(c.row_shape, np.nan) for k, c in self._cols.items()}
+        self._nan = {k: _missing(c.ds.dtype, c.row_shape) for k, c in self._cols.items()}
 
     def _convert(self, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
         if "step" not in data:
@@ -543,11 +552,18 @@ class _Table:
         for key, value in data.items():
             if not isinstance(key, str) or not key or "/" in key or key == N_ROWS_ATTR:
                 raise StoreError(f"{self._path}: invalid column name {key!r} in {self._where}")
-            arr = _as_array(value, key)
+            arr = _as_array(value, key, text=self._text)
             if key == "step":
                 if arr.ndim != 0 or (arr.dtype.kind == "f" and not float(arr).is_integer()):
                     raise StoreError(f"{self._path}: 'step' must be an integer, got {value!r}")
                 out[key] = arr.astype(np.int64)
+                continue
+            col = self._cols.get(key)
+            if col is not None and (arr.dtype.kind == "S") != (col.dtype.kind == "S"):
+                raise StoreError(f"{self._path}: {self._where} column {key!r} holds "
+                                 f"{'text' if col.dtype.kind == 'S' else 'numbers'}; got {value!r}")
+            if arr.dtype.kind == "S":
+                out[key] = arr
                 continue
             arr = arr.astype(np.float64)
             if arr.ndim and arr.size == 0:  # e.g. no eigenvalue converged: not given
@@ -584,9 +600,10 @@ class _Table:
             capacity = max([c.capacity for c in self._cols.values()] + [n + 1])
             with store._transaction():
                 for key in new:
-                    col = _Column(_create_column(self._g, key, row[key].shape, capacity))
+                    col = _Column(_create_column(self._g, key, row[key].shape, capacity,
+                                                 text=row[key].dtype.kind == "S"))
                     self._cols[key] = col
-                    self._nan[key] = np.full(col.row_shape, np.nan)
+                    self._nan[key] = _missing(col.dtype, col.row_shape)
                 for col in self._cols.values():
                     if col.capacity <= n:
                         col.grow(n + 1)
@@ -631,9 +648,18 @@ class _Table:
             self._count.close()
 
 
-def _create_column(group: h5py.Group, name: str, row_shape: tuple[int, ...], rows: int) -> h5py.Dataset:
-    """Chunked, resizable, NaN-filled column with chunks allocated at resize time."""
-    dtype = np.dtype(np.int64 if name == "step" else np.float64)
+def _missing(dtype: np.dtype, row_shape: tuple[int, ...]) -> np.ndarray:
+    """The value of a row that does not give a column: NaN, or b"" in a text column."""
+    if dtype.kind == "S":
+        return np.zeros(row_shape, dtype=dtype)
+    return np.full(row_shape, np.nan)
+
+
+def _create_column(group: h5py.Group, name: str, row_shape: tuple[int, ...], rows: int,
+                   text: bool = False) -> h5py.Dataset:
+    """Chunked, resizable, NaN-filled column (``text``: fixed-width UTF-8, b""-filled)
+    with chunks allocated at resize time."""
+    dtype = _TEXT if text else np.dtype(np.int64 if name == "step" else np.float64)
     row_bytes = dtype.itemsize * math.prod(row_shape)
     chunk_rows = max(1, min(_MAX_CHUNK_ROWS, _CHUNK_BYTES // max(row_bytes, 1)))
     chunk_rows = 1 << (chunk_rows.bit_length() - 1)  # a power of two
@@ -642,7 +668,8 @@ def _create_column(group: h5py.Group, name: str, row_shape: tuple[int, ...], row
     dcpl.set_chunk((chunk_rows,) + row_shape)
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
     dcpl.set_fill_time(h5py.h5d.FILL_TIME_ALLOC)
-    dcpl.set_fill_value(np.array(-1 if name == "step" else np.nan, dtype=dtype))
+    if not text:  # text: HDF5's default fill, zero bytes, reads as ""
+        dcpl.set_fill_value(np.array(-1 if name == "step" else np.nan, dtype=dtype))
     dcpl.set_obj_track_times(False)
     space = h5py.h5s.create_simple((rows,) + row_shape, (h5py.h5s.UNLIMITED,) + row_shape)
     tid = h5py.h5t.py_create(dtype)
