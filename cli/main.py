@@ -1,14 +1,83 @@
-"""Entry point of the ``spectra`` command."""
+"""Entry point of the ``spectra`` command.
+
+Start-up is kept light: ``spectra --version`` and ``spectra --help`` import click and
+nothing of torch. Each command's module is imported only when that command runs
+(:class:`LazyGroup`); the help listing takes its one-line descriptions from
+:data:`COMMANDS` (``tests/cli/test_main.py`` checks them against the commands' own).
+The version is read from ``spectra/_version.py`` without running
+``spectra/__init__.py``, which imports torch.
+"""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import importlib.util
+from pathlib import Path
+
 import click
+from click.utils import make_default_short_help
 
-from spectra import __version__
+# name -> (module, attribute, the command's short help: its docstring's first sentence)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "train": ("cli.train", "train", "Train a model while recording its Hessian spectrum."),
+    "compare": ("cli.compare", "compare",
+                "Train several optimizers on the same model, data and seed; one file."),
+    "probe": ("cli.probe", "probe", "Probe the Hessian spectrum of a model on a data set."),
+    "plot": ("cli.plot", "plot", ("Figures of run files: density evolution, density, "
+                                  "sharpness, curves, hyperparameters.")),
+    "landscape": ("cli.landscape", "landscape",
+                  ("The loss around a checkpoint's weights, along its top Hessian eigenvectors "
+                   "or random filter-normalized directions, on a 1-D or 2-D grid.")),
+    "info": ("cli.info", "info", ("Show versions, threads, devices and registries (or, with "
+                                  "RUN_FILE, a run file's contents).")),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="spectra")
+def package_version() -> str:
+    """``__version__`` of ``spectra/_version.py`` (its one home), read from the file:
+    ``import spectra._version`` would run ``spectra/__init__.py`` and import torch."""
+    spec = importlib.util.find_spec("spectra")  # a top-level name: finds, imports nothing
+    if spec is None or not spec.submodule_search_locations:
+        return "unknown"
+    path = Path(next(iter(spec.submodule_search_locations))) / "_version.py"
+    for node in ast.parse(path.read_text()).body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and getattr(node.targets[0], "id", None) == "__version__"):
+            return str(ast.literal_eval(node.value))
+    return "unknown"
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands (:data:`COMMANDS`) are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attr, _ = COMMANDS[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from :data:`COMMANDS`, without importing a command."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            if name in COMMANDS:
+                rows.append((name, make_default_short_help(COMMANDS[name][2], limit)))
+            else:
+                rows.append((name, self.commands[name].get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_version(), prog_name="spectra")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or chatter.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
@@ -27,20 +96,6 @@ def main(ctx: click.Context, debug: bool, quiet: bool, threads: int | None) -> N
 
         torch.set_num_threads(threads)
 
-
-def _register() -> None:
-    from cli.compare import compare
-    from cli.info import info
-    from cli.landscape import landscape
-    from cli.plot import plot
-    from cli.probe import probe
-    from cli.train import train
-
-    for command in (train, compare, probe, plot, landscape, info):
-        main.add_command(command)
-
-
-_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,65 @@
+"""cli.main: a light start-up (no torch for --version and --help), commands imported on
+first use, and a help listing that matches the commands' own short help."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.utils import make_default_short_help
+
+from cli.main import COMMANDS, package_version
+from tests.cli.conftest import invoke
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("torch", "numpy", "h5py", "matplotlib", "spectra", "optim")
+
+
+def _loaded_after(*args: str) -> list[str]:
+    """Which of ``HEAVY`` and the command modules a fresh interpreter has imported after
+    ``spectra ARGS``."""
+    watch = HEAVY + tuple(module for module, _, _ in COMMANDS.values())
+    code = ("import sys\nfrom cli.main import main\n"
+            f"try:\n    main({list(args)!r})\nexcept SystemExit:\n    pass\n"
+            f"print('loaded:' + ','.join(m for m in {watch!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    return [m for m in out[-1].removeprefix("loaded:").split(",") if m]
+
+
+@pytest.mark.parametrize("arg", ["--version", "--help"])
+def test_version_and_help_import_neither_torch_nor_a_command(arg):
+    assert _loaded_after(arg) == []
+
+
+def test_a_command_imports_only_its_own_module():
+    loaded = _loaded_after("probe", "--help")
+    assert "cli.probe" in loaded
+    assert not {"cli.train", "cli.compare", "cli.plot", "cli.landscape", "h5py",
+                "matplotlib"} & set(loaded)
+
+
+def test_version_is_the_package_version():
+    from spectra import __version__
+
+    assert package_version() == __version__
+    assert invoke("--version").stdout.strip() == f"spectra, version {__version__}"
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_static_short_help_is_the_commands_own(name):
+    module, attr, short = COMMANDS[name]
+    command = getattr(importlib.import_module(module), attr)
+    assert command.name == name
+    assert make_default_short_help(short, 1000) == command.get_short_help_str(1000)
+
+
+def test_help_lists_every_command_and_unknown_ones_are_refused():
+    text = invoke("--help").stdout
+    for name in COMMANDS:
+        assert f"\n  {name} " in text
+    result = invoke("trian", ok=False)
+    assert result.exit_code == 2 and "No such command 'trian'" in result.stderr
