@@ -66,6 +66,7 @@ def calr_update(
     delta: float,
     eps: float,
     clip: float | None,
+    denoms: list[Tensor] | None = None,
 ) -> None:
     """One CALR step (Eq. 1-5) over lists of tensors, in place.
 
@@ -77,8 +78,13 @@ def calr_update(
         steps: the step number t of each parameter, already incremented (t >= 1).
         lr, beta1, beta2, alpha, delta, eps: the hyperparameters of Eq. 1-5.
         clip: None, or c > 0 to clamp a copy of each gradient to [-c, c] first.
+        denoms: None, or tensors shaped like `params` that receive the step's
+            denominators sqrt(v_hat + alpha H_t) + eps (for `CALR.preconditioner`).
     """
-    for param, grad, m, v, t in zip(params, grads, exp_avgs, exp_avg_sqs, steps, strict=True):
+    outs = denoms if denoms is not None else [None] * len(params)
+    for param, grad, m, v, t, out in zip(
+        params, grads, exp_avgs, exp_avg_sqs, steps, outs, strict=True
+    ):
         g = grad.clamp(-clip, clip) if clip is not None else grad
         m.mul_(beta1).add_(g, alpha=1.0 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
@@ -86,6 +92,8 @@ def calr_update(
         v_hat = v / (1.0 - beta2**t)
         curvature = g.abs().add_(delta)
         denom = v_hat.add_(curvature, alpha=alpha).sqrt_().add_(eps)
+        if out is not None:
+            out.copy_(denom)
         param.addcdiv_(m_hat, denom, value=-lr)
 
 
@@ -103,8 +111,10 @@ class CALR(SpectraOptimizer):
             before m, v and H. The clipped variants use c = `DEFAULT_CLIP` = 0.1, the
             value of the authors' code (the paper gives none).
 
-    State per parameter (created at its first step): ``step`` (int t), ``exp_avg`` (m)
-    and ``exp_avg_sq`` (v), both shaped like the parameter.
+    State per parameter (created at its first step): ``step`` (int t), ``exp_avg`` (m),
+    ``exp_avg_sq`` (v) and ``denom`` (the last step's sqrt(v_hat + alpha H_t) + eps,
+    kept for :meth:`preconditioner`, since H_t = |g_t| + delta cannot be recovered from
+    m and v), each shaped like the parameter.
 
     Example:
         >>> p = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
@@ -143,7 +153,40 @@ class CALR(SpectraOptimizer):
             "step": 0,
             "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
             "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+            "denom": torch.zeros_like(p, memory_format=torch.preserve_format),
         }
+
+    def preconditioner(self) -> Tensor:
+        """The diagonal preconditioner P_t of the last step, ``(P,)`` over the parameters
+        in ``param_groups`` order (read by :func:`spectra.preconditioner`).
+
+        Eq. 5 is theta <- theta - lr m_t / P_t with, as Cohen et al. 2022 write Adam's,
+        P_t = (1 - b1^t) (sqrt(v_hat_t + alpha H_t) + eps): the denominator of the last
+        step, whose H_t = |g_t| + delta is that step's (clipped) gradient.
+
+        Raises:
+            ValueError: before the first step, or for a parameter that has not had a
+                gradient at a step (or whose state, loaded from an older checkpoint,
+                has no ``denom`` yet: one step writes it).
+        """
+        if not any(self.state.get(p) for g in self.param_groups for p in g["params"]):
+            raise ValueError(
+                "the CALR optimizer has no state yet: its preconditioner is defined after "
+                "its first step (call optimizer.step() once)"
+            )
+        parts = []
+        for g, group in enumerate(self.param_groups):
+            beta1 = group["betas"][0]
+            for i, p in enumerate(group["params"]):
+                state = self.state.get(p)
+                if not state or "denom" not in state:
+                    raise ValueError(
+                        f"parameter {i} of param group {g} (shape {tuple(p.shape)}) has no CALR "
+                        "denominator: it has not had a gradient at a step yet (or its state was "
+                        "loaded without one; step once)"
+                    )
+                parts.append((state["denom"] * (1.0 - beta1 ** state["step"])).reshape(-1))
+        return torch.cat(parts)
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> Any:
@@ -167,5 +210,9 @@ class CALR(SpectraOptimizer):
                 delta=group["delta"],
                 eps=group["eps"],
                 clip=group["clip"],
+                denoms=[
+                    s.setdefault("denom", torch.zeros_like(p, memory_format=torch.preserve_format))
+                    for p, s in zip(params, states, strict=True)
+                ],
             )
         return loss

@@ -3,14 +3,16 @@
 The root exports the math, grouped by topic:
 
 * operators: :class:`HessianOperator`, :class:`GGNOperator` (batched curvature
-  products over a model, a loss and a data set), :class:`DenseOperator`;
+  products over a model, a loss and a data set), :class:`PreconditionedOperator`
+  (any of them through a diagonal preconditioner), :class:`DenseOperator`;
 * eigensolvers: :func:`eigsh` (thick-restart Lanczos with full
   reorthogonalization) returning :class:`EigenResult`; :func:`power_iteration`
   (a baseline);
 * densities: :func:`slq` returning a :class:`SpectralMeasure`;
 * traces: :func:`trace` (Hutch++ or Hutchinson) returning a :class:`TraceEstimate`;
 * one probe of a model, all of the above: :func:`probe` with :class:`ProbeSettings`;
-* curvature quantities: :func:`stability_threshold` returning a :class:`StabilityThreshold`.
+* curvature quantities: :func:`stability_threshold` returning a :class:`StabilityThreshold`;
+  :func:`preconditioner`, an adaptive optimizer's diagonal preconditioner.
 
 Runs (:mod:`spectra.runs`: :class:`SpectralMonitor`, :func:`train`,
 :class:`CheckpointPolicy`, :class:`RunStore`, :func:`read_run`, :func:`list_runs`),
@@ -22,6 +24,7 @@ here, imported on first use, so ``import spectra`` loads neither h5py nor matplo
 from spectra._version import __version__
 
 # curvature quantities
+from spectra.curvature.preconditioner import preconditioner
 from spectra.curvature.stability import StabilityThreshold, stability_threshold
 
 # linear operators
@@ -33,7 +36,12 @@ from spectra.linalg.eigsh import EigenResult, eigsh, power_iteration
 from spectra.linalg.trace import TraceEstimate, trace
 
 # curvature operators of a model
-from spectra.operators import CurvatureOperator, GGNOperator, HessianOperator
+from spectra.operators import (
+    CurvatureOperator,
+    GGNOperator,
+    HessianOperator,
+    PreconditionedOperator,
+)
 
 # one probe of a model
 from spectra.probe import ProbeResult, ProbeSettings, probe
@@ -56,6 +64,7 @@ __all__ = [
     "EigenResult",
     "GGNOperator",
     "HessianOperator",
+    "PreconditionedOperator",
     "ProbeResult",
     "ProbeSettings",
     "RunStore",
@@ -69,6 +78,7 @@ __all__ = [
     "list_runs",
     "load_dataset",
     "power_iteration",
+    "preconditioner",
     "probe",
     "read_run",
     "slq",

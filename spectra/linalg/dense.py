@@ -75,14 +75,14 @@ class DenseOperator:
 
     def matvec(self, v: Tensor) -> Tensor:
         self.num_matvecs += 1
-        return _finite_product(self.A @ v.to(self.A.dtype), self)
+        return finite_product(self.A @ v.to(self.A.dtype), self)
 
     def matmat(self, V: Tensor) -> Tensor:
         self.num_matvecs += V.shape[1]
-        return _finite_product(self.A @ V.to(self.A.dtype), self)
+        return finite_product(self.A @ V.to(self.A.dtype), self)
 
 
-def _finite_product(out: Tensor, op: Any) -> Tensor:
+def finite_product(out: Tensor, op: Any) -> Tensor:
     """``out``, or ``FloatingPointError`` when it has a NaN or Inf entry (the rule of
     :class:`~spectra.operators.base.CurvatureOperator`: the exact test only when the sum
     is not finite)."""
@@ -138,7 +138,7 @@ class _CallbackOperator:
             out = self.obj.matmat(V)
         else:
             out = torch.stack([self.obj.matvec(V[:, j]) for j in range(V.shape[1])], dim=1)
-        return _finite_product(torch.as_tensor(out), self.obj)
+        return finite_product(torch.as_tensor(out), self.obj)
 
 
 def _is_scipy_operator(obj: Any) -> bool:
@@ -175,4 +175,4 @@ def checked_operator(op: Any, who: str) -> tuple[Any, int]:
     return A, P
 
 
-__all__ = ["DenseOperator", "LinearOperatorLike", "as_operator", "checked_operator"]
+__all__ = ["DenseOperator", "LinearOperatorLike", "as_operator", "checked_operator", "finite_product"]

@@ -1,8 +1,10 @@
 """Curvature operators: the Hessian and the generalized Gauss-Newton matrix of a
-model's loss over a data set. The only home of Hessian-vector product code."""
+model's loss over a data set, and any operator through a diagonal preconditioner.
+The only home of Hessian-vector product code."""
 
 from spectra.operators.base import CurvatureOperator
 from spectra.operators.ggn import GGNOperator
 from spectra.operators.hessian import HessianOperator
+from spectra.operators.preconditioned import PreconditionedOperator
 
-__all__ = ["CurvatureOperator", "GGNOperator", "HessianOperator"]
+__all__ = ["CurvatureOperator", "GGNOperator", "HessianOperator", "PreconditionedOperator"]
