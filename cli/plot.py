@@ -6,6 +6,7 @@ Each kind is a subcommand calling one function of :mod:`spectra.plots`; the form
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,30 +30,79 @@ def _save(fig, path: Path, dpi: int, what: str) -> None:
 
 
 def _run_file_command(kind: str, help_text: str) -> Callable:
-    """Decorator of a subcommand taking RUN_FILE, -o, --run, --title, --dpi."""
+    """Decorator of a subcommand taking RUN_FILE..., -o, --run, --title, --dpi."""
 
     def deco(fn: Callable) -> Callable:
         fn = click.option("--dpi", default=200, show_default=True, type=click.IntRange(min=20),
                           help="Resolution of PNGs (and of heat maps in PDF/SVG).")(fn)
         fn = click.option("--title", help="Figure title instead of the default.")(fn)
         fn = click.option("--run", "runs", multiple=True, metavar="NAME",
-                          help="Run(s) to plot (repeatable)  [default: all runs of the file].")(fn)
+                          help="Run(s) to plot (repeatable)  [default: all runs of the files].")(fn)
         fn = click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
                           help="Figure file: .png, .pdf or .svg.")(fn)
-        fn = click.argument("run_file", type=click.Path(exists=True, dir_okay=False))(fn)
+        fn = click.argument("run_files", metavar="RUN_FILE...", nargs=-1, required=True,
+                            type=click.Path(exists=True, dir_okay=False))(fn)
         fn = handle_errors(fn)
         return plot.command(kind, help=help_text)(fn)
 
     return deco
 
 
+def _load_runs(files: tuple[str, ...], names: tuple[str, ...]) -> list:
+    """The runs of ``files`` (in order), those named by ``--run`` when given. Runs of
+    several files that share a name are told apart as ``FILESTEM/NAME``."""
+    from dataclasses import replace
+
+    from spectra.runs import read_runs
+    from spectra.utils.checks import did_you_mean
+
+    found = [(Path(f), r) for f in files for r in read_runs(f).values()]
+    have = [r.name for _, r in found]
+    for n in names:
+        if n not in have:
+            where = files[0] if len(files) == 1 else f"any of {', '.join(files)}"
+            raise CLIError(f"--run {n}: no run of that name in {where}.{did_you_mean(n, have)} "
+                           f"Runs: {', '.join(have) or 'none'}")
+    if names:
+        found = [(f, r) for f, r in found if r.name in names]
+    if not found:
+        raise CLIError(f"{', '.join(files)} hold no runs; nothing to plot")
+    if len(files) > 1:
+        counts = Counter(r.name for _, r in found)
+        found = [(f, replace(r, name=f"{f.stem}/{r.name}") if counts[r.name] > 1 else r)
+                 for f, r in found]
+    return [r for _, r in found]
+
+
+def _one_run(files: tuple[str, ...], names: tuple[str, ...], kind: str):
+    runs = _load_runs(files, names)
+    if len(runs) > 1:
+        raise CLIError(f"{kind} plots one run; {', '.join(files)} hold "
+                       f"{', '.join(r.name for r in runs)}: pick one with --run NAME")
+    return runs[0]
+
+
+def _epochs(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        out = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise CLIError(f"--epochs must be comma-separated numbers such as 0,2,12; got {text!r}") from None
+    if not out:
+        raise CLIError(f"--epochs names no epoch: {text!r}")
+    return out
+
+
 @click.group()
 def plot() -> None:
-    """Figures of a run file: density evolution, sharpness, curves, hyperparameters.
+    """Figures of run files: density evolution, density, sharpness, curves, hyperparameters.
 
     \b
     Examples:
-      spectra plot evolution runs/demo.h5 -o figures/evolution.png
+      spectra plot evolution runs/demo.h5 -o figures/evolution.png --epochs 0,2,12
+      spectra plot evolution runs/cmp.h5 --run sgdm --run dcao -o evolution.pdf
+      spectra plot density runs/a.h5 runs/b.h5 -o density.png
       spectra plot sharpness runs/cmp.h5 -o sharpness.pdf --run sgd --run dcao
       spectra plot curves runs/cmp.h5 -o curves.svg
       spectra plot trajectories rosenbrock -o rosenbrock.png --optimizers sgd,adam,calr
@@ -61,86 +111,93 @@ def plot() -> None:
 
 @_run_file_command(
     "evolution",
-    "Eigenvalue density over training: log-density heat map, eigenvalue (symlog) on x, "
-    "epoch on y; one panel per run. Needs runs trained with --density.",
+    "Eigenvalue density over training: log density against a linear eigenvalue axis, one "
+    "curve per checkpoint (--epochs), every run of the files on one axis, the Lanczos "
+    "eigenvalues marked; or (--kind heatmap) one heat map per run. Needs runs trained "
+    "with --density.",
 )
-@click.option("--kind", type=click.Choice(("heatmap", "curves")), default="heatmap",
-              show_default=True, help="Heat map, or one density curve per probe.")
+@click.option("--kind", "--style", "kind", type=click.Choice(("lines", "heatmap")),
+              default="lines", show_default=True,
+              help="Curves on one axis, or a heat map per run (eigenvalue x epoch).")
+@click.option("--epochs", "epochs", metavar="E1,E2,...",
+              help="Checkpoints to draw (lines), in units of --by  [default: four spread "
+                   "over the run].")
 @click.option("--by", type=BY, default="auto", show_default=True, help="Time axis.")
-@click.option("--xscale", type=click.Choice(("symlog", "linear")), default="symlog",
-              show_default=True, help="Eigenvalue axis.")
+@click.option("--xscale", type=click.Choice(("linear", "symlog")),
+              help="Eigenvalue axis  [default: linear for lines, symlog for the heat map].")
 @click.option("--sigma", type=click.FloatRange(min=0, min_open=True),
-              help="Smoothing width in eigenvalue units  [default: from the axis].")
-def evolution(run_file, output, runs, title, dpi, kind, by, xscale, sigma):
+              help="Gaussian smoothing width in eigenvalue units  [default: from the "
+                   "spectrum's width; stated on the figure].")
+def evolution(run_files, output, runs, title, dpi, kind, epochs, by, xscale, sigma):
     from spectra.plots import plot_evolution
 
     path = check_figure_output(output)
-    fig = plot_evolution(run_file, list(runs) or None, kind=kind, by=by, xscale=xscale,
-                         sigma=sigma, title=title)
+    fig = plot_evolution(_load_runs(run_files, runs), kind=kind, epochs=_epochs(epochs),
+                         by=by, xscale=xscale, sigma=sigma, title=title)
     _save(fig, path, dpi, "eigenvalue density evolution")
 
 
 @_run_file_command(
     "sharpness",
-    "Top-k eigenvalues and the smallest one over training, with the 2/lr edge-of-stability "
-    "line; one panel per run.",
+    "Top-k eigenvalues and the smallest one over training, with the edge-of-stability "
+    "line where theory gives one for the optimizer (2/lr for SGD, (2+2β)/lr for "
+    "heavy-ball); one panel per run.",
 )
 @click.option("--by", type=BY, default="auto", show_default=True, help="Time axis.")
 @click.option("--stability/--no-stability", default=True, show_default=True,
-              help="Draw the 2/lr threshold.")
-def sharpness(run_file, output, runs, title, dpi, by, stability):
+              help="Draw the stability threshold where there is one.")
+def sharpness(run_files, output, runs, title, dpi, by, stability):
     from spectra.plots import plot_sharpness
 
     path = check_figure_output(output)
-    fig = plot_sharpness(run_file, list(runs) or None, by=by, stability=stability, title=title)
+    fig = plot_sharpness(_load_runs(run_files, runs), by=by, stability=stability, title=title)
     _save(fig, path, dpi, "sharpness")
 
 
 @_run_file_command(
     "curves", "Train and test loss and accuracy, one line per run (optimizer).")
 @click.option("--by", type=BY, default="auto", show_default=True, help="Time axis.")
-def curves(run_file, output, runs, title, dpi, by):
+def curves(run_files, output, runs, title, dpi, by):
     from spectra.plots import plot_curves
 
     path = check_figure_output(output)
-    fig = plot_curves(run_file, list(runs) or None, by=by, title=title)
+    fig = plot_curves(_load_runs(run_files, runs), by=by, title=title)
     _save(fig, path, dpi, "loss and accuracy curves")
 
 
 @_run_file_command(
     "hparams",
-    "Learning rate, momentum and weight decay over training, with the curvature (λ1, gap) "
-    "and DCAO's multipliers when recorded. One run: pass --run when the file has several.",
+    "What the optimizer used, at its own resolution: learning rate, momentum and weight "
+    "decay per logged row (each step with `spectra train --log-every 1`), DCAO's "
+    "curvature and multipliers per probe with their limits. One run: pass --run when "
+    "the files hold several.",
 )
 @click.option("--by", type=BY, default="step", show_default=True, help="Time axis.")
-def hparams(run_file, output, runs, title, dpi, by):
+def hparams(run_files, output, runs, title, dpi, by):
     from spectra.plots import plot_hparams
 
-    if len(runs) > 1:
-        raise CLIError(f"hparams plots one run; got --run {', '.join(runs)}")
     path = check_figure_output(output)
-    fig = plot_hparams(run_file, runs[0] if runs else None, by=by, title=title)
+    fig = plot_hparams(_one_run(run_files, runs, "hparams"), by=by, title=title)
     _save(fig, path, dpi, "hyperparameters")
 
 
 @_run_file_command(
     "density",
-    "One probe's smoothed spectral density, with its Lanczos eigenvalues marked. One run: "
-    "pass --run when the file has several.",
+    "One probe's smoothed spectral density per run, every run of the files on one axis, "
+    "their Lanczos eigenvalues marked.",
 )
 @click.option("--probe", "probe_index", default=-1, show_default=True, type=int,
               help="Which probe with a density (0: the first, -1: the last).")
-@click.option("--xscale", type=click.Choice(("symlog", "linear")), default="symlog",
+@click.option("--xscale", type=click.Choice(("linear", "symlog")), default="linear",
               show_default=True, help="Eigenvalue axis.")
 @click.option("--sigma", type=click.FloatRange(min=0, min_open=True),
-              help="Smoothing width in eigenvalue units  [default: from the axis].")
-def density(run_file, output, runs, title, dpi, probe_index, xscale, sigma):
+              help="Gaussian smoothing width in eigenvalue units  [default: from the "
+                   "spectrum's width; stated on the figure].")
+def density(run_files, output, runs, title, dpi, probe_index, xscale, sigma):
     from spectra.plots import plot_density
 
-    if len(runs) > 1:
-        raise CLIError(f"density plots one run; got --run {', '.join(runs)}")
     path = check_figure_output(output)
-    fig = plot_density(run_file, runs[0] if runs else None, probe=probe_index, xscale=xscale,
+    fig = plot_density(_load_runs(run_files, runs), probe=probe_index, xscale=xscale,
                        sigma=sigma, title=title)
     _save(fig, path, dpi, "spectral density")
 

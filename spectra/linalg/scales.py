@@ -142,6 +142,20 @@ class EigenvalueScale:
         x = np.asarray(x, dtype=np.float64)
         return np.ones_like(x) if self.linthresh is None else asinh_slope(x, self.linthresh)
 
+    def decade_slope(self, x: np.ndarray) -> np.ndarray:
+        """``d(u/t)/dx`` at ``x``: axis decades per unit eigenvalue (the log part of a
+        symlog axis shows one decade per ``u/t`` unit; the linear part, ``|x| <= t``,
+        spans ``2 a`` of them). A density per unit eigenvalue divided by this is a
+        density per decade of the axis: equal areas on screen hold equal mass. Ones on a
+        linear scale (where the display unit is the eigenvalue)."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.linthresh is None:
+            return np.ones_like(x)
+        t = self.linthresh
+        ax = np.abs(x)
+        return np.where(ax <= t, SYMLOG_SLOPE / t,
+                        1.0 / (np.maximum(ax, t) * math.log(10.0)))
+
     def _map(self, f: Callable[[np.ndarray, float], np.ndarray], x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         return x if self.linthresh is None else f(x, self.linthresh)
@@ -231,8 +245,9 @@ def density_grid(
         scale: the eigenvalue axis.
         measures: ``(nodes, weights)`` pairs, each ``(n_v, m)``, with some positive weight.
         grid: a number of points ``>= 2``, evenly spaced in the display coordinate from
-            3 widths below the smallest node to 3 above the largest (in the smoothing
-            coordinate); or an increasing 1-D array of eigenvalues.
+            3 widths (at most a tenth of the nodes' extent) below the smallest node to as
+            far above the largest (in the smoothing coordinate); or an increasing 1-D
+            array of eigenvalues.
         sigma: the width in the smoothing coordinate; default: the nodes' extent in
             that coordinate over ``resolution``.
 
@@ -253,8 +268,12 @@ def density_grid(
         num = int(grid)  # type: ignore[arg-type]
         if num < 2:
             raise ValueError(f"grid must be at least 2 points (or an array), got {grid!r}")
-        x_lo = scale.from_smoothing(s_lo - 3 * sigma_s)
-        x_hi = scale.from_smoothing(s_hi + 3 * sigma_s)
+        # 3 widths of margin, but at most a tenth of the extent: on a symlog scale a wide
+        # sigma is exponential in eigenvalue units far out (sinh), and 3 of them would
+        # put the grid's ends many decades beyond the outliers
+        pad = min(3 * sigma_s, 0.1 * (s_hi - s_lo))
+        x_lo = scale.from_smoothing(s_lo - pad)
+        x_hi = scale.from_smoothing(s_hi + pad)
         u_edges = np.linspace(float(scale.to_display(x_lo)), float(scale.to_display(x_hi)),
                               num + 1)
         centers = scale.from_display(0.5 * (u_edges[1:] + u_edges[:-1]))

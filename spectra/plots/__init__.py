@@ -1,7 +1,8 @@
 """Figures of training runs read from the HDF5 run store (:mod:`spectra.runs.store`).
 
 One module per figure: :mod:`~spectra.plots.evolution` (the eigenvalue density over
-training), :mod:`~spectra.plots.density` (one density), :mod:`~spectra.plots.sharpness`
+training), :mod:`~spectra.plots.density` (densities of probes, several runs on one axis;
+both drawn by :mod:`~spectra.plots.lines`), :mod:`~spectra.plots.sharpness`
 (top eigenvalues against the edge of stability), :mod:`~spectra.plots.curves` (loss and
 accuracy), :mod:`~spectra.plots.hparams` (DCAO's hyperparameters),
 :mod:`~spectra.plots.trajectories` (optimizers on 2-D test functions) and
@@ -27,7 +28,7 @@ Importing this package imports matplotlib; ``import spectra`` does not.
 Example::
 
     from spectra.plots import plot_evolution, save_figure
-    fig = plot_evolution("runs/compare.h5", kind="heatmap")
+    fig = plot_evolution("runs/compare.h5", epochs=[0, 2, 12])  # or kind="heatmap"
     save_figure(fig, "figures/density_evolution.pdf")
 """
 

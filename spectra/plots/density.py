@@ -1,102 +1,112 @@
-"""One smoothed spectral density on a log y axis: of a
-:class:`~spectra.linalg.density.SpectralMeasure`, or of one probe of a run with its
-Lanczos eigenvalues marked."""
+"""Smoothed spectral densities on a log y axis against a linear (or symlog) eigenvalue
+axis: of a :class:`~spectra.linalg.density.SpectralMeasure`, or of one probe of each of
+several runs, overlaid, with their Lanczos eigenvalues marked."""
 
 from __future__ import annotations
 
 import math
-import os
+from collections.abc import Iterable
 
 import numpy as np
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from spectra.linalg.density import SpectralMeasure
-from spectra.linalg.scales import DensityGrid, Rules, smooth_densities
-from spectra.plots.axes import (
-    DENSITY_LABEL,
-    EIGENVALUE_LABEL,
-    eigenvalue_range,
-    set_eigenvalue_scale,
-)
 from spectra.plots.data import (
     DensityRows,
+    RunsLike,
     density_rows,
     figure_title,
     measure_rules,
-    one_run,
+    resolve_runs,
     run_title,
     time_kind,
 )
-from spectra.plots.style import FONT, SINGLE, new_figure, style
-from spectra.runs import RunData
-
-# (eigenvalues, colour, legend label) of vertical lines
-_Marks = list[tuple[np.ndarray, str, str]]
+from spectra.plots.lines import Curve, draw_lines, legend_below, sigma_entry
+from spectra.plots.style import SINGLE, new_figure, style
 
 
 def plot_density(
-    source: SpectralMeasure | RunData | str | os.PathLike,
-    name: str | None = None,
+    source: SpectralMeasure | RunsLike,
+    name: str | Iterable[str] | None = None,
     *,
     probe: int = -1,
     sigma: float | None = None,
-    grid: int | np.ndarray = 1000,
-    xscale: str = "symlog",
+    grid: int | np.ndarray = 1200,
+    xscale: str = "linear",
     linthresh: float | None = None,
-    decades: float = 8.0,
+    decades: float | None = None,
     figsize: tuple[float, float] | None = None,
     title: str | None = None,
 ) -> Figure:
-    """One smoothed spectral density on a log y axis.
+    """Smoothed spectral densities, log density against the eigenvalue.
 
     Args:
-        source: a :class:`~spectra.linalg.density.SpectralMeasure`, a run, or a ``.h5`` path
-            (with ``name`` when the file holds several runs).
-        probe: which probe of a run: an index into the probes that have a density
+        source: a :class:`~spectra.linalg.density.SpectralMeasure`, a run, several runs,
+            or a ``.h5`` path (``name`` picks runs of it; default: all). Several runs
+            are overlaid on one axis, one colour each.
+        probe: which probe of each run: an index into the probes that have a density
             (``-1``, the default: the last one).
-        sigma, grid, xscale, linthresh, decades: as in
-            :func:`~spectra.plots.evolution.plot_evolution`.
+        sigma: the Gaussian's width in eigenvalue units (default: the range drawn over
+            :data:`~spectra.plots.lines.RESOLUTION`); stated in the legend.
+        grid: number of grid points, or an increasing 1-D array of eigenvalues.
+        xscale: ``"linear"`` (default) or ``"symlog"`` (see
+            :mod:`spectra.linalg.scales`; ``sigma`` is then the width near 0).
+        linthresh: the symlog threshold (default: from the data).
+        decades: the decades of density shown below the peak (default: down to just
+            below the lowest single node's peak, so that every outlier shows).
 
-    For a run, its top eigenvalues and smallest eigenvalue of that probe (Lanczos)
-    are marked with vertical lines.
+    A run's top eigenvalues and smallest eigenvalue at that probe (Lanczos) are marked
+    by triangles at the top of the axes; the x range holds every one of them.
+
+    Raises:
+        ValueError: a run without density probes, a probe out of range, bad
+            ``sigma``/``grid``/``xscale``/``decades``.
     """
-    if not (math.isfinite(decades) and decades > 0):
-        raise ValueError(f"decades must be a positive number, got {decades!r}")
     if isinstance(source, SpectralMeasure):
-        rules = measure_rules(source)
-        base, run_list, marks = "Hessian eigenvalue density", [], []
+        curves = [Curve("SLQ density", measure_rules(source), "C0")]
+        base, run_list = "Hessian eigenvalue density", []
     else:
-        run = one_run(source, name)
-        rows = density_rows(run, time_kind("auto", [(run.probes.step, run.probes.epoch)]))
-        rules, base, marks = _probe(rows, probe)
-        run_list = [run]
-    sd = smooth_densities([rules], xscale=xscale, linthresh=linthresh, grid=grid, sigma=sigma)
-    dgrid, (y,) = sd.grid, sd.values
-    peak = float(np.max(y))
-    if not (math.isfinite(peak) and peak > 0):
-        raise ValueError("the density is zero or not finite everywhere; nothing to draw")
-    floor = peak * 10.0**-decades
+        run_list = resolve_runs(source, name)
+        tkind = time_kind("auto", [(r.probes.step, r.probes.epoch) for r in run_list])
+        curves = []
+        for i, r in enumerate(run_list):  # a loop: warnings name the caller (see evolution)
+            curves.append(probe_curve(density_rows(r, tkind), probe, f"C{i % 10}"))
+        if len(run_list) == 1:
+            base = f"Hessian eigenvalue density: {curves[0].label}"
+            curves = [Curve("SLQ density", curves[0].rules, "C0", top=curves[0].top,
+                            bottom=curves[0].bottom)]
+        else:
+            base = f"Hessian eigenvalue density ({_probe_words(probe)})"
     with style():
         fig = new_figure(figsize, SINGLE)
         ax = fig.subplots()
-        _draw(ax, dgrid, y, floor, marks)
-        set_eigenvalue_scale(ax, sd.scale)
-        ax.set_yscale("log")
-        ax.set_ylim(floor, peak * 2.0)
-        eigenvalue_range(fig, [ax], sd.scale, dgrid.edges[0], dgrid.edges[-1])
-        ax.set_xlabel(EIGENVALUE_LABEL)
-        ax.set_ylabel(DENSITY_LABEL)
-        ax.tick_params(labelsize=FONT)
-        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=len(marks) + 1,
-                  frameon=False, handlelength=1.8, columnspacing=1.2)
+        drawn = draw_lines(fig, ax, curves, xscale=xscale, linthresh=linthresh, sigma=sigma,
+                           grid=grid, decades=decades)
+        sigma_entry(ax, drawn.sigma, drawn.scale)
+        legend_below(fig, ax, 2)
         fig.suptitle(title if title is not None else figure_title(base, run_list))
     return fig
 
 
-def _probe(rows: DensityRows, probe: int) -> tuple[Rules, str, _Marks]:
-    """The rules of probe number ``probe`` among ``rows``, the figure's title, and its
-    Lanczos eigenvalues to mark (top-k, smallest) where they are finite."""
+def _probe_words(probe: int) -> str:
+    return {-1: "last probe", 0: "first probe"}.get(probe, f"probe {probe}")
+
+
+def probe_when(rows: DensityRows, index: int) -> str:
+    """``epoch E`` (or ``step S``) of density row ``index`` of ``rows``."""
+    p, row = rows.run.probes, int(rows.index[index])
+    epoch = float(p.epoch[row])
+    return f"epoch {epoch:g}" if math.isfinite(epoch) else f"step {int(p.step[row])}"
+
+
+def probe_curve(rows: DensityRows, probe: int, color: str | tuple, *, with_time: bool = True,
+                ls: str = "-", label: str | None = None) -> Curve:
+    """The curve of density row number ``probe`` of ``rows``, labelled with the run (and
+    its time), and its finite Lanczos eigenvalues (top-k, smallest) to mark.
+
+    Raises:
+        ValueError: ``probe`` out of range.
+    """
     run, n = rows.run, len(rows.measures)
     if not -n <= probe < n:
         raise ValueError(
@@ -104,26 +114,15 @@ def _probe(rows: DensityRows, probe: int) -> tuple[Rules, str, _Marks]:
         )
     row = int(rows.index[probe])
     p = run.probes
-    epoch = float(p.epoch[row])
-    when = f"epoch {epoch:g}" if math.isfinite(epoch) else f"step {int(p.step[row])}"
-    base = f"Hessian eigenvalue density: {run_title(run)} at {when}"
-    marks: _Marks = []
+    if label is None:
+        when = probe_when(rows, probe % n)
+        label = f"{run_title(run)} at {when}" if with_time else run_title(run)
+    top = np.zeros(0)
     if p.top_eigenvalues is not None:
         top = np.asarray(p.top_eigenvalues[row], dtype=np.float64)
         top = top[np.isfinite(top)]
-        if top.size:
-            marks.append((top, "C3", f"top-{top.size} eigenvalues (Lanczos)"))
-    bottom = float(p.bottom_eigenvalue[row])
-    if math.isfinite(bottom):
-        marks.append((np.array([bottom]), "C0", "smallest eigenvalue (Lanczos)"))
-    return rows.measures[probe], base, marks
+    return Curve(label, rows.measures[probe], color, ls=ls, top=top,
+                 bottom=float(p.bottom_eigenvalue[row]))
 
 
-def _draw(ax: Axes, dgrid: DensityGrid, y: np.ndarray, floor: float, marks: _Marks) -> None:
-    """The density (shaded down to ``floor``) and the marked eigenvalues."""
-    ax.fill_between(dgrid.centers, floor, np.maximum(y, floor), color="C0", alpha=0.15, lw=0)
-    ax.plot(dgrid.centers, np.maximum(y, 0.5 * floor), color="C0", lw=1.3, label="SLQ density")
-    for values, color, label in marks:
-        for j, v in enumerate(values):
-            ax.axvline(v, color=color, lw=0.8, ls="--", alpha=0.8,
-                       label=label if j == 0 else None)
+__all__ = ["plot_density", "probe_curve", "probe_when"]

@@ -1,5 +1,7 @@
-"""The Hessian eigenvalue density over training: a heat map (eigenvalue on x, epoch on
-y, log density as colour) or one curve per probe, one panel per run."""
+"""The Hessian eigenvalue density over training: one curve per selected checkpoint on a
+linear eigenvalue axis (the default, as in Ghorbani et al. 2019, Fig. 1), several runs
+on one axis; or a heat map per run (eigenvalue on x, epoch on y, log density as
+colour)."""
 
 from __future__ import annotations
 
@@ -9,18 +11,11 @@ from dataclasses import dataclass
 
 import matplotlib
 import numpy as np
-from matplotlib import colors as mcolors
 from matplotlib.axes import Axes
-from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 
 from spectra.linalg.scales import DensityGrid, EigenvalueScale, smooth_densities
-from spectra.plots.axes import (
-    DENSITY_LABEL,
-    EIGENVALUE_LABEL,
-    eigenvalue_range,
-    set_eigenvalue_scale,
-)
+from spectra.plots.axes import EIGENVALUE_LABEL, eigenvalue_range, set_eigenvalue_scale
 from spectra.plots.data import (
     DensityRows,
     RunsLike,
@@ -31,9 +26,17 @@ from spectra.plots.data import (
     run_title,
     time_kind,
 )
-from spectra.plots.style import FONT, grid_shape, new_figure, panels, panels_figsize, style
-
-_DENSITY_CBAR = "log10 density (per unit eigenvalue)"
+from spectra.plots.density import probe_curve, probe_when
+from spectra.plots.lines import draw_lines, legend_below, sigma_entry, symlog_threshold
+from spectra.plots.style import (
+    FONT,
+    SINGLE,
+    grid_shape,
+    new_figure,
+    panels,
+    panels_figsize,
+    style,
+)
 
 
 @dataclass(frozen=True)
@@ -51,42 +54,59 @@ def plot_evolution(
     runs: RunsLike,
     names: str | Iterable[str] | None = None,
     *,
-    kind: str = "heatmap",
+    kind: str = "lines",
+    epochs: Sequence[float] | None = None,
     sigma: float | None = None,
-    grid: int | np.ndarray = 600,
+    grid: int | np.ndarray | None = None,
     by: str = "auto",
-    xscale: str = "symlog",
+    xscale: str | None = None,
     linthresh: float | None = None,
-    decades: float = 8.0,
+    decades: float | None = None,
     cmap: str | None = None,
     figsize: tuple[float, float] | None = None,
     title: str | None = None,
 ) -> Figure:
-    """Evolution of the Hessian eigenvalue density over training, one panel per run.
+    """Evolution of the Hessian eigenvalue density over training.
 
-    ``kind="heatmap"``: ``log10`` density as colour, eigenvalue on x, epoch (or step)
-    on y, one row per probe with a density (as in LPSGD's Fig. 1). ``kind="curves"``:
-    one density curve per probe, coloured by epoch (colour bar), on a log y axis.
-    Panels share both axes and the colour scale.
+    ``kind="lines"`` (default), as Ghorbani et al. (2019, Fig. 1) and Papyan (2019)
+    draw it: log density against a linear eigenvalue axis, one curve per selected
+    checkpoint (``epochs``), all on one axis; the Lanczos top-k and smallest
+    eigenvalues of each checkpoint are marked by triangles above the curves, and the
+    x range holds every one of them. Several runs share the axis: one colour per run,
+    one line style per checkpoint. The Gaussian's width is stated in the legend.
+
+    ``kind="heatmap"``: one panel per run, eigenvalue (symlog by default) on x, epoch
+    (or step) on y, every probe a row, colour the ``log10`` density per decade of the
+    axis (so equal areas on screen hold equal mass); the colour floor is stated on the
+    colour bar.
 
     Args:
         runs, names: the runs (see :mod:`spectra.plots`).
-        kind: ``"heatmap"`` or ``"curves"``.
-        sigma: smoothing width in eigenvalue units (see :mod:`spectra.linalg.scales`;
-            default: 1/150 of the axis, 1/100 for curves).
-        grid: number of grid points, or an increasing 1-D array of eigenvalues.
+        kind: ``"lines"`` or ``"heatmap"``.
+        epochs: lines only: the checkpoints to draw, in the time unit of ``by`` (each
+            the nearest probe with a density); default: up to four spread evenly over
+            the first run's probes, first and last included.
+        sigma: smoothing width in eigenvalue units (on a symlog axis: the width near 0).
+            Default: lines, the drawn range over 100; heat map, the axis over 60.
+        grid: number of grid points (default 1200 for lines, 600 for the heat map), or
+            an increasing 1-D array of eigenvalues.
         by: ``"auto"``, ``"epoch"`` or ``"step"``: the time axis.
-        xscale: ``"symlog"`` (default) or ``"linear"`` eigenvalue axis.
+        xscale: ``"linear"`` or ``"symlog"`` (default: linear for lines, symlog for the
+            heat map).
         linthresh: half-width of the symlog axis's linear region (default: from the data).
-        decades: orders of magnitude of density shown below the maximum.
-        cmap: colour map (default ``"magma"`` for heat maps, ``"viridis"`` for curves).
+        decades: lines: the decades of density shown (default: down to just below the
+            lowest single node's peak, so every outlier shows); heat map: the decades of
+            the colour scale (default 4).
+        cmap: colour map of the checkpoints (lines, one run; default ``"viridis"``) or of
+            the heat map (default ``"magma"``).
 
     Raises:
-        ValueError: a run without density probes, a bad ``kind``/``sigma``/``grid``.
+        ValueError: a run without density probes, a checkpoint without a probe near it,
+            a bad ``kind``/``sigma``/``grid``/``decades``.
     """
-    if kind not in ("heatmap", "curves"):
-        raise ValueError(f"kind must be 'heatmap' or 'curves', got {kind!r}")
-    if not (math.isfinite(decades) and decades > 0):
+    if kind not in ("lines", "heatmap"):
+        raise ValueError(f"kind must be 'lines' or 'heatmap', got {kind!r}")
+    if decades is not None and not (math.isfinite(decades) and decades > 0):
         raise ValueError(f"decades must be a positive number, got {decades!r}")
     run_list = resolve_runs(runs, names)
     tkind = time_kind(by, [(r.probes.step, r.probes.epoch) for r in run_list])
@@ -94,26 +114,30 @@ def plot_evolution(
     for r in run_list:  # a loop: before Python 3.12 a comprehension is a frame of its own,
         # and the warnings of density_rows would name it instead of the caller
         data.append(density_rows(r, tkind))
+    if kind == "lines":
+        return _lines_figure(data, run_list, tkind, epochs=epochs, sigma=sigma,
+                             grid=1200 if grid is None else grid, xscale=xscale or "linear",
+                             linthresh=linthresh, decades=decades,
+                             cmap=cmap or "viridis", figsize=figsize, title=title)
+    measures = [m for d in data for m in d.measures]
+    xscale = xscale or "symlog"
     sd = smooth_densities(
-        [m for d in data for m in d.measures], xscale=xscale, linthresh=linthresh, grid=grid,
-        sigma=sigma, resolution=150.0 if kind == "heatmap" else 100.0,
+        measures, xscale=xscale, linthresh=symlog_threshold(xscale, linthresh, sigma, measures),
+        grid=600 if grid is None else grid, sigma=sigma, resolution=60.0,
     )
+    per_decade = sd.scale.decade_slope(sd.grid.centers)
     values = iter(sd.values)
-    dens = [np.array([next(values) for _ in d.measures]) for d in data]
+    dens = [np.array([next(values) / per_decade for _ in d.measures]) for d in data]
     vmax = _log_peak(dens)
-    p = _Panels(data=data, dens=dens, grid=sd.grid, vmin=vmax - decades, vmax=vmax)
+    p = _Panels(data=data, dens=dens, grid=sd.grid, vmin=vmax - (decades or 4.0), vmax=vmax)
 
     nrows, ncols = grid_shape(len(data))
     with style():
         fig = new_figure(figsize, panels_figsize(nrows, ncols))
         axes = panels(fig, len(data))
-        if kind == "heatmap":
-            _draw_heatmaps(fig, axes, p, cmap or "magma")
-            base = "Hessian eigenvalue density over training"
-        else:
-            _draw_curves(fig, axes, p, cmap or "viridis", tkind)
-            base = "Hessian eigenvalue density by " + tkind
-        _label_panels(axes, data, sd.scale, tkind if kind == "heatmap" else DENSITY_LABEL, ncols)
+        _draw_heatmaps(fig, axes, p, cmap or "magma", sd.scale.linthresh is not None)
+        base = "Hessian eigenvalue density over training"
+        _label_panels(axes, data, sd.scale, tkind, ncols)
         if sd.scale.linthresh is not None:
             fig.suptitle(" ")  # reserve the title's room before the ticks measure the panels
         eigenvalue_range(fig, axes, sd.scale, sd.grid.edges[0], sd.grid.edges[-1])
@@ -121,6 +145,70 @@ def plot_evolution(
             base = f"{base}: {run_title(data[0].run)}"
         fig.suptitle(title if title is not None else figure_title(base, run_list))
     return fig
+
+
+_STYLES = ("-", "--", ":", "-.")
+
+
+def _lines_figure(
+    data: list[DensityRows], run_list: list, tkind: str, *, epochs: Sequence[float] | None,
+    sigma: float | None, grid: int | np.ndarray, xscale: str, linthresh: float | None,
+    decades: float | None, cmap: str, figsize: tuple[float, float] | None, title: str | None,
+) -> Figure:
+    """The default evolution figure: one density curve per checkpoint (and run)."""
+    times = _checkpoints(data[0], epochs, tkind)
+    curves = []
+    shades = matplotlib.colormaps[cmap](np.linspace(0.0, 0.85, len(times)))
+    for i, d in enumerate(data):
+        for j, t in enumerate(times):
+            k = _nearest_row(d, t, tkind)
+            when = probe_when(d, k)
+            if len(data) == 1:
+                curves.append(probe_curve(d, k, tuple(shades[j]), label=when))
+            else:
+                curves.append(probe_curve(d, k, f"C{i % 10}", ls=_STYLES[j % len(_STYLES)],
+                                          label=f"{run_title(d.run)}, {when}"))
+    with style():
+        fig = new_figure(figsize, SINGLE)
+        ax = fig.subplots()
+        drawn = draw_lines(fig, ax, curves, xscale=xscale, linthresh=linthresh, sigma=sigma,
+                           grid=grid, decades=decades)
+        sigma_entry(ax, drawn.sigma, drawn.scale)
+        legend_below(fig, ax, 3 if len(data) > 1 else 4)
+        base = "Hessian eigenvalue density over training"
+        if len(data) == 1:
+            base = f"{base}: {run_title(data[0].run)}"
+        fig.suptitle(title if title is not None else figure_title(base, run_list))
+    return fig
+
+
+def _checkpoints(rows: DensityRows, epochs: Sequence[float] | None, tkind: str) -> list[float]:
+    """The times to draw: ``epochs`` as given, else up to four spread over ``rows``."""
+    if epochs is None:
+        n = len(rows.time)
+        idx = np.unique(np.round(np.linspace(0, n - 1, min(n, 4))).astype(int))
+        return [float(rows.time[i]) for i in idx]
+    out = []
+    for e in epochs:
+        if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e):
+            raise ValueError(f"epochs must be finite numbers (the {tkind}s to draw), got {e!r}")
+        out.append(float(e))
+    if not out:
+        raise ValueError(f"epochs is empty: name at least one {tkind} to draw")
+    return out
+
+
+def _nearest_row(rows: DensityRows, t: float, tkind: str) -> int:
+    """The density row nearest time ``t``; it must lie within a quarter of the typical spacing
+    of the probes (or, for a run of one probe, at ``t`` itself)."""
+    k = int(np.argmin(np.abs(rows.time - t)))
+    gaps = np.diff(rows.time)
+    tol = 0.25 * float(np.median(gaps)) if gaps.size else 1e-9 * max(1.0, abs(t))
+    if abs(float(rows.time[k]) - t) > tol:
+        have = ", ".join(f"{x:g}" for x in rows.time[:12]) + (" ..." if len(rows.time) > 12 else "")
+        raise ValueError(f"run {rows.run.name!r} has no density probe at {tkind} {t:g}; "
+                         f"its probes are at {tkind}s {have}")
+    return k
 
 
 def _log_peak(dens: Sequence[np.ndarray]) -> float:
@@ -131,8 +219,10 @@ def _log_peak(dens: Sequence[np.ndarray]) -> float:
     return math.log10(peak)
 
 
-def _draw_heatmaps(fig: Figure, axes: Sequence[Axes], p: _Panels, cmap: str) -> None:
-    """One heat map per panel, rows at the probes' times, and their shared colour bar."""
+def _draw_heatmaps(fig: Figure, axes: Sequence[Axes], p: _Panels, cmap: str,
+                   symlog: bool) -> None:
+    """One heat map per panel, rows at the probes' times, and their shared colour bar
+    (its label states the floor: lower densities share its colour)."""
     cm = matplotlib.colormaps[cmap]
     mesh = None
     for ax, d, D in zip(axes, p.data, p.dens):
@@ -144,26 +234,9 @@ def _draw_heatmaps(fig: Figure, axes: Sequence[Axes], p: _Panels, cmap: str) -> 
         ax.axvline(0.0, color="white", lw=0.6, ls=":", alpha=0.8)
     edges = [row_edges(d.time) for d in p.data]
     axes[0].set_ylim(min(e[0] for e in edges), max(e[-1] for e in edges))
-    cbar = fig.colorbar(mesh, ax=axes, pad=0.02, aspect=30)
-    cbar.set_label(_DENSITY_CBAR)
-    cbar.ax.tick_params(labelsize=FONT)
-
-
-def _draw_curves(fig: Figure, axes: Sequence[Axes], p: _Panels, cmap: str, tkind: str) -> None:
-    """One density curve per probe, coloured by its time, and the time's colour bar."""
-    tmin = min(float(d.time[0]) for d in p.data)
-    tmax = max(float(d.time[-1]) for d in p.data)
-    cm = matplotlib.colormaps[cmap]
-    norm = mcolors.Normalize(vmin=tmin, vmax=tmax if tmax > tmin else tmin + 1)
-    floor = 10.0**p.vmin
-    for ax, d, D in zip(axes, p.data, p.dens):
-        for t, y in zip(d.time, D):
-            ax.plot(p.grid.centers, np.maximum(y, 0.5 * floor), color=cm(norm(t)), lw=1.0)
-        ax.axvline(0.0, color="0.6", lw=0.6, ls=":")
-        ax.set_yscale("log")
-    axes[0].set_ylim(floor, 10.0 ** (p.vmax + 0.3))
-    cbar = fig.colorbar(ScalarMappable(norm=norm, cmap=cm), ax=axes, pad=0.02, aspect=30)
-    cbar.set_label(tkind)
+    cbar = fig.colorbar(mesh, ax=axes, pad=0.02, aspect=30, extend="min")
+    unit = "per decade of the axis" if symlog else "per unit eigenvalue"
+    cbar.set_label(f"log10 density {unit}\n(floor {p.vmin:.1f}: lower values share its colour)")
     cbar.ax.tick_params(labelsize=FONT)
 
 

@@ -257,7 +257,7 @@ def test_unknown_plot_kind(checked, tmp_path):
 
 def test_plot_run_not_in_file(checked, tmp_path):
     _fails("plot", "curves", checked, "--run", "adam", "-o", tmp_path / "f.png",
-           match="has no run 'adam'; runs: ['dcao']")
+           match="--run adam: no run of that name in")
 
 
 def test_plot_bad_figure_suffix(checked, tmp_path):

@@ -25,10 +25,36 @@ def test_run_file_plots(trained, tmp_path, kind, suffix):
     assert f"wrote {fig}" in r.stdout
 
 
-def test_evolution_curves_variant_and_run_selection(trained, tmp_path):
+def test_evolution_heatmap_variant_and_run_selection(trained, tmp_path):
     fig = tmp_path / "e.png"
-    invoke("plot", "evolution", trained["h5"], "--run", "dcao", "--kind", "curves", "-o", fig)
+    invoke("plot", "evolution", trained["h5"], "--run", "dcao", "--style", "heatmap", "-o", fig)
     _check(fig, ".png")
+    invoke("plot", "evolution", trained["h5"], "--epochs", "0,1", "-o", fig)
+    _check(fig, ".png")
+
+
+def test_several_files_on_one_axis(trained, tmp_path):
+    """Two files holding runs of the same name: told apart by the file's stem."""
+    import shutil
+    from pathlib import Path
+
+    from cli.plot import _load_runs
+
+    other = tmp_path / "other.h5"
+    shutil.copy(trained["h5"], other)
+    fig = tmp_path / "d.png"
+    r = invoke("plot", "density", trained["h5"], other, "--run", "dcao", "-o", fig)
+    _check(fig, ".png")
+    assert "wrote" in r.stdout
+    names = [run.name for run in _load_runs((str(trained["h5"]), str(other)), ("dcao",))]
+    assert names == [f"{Path(trained['h5']).stem}/dcao", "other/dcao"]
+
+
+def test_unknown_run_speaks_cli(trained, tmp_path):
+    r = invoke("plot", "evolution", trained["h5"], "--run", "dcoa", "-o", tmp_path / "e.png",
+               ok=False)
+    assert r.exit_code == 2
+    assert "--run dcoa" in r.output and "Did you mean 'dcao'?" in r.output
 
 
 def test_trajectories(tmp_path):

@@ -59,6 +59,32 @@ def test_coordinates_round_trip_and_keep_order_and_sign(t: float) -> None:
 
 
 @pytest.mark.parametrize("t", THRESHOLDS)
+def test_decade_slope_is_the_derivative_of_the_axis_in_decades(t: float) -> None:
+    scale = EigenvalueScale(t)
+    x = X[np.abs(np.abs(X) - t) > 1e-3 * t]  # not at the kink
+    h = 1e-7 * np.maximum(np.abs(x), 1e-3 * t)
+    num = (symlog(x + h, t) - symlog(x - h, t)) / (2 * h) / t
+    assert np.allclose(scale.decade_slope(x), num, rtol=1e-5)
+    assert np.array_equal(EigenvalueScale(None).decade_slope(x), np.ones_like(x))
+
+
+def test_an_explicit_sigma_keeps_the_grid_near_the_nodes() -> None:
+    """A width in the smoothing coordinate far above the threshold used to send the
+    grid's ends dozens of decades out (sinh of 3 widths); the margin is now at most a
+    tenth of the nodes' extent in that coordinate."""
+    scale = EigenvalueScale(1e-3)
+    rules = [_measure(np.array([-0.5, -0.01, 0.0, 0.03, 0.2, 8.0]), 0, num_steps=6)]
+    for sigma in (1e-4, 0.05, 1.0):
+        g = density_grid(scale, rules, 64, sigma)
+        s_lo, s_hi = scale.to_smoothing(rules[0][0].min()), scale.to_smoothing(rules[0][0].max())
+        pad = min(3 * sigma, 0.1 * (s_hi - s_lo))
+        assert scale.to_smoothing(g.edges[-1]) == pytest.approx(s_hi + pad)
+        assert scale.to_smoothing(g.edges[0]) == pytest.approx(s_lo - pad)
+        assert g.edges[-1] < 8.0 * 10 ** (pad / (0.39 * 1e-3) / math.log(10) + 0.1)
+    assert density_grid(scale, rules, 64, 1.0).edges[-1] < 1e3
+
+
+@pytest.mark.parametrize("t", THRESHOLDS)
 def test_asinh_slope_is_the_derivative(t: float) -> None:
     assert asinh_slope(np.array(0.0), t) == 1.0
     h = 1e-6 * np.maximum(np.abs(X), 1e-3 * t)

@@ -73,7 +73,7 @@ def test_non_finite_nodes_are_named_not_taken_for_missing_densities(tmp_path: Pa
     # with a good row left: the bad one is skipped, and said so, pointing at the caller
     mixed = run_with_nodes(tmp_path / "mixed.h5", [(good, w), (nan_node, w), (good, w)])
     with pytest.warns(UserWarning, match=r"probe rows \[1\] are not finite.*; skipped") as rec:
-        fig = plot_evolution(mixed)
+        fig = plot_evolution(mixed, kind="heatmap")
     assert rec[0].filename == __file__
     assert len(meshes(fig)) == 1
     # NaN in both arrays is padding (a shorter Lanczos run): no warning

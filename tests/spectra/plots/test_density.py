@@ -21,12 +21,18 @@ def _curve(fig) -> tuple[np.ndarray, np.ndarray]:
 def test_density_from_run_and_measure(runs: dict, store_path: Path, tmp_path: Path) -> None:
     fig = plot_density(store_path, "sgdm", probe=0)
     (ax,) = fig.axes
-    assert ax.get_yscale() == "log" and ax.get_xscale() == "symlog"
+    assert ax.get_yscale() == "log" and ax.get_xscale() == "linear"
     assert ax.get_xlabel() == "eigenvalue"
     assert "epoch 0" in fig.get_suptitle()
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].texts]
     assert "top-3 eigenvalues (Lanczos)" in labels
+    assert "smallest eigenvalue (Lanczos)" in labels
+    top = runs["sgdm"].probes.top_eigenvalues[0]
+    lo, hi = ax.get_xlim()
+    assert hi > top.max() and lo < runs["sgdm"].probes.bottom_eigenvalue[0]
     saved(fig, tmp_path, "density")
+    fig = plot_density(store_path, "sgdm", probe=0, xscale="symlog")
+    assert fig.axes[0].get_xscale() == "symlog"
 
     ev = np.concatenate([np.linspace(-1, 1, 50), [10.0, 20.0]])
     measure = slq(torch.diag(torch.from_numpy(ev)), num_vectors=2, num_steps=20,
@@ -36,8 +42,19 @@ def test_density_from_run_and_measure(runs: dict, store_path: Path, tmp_path: Pa
     assert np.trapezoid(y, x) == pytest.approx(1.0, abs=0.02)  # a density per eigenvalue
     with pytest.raises(ValueError, match="probe=6 is out of range"):
         plot_density(runs["sgdm"], probe=6)
-    with pytest.raises(ValueError, match="pass name="):
-        plot_density(store_path)
+
+
+
+def test_density_overlays_several_runs(runs: dict, store_path: Path) -> None:
+    fig = plot_density(store_path)  # every run of the file, last probe, one axis
+    (ax,) = fig.axes
+    curves = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 10]
+    assert [c.get_label() for c in curves] == ["sgdm at epoch 5", "dcao at epoch 5"]
+    assert curves[0].get_color() != curves[1].get_color()
+    top = max(float(r.probes.top_eigenvalues[-1].max()) for r in runs.values())
+    assert ax.get_xlim()[1] > top
+    marks = [ln for ln in ax.get_lines() if ln.get_marker() == "v" and len(ln.get_xdata())]
+    assert {m.get_color() for m in marks} == {c.get_color() for c in curves}
 
 
 def test_density_is_the_measures_smoothing() -> None:
@@ -56,13 +73,14 @@ def test_symlog_density_integrates_to_one_and_is_smooth_at_linthresh() -> None:
     ev = np.concatenate([np.linspace(-0.5, 0.5, 80), [-3.0, 40.0, 400.0]])
     measure = slq(torch.diag(torch.from_numpy(ev)), num_vectors=3, num_steps=40,
                   generator=torch.Generator().manual_seed(2))
-    fig = plot_density(measure, grid=2000, decades=14)
+    fig = plot_density(measure, grid=2000, decades=14, xscale="symlog")
     xs, ys = _curve(fig)
     assert np.trapezoid(ys, xs) == pytest.approx(1.0, abs=0.02)
     assert fig.axes[0].get_xscale() == "symlog"
     # no jump at +-linthresh (the density per unit eigenvalue is smooth there)
     grid = np.linspace(0.05, 0.2, 301)
-    fig = plot_density(measure, grid=grid, linthresh=0.1, sigma=0.05, decades=14)
+    fig = plot_density(measure, grid=grid, linthresh=0.1, sigma=0.05, decades=14,
+                       xscale="symlog")
     _, y = _curve(fig)
     assert np.max(np.abs(np.diff(np.log(y)))) < 0.05
 

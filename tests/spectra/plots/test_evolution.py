@@ -14,7 +14,7 @@ from tests.spectra.plots.conftest import EPOCHS, meshes, panels, saved
 
 
 def test_evolution_heatmap_from_path(store_path: Path, tmp_path: Path) -> None:
-    fig = plot_evolution(store_path, grid=200)
+    fig = plot_evolution(store_path, kind="heatmap", grid=200)
     assert isinstance(fig, Figure)
     qm = meshes(fig)
     assert len(qm) == 2  # one panel per run
@@ -28,14 +28,16 @@ def test_evolution_heatmap_from_path(store_path: Path, tmp_path: Path) -> None:
     # shared axes: the same limits, which include the negative eigenvalues
     assert axes[0].get_xlim() == axes[1].get_xlim()
     assert axes[0].get_xlim()[0] < -1.0
-    assert any("log10 density" in ax.get_ylabel() for ax in fig.axes)
+    (cbar,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert "log10 density per decade of the axis" in cbar.get_ylabel()
+    assert "floor" in cbar.get_ylabel()
     assert "mlp on digits" in fig.get_suptitle()
     saved(fig, tmp_path, "evolution", tuple(FIGURE_FORMATS))
 
 
 def test_evolution_heatmap_rows_follow_the_spectrum(runs: dict) -> None:
     """The first probe has mass below -1 (negative eigenvalues), the last has none."""
-    fig = plot_evolution(runs["sgdm"], grid=300, decades=8)
+    fig = plot_evolution(runs["sgdm"], kind="heatmap", grid=300, decades=8)
     (q,) = meshes(fig)
     logd = q.get_array()
     edges = q.get_coordinates()[0, :, 0]
@@ -45,22 +47,81 @@ def test_evolution_heatmap_rows_follow_the_spectrum(runs: dict) -> None:
     assert logd.max() == pytest.approx(np.max(logd))
 
 
-def test_evolution_curves_and_options(runs: dict, tmp_path: Path) -> None:
-    fig = plot_evolution(runs, kind="curves", sigma=0.05, grid=150, by="step")
-    axes = panels(fig)
-    assert len(axes) == 2
-    assert all(len(ax.get_lines()) == EPOCHS + 1 for ax in axes)  # + the zero line
-    assert axes[0].get_yscale() == "log"
-    assert any(ax.get_ylabel() == "step" for ax in fig.axes)  # the colour bar
-    saved(fig, tmp_path, "evolution_curves")
-    fig = plot_evolution([runs["dcao"]], xscale="linear", grid=np.linspace(-5, 30, 50))
+def test_evolution_heatmap_options(runs: dict) -> None:
+    fig = plot_evolution([runs["dcao"]], kind="heatmap", xscale="linear",
+                         grid=np.linspace(-5, 30, 50))
     (q,) = meshes(fig)
     assert q.get_array().shape == (EPOCHS, 50)
     assert fig.axes[0].get_xscale() == "linear"
 
 
+def test_heatmap_explicit_sigma_keeps_the_axis(runs: dict) -> None:
+    """An explicit sigma (a width in the asinh coordinate) used to put the symlog axis's
+    ends dozens of decades beyond the outliers; the axis now ends near them."""
+    top = max(float(np.nanmax(r.probes.top_eigenvalues)) for r in runs.values())
+    bottom = min(float(np.nanmin(r.probes.bottom_eigenvalue)) for r in runs.values())
+    for sigma in (0.05, 0.5, 3.0):
+        fig = plot_evolution(runs, kind="heatmap", sigma=sigma, grid=100)
+        lo, hi = panels(fig)[0].get_xlim()
+        assert 0.9 * top <= hi <= 30 * top
+        assert 30 * bottom <= lo <= 0.9 * bottom
+
+
+def _curves(ax) -> list:
+    return [ln for ln in ax.get_lines() if ln.get_xydata().shape[0] > 10]
+
+
+def test_evolution_lines_default(runs: dict, tmp_path: Path) -> None:
+    """The default: one curve per spread checkpoint on a linear eigenvalue axis, log
+    density, top-k marked, every outlier inside the x range and above the y floor."""
+    run = runs["sgdm"]
+    fig = plot_evolution(run)
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "linear" and ax.get_yscale() == "log"
+    curves = _curves(ax)
+    assert [c.get_label() for c in curves] == ["epoch 0", "epoch 2", "epoch 3", "epoch 5"]
+    lo, hi = ax.get_xlim()
+    top = np.asarray(run.probes.top_eigenvalues)
+    bottom = np.asarray(run.probes.bottom_eigenvalue)
+    assert lo < bottom.min() and hi > top.max()
+    x = curves[0].get_xdata()
+    sigma = float(fig.legends[0].texts[-1].get_text().split("=")[1])
+    assert hi >= top.max() + 3 * sigma  # the last outlier's peak is not cut in half
+    # each outlier (top eigenvalue) of each curve is a visible peak above the floor
+    y0 = ax.get_ylim()[0]
+    for c, row in zip(curves, (0, 2, 3, 5)):
+        y = c.get_ydata()
+        for ev in top[row]:
+            near = np.abs(x - ev) < sigma
+            assert y[near].max() > 2 * y0
+    marks = [ln for ln in ax.get_lines() if ln.get_marker() == "v" and len(ln.get_xdata())]
+    assert len(marks) == 4 and all(len(m.get_xdata()) == 3 for m in marks)
+    labels = [t.get_text() for t in fig.legends[0].texts]
+    assert "top-3 eigenvalues (Lanczos)" in labels
+    assert labels[-1].startswith("Gaussian smoothing σ = ")
+    assert "sgdm" in fig.get_suptitle()
+    saved(fig, tmp_path, "evolution_lines", tuple(FIGURE_FORMATS))
+
+
+def test_evolution_lines_several_runs_on_one_axis(runs: dict, store_path: Path) -> None:
+    fig = plot_evolution(store_path, epochs=[0, 5])
+    (ax,) = fig.axes
+    curves = _curves(ax)
+    assert [c.get_label() for c in curves] == [
+        "sgdm, epoch 0", "sgdm, epoch 5", "dcao, epoch 0", "dcao, epoch 5"]
+    assert curves[0].get_color() == curves[1].get_color() != curves[2].get_color()
+    assert curves[0].get_linestyle() != curves[1].get_linestyle()
+    top = max(float(np.nanmax(r.probes.top_eigenvalues)) for r in runs.values())
+    assert ax.get_xlim()[1] > top
+    with pytest.raises(ValueError, match=r"no density probe at epoch 2.5; its probes are at"):
+        plot_evolution(store_path, epochs=[2.5])
+    fig = plot_evolution(runs, epochs=[10, 30], by="step", sigma=0.2)
+    assert [c.get_label() for c in _curves(fig.axes[0])][:2] == ["sgdm, epoch 1", "sgdm, epoch 3"]
+    assert fig.legends[0].texts[-1].get_text() == "Gaussian smoothing σ = 0.2"
+
+
 def test_evolution_bad_input(runs: dict, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="kind must be 'heatmap' or 'curves'"):
+    with pytest.raises(ValueError, match="kind must be 'lines' or 'heatmap'"):
         plot_evolution(runs, kind="ridge")
     with pytest.raises(ValueError, match="sigma must be a positive width"):
         plot_evolution(runs, sigma=0.0)
@@ -70,6 +131,8 @@ def test_evolution_bad_input(runs: dict, tmp_path: Path) -> None:
         plot_evolution(runs, grid=[1.0, 0.0, 2.0])
     with pytest.raises(ValueError, match="xscale"):
         plot_evolution(runs, xscale="log")
+    with pytest.raises(ValueError, match="epochs must be finite numbers"):
+        plot_evolution(runs, epochs=[float("nan")])
     with pytest.raises(ValueError, match="decades must be a positive number"):
         plot_evolution(runs, decades=0.0)
     with pytest.raises(ValueError, match="no runs named"):
