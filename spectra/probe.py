@@ -4,6 +4,22 @@
 most negative eigenvalue, a Hutch++ trace and an SLQ density, each optional,
 and returns a :class:`ProbeResult` holding numbers and raw quadrature, ready
 to print, serialize (:meth:`ProbeResult.to_dict`) or append to a run file.
+
+Given the training optimizer, a probe also records the quantities built on it
+(:mod:`spectra.curvature`), each an option of :class:`ProbeSettings` with its cost:
+
+* the optimizer's stability threshold (:func:`spectra.stability_threshold`): free,
+  always recorded when an optimizer is given;
+* ``preconditioned``: ``lambda_1(P^-1/2 H P^-1/2)`` for the optimizer's diagonal
+  preconditioner ``P`` (:func:`spectra.preconditioner`,
+  :class:`spectra.PreconditionedOperator`): one Lanczos run, about as many products
+  as the top eigenvalue (10-60);
+* ``alignment``: the gradients' alignment with the top-``k`` eigenvectors and the
+  split of one optimizer step's loss change (:mod:`spectra.curvature.alignment`): no
+  products given the eigenvectors; gradients and forward passes only;
+* ``layers``: ``lambda_1``, trace and (``layer_density``) density of each block of
+  parameters (:mod:`spectra.curvature.blocks`): per block, the products of a top
+  eigenvalue, ``trace_matvecs`` and ``num_vectors * num_steps``.
 """
 
 from __future__ import annotations
@@ -11,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from spectra.curvature.alignment import Alignment, gradient_alignment
+from spectra.curvature.blocks import BLOCK_KINDS, BlockSpectra, block_spectra
+from spectra.curvature.preconditioner import preconditioner
+from spectra.curvature.stability import StabilityThreshold, stability_threshold
 from spectra.linalg.density import SpectralMeasure, slq
 from spectra.linalg.density import check_memory as check_slq_memory
 from spectra.linalg.eigsh import check_memory as check_eigsh_memory
@@ -27,6 +47,7 @@ from spectra.linalg.trace import check_memory as check_trace_memory
 from spectra.linalg.trace import trace
 from spectra.operators.base import Batch, LossFn
 from spectra.operators.hessian import HessianOperator
+from spectra.operators.preconditioned import PreconditionedOperator
 from spectra.utils import checks as _checks
 
 
@@ -43,6 +64,14 @@ class ProbeSettings:
         seed: seed of the probe's own random generator.
         dtype: compute dtype name (``"float32"`` or ``"float64"``), ``None`` for the model's.
         eval_mode: evaluate the model in eval mode during the probe.
+        preconditioned: also ``lambda_1`` of the optimizer's preconditioned Hessian
+            ``P^-1/2 H P^-1/2`` (needs an optimizer with a diagonal preconditioner).
+        alignment: also the gradient alignment with the top-``k`` eigenvectors and the
+            step split (needs ``top_k >= 1``; the step split needs an optimizer).
+        layers: per-block spectra, blocks by ``"module"``, ``"tensor"``, or a mapping
+            ``name -> parameter names``; ``None`` for none.
+        layer_density: ``(num_vectors, num_steps)`` of each block's SLQ density (and
+            the heterogeneity score), or ``None``.
     """
 
     top_k: int = 5
@@ -53,6 +82,10 @@ class ProbeSettings:
     seed: int = 0
     dtype: str | None = None
     eval_mode: bool = True
+    preconditioned: bool = False
+    alignment: bool = False
+    layers: str | dict[str, list[str]] | None = None
+    layer_density: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         # integers, not bools (top_k=True is not a request for one eigenvalue)
@@ -73,6 +106,26 @@ class ProbeSettings:
             object.__setattr__(self, "density", (n_v, m))
         if self.dtype not in (None, "float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.alignment and not self.top_k:
+            raise ValueError("alignment needs the top eigenvectors: ask for top_k >= 1")
+        if isinstance(self.layers, str) and self.layers not in BLOCK_KINDS:
+            raise ValueError(f"layers must be one of {', '.join(BLOCK_KINDS)}, a mapping of "
+                             f"groups, or None, got {self.layers!r}")
+        if self.layers is not None and not isinstance(self.layers, (str, dict)):
+            raise TypeError(f"layers must be a string, a dict of groups or None, got "
+                            f"{type(self.layers).__name__}")
+        if isinstance(self.layers, dict):
+            object.__setattr__(self, "layers", {str(k): [v] if isinstance(v, str) else list(v)
+                                                for k, v in self.layers.items()})
+        if self.layer_density is not None:
+            if not (isinstance(self.layer_density, (tuple, list)) and len(self.layer_density) == 2):
+                raise ValueError(f"layer_density must be None or a pair (num_vectors, num_steps), "
+                                 f"got {self.layer_density!r}")
+            if self.layers is None:
+                raise ValueError("layer_density needs layers ('module', 'tensor' or groups)")
+            object.__setattr__(self, "layer_density", (
+                _checks.integer("layer_density num_vectors", self.layer_density[0], 1),
+                _checks.integer("layer_density num_steps", self.layer_density[1], 1)))
 
     def check(self, dim: int, dtype: torch.dtype, device: Any = None) -> None:
         """Refuse settings that an operator of size ``dim`` (``P``, the number of
@@ -118,6 +171,10 @@ class ProbeSettings:
             "seed": self.seed,
             "dtype": self.dtype,
             "eval_mode": self.eval_mode,
+            "preconditioned": self.preconditioned,
+            "alignment": self.alignment,
+            "layers": self.layers,
+            "layer_density": list(self.layer_density) if self.layer_density is not None else None,
         }
 
 
@@ -137,6 +194,12 @@ class ProbeResult:
         converged: whether every eigenpair met ``tol``.
         reduction: ``"mean"`` or ``"sum"``, how the loss reduces a batch, i.e. how the
             Hessian weights the batches (``n_b / N`` or 1); see :class:`~spectra.HessianOperator`.
+        threshold: the optimizer's stability threshold (``None``: no optimizer given,
+            or none in theory).
+        preconditioned_top: ``lambda_1(P^-1/2 H P^-1/2)`` (NaN if not asked, or before
+            the optimizer's first step, when it has no preconditioner yet).
+        alignment: :class:`~spectra.curvature.alignment.Alignment` (``None`` if not asked).
+        layers: :class:`~spectra.curvature.blocks.BlockSpectra` (``None`` if not asked).
     """
 
     top_eigenvalues: np.ndarray
@@ -150,6 +213,10 @@ class ProbeResult:
     converged: bool
     top_eigenvectors: torch.Tensor | None = field(default=None, repr=False, compare=False)
     reduction: str | None = None
+    threshold: StabilityThreshold | None = None
+    preconditioned_top: float = math.nan
+    alignment: Alignment | None = None
+    layers: BlockSpectra | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: lists and floats (NaN as ``None``); raw SLQ nodes/weights included."""
@@ -171,6 +238,10 @@ class ProbeResult:
         if self.measure is not None:
             out["ritz_nodes"] = self.measure.nodes.tolist()
             out["ritz_weights"] = self.measure.weights.tolist()
+        out["threshold"] = self.threshold.to_dict() if self.threshold is not None else None
+        out["preconditioned_top"] = num(self.preconditioned_top)
+        out["alignment"] = self.alignment.to_dict() if self.alignment is not None else None
+        out["layers"] = self.layers.to_dict() if self.layers is not None else None
         return out
 
 
@@ -182,6 +253,8 @@ def probe(
     *,
     v0: torch.Tensor | None = None,
     reduction: str | None = None,
+    optimizer: Any = None,
+    batch: Batch | None = None,
     progress: bool = False,
 ) -> ProbeResult:
     """Probe the Hessian spectrum of ``loss_fn(model(X), y)`` over ``data``.
@@ -198,16 +271,26 @@ def probe(
         reduction: ``"mean"`` or ``"sum"``, how ``loss_fn`` reduces a batch; by default
             ``loss_fn.reduction``, else determined from the loss on the first batch
             (``ValueError`` when it is neither). The result states the one used.
+        optimizer: the training optimizer: its stability threshold is recorded, and
+            ``settings.preconditioned`` reads its preconditioner, ``settings.alignment``
+            takes one step of it (on a copy) for the step split.
+        batch: a training minibatch ``(X, y)`` for ``settings.alignment``.
         progress: progress bars for each part (eigensolver, trace, SLQ).
 
     Raises:
-        ValueError: settings the model rules out (see :meth:`ProbeSettings.check`).
+        ValueError: settings the model rules out (see :meth:`ProbeSettings.check`);
+            ``settings.preconditioned`` without an optimizer.
+        TypeError: ``settings.preconditioned`` with an optimizer that has no diagonal
+            preconditioner (SGD, ...; see :func:`spectra.preconditioner`).
     """
     s = settings or ProbeSettings()
     start = time.perf_counter()
     dtype = getattr(torch, s.dtype) if s.dtype else None
     op = HessianOperator(model, loss_fn, data, dtype=dtype, reduction=reduction, eval_mode=s.eval_mode)
     s.check(op.shape[0], op.dtype, op.device)
+    if s.preconditioned and optimizer is None:
+        raise ValueError("preconditioned needs the optimizer whose preconditioner it reads "
+                         "(pass optimizer=)")
     gen = torch.Generator().manual_seed(s.seed)
     top = np.zeros(0)
     top_res = np.zeros(0)
@@ -238,6 +321,19 @@ def probe(
     if measure is not None and math.isfinite(bottom):
         # every Ritz value bounds lambda_min from above (Cauchy interlacing): keep the lowest
         bottom = min(bottom, float(measure.nodes[measure.weights > 0].min()))
+    pre_top = math.nan
+    if s.preconditioned:
+        pre_top = _preconditioned_top(op, model, optimizer, s.tol, gen, progress)
+    align = None
+    if s.alignment and vecs is not None:
+        align = gradient_alignment(model, loss_fn, data, vecs, batch=batch, optimizer=optimizer,
+                                   params=op.param_names, dtype=op.dtype, reduction=op.reduction,
+                                   eval_mode=s.eval_mode)
+    layers = None
+    if s.layers is not None:
+        layers = block_spectra(model, loss_fn, data, s.layers, trace_matvecs=s.trace_matvecs,
+                               density=s.layer_density, tol=s.tol, generator=gen, dtype=op.dtype,
+                               reduction=op.reduction, eval_mode=s.eval_mode)
     op.clear_cache()
     return ProbeResult(
         top_eigenvalues=top,
@@ -246,12 +342,34 @@ def probe(
         trace=tr,
         trace_stderr=tr_se,
         measure=measure,
-        num_matvecs=op.num_matvecs,
+        num_matvecs=op.num_matvecs + (layers.num_matvecs if layers is not None else 0),
         seconds=time.perf_counter() - start,
         converged=converged,
         top_eigenvectors=vecs,
         reduction=op.reduction,
+        threshold=stability_threshold(optimizer) if optimizer is not None else None,
+        preconditioned_top=pre_top,
+        alignment=align,
+        layers=layers,
     )
+
+
+def _preconditioned_top(op: HessianOperator, model: nn.Module, optimizer: Any, tol: float,
+                        gen: torch.Generator, progress: bool) -> float:
+    """``lambda_1(P^-1/2 H P^-1/2)``, NaN before the optimizer's first step (no state, no
+    preconditioner yet); its products count in ``op.num_matvecs``."""
+    named = dict(model.named_parameters())
+    params = [named[n] for n in op.param_names]
+    state = getattr(optimizer, "state", None)
+    try:
+        diag = preconditioner(optimizer, params=params).to(device=op.device)
+    except ValueError:
+        if isinstance(state, Mapping) and not any(state.get(p) for p in params):
+            return math.nan  # not stepped yet
+        raise
+    r = eigsh(PreconditionedOperator(op, diag), k=1, which="LA", tol=tol, generator=gen,
+              progress=progress, warn=False)
+    return float(r.eigenvalues[0])
 
 
 __all__ = ["ProbeResult", "ProbeSettings", "probe"]

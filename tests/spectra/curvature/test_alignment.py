@@ -1,0 +1,120 @@
+"""Gradient alignment against a dense eigendecomposition, and the step split of Song,
+Ahn & Yun against losses evaluated independently at the projected steps."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch.func import functional_call, grad
+
+from spectra.curvature.alignment import (
+    gradient_alignment,
+    loss_and_gradient,
+    optimizer_step,
+    subspace_fraction,
+)
+from spectra.probe import ProbeSettings, probe
+from tests.spectra.cases import make_cases
+
+K = 3
+
+
+@pytest.fixture(scope="module")
+def case():
+    return make_cases()[0]  # mlp-ce-mean, float64, uneven batches 10/10/3
+
+
+def _loss_at(case, flat):
+    """The data-set loss at flat parameters, straight from the batches (no code under test)."""
+    return sum(w * case.loss_fn(functional_call(case.model, case._state(flat), (X,)), y)
+               for w, (X, y) in zip(case._weights(), case.batches))
+
+
+def _dense_top(case):
+    _, evecs = torch.linalg.eigh(case.dense_hessian())
+    return evecs[:, -K:]
+
+
+def test_subspace_fraction():
+    V = torch.eye(4, dtype=torch.float64)[:, :2]
+    assert subspace_fraction(torch.tensor([3.0, 4.0, 0.0, 0.0], dtype=torch.float64), V) == 1.0
+    assert subspace_fraction(torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64), V) == 0.5
+    assert torch.isnan(torch.tensor(subspace_fraction(torch.zeros(4, dtype=torch.float64), V)))
+    with pytest.raises(ValueError, match="basis"):
+        subspace_fraction(torch.zeros(3), V)
+
+
+def test_loss_and_gradient_equal_torch_func(case):
+    w = case.flat_params()
+    value, g = loss_and_gradient(case.model, case.loss_fn, case.batches, reduction="mean")
+    assert value == pytest.approx(float(_loss_at(case, w)), rel=1e-13)
+    torch.testing.assert_close(g, grad(lambda f: _loss_at(case, f))(w), rtol=1e-12, atol=1e-14)
+
+
+def test_alignment_of_the_probe_eigenvectors_equals_the_dense_projection(case):
+    r = probe(case.model, case.loss_fn, case.batches,
+              ProbeSettings(top_k=K, bottom=False, trace_matvecs=0, density=None, tol=1e-10))
+    batch = case.batches[1]
+    a = gradient_alignment(case.model, case.loss_fn, case.batches, r.top_eigenvectors, batch=batch)
+    U = _dense_top(case)
+    w = case.flat_params()
+    g = grad(lambda f: _loss_at(case, f))(w)
+    gb = grad(lambda f: case.loss_fn(functional_call(case.model, case._state(f), (batch[0],)), batch[1]))(w)
+    exact = float((U.T @ g).square().sum() / g.square().sum())
+    exact_b = float((U.T @ gb).square().sum() / gb.square().sum())
+    assert a.k == K
+    assert a.full_batch == pytest.approx(exact, abs=1e-8)
+    assert a.minibatch == pytest.approx(exact_b, abs=1e-8)
+    assert a.gradient_norm == pytest.approx(float(g.norm()), rel=1e-12)
+    assert 0.0 < exact < 1.0 and abs(exact - exact_b) > 1e-3  # the two are different numbers
+    assert a.step_loss_change != a.step_loss_change  # NaN: no optimizer given
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9),
+    lambda p: torch.optim.Adam(p, lr=0.05),
+], ids=["sgdm", "adam"])
+def test_step_split_equals_losses_at_the_projected_steps(case, make):
+    model = copy.deepcopy(case.model)
+    opt = make(model.parameters())
+    batch = case.batches[0]
+    for _ in range(3):  # some optimizer state
+        opt.zero_grad()
+        case.loss_fn(model(batch[0]), batch[1]).backward()
+        opt.step()
+    state_before = copy.deepcopy(opt.state_dict())
+    w_before = [p.detach().clone() for p in model.parameters()]
+    c = copy.copy(case)
+    c.model = model
+    U = _dense_top(c)
+
+    d = optimizer_step(opt, model, case.loss_fn, batch)
+    # the optimizer and the model are untouched
+    assert all(torch.equal(a, p) for a, p in zip(w_before, model.parameters()))
+    after = opt.state_dict()
+    for key, st in state_before["state"].items():
+        for name, v in st.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(after["state"][key][name]))
+    # the step is the optimizer's own: take it on a copy, by hand
+    twin_model = copy.deepcopy(model)
+    twin = make(twin_model.parameters())
+    twin.load_state_dict(copy.deepcopy(state_before))
+    twin.zero_grad()
+    case.loss_fn(twin_model(batch[0]), batch[1]).backward()
+    twin.step()
+    by_hand = torch.cat([(q.detach() - p).reshape(-1) for q, p in zip(twin_model.parameters(), w_before)])
+    torch.testing.assert_close(d, by_hand, rtol=1e-12, atol=1e-15)
+
+    a = gradient_alignment(model, case.loss_fn, case.batches, U, batch=batch, optimizer=opt)
+    w = c.flat_params()
+    L0 = float(_loss_at(c, w))
+    top = U @ (U.T @ by_hand)
+    assert a.step_loss_change == pytest.approx(float(_loss_at(c, w + by_hand)) - L0, rel=1e-9, abs=1e-13)
+    assert a.step_loss_change_top == pytest.approx(float(_loss_at(c, w + top)) - L0, rel=1e-9, abs=1e-13)
+    assert a.step_loss_change_bulk == pytest.approx(float(_loss_at(c, w + by_hand - top)) - L0,
+                                                    rel=1e-9, abs=1e-13)
+    assert a.step_top_fraction == pytest.approx(float(top.square().sum() / by_hand.square().sum()),
+                                                rel=1e-10)
+    assert a.step_loss_change_top != pytest.approx(a.step_loss_change_bulk)

@@ -1,0 +1,89 @@
+"""The probe's optional quantities: the preconditioned sharpness against dense
+P^-1/2 H P^-1/2, the threshold, the alignment and per-layer spectra in one probe."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+
+from spectra.probe import ProbeSettings, probe
+from tests.spectra.cases import make_cases
+
+BASE = {"top_k": 2, "bottom": False, "trace_matvecs": 0, "density": None, "tol": 1e-10}
+
+
+@pytest.fixture()
+def trained():
+    """The mlp case after 5 Adam steps, and the optimizer."""
+    case = make_cases()[0]
+    model = copy.deepcopy(case.model)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.9, 0.99))
+    X, y = case.batches[0]
+    for _ in range(5):
+        opt.zero_grad()
+        case.loss_fn(model(X), y).backward()
+        opt.step()
+    c = copy.copy(case)
+    c.model = model
+    return c, opt
+
+
+def test_preconditioned_top_equals_dense(trained):
+    case, opt = trained
+    r = probe(case.model, case.loss_fn, case.batches, ProbeSettings(**BASE, preconditioned=True), optimizer=opt)
+    # Adam's P by hand from its state (Cohen et al. 2022): (1 - b1^t)(sqrt(v / (1 - b2^t)) + eps)
+    parts = []
+    for p in case.model.parameters():
+        st = opt.state[p]
+        t = float(st["step"])
+        parts.append(((1 - 0.9**t) * ((st["exp_avg_sq"] / (1 - 0.99**t)).sqrt() + 1e-8)).reshape(-1))
+    d = torch.cat(parts).double()
+    H = case.dense_hessian()
+    M = H / d.sqrt()[:, None] / d.sqrt()[None, :]
+    exact = float(torch.linalg.eigvalsh(M)[-1])
+    assert r.preconditioned_top == pytest.approx(exact, rel=1e-8)
+    assert exact > 10 * float(torch.linalg.eigvalsh(H)[-1])  # a different number than lambda_1(H)
+    assert r.threshold.kind == "(2+2b1)/((1-b1)lr)" and r.threshold.value == pytest.approx(38 / 0.01)
+
+
+def test_preconditioned_before_the_first_step_is_nan_and_sgd_is_refused():
+    case = make_cases()[0]
+    fresh = torch.optim.Adam(case.model.parameters())
+    r = probe(case.model, case.loss_fn, case.batches, ProbeSettings(**BASE, preconditioned=True), optimizer=fresh)
+    assert math.isnan(r.preconditioned_top)
+    with pytest.raises(TypeError, match="no preconditioner"):
+        probe(case.model, case.loss_fn, case.batches, ProbeSettings(**BASE, preconditioned=True),
+              optimizer=torch.optim.SGD(case.model.parameters(), lr=0.1))
+    with pytest.raises(ValueError, match="optimizer"):
+        probe(case.model, case.loss_fn, case.batches, ProbeSettings(**BASE, preconditioned=True))
+
+
+def test_settings_checks():
+    with pytest.raises(ValueError, match="top_k"):
+        ProbeSettings(top_k=0, alignment=True)
+    with pytest.raises(ValueError, match="module, tensor"):
+        ProbeSettings(layers="layer")
+    with pytest.raises(ValueError, match="needs layers"):
+        ProbeSettings(layer_density=(2, 10))
+    s = ProbeSettings(layers={"w": "0.weight"}, layer_density=[2, 10])
+    assert s.layers == {"w": ["0.weight"]} and s.layer_density == (2, 10)
+    json.dumps(s.to_dict())
+
+
+def test_all_quantities_in_one_probe_and_json(trained):
+    case, opt = trained
+    s = ProbeSettings(**BASE, preconditioned=True, alignment=True, layers="module", layer_density=(2, 10))
+    r = probe(case.model, case.loss_fn, case.batches, s, optimizer=opt, batch=case.batches[0])
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["threshold"]["kind"] == "(2+2b1)/((1-b1)lr)"
+    assert d["preconditioned_top"] > 0
+    assert 0 <= d["alignment"]["full_batch"] <= 1 and 0 <= d["alignment"]["minibatch"] <= 1
+    assert d["alignment"]["step_loss_change"] is not None
+    assert [b["name"] for b in d["layers"]["blocks"]] == ["0", "2"]
+    assert 0 <= d["layers"]["heterogeneity"] <= 1
+    # block products are counted with the probe's
+    assert r.num_matvecs >= r.layers.num_matvecs > 0
