@@ -2,8 +2,9 @@
 
 The root exports the math, grouped by topic:
 
-* operators: :class:`HessianOperator`, :class:`GGNOperator` (batched curvature
-  products over a model, a loss and a data set), :class:`PreconditionedOperator`
+* operators: :class:`HessianOperator`, :class:`GGNOperator`, :class:`FisherOperator`
+  (batched curvature products over a model, a loss and a data set),
+  :class:`PreconditionedOperator`
   (any of them through a diagonal preconditioner), :class:`DenseOperator`;
 * eigensolvers: :func:`eigsh` (thick-restart Lanczos with full
   reorthogonalization) returning :class:`EigenResult`; :func:`power_iteration`
@@ -38,6 +39,7 @@ from spectra.linalg.trace import TraceEstimate, trace
 # curvature operators of a model
 from spectra.operators import (
     CurvatureOperator,
+    FisherOperator,
     GGNOperator,
     HessianOperator,
     PreconditionedOperator,
@@ -62,6 +64,7 @@ __all__ = [
     "CurvatureOperator",
     "DenseOperator",
     "EigenResult",
+    "FisherOperator",
     "GGNOperator",
     "HessianOperator",
     "PreconditionedOperator",
