@@ -44,11 +44,11 @@ class PreconditionedOperator:
 
     Example:
         >>> import torch
-        >>> from spectra import PreconditionedOperator, eigsh
-        >>> A = torch.diag(torch.tensor([4.0, 9.0], dtype=torch.float64))
-        >>> op = PreconditionedOperator(A, torch.tensor([2.0, 3.0], dtype=torch.float64))
-        >>> op.matvec(torch.ones(2, dtype=torch.float64))  # (4 / 2, 9 / 3)
-        tensor([2., 3.], dtype=torch.float64)
+        >>> from spectra import PreconditionedOperator
+        >>> A = torch.diag(torch.tensor([8.0, 32.0], dtype=torch.float64))
+        >>> op = PreconditionedOperator(A, torch.tensor([4.0, 16.0], dtype=torch.float64))
+        >>> op.matvec(torch.ones(2, dtype=torch.float64))  # (8 / 4, 32 / 16)
+        tensor([2., 2.], dtype=torch.float64)
 
     Raises:
         TypeError: ``diag`` is not a real floating-point tensor.
