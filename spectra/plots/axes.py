@@ -122,23 +122,28 @@ def log_ticks(ax: Axes, which: str = "y") -> None:
     axis.set_minor_formatter(mticker.NullFormatter())
 
 
-def value_scale(ax: Axes, values: np.ndarray, axis: str = "y") -> None:
+def value_scale(ax: Axes, values: np.ndarray, axis: str = "y") -> float | None:
     """Log scale for positive data, symlog when some values are <= 0.
 
     The symlog threshold is a power of ten at the 10% quantile of the nonzero
     ``|values|``, but no less than 1e-6 of the largest; non-finite values are ignored.
+    The symlog axis has base 10 and linscale 1, the one :func:`symlog_ticks` labels.
+
+    Returns:
+        The symlog threshold, or None (log, or nothing to scale).
     """
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     setter = ax.set_yscale if axis == "y" else ax.set_xscale
     if v.size == 0:
-        return
+        return None
     if np.all(v > 0):
         setter("log")
-        return
+        return None
     nz = np.abs(v[v != 0])
     if nz.size == 0:
-        return
+        return None
     lt = 10.0 ** math.floor(math.log10(float(np.quantile(nz, 0.1))))
     lt = max(lt, 10.0 ** math.floor(math.log10(float(nz.max()) * 1e-6)))
-    setter("symlog", linthresh=lt, linscale=0.5)
+    setter("symlog", linthresh=lt, linscale=1.0, base=10)
+    return lt

@@ -1,30 +1,82 @@
 """Sharpness over training: the top-k Hessian eigenvalues and the smallest one against
-time, with the edge-of-stability threshold of the learning rate, one panel per run."""
+time, with the optimizer's stability threshold where theory gives one, one panel per
+run.
+
+The threshold. A probe row that records ``threshold`` (with ``threshold_kind`` and,
+for adaptive optimizers, ``preconditioned_top``: see :mod:`spectra.probe`) is drawn as
+recorded, probe by probe, so that a learning-rate schedule shows. A run without those
+columns falls back on its config: a ``torch.optim`` baseline named there (``sgd``,
+``sgdm``, ``adam``, ``adamw``, ``rmsprop``) is rebuilt at each metrics row's lr and
+momentum and asked :func:`spectra.stability_threshold`, the one home of the formulas;
+every other optimizer (CALR, SMARAN, LPSGD, Lion, DCAO, ...) gets no line, and the panel
+says so. A threshold on the *preconditioned* sharpness (Adam, RMSprop) is drawn only
+against the recorded ``preconditioned_top``, never against the Hessian's eigenvalues.
+A threshold above the y range is named in the panel, not dropped.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from spectra.plots.axes import log_ticks, value_scale
+from spectra.linalg.scales import symlog, symlog_inverse
+from spectra.plots.axes import log_ticks, symlog_ticks, value_scale
 from spectra.plots.data import (
     RunsLike,
     figure_title,
+    finite_series,
     resolve_runs,
     run_title,
     time_column,
     time_kind,
 )
-from spectra.plots.style import figure_legend, grid_shape, new_figure, panels, panels_figsize, style
+from spectra.plots.style import (
+    FONT,
+    figure_legend,
+    grid_shape,
+    new_figure,
+    panels,
+    panels_figsize,
+    style,
+)
 from spectra.runs import RunData
 
-# (time, threshold, legend label)
-_Threshold = tuple[np.ndarray, np.ndarray, str]
+#: ``threshold_kind`` -> its formula in mathtext (the kinds of
+#: :data:`spectra.curvature.stability.KINDS`).
+KIND_LABELS: dict[str, str] = {
+    "2/lr": r"$2/\eta$",
+    "(2+2b)/lr": r"$(2+2\beta)/\eta$",
+    "(2+2b)/((1-d)lr)": r"$(2+2\beta)/((1-d)\eta)$",
+    "(2+2b)/((1+2b)lr)": r"$(2+2\beta)/((1+2\beta)\eta)$",
+    "(2+2b1)/((1-b1)lr)": r"$(2+2\beta_1)/((1-\beta_1)\eta)$",
+}
+_ADAM_KIND = "(2+2b1)/((1-b1)lr)"
+
+# config name of a torch.optim baseline -> its class name (the rules themselves are
+# spectra.curvature.stability's); other optimizers have no threshold in theory
+_TORCH_BASELINES = {"sgd": "SGD", "sgdm": "SGD", "adam": "Adam", "adamw": "AdamW",
+                    "rmsprop": "RMSprop"}
+# an eigenvalue panel shows a threshold up to this many times the largest eigenvalue
+_ON_SCALE = 4.0
+
+
+@dataclass(frozen=True)
+class _Threshold:
+    """A stability threshold over time."""
+
+    time: np.ndarray  # (n,)
+    value: np.ndarray  # (n,)
+    label: str  # formula, for the legend
+    preconditioned: bool  # bounds lambda_1(P^-1 H), not lambda_1(H)
+    source: str  # "recorded" (probes) or "config" (rebuilt from the config and the lr)
 
 
 @dataclass(frozen=True)
@@ -35,7 +87,9 @@ class _Sharpness:
     time: np.ndarray  # (n,) of the probes
     top: np.ndarray | None  # (n, k) top eigenvalues; None: not recorded
     bottom: np.ndarray | None  # (n,) smallest eigenvalue; None: not recorded
+    pre_top: tuple[np.ndarray, np.ndarray] | None  # (time, lambda_1(P^-1 H))
     threshold: _Threshold | None
+    note: str  # why there is no line, or ""
 
 
 def plot_sharpness(
@@ -49,12 +103,13 @@ def plot_sharpness(
 ) -> Figure:
     """Top-k Hessian eigenvalues and the smallest one over training, one panel per run.
 
-    With ``stability`` and a recorded ``lr``, the edge-of-stability threshold of
-    gradient descent is drawn: ``2/lr``, or ``(2 + 2 beta)/lr`` for heavy-ball
-    momentum ``beta`` when the metrics record one (Cohen et al., 2021). For adaptive
-    optimizers (Adam and kin) the threshold applies to the preconditioned Hessian,
-    not to these eigenvalues. The y axis is logarithmic when every value drawn is
-    positive, else symmetric-log.
+    With ``stability``, the optimizer's stability threshold where theory gives one (see
+    the module docstring): ``2/lr`` for SGD, ``(2 + 2 beta)/lr`` for heavy-ball
+    momentum (Cohen et al. 2021), Adam's preconditioned ``(2 + 2 beta1)/((1 - beta1) lr)``
+    (Cohen et al. 2022) against the recorded preconditioned sharpness; none for
+    optimizers without a fixed step (the panel says so). The y axis is logarithmic
+    when every value drawn is positive, else symmetric-log with labelled decades on
+    both sides of 0.
 
     Raises:
         ValueError: a run whose probes hold no top eigenvalues nor smallest eigenvalue.
@@ -62,7 +117,6 @@ def plot_sharpness(
     run_list = resolve_runs(runs, names)
     tkind = time_kind(by, [(r.probes.step, r.probes.epoch) for r in run_list])
     per_run = [_sharpness(r, tkind, stability) for r in run_list]
-    values = _limit_values(per_run)
 
     nrows, ncols = grid_shape(len(per_run))
     with style():
@@ -75,8 +129,17 @@ def plot_sharpness(
                 ax.set_ylabel("Hessian eigenvalue")
             if len(per_run) > 1:
                 ax.set_title(run_title(s.run))
+        fig.suptitle(" ")  # reserve the title's room before the ticks measure the panels
         figure_legend(fig, axes)
-        _value_axis(axes[0], values)
+        notes = [_note_text(ax, s, _value_axis(fig, axes, per_run, 0.0)) for ax, s in
+                 zip(axes, per_run)]
+        if any(notes):  # room at the top of every panel (they share y) for the notes
+            lines = max(n.count("\n") + 1 for n in notes if n)
+            _value_axis(fig, axes, per_run, 0.075 * lines + 0.03)
+            top = axes[0].get_ylim()[1]  # what lies above the final range is off scale
+            notes = [_note_text(ax, s, top) for ax, s in zip(axes, per_run)]
+        for ax, note in zip(axes, notes):
+            _note(ax, note)
         base = "Sharpness over training"
         if len(per_run) == 1:
             base = f"{base}: {run_title(per_run[0].run)}"
@@ -84,25 +147,7 @@ def plot_sharpness(
     return fig
 
 
-def _stability_threshold(run: RunData, tkind: str) -> _Threshold | None:
-    """``(time, threshold, label)`` of the edge of stability, from the metrics' lr (and
-    momentum): ``2/lr``, or ``(2 + 2 beta)/lr`` when a momentum ``beta > 0`` is recorded;
-    rows without a positive lr are left out. None without such rows."""
-    mt = run.metrics
-    if len(mt) == 0:
-        return None
-    t, _ = time_column(tkind, mt.step, mt.epoch, f"run {run.name!r}'s metrics")
-    lr = np.asarray(mt.lr, dtype=np.float64)
-    beta = np.asarray(mt.momentum, dtype=np.float64)
-    ok = np.isfinite(t) & np.isfinite(lr) & (lr > 0)
-    if not np.any(ok):
-        return None
-    has_beta = bool(np.any(np.isfinite(beta[ok]) & (beta[ok] > 0)))
-    b = np.where(np.isfinite(beta), beta, 0.0)
-    thr = (2.0 + 2.0 * b) / np.where(ok, lr, np.nan)
-    order = np.argsort(t[ok], kind="stable")
-    label = (r"$(2+2\beta)/\eta$" if has_beta else r"$2/\eta$") + " (edge of stability)"
-    return t[ok][order], thr[ok][order], label
+# --------------------------------------------------------------------------- data
 
 
 def _sharpness(run: RunData, tkind: str, stability: bool) -> _Sharpness:
@@ -119,33 +164,122 @@ def _sharpness(run: RunData, tkind: str, stability: bool) -> _Sharpness:
         )
     t, _ = time_column(tkind, p.step, p.epoch, f"run {run.name!r}'s probes")
     order = np.argsort(t, kind="stable")
+    pre = None
+    if "preconditioned_top" in p.extra:
+        tp, yp = finite_series(t, np.asarray(p.extra["preconditioned_top"], np.float64))
+        pre = (tp, yp) if tp.size else None
+    threshold, note = (_threshold(run, tkind, t, pre is not None) if stability
+                       else (None, ""))
     return _Sharpness(
-        run=run,
-        time=t[order],
-        top=top[order] if has_top else None,
-        bottom=bottom[order] if has_bottom else None,
-        threshold=_stability_threshold(run, tkind) if stability else None,
+        run=run, time=t[order], top=top[order] if has_top else None,
+        bottom=bottom[order] if has_bottom else None, pre_top=pre, threshold=threshold,
+        note=note,
     )
 
 
-def _limit_values(per_run: Sequence[_Sharpness]) -> np.ndarray:
-    """The values the y range must show: the finite eigenvalues, and the thresholds
-    capped at 30 times the largest eigenvalue (``lr -> 0`` sends them to infinity)."""
-    drawn = []
-    for s in per_run:
-        if s.top is not None:
-            drawn.append(s.top.ravel())
-        if s.bottom is not None:
-            drawn.append(s.bottom)
-    eig_values = np.concatenate(drawn)
-    eig_values = eig_values[np.isfinite(eig_values)]
-    top_max = float(eig_values.max())
-    lim_values = [eig_values]
-    for s in per_run:
-        if s.threshold is not None:
-            cap = 30.0 * abs(top_max) if top_max != 0 else np.inf
-            lim_values.append(np.minimum(s.threshold[1], cap))
-    return np.concatenate(lim_values)
+def _optimizer_config(run: RunData) -> tuple[str | None, Mapping[str, Any]]:
+    """The optimizer's name and hyperparameters as the run's config records them."""
+    opt = run.config.get("optimizer")
+    if isinstance(opt, str):
+        return opt, {}
+    if isinstance(opt, Mapping):
+        hp = opt.get("hyperparameters")
+        name = opt.get("name")
+        return (name if isinstance(name, str) else None,
+                hp if isinstance(hp, Mapping) else opt)
+    return None, {}
+
+
+def _threshold(run: RunData, tkind: str, t_probes: np.ndarray,
+               has_pre: bool) -> tuple[_Threshold | None, str]:
+    """The run's threshold (recorded, else from its config) and, when there is no line
+    to draw, a note that says why."""
+    name, _ = _optimizer_config(run)
+    who = name or "this optimizer"
+    recorded = _recorded_threshold(run, t_probes, name)
+    thr = recorded if recorded is not None else _config_threshold(run, tkind)
+    if thr is None:
+        if recorded is None and "threshold" in run.probes.extra:
+            return None, f"no stability line: theory gives none for {who}"
+        if name is None:
+            return None, "no stability line: the config names no optimizer"
+        if name.lower() in _TORCH_BASELINES:
+            return None, f"no stability line: no positive lr recorded for {who}"
+        return None, f"no stability line: theory gives none for {who}"
+    if thr.preconditioned and not has_pre:
+        return None, (f"no stability line: {who}'s threshold bounds the preconditioned "
+                      "sharpness (not recorded)")
+    return thr, ""
+
+
+def _recorded_threshold(run: RunData, t: np.ndarray, name: str | None) -> _Threshold | None:
+    """The probes' ``threshold`` column, when it holds a value."""
+    p = run.probes
+    if "threshold" not in p.extra:
+        return None
+    value = np.asarray(p.extra["threshold"], dtype=np.float64)
+    ok = np.isfinite(t) & np.isfinite(value) & (value > 0)
+    if not np.any(ok):
+        return None
+    kinds = (np.asarray(p.extra["threshold_kind"]).astype(str)
+             if "threshold_kind" in p.extra else np.full(len(p), ""))
+    kind_set = sorted({str(k) for k in kinds[ok] if str(k)})
+    label = " / ".join(KIND_LABELS.get(k, k) for k in kind_set) or "threshold"
+    pre_col = p.extra.get("preconditioned_top")
+    pre_rows = (np.isfinite(np.asarray(pre_col, dtype=np.float64)[ok])
+                if pre_col is not None else np.zeros(int(ok.sum()), bool))
+    config_rule = _TORCH_BASELINES.get((name or "").lower())
+    preconditioned = (_ADAM_KIND in kind_set or bool(np.any(pre_rows))
+                      or config_rule in ("Adam", "AdamW", "RMSprop"))
+    ts, vs = finite_series(t[ok], value[ok])
+    return _Threshold(ts, vs, label, preconditioned, "recorded")
+
+
+def _config_threshold(run: RunData, tkind: str) -> _Threshold | None:
+    """The threshold of a ``torch.optim`` baseline named by the config, at each metrics
+    row's lr (and momentum, or Adam's beta1), by :func:`spectra.stability_threshold`."""
+    name, hp = _optimizer_config(run)
+    cls_name = _TORCH_BASELINES.get((name or "").lower())
+    mt = run.metrics
+    if cls_name is None or len(mt) == 0:
+        return None
+    import torch
+
+    from spectra.curvature.stability import stability_threshold
+
+    cls = getattr(torch.optim, cls_name)
+    t, _ = time_column(tkind, mt.step, mt.epoch, f"run {run.name!r}'s metrics")
+    lr = np.asarray(mt.lr, dtype=np.float64)
+    beta = np.asarray(mt.momentum, dtype=np.float64)
+    keys = {"SGD": ("momentum", "dampening", "nesterov"), "RMSprop": ("momentum", "alpha"),
+            "Adam": ("betas",), "AdamW": ("betas",)}[cls_name]
+    base = {k: (tuple(hp[k]) if k == "betas" else hp[k]) for k in keys if k in hp}
+    param = [torch.zeros(1, requires_grad=True)]
+    times, values, kinds, pre = [], [], set(), False
+    for i in np.flatnonzero(np.isfinite(t) & np.isfinite(lr) & (lr > 0)):
+        kw = dict(base, lr=float(lr[i]))
+        if math.isfinite(beta[i]):  # what the optimizer used at that row
+            if cls_name in ("Adam", "AdamW"):
+                kw["betas"] = (float(beta[i]), float(base.get("betas", (0.9, 0.999))[1]))
+            else:
+                kw["momentum"] = float(beta[i])
+        try:
+            rule = stability_threshold(cls(param, **kw))
+        except (ValueError, TypeError):  # a config torch refuses: no line
+            rule = None
+        if rule is not None:
+            times.append(float(t[i]))
+            values.append(rule.value)
+            kinds.add(rule.kind)
+            pre = pre or rule.preconditioned
+    if not values:
+        return None
+    ts, vs = finite_series(np.array(times), np.array(values))
+    label = " / ".join(KIND_LABELS[k] for k in sorted(kinds))
+    return _Threshold(ts, vs, label, pre, "config")
+
+
+# --------------------------------------------------------------------------- drawing
 
 
 def _top_label(j: int, k: int) -> str | None:
@@ -158,38 +292,113 @@ def _top_label(j: int, k: int) -> str | None:
     return None
 
 
+def _threshold_label(thr: _Threshold) -> str:
+    what = "preconditioned stability threshold" if thr.preconditioned else "stability threshold"
+    return f"{thr.label} ({what})"
+
+
 def _draw(ax: Axes, s: _Sharpness) -> None:
-    """One run's panel: top eigenvalues in shades of blue, the smallest in red, the
-    threshold dashed, and the zero line."""
+    """One run's panel: lambda_1 solid with circles, lambda_2..k thin dotted, lambda_min
+    red dash-dot with squares, the preconditioned lambda_1 purple with diamonds,
+    the threshold black dashed (purple for a preconditioned one), and the zero line."""
     t = s.time
     if s.top is not None:
         k = s.top.shape[1]
-        shades = matplotlib.colormaps["Blues"](np.linspace(0.95, 0.45, k))
+        shades = matplotlib.colormaps["Blues"](np.linspace(0.95, 0.6, k))
         for j in range(k):
             ok = np.isfinite(s.top[:, j])
+            few = ok.sum() <= 40
             ax.plot(t[ok], s.top[ok, j], color=shades[j], lw=1.6 if j == 0 else 0.9,
-                    marker="o" if ok.sum() <= 40 else None, ms=2.5, label=_top_label(j, k))
+                    ls="-" if j == 0 else ":", marker="o" if few and j == 0 else None,
+                    ms=3, label=_top_label(j, k))
     if s.bottom is not None:
         ok = np.isfinite(s.bottom)
-        ax.plot(t[ok], s.bottom[ok], color="C3", lw=1.2, ls="-",
+        ax.plot(t[ok], s.bottom[ok], color="C3", lw=1.2, ls="-.",
                 marker="s" if ok.sum() <= 40 else None, ms=2.5, label=r"$\lambda_{\min}$")
+    if s.pre_top is not None:
+        tp, yp = s.pre_top
+        ax.plot(tp, yp, color="C4", lw=1.3, ls="-", marker="D" if tp.size <= 40 else None,
+                ms=2.5, label=r"$\lambda_1(P^{-1}H)$ (preconditioned)")
     if s.threshold is not None:
-        tt, thr, label = s.threshold
-        ax.plot(tt, thr, color="black", lw=1.0, ls="--", drawstyle="steps-post", label=label)
+        thr = s.threshold
+        ax.plot(thr.time, thr.value, color="C4" if thr.preconditioned else "black", lw=1.1,
+                ls="--", drawstyle="steps-post" if thr.source == "config" else "default",
+                label=_threshold_label(thr))
     ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
 
 
-def _value_axis(ax: Axes, values: np.ndarray) -> None:
-    """A log, symlog or linear y scale for ``values`` (shared by all panels) and a range
-    with some room around them."""
-    value_scale(ax, values)
-    v = values[np.isfinite(values)]
+def _panel_values(s: _Sharpness) -> np.ndarray:
+    """The eigenvalues a panel draws (the threshold aside)."""
+    parts = [np.zeros(0)]
+    if s.top is not None:
+        parts.append(s.top.ravel())
+    if s.bottom is not None:
+        parts.append(s.bottom)
+    if s.pre_top is not None:
+        parts.append(s.pre_top[1])
+    v = np.concatenate(parts)
+    return v[np.isfinite(v)]
+
+
+def _value_axis(fig: Figure, axes: Sequence[Axes], per_run: Sequence[_Sharpness],
+                room: float) -> float:
+    """One y scale and range for all panels: the eigenvalues, the thresholds that lie
+    within :data:`_ON_SCALE` times the largest of them, and a share ``room`` of the
+    height free at the top. Returns the top of the range before that room."""
+    eig = np.concatenate([_panel_values(s) for s in per_run])
+    top_max = float(eig.max())
+    values = [eig]
+    for s in per_run:
+        if s.threshold is not None:
+            v = s.threshold.value
+            cap = _ON_SCALE * top_max if top_max > 0 else np.inf
+            values.append(v[v <= cap])
+    v = np.concatenate(values)
+    ax = axes[0]
+    linthresh = value_scale(ax, v)
     lo, hi = float(v.min()), float(v.max())
     if ax.get_yscale() == "log":
-        ax.set_ylim(lo / 1.5, hi * 1.5)
-        log_ticks(ax)
-    elif ax.get_yscale() == "symlog":
-        ax.set_ylim(lo * 1.5 if lo < 0 else lo, hi * 1.5 if hi > 0 else hi / 1.5)
+        lo, hi = lo / 1.5, hi * 1.5
+        ax.set_ylim(lo, hi * (hi / lo) ** (room / (1 - room)))
+        for a in axes:
+            log_ticks(a)
+    elif ax.get_yscale() == "symlog" and linthresh is not None:
+        lo, hi = (lo * 1.5 if lo < 0 else lo), (hi * 1.5 if hi > 0 else hi / 1.5)
+        u = [float(symlog(np.array(x), linthresh)) for x in (lo, hi)]
+        top = float(symlog_inverse(np.array(u[1] + (u[1] - u[0]) * room / (1 - room)),
+                                   linthresh))
+        ax.set_ylim(lo, top)
+        height = float(ax.get_position().height * fig.get_figheight())
+        for a in axes:
+            symlog_ticks(a, lo, top, linthresh, which="y", width=max(height, 1.5))
     else:
         span = hi - lo if hi > lo else max(abs(hi), 1.0)
-        ax.set_ylim(lo - 0.1 * span, hi + 0.1 * span)
+        lo, hi = lo - 0.1 * span, hi + 0.1 * span
+        ax.set_ylim(lo, hi + (hi - lo) * room / (1 - room))
+    return hi
+
+
+def _note_text(ax: Axes, s: _Sharpness, top: float) -> str:
+    """Why there is no stability line, or which part of it lies above ``top``; wrapped
+    to the panel's width. "" when there is nothing to say."""
+    text = s.note
+    if s.threshold is not None:
+        above = s.threshold.value[s.threshold.value > top]
+        if above.size:
+            rng = (f"{above.min():.3g}" if above.min() == above.max()
+                   else f"{above.min():.3g} to {above.max():.3g}")
+            where = "" if above.size == s.threshold.value.size else " in part"
+            text = f"↑ stability threshold {s.threshold.label} off scale{where}: {rng}"
+    if not text:
+        return ""
+    fig = ax.get_figure()
+    width = ax.get_position().width * fig.get_figwidth()  # inches
+    return textwrap.fill(text, max(20, int(width / (0.55 * (FONT - 1) / 72.0)) - 2))
+
+
+def _note(ax: Axes, text: str) -> None:
+    """``text`` in the free strip at the top of the panel."""
+    if text:
+        ax.text(0.02, 0.97, text, transform=ax.transAxes, ha="left", va="top",
+                fontsize=FONT - 1, color="0.25", in_layout=False, zorder=6,
+                bbox={"boxstyle": "square,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})

@@ -1,4 +1,4 @@
-"""spectra.plots.sharpness: top eigenvalues against the edge of stability."""
+"""spectra.plots.sharpness: top eigenvalues against the optimizer's stability threshold."""
 
 from __future__ import annotations
 
@@ -12,19 +12,38 @@ from spectra.runs import RunStore
 from tests.spectra.plots.conftest import saved
 
 
+def _threshold_lines(ax) -> list:
+    return [ln for ln in ax.get_lines() if "stability threshold" in ln.get_label()]
+
+
+def _texts(ax) -> str:
+    return " ".join(t.get_text() for t in ax.texts).replace("\n", " ")
+
+
 def test_sharpness(runs: dict, tmp_path: Path) -> None:
     fig = plot_sharpness(runs)
     assert len(fig.axes) == 2
-    ax = fig.axes[0]
+    ax, ax_dcao = fig.axes
     labels = [ln.get_label() for ln in ax.get_lines()]
     assert r"$\lambda_1$ (top)" in labels and r"$\lambda_{\min}$" in labels
-    (thr,) = [ln for ln in ax.get_lines() if "edge of stability" in ln.get_label()]
-    assert "2+2" in thr.get_label()  # momentum recorded: (2 + 2 beta) / lr
+    # distinct line styles for lambda_1, lambda_2.., lambda_min and the threshold
+    styles = {ln.get_label(): ln.get_linestyle() for ln in ax.get_lines()}
+    (thr,) = _threshold_lines(ax)
+    assert len({styles[r"$\lambda_1$ (top)"], styles[r"$\lambda_2, \lambda_3$"],
+                styles[r"$\lambda_{\min}$"], thr.get_linestyle()}) == 4
+    # sgdm, from the config: torch's SGD at each metrics row's lr and momentum
+    assert thr.get_label().startswith(r"$(2+2\beta)/\eta$")
     x, y = thr.get_data()
     m = runs["sgdm"].metrics
     assert np.allclose(y, (2 + 2 * m.momentum) / m.lr)
     assert np.allclose(x, m.epoch)
-    assert ax.get_yscale() == "symlog"  # lambda_min < 0 early on
+    # dcao: no line, and the panel says why
+    assert not _threshold_lines(ax_dcao)
+    assert "theory gives none for dcao" in _texts(ax_dcao)
+    # lambda_min < 0 early on: symlog, with labelled ticks on both sides of 0
+    assert ax.get_yscale() == "symlog"
+    ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+    assert 0 in ticks and min(ticks) < 0 < max(ticks)
     assert ax.get_xlabel() == "epoch"
     saved(fig, tmp_path, "sharpness")
 
@@ -32,7 +51,7 @@ def test_sharpness(runs: dict, tmp_path: Path) -> None:
 def test_sharpness_without_stability(runs: dict) -> None:
     fig = plot_sharpness(runs["dcao"], stability=False)
     ax = fig.axes[0]
-    assert not any("edge of stability" in ln.get_label() for ln in ax.get_lines())
+    assert not _threshold_lines(ax) and not ax.texts
     assert "Sharpness over training: dcao" in fig.get_suptitle()
 
 
@@ -48,12 +67,63 @@ def test_sharpness_without_momentum_and_bad_input(tmp_path: Path) -> None:
         empty.append_metrics(step=0, lr=0.1)
     fig = plot_sharpness(path, "gd")
     ax = fig.axes[0]
-    (thr,) = [ln for ln in ax.get_lines() if "edge of stability" in ln.get_label()]
+    (thr,) = _threshold_lines(ax)
     assert thr.get_label().startswith(r"$2/\eta$")
     assert np.allclose(thr.get_data()[1], 100.0)
     assert ax.get_yscale() == "log"
+    assert ax.get_ylim()[1] > 100.0  # on scale: inside the range
     assert "gd (sgd)" in fig.get_suptitle()
     with pytest.raises(ValueError, match="run 'empty' has no eigenvalue probes"):
         plot_sharpness(path, "empty")
     with pytest.raises(ValueError, match="by must be"):
         plot_sharpness(path, "gd", by="time")
+
+
+def test_recorded_threshold_follows_the_schedule_and_off_scale_is_said(tmp_path: Path) -> None:
+    """The probes' threshold column is drawn probe by probe; a threshold far above the
+    eigenvalues keeps its line and the panel names its values."""
+    path = tmp_path / "rec.h5"
+    lrs = [0.1, 0.05, 0.02, 1e-3]
+    with RunStore(path) as store:
+        run = store.create_run("sgd", config={"optimizer": {"name": "sgd"}})
+        for s, lr in enumerate(lrs):
+            run.append_metrics(step=s, epoch=float(s), lr=lr, train_loss=1.0)
+            run.append_probe(step=s, epoch=float(s), top_eigenvalues=[8.0, 4.0],
+                             bottom_eigenvalue=-0.3, threshold=2.0 / lr, threshold_kind="2/lr",
+                             preconditioned_top=float("nan"))
+    fig = plot_sharpness(path)
+    ax = fig.axes[0]
+    (thr,) = _threshold_lines(ax)
+    assert np.allclose(thr.get_data()[1], [2.0 / lr for lr in lrs])
+    top = ax.get_ylim()[1]
+    assert 20.0 < top < 2000.0  # on scale up to 4 x lambda_1 = 32, and room for the note
+    text = _texts(ax)
+    above = [2.0 / lr for lr in lrs if 2.0 / lr > top]
+    assert above and len(above) < len(lrs)
+    rng = f"{min(above):.3g}" + (" to 2e+03" if len(above) > 1 else "")
+    assert "off scale in part" in text and text.endswith(rng)
+
+
+def test_preconditioned_threshold_against_preconditioned_sharpness(tmp_path: Path) -> None:
+    path = tmp_path / "adam.h5"
+    with RunStore(path) as store:
+        for name, pre in (("with", 30.0), ("without", float("nan"))):
+            run = store.create_run(name, config={"optimizer": {"name": "adam"}})
+            for s in range(3):
+                run.append_metrics(step=s, epoch=float(s), lr=1e-2, momentum=0.9)
+                run.append_probe(step=s, epoch=float(s), top_eigenvalues=[5.0, 2.0],
+                                 bottom_eigenvalue=0.1, threshold=380.0,
+                                 threshold_kind="(2+2b1)/((1-b1)lr)", preconditioned_top=pre)
+        calr = store.create_run("calr", config={"optimizer": {"name": "calr"}})
+        calr.append_metrics(step=0, epoch=0.0, lr=0.1)
+        calr.append_probe(step=0, epoch=0.0, top_eigenvalues=[5.0, 2.0])
+    fig = plot_sharpness(path)
+    a_with, a_without, a_calr = fig.axes[:3]
+    (thr,) = _threshold_lines(a_with)
+    assert "preconditioned stability threshold" in thr.get_label()
+    assert any("preconditioned" in ln.get_label() and "P^{-1}" in ln.get_label()
+               for ln in a_with.get_lines())
+    assert not _threshold_lines(a_without)
+    assert "bounds the preconditioned" in _texts(a_without).replace("\n", " ")
+    assert not _threshold_lines(a_calr)
+    assert "theory gives none for calr" in _texts(a_calr).replace("\n", " ")
