@@ -10,7 +10,9 @@ The root exports the math, grouped by topic:
   reorthogonalization) returning :class:`EigenResult`; :func:`power_iteration`
   (a baseline);
 * densities: :func:`slq` returning a :class:`SpectralMeasure`;
-* traces: :func:`trace` (Hutch++ or Hutchinson) returning a :class:`TraceEstimate`;
+* traces: :func:`trace` (XTrace, XNysTrace, Hutch++ or Hutchinson) returning a
+  :class:`TraceEstimate`; diagonals: :func:`diagonal` (Hutchinson or XDiag) returning a
+  :class:`DiagonalEstimate`;
 * one probe of a model, all of the above: :func:`probe` with :class:`ProbeSettings`;
 * curvature quantities: :func:`stability_threshold` returning a :class:`StabilityThreshold`;
   :func:`preconditioner`, an adaptive optimizer's diagonal preconditioner.
@@ -33,6 +35,7 @@ from spectra.linalg.dense import DenseOperator
 
 # spectra of an operator
 from spectra.linalg.density import SpectralMeasure, slq
+from spectra.linalg.diagonal import DiagonalEstimate, diagonal
 from spectra.linalg.eigsh import EigenResult, eigsh, power_iteration
 from spectra.linalg.trace import TraceEstimate, trace
 
@@ -63,6 +66,7 @@ __all__ = [
     "CheckpointPolicy",
     "CurvatureOperator",
     "DenseOperator",
+    "DiagonalEstimate",
     "EigenResult",
     "FisherOperator",
     "GGNOperator",
@@ -77,6 +81,7 @@ __all__ = [
     "TraceEstimate",
     "__version__",
     "build_model",
+    "diagonal",
     "eigsh",
     "list_runs",
     "load_dataset",
