@@ -25,6 +25,7 @@ import torch
 
 from spectra.linalg.dense import checked_operator
 from spectra.linalg.lanczos import lanczos_tridiagonal, random_vectors
+from spectra.linalg.memory import MemoryPlan, budget, format_bytes
 from spectra.utils import checks as _checks
 
 
@@ -39,12 +40,15 @@ class SpectralMeasure:
             with weight 0 (and its last node).
         num_matvecs: operator products spent.
         dim: ``P``, the operator's size.
+        plan: the mode :func:`slq` ran in and why (``plan.mode``: ``"full"`` or
+            ``"bounded"``); ``None`` for a measure read back or built by hand.
     """
 
     nodes: np.ndarray
     weights: np.ndarray
     num_matvecs: int
     dim: int
+    plan: MemoryPlan | None = None
 
     @property
     def num_vectors(self) -> int:
@@ -97,6 +101,9 @@ class SpectralMeasure:
         return np.einsum("gvm,vm->g", kern, self.weights) / self.num_vectors
 
 
+SLQ_MODES = ("auto", "full", "bounded")
+
+
 def slq(
     op: Any,
     num_vectors: int = 4,
@@ -105,12 +112,24 @@ def slq(
     generator: torch.Generator | None = None,
     distribution: str = "rademacher",
     progress: bool = False,
+    max_memory: int | str | None = None,
+    mode: str = "auto",
 ) -> SpectralMeasure:
     """Stochastic Lanczos quadrature of a symmetric operator's spectral density.
 
-    All ``num_vectors`` Lanczos runs advance together: each step is one
-    ``matmat`` of ``num_vectors`` vectors. Each run is fully reorthogonalized
-    (memory: ``num_vectors * min(num_steps, P)`` vectors of length ``P``).
+    Two modes, chosen by the memory budget ``max_memory`` (see
+    :mod:`spectra.linalg.memory`) and recorded in :attr:`SpectralMeasure.plan`:
+
+    * ``"full"``: all ``num_vectors`` Lanczos runs advance together (one ``matmat``
+      of ``num_vectors`` vectors per step), each fully reorthogonalized against its
+      stored basis: ``num_vectors * min(num_steps, P)`` vectors of length ``P``.
+      Its Ritz values are eigenvalue estimates one by one (no ghosts).
+    * ``"bounded"``: the three-term recurrence without a basis (see
+      :func:`~spectra.linalg.lanczos.lanczos_tridiagonal`, ``reorthogonalize="none"``):
+      about 4 vectors of length ``P`` per run whatever ``num_steps``, the runs
+      together when ``4 * num_vectors`` vectors fit in the budget, else one at a
+      time. The quadrature (density, moments, extreme nodes) matches the full
+      mode's; a converged outlier may appear as several nodes sharing its weight.
 
     Args:
         op: a curvature operator, dense symmetric matrix, or operator-like object.
@@ -121,29 +140,32 @@ def slq(
         generator: source of the random vectors (default: fresh, seeded with 0).
         distribution: ``"rademacher"`` or ``"gaussian"`` entries, normalized to unit length.
         progress: show a progress bar over the Lanczos steps.
+        max_memory: bytes (or a size such as ``"2GB"``) the solver's vectors may take;
+            default half the memory available on the operator's device.
+        mode: ``"auto"`` (full when it fits in ``max_memory``, else bounded),
+            ``"full"`` or ``"bounded"``.
 
     Returns:
         :class:`SpectralMeasure` with ``num_vectors * min(num_steps, P)`` nodes and weights.
 
     Raises:
         ValueError: ``num_vectors`` or ``num_steps`` not a positive integer (bools are
-            refused), a 0 x 0 operator, or a basis larger than the device's memory.
+            refused), a 0 x 0 operator, a bad ``max_memory`` or ``mode``, or vectors
+            larger than the device's memory even in the bounded mode.
     """
     A, P = checked_operator(op, "slq")
     num_vectors = _checks.integer("num_vectors", num_vectors, 1)
     num_steps = _checks.integer("num_steps", num_steps, 1)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
     m = min(num_steps, P)
-    check_memory(P, num_vectors, num_steps, dtype, A.device)
-    V0 = random_vectors(
-        P, num_vectors, generator=generator, dtype=dtype, device=A.device, distribution=distribution
-    )
+    plan = plan_memory(P, num_vectors, num_steps, dtype, A.device, max_memory, mode)
     counter = {"n": 0}
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=m, desc="slq", unit="step", leave=False)
+        passes = -(-num_vectors // plan.probes_per_pass)
+        bar = tqdm(total=m * passes, desc="slq", unit="step", leave=False)
 
     def matmat(V: torch.Tensor) -> torch.Tensor:
         counter["n"] += V.shape[1]
@@ -152,33 +174,89 @@ def slq(
             bar.update(1)
         return out
 
+    def draw(count: int) -> torch.Tensor:
+        return random_vectors(P, count, generator=generator, dtype=dtype, device=A.device,
+                              distribution=distribution)
+
+    runs = []
     try:
-        tri = lanczos_tridiagonal(matmat, V0, m)
+        b = plan.probes_per_pass
+        for lo in range(0, num_vectors, b):
+            V0 = draw(min(b, num_vectors - lo))
+            runs.append(lanczos_tridiagonal(matmat, V0, m, reorthogonalize=plan.mode == "full"))
+            del V0
     finally:
         if bar is not None:
             bar.close()
-    m = tri.alpha.shape[1]
     nodes = np.zeros((num_vectors, m))
     weights = np.zeros((num_vectors, m))
-    for i in range(num_vectors):
-        evals, evecs = tri.eigh(i)
-        L = len(evals)
-        nodes[i, :L] = evals
-        weights[i, :L] = evecs[0, :] ** 2
-        nodes[i, L:] = evals[-1]
+    i = 0
+    for tri in runs:
+        for r in range(tri.alpha.shape[0]):
+            evals, evecs = tri.eigh(r)
+            L = len(evals)
+            nodes[i, :L] = evals
+            weights[i, :L] = evecs[0, :] ** 2
+            nodes[i, L:] = evals[-1]
+            i += 1
     weights /= weights.sum(axis=1, keepdims=True)
-    return SpectralMeasure(nodes=nodes, weights=weights, num_matvecs=counter["n"], dim=P)
+    return SpectralMeasure(nodes=nodes, weights=weights, num_matvecs=counter["n"], dim=P, plan=plan)
 
 
-def check_memory(P: int, num_vectors: int, num_steps: int, dtype: torch.dtype, device: Any) -> None:
-    """``ValueError`` when the bases of :func:`slq` (``num_vectors * min(num_steps, P)``
-    vectors of ``P`` entries) exceed the memory of ``device``."""
+def _full_bytes(P: int, n_v: int, m: int, item: int) -> int:
+    """The full mode's vectors: the bases, and the block (current, previous, product, start)."""
+    return (n_v * m + 4 * n_v) * P * item + n_v * P * 8
+
+
+def _bounded_bytes(P: int, b: int, item: int) -> int:
+    """The bounded mode's vectors for ``b`` runs together (start vectors drawn in float64)."""
+    return 4 * b * P * item + b * P * 8
+
+
+def plan_memory(P: int, num_vectors: int, num_steps: int, dtype: torch.dtype, device: Any,
+                max_memory: Any = None, mode: str = "auto") -> MemoryPlan:
+    """The mode :func:`slq` runs in, and why (see its docstring).
+
+    Raises:
+        ValueError: a bad ``mode`` or ``max_memory``, or a request that exceeds the
+            device's total memory even in the bounded mode with one run at a time
+            (``full`` asked explicitly: its bases).
+    """
+    if mode not in SLQ_MODES:
+        raise ValueError(f"mode must be one of {', '.join(SLQ_MODES)}, got {mode!r}")
     m = min(num_steps, P)
+    item = _checks.itemsize(dtype)
+    limit, said = budget(max_memory, device)
+    full = _full_bytes(P, num_vectors, m, item)
+    what = (f"slq with num_vectors={num_vectors}, num_steps={num_steps} (a Lanczos basis of "
+            f"{num_vectors} x {m} vectors of P={P:,} {_checks.dtype_name(dtype)} entries)")
+    if mode == "full" or (mode == "auto" and full <= limit):
+        _checks.fits_in_memory(what, full, device, "lower num_vectors or num_steps, or use "
+                               "mode='bounded'")
+        why = "requested" if mode == "full" else f"{format_bytes(full)} fit in the {said}"
+        return MemoryPlan("full", why, full, limit, num_vectors)
+    b = num_vectors
+    while b > 1 and _bounded_bytes(P, b, item) > limit:
+        b -= 1
+    need = _bounded_bytes(P, b, item)
     _checks.fits_in_memory(
-        f"slq with num_vectors={num_vectors}, num_steps={num_steps} (a Lanczos basis of "
-        f"{num_vectors} x {m} vectors of P={P:,} {_checks.dtype_name(dtype)} entries)",
-        num_vectors * m * P * _checks.itemsize(dtype), device, "lower num_vectors or num_steps",
-    )
+        f"slq with num_vectors={num_vectors}, num_steps={num_steps} (in the bounded mode, "
+        f"{4 * b} vectors of P={P:,} {_checks.dtype_name(dtype)} entries)", need, device,
+        "the operator is too large for this device")
+    if mode == "bounded":
+        why = "requested"
+    else:
+        why = f"the full mode's {format_bytes(full)} exceed the {said}"
+    if b < num_vectors:
+        why += f"; {b} random vector(s) at a time"
+    return MemoryPlan("bounded", why, need, limit, b)
+
+
+def check_memory(P: int, num_vectors: int, num_steps: int, dtype: torch.dtype, device: Any,
+                 max_memory: Any = None) -> MemoryPlan:
+    """``ValueError`` when :func:`slq` could not run on ``device`` in any mode (see
+    :func:`plan_memory`); otherwise the plan it would follow now."""
+    return plan_memory(P, num_vectors, num_steps, dtype, device, max_memory)
 
 
 def strip_padding(nodes: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -217,4 +295,4 @@ def nonfinite_rows(nodes: np.ndarray, weights: np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(broken.reshape(broken.shape[0], -1).any(axis=1))]
 
 
-__all__ = ["SpectralMeasure", "nonfinite_rows", "slq", "strip_padding"]
+__all__ = ["SLQ_MODES", "SpectralMeasure", "nonfinite_rows", "plan_memory", "slq", "strip_padding"]

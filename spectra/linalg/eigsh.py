@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from spectra.linalg.dense import checked_operator
-from spectra.linalg.lanczos import WHICH, ThickRestartLanczos, random_vectors, select
+from spectra.linalg.lanczos import STORAGES, WHICH, ThickRestartLanczos, random_vectors, select
+from spectra.linalg.memory import MemoryPlan, budget, format_bytes
 from spectra.utils import checks as _checks
 
 
@@ -26,18 +27,27 @@ from spectra.utils import checks as _checks
 class EigenResult:
     """Eigenpairs found by :func:`eigsh` (or the :func:`power_iteration` baseline).
 
+    Dtypes (the same for every operator): the numbers are float64 CPU tensors
+    (``eigenvalues``, ``residuals``; they come from the float64 projected matrix
+    and are what gets reported and stored), the vectors are in the operator's dtype
+    and on its device (``eigenvectors``: ready for the next product, e.g. as ``v0``).
+
     Attributes:
-        eigenvalues: ``(k,)`` float64, ordered for ``which``: ``"LA"`` descending,
+        eigenvalues: ``(k,)`` float64 (CPU), ordered for ``which``: ``"LA"`` descending,
             ``"SA"`` ascending, ``"LM"`` by descending magnitude, ``"BE"``
             descending.
-        eigenvectors: ``(P, k)`` in the operator's dtype, orthonormal columns,
-            signs fixed so that each column's largest entry is positive.
-        residuals: ``(k,)`` float64, ``||A x_i - lambda_i x_i||`` computed from
+        eigenvectors: ``(P, k)`` in the operator's dtype and on its device,
+            orthonormal columns, signs fixed so that each column's largest entry is
+            positive (also when the basis was kept on the host or on disk).
+        residuals: ``(k,)`` float64 (CPU), ``||A x_i - lambda_i x_i||`` computed from
             real products (not a recurrence estimate).
         converged: ``(k,)`` bool, ``residual <= max(tol * |lambda|, atol)``.
         num_matvecs: operator products spent (a ``matmat`` of ``j`` vectors counts ``j``).
         num_restarts: thick restarts performed.
         which, tol: the request.
+        plan: where the Krylov basis was kept and why (``plan.mode``: ``"device"``,
+            ``"host"`` or ``"disk"``, see :mod:`spectra.linalg.memory`); ``None`` for
+            :func:`power_iteration`.
     """
 
     eigenvalues: Tensor
@@ -48,6 +58,7 @@ class EigenResult:
     num_restarts: int = 0
     which: str = "LA"
     tol: float = 1e-3
+    plan: MemoryPlan | None = None
 
     @property
     def all_converged(self) -> bool:
@@ -68,6 +79,8 @@ def eigsh(
     atol: float = 0.0,
     progress: bool = False,
     warn: bool = True,
+    max_memory: int | str | None = None,
+    storage: str = "auto",
 ) -> EigenResult:
     """The ``k`` extreme eigenpairs of a symmetric operator, by thick-restart Lanczos.
 
@@ -107,14 +120,25 @@ def eigsh(
             copy. ``b > 1`` also batches the products.
         progress: show a progress bar over products.
         warn: warn when not all pairs converge within the budget.
+        max_memory: bytes (or a size such as ``"2GB"``) the basis and its products
+            (``2 * ncv`` vectors of length ``P``) may take on the operator's device;
+            default half the memory available there (see :mod:`spectra.linalg.memory`).
+        storage: where the basis lives: ``"auto"`` (the operator's device when it fits
+            in ``max_memory``; else host memory when the operator is on a GPU and the
+            basis fits in half the host's available memory; else disk), or
+            ``"device"``, ``"host"``, ``"disk"`` to force it. Off the device the
+            Gram-Schmidt work runs on the CPU and each block of ``b`` vectors is copied
+            across; the results are the same up to rounding. The result's ``plan``
+            says which ran and why.
 
     Returns:
         :class:`EigenResult`.
 
     Raises:
         ValueError: an argument out of range (``k``, ``block_size``, ``ncv`` and
-            ``max_matvecs`` must be integers, not bools), a 0 x 0 operator, or a
-            basis (``2 * ncv * P`` entries) larger than the device's memory.
+            ``max_matvecs`` must be integers, not bools), a 0 x 0 operator, a bad
+            ``max_memory`` or ``storage``, working blocks larger than the device's
+            memory, or a disk basis larger than the free disk space.
 
     Example:
         >>> import torch
@@ -127,7 +151,7 @@ def eigsh(
         True
     """
     A, P = checked_operator(op, "eigsh")
-    s = _settings(A, P, k, which, tol, atol, block_size, ncv, max_matvecs)
+    s = _settings(A, P, k, which, tol, atol, block_size, ncv, max_matvecs, max_memory, storage)
     search = _Search(A.matmat, s, _start_block(P, s.b, v0, generator, s.dtype, s.device),
                      generator)
     bar = _progress_bar(progress, s.budget)
@@ -163,10 +187,12 @@ class _Settings:
     budget: int     # operator products allowed
     dtype: torch.dtype
     device: torch.device
+    plan: MemoryPlan
 
 
 def _settings(A: Any, P: int, k: Any, which: str, tol: float, atol: float, block_size: Any,
-              ncv: Any, max_matvecs: Any) -> _Settings:
+              ncv: Any, max_matvecs: Any, max_memory: Any = None,
+              storage: str = "auto") -> _Settings:
     """Check and complete :func:`eigsh`'s arguments (see its docstring for the rules)."""
     if which not in WHICH:
         raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
@@ -183,14 +209,14 @@ def _settings(A: Any, P: int, k: Any, which: str, tol: float, atol: float, block
             raise ValueError(f"ncv must be at least k + block_size = {k + b}, got {ncv}")
     else:
         ncv = default_ncv(P, k, b, dtype)
-    check_memory(P, k, ncv, dtype, A.device)
+    plan = plan_memory(P, k, ncv, b, dtype, A.device, max_memory, storage)
     if max_matvecs is not None:
         budget = _checks.integer("max_matvecs", max_matvecs, 1)
         if budget < b:
             raise ValueError(f"max_matvecs must be at least one block (block_size={b}), got {budget}")
     else:
         budget = max(1000, 20 * ncv)
-    return _Settings(k, which, float(tol), float(atol), b, ncv, budget, dtype, A.device)
+    return _Settings(k, which, float(tol), float(atol), b, ncv, budget, dtype, A.device, plan)
 
 
 class _Search:
@@ -202,7 +228,8 @@ class _Search:
     def __init__(self, matmat: Any, s: _Settings, start: Tensor,
                  generator: torch.Generator | None) -> None:
         self.s = s
-        self.engine = ThickRestartLanczos(matmat, start, max_basis=s.ncv, generator=generator)
+        self.engine = ThickRestartLanczos(matmat, start, max_basis=s.ncv, generator=generator,
+                                          storage=s.plan.mode)
         self.eps = float(torch.finfo(s.dtype).eps)
         self.restarts = 0
         self.want = np.arange(0)
@@ -254,13 +281,14 @@ class _Search:
         converged = res <= self._bound(vals)
         return EigenResult(
             eigenvalues=torch.as_tensor(vals, dtype=torch.float64),
-            eigenvectors=_fix_signs(X),
+            eigenvectors=_fix_signs(X.to(device=s.device, dtype=s.dtype)),
             residuals=torch.as_tensor(res, dtype=torch.float64),
             converged=torch.as_tensor(converged),
             num_matvecs=engine.num_matvecs,
             num_restarts=self.restarts,
             which=s.which,
             tol=s.tol,
+            plan=s.plan,
         )
 
 
@@ -283,16 +311,56 @@ def default_ncv(P: int, k: int, block_size: int, dtype: torch.dtype) -> int:
     return int(min(P, max(floor, min(DEFAULT_NCV, fits))))
 
 
-def check_memory(P: int, k: int, ncv: int | None, dtype: torch.dtype, device: Any) -> None:
-    """``ValueError`` when the basis of :func:`eigsh` (``Q`` and ``A Q``: ``2 * ncv``
-    vectors of ``P`` entries; ``ncv`` ``None`` for the default) exceeds the memory
-    of ``device``."""
-    ncv = default_ncv(P, k, 1, dtype) if ncv is None else ncv
+def plan_memory(P: int, k: int, ncv: int, block_size: int, dtype: torch.dtype, device: Any,
+                max_memory: Any = None, storage: str = "auto") -> MemoryPlan:
+    """Where :func:`eigsh` keeps its basis, and why (see its ``storage`` argument).
+
+    Raises:
+        ValueError: a bad ``storage`` or ``max_memory``; the working blocks (start,
+            Ritz vectors, a few blocks: ``(2k + 4b) P`` entries) exceeding the device's
+            memory; a ``"device"`` basis exceeding it; a ``"disk"`` basis exceeding the
+            free space of the temp folder.
+    """
+    if storage not in ("auto", *STORAGES):
+        raise ValueError(f"storage must be one of auto, {', '.join(STORAGES)}, got {storage!r}")
+    item = _checks.itemsize(dtype)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    basis = 2 * ncv * P * item
+    what = (f"eigsh with k={k} (a Krylov basis and its products: 2 x ncv={ncv} vectors of "
+            f"P={P:,} {_checks.dtype_name(dtype)} entries)")
     _checks.fits_in_memory(
-        f"eigsh with k={k} (a Krylov basis and its products: 2 x ncv={ncv} vectors of "
-        f"P={P:,} {_checks.dtype_name(dtype)} entries)",
-        2 * ncv * P * _checks.itemsize(dtype), device, "lower k (and ncv)",
-    )
+        f"eigsh with k={k} (its working blocks: {2 * k + 4 * block_size} vectors of P={P:,} "
+        f"{_checks.dtype_name(dtype)} entries)",
+        (2 * k + 4 * block_size) * P * item, dev, "lower k (and ncv)")
+    limit, said = budget(max_memory, dev)
+    if storage == "device" or (storage == "auto" and basis <= limit):
+        _checks.fits_in_memory(what, basis, dev, "lower k (and ncv), or use storage='disk'")
+        why = "requested" if storage == "device" else f"{format_bytes(basis)} fit in the {said}"
+        return MemoryPlan("device", why, basis, limit)
+    over = f"the basis's {format_bytes(basis)} exceed the {said}"
+    if storage == "host" or (storage == "auto" and dev.type != "cpu"
+                             and basis <= budget(None, "cpu")[0]):
+        _checks.fits_in_memory(what, basis, "cpu", "lower k (and ncv), or use storage='disk'")
+        return MemoryPlan("host", "requested" if storage == "host" else
+                          f"{over}; it fits in host memory", basis, limit)
+    import shutil
+    import tempfile
+
+    folder = tempfile.gettempdir()
+    free = shutil.disk_usage(folder).free
+    if basis > free:
+        raise ValueError(f"{what} needs {format_bytes(basis)} on disk but {folder} has "
+                         f"{format_bytes(free)} free; lower k (and ncv), or set TMPDIR")
+    return MemoryPlan("disk", "requested" if storage == "disk" else
+                      f"{over}; kept in a memmap in {folder}", basis, limit)
+
+
+def check_memory(P: int, k: int, ncv: int | None, dtype: torch.dtype, device: Any,
+                 max_memory: Any = None) -> MemoryPlan:
+    """``ValueError`` when :func:`eigsh` could not run on ``device`` (see
+    :func:`plan_memory`; ``ncv`` ``None`` for the default); else the plan it would follow."""
+    ncv = default_ncv(P, k, 1, dtype) if ncv is None else ncv
+    return plan_memory(P, k, ncv, 1, dtype, device, max_memory)
 
 
 def power_iteration(
@@ -412,4 +480,4 @@ def _progress_bar(enabled: bool, total: int) -> Any:
     return tqdm(total=total, desc="eigsh", unit="Hv", leave=False)
 
 
-__all__ = ["EigenResult", "default_ncv", "eigsh", "power_iteration"]
+__all__ = ["EigenResult", "default_ncv", "eigsh", "plan_memory", "power_iteration"]

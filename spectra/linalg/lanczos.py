@@ -140,24 +140,48 @@ class Tridiagonal:
         return eigh_tridiagonal(self.alpha[i, :L], self.beta[i, : L - 1])
 
 
+REORTHOGONALIZE = ("full", "none")
+
+
+def _reorth_policy(reorthogonalize: bool | str) -> str:
+    if reorthogonalize is True:
+        return "full"
+    if reorthogonalize is False:
+        return "none"
+    if reorthogonalize not in REORTHOGONALIZE:
+        raise ValueError(
+            f"reorthogonalize must be one of {', '.join(REORTHOGONALIZE)} (or a bool), "
+            f"got {reorthogonalize!r}"
+        )
+    return str(reorthogonalize)
+
+
 def lanczos_tridiagonal(
     matmat: MatMat,
     V0: Tensor,
     num_steps: int,
     *,
-    reorthogonalize: bool = True,
+    reorthogonalize: bool | str = True,
 ) -> Tridiagonal:
     """Run ``b`` independent Lanczos processes from the columns of ``V0`` (P, b).
 
-    Each step is one ``matmat`` of the ``b`` current vectors. With
-    ``reorthogonalize`` (the default, and the only setting whose Ritz values
-    may be read as eigenvalues), each run keeps its basis (``b * m * P``
-    entries) and orthogonalizes every new vector against it
-    (:func:`orthogonalize_`).
+    Each step is one ``matmat`` of the ``b`` current vectors. ``reorthogonalize``:
+
+    * ``"full"`` (or ``True``, the default): each run keeps its basis (``b * m * P``
+      entries) and orthogonalizes every new vector against all of it
+      (:func:`orthogonalize_`); the basis stays orthonormal to working precision.
+    * ``"none"`` (or ``False``): no basis at all, the three-term recurrence only:
+      memory is a few vectors per run whatever ``num_steps``. Orthogonality is lost
+      as Ritz values converge and converged outliers come back as "ghost" copies,
+      but the quadrature rule stays accurate (Greenbaum 1989; Knizhnerman 1996):
+      the ghosts split an outlier's weight between copies, the density and its
+      moments are kept. The Ritz values of such a run are not eigenvalue estimates
+      one by one.
 
     Returns:
         The tridiagonal matrices (float64), see :class:`Tridiagonal`.
     """
+    policy = _reorth_policy(reorthogonalize)
     P, b = V0.shape
     m = int(num_steps)
     if m < 1:
@@ -170,7 +194,7 @@ def lanczos_tridiagonal(
         raise ValueError("a start vector is zero")
     # row layout: run i's vectors are rows, its basis a contiguous (m, P) block
     q = standard_strides((V0 / norms).T)  # (b, P)
-    basis = torch.empty(b, m, P, dtype=dtype, device=device) if reorthogonalize else None
+    basis = torch.empty(b, m, P, dtype=dtype, device=device) if policy != "none" else None
     alpha = np.zeros((b, m))
     beta = np.zeros((b, max(m - 1, 0)))
     lengths = np.full(b, m, dtype=np.int64)
@@ -184,10 +208,10 @@ def lanczos_tridiagonal(
         W = standard_strides(matmat(q.T).T)  # (b, P)
         a = torch.linalg.vecdot(q, W, dim=1).unsqueeze(1)  # (b, 1): q_i . w_i
         W.sub_(q * a).sub_(q_prev * beta_prev)
-        if basis is not None:
-            orthogonalize_(W.unsqueeze(1), basis[:, : j + 1, :])
         a_np = a[:, 0].detach().to("cpu", torch.float64).numpy()
         alpha[:, j] = np.where(active, a_np, alpha[:, j])
+        if basis is not None and j < m - 1:
+            orthogonalize_(W.unsqueeze(1), basis[:, : j + 1, :])
         if j == m - 1:
             break
         bnorm = W.norm(dim=1, keepdim=True)  # (b, 1)
@@ -257,6 +281,13 @@ class ThickRestartLanczos:
         max_basis: the basis size (``ncv``); a restart is needed before a block
             that would not fit.
         generator: used to replace a broken-down direction by a random one.
+        storage: where ``Q`` and ``AQ`` live: ``"device"`` (the start block's device),
+            ``"host"`` (CPU memory, pinned when the operator is on a CUDA device) or
+            ``"disk"`` (a numpy memmap of a file in ``tmpdir``, deleted at once, so the
+            OS pages the basis out under memory pressure and drops it on exit). Off
+            the device, the Gram-Schmidt work runs where the basis is and only the
+            blocks of ``b`` vectors cross to the operator (see :func:`basis_storage`).
+        tmpdir: the folder of the ``"disk"`` basis (default: the system's temp folder).
     """
 
     def __init__(
@@ -266,18 +297,29 @@ class ThickRestartLanczos:
         *,
         max_basis: int,
         generator: torch.Generator | None = None,
+        storage: str = "device",
+        tmpdir: str | None = None,
     ) -> None:
         P, b = start.shape
-        self.matmat = matmat
         self.P, self.b = P, b
-        self.dtype, self.device = start.dtype, start.device
+        self.op_device = start.device
+        self.storage = storage
+        self.dtype = start.dtype
+        self.device = start.device if storage == "device" else torch.device("cpu")
+        if self.device == self.op_device:
+            self.matmat = matmat
+        else:  # blocks cross to the operator's device and back
+            self.matmat = lambda V: matmat(V.to(self.op_device)).to(self.device)
         self.max_basis = int(min(max_basis, P))
         if self.max_basis < b:
             raise ValueError(f"max_basis={max_basis} is smaller than the block size {b}")
         self.generator = generator
         # rows past ``n`` are never read: empty, so untouched pages cost nothing
-        self.Q = torch.empty(self.max_basis, P, dtype=self.dtype, device=self.device)
-        self.AQ = torch.empty_like(self.Q)
+        self.Q = basis_storage(self.max_basis, P, self.dtype, self.device, storage,
+                               pin=self.op_device.type == "cuda", tmpdir=tmpdir)
+        self.AQ = basis_storage(self.max_basis, P, self.dtype, self.device, storage,
+                                pin=self.op_device.type == "cuda", tmpdir=tmpdir)
+        start = start.to(self.device)
         self.H = np.zeros((self.max_basis, self.max_basis))
         self.n = 0
         self.num_matvecs = 0
@@ -430,6 +472,41 @@ class ThickRestartLanczos:
         self._prev_lo = None  # the kept rows are coupled to F through H, not a recurrence
         # F is orthogonal to the old basis, hence to X; this removes rounding only
         self.F = self._orthonormal_block(self.F.clone(), self.F.norm(dim=1))
+
+
+STORAGES = ("device", "host", "disk")
+
+
+def basis_storage(rows: int, P: int, dtype: torch.dtype, device: torch.device, storage: str,
+                  *, pin: bool = False, tmpdir: str | None = None) -> Tensor:
+    """An uninitialized ``(rows, P)`` tensor for a Krylov basis, kept in ``storage``.
+
+    ``"device"``: on ``device``. ``"host"``: CPU memory, page-locked when ``pin`` (a
+    CUDA operator: faster copies). ``"disk"``: a numpy memmap of a file created in
+    ``tmpdir`` and unlinked at once (the mapping keeps it alive; nothing is left
+    behind, even after a crash); its pages are written back to disk and evicted by
+    the OS under memory pressure, so the basis is bounded by disk space, not RAM.
+    """
+    if storage == "device":
+        return torch.empty(rows, P, dtype=dtype, device=device)
+    if storage == "host":
+        return torch.empty(rows, P, dtype=dtype, pin_memory=pin and torch.cuda.is_available())
+    if storage != "disk":
+        raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+    import os
+    import tempfile
+
+    np_dtype = {torch.float32: np.float32, torch.float64: np.float64,
+                torch.float16: np.float16}.get(dtype)
+    if np_dtype is None:
+        raise ValueError(f"a disk basis needs float16, float32 or float64, got {dtype}")
+    fd, path = tempfile.mkstemp(prefix="spectra-basis-", suffix=".bin", dir=tmpdir)
+    try:
+        os.close(fd)
+        arr = np.memmap(path, dtype=np_dtype, mode="w+", shape=(rows, P))
+    finally:
+        os.unlink(path)
+    return torch.from_numpy(arr)
 
 
 def _stack(rows: list[Tensor], P: int, dtype: torch.dtype, device: torch.device) -> Tensor:

@@ -105,8 +105,11 @@ def test_bases_beyond_the_memory_are_refused_before_any_product():
             raise AssertionError("no product may be computed")
 
     with pytest.raises(ValueError, match=r"slq with num_vectors=4, num_steps=80 .* needs [\d,.]+ GiB "
-                                         r"but the cpu memory is .*; lower num_vectors or num_steps"):
+                                         r"but the cpu memory is .*; the operator is too large"):
         slq(Huge(), num_vectors=4, num_steps=80)
+    with pytest.raises(ValueError, match=r"slq with num_vectors=4, num_steps=80 \(a Lanczos basis .*"
+                                         r"lower num_vectors or num_steps, or use mode='bounded'"):
+        slq(Huge(), num_vectors=4, num_steps=80, mode="full")
 
 
 @pytest.mark.parametrize("num", [0, 1, True, 10.0])
