@@ -239,20 +239,41 @@ def trajectories(function, output, optimizers, steps, opt_arg, start, title, dpi
             raise CLIError(f"--start must be two numbers X,Y, got {start!r}")
         point = tuple(float(v) for v in vals)
     path = check_figure_output(output)
+    import torch
+
     import optim
 
-    paths = {}
+    paths, lrs = {}, {}
     for key in keys:
         if optim.available()[key].requires:
             raise CLIError(f"{key} needs a model ({', '.join(optim.available()[key].requires)}); "
                            "it cannot run on a test function")
         try:
             paths[key] = run(key, fn, steps=steps, start=point, **overrides[key])
+            probe = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+            lrs[key] = float(optim.create_bundle(key, [probe], total_steps=steps, total_epochs=steps,
+                                                 **overrides[key]).optimizer.param_groups[0]["lr"])
         except Exception as exc:
             raise CLIError(f"{key}: {first_line(exc)}") from exc
-    fig = plot_trajectories(fn, paths, title=title)
+    fig = plot_trajectories(fn, paths, lr=lrs, title=title)
     _save(fig, path, dpi, f"{len(paths)} trajectories on {fn.name}")
     if not quiet():
         for key, t in paths.items():
-            click.echo(f"  {key:<12} final f = {t.final_value:.4g}, distance to minimum "
-                       f"{t.final_distance:.3g}")
+            click.echo(f"  {key:<12} lr {lrs[key]:.3g}, {steps} steps: {_outcome(t)}")
+
+
+def _outcome(t) -> str:
+    """How a test-function run ended, in words: diverged (at which step), or the final
+    value and the distance to the nearest minimum (none for the saddle)."""
+    import math
+
+    finite = t.points.isfinite().all(dim=1)
+    if not bool(finite.all()):
+        step = int((~finite).nonzero()[0, 0])
+        return f"diverged at step {step} (the iterate became NaN or Inf)"
+    if not math.isfinite(t.final_value):
+        return "diverged (the function value is not finite)"
+    dist = t.final_distance
+    where = (f", distance to the nearest minimum {dist:.3g}" if math.isfinite(dist)
+             else " (the function has no minimum)")
+    return f"final f = {t.final_value:.4g}{where}"

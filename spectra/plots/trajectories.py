@@ -47,6 +47,7 @@ def plot_trajectories(
     bounds: tuple[tuple[float, float], tuple[float, float]] | None = None,
     levels: int = 30,
     resolution: int = 300,
+    lr: Mapping[str, float] | None = None,
     figsize: tuple[float, float] | None = None,
     title: str | None = None,
 ) -> Figure:
@@ -63,8 +64,14 @@ def plot_trajectories(
         levels: number of contour levels; log-spaced when the function is >= 0 on
             the view, evenly spaced otherwise (the saddle).
         resolution: grid points per side for the contours.
+        lr: name -> the learning rate of that run, for the legend.
 
-    Legend entries give each run's final value. Minima are marked with stars.
+    Each path has its own colour, line style and marker shape (markers at about 12
+    evenly spaced steps), drawn half-transparent, so that later paths do not hide
+    earlier ones. Legend entries give the lr, the number of steps and the final value,
+    or where the path left the view ("left the view at step k", an arrow at the frame
+    where it leaves) or diverged ("diverged at step k": NaN or Inf). Minima are marked
+    with stars.
     """
     _check_arguments(function, trajectories, levels)
     fname = str(getattr(function, "name", "function"))
@@ -81,14 +88,15 @@ def plot_trajectories(
         fig = new_figure(figsize, (6.5, 5.0))
         ax = fig.subplots()
         _draw_contours(fig, ax, X, Y, Z, _levels(finite, levels))
-        _draw_paths(ax, function, paths)
+        _draw_paths(ax, function, paths, (x0, x1, y0, y1), lr or {})
         _mark_minima(ax, minima, fname)
         ax.set_xlim(x0, x1)
         ax.set_ylim(y0, y1)
         ax.set_xlabel("x")
         ax.set_ylabel("y")
         ax.tick_params(labelsize=FONT)
-        ax.legend(loc="best", framealpha=0.85)
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2,
+                   frameon=False, handlelength=2.6)
         pretty = fname[:1].upper() + fname[1:]
         fig.suptitle(title if title is not None else f"Optimizer trajectories on {pretty}")
     return fig
@@ -205,21 +213,90 @@ def _draw_contours(
     cbar.ax.tick_params(labelsize=FONT)
 
 
-def _draw_paths(ax: Axes, function: Any, paths: Mapping[str, np.ndarray]) -> None:
-    """Each trajectory's finite points, an X at its end, and one circle per start."""
+_STYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+@dataclass(frozen=True)
+class PathStatus:
+    """How a path ends: the first step that is not finite, the first step outside the
+    view, or neither (``None``)."""
+
+    diverged_at: int | None
+    left_at: int | None
+
+
+def path_status(p: np.ndarray, view: _View) -> PathStatus:
+    """Where path ``p`` (``(T, 2)``) diverges (a non-finite point) and where it first
+    leaves ``view``."""
+    x0, x1, y0, y1 = view
+    fin = np.all(np.isfinite(p), axis=1)
+    diverged = int(np.argmin(fin)) if not fin.all() else None
+    inside = fin & (p[:, 0] >= x0) & (p[:, 0] <= x1) & (p[:, 1] >= y0) & (p[:, 1] <= y1)
+    out = np.flatnonzero(fin & ~inside)
+    left = int(out[0]) if out.size and (diverged is None or out[0] < diverged) else None
+    return PathStatus(diverged_at=diverged, left_at=left)
+
+
+def _exit_point(a: np.ndarray, b: np.ndarray, view: _View) -> np.ndarray:
+    """Where the segment from ``a`` (inside the view) to ``b`` crosses the frame."""
+    x0, x1, y0, y1 = view
+    d = b - a
+    ts = [1.0]
+    for lo, hi, k in ((x0, x1, 0), (y0, y1, 1)):
+        if d[k] > 0:
+            ts.append((hi - a[k]) / d[k])
+        elif d[k] < 0:
+            ts.append((lo - a[k]) / d[k])
+    return a + max(0.0, min(ts)) * d
+
+
+def _legend_label(name: str, p: np.ndarray, status: PathStatus, final: float,
+                  lr: float | None) -> str:
+    steps = len(p) - 1
+    what = [f"lr {lr:.2g}"] if lr is not None else []
+    what.append(f"{steps} step" + ("" if steps == 1 else "s"))
+    if status.diverged_at is not None:
+        end = f"diverged at step {status.diverged_at}"
+        if status.left_at is not None:
+            end = f"left the view at step {status.left_at}, {end}"
+    elif status.left_at is not None:
+        end = f"left the view at step {status.left_at}"
+        if math.isfinite(final):
+            end += f", final f = {final:.2g}"
+    else:
+        end = f"final f = {final:.2g}"
+    return f"{name} ({', '.join(what)}): {end}"
+
+
+def _draw_paths(ax: Axes, function: Any, paths: Mapping[str, np.ndarray], view: _View,
+                lr: Mapping[str, float]) -> None:
+    """Each trajectory's finite points, an X at its end (an arrow at the frame where it
+    leaves the view), and one circle per start."""
     starts = set()
     for i, (name, p) in enumerate(paths.items()):
         c = f"C{i % 10}"
-        ok = np.all(np.isfinite(p), axis=1)
-        fin = p[ok]
-        final = float(_evaluate(function, p[-1:].copy())[0]) if ok[-1] else math.nan
-        lab = (f"{name} (final f = {final:.2g})" if math.isfinite(final)
-               else f"{name} (diverged)")
-        ax.plot(fin[:, 0], fin[:, 1], color=c, lw=1.3, alpha=0.95, label=lab,
-                marker="." if len(fin) <= 60 else None, ms=3)
-        if len(fin):
-            ax.plot(*fin[-1], marker="X", color=c, ms=7, mec="black", mew=0.6, ls="none")
-            starts.add((float(fin[0, 0]), float(fin[0, 1])))
+        status = path_status(p, view)
+        fin = p[: status.diverged_at] if status.diverged_at is not None else p
+        final = float(_evaluate(function, fin[-1:].copy())[0]) if len(fin) else math.nan
+        if status.diverged_at is not None:
+            final = math.nan
+        every = max(1, len(fin) // 12)
+        ax.plot(fin[:, 0], fin[:, 1], color=c, lw=1.4, alpha=0.75, ls=_STYLES[i % len(_STYLES)],
+                marker=_MARKERS[i % len(_MARKERS)], markevery=every, ms=4, mec="black", mew=0.4,
+                label=_legend_label(name, p, status, final, lr.get(name)), zorder=3 + 0.01 * i)
+        if len(fin) == 0:
+            continue
+        starts.add((float(fin[0, 0]), float(fin[0, 1])))
+        if status.left_at is not None and status.left_at > 0:
+            k = status.left_at
+            exit_ = _exit_point(fin[k - 1], fin[k], view)
+            ax.annotate("", xy=exit_, xytext=fin[k - 1], zorder=6,
+                        arrowprops={"arrowstyle": "-|>", "color": c, "lw": 1.6,
+                                    "mutation_scale": 14})
+        if path_status(fin[-1:], view).left_at is None:  # the end is in the view
+            ax.plot(*fin[-1], marker="X", color=c, ms=7, mec="black", mew=0.6, ls="none",
+                    zorder=5)
     for j, (sx, sy) in enumerate(sorted(starts)):
         ax.plot(sx, sy, marker="o", ms=6, color="white", mec="black", mew=0.9, ls="none",
                 label="start" if j == 0 else None, zorder=5)

@@ -62,4 +62,11 @@ def test_trajectories(tmp_path):
     r = invoke("plot", "trajectories", "rosenbrock", "-o", fig, "--optimizers", "sgd,adam,calr",
                "--steps", "50", "--opt-arg", "sgd.lr=1e-3")
     _check(fig, ".png")
-    assert "sgd" in r.stdout and "final f" in r.stdout
+    assert "sgd" in r.stdout and "final f" in r.stdout and "lr 0.001, 50 steps" in r.stdout
+
+
+def test_trajectories_say_diverged(tmp_path):
+    fig = tmp_path / "t.png"
+    r = invoke("plot", "trajectories", "rosenbrock", "-o", fig, "--optimizers", "sgd",
+               "--steps", "30", "--opt-arg", "lr=1.0")
+    assert "diverged at step" in r.stdout and "distance" not in r.stdout

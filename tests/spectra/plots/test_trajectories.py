@@ -15,7 +15,7 @@ from tests.spectra.plots.conftest import saved
 
 
 def _labels(fig) -> list[str]:
-    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    return [t.get_text() for t in fig.legends[0].get_texts()]
 
 
 def test_trajectories(tmp_path: Path) -> None:
@@ -28,7 +28,17 @@ def test_trajectories(tmp_path: Path) -> None:
     }, resolution=80)
     ax = fig.axes[0]
     labels = _labels(fig)
-    assert labels[0].startswith("line (final f = ")
+    assert labels[0].startswith("line (79 steps): final f = ")
+    assert labels[1].startswith("sgd (100 steps): final f = ")
+    assert labels[2] == "tensor (1 step): left the view at step 1, final f = 1e+26"
+    # the path that leaves is drawn to the frame: an arrow ending on its edge
+    (arrow,) = [c for c in ax.get_children() if isinstance(c, matplotlib.text.Annotation)]
+    assert arrow.xy[0] == pytest.approx(2.0) or arrow.xy[1] == pytest.approx(3.0)
+    # later paths do not hide earlier ones: half-transparent, distinct styles and markers
+    paths = [ln for ln in ax.get_lines() if ln.get_label() in labels[:3]]
+    assert all(ln.get_alpha() < 1 for ln in paths)
+    assert len({ln.get_linestyle() for ln in paths}) == 3
+    assert len({ln.get_marker() for ln in paths}) == 3
     assert "global minimum" in labels and "start" in labels
     star = next(ln for ln in ax.get_lines() if ln.get_label() == "global minimum")
     assert np.allclose(np.c_[star.get_data()], np.array(ROSENBROCK.minima))
@@ -63,7 +73,9 @@ def test_view_of_an_unknown_function_and_diverged_paths() -> None:
     x0, x1 = fig.axes[0].get_xlim()
     y0, y1 = fig.axes[0].get_ylim()
     assert x0 < 0.5 and x1 > 2.0 and y0 < -0.5 and y1 > 2.0
-    assert "a (diverged)" in _labels(fig)
+    assert "a (2 steps): diverged at step 2" in _labels(fig)
+    fig = plot_trajectories(_Bowl(), {"a": path[:2]}, lr={"a": 1e-3}, resolution=40)
+    assert _labels(fig)[0].startswith("a (lr 0.001, 1 step): final f = ")
     fig = plot_trajectories(_Bowl(), {"a": path[:2]}, bounds=((-1, 3), (-2, 3)), resolution=40)
     assert fig.axes[0].get_xlim() == (-1, 3)
 
