@@ -1,4 +1,14 @@
-"""Training curves: loss and accuracy, train and test, one line per run, in 2 x 2 panels."""
+"""Training curves: loss and accuracy, train and test, one line per run, in 2 x 2 panels.
+
+What the train panels show. The reference trainer's ``train_loss`` and ``train_acc``
+are running averages over each epoch's minibatches, taken while the weights change
+(and in train mode: dropout on, batch norm on batch statistics); the panels say so.
+A run trained with ``eval_train=True`` (``spectra train --eval-train``) also records
+``train_eval_loss`` and ``train_eval_acc``, the whole training set evaluated in eval
+mode at the end of each epoch and at epoch 0; those are drawn instead. Rows that log
+a single batch's loss (``log_every_steps``: no ``seconds``) are left out of the
+running average's line.
+"""
 
 from __future__ import annotations
 
@@ -29,8 +39,8 @@ _CURVES = (
     ("test_acc", "test accuracy", "accuracy (%)"),
 )
 
-# column -> (run, time, values) of each run that records it
-_Series = dict[str, list[tuple[RunData, np.ndarray, np.ndarray]]]
+# column -> (run, time, values, eval-mode train values?) of each run that records it
+_Series = dict[str, list[tuple[RunData, np.ndarray, np.ndarray, bool]]]
 
 
 def plot_curves(
@@ -45,15 +55,17 @@ def plot_curves(
 
     Losses are on a log axis when positive; accuracies stored as fractions are drawn
     in percent. Rows that do not give a value (NaN) are skipped. A panel with no data
-    in any run says "not recorded".
+    in any run says "not recorded". The train panels are titled with what they show:
+    the running average over each epoch, or the eval-mode evaluation of the training
+    set when the run recorded it (see the module docstring).
 
     Raises:
         ValueError: no run records any of train/test loss/accuracy.
     """
     run_list = resolve_runs(runs, names)
     tkind = time_kind(by, [(r.metrics.step, r.metrics.epoch) for r in run_list])
-    series = _series(run_list, tkind)
-    acc = [y for c in ("train_acc", "test_acc") for _, _, y in series[c]]
+    series, kinds = _series(run_list, tkind)
+    acc = [y for c in ("train_acc", "test_acc") for _, _, y, _ in series[c]]
     percent = bool(acc) and max(float(np.max(y)) for y in acc) <= 1.0 + 1e-9
     color = {r.name: f"C{i % 10}" for i, r in enumerate(run_list)}
     with style():
@@ -63,10 +75,11 @@ def plot_curves(
         grid[1, 0].sharey(grid[1, 1])
         handles: dict[str, tuple] = {}
         for ax, (col, label, ylabel) in zip(grid.flat, _CURVES):
-            _draw_panel(ax, series[col], col, label, color, handles, 100.0 if percent else 1.0)
+            _draw_panel(ax, series[col], col, _title(col, label, kinds), color, handles,
+                        100.0 if percent else 1.0)
             ax.set_xlabel(tkind)
             ax.set_ylabel(ylabel if percent or "loss" in col else "accuracy")
-        losses = [y for c in ("train_loss", "test_loss") for _, _, y in series[c]]
+        losses = [y for c in ("train_loss", "test_loss") for _, _, y, _ in series[c]]
         if losses and all(np.all(y > 0) for y in losses):
             grid[0, 0].set_yscale("log")  # shared with grid[0, 1]
             log_ticks(grid[0, 0])
@@ -78,29 +91,69 @@ def plot_curves(
     return fig
 
 
-def _series(run_list: Sequence[RunData], tkind: str) -> _Series:
-    """The finite rows of each curve's column, per run, in time order."""
+_EVAL = {"train_loss": "train_eval_loss", "train_acc": "train_eval_acc"}
+_RUNNING = " (running average over the epoch)"
+_EVALUATED = " (eval mode, end of epoch)"
+
+
+def _column(r: RunData, col: str) -> tuple[np.ndarray, bool]:
+    """The values of metric ``col`` of run ``r`` (float64, one per row), and whether
+    they are an eval-mode evaluation of the train set rather than a running average.
+    Batch-loss rows (``seconds`` NaN among rows that have it) are NaN here."""
+    mt = r.metrics
+    ev = _EVAL.get(col)
+    if ev is not None and ev in mt.extra:
+        y = np.asarray(mt.extra[ev], dtype=np.float64)
+        if np.any(np.isfinite(y)):
+            return y, True
+    y = np.asarray(mt[col], dtype=np.float64)
+    if ev is not None:
+        sec = np.asarray(mt.seconds, dtype=np.float64)
+        if np.any(np.isfinite(sec)) and not np.all(np.isfinite(sec)):
+            y = np.where(np.isfinite(sec), y, np.nan)  # epoch rows only
+    return y, False
+
+
+def _series(run_list: Sequence[RunData], tkind: str) -> tuple[_Series, dict[str, set[bool]]]:
+    """The finite rows of each curve's column, per run, in time order; and, per train
+    column, which kinds (eval mode or running average) the runs give."""
     series: _Series = {c: [] for c, *_ in _CURVES}
+    kinds: dict[str, set[bool]] = {c: set() for c in _EVAL}
     for r in run_list:
         mt = r.metrics
         if len(mt) == 0:
             continue
         t, _ = time_column(tkind, mt.step, mt.epoch, f"run {r.name!r}'s metrics")
         for col, *_ in _CURVES:
-            ts, ys = finite_series(t, np.asarray(mt[col], dtype=np.float64))
+            y, evaluated = _column(r, col)
+            ts, ys = finite_series(t, y)
             if ts.size:
-                series[col].append((r, ts, ys))
+                series[col].append((r, ts, ys, evaluated))
+                if col in kinds:
+                    kinds[col].add(evaluated)
     if not any(series.values()):
         raise ValueError(
             f"runs {[r.name for r in run_list]} record no train/test loss or accuracy in "
             "their metrics"
         )
-    return series
+    return series, kinds
+
+
+def _title(col: str, label: str, kinds: dict[str, set[bool]]) -> str:
+    """The panel's title: a train column says what its values are."""
+    k = kinds.get(col)
+    if not k:
+        return label
+    if k == {True}:
+        return label + _EVALUATED
+    if k == {False}:
+        return label + _RUNNING
+    return f"{label} (dashed: running average over the epoch)"
 
 
 def _draw_panel(
     ax: Axes,
-    items: list[tuple[RunData, np.ndarray, np.ndarray]],
+    items: list[tuple[RunData, np.ndarray, np.ndarray, bool]],
     col: str,
     label: str,
     color: dict[str, str],
@@ -112,9 +165,10 @@ def _draw_panel(
     ax.tick_params(labelbottom=True, labelsize=FONT)
     if not items:
         no_data(ax, f"{label}: not recorded")
-    for r, t, y in items:
+    mixed = len({e for *_, e in items}) > 1
+    for r, t, y, evaluated in items:
         y = y * acc_scale if col.endswith("acc") else y
-        (h,) = ax.plot(t, y, color=color[r.name], lw=1.3,
+        (h,) = ax.plot(t, y, color=color[r.name], lw=1.3, ls="--" if mixed and not evaluated else "-",
                        marker="o" if t.size <= 30 else None, ms=2.5)
         handles.setdefault(r.name, (h, run_title(r)))
     ax.set_title(label)

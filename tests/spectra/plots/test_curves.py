@@ -15,7 +15,8 @@ def test_curves(store_path: Path, tmp_path: Path) -> None:
     fig = plot_curves(store_path)
     axes = fig.axes
     assert [ax.get_title() for ax in axes] == [
-        "train loss", "test loss", "train accuracy", "test accuracy"]
+        "train loss (running average over the epoch)", "test loss",
+        "train accuracy (running average over the epoch)", "test accuracy"]
     assert all(len(ax.get_lines()) == 2 for ax in axes)
     assert axes[0].get_yscale() == "log"
     assert axes[2].get_ylabel() == "accuracy (%)"
@@ -39,3 +40,34 @@ def test_curves_missing_data(tmp_path: Path) -> None:
     fig = plot_curves(path)  # by step: rows without an epoch
     assert fig.axes[0].get_xlabel() == "step"
     assert "not recorded" in fig.axes[1].texts[0].get_text()
+
+
+def test_eval_mode_train_metrics_and_batch_rows(tmp_path: Path) -> None:
+    """Eval-mode train columns (with epoch 0) are drawn instead of the running average
+    and titled so; batch-loss rows (no seconds) stay out of the running average's line."""
+    path = tmp_path / "eval.h5"
+    with RunStore(path) as store:
+        ev = store.create_run("ev")
+        ev.append_metrics(step=0, epoch=0.0, train_eval_loss=2.3, train_eval_acc=0.1,
+                          test_loss=2.3, test_acc=0.1)
+        for e in (1, 2):
+            ev.append_metrics(step=10 * e, epoch=float(e), train_loss=1.0 / e, train_acc=0.5,
+                              train_eval_loss=0.9 / e, train_eval_acc=0.6, test_loss=1.0 / e,
+                              test_acc=0.5, seconds=1.0)
+        ra = store.create_run("ra")
+        for e in (1, 2):
+            for s in range(1, 10):  # batch rows, as log_every_steps writes them
+                ra.append_metrics(step=10 * (e - 1) + s, epoch=e - 1 + s / 10, train_loss=5.0)
+            ra.append_metrics(step=10 * e, epoch=float(e), train_loss=1.0 / e, train_acc=0.5,
+                              test_loss=1.0 / e, test_acc=0.5, seconds=1.0)
+    fig = plot_curves(path, "ev")
+    assert fig.axes[0].get_title() == "train loss (eval mode, end of epoch)"
+    (line,) = fig.axes[0].get_lines()
+    assert list(line.get_xdata()) == [0.0, 1.0, 2.0]  # epoch 0 included
+    assert list(line.get_ydata()) == [2.3, 0.9, 0.45]
+    fig = plot_curves(path, "ra")
+    (line,) = fig.axes[0].get_lines()
+    assert list(line.get_ydata()) == [1.0, 0.5]  # not the batch rows' 5.0
+    fig = plot_curves(path)  # both kinds: the running average dashed, and said
+    assert "dashed: running average" in fig.axes[0].get_title()
+    assert [ln.get_linestyle() for ln in fig.axes[0].get_lines()] == ["-", "--"]
