@@ -24,9 +24,12 @@ name whose schedule already sets the lr (``calr-cosine``, ``calr-clip-cosine``: 
 one optimizer would each rescale the other's lr.
 
 Baselines (``sgd``, ``sgdm``, ``adam``, ``adamw``, ``nadam``, ``rmsprop``, ``radam``)
-are the `torch.optim` classes themselves, with torch's defaults except where an entry
-sets its own: ``sgd`` and ``sgdm`` lr 0.1 (``sgdm``: momentum 0.9), ``radam`` lr 1e-2.
-Entry defaults are chosen so that a default run learns; README.md ("Optimizers")
+are the `torch.optim` classes themselves, with torch's defaults except the lr (and
+``sgdm``'s momentum 0.9). Every entry's default lr (``TUNED_LR``) is the choice of a
+short sweep for a default ``spectra compare`` run (digits, the default MLP, 5 epochs,
+chosen on held-out validation data): ``python -m analyses.default_lrs`` writes the
+sweep to analyses/results/default_lrs.md, and tests/optim/test_registry.py checks
+that the two agree. The classes keep their papers' lrs; README.md ("Optimizers")
 tables every name's defaults, where each comes from and the measurement behind it.
 """
 
@@ -379,30 +382,43 @@ def _signature_defaults(factory: Callable[..., Any]) -> dict[str, Any]:
 
 
 # --- the registry: one line per optimizer -------------------------------------------------
-register("calr", CALR, "CALR (Eq. 5): Adam moments, curvature |g| + delta added to v_hat")
+# Default lrs: the sweep's choices in analyses/results/default_lrs.md (python -m
+# analyses.default_lrs), so that a default `spectra compare` gives every optimizer an lr
+# that suits the task. A name's class default, where different, is its paper's.
+TUNED_LR: Mapping[str, float] = MappingProxyType({
+    "calr": 0.03, "calr-clip": 0.03, "calr-cosine": 0.03, "calr-clip-cosine": 0.03,
+    "smaran": 0.3, "lpsgd": 0.03, "lpsgdm": 0.03, "dcao": 0.03, "lion": 0.01,
+    "sgd": 0.3, "sgdm": 0.1, "adam": 0.01, "adamw": 0.01, "nadam": 3e-3, "rmsprop": 3e-3,
+    "radam": 0.1,
+})
+
+register("calr", CALR, "CALR (Eq. 5): Adam moments, curvature |g| + delta added to v_hat",
+         defaults={"lr": TUNED_LR["calr"]})
 register("calr-clip", CALR, "CALR with the gradient clamped to [-0.1, 0.1]",
-         defaults={"clip": DEFAULT_CLIP})
+         defaults={"lr": TUNED_LR["calr-clip"], "clip": DEFAULT_CLIP})
 register("calr-cosine", CALR, "CALR with a per-step cosine learning rate",
-         schedule=COSINE_LR)
+         defaults={"lr": TUNED_LR["calr-cosine"]}, schedule=COSINE_LR)
 register("calr-clip-cosine", CALR, "CALR, gradient clamped to [-0.1, 0.1], cosine learning rate",
-         defaults={"clip": DEFAULT_CLIP}, schedule=COSINE_LR)
-register("smaran", SMARAN, "SMARAN: loss-value step size, normalized-gradient momentum")
+         defaults={"lr": TUNED_LR["calr-clip-cosine"], "clip": DEFAULT_CLIP}, schedule=COSINE_LR)
+register("smaran", SMARAN, "SMARAN: loss-value step size, normalized-gradient momentum",
+         defaults={"lr": TUNED_LR["smaran"]})
 register("lpsgd", LPSGD, "LPSGD: l_p steepest-descent SGD, p annealed from p_max to 2",
-         defaults={"lr": 1e-2},
-         schedule=P_NORM)
+         defaults={"lr": TUNED_LR["lpsgd"]}, schedule=P_NORM)
 register("lpsgdm", LPSGDM, "LPSGDM: LPSGD with momentum and decoupled weight decay",
-         defaults={"lr": 1e-2},
-         schedule=P_NORM)
+         defaults={"lr": TUNED_LR["lpsgdm"]}, schedule=P_NORM)
 register("dcao", DCAO, "DCAO: Lanczos probes of the Hessian drive lr, momentum and weight decay "
-         "(needs model=, loss_fn=, probe_data=)")
+         "(needs model=, loss_fn=, probe_data=)", defaults={"lr": TUNED_LR["dcao"]})
 register("lion", Lion, "Lion: sign of interpolated momentum (Chen et al. 2023)",
-         defaults={"lr": 1e-3})
-register("sgd", torch.optim.SGD, "SGD (torch.optim.SGD), lr 0.1", defaults={"lr": 0.1})
-register("sgdm", torch.optim.SGD, "SGD with heavy-ball momentum 0.9 (torch.optim.SGD), lr 0.1",
-         defaults={"lr": 0.1, "momentum": 0.9})
-register("adam", torch.optim.Adam, "Adam (torch.optim.Adam)")
-register("adamw", torch.optim.AdamW, "AdamW, decoupled weight decay (torch.optim.AdamW)")
-register("nadam", torch.optim.NAdam, "NAdam, Nesterov Adam (torch.optim.NAdam)")
-register("rmsprop", torch.optim.RMSprop, "RMSprop (torch.optim.RMSprop)")
-register("radam", torch.optim.RAdam, "RAdam, rectified Adam (torch.optim.RAdam), lr 1e-2",
-         defaults={"lr": 1e-2})
+         defaults={"lr": TUNED_LR["lion"]})
+register("sgd", torch.optim.SGD, "SGD (torch.optim.SGD)", defaults={"lr": TUNED_LR["sgd"]})
+register("sgdm", torch.optim.SGD, "SGD with heavy-ball momentum 0.9 (torch.optim.SGD)",
+         defaults={"lr": TUNED_LR["sgdm"], "momentum": 0.9})
+register("adam", torch.optim.Adam, "Adam (torch.optim.Adam)", defaults={"lr": TUNED_LR["adam"]})
+register("adamw", torch.optim.AdamW, "AdamW, decoupled weight decay (torch.optim.AdamW)",
+         defaults={"lr": TUNED_LR["adamw"]})
+register("nadam", torch.optim.NAdam, "NAdam, Nesterov Adam (torch.optim.NAdam)",
+         defaults={"lr": TUNED_LR["nadam"]})
+register("rmsprop", torch.optim.RMSprop, "RMSprop (torch.optim.RMSprop)",
+         defaults={"lr": TUNED_LR["rmsprop"]})
+register("radam", torch.optim.RAdam, "RAdam, rectified Adam (torch.optim.RAdam)",
+         defaults={"lr": TUNED_LR["radam"]})

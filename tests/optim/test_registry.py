@@ -247,3 +247,23 @@ def test_available_reports_required_arguments(scratch_registry):
     assert all(optim.available()[name].requires == () for name in NAMES)
     optim.register("has-model", needs_model, "model given", defaults={"model": None})
     assert optim.available()["has-model"].requires == ()
+
+
+def _swept_lrs() -> dict[str, float]:
+    """``name -> chosen lr`` of the committed sweep (analyses/results/default_lrs.md)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "analyses" / "results" / "default_lrs.md"
+    lines = [line for line in path.read_text().splitlines() if line.startswith("| ")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    col = head.index("chosen lr")
+    return {cells[0]: float(cells[col]) for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in lines[1:])}
+
+
+def test_default_lrs_are_the_committed_sweeps_choices():
+    swept = _swept_lrs()
+    assert set(swept) == set(optim.available())  # every registered name was swept
+    for name, info in optim.available().items():
+        # (test_defaults_reported_match_the_created_optimizer: the created ones agree)
+        assert info.defaults["lr"] == swept[name] == registry.TUNED_LR[name], name
