@@ -1,4 +1,8 @@
-"""Numbers as the console shows them: 4 significant digits, percentages, a sparkline.
+"""Numbers as the console shows them, in one place: every measured number (loss,
+eigenvalue, trace, lr) with ``DIGITS`` significant digits (:func:`fmt`), error bars and
+residuals with 2 (``fmt(x, digits=2)``), fractions as percentages with one decimal
+(:func:`pct`), durations with 3 significant digits and no exponent (:func:`seconds`),
+and a sparkline.
 
 A missing or non-finite value shows as ``-``; a ``width`` right-aligns the text in
 that many columns (a table's).
@@ -12,6 +16,7 @@ from typing import Any
 import numpy as np
 
 SPARK_BARS = " ▁▂▃▄▅▆▇█"
+DIGITS = 4
 
 
 def as_float(x: Any) -> float:
@@ -22,10 +27,21 @@ def as_float(x: Any) -> float:
         return math.nan
 
 
-def fmt(x: Any, width: int = 0) -> str:
-    """``x`` to 4 significant digits: ``fmt(0.012345) == "0.01235"``, ``fmt(None) == "-"``."""
+def fmt(x: Any, width: int = 0, digits: int = DIGITS) -> str:
+    """``x`` to ``digits`` significant digits: ``fmt(0.012345) == "0.01235"``,
+    ``fmt(3.1e-5, digits=2) == "3.1e-05"``, ``fmt(None) == "-"``."""
     v = as_float(x)
-    return (f"{v:.4g}" if math.isfinite(v) else "-").rjust(width)
+    return (f"{v:.{digits}g}" if math.isfinite(v) else "-").rjust(width)
+
+
+def seconds(x: Any, width: int = 0) -> str:
+    """A duration to 3 significant digits, never an exponent: ``seconds(0.01234) ==
+    "0.0123 s"``, ``seconds(12.34) == "12.3 s"``, ``seconds(1234.5) == "1234 s"``."""
+    v = as_float(x)
+    if not math.isfinite(v):
+        return "-".rjust(width)
+    decimals = 0 if v == 0 else max(0, 2 - math.floor(math.log10(abs(v))))
+    return f"{v:.{decimals}f} s".rjust(width)
 
 
 def pct(x: Any, width: int = 0) -> str:

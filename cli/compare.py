@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from cli._build import load_data, make_loss, model_spec_for, optimizer_keys, prepare_run
-from cli._errors import CLIError, first_line, handle_errors
-from cli._format import fmt, pct
+from cli._errors import CLIError, first_line, handle_errors, speak_cli
+from cli._format import fmt, pct, seconds
 from cli._options import (
     ProbePlan,
     model_data_options,
@@ -49,10 +49,13 @@ def compare(**kw) -> None:
 
     Every optimizer starts from the same initialization (the model is built with
     --seed), sees the same batches in the same order and is probed on the same
-    probe set, and with the same --schedule (which sets each optimizer's base lr).
-    Unknown optimizer names, bad --opt-arg keys, bad schedule options and existing
-    run names are reported before anything is trained or written. A table of the final
-    losses, accuracies, λ1 and times closes the run.
+    probe set, and with the same --schedule (which scales each optimizer's base lr).
+    Each optimizer's base lr is its registry default, tuned for this default run
+    (digits, the default MLP, 5 epochs: analyses/results/default_lrs.md); --opt-arg
+    lr=... sets another. Unknown optimizer names, bad --opt-arg keys, bad schedule
+    options and existing run names are reported before anything is trained or
+    written. A table of the lrs, final losses, accuracies, λ1 and times closes the
+    run.
 
     \b
     Example:
@@ -87,10 +90,13 @@ def compare(**kw) -> None:
                 batch_size=kw["batch_size"], plan=plan, out=out, checkpoint_dir=ckpt_dir,
                 checkpoint_every=kw["checkpoint_every"], log_every=kw["log_every"],
                 command="compare", lr_schedule=lr_schedule))
-        except CLIError:
-            raise
+        except CLIError as exc:  # say which optimizer an --opt-arg error is about
+            message = exc.format_message()
+            if not message.startswith("--opt-arg") or repr(key) in message:
+                raise
+            raise CLIError(f"--opt-arg ({key}){message.removeprefix('--opt-arg')}") from exc
         except Exception as exc:
-            raise CLIError(f"{key}: {first_line(exc)}") from exc
+            raise CLIError(f"{key}: {speak_cli(first_line(exc))}") from exc
     echo = not (as_json or quiet())
     if echo:
         c = preps[0].config
@@ -108,7 +114,9 @@ def compare(**kw) -> None:
                               seed=kw["seed"], plan=plan, checkpoint_every=kw["checkpoint_every"],
                               log_every=kw["log_every"], echo=echo,
                               progress=show_progress(as_json), prefix=f"{prep.name:<{width}}  ")
-            summaries.append(outcome_summary(outcome, prep, out))
+            summary = outcome_summary(outcome, prep, out)
+            summary["lr"] = prep.config["optimizer"]["hyperparameters"].get("lr")
+            summaries.append(summary)
     if as_json:
         echo_json({"file": str(out), "runs": summaries})
         return
@@ -122,15 +130,19 @@ def compare(**kw) -> None:
 
 
 def _table(rows: list[dict]) -> None:
-    head = f"{'optimizer':<12} {'train loss':>10} {'train acc':>9} {'test loss':>10} " \
-           f"{'test acc':>9} {'λ1':>10} {'train s':>8} {'probe s':>8}"
+    """The closing table: each run's base lr (DCAO scales its own by the controller's
+    multiplier, a schedule by its factor), final metrics, last λ1 and times."""
+    width = max(12, *(len(r["optimizer"]) + 1 for r in rows))
+    head = (f"{'optimizer':<{width}} {'lr':>8} {'train loss':>10} {'train acc':>9} "
+            f"{'test loss':>10} {'test acc':>9} {'λ1':>10} {'train':>8} {'probes':>8}")
     click.echo(head)
     click.echo("-" * len(head))
     for r in rows:
         f = r["final"]
         lp = r["last_probe"] or {}
         top = lp.get("top_eigenvalues") or [math.nan]
-        click.echo(f"{r['optimizer']:<12} {fmt(f.get('train_loss'), 10)} "
-                   f"{pct(f.get('train_acc'), 9)} {fmt(f.get('test_loss'), 10)} "
-                   f"{pct(f.get('test_acc'), 9)} {fmt(top[0], 10)} "
-                   f"{r['train_seconds']:8.1f} {r['probe_seconds']:8.1f}")
+        click.echo(f"{r['optimizer']:<{width}} {fmt(r.get('lr'), 8)} "
+                   f"{fmt(f.get('train_loss'), 10)} {pct(f.get('train_acc'), 9)} "
+                   f"{fmt(f.get('test_loss'), 10)} {pct(f.get('test_acc'), 9)} "
+                   f"{fmt(top[0], 10)} {seconds(r['train_seconds'], 8)} "
+                   f"{seconds(r['probe_seconds'], 8)}")

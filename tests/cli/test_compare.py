@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import optim
 from spectra.runs.store import list_runs, read_run
 from tests.cli.conftest import TINY, invoke, invoke_json
 
@@ -30,15 +31,30 @@ def test_compare_same_start_one_file(tmp_path):
         assert r.checkpoints[0].exists()
 
 
-def test_compare_prints_a_final_table(tmp_path):
-    r = invoke("compare", "--optimizers", "sgd,calr", "--epochs", "1", "-o", tmp_path / "c.h5",
-               "--probe-every", "0", "--checkpoint-every", "0", *TINY)
+def test_compare_prints_a_final_table_with_each_runs_lr(tmp_path):
+    r = invoke("compare", "--optimizers", "sgd,calr", "--opt-arg", "calr.lr=0.002", "--epochs",
+               "1", "-o", tmp_path / "c.h5", "--probe-every", "0", "--checkpoint-every", "0",
+               *TINY)
     lines = r.stdout.splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith("optimizer"))
-    for col in ("train loss", "train acc", "test loss", "test acc", "λ1", "train s", "probe s"):
+    assert lines[head].split()[:2] == ["optimizer", "lr"]
+    for col in ("train loss", "train acc", "test loss", "test acc", "λ1", "train", "probes"):
         assert col in lines[head]
-    assert lines[head + 2].startswith("sgd") and lines[head + 3].startswith("calr")
+    sgd, calr = lines[head + 2].split(), lines[head + 3].split()
+    # sgd at its registry default (tuned for this task), calr at the --opt-arg
+    assert sgd[0] == "sgd" and float(sgd[1]) == optim.available()["sgd"].defaults["lr"]
+    assert calr[0] == "calr" and float(calr[1]) == 0.002
+    assert sgd[-1] == "s" and sgd[-3] == "s"  # the times carry their unit
     assert any(line.startswith("sgd   epoch 1/1") for line in lines)
+
+
+def test_compare_defaults_differ_per_optimizer_and_json_reports_them(tmp_path):
+    s = invoke_json("compare", "--optimizers", "sgd,adam", "--epochs", "1", "-o",
+                    tmp_path / "c.h5", "--probe-every", "0", "--checkpoint-every", "0",
+                    "--json", *TINY)
+    lrs = {r["optimizer"]: r["lr"] for r in s["runs"]}
+    assert lrs == {k: optim.available()[k].defaults["lr"] for k in ("sgd", "adam")}
+    assert lrs["sgd"] != lrs["adam"]
 
 
 def test_compare_rejects_existing_runs_before_training(tmp_path):
