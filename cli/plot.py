@@ -177,8 +177,23 @@ def hparams(run_files, output, runs, title, dpi, by):
     from spectra.plots import plot_hparams
 
     path = check_figure_output(output)
-    fig = plot_hparams(_one_run(run_files, runs, "hparams"), by=by, title=title)
+    run = _one_run(run_files, runs, "hparams")
+    fig = plot_hparams(run, by=by, multiplier_limits=_dcao_clamp(run.config), title=title)
     _save(fig, path, dpi, "hyperparameters")
+
+
+def _dcao_clamp(config) -> tuple[float, float] | None:
+    """The clamp of DCAO's multipliers for a run of DCAO (its controller's, as the
+    config sets it or by default); None for other optimizers."""
+    opt = config.get("optimizer")
+    name = opt.get("name") if isinstance(opt, dict) else opt
+    if not (isinstance(name, str) and name.lower().startswith("dcao")):
+        return None
+    from optim.dcao_controller import DCAOController
+
+    hp = opt.get("hyperparameters", {}) if isinstance(opt, dict) else {}
+    lo, hi = hp.get("clip") or DCAOController().clip
+    return float(lo), float(hi)
 
 
 @_run_file_command(

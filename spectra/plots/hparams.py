@@ -1,6 +1,10 @@
-"""DCAO's hyperparameters over training and the curvature that drives them: learning
-rate, momentum and weight decay on the left; the controller's lambda_1 and gap (or the
-probes' top eigenvalues) and its multipliers on the right, when recorded."""
+"""An optimizer's hyperparameters over training, at the resolution the run recorded
+them, and the curvature that drives them: on the left one panel per hyperparameter the
+metrics hold (learning rate, momentum, weight decay, LPSGD's ``p``, CALR's
+``effective_lr``; each logged row, so every step with ``log_every_steps=1``); on the
+right, when recorded, the curvature (DCAO's lambda_1 and gap at each of its probes, or
+the probes' top eigenvalues) and DCAO's multipliers with their clamp drawn.
+Hyperparameters a run does not record get no panel."""
 
 from __future__ import annotations
 
@@ -18,12 +22,13 @@ from spectra.plots.data import (
     time_column,
     time_kind,
 )
-from spectra.plots.style import FONT, SINGLE, legend_on_top, new_figure, no_data, style
+from spectra.plots.style import FONT, SINGLE, new_figure, style
 from spectra.runs import RunData
 
 # metric column and its y label: the left column's panels, top to bottom
 _HYPERPARAMETERS = (("lr", r"learning rate $\eta$"), ("momentum", r"momentum $\beta$"),
-                    ("weight_decay", "weight decay"))
+                    ("weight_decay", "weight decay"), ("p", "LPSGD's p-norm $p$"),
+                    ("effective_lr", "effective step (CALR)"))
 _MULTIPLIERS = (("lr_mult", r"$\eta$"), ("momentum_mult", "momentum"),
                 ("wd_mult", "weight decay"))
 
@@ -37,29 +42,34 @@ def plot_hparams(
     name: str | None = None,
     *,
     by: str = "step",
+    multiplier_limits: tuple[float, float] | None = None,
     figsize: tuple[float, float] | None = None,
     title: str | None = None,
 ) -> Figure:
-    """DCAO's hyperparameters and the curvature that drives them, against the step.
+    """An optimizer's hyperparameters and the curvature that drives them.
 
-    Left column: ``lr``, ``momentum`` and ``weight_decay`` from the metrics (the values
-    the optimizer used). Right column, when recorded: ``lambda1`` and ``gap`` (extra
-    probe or metric columns as DCAO's history names them; otherwise the probes' top
-    two eigenvalues), and DCAO's multipliers ``lr_mult``, ``momentum_mult``,
-    ``wd_mult`` (1 = unchanged).
+    Left column: one panel per hyperparameter the metrics record (``lr``,
+    ``momentum``, ``weight_decay``, and ``p``, ``effective_lr`` when an optimizer
+    reports them), each row a step of the line: every logged step, or each epoch.
+    Right column, when recorded: ``lambda1`` and ``gap`` at each optimizer probe
+    (extra probe or metric columns as DCAO's history names them, drawn at their
+    ``probe_step``; otherwise the probes' top two eigenvalues), and DCAO's
+    multipliers ``lr_mult``, ``momentum_mult``, ``wd_mult`` (1 = unchanged), with the
+    clamp ``multiplier_limits`` drawn when given. Legends sit below their panels.
 
     Raises:
-        ValueError: the metrics record none of lr, momentum, weight decay.
+        ValueError: the metrics record none of these hyperparameters.
     """
     r = one_run(run, name)
     tkind = time_kind(by, [(r.metrics.step, r.metrics.epoch), (r.probes.step, r.probes.epoch)])
     left = _hyperparameters(r, tkind)
     curv, curv_title = _curvature(r, tkind)
     mults = [(label, *m) for key, label in _MULTIPLIERS if (m := _extra(r, key, tkind))]
-    mosaic = _mosaic(bool(curv), bool(mults))
+    right = [k for k, on in (("curv", bool(curv)), ("mult", bool(mults))) if on]
     with style():
-        fig = new_figure(figsize, (7.0, 5.0) if len(mosaic[0]) == 2 else SINGLE)
-        axd = fig.subplot_mosaic(mosaic, sharex=True)
+        fig = new_figure(figsize, (7.0, 1.3 + 1.25 * max(len(left), 1.6 * len(right)))
+                         if right else (SINGLE[0], 1.2 + 1.3 * len(left)))
+        axd = _layout(fig, [col for col, *_ in left], right)
         for ax in axd.values():
             ax.tick_params(labelbottom=True, labelsize=FONT)
         _draw_hyperparameters(axd, left)
@@ -68,30 +78,49 @@ def plot_hparams(
         if "mult" in axd:
             t_end = max([float(t[-1]) for *_, t, _ in left if t.size]
                         + [float(t[-1]) for _, t, _ in mults])
-            _draw_multipliers(axd["mult"], mults, t_end)
-        for key in mosaic[-1]:
-            axd[key].set_xlabel(tkind)
-        axd["lr"].set_title("hyperparameters used")
+            _draw_multipliers(axd["mult"], mults, t_end, multiplier_limits)
+        for ax in axd.values():
+            ax.set_xlabel(tkind)
+        axd[left[0][0]].set_title("hyperparameters used")
         base = f"Hyperparameters over training: {run_title(r)}"
         fig.suptitle(title if title is not None else figure_title(base, [r]))
     return fig
+
+
+def _layout(fig: Figure, left: list[str], right: list[str]) -> dict[str, Axes]:
+    """One column of panels for ``left``, and, beside it, one for ``right``, sharing x."""
+    if not right:
+        axes = fig.subplots(len(left), 1, sharex=True, squeeze=False)[:, 0]
+        return dict(zip(left, axes))
+    sub_l, sub_r = fig.subfigures(1, 2, wspace=0.02)
+    axes_l = sub_l.subplots(len(left), 1, sharex=True, squeeze=False)[:, 0]
+    axes_r = [sub_r.add_subplot(len(right), 1, i + 1, sharex=axes_l[0])
+              for i in range(len(right))]
+    return dict(zip(left, axes_l)) | dict(zip(right, axes_r))
 
 
 # --------------------------------------------------------------------------- series
 
 
 def _hyperparameters(run: RunData, tkind: str) -> list[_Hyperparameter]:
-    """lr, momentum and weight decay from the metrics, finite rows in time order."""
+    """The hyperparameters the metrics record, finite rows in time order (none for a
+    column without a value)."""
     mt = run.metrics
     left = []
     if len(mt):
         t, _ = time_column(tkind, mt.step, mt.epoch, f"run {run.name!r}'s metrics")
         for col, label in _HYPERPARAMETERS:
-            left.append((col, label, *finite_series(t, np.asarray(mt[col], dtype=np.float64))))
-    if not left or not any(y.size for *_, y in left):
+            try:
+                y = np.asarray(mt[col], dtype=np.float64)
+            except KeyError:  # an extra column this run does not have
+                continue
+            ts, ys = finite_series(t, y)
+            if ts.size:  # recorded: a panel; not recorded: none
+                left.append((col, label, ts, ys))
+    if not left:
         raise ValueError(
-            f"run {run.name!r} records no hyperparameters: its metrics have no lr, momentum "
-            "or weight_decay values"
+            f"run {run.name!r} records no hyperparameters: its metrics have no lr, momentum, "
+            "weight_decay, p or effective_lr values"
         )
     return left
 
@@ -138,18 +167,6 @@ def _extra(run: RunData, key: str, tkind: str) -> tuple[np.ndarray, np.ndarray] 
     return None
 
 
-def _mosaic(curvature: bool, multipliers: bool) -> list[list[str]]:
-    """The panels: hyperparameters on the left, curvature and multipliers on the right."""
-    if curvature and multipliers:
-        return [["lr", "curv"], ["lr", "curv"], ["momentum", "curv"],
-                ["momentum", "mult"], ["weight_decay", "mult"], ["weight_decay", "mult"]]
-    if curvature:
-        return [["lr", "curv"], ["momentum", "curv"], ["weight_decay", "curv"]]
-    if multipliers:
-        return [["lr", "mult"], ["momentum", "mult"], ["weight_decay", "mult"]]
-    return [["lr"], ["momentum"], ["weight_decay"]]
-
-
 # --------------------------------------------------------------------------- drawing
 
 
@@ -158,37 +175,54 @@ def _draw_hyperparameters(axd: dict[str, Axes], left: list[_Hyperparameter]) -> 
     (momentum stays linear)."""
     for col, label, t, y in left:
         ax = axd[col]
-        if y.size == 0:
-            no_data(ax, f"{label}: not recorded")
+        ax.plot(t, y, color="C0", lw=1.3, drawstyle="steps-post",
+                marker="o" if t.size <= 40 else None, ms=2.5)
+        if col not in ("momentum", "p") and np.all(y > 0) and y.max() / y.min() > 5:
+            ax.set_yscale("log")
+            log_ticks(ax)
         else:
-            ax.plot(t, y, color="C0", lw=1.3, drawstyle="steps-post")
-            if col != "momentum" and np.all(y > 0) and y.max() / y.min() > 5:
-                ax.set_yscale("log")
-                log_ticks(ax)
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useMathText=True)
         ax.set_ylabel(label)
 
 
+def _legend_below(ax: Axes, ncols: int) -> None:
+    """The panel's legend under its x label, clear of the lines."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.32), ncols=ncols, frameon=False,
+              handlelength=1.8, columnspacing=1.0)
+
+
 def _draw_curvature(ax: Axes, curv: list[_Curve], title: str) -> None:
-    """The curvature curves on a log (or symlog) axis, legend on top."""
+    """The curvature curves on a log (or symlog) axis, legend below."""
     for i, (label, t, y) in enumerate(curv):
-        ax.plot(t, y, color=f"C{i + 1}", lw=1.3, marker="o" if t.size <= 40 else None,
+        ax.plot(t, y, color=f"C{i + 1}", lw=1.3, marker="o" if t.size <= 60 else None,
                 ms=2.5, label=label)
     value_scale(ax, np.concatenate([y for _, _, y in curv]))
     ax.set_ylabel("Hessian eigenvalue")
     ax.set_title(title)
-    legend_on_top(ax, len(curv))
+    _legend_below(ax, len(curv))
     if ax.get_yscale() == "log":
         log_ticks(ax)
 
 
-def _draw_multipliers(ax: Axes, mults: list[_Curve], t_end: float) -> None:
-    """DCAO's multipliers as step lines held to ``t_end``, and the line at 1."""
+def _draw_multipliers(ax: Axes, mults: list[_Curve], t_end: float,
+                      limits: tuple[float, float] | None) -> None:
+    """DCAO's multipliers as step lines held to ``t_end`` (each probe's marked), the
+    line at 1 and the clamp ``limits``."""
     for i, (label, t, y) in enumerate(mults):
+        n = t.size
         # a multiplier holds until the next probe: draw the last one to the end
         if t[-1] < t_end:
             t, y = np.append(t, t_end), np.append(y, y[-1])
-        ax.plot(t, y, color=f"C{i + 4}", lw=1.3, drawstyle="steps-post", label=label)
+        ax.plot(t, y, color=f"C{i + 4}", lw=1.3, drawstyle="steps-post", label=label,
+                marker="o" if n <= 60 else None, markevery=list(range(n)), ms=2.5)
     ax.axhline(1.0, color="0.6", lw=0.7, ls=":")
+    if limits is not None:
+        lo, hi = limits
+        for j, v in enumerate((lo, hi)):
+            ax.axhline(v, color="0.35", lw=0.9, ls="--",
+                       label=f"clamp [{lo:g}, {hi:g}]" if j == 0 else None)
+        ax.set_ylim(min(lo, ax.get_ylim()[0]) - 0.08 * (hi - lo),
+                    max(hi, ax.get_ylim()[1]) + 0.08 * (hi - lo))
     ax.set_ylabel("multiplier (1 = unchanged)")
     ax.set_title("DCAO multipliers")
-    legend_on_top(ax, len(mults))
+    _legend_below(ax, 2)

@@ -70,3 +70,12 @@ def test_trajectories_say_diverged(tmp_path):
     r = invoke("plot", "trajectories", "rosenbrock", "-o", fig, "--optimizers", "sgd",
                "--steps", "30", "--opt-arg", "lr=1.0")
     assert "diverged at step" in r.stdout and "distance" not in r.stdout
+
+
+def test_hparams_draws_dcaos_clamp():
+    from cli.plot import _dcao_clamp
+    from optim.dcao_controller import DCAOController
+
+    assert _dcao_clamp({"optimizer": {"name": "dcao", "hyperparameters": {}}}) == \
+        DCAOController().clip
+    assert _dcao_clamp({"optimizer": {"name": "sgd"}}) is None

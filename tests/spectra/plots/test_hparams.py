@@ -26,6 +26,22 @@ def test_hparams(runs: dict, tmp_path: Path) -> None:
     last_step = float(runs["dcao"].metrics.step[-1])
     assert all(ln.get_xdata()[-1] == last_step for ln in mult.get_lines()[:3])  # held to the end
     saved(fig, tmp_path, "hparams")
+    # legends sit below their panels, never over the lines
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw_without_rendering()
+    for ax in (curv, mult):
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert legend.y1 <= ax.get_window_extent(renderer).y0
+    # the clamp of the multipliers, when given
+    fig = plot_hparams(runs["dcao"], multiplier_limits=(0.5, 2.0))
+    mult = next(ax for ax in fig.axes if ax.get_title() == "DCAO multipliers")
+    clamp = [ln for ln in mult.get_lines() if list(ln.get_ydata()) in ([0.5, 0.5], [2.0, 2.0])]
+    assert len(clamp) == 2
+    lo, hi = mult.get_ylim()
+    assert lo < 0.5 and hi > 2.0
+    assert "clamp [0.5, 2]" in [t.get_text() for t in mult.get_legend().get_texts()]
     # a run without DCAO columns falls back to the probes' top eigenvalues
     fig = plot_hparams(runs["sgdm"], by="epoch")
     curv = next(ax for ax in fig.axes if ax.get_title() == "top Hessian eigenvalues (probes)")
@@ -41,9 +57,22 @@ def test_hparams_without_curvature(tmp_path: Path) -> None:
         for s in range(4):
             run.append_metrics(step=s, lr=0.1 * 2.0**-s, train_loss=1.0)
     fig = plot_hparams(path)
-    assert len(fig.axes) == 3  # the left column only
+    assert len(fig.axes) == 1  # lr only: no empty panels for what is not recorded
     assert fig.axes[0].get_yscale() == "log"  # lr spans 8x
-    assert "momentum" in fig.axes[1].texts[0].get_text()  # not recorded
+    assert not fig.axes[0].texts
+
+
+def test_hparams_of_other_optimizers(tmp_path: Path) -> None:
+    """LPSGD's p and CALR's effective step get panels when the metrics record them."""
+    path = tmp_path / "lp.h5"
+    with RunStore(path) as store:
+        run = store.create_run("lpsgd")
+        for s in range(4):
+            run.append_metrics(step=s, lr=0.01, p=8.0 - 2 * s, effective_lr=1e-3 * (s + 1))
+    fig = plot_hparams(path)
+    assert [ax.get_ylabel() for ax in fig.axes] == [
+        r"learning rate $\eta$", "LPSGD's p-norm $p$", "effective step (CALR)"]
+    assert list(fig.axes[1].get_lines()[0].get_ydata()) == [8.0, 6.0, 4.0, 2.0]
 
 
 def test_hparams_bad_input(store_path: Path, tmp_path: Path) -> None:
