@@ -84,8 +84,9 @@ def plot_evolution(
         runs, names: the runs (see :mod:`spectra.plots`).
         kind: ``"lines"`` or ``"heatmap"``.
         epochs: lines only: the checkpoints to draw, in the time unit of ``by`` (each
-            the nearest probe with a density); default: up to four spread evenly over
-            the first run's probes, first and last included.
+            the nearest probe with a density); default: up to four of the first run's
+            probes, the first, the last and two spaced geometrically between (the
+            spectrum changes fastest early on: 0, 1, 3, 12 of 13 probes).
         sigma: smoothing width in eigenvalue units (on a symlog axis: the width near 0).
             Default: lines, the drawn range over 100; heat map, the axis over 60.
         grid: number of grid points (default 1200 for lines, 600 for the heat map), or
@@ -183,10 +184,13 @@ def _lines_figure(
 
 
 def _checkpoints(rows: DensityRows, epochs: Sequence[float] | None, tkind: str) -> list[float]:
-    """The times to draw: ``epochs`` as given, else up to four spread over ``rows``."""
-    if epochs is None:
+    """The times to draw: ``epochs`` as given, else up to four of ``rows``' (the first,
+    the last, two spaced geometrically between)."""
+    if epochs is None:  # the first, the last, and two spaced geometrically between:
+        # the spectrum changes fastest early in training
         n = len(rows.time)
-        idx = np.unique(np.round(np.linspace(0, n - 1, min(n, 4))).astype(int))
+        idx = [0] + ([] if n < 2 else np.geomspace(1, n - 1, min(n - 1, 3)).tolist())
+        idx = np.unique(np.round(idx).astype(int))
         return [float(rows.time[i]) for i in idx]
     out = []
     for e in epochs:
