@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cli._errors import CLIError
+from cli._errors import CLIError, option_error, option_errors
 from cli._options import LOSSES, ProbePlan
 from cli._output import jsonable
 from cli._paths import relative_to_file
@@ -27,10 +27,14 @@ from spectra.utils.checks import closest
 
 
 def load_data(name: str, data_dir: str | None, data_args: dict, seed: int):
-    """The data set ``name`` of the registry (a :class:`spectra.registries.data.Dataset`)."""
-    from spectra.registries.data import load_dataset
+    """The data set ``name`` of the registry (a :class:`spectra.registries.data.Dataset`);
+    an error of a known data set with ``--data-arg`` options names ``--data-arg``."""
+    from spectra.registries.data import available_datasets, load_dataset
 
-    return load_dataset(name, data_dir=data_dir, seed=seed, **data_args)
+    if not data_args or name.lower().replace("_", "-") not in available_datasets():
+        return load_dataset(name, data_dir=data_dir, seed=seed)  # the library names --data
+    with option_errors("--data-arg"):
+        return load_dataset(name, data_dir=data_dir, seed=seed, **data_args)
 
 
 def make_loss(name: str, task: str) -> tuple[str, Any]:
@@ -147,6 +151,8 @@ def build_optimizer(key: str, model, loss_fn, probe_data, overrides: dict, *,
     except ScheduleError as exc:
         name = lr_schedule.name if lr_schedule is not None else "none"
         raise CLIError(f"--schedule {name}: {exc}") from None
+    except (ValueError, TypeError) as exc:  # a hyperparameter the optimizer refuses
+        raise option_error("--opt-arg", exc) from exc
 
 
 def optimizer_spec(key: str, overrides: dict, lr_schedule=None) -> dict[str, Any]:
@@ -246,7 +252,8 @@ def prepare_run(*, name: str, key: str, overrides: dict, ds, model_spec, loss_na
 
     from spectra import __version__
 
-    model = model_spec.build()
+    with option_errors("--model-arg"):
+        model = model_spec.build()
     if not any(p.requires_grad for p in model.parameters()):
         raise CLIError(f"model {model_spec.name!r} has no trainable parameters: there is nothing "
                        "to train or to take the Hessian of")

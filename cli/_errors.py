@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -20,6 +22,56 @@ class CLIError(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
+
+
+# Library keyword -> the option that sets it when a command is the caller: messages of
+# the library name its arguments (``num_vectors=4``), the user typed options.
+CLI_NAMES: dict[str, str] = {
+    "top_k": "--top-k",
+    "num_vectors": "--density-vectors",
+    "num_steps": "--density-steps",
+    "trace_matvecs": "--trace-matvecs",
+    "num_matvecs": "--trace-matvecs",
+    "name": "--run",
+    "overwrite": "--overwrite",
+}
+# names too common to replace unless written as an argument (``name=``, ``overwrite=True``)
+_ONLY_AS_ARGUMENT = frozenset({"name", "overwrite"})
+_ARGUMENT = re.compile(r"\b(" + "|".join(CLI_NAMES) + r")=([^\s,;)]*)")
+_BARE = re.compile(r"(?<![-\w])(" + "|".join(set(CLI_NAMES) - _ONLY_AS_ARGUMENT) + r")\b(?!=)")
+
+
+def speak_cli(text: str) -> str:
+    """``text`` with the library's argument names as the command line's options:
+    ``"slq with num_vectors=4; lower num_vectors"`` -> ``"slq with --density-vectors 4;
+    lower --density-vectors"``, ``"pass name= to pick one"`` -> ``"pass --run NAME to
+    pick one"``, ``"pass overwrite=True"`` -> ``"pass --overwrite"`` (:data:`CLI_NAMES`)."""
+
+    def argument(m: re.Match) -> str:
+        option, value = CLI_NAMES[m.group(1)], m.group(2)
+        if value in ("True", "False"):
+            return option
+        return f"{option} {value or m.group(1).upper()}"
+
+    return _BARE.sub(lambda m: CLI_NAMES[m.group(1)], _ARGUMENT.sub(argument, text))
+
+
+def option_error(option: str, exc: BaseException) -> CLIError:
+    """A library's error on the values of ``option`` as a :class:`CLIError` that starts
+    with the option: ``--opt-arg: optimizer 'adam': option betas=0.9 is not 2 values``."""
+    return CLIError(f"{option}: {speak_cli(first_line(exc))}")
+
+
+@contextmanager
+def option_errors(option: str) -> Iterator[None]:
+    """:func:`option_error` for the ValueErrors and TypeErrors of the block (a missing
+    file, a FileNotFoundError, passes through)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise option_error(option, exc) from exc
 
 
 def first_line(exc: BaseException) -> str:
@@ -48,7 +100,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             if debug:
                 raise
-            raise CLIError(f"{first_line(exc)} ({type(exc).__name__}; rerun with --debug for "
-                           "the traceback)") from exc
+            raise CLIError(f"{speak_cli(first_line(exc))} ({type(exc).__name__}; rerun with "
+                           "--debug for the traceback)") from exc
 
     return wrapper

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from cli._build import PreparedRun, build_monitor
-from cli._format import as_float, fmt, pct
+from cli._format import as_float, fmt, pct, seconds
 from cli._options import ProbePlan
 
 # An optimizer's probe record (DCAO's ``history``) -> metrics columns. A metrics row
@@ -205,11 +205,24 @@ class EpochReport:
         parts = [f"{self.prefix}epoch {e:>{self._width}}/{self.epochs}",
                  f"train loss {fmt(row.get('train_loss'))} acc {pct(row.get('train_acc'))}",
                  f"test loss {fmt(row.get('test_loss'))} acc {pct(row.get('test_acc'))}"]
+        hparams = _hparams_text(self.optimizer)
+        if hparams:
+            parts.append(hparams)
         if probe is not None:
             parts.append(_probe_text(probe))
-        parts.append(f"({as_float(row.get('seconds')):.1f} s"
-                     + (f" + probe {as_float(probe.get('seconds')):.1f} s)" if probe else ")"))
+        parts.append(f"({seconds(row.get('seconds'))}"
+                     + (f" + probe {seconds(probe.get('seconds'))})" if probe else ")"))
         click.echo("  ".join(parts))
+
+
+def _hparams_text(optimizer) -> str:
+    """The adapted lr and momentum of an optimizer that adapts them (DCAO's
+    ``current_hparams()``: base lr times the controller's multiplier), "" otherwise."""
+    current = getattr(optimizer, "current_hparams", None)
+    if not callable(current):
+        return ""
+    hp = current()
+    return f"lr {fmt(hp.get('lr'))} momentum {fmt(hp.get('momentum'))}"
 
 
 def _probe_text(row: dict[str, Any]) -> str:

@@ -12,9 +12,9 @@ from typing import Any
 import click
 import numpy as np
 
-from cli._build import fit_probe_size, make_loss, sequence_args
-from cli._errors import CLIError, handle_errors
-from cli._format import fmt, sparkline
+from cli._build import fit_probe_size, load_data, make_loss, sequence_args
+from cli._errors import CLIError, handle_errors, option_errors
+from cli._format import SPARK_BARS, fmt, pct, seconds, sparkline
 from cli._options import SEED, TOL, check_trace_matvecs, given_options, parse_kv
 from cli._output import echo_json, show_progress
 from cli._paths import check_append_target
@@ -199,15 +199,14 @@ def _from_registry(kw: dict[str, Any], seed: int) -> Target:
     """A model of the registry on a data set of the registry, at its initialization."""
     import torch
 
-    from spectra.registries.data import load_dataset
     from spectra.registries.models import build_model
 
     torch.manual_seed(seed)
-    ds = load_dataset(kw["data_name"], data_dir=kw["data_dir"], seed=seed,
-                      **parse_kv(kw["data_arg"], "--data-arg"))
+    ds = load_data(kw["data_name"], kw["data_dir"], parse_kv(kw["data_arg"], "--data-arg"), seed)
     kwargs = sequence_args(kw["model_name"], parse_kv(kw["model_arg"], "--model-arg"))
-    model = build_model(kw["model_name"], input_shape=ds.input_shape,
-                        num_classes=ds.num_classes, **kwargs)
+    with option_errors("--model-arg"):
+        model = build_model(kw["model_name"], input_shape=ds.input_shape,
+                            num_classes=ds.num_classes, **kwargs)
     _, loss_fn = make_loss("auto", ds.task)
     return Target(model, ds, loss_fn, kw["model_name"], step=kw["fit_steps"])
 
@@ -254,7 +253,7 @@ def _print_table(res, target: Target, s: Settings, *, loss: float, num_samples: 
              if target.checkpoint else "")
     click.echo(f"model {target.label} ({P:,} parameters){where}")
     click.echo(f"probe set: the first {num_samples} training samples of {target.ds.name}, "
-               f"loss {loss:.4f} ({res.reduction}-reduced over samples)")
+               f"loss {fmt(loss)} ({res.reduction}-reduced over samples)")
     _print_result(res, s.top_k, s.bottom, s.trace_matvecs, s.tol)
     if appended is not None:
         click.echo(f"appended as probe row {appended['row']} of run {appended['run']!r} in "
@@ -262,29 +261,46 @@ def _print_table(res, target: Target, s: Settings, *, loss: float, num_samples: 
 
 
 def _print_result(res, top_k, bottom, trace_matvecs, tol) -> None:
-    rows = [(f"λ{i + 1}", v, r) for i, (v, r) in enumerate(zip(res.top_eigenvalues, res.top_residuals))]
     if top_k:
-        click.echo(f"{'':>6} {'eigenvalue':>12} {'residual':>10}")
-        for name, v, r in rows:
-            click.echo(f"{name:>6} {v:12.6g} {r:10.2g}")
+        click.echo(f"{'':>6} {'eigenvalue':>12} {'rel. residual':>14}")
+        for i, (v, r) in enumerate(zip(res.top_eigenvalues, res.top_residuals)):
+            rel = r / abs(v) if v != 0 else float("nan")
+            click.echo(f"{f'λ{i + 1}':>6} {fmt(v, 12)} {fmt(rel, 14, digits=2)}")
     if bottom:
-        click.echo(f"{'λmin':>6} {res.bottom_eigenvalue:12.6g}")
+        click.echo(f"{'λmin':>6} {fmt(res.bottom_eigenvalue, 12)}")
     if trace_matvecs:
-        click.echo(f"{'trace':>6} {res.trace:12.6g} ± {res.trace_stderr:.3g} (Hutch++, {trace_matvecs} products)")
+        click.echo(f"{'trace':>6} {fmt(res.trace, 12)} ± {fmt(res.trace_stderr, digits=2)} "
+                   f"(Hutch++, {trace_matvecs} products; ± one standard error)")
+    if top_k:
+        click.echo(f"rel. residual: ‖Hv − λv‖ / |λ| of each eigenpair (‖v‖ = 1); converged "
+                   f"where ≤ --tol {tol:g}")
     if res.measure is not None:
-        m = res.measure
-        lo, hi = m.support()
-        grid = np.linspace(lo, hi, 60)
-        dens = m.density(grid, sigma=(hi - lo) / 120 if hi > lo else None)
-        # "negative" beyond the probe's accuracy: tiny negative Ritz values of the bulk
-        # around 0 are within tol * lambda_max of zero and are not counted
-        cut = -tol * max(abs(lo), abs(hi))
-        neg = float(np.sum(m.weights * (m.nodes < cut)) / m.num_vectors)
-        click.echo(f"density: support [{fmt(lo, 0)}, {fmt(hi, 0)}], mass below {fmt(cut, 0)}: {neg:.1%}, "
-                   f"n_v={m.num_vectors}, m={m.num_steps}")
-        click.echo(f"  {fmt(lo, 0)} {sparkline(dens)} {fmt(hi, 0)}  (log density)")
-    status = "converged" if res.converged else f"NOT converged to tol={tol:g}"
-    click.echo(f"{res.num_matvecs} Hessian-vector products, {res.seconds:.2f} s, {status}")
+        _print_density(res.measure, tol)
+    status = "converged" if res.converged else f"NOT converged to --tol {tol:g}"
+    click.echo(f"{res.num_matvecs} Hessian-vector products, {seconds(res.seconds)}, {status}")
+
+
+def _print_density(m, tol: float, bins: int = 60) -> None:
+    """The SLQ density: its support, the mass clearly below zero, and a one-line plot
+    of log10 density over a linear eigenvalue axis, with its scale."""
+    lo, hi = m.support()
+    grid = np.linspace(lo, hi, bins)
+    sigma = (hi - lo) / 120 if hi > lo else None
+    dens = m.density(grid, sigma=sigma)
+    # "negative" beyond the probe's accuracy: tiny negative Ritz values of the bulk
+    # around 0 are within tol * max|λ| of zero and are not counted
+    cut = -tol * max(abs(lo), abs(hi))
+    neg = float(np.sum(m.weights * (m.nodes < cut)) / m.num_vectors)
+    click.echo(f"density (SLQ, {m.num_vectors} random vectors × {m.num_steps} Lanczos steps): "
+               f"eigenvalues from {fmt(lo)} to {fmt(hi)}")
+    click.echo(f"  mass below {fmt(cut)} (−tol·max|λ|): {pct(neg)} of the SLQ weight, "
+               "negative beyond the probe's accuracy")
+    floor = max(float(dens.min()), 1e-12 * float(dens.max()))
+    click.echo(f"  {fmt(lo)} ▕{sparkline(dens)}▏ {fmt(hi)}")
+    step = (hi - lo) / (bins - 1)
+    click.echo(f"  height: log10 density per unit eigenvalue (σ {fmt(sigma)}), "
+               f"'{SPARK_BARS[0]}' {fmt(floor, digits=2)} … '{SPARK_BARS[-1]}' "
+               f"{fmt(dens.max(), digits=2)}; x: linear, step {fmt(step)}")
 
 
 def _loss(model, loss_fn, X, y) -> float:

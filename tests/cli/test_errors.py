@@ -286,7 +286,7 @@ def test_compare_unknown_optimizers_before_anything_is_written(tmp_path):
 
 def test_compare_bad_opt_arg_before_anything_is_written(checked):
     _fails("compare", "--optimizers", "sgd,adam", "--opt-arg", "adam.momentum=0.9", "-o", checked,
-           *FAST, match="adam: Unknown hyperparameter 'momentum'")
+           *FAST, match="--opt-arg: Unknown hyperparameter 'momentum' for optimizer 'adam'")
 
 
 def test_debug_shows_the_traceback(tmp_path):
