@@ -21,7 +21,7 @@ from spectra.plots.data import (
     run_title,
     time_kind,
 )
-from spectra.plots.lines import Curve, draw_lines, legend_below, sigma_entry
+from spectra.plots.lines import Curve, draw_lines, legend_below, sigma_label
 from spectra.plots.style import SINGLE, new_figure, style
 
 
@@ -47,7 +47,7 @@ def plot_density(
         probe: which probe of each run: an index into the probes that have a density
             (``-1``, the default: the last one).
         sigma: the Gaussian's width in eigenvalue units (default: the range drawn over
-            :data:`~spectra.plots.lines.RESOLUTION`); stated in the legend.
+            :data:`~spectra.plots.lines.RESOLUTION`); stated in the x label.
         grid: number of grid points, or an increasing 1-D array of eigenvalues.
         xscale: ``"linear"`` (default) or ``"symlog"`` (see
             :mod:`spectra.linalg.scales`; ``sigma`` is then the width near 0).
@@ -82,8 +82,8 @@ def plot_density(
         ax = fig.subplots()
         drawn = draw_lines(fig, ax, curves, xscale=xscale, linthresh=linthresh, sigma=sigma,
                            grid=grid, decades=decades)
-        sigma_entry(ax, drawn.sigma, drawn.scale)
-        legend_below(fig, ax, 2)
+        sigma_label(ax, drawn.sigma, drawn.scale)
+        legend_below(fig, ax, 3)
         fig.suptitle(title if title is not None else figure_title(base, run_list))
     return fig
 

@@ -27,7 +27,7 @@ from spectra.plots.data import (
     time_kind,
 )
 from spectra.plots.density import probe_curve, probe_when
-from spectra.plots.lines import draw_lines, legend_below, sigma_entry, symlog_threshold
+from spectra.plots.lines import draw_lines, legend_below, sigma_label, symlog_threshold
 from spectra.plots.style import (
     FONT,
     SINGLE,
@@ -73,7 +73,7 @@ def plot_evolution(
     checkpoint (``epochs``), all on one axis; the Lanczos top-k and smallest
     eigenvalues of each checkpoint are marked by triangles above the curves, and the
     x range holds every one of them. Several runs share the axis: one colour per run,
-    one line style per checkpoint. The Gaussian's width is stated in the legend.
+    one line style per checkpoint. The Gaussian's width is stated in the x label.
 
     ``kind="heatmap"``: one panel per run, eigenvalue (symlog by default) on x, epoch
     (or step) on y, every probe a row, colour the ``log10`` density per decade of the
@@ -174,8 +174,8 @@ def _lines_figure(
         ax = fig.subplots()
         drawn = draw_lines(fig, ax, curves, xscale=xscale, linthresh=linthresh, sigma=sigma,
                            grid=grid, decades=decades)
-        sigma_entry(ax, drawn.sigma, drawn.scale)
-        legend_below(fig, ax, 3 if len(data) > 1 else 4)
+        sigma_label(ax, drawn.sigma, drawn.scale)
+        legend_below(fig, ax, 3)
         base = "Hessian eigenvalue density over training"
         if len(data) == 1:
             base = f"{base}: {run_title(data[0].run)}"

@@ -89,7 +89,8 @@ def draw_lines(
         sigma: the Gaussian's width (eigenvalue units; on symlog, its width near 0,
             growing with ``|lambda|`` beyond the threshold). Default: on a linear axis
             the range of the nodes and marks over :data:`RESOLUTION`; on symlog, the
-            width :func:`~spectra.linalg.scales.density_grid` chooses.
+            width :func:`~spectra.linalg.scales.density_grid` chooses. :func:`sigma_label`
+            states it.
         grid: number of points, or an increasing 1-D array of eigenvalues.
         decades: the y axis shows this many decades below the highest peak. Default:
             its floor is just below the lowest peak of a single node (of weight at
@@ -200,11 +201,11 @@ def _draw_marks(ax: Axes, curves: Sequence[Curve]) -> None:
                 label="smallest eigenvalue (Lanczos)")
 
 
-def sigma_entry(ax: Axes, sigma: float, scale: EigenvalueScale) -> None:
-    """A legend entry without a line that states the Gaussian's width."""
+def sigma_label(ax: Axes, sigma: float, scale: EigenvalueScale) -> None:
+    """The x label, with the Gaussian's width stated in it."""
     where = ("" if scale.linthresh is None
-             else f" near 0 (symlog threshold {power_label(scale.linthresh)})")
-    ax.plot([], [], ls="none", label=f"Gaussian smoothing σ = {sigma:.2g}{where}")
+             else f" near 0; symlog threshold {power_label(scale.linthresh)}")
+    ax.set_xlabel(f"{EIGENVALUE_LABEL}   (Gaussian smoothing σ = {sigma:.2g}{where})")
 
 
 def legend_below(fig: Figure, ax: Axes, ncols: int) -> None:
@@ -215,4 +216,4 @@ def legend_below(fig: Figure, ax: Axes, ncols: int) -> None:
                    frameon=False, handlelength=2.2, columnspacing=1.2)
 
 
-__all__ = ["RESOLUTION", "Curve", "DrawnLines", "draw_lines", "legend_below", "sigma_entry"]
+__all__ = ["RESOLUTION", "Curve", "DrawnLines", "draw_lines", "legend_below", "sigma_label"]

@@ -22,7 +22,7 @@ def test_density_from_run_and_measure(runs: dict, store_path: Path, tmp_path: Pa
     fig = plot_density(store_path, "sgdm", probe=0)
     (ax,) = fig.axes
     assert ax.get_yscale() == "log" and ax.get_xscale() == "linear"
-    assert ax.get_xlabel() == "eigenvalue"
+    assert ax.get_xlabel().startswith("eigenvalue   (Gaussian smoothing σ = ")
     assert "epoch 0" in fig.get_suptitle()
     labels = [t.get_text() for t in fig.legends[0].texts]
     assert "top-3 eigenvalues (Lanczos)" in labels
