@@ -24,7 +24,9 @@ Crash safety (SIGKILL at any moment loses no committed row)
     writer renames it to ``<file>-journal.orphan-<time>`` and warns). New files
     are created whole under a temporary name and linked into place.
 
-    The superblock is HDF5's version 0 (``libver`` lower bound "earliest"):
+    The superblock is HDF5's version 0 (the file is created with ``libver`` lower
+    bound "earliest"; the datasets and groups the writer adds use HDF5 1.10's
+    formats, which leave the superblock as it is):
     version 3 (``libver="latest"``, required by SWMR) marks the file as open for
     writing, and after a kill HDF5 refuses to open it until ``h5clear`` is run;
     SWMR also forbids creating datasets while appending. Flushing hands data to

@@ -69,8 +69,19 @@ from spectra.runs.reader import (
 
 __all__ = ["RunStore", "RunWriter"]
 
-_CHUNK_BYTES = 1 << 16          # target chunk size of one column
-_MAX_CHUNK_ROWS = 1024
+# Chunks: about 4 KiB, at most 16 rows (a scalar column: 128 B), at least one row (one
+# probe's Ritz nodes). Small chunks keep a short run's file near its data: a column
+# wastes less than one chunk after close (HDF5 does not shrink a partly used chunk).
+# A full column grows by a quarter (at least one chunk): a file killed before its
+# clean close holds at most about 25 % unused rows.
+_CHUNK_BYTES = 1 << 12
+_MAX_CHUNK_ROWS = 16
+# Objects created by the writer use HDF5 1.10's formats (readable by HDF5 >= 1.10, any
+# h5py since 2.8): a resizable column's chunks are indexed by an extensible array of a
+# few hundred bytes instead of a version-1 B-tree node allocated whole (room for 64
+# chunks, whatever the column holds). The superblock stays version 0 (see
+# spectra.runs.journal).
+_LIBVER = ("v110", "v110")
 _MAX_ATTR_BYTES = 60_000        # HDF5 v1 object headers hold attributes below 64 KiB
 _TEXT_BYTES = 64                # a text column's fixed width (UTF-8 bytes)
 _TEXT = h5py.string_dtype("utf-8", _TEXT_BYTES)
@@ -111,7 +122,7 @@ class RunStore:
             check_hdf5_signature(self.path)
             with self._transaction():
                 try:
-                    self._file = h5py.File(self._io, "r+")
+                    self._file = h5py.File(self._io, "r+", libver=_LIBVER)
                 except OSError as exc:
                     raise StoreError(f"cannot open {self.path} for writing: {exc}") from exc
             check_root(self._file, self.path)
@@ -516,7 +527,7 @@ class _Column:
         self._fspace = self._id.get_space()
 
     def grow(self, rows: int) -> None:
-        new = max(2 * self.capacity, rows)
+        new = max(self.capacity + max(self.chunk_rows, self.capacity // 4), rows)
         self.resize(-(-new // self.chunk_rows) * self.chunk_rows)
 
     def write(self, index: int, value: np.ndarray) -> None:
@@ -597,10 +608,9 @@ class _Table:
         # 1. structure: new columns, more capacity; all-or-nothing, before any row data.
         new = [key for key in row if key not in self._cols]
         if new or any(c.capacity <= n for c in self._cols.values()):
-            capacity = max([c.capacity for c in self._cols.values()] + [n + 1])
             with store._transaction():
-                for key in new:
-                    col = _Column(_create_column(self._g, key, row[key].shape, capacity,
+                for key in new:  # each column's capacity is its own, in its own chunks
+                    col = _Column(_create_column(self._g, key, row[key].shape, n + 1,
                                                  text=row[key].dtype.kind == "S"))
                     self._cols[key] = col
                     self._nan[key] = _missing(col.dtype, col.row_shape)
