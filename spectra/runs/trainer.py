@@ -6,7 +6,10 @@ a :class:`~spectra.runs.monitor.SpectralMonitor`, a run writer of
 :mod:`spectra.runs.store` and a :class:`CheckpointPolicy`. Every epoch it appends
 one metrics row (train loss and accuracy averaged over the epoch's batches,
 test loss and accuracy, the optimizer's current lr, momentum and weight decay,
-training seconds without probe time) and lets the monitor probe.
+training seconds without probe time) and lets the monitor probe. With
+``eval_train`` it also evaluates the whole training set in eval mode at the end of
+each epoch (``train_eval_loss``, ``train_eval_acc``) and, before the first step of a
+fresh run, writes an epoch-0 row of those and the test metrics.
 
 Determinism and resume. Batches are shuffled by a dedicated generator whose
 state, with the global RNG, the model, optimizer, schedulers and monitor, goes
@@ -127,6 +130,7 @@ def train(
     seed: int = 0,
     resume: str | Path | dict[str, Any] | None = None,
     progress: bool = False,
+    eval_train: bool = False,
 ) -> TrainResult:
     """Train ``model`` for ``epochs`` epochs (in total, counting those before a resume).
 
@@ -161,6 +165,11 @@ def train(
             checkpoint's step, left by the run that was stopped, are then dropped
             (``rewind``): training writes its own rows for those steps again.
         progress: a progress bar over epochs.
+        eval_train: also evaluate the training set in eval mode (no dropout, batch
+            norm on running statistics, fixed weights) at the end of each epoch, as
+            ``train_eval_loss`` and ``train_eval_acc``, and write an epoch-0 row (step
+            0: those and the test metrics before training) in a fresh run. Costs one
+            forward pass over the training set per epoch.
 
     Raises:
         TrainingDiverged: the loss became non-finite (the message names the step).
@@ -172,12 +181,14 @@ def train(
         model, optimizer, loss_fn, train_data, test_data=test_data, batch_size=batch_size,
         epochs=epochs, step_schedulers=step_schedulers, epoch_schedulers=epoch_schedulers,
         monitor=monitor, store=store, checkpoint=checkpoint, checkpoint_extra=checkpoint_extra,
-        log_every_steps=log_every_steps, seed=seed,
+        log_every_steps=log_every_steps, seed=seed, eval_train=eval_train,
     )
     if resume is not None:
         run.resume(resume)
     result = TrainResult(epochs=run.epoch, steps=run.step, train_seconds=0.0, probe_seconds=0.0)
     probe_before = run.probe_seconds()
+    if eval_train and resume is None and store is not None:  # epoch 0: before any step
+        store.append_metrics(run.initial_row())
     if monitor is not None and resume is None:  # epoch 0: before any step
         monitor.maybe_probe(step=run.step, epoch=0)
     bar = _progress_bar(epochs, run.epoch) if progress else None
@@ -235,7 +246,7 @@ class _Training:
         batch_size: int, epochs: int, step_schedulers: Sequence[Any],
         epoch_schedulers: Sequence[Any], monitor: Any, store: Any,
         checkpoint: CheckpointPolicy | None, checkpoint_extra: dict[str, Any] | None,
-        log_every_steps: int | None, seed: int,
+        log_every_steps: int | None, seed: int, eval_train: bool = False,
     ) -> None:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.X, self.y = train_data
@@ -245,6 +256,7 @@ class _Training:
         self.monitor, self.store = monitor, store
         self.checkpoint, self.checkpoint_extra = checkpoint, checkpoint_extra
         self.log_every_steps = log_every_steps
+        self.eval_train = bool(eval_train)
         self.shuffle = torch.Generator().manual_seed(seed)
         self.step, self.epoch = 0, 0
 
@@ -333,6 +345,18 @@ class _Training:
         }
         if self.test_data is not None:
             row["test_loss"], row["test_acc"] = evaluate(model, self.loss_fn, *self.test_data)
+        if self.eval_train:
+            row["train_eval_loss"], row["train_eval_acc"] = evaluate(model, self.loss_fn, X, y)
+        return row
+
+    def initial_row(self) -> dict[str, float]:
+        """The epoch-0 metrics row of ``eval_train``: the model before any step, the
+        training set in eval mode and the test set; no ``seconds`` (no training yet)."""
+        row = {"step": self.step, "epoch": 0.0, **current_hparams(self.optimizer)}
+        row["train_eval_loss"], row["train_eval_acc"] = evaluate(
+            self.model, self.loss_fn, self.X, self.y)
+        if self.test_data is not None:
+            row["test_loss"], row["test_acc"] = evaluate(self.model, self.loss_fn, *self.test_data)
         return row
 
     def _step(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
