@@ -48,8 +48,10 @@ class RunOutcome:
 
 def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed: int,
             plan: ProbePlan, checkpoint_every: int, log_every: int | None, echo: bool,
-            progress: bool, prefix: str = "", resume: Any = None) -> RunOutcome:
-    """Train one prepared run into ``writer`` (a RunWriter)."""
+            progress: bool, prefix: str = "", resume: Any = None,
+            eval_train: bool = False) -> RunOutcome:
+    """Train one prepared run into ``writer`` (a RunWriter); ``eval_train`` as for
+    :func:`spectra.runs.trainer.train`."""
     import torch
 
     from spectra.runs.trainer import CheckpointPolicy, train
@@ -73,7 +75,7 @@ def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed
         epochs=epochs, batch_size=batch_size, test_data=(ds.test_x, ds.test_y),
         step_schedulers=step_s, epoch_schedulers=epoch_s, monitor=monitor, store=report,
         checkpoint=policy, checkpoint_extra=prep.extra, log_every_steps=log_every, seed=seed,
-        resume=resume, progress=progress,
+        resume=resume, progress=progress, eval_train=eval_train,
     )
     report.flush()
     if monitor is not None and isinstance(resume, dict) and resume.get("monitor"):

@@ -42,7 +42,7 @@ _FROM_CHECKPOINT = ("model_name", "model_arg", "data_name", "data_arg", "data_di
                     "probe_every", "probe_unit", "probe_samples", "top_k", "bottom", "tol",
                     "trace_matvecs", "density", "density_vectors", "density_steps",
                     "checkpoint_dir", "checkpoint_every", "overwrite", "schedule", "warmup",
-                    "schedule_arg")
+                    "schedule_arg", "eval_train")
 
 
 @click.command()
@@ -65,6 +65,10 @@ _FROM_CHECKPOINT = ("model_name", "model_arg", "data_name", "data_arg", "data_di
 @click.option("--resume", type=click.Path(dir_okay=False), metavar="CKPT",
               help="Continue the run of this checkpoint in its run file, with its settings; "
                    "--epochs sets the new total.")
+@click.option("--eval-train", is_flag=True,
+              help="Also evaluate the training set in eval mode at the end of each epoch and "
+                   "before training (epoch 0): train_eval_loss/acc, drawn by `spectra plot "
+                   "curves` instead of the running averages.")
 @click.option("--json", "as_json", is_flag=True,
               help="No per-epoch lines; print a JSON summary at the end.")
 @handle_errors
@@ -127,11 +131,13 @@ def train(**kw) -> None:
         _header(prep, ds, out)
     from spectra.runs.store import RunStore
 
+    prep.config["eval_train"] = bool(kw["eval_train"])  # also in the checkpoints' config
     with RunStore(out) as store:
         writer = store.create_run(run, prep.config, overwrite=kw["overwrite"])
         outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=kw["batch_size"],
                           seed=kw["seed"], plan=plan, checkpoint_every=kw["checkpoint_every"],
-                          log_every=kw["log_every"], echo=echo, progress=show_progress(as_json))
+                          log_every=kw["log_every"], echo=echo, progress=show_progress(as_json),
+                          eval_train=kw["eval_train"])
     _finish(outcome, prep, out, as_json)
 
 
@@ -173,7 +179,8 @@ def _resume(kw: dict) -> None:
                           seed=int(config["seed"]), plan=plan,
                           checkpoint_every=int(ck["every"]) if ck else 0,
                           log_every=config.get("log_every_steps"), echo=echo,
-                          progress=show_progress(as_json), resume=ckpt)
+                          progress=show_progress(as_json), resume=ckpt,
+                          eval_train=bool(config.get("eval_train", False)))
     _finish(outcome, prep, out, as_json)
 
 

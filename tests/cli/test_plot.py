@@ -79,3 +79,19 @@ def test_hparams_draws_dcaos_clamp():
     assert _dcao_clamp({"optimizer": {"name": "dcao", "hyperparameters": {}}}) == \
         DCAOController().clip
     assert _dcao_clamp({"optimizer": {"name": "sgd"}}) is None
+
+
+def test_eval_train_run_draws_eval_mode_curves_from_epoch_0(tmp_path):
+    from spectra.plots import plot_curves
+    from spectra.runs import read_run
+    from tests.cli.conftest import TINY
+
+    out = tmp_path / "ev.h5"
+    invoke("train", "--optimizer", "sgd", "--epochs", "2", "--eval-train", "--no-density",
+           "--checkpoint-every", "0", "-o", out, *TINY)
+    run = read_run(out, "sgd")
+    assert list(run.metrics.epoch) == [0.0, 1.0, 2.0]
+    assert run.config["eval_train"] is True
+    fig = plot_curves(run)
+    assert fig.axes[0].get_title() == "train loss (eval mode, end of epoch)"
+    assert list(fig.axes[0].get_lines()[0].get_xdata()) == [0.0, 1.0, 2.0]
