@@ -1,4 +1,5 @@
-"""What a command prints besides its text: strict JSON, and whether to chatter."""
+"""What a command prints besides its text: strict JSON, whether to chatter, and one
+progress line for a probe."""
 
 from __future__ import annotations
 
@@ -19,6 +20,54 @@ def quiet(ctx: click.Context | None = None) -> bool:
 def show_progress(as_json: bool = False) -> bool:
     """Progress bars only for a person at a terminal: not with --quiet, --json, or a pipe."""
     return not (quiet() or as_json) and sys.stderr.isatty()
+
+
+class ProbeLine:
+    """One progress line for all the parts of a probe (eigensolves, trace, SLQ):
+    Hessian-vector products done / budget, and the part running.
+
+    Pass it as the ``progress`` of a probe (a bar factory, see
+    :mod:`spectra.utils.progress`): each part adds its budget to the line's and, when it
+    ends, gives back what it did not spend (an eigensolve that converged early), so the
+    budget is that of the parts started so far. ``close()`` clears the line.
+    ``bar``: a tqdm-like factory for the one line (tqdm on stderr by default).
+    """
+
+    def __init__(self, bar: Any = None) -> None:
+        self._make = bar
+        self.bar: Any = None
+
+    def __call__(self, *, total: int, desc: str, unit: str = "Hv") -> _ProbePart:
+        if self.bar is None:
+            make = self._make
+            if make is None:
+                from tqdm.auto import tqdm as make
+            self.bar = make(total=total, desc="probe", unit=unit, leave=False)
+        else:
+            self.bar.total += total
+        self.bar.set_postfix_str(desc, refresh=False)
+        self.bar.refresh()
+        return _ProbePart(self.bar, total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class _ProbePart:
+    """One part's view of a :class:`ProbeLine`."""
+
+    def __init__(self, bar: Any, total: int) -> None:
+        self.bar, self.total, self.done = bar, total, 0
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.total -= max(self.total - self.done, 0)
+        self.bar.refresh()
 
 
 def echo_json(obj: Any) -> None:

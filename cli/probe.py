@@ -16,7 +16,7 @@ from cli._build import fit_probe_size, load_data, make_loss, sequence_args
 from cli._errors import CLIError, handle_errors, option_errors
 from cli._format import SPARK_BARS, fmt, pct, seconds, sparkline
 from cli._options import SEED, TOL, check_trace_matvecs, given_options, parse_kv
-from cli._output import echo_json, show_progress
+from cli._output import ProbeLine, echo_json, show_progress
 from cli._paths import check_append_target
 from cli._restore import restore
 
@@ -153,8 +153,8 @@ def probe(**kw):
     # settings the model rules out fail here, before any fitting, probing or appending
     top_k, density = fit_probe_size(target.model, settings.top_k, settings.density, given)
     settings = replace(settings, top_k=top_k, density=density)
-    mon = _monitor(target, probe_set, settings, use_float64=kw["use_float64"],
-                   progress=show_progress(kw["as_json"]))
+    line = ProbeLine() if show_progress(kw["as_json"]) else False  # a terminal only
+    mon = _monitor(target, probe_set, settings, use_float64=kw["use_float64"], progress=line)
     run_name = kw["run_name"] or target.run
     if kw["append_to"] is not None:
         if run_name is None:
@@ -166,7 +166,11 @@ def probe(**kw):
     else:
         fit_loss = _loss(target.model, target.loss_fn, *probe_set)
     # the monitor's probe: its random vectors are seeded by (seed, step) like in training
-    res = mon.probe(step=target.step, epoch=target.epoch)
+    try:
+        res = mon.probe(step=target.step, epoch=target.epoch)
+    finally:
+        if line:
+            line.close()
     appended = None
     if kw["append_to"] is not None:
         appended = _append(kw["append_to"], run_name, mon.row(res, step=target.step,
@@ -211,7 +215,7 @@ def _from_registry(kw: dict[str, Any], seed: int) -> Target:
     return Target(model, ds, loss_fn, kw["model_name"], step=kw["fit_steps"])
 
 
-def _monitor(target: Target, probe_set, s: Settings, *, use_float64: bool, progress: bool):
+def _monitor(target: Target, probe_set, s: Settings, *, use_float64: bool, progress):
     """A monitor that probes ``target`` on ``probe_set`` with settings ``s`` (none written)."""
     from spectra.runs.monitor import SpectralMonitor
 

@@ -27,6 +27,7 @@ from spectra.linalg.dense import checked_operator
 from spectra.linalg.lanczos import lanczos_tridiagonal, random_vectors
 from spectra.linalg.memory import MemoryPlan, budget, format_bytes
 from spectra.utils import checks as _checks
+from spectra.utils.progress import Progress, progress_bar
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def slq(
     *,
     generator: torch.Generator | None = None,
     distribution: str = "rademacher",
-    progress: bool = False,
+    progress: Progress = False,
     max_memory: int | str | None = None,
     mode: str = "auto",
 ) -> SpectralMeasure:
@@ -139,7 +140,7 @@ def slq(
             the exact eigenvalues: more steps cannot give more nodes).
         generator: source of the random vectors (default: fresh, seeded with 0).
         distribution: ``"rademacher"`` or ``"gaussian"`` entries, normalized to unit length.
-        progress: show a progress bar over the Lanczos steps.
+        progress: a progress bar over the products (see :mod:`spectra.utils.progress`).
         max_memory: bytes (or a size such as ``"2GB"``) the solver's vectors may take;
             default half the memory available on the operator's device.
         mode: ``"auto"`` (full when it fits in ``max_memory``, else bounded),
@@ -160,18 +161,13 @@ def slq(
     m = min(num_steps, P)
     plan = plan_memory(P, num_vectors, num_steps, dtype, A.device, max_memory, mode)
     counter = {"n": 0}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        passes = -(-num_vectors // plan.probes_per_pass)
-        bar = tqdm(total=m * passes, desc="slq", unit="step", leave=False)
+    bar = progress_bar(progress, m * num_vectors, "slq")  # at most m products per vector
 
     def matmat(V: torch.Tensor) -> torch.Tensor:
         counter["n"] += V.shape[1]
         out = A.matmat(V)
         if bar is not None:
-            bar.update(1)
+            bar.update(V.shape[1])
         return out
 
     def draw(count: int) -> torch.Tensor:

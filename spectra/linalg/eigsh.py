@@ -21,6 +21,7 @@ from spectra.linalg.dense import checked_operator
 from spectra.linalg.lanczos import STORAGES, WHICH, ThickRestartLanczos, random_vectors, select
 from spectra.linalg.memory import MemoryPlan, budget, format_bytes
 from spectra.utils import checks as _checks
+from spectra.utils.progress import Progress, progress_bar
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def eigsh(
     ncv: int | None = None,
     block_size: int = 1,
     atol: float = 0.0,
-    progress: bool = False,
+    progress: Progress = False,
     warn: bool = True,
     max_memory: int | str | None = None,
     storage: str = "auto",
@@ -118,7 +119,7 @@ def eigsh(
             holds one direction of each eigenspace, so an eigenvalue of exact
             multiplicity ``> b`` is found once; ``b >= multiplicity`` finds every
             copy. ``b > 1`` also batches the products.
-        progress: show a progress bar over products.
+        progress: a progress bar over products (see :mod:`spectra.utils.progress`).
         warn: warn when not all pairs converge within the budget.
         max_memory: bytes (or a size such as ``"2GB"``) the basis and its products
             (``2 * ncv`` vectors of length ``P``) may take on the operator's device;
@@ -472,12 +473,8 @@ def _fix_signs(X: Tensor) -> Tensor:
     return X * signs
 
 
-def _progress_bar(enabled: bool, total: int) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="eigsh", unit="Hv", leave=False)
+def _progress_bar(enabled: Progress, total: int) -> Any:
+    return progress_bar(enabled, total, "eigsh")
 
 
 __all__ = ["EigenResult", "default_ncv", "eigsh", "plan_memory", "power_iteration"]

@@ -62,6 +62,8 @@ from torch import Tensor
 from spectra.linalg.dense import checked_operator
 from spectra.linalg.lanczos import random_vectors
 from spectra.utils import checks as _checks
+from spectra.utils.progress import Progress
+from spectra.utils.progress import progress_bar as make_progress_bar
 
 METHODS = ("xtrace", "xnystrace", "hutch++", "hutchinson")
 
@@ -98,7 +100,7 @@ def trace(
     *,
     generator: torch.Generator | None = None,
     chunk_size: int = 16,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> TraceEstimate:
     """Estimate ``tr(A)`` with at most ``num_matvecs`` products.
 
@@ -111,7 +113,7 @@ def trace(
             Hutchinson and XNysTrace (two samples give a standard error).
         generator: source of the random vectors (default: fresh, seeded with 0).
         chunk_size: products per ``matmat`` (bounds the memory of the batch).
-        progress: show a progress bar over the products.
+        progress: a progress bar over the products (see :mod:`spectra.utils.progress`).
 
     Raises:
         ValueError: a bad ``method``, ``num_matvecs`` or ``chunk_size`` (integers,
@@ -284,14 +286,13 @@ def chunked(A: Any, chunk_size: int, bar: Any) -> Callable[[Tensor], Tensor]:
 
 
 @contextlib.contextmanager
-def progress_bar(show: bool, total: int, desc: str) -> Iterator[Any]:
-    """A tqdm bar over ``total`` products when ``show``, else ``None``; closed on exit."""
-    if not show:
+def progress_bar(show: Progress, total: int, desc: str) -> Iterator[Any]:
+    """:func:`spectra.utils.progress.progress_bar` over ``total`` products (``None``
+    without ``show``), closed on exit."""
+    bar = make_progress_bar(show, total, desc)
+    if bar is None:
         yield None
         return
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=desc, unit="Hv", leave=False)
     try:
         yield bar
     finally:

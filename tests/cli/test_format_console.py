@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import re
 
+import torch
+
 from cli._format import fmt
+from cli._output import ProbeLine
 from tests.cli.conftest import TINY, invoke, invoke_json
 
 PROBE = ("probe", "--fit-steps", "5", "--samples", "100", "--model-arg", "widths=16",
@@ -39,3 +42,42 @@ def test_epoch_line_shows_dcaos_adapted_lr_and_momentum(tmp_path):
     assert float(m.group(1)) > 0 and 0 < float(m.group(2)) < 1
     sgd = invoke("train", "--optimizer", "sgd", "-o", tmp_path / "s.h5", *common).stdout
     assert "momentum" not in next(line for line in sgd.splitlines() if "epoch 1/1" in line)
+
+
+class FakeBar:
+    """What ProbeLine needs of a tqdm bar, recorded."""
+
+    def __init__(self, *, total, desc, unit, leave):
+        self.total, self.n, self.desc, self.postfix, self.closed = total, 0, desc, "", False
+
+    def update(self, n):
+        self.n += n
+
+    def set_postfix_str(self, text, refresh=True):
+        self.postfix = text
+
+    def refresh(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+def test_probe_line_is_one_bar_of_products_done_over_the_budget():
+    from spectra import DenseOperator, eigsh, trace
+
+    line = ProbeLine(bar=FakeBar)
+    op = DenseOperator(torch.diag(torch.linspace(1.0, 50.0, 50, dtype=torch.float64)))
+    r = eigsh(op, k=2, progress=line)
+    bar = line.bar
+    assert bar.n == bar.total == r.num_matvecs  # the unspent budget is given back
+    trace(op, num_matvecs=12, progress=line)
+    assert line.bar is bar and bar.postfix == "trace"  # the same line, the part named
+    assert bar.n == r.num_matvecs + 12 and bar.total == bar.n
+    line.close()
+    assert bar.closed and line.bar is None
+
+
+def test_probe_is_silent_on_stderr_when_not_at_a_terminal():
+    r = invoke(*PROBE)
+    assert r.stderr == ""

@@ -122,10 +122,10 @@ def test_grid_needs_two_points(num):
         m.grid(sigma=0.0)
 
 
-def test_progress_bar_over_the_steps(capsys):
+def test_progress_bar_over_the_products(capsys):
     slq(with_spectrum(SPECTRA["outliers"]), num_vectors=2, num_steps=10, progress=True)
     err = capsys.readouterr().err
-    assert "slq:" in err and "/10 " in err  # a bar over the 10 Lanczos steps
+    assert "slq:" in err and "/20 " in err  # a bar over the 2 x 10 products
 
 
 def test_strip_padding_keeps_a_probability_measure():
