@@ -16,7 +16,6 @@ import importlib.util
 from pathlib import Path
 
 import click
-from click.utils import make_default_short_help
 
 # name -> (module, attribute, the command's short help: its docstring's first sentence)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -31,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                    "or random filter-normalized directions, on a 1-D or 2-D grid.")),
     "info": ("cli.info", "info", ("Show versions, threads, devices and registries (or, with "
                                   "RUN_FILE, a run file's contents).")),
+    "export": ("cli.export", "export",
+               "Write a run file's metrics, probe scalars and densities as CSV files."),
 }
 
 
@@ -46,6 +47,11 @@ def package_version() -> str:
                 and getattr(node.targets[0], "id", None) == "__version__"):
             return str(ast.literal_eval(node.value))
     return "unknown"
+
+
+def short_help(text: str, limit: int = 45) -> str:
+    """``text`` cut to ``limit`` characters at a word, as click shortens a command's help."""
+    return click.Command(None, help=text).get_short_help_str(limit)
 
 
 class LazyGroup(click.Group):
@@ -69,7 +75,7 @@ class LazyGroup(click.Group):
         rows = []
         for name in names:
             if name in COMMANDS:
-                rows.append((name, make_default_short_help(COMMANDS[name][2], limit)))
+                rows.append((name, short_help(COMMANDS[name][2], limit)))
             else:
                 rows.append((name, self.commands[name].get_short_help_str(limit)))
         with formatter.section("Commands"):

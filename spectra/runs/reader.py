@@ -21,7 +21,7 @@ import json
 import os
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -47,6 +47,7 @@ __all__ = [
     "Metrics",
     "Probes",
     "RunData",
+    "import_pandas",
     "list_runs",
     "read_run",
     "read_run_from",
@@ -57,15 +58,108 @@ __all__ = [
 ]
 
 
+class _Table:
+    """What :class:`Metrics` and :class:`Probes` share: a table of named columns.
+
+    Like a pandas ``DataFrame``: ``len(table)`` is the number of rows, iterating
+    gives the column names (``for name in table``, ``"lr" in table``,
+    ``dict(table)``), ``table["name"]`` reads a column. :meth:`to_dict` gives
+    plain numpy arrays, :meth:`to_pandas` a ``DataFrame``.
+    """
+
+    _STANDARD: tuple[str, ...] = ()
+    step: np.ndarray
+    extra: Mapping[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return int(self.step.shape[0])
+
+    def __getitem__(self, name: str) -> Any:
+        if not isinstance(name, str):
+            raise TypeError(
+                f"{type(self).__name__} columns are read by name, e.g. table['step']; got "
+                f"{name!r}. For rows use .to_pandas() or .to_dict()"
+            )
+        if name in self._STANDARD:
+            return getattr(self, name)
+        try:
+            return self.extra[name]
+        except KeyError:
+            raise KeyError(
+                f"no column {name!r} in these {type(self).__name__.lower()}; columns: "
+                f"{', '.join(self.columns)}"
+            ) from None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Names of the columns that hold data: the standard ones a run wrote (an
+        array column it never wrote is left out), then the extra ones."""
+        return tuple(c for c in self._STANDARD if getattr(self, c) is not None) + tuple(self.extra)
+
+    def keys(self) -> tuple[str, ...]:
+        """:attr:`columns` (so that ``dict(table)`` works)."""
+        return self.columns
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.columns)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.columns
+
+    def to_dict(self, flat: bool = False) -> dict[str, np.ndarray]:
+        """The columns as a plain ``dict`` of writable numpy arrays (copies).
+
+        Args:
+            flat: only 1-D columns, one value per row: a column of shape (n, k)
+                becomes k columns ``name_1`` ... ``name_k`` (``top_eigenvalues_1``
+                is λ1, the largest); columns with more dimensions per row
+                (``ritz_nodes``, ``ritz_weights``) are left out (see
+                :meth:`Probes.density_long`).
+
+        Returns:
+            name -> array with the table's n rows first.
+        """
+        out: dict[str, np.ndarray] = {}
+        for name in self.columns:
+            a = np.array(self[name])
+            if not flat or a.ndim == 1:
+                out[name] = a
+            elif a.ndim == 2:
+                out.update({f"{name}_{j + 1}": a[:, j] for j in range(a.shape[1])})
+        return out
+
+    def to_pandas(self) -> Any:
+        """A ``pandas.DataFrame`` of :meth:`to_dict` ``(flat=True)``: one row per
+        table row. Needs pandas (``pip install pandas``)."""
+        return import_pandas(f"{type(self).__name__}.to_pandas()").DataFrame(self.to_dict(flat=True))
+
+
+def import_pandas(what: str) -> Any:
+    """The ``pandas`` module, or an ImportError that says how to install it."""
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError(
+            f"{what} needs pandas, which is not installed: pip install pandas (or "
+            "pip install 'spectra[pandas]'). Without it, .to_dict() gives the same columns "
+            "as numpy arrays"
+        ) from None
+    return pandas
+
+
 @dataclass(frozen=True)
-class Metrics:
+class Metrics(_Table):
     """Committed metric rows of a run: read-only (n,) arrays.
 
     ``step`` int64 (optimizer steps); the others float64, NaN where a row gave no
     value: ``epoch``, ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``
     (fractions), ``lr``, ``momentum``, ``weight_decay``, ``seconds`` (wall-clock).
-    ``extra`` holds any other column. ``metrics["name"]`` reads any column.
+    ``extra`` holds any other column. ``metrics["name"]`` reads any column;
+    ``len(metrics)`` is the number of rows and iterating gives the column names,
+    as a pandas ``DataFrame`` does (see :class:`_Table`: ``to_dict()``, ``to_pandas()``).
     """
+
+    _STANDARD = METRIC_COLUMNS
 
     step: np.ndarray
     epoch: np.ndarray
@@ -79,21 +173,9 @@ class Metrics:
     seconds: np.ndarray
     extra: Mapping[str, np.ndarray]
 
-    def __len__(self) -> int:
-        return int(self.step.shape[0])
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name in METRIC_COLUMNS:
-            return getattr(self, name)
-        return self.extra[name]
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return METRIC_COLUMNS + tuple(self.extra)
-
 
 @dataclass(frozen=True)
-class Probes:
+class Probes(_Table):
     """Committed probe rows of a run: read-only arrays with n rows.
 
     ``step`` (n,) int64; ``epoch``, ``bottom_eigenvalue``, ``trace``,
@@ -101,8 +183,12 @@ class Probes:
     (n, k); ``ritz_nodes`` and ``ritz_weights`` (n, n_v, m), the raw SLQ measure
     per random vector. Array columns a run never wrote are ``None``; NaN marks a
     value a row did not give (and padding of shorter rows). ``extra`` holds any
-    other column.
+    other column. A table like :class:`Metrics` (iterating gives the column
+    names; ``to_dict()``, ``to_pandas()``); :meth:`density_long` gives the SLQ
+    measure in long format.
     """
+
+    _STANDARD = PROBE_COLUMNS
 
     step: np.ndarray
     epoch: np.ndarray
@@ -116,13 +202,31 @@ class Probes:
     seconds: np.ndarray
     extra: Mapping[str, np.ndarray]
 
-    def __len__(self) -> int:
-        return int(self.step.shape[0])
+    def density_long(self) -> dict[str, np.ndarray]:
+        """The SLQ measure in long format: one row per (probe, random vector, Ritz node).
 
-    def __getitem__(self, name: str) -> np.ndarray | None:
-        if name in PROBE_COLUMNS:
-            return getattr(self, name)
-        return self.extra[name]
+        Columns, each (N,): ``step`` int64 and ``epoch`` of the probe; ``vector``
+        int64, the random vector (0 ... n_v - 1); ``node``, a Ritz value (an
+        eigenvalue estimate); ``weight``, its weight in that vector's measure (a
+        vector's weights sum to 1). The density estimate of a probe is the average
+        over its vectors of sum(weight * delta(x - node)): divide the weights by
+        n_v and sum them over the vectors. NaN padding (a vector with fewer nodes)
+        is dropped. Empty columns when the run recorded no density.
+        """
+        nodes, weights = self.ritz_nodes, self.ritz_weights
+        if nodes is None or weights is None or nodes.size == 0:
+            return {"step": np.zeros(0, np.int64), "epoch": np.zeros(0), "vector": np.zeros(0, np.int64),
+                    "node": np.zeros(0), "weight": np.zeros(0)}
+        n, n_v, m = nodes.shape
+        row, vector, _ = np.indices((n, n_v, m)).reshape(3, -1)
+        keep = np.isfinite(nodes.reshape(-1)) & np.isfinite(weights.reshape(-1))
+        return {
+            "step": np.asarray(self.step)[row[keep]],
+            "epoch": np.asarray(self.epoch)[row[keep]],
+            "vector": vector[keep].astype(np.int64),
+            "node": nodes.reshape(-1)[keep].copy(),
+            "weight": weights.reshape(-1)[keep].copy(),
+        }
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,144 @@
+"""Runs outside spectra: a run file's tables as CSV files.
+
+:func:`export_csv` writes, for the chosen runs of one file, three CSV files that
+any tool reads (pandas, R, a spreadsheet), each with a ``run`` column first:
+
+``<stem>.metrics.csv``
+    one line per metrics row: ``run``, the standard columns (``step``, ``epoch``,
+    ``train_loss``, ..., ``seconds``), then every extra column of any run.
+``<stem>.probes.csv``
+    one line per probe: ``run``, ``step``, ``epoch``, ``top_eigenvalues_1`` (λ1, the
+    largest) ... ``top_eigenvalues_k``, ``bottom_eigenvalue``, ``trace``, ...: the
+    probe scalars (:meth:`~spectra.runs.reader.Probes.to_dict` with ``flat=True``).
+``<stem>.density.csv``
+    the raw SLQ measure in long format, one line per (run, probe, random vector,
+    Ritz node): ``run``, ``step``, ``epoch``, ``vector``, ``node``, ``weight``
+    (:meth:`~spectra.runs.reader.Probes.density_long`); written only when a run
+    recorded a density.
+
+A value a row did not give (NaN) is an empty field, which pandas and R read as
+missing; floats are written with the digits that read back to the same float64.
+Existing files are refused unless ``overwrite``. ``<stem>`` is the run file's name
+without ``.h5``, so several run files can be exported into one folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from spectra.runs.format import StoreError
+from spectra.runs.reader import RunData, list_runs, read_run
+
+__all__ = ["TABLES", "csv_paths", "export_csv", "write_csv"]
+
+TABLES: tuple[str, ...] = ("metrics", "probes", "density")
+
+
+def csv_paths(path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """table -> the CSV file :func:`export_csv` writes for it (see the module docstring)."""
+    stem = Path(path).name.removesuffix(".h5").removesuffix(".hdf5")
+    return {table: Path(out_dir) / f"{stem}.{table}.csv" for table in TABLES}
+
+
+def export_csv(
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    runs: Sequence[str] | None = None,
+    *,
+    overwrite: bool = False,
+) -> dict[str, tuple[Path, int]]:
+    """Write the metrics, probe scalars and densities of runs of a file as CSV.
+
+    Args:
+        path: the run file (``.h5``); read without a lock, so it may be written
+            meanwhile (the committed rows at the time of reading are exported).
+        out_dir: folder of the CSV files (created when missing).
+        runs: names of the runs to export, in this order; ``None``: every run, in
+            creation order.
+        overwrite: replace CSV files that exist; otherwise they are an error.
+
+    Returns:
+        table -> (CSV file, number of data lines), for the files written
+        (``density`` is absent when no chosen run recorded a density).
+
+    Raises:
+        StoreError: a name in ``runs`` that the file does not hold (the message
+            lists its runs), or no runs to export.
+        FileExistsError: a CSV file exists and ``overwrite`` is false (nothing
+            is written).
+    """
+    have = list_runs(path)
+    names = list(have) if runs is None else list(dict.fromkeys(runs))
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise StoreError(f"{path} has no run {missing[0]!r}; runs: {', '.join(have) or 'none'}")
+    if not names:
+        raise StoreError(f"{path} holds no runs; nothing to export")
+    data = [read_run(path, n) for n in names]
+    tables = {
+        "metrics": [(r.name, r.metrics.to_dict(flat=True)) for r in data],
+        "probes": [(r.name, r.probes.to_dict(flat=True)) for r in data],
+        "density": [(r.name, r.probes.density_long()) for r in data if _has_density(r)],
+    }
+    targets = {t: p for t, p in csv_paths(path, out_dir).items() if tables[t]}
+    if not overwrite:
+        exist = [str(p) for p in targets.values() if p.exists()]
+        if exist:
+            raise FileExistsError(
+                f"{', '.join(exist)} already exist{'s' if len(exist) == 1 else ''}; "
+                "choose another folder or allow overwriting"
+            )
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return {t: (p, write_csv(p, tables[t])) for t, p in targets.items()}
+
+
+def _has_density(run: RunData) -> bool:
+    nodes = run.probes.ritz_nodes
+    return nodes is not None and bool(np.isfinite(nodes).any())
+
+
+def write_csv(path: Path, runs: Iterable[tuple[str, Mapping[str, np.ndarray]]]) -> int:
+    """Write the 1-D columns of several runs as one CSV file with a ``run`` column.
+
+    The header is ``run`` then the union of the runs' columns, in first-seen
+    order; a column a run lacks is empty on its lines, and so is NaN. Written to
+    a temporary file beside ``path`` and renamed into place. Returns the number
+    of data lines.
+    """
+    runs = list(runs)
+    header: dict[str, None] = {}
+    for _, cols in runs:
+        header.update(dict.fromkeys(cols))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    lines = 0
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            out = csv.writer(fh)
+            out.writerow(["run", *header])
+            for name, cols in runs:
+                n = len(next(iter(cols.values()))) if cols else 0
+                fields = [_fields(cols[c]) if c in cols else [""] * n for c in header]
+                for i in range(n):
+                    out.writerow([name, *(f[i] for f in fields)])
+                lines += n
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return lines
+
+
+def _fields(a: np.ndarray) -> list[str]:
+    """CSV fields of a 1-D column: integers as they are, floats in their shortest
+    exact form (``repr``), NaN as an empty field, text as it is."""
+    if a.dtype.kind in "iub":
+        return [str(int(x)) for x in a.tolist()]
+    if a.dtype.kind == "f":
+        return ["" if math.isnan(x) else repr(x) for x in a.astype(np.float64).tolist()]
+    return [str(x) for x in a.tolist()]

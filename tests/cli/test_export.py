@@ -1,0 +1,47 @@
+"""``spectra export RUN.h5 --csv DIR``."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+
+from spectra.runs.store import read_run
+from tests.cli.conftest import invoke
+
+
+def _rows(path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_export_csv_of_a_trained_run(trained, tmp_path):
+    out = tmp_path / "csv"
+    r = invoke("export", trained["h5"], "--csv", out)
+    for table in ("metrics", "probes", "density"):
+        assert f"demo.{table}.csv" in r.stdout
+    run = read_run(trained["h5"], "dcao")
+    metrics = _rows(out / "demo.metrics.csv")
+    assert len(metrics) == len(run.metrics) and {m["run"] for m in metrics} == {"dcao"}
+    np.testing.assert_array_equal([float(m["test_loss"] or "nan") for m in metrics],
+                                  run.metrics.test_loss)
+    probes = _rows(out / "demo.probes.csv")
+    assert [int(p["step"]) for p in probes] == run.probes.step.tolist()
+    np.testing.assert_array_equal([float(p["top_eigenvalues_1"]) for p in probes],
+                                  run.probes.top_eigenvalues[:, 0])
+    density = _rows(out / "demo.density.csv")
+    assert list(density[0]) == ["run", "step", "epoch", "vector", "node", "weight"]
+    assert len(density) == int(np.isfinite(run.probes.ritz_nodes).sum())
+    # a second export into the same folder is refused, --overwrite replaces
+    again = invoke("export", trained["h5"], "--csv", out, ok=False)
+    assert again.exit_code == 2
+    assert "demo.metrics.csv" in again.stderr and "--overwrite" in again.stderr
+    invoke("export", trained["h5"], "--csv", out, "--overwrite", "--run", "dcao")
+
+
+def test_export_unknown_run_lists_the_runs(trained, tmp_path):
+    r = invoke("export", trained["h5"], "--run", "dcoa", "--csv", tmp_path, ok=False)
+    assert r.exit_code == 2
+    assert "--run dcoa: no run of that name" in r.stderr
+    assert "Did you mean 'dcao'?" in r.stderr and "Runs: dcao" in r.stderr
+    assert not list(tmp_path.iterdir())
