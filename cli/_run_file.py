@@ -10,6 +10,8 @@ from typing import Any
 import click
 import numpy as np
 
+from cli._format import fmt, seconds
+from cli._format import pct as pct_
 from cli._output import echo_json
 
 
@@ -143,13 +145,14 @@ def _print_run(s: dict[str, Any], path: Path) -> None:
                                 ("test_loss", "test loss", False), ("test_acc", "acc", True)):
             v = last[key]
             if v is not None:
-                parts.append(f"{label} {100 * v:.1f}%" if pct else f"{label} {v:.4g}")
+                parts.append(f"{label} {pct_(v) if pct else fmt(v)}")
         rows.append(("last", ", ".join(parts)))
     if last["lambda1"] is not None:
-        rows.append(("last probe", f"λ1 {last['lambda1']:.4g}"
-                     + (f", λmin {last['lambda_min']:.4g}" if last["lambda_min"] is not None else "")
+        rows.append(("last probe", f"λ1 {fmt(last['lambda1'])}"
+                     + (f", λmin {fmt(last['lambda_min'])}" if last["lambda_min"] is not None else "")
                      + (f" at epoch {last['probe_epoch']:g}" if last["probe_epoch"] is not None else "")))
-    rows.append(("time", f"{s['train_seconds']:.1f} s training, {s['probe_seconds']:.1f} s probes"))
+    rows.append(("time", (f"{seconds(s['train_seconds'])} training, "
+                         f"{seconds(s['probe_seconds'])} probes")))
     ck = s["checkpoints"]
     if ck:
         missing = sum(not x["exists"] for x in ck)

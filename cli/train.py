@@ -16,6 +16,7 @@ from cli._build import (
     stored_schedule,
 )
 from cli._errors import CLIError, handle_errors
+from cli._format import seconds
 from cli._options import (
     ProbePlan,
     given_options,
@@ -280,8 +281,8 @@ def _finish(outcome, prep: PreparedRun, out: Path, as_json: bool) -> None:
     if quiet():
         return
     click.echo(
-        f"done: {s['epochs']} epochs ({s['steps']} steps) in {s['train_seconds']:.1f} s of "
-        f"training + {s['probe_seconds']:.1f} s of probes ({s['num_probes']} probes, "
+        f"done: {s['epochs']} epochs ({s['steps']} steps) in {seconds(s['train_seconds'])} of "
+        f"training + {seconds(s['probe_seconds'])} of probes ({s['num_probes']} probes, "
         f"{s['num_matvecs']} Hessian-vector products)")
     click.echo(f"run file:    {out}  (run {prep.name!r})")
     if s["checkpoints"]:
