@@ -93,6 +93,7 @@ def _layout(fig: Figure, left: list[str], right: list[str]) -> dict[str, Axes]:
         axes = fig.subplots(len(left), 1, sharex=True, squeeze=False)[:, 0]
         return dict(zip(left, axes))
     sub_l, sub_r = fig.subfigures(1, 2, wspace=0.02)
+    fig.get_layout_engine().set(h_pad=0.06)  # the right column's legends hang below
     axes_l = sub_l.subplots(len(left), 1, sharex=True, squeeze=False)[:, 0]
     axes_r = [sub_r.add_subplot(len(right), 1, i + 1, sharex=axes_l[0])
               for i in range(len(right))]

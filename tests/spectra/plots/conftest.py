@@ -125,3 +125,29 @@ def run_with_nodes(path: Path, rows: list[tuple[np.ndarray, np.ndarray]]) -> Pat
         for i, (nodes, weights) in enumerate(rows):
             run.append_probe(step=10 * i, epoch=float(i), ritz_nodes=nodes, ritz_weights=weights)
     return path
+
+
+def nothing_cut_off(fig: Figure) -> None:
+    """Nothing is cut off: every panel with its tick labels, axis labels, titles and
+    legend lies inside the figure, so do the figure's legends and title, and every
+    note written into a panel lies inside that panel."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    box = fig.bbox
+
+    def check(ext, inside, what: str) -> None:
+        assert (ext.x0 >= inside.x0 - 1 and ext.x1 <= inside.x1 + 1
+                and ext.y0 >= inside.y0 - 1 and ext.y1 <= inside.y1 + 1), (
+            f"{what} is cut off: {ext} outside {inside}")
+
+    for ax in fig.axes:
+        check(ax.get_tightbbox(renderer), box, f"panel {ax.get_title()!r}")
+        for t in ax.texts:
+            if t.get_visible() and t.get_text().strip():
+                check(t.get_window_extent(renderer), ax.bbox, f"note {t.get_text()!r}")
+    for legend in fig.legends:
+        check(legend.get_window_extent(renderer), box, "the figure's legend")
+    if fig._suptitle is not None and fig._suptitle.get_text().strip():
+        check(fig._suptitle.get_window_extent(renderer), box, "the title")

@@ -8,7 +8,7 @@ import pytest
 
 from spectra.plots import plot_curves
 from spectra.runs import RunStore
-from tests.spectra.plots.conftest import EPOCHS, saved
+from tests.spectra.plots.conftest import EPOCHS, nothing_cut_off, saved
 
 
 def test_curves(store_path: Path, tmp_path: Path) -> None:
@@ -25,6 +25,7 @@ def test_curves(store_path: Path, tmp_path: Path) -> None:
     assert max(axes[3].get_lines()[0].get_ydata()) <= 100
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["sgdm", "dcao"]
+    nothing_cut_off(fig)
     saved(fig, tmp_path, "curves")
 
 

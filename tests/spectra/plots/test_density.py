@@ -10,7 +10,7 @@ import torch
 
 from spectra.linalg.density import SpectralMeasure, slq
 from spectra.plots import plot_density
-from tests.spectra.plots.conftest import saved
+from tests.spectra.plots.conftest import nothing_cut_off, saved
 
 
 def _curve(fig) -> tuple[np.ndarray, np.ndarray]:
@@ -30,6 +30,7 @@ def test_density_from_run_and_measure(runs: dict, store_path: Path, tmp_path: Pa
     top = runs["sgdm"].probes.top_eigenvalues[0]
     lo, hi = ax.get_xlim()
     assert hi > top.max() and lo < runs["sgdm"].probes.bottom_eigenvalue[0]
+    nothing_cut_off(fig)
     saved(fig, tmp_path, "density")
     fig = plot_density(store_path, "sgdm", probe=0, xscale="symlog")
     assert fig.axes[0].get_xscale() == "symlog"
@@ -55,6 +56,7 @@ def test_density_overlays_several_runs(runs: dict, store_path: Path) -> None:
     assert ax.get_xlim()[1] > top
     marks = [ln for ln in ax.get_lines() if ln.get_marker() == "v" and len(ln.get_xdata())]
     assert {m.get_color() for m in marks} == {c.get_color() for c in curves}
+    nothing_cut_off(fig)
 
 
 def test_density_is_the_measures_smoothing() -> None:

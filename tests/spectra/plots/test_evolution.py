@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from spectra.plots import FIGURE_FORMATS, plot_density, plot_evolution
 from spectra.runs import RunStore
-from tests.spectra.plots.conftest import EPOCHS, meshes, panels, saved
+from tests.spectra.plots.conftest import EPOCHS, meshes, nothing_cut_off, panels, saved
 
 
 def test_evolution_heatmap_from_path(store_path: Path, tmp_path: Path) -> None:
@@ -32,6 +32,7 @@ def test_evolution_heatmap_from_path(store_path: Path, tmp_path: Path) -> None:
     assert "log10 density per decade of the axis" in cbar.get_ylabel()
     assert "floor" in cbar.get_ylabel()
     assert "mlp on digits" in fig.get_suptitle()
+    nothing_cut_off(fig)
     saved(fig, tmp_path, "evolution", tuple(FIGURE_FORMATS))
 
 
@@ -100,6 +101,7 @@ def test_evolution_lines_default(runs: dict, tmp_path: Path) -> None:
     assert "top-3 eigenvalues (Lanczos)" in labels
     assert ax.get_xlabel().startswith("eigenvalue   (Gaussian smoothing σ = ")
     assert "sgdm" in fig.get_suptitle()
+    nothing_cut_off(fig)
     saved(fig, tmp_path, "evolution_lines", tuple(FIGURE_FORMATS))
 
 
@@ -113,6 +115,7 @@ def test_evolution_lines_several_runs_on_one_axis(runs: dict, store_path: Path) 
     assert curves[0].get_linestyle() != curves[1].get_linestyle()
     top = max(float(np.nanmax(r.probes.top_eigenvalues)) for r in runs.values())
     assert ax.get_xlim()[1] > top
+    nothing_cut_off(fig)
     with pytest.raises(ValueError, match=r"no density probe at epoch 2.5; its probes are at"):
         plot_evolution(store_path, epochs=[2.5])
     fig = plot_evolution(runs, epochs=[10, 30], by="step", sigma=0.2)

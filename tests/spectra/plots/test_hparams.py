@@ -8,7 +8,7 @@ import pytest
 
 from spectra.plots import plot_hparams
 from spectra.runs import RunStore
-from tests.spectra.plots.conftest import saved
+from tests.spectra.plots.conftest import nothing_cut_off, saved
 
 
 def test_hparams(runs: dict, tmp_path: Path) -> None:
@@ -25,6 +25,7 @@ def test_hparams(runs: dict, tmp_path: Path) -> None:
     mult = next(ax for ax in fig.axes if ax.get_title() == "DCAO multipliers")
     last_step = float(runs["dcao"].metrics.step[-1])
     assert all(ln.get_xdata()[-1] == last_step for ln in mult.get_lines()[:3])  # held to the end
+    nothing_cut_off(fig)
     saved(fig, tmp_path, "hparams")
     # legends sit below their panels, never over the lines
     from matplotlib.backends.backend_agg import FigureCanvasAgg

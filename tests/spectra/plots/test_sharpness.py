@@ -9,7 +9,7 @@ import pytest
 
 from spectra.plots import plot_sharpness
 from spectra.runs import RunStore
-from tests.spectra.plots.conftest import saved
+from tests.spectra.plots.conftest import nothing_cut_off, saved
 
 
 def _threshold_lines(ax) -> list:
@@ -45,6 +45,7 @@ def test_sharpness(runs: dict, tmp_path: Path) -> None:
     ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
     assert 0 in ticks and min(ticks) < 0 < max(ticks)
     assert ax.get_xlabel() == "epoch"
+    nothing_cut_off(fig)
     saved(fig, tmp_path, "sharpness")
 
 
@@ -102,6 +103,7 @@ def test_recorded_threshold_follows_the_schedule_and_off_scale_is_said(tmp_path:
     assert above and len(above) < len(lrs)
     rng = f"{min(above):.3g}" + (" to 2e+03" if len(above) > 1 else "")
     assert "off scale in part" in text and text.endswith(rng)
+    nothing_cut_off(fig)
 
 
 def test_preconditioned_threshold_against_preconditioned_sharpness(tmp_path: Path) -> None:
@@ -127,3 +129,4 @@ def test_preconditioned_threshold_against_preconditioned_sharpness(tmp_path: Pat
     assert "bounds the preconditioned" in _texts(a_without).replace("\n", " ")
     assert not _threshold_lines(a_calr)
     assert "theory gives none for calr" in _texts(a_calr).replace("\n", " ")
+    nothing_cut_off(fig)

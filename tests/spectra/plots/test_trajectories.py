@@ -11,7 +11,7 @@ import torch
 
 from optim.testfunctions import ROSENBROCK, get_function, run
 from spectra.plots import plot_trajectories
-from tests.spectra.plots.conftest import saved
+from tests.spectra.plots.conftest import nothing_cut_off, saved
 
 
 def _labels(fig) -> list[str]:
@@ -45,6 +45,7 @@ def test_trajectories(tmp_path: Path) -> None:
     assert ax.get_xlim() == (-2.0, 2.0)  # the far point does not stretch the view
     assert "Rosenbrock" in fig.get_suptitle()
     assert isinstance(ax.collections[0].norm, matplotlib.colors.LogNorm)  # log-spaced levels
+    nothing_cut_off(fig)
     saved(fig, tmp_path, "trajectories")
     fig = plot_trajectories(get_function("himmelblau"), {"a": np.array([[0.0, 0.0], [3.0, 2.0]])},
                             resolution=60)
