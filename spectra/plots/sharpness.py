@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import matplotlib
@@ -77,6 +77,7 @@ class _Threshold:
     label: str  # formula, for the legend
     preconditioned: bool  # bounds lambda_1(P^-1 H), not lambda_1(H)
     source: str  # "recorded" (probes) or "config" (rebuilt from the config and the lr)
+    missing: np.ndarray = field(default_factory=lambda: np.zeros(0))  # probe times without one
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,9 @@ def _recorded_threshold(run: RunData, t: np.ndarray, name: str | None) -> _Thres
     preconditioned = (_ADAM_KIND in kind_set or bool(np.any(pre_rows))
                       or config_rule in ("Adam", "AdamW", "RMSprop"))
     ts, vs = finite_series(t[ok], value[ok])
-    return _Threshold(ts, vs, label, preconditioned, "recorded")
+    missing = np.isfinite(t) & ~ok
+    gaps = np.sort(t[missing])
+    return _Threshold(ts, vs, label, preconditioned, "recorded", gaps)
 
 
 def _config_threshold(run: RunData, tkind: str) -> _Threshold | None:
@@ -321,8 +324,10 @@ def _draw(ax: Axes, s: _Sharpness) -> None:
                 ms=2.5, label=r"$\lambda_1(P^{-1}H)$ (preconditioned)")
     if s.threshold is not None:
         thr = s.threshold
+        recorded = thr.source == "recorded"  # at the probes: marked there
         ax.plot(thr.time, thr.value, color="C4" if thr.preconditioned else "black", lw=1.1,
-                ls="--", drawstyle="steps-post" if thr.source == "config" else "default",
+                ls="--", drawstyle="default" if recorded else "steps-post",
+                marker="o" if recorded and thr.time.size <= 40 else None, ms=3, mfc="white",
                 label=_threshold_label(thr))
     ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
 
@@ -389,6 +394,10 @@ def _note_text(ax: Axes, s: _Sharpness, top: float) -> str:
                    else f"{above.min():.3g} to {above.max():.3g}")
             where = "" if above.size == s.threshold.value.size else " in part"
             text = f"↑ stability threshold {s.threshold.label} off scale{where}: {rng}"
+        if s.threshold.missing.size:
+            when = ", ".join(f"{x:g}" for x in s.threshold.missing[:6])
+            more = ", ..." if s.threshold.missing.size > 6 else ""
+            text = (text + "; " if text else "") + f"no threshold recorded at {ax.get_xlabel()} {when}{more}"
     if not text:
         return ""
     fig = ax.get_figure()

@@ -92,6 +92,8 @@ def test_recorded_threshold_follows_the_schedule_and_off_scale_is_said(tmp_path:
             run.append_probe(step=s, epoch=float(s), top_eigenvalues=[8.0, 4.0],
                              bottom_eigenvalue=-0.3, threshold=2.0 / lr, threshold_kind="2/lr",
                              preconditioned_top=float("nan"))
+        run.append_probe(step=4, epoch=4.0, top_eigenvalues=[8.0, 4.0], bottom_eigenvalue=-0.3,
+                         threshold=float("nan"), threshold_kind="")  # lr 0: none
     fig = plot_sharpness(path)
     ax = fig.axes[0]
     (thr,) = _threshold_lines(ax)
@@ -102,7 +104,7 @@ def test_recorded_threshold_follows_the_schedule_and_off_scale_is_said(tmp_path:
     above = [2.0 / lr for lr in lrs if 2.0 / lr > top]
     assert above and len(above) < len(lrs)
     rng = f"{min(above):.3g}" + (" to 2e+03" if len(above) > 1 else "")
-    assert "off scale in part" in text and text.endswith(rng)
+    assert "off scale in part" in text and f"{rng}; no threshold recorded at epoch 4" in text
     nothing_cut_off(fig)
 
 
