@@ -120,8 +120,8 @@ def plot() -> None:
               default="lines", show_default=True,
               help="Curves on one axis, or a heat map per run (eigenvalue x epoch).")
 @click.option("--epochs", "epochs", metavar="E1,E2,...",
-              help="Checkpoints to draw (lines), in units of --by  [default: four spread "
-                   "over the run].")
+              help="Checkpoints to draw (lines), in units of --by  [default: the first, "
+                   "the last and two between, spaced geometrically].")
 @click.option("--by", type=BY, default="auto", show_default=True, help="Time axis.")
 @click.option("--xscale", type=click.Choice(("linear", "symlog")),
               help="Eigenvalue axis  [default: linear for lines, symlog for the heat map].")
