@@ -135,8 +135,20 @@ def model_data_options(fn: Callable) -> Callable:
     ])(fn)
 
 
+def _tensorboard_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--tensorboard DIR``, refused before anything runs when tensorboard is missing."""
+    if value is not None:
+        from spectra.runs.tensorboard import check_tensorboard
+
+        try:
+            check_tensorboard()
+        except ImportError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+    return value
+
+
 def training_options(fn: Callable) -> Callable:
-    """--epochs, --batch-size, --log-every, --checkpoint-every, --overwrite."""
+    """--epochs, --batch-size, --log-every, --checkpoint-every, --overwrite, --tensorboard."""
     return _apply([
         click.option("--epochs", type=click.IntRange(min=0),
                      help="Total number of epochs  [default: 5; with --resume: the run's]."),
@@ -150,6 +162,11 @@ def training_options(fn: Callable) -> Callable:
         click.option("--overwrite", is_flag=True,
                      help="Replace a run of the same name in the output file (otherwise an "
                           "existing name is an error and the file is left as it is)."),
+        click.option("--tensorboard", type=click.Path(file_okay=False), metavar="DIR",
+                     callback=_tensorboard_dir,
+                     help="Also log the metrics, the probe scalars and each probe's density "
+                          "(a histogram) to TensorBoard, in DIR/RUN (view: tensorboard "
+                          "--logdir DIR; needs pip install tensorboard)."),
     ])(fn)
 
 

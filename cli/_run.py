@@ -49,14 +49,21 @@ class RunOutcome:
 def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed: int,
             plan: ProbePlan, checkpoint_every: int, log_every: int | None, echo: bool,
             progress: bool, prefix: str = "", resume: Any = None,
-            eval_train: bool = False) -> RunOutcome:
+            eval_train: bool = False, tensorboard: str | None = None) -> RunOutcome:
     """Train one prepared run into ``writer`` (a RunWriter); ``eval_train`` as for
-    :func:`spectra.runs.trainer.train`."""
+    :func:`spectra.runs.trainer.train`; ``tensorboard``: also log the rows to
+    TensorBoard in that folder (:class:`spectra.runs.tensorboard.TensorBoardWriter`)."""
     import torch
 
     from spectra.runs.trainer import CheckpointPolicy, train
 
     start = int(resume["step"]) if isinstance(resume, dict) and "step" in resume else 0
+    tb = None
+    if tensorboard is not None:
+        from spectra.runs.tensorboard import TensorBoardWriter
+
+        writer = tb = TensorBoardWriter(writer, tensorboard,
+                                        purge_step=start + 1 if resume is not None else None)
     report = EpochReport(writer, prep.bundle.optimizer, echo=echo, prefix=prefix, epochs=epochs,
                          start_step=start)
     monitor = None
@@ -78,6 +85,8 @@ def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed
         resume=resume, progress=progress, eval_train=eval_train,
     )
     report.flush()
+    if tb is not None:
+        tb.close()
     if monitor is not None and isinstance(resume, dict) and resume.get("monitor"):
         before = resume["monitor"]  # report this call's probes, not the run's total
         report.num_probes = monitor.num_probes - int(before["num_probes"])

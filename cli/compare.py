@@ -113,7 +113,8 @@ def compare(**kw) -> None:
             outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=kw["batch_size"],
                               seed=kw["seed"], plan=plan, checkpoint_every=kw["checkpoint_every"],
                               log_every=kw["log_every"], echo=echo,
-                              progress=show_progress(as_json), prefix=f"{prep.name:<{width}}  ")
+                              progress=show_progress(as_json), prefix=f"{prep.name:<{width}}  ",
+                              tensorboard=kw["tensorboard"])
             summary = outcome_summary(outcome, prep, out)
             summary["lr"] = prep.config["optimizer"]["hyperparameters"].get("lr")
             summaries.append(summary)

@@ -1,4 +1,5 @@
-"""``spectra export``: a run file's tables as CSV files, for pandas, R or a spreadsheet."""
+"""``spectra export``: a run file's tables as CSV files (pandas, R, a spreadsheet) or
+TensorBoard event files."""
 
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ from cli._errors import CLIError, handle_errors
 @click.argument("run_file", metavar="RUN_FILE", type=click.Path(exists=True, dir_okay=False))
 @click.option("--run", "runs", multiple=True, metavar="NAME",
               help="Run to export (repeatable)  [default: every run of the file].")
-@click.option("--csv", "csv_dir", required=True, metavar="DIR",
-              type=click.Path(file_okay=False),
+@click.option("--csv", "csv_dir", metavar="DIR", type=click.Path(file_okay=False),
               help="Folder of the CSV files (created when missing).")
-@click.option("--overwrite", is_flag=True, help="Replace CSV files that exist.")
+@click.option("--tensorboard", "tb_dir", metavar="DIR", type=click.Path(file_okay=False),
+              help="Also (or instead) write TensorBoard event files, in DIR/RUN (needs pip "
+                   "install tensorboard).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace CSV files, and TensorBoard folders of the runs, that exist.")
 @handle_errors
-def export(run_file: str, runs: tuple[str, ...], csv_dir: str, overwrite: bool) -> None:
+def export(run_file: str, runs: tuple[str, ...], csv_dir: str | None, tb_dir: str | None,
+           overwrite: bool) -> None:
     """Write a run file's metrics, probe scalars and densities as CSV files.
 
     Three files in DIR, named after RUN_FILE, each with a `run` column first:
@@ -29,15 +34,22 @@ def export(run_file: str, runs: tuple[str, ...], csv_dir: str, overwrite: bool) 
     averages sum(weight * delta(x - node)) over its vectors). An empty field is
     a value the row did not give. Existing files are an error unless --overwrite.
 
+    --tensorboard DIR writes the same rows as TensorBoard events (scalars, and
+    each probe's density as a histogram), as `spectra train --tensorboard` does.
+
     In Python: spectra.runs.read_run(path, name).metrics.to_pandas() (or
     .to_dict() for numpy arrays), and .probes.density_long().
 
     Examples:
       spectra export runs/demo.h5 --csv runs/csv
       spectra export runs/cmp.h5 --run sgd --run dcao --csv runs/csv --overwrite
+      spectra export runs/cmp.h5 --tensorboard runs/tb
     """
     from spectra.runs.export import export_csv
     from spectra.runs.store import list_runs
+
+    if csv_dir is None and tb_dir is None:
+        raise CLIError("nothing to write: give --csv DIR and/or --tensorboard DIR")
 
     have = list_runs(run_file)
     for name in runs:
@@ -46,14 +58,42 @@ def export(run_file: str, runs: tuple[str, ...], csv_dir: str, overwrite: bool) 
 
             raise CLIError(f"--run {name}: no run of that name in {run_file}."
                            f"{did_you_mean(name, have)} Runs: {', '.join(have) or 'none'}")
+    if tb_dir is not None:
+        _check_tensorboard(tb_dir, list(runs) or have, overwrite)
+    if csv_dir is not None:
+        try:
+            written = export_csv(run_file, csv_dir, list(runs) or None, overwrite=overwrite)
+        except FileExistsError as exc:
+            raise CLIError(f"{exc} (--overwrite replaces them)") from None
+        for table, (path, lines) in written.items():
+            click.echo(f"{table:>8}: {_shown(path)}  ({lines} lines)")
+        if "density" not in written:
+            click.echo(" density: none recorded (no probe with --density)")
+    if tb_dir is not None:
+        from spectra.runs.store import read_run
+        from spectra.runs.tensorboard import log_run
+
+        for name in list(runs) or have:
+            folder = log_run(read_run(run_file, name), tb_dir)
+            click.echo(f"tensorboard: {_shown(folder)}")
+        click.echo(f"view: tensorboard --logdir {tb_dir}")
+
+
+def _check_tensorboard(tb_dir: str, names: list[str], overwrite: bool) -> None:
+    """Refuse --tensorboard before anything is written: tensorboard missing, or a
+    run's folder holding events already (without --overwrite)."""
+    from spectra.runs.tensorboard import check_tensorboard
+
     try:
-        written = export_csv(run_file, csv_dir, list(runs) or None, overwrite=overwrite)
-    except FileExistsError as exc:
-        raise CLIError(f"{exc} (--overwrite replaces them)") from None
-    for table, (path, lines) in written.items():
-        click.echo(f"{table:>8}: {_shown(path)}  ({lines} lines)")
-    if "density" not in written:
-        click.echo(" density: none recorded (no probe with --density)")
+        check_tensorboard()
+    except ImportError as exc:
+        raise CLIError(f"--tensorboard: {exc}") from None
+    taken = [str(Path(tb_dir) / n) for n in names
+             if (Path(tb_dir) / n).is_dir() and any((Path(tb_dir) / n).glob("events.out.tfevents.*"))]
+    if taken and not overwrite:
+        raise CLIError(f"--tensorboard: {', '.join(taken)} already hold{'s' if len(taken) == 1 else ''} "
+                       "TensorBoard events; choose another folder, or --overwrite replaces "
+                       "them (their events are purged)")
 
 
 def _shown(path: Path) -> str:

@@ -138,7 +138,7 @@ def train(**kw) -> None:
         outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=kw["batch_size"],
                           seed=kw["seed"], plan=plan, checkpoint_every=kw["checkpoint_every"],
                           log_every=kw["log_every"], echo=echo, progress=show_progress(as_json),
-                          eval_train=kw["eval_train"])
+                          eval_train=kw["eval_train"], tensorboard=kw["tensorboard"])
     _finish(outcome, prep, out, as_json)
 
 
@@ -181,7 +181,8 @@ def _resume(kw: dict) -> None:
                           checkpoint_every=int(ck["every"]) if ck else 0,
                           log_every=config.get("log_every_steps"), echo=echo,
                           progress=show_progress(as_json), resume=ckpt,
-                          eval_train=bool(config.get("eval_train", False)))
+                          eval_train=bool(config.get("eval_train", False)),
+                          tensorboard=kw["tensorboard"])
     _finish(outcome, prep, out, as_json)
 
 

@@ -76,8 +76,8 @@ __all__ = ["RunStore", "RunWriter"]
 # clean close holds at most about 25 % unused rows.
 _CHUNK_BYTES = 1 << 12
 _MAX_CHUNK_ROWS = 16
-# Objects created by the writer use HDF5 1.10's formats (readable by HDF5 >= 1.10, any
-# h5py since 2.8): a resizable column's chunks are indexed by an extensible array of a
+# Objects created by the writer use HDF5 1.10's formats (readable by HDF5 >= 1.10):
+# a resizable column's chunks are indexed by an extensible array of a
 # few hundred bytes instead of a version-1 B-tree node allocated whole (room for 64
 # chunks, whatever the column holds). The superblock stays version 0 (see
 # spectra.runs.journal).
