@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.utils import make_default_short_help
 
-from cli.main import COMMANDS, package_version
+from cli.main import COMMANDS, package_version, short_help
 from tests.cli.conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +53,7 @@ def test_static_short_help_is_the_commands_own(name):
     module, attr, short = COMMANDS[name]
     command = getattr(importlib.import_module(module), attr)
     assert command.name == name
-    assert make_default_short_help(short, 1000) == command.get_short_help_str(1000)
+    assert short_help(short, 1000) == command.get_short_help_str(1000)
 
 
 def test_help_lists_every_command_and_unknown_ones_are_refused():
