@@ -40,8 +40,10 @@ step needs ``W^T A W`` positive definite: on an indefinite operator (a
 Hessian, in general; the GGN and the Fisher are PSD) it raises ``ValueError``
 when the sketch shows a negative direction (Cholesky of ``W^T A W`` plus a
 round-off shift fails), and where the sketch happens to be positive definite
-the estimate stays unbiased but its error may be large: use ``"xtrace"`` for
-Hessians. With ``k = P`` (``num_matvecs >= P``) it is exact.
+the estimate stays unbiased but its error, and its error estimate, can be far
+off (``analyses/results/estimators.md``: the indefinite rows). A
+:class:`~spectra.operators.hessian.HessianOperator` gets a ``UserWarning``: use
+``"xtrace"`` for Hessians. With ``k = P`` (``num_matvecs >= P``) it is exact.
 
 The leave-one-out ``t_i`` share vectors, so ``std(t_i)/sqrt(k)`` is an
 estimate, not an exact standard error; ``tests/spectra/linalg/test_trace.py``
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -108,7 +111,7 @@ def trace(
         op: a curvature operator, dense symmetric matrix, or operator-like object.
         method: ``"hutch++"`` (default), ``"hutchinson"``, ``"xtrace"`` or
             ``"xnystrace"`` (positive semi-definite operators only: see the module
-            docstring).
+            docstring; a ``HessianOperator`` gets a ``UserWarning``).
         num_matvecs: the budget; at least 4 for Hutch++ and XTrace, 2 for
             Hutchinson and XNysTrace (two samples give a standard error).
         generator: source of the random vectors (default: fresh, seeded with 0).
@@ -121,6 +124,8 @@ def trace(
             memory, or ``"xnystrace"`` on an operator its sketch shows indefinite.
     """
     A, P = checked_operator(op, "trace")
+    if method == "xnystrace":
+        _warn_if_hessian(op)
     if not isinstance(method, str) or method not in METHODS:
         hint = _checks.did_you_mean(method, METHODS) if isinstance(method, str) else ""
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}" + (f".{hint}" if hint else ""))
@@ -142,6 +147,19 @@ def trace(
         if method == "xnystrace":
             return _xnystrace(apply, draw, P, used, dtype)
         return _hutch(apply, draw, P, method, num_matvecs)
+
+
+def _warn_if_hessian(op: Any) -> None:
+    """A ``UserWarning`` for XNysTrace on a Hessian operator (generally indefinite)."""
+    from spectra.operators.hessian import HessianOperator
+
+    if isinstance(op, HessianOperator):
+        warnings.warn(
+            "xnystrace assumes a positive semi-definite operator, and a Hessian generally is not: "
+            "where its random sketch shows no negative direction, the estimate and its error "
+            "estimate can be far off. Use method='xtrace' for a Hessian, 'xnystrace' for a GGN or Fisher",
+            UserWarning, stacklevel=3,
+        )
 
 
 def _hutch(apply: Callable[[Tensor], Tensor], draw: Callable[[int, str], Tensor], P: int,
