@@ -18,6 +18,31 @@ reported apart (:attr:`seconds`, :attr:`num_matvecs`).
 Each probe draws its random vectors from a generator seeded by ``(seed,
 step)``, not from a stream carried across probes: a resumed run repeats the
 probes of an uninterrupted one exactly.
+
+Given the training optimizer (``optimizer=`` here, or per call, as
+:func:`spectra.runs.trainer.train` passes it), each probe also records, with the
+cost of each in Hessian-vector products (the probe's own costs some 100-400 with
+the defaults):
+
+============================  =====================================================  ==================
+option                        columns of the ``probes`` table                        cost
+============================  =====================================================  ==================
+(always, with an optimizer)   ``threshold``, ``threshold_kind``                      free
+``preconditioned=True``       ``preconditioned_top``                                 one Lanczos run
+                                                                                     (10-60 products)
+``alignment=True``            ``alignment_full``, ``alignment_batch``,               0 products: two
+                              ``step_loss_change``, ``step_loss_change_top``,        gradients, one
+                              ``step_loss_change_bulk``, ``step_top_fraction``       optimizer step on a
+                                                                                     copy, 3 forward
+                                                                                     passes
+``layers="module"|"tensor"``  ``layer_top_eigenvalue``, ``layer_trace``,             per block: a
+                              ``layer_trace_stderr`` (B,), ``layer_heterogeneity``;  Lanczos run, the
+                              with ``layer_density``: ``layer_ritz_nodes``,          trace budget, and
+                              ``layer_ritz_weights`` (B, n_v, m)                     n_v x m for SLQ
+============================  =====================================================  ==================
+
+(:mod:`spectra.runs.format` describes the columns; the block names are the
+run config's ``layer_names``.) All are off by default except the threshold.
 """
 
 from __future__ import annotations
@@ -30,6 +55,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from spectra.curvature.blocks import parameter_blocks
+from spectra.curvature.preconditioner import preconditioner
 from spectra.operators.base import Batch, LossFn
 from spectra.operators.hessian import HessianOperator
 from spectra.probe import ProbeResult, ProbeSettings, probe
@@ -56,6 +83,21 @@ class SpectralMonitor:
             :class:`~spectra.HessianOperator`); every probe then uses it (:attr:`reduction`).
         on_probe: called with ``(result, step, epoch)`` after each probe.
         progress: progress bars during probes.
+        optimizer: the training optimizer (or give it to each :meth:`probe` call): its
+            stability threshold is recorded with every probe (free).
+        preconditioned: also record ``preconditioned_top``, ``lambda_1`` of the
+            optimizer's preconditioned Hessian ``P^-1/2 H P^-1/2`` (Adam, AdamW,
+            RMSprop, ...; a ``TypeError`` here for an optimizer without a diagonal
+            preconditioner; NaN before its first step). Costs one Lanczos run.
+        alignment: also record the gradient alignment with the top-``k``
+            eigenvectors and the step split (:mod:`spectra.curvature.alignment`).
+            No products; two gradients, a step of a copy of the optimizer, three
+            forward passes of the probe set.
+        layers: per-block spectra: ``"module"``, ``"tensor"``, or a dict ``name ->
+            parameter names`` (:func:`spectra.curvature.blocks.parameter_blocks`);
+            per block, a Lanczos run and the trace budget in products.
+        layer_density: ``(num_vectors, num_steps)`` of each block's SLQ density (and the
+            heterogeneity score), ``num_vectors * num_steps`` products per block.
     """
 
     def __init__(
@@ -78,6 +120,11 @@ class SpectralMonitor:
         reduction: str | None = None,
         on_probe: Callable[[ProbeResult, int, float | None], None] | None = None,
         progress: bool = False,
+        optimizer: Any = None,
+        preconditioned: bool = False,
+        alignment: bool = False,
+        layers: str | dict[str, list[str]] | None = None,
+        layer_density: tuple[int, int] | None = None,
     ) -> None:
         if unit not in UNITS:
             raise ValueError(f"unit must be 'epoch' or 'step', got {unit!r}")
@@ -87,7 +134,8 @@ class SpectralMonitor:
         self.settings = ProbeSettings(
             top_k=top_k, bottom=bottom, tol=tol, trace_matvecs=trace_matvecs,
             density=tuple(density) if density is not None else None, seed=seed, dtype=dtype,
-            eval_mode=eval_mode,
+            eval_mode=eval_mode, preconditioned=preconditioned, alignment=alignment, layers=layers,
+            layer_density=tuple(layer_density) if layer_density is not None else None,
         )
         self.model = model
         self.loss_fn = loss_fn
@@ -101,6 +149,17 @@ class SpectralMonitor:
         # settings the model rules out (top_k > P, bases beyond memory) fail here, before
         # any training step or run file
         self.settings.check(op.shape[0], op.dtype, op.device)
+        if preconditioned and optimizer is not None:
+            _check_preconditioner(optimizer)
+        # block names and sizes, fixed for the run (a bad group fails here)
+        self.layer_names: list[str] = []
+        self.layer_sizes: list[int] = []
+        if layers is not None:
+            named = dict(model.named_parameters())
+            for name, params in parameter_blocks(model, layers).items():
+                self.layer_names.append(name)
+                self.layer_sizes.append(sum(named[p].numel() for p in params))
+        self.optimizer = optimizer
         self.store = store
         self.every = every
         self.unit = unit
@@ -113,26 +172,47 @@ class SpectralMonitor:
         self._last_key: int | None = None
 
     def config(self) -> dict[str, Any]:
-        """The probe settings as JSON-able config (stored with the run)."""
-        return {"every": self.every, "unit": self.unit, **self.settings.to_dict()}
+        """The probe settings as JSON-able config (stored with the run); with ``layers``,
+        the blocks' names and sizes (``layer_names``, ``layer_sizes``), in the order of
+        the ``layer_*`` columns."""
+        out = {"every": self.every, "unit": self.unit, **self.settings.to_dict()}
+        if self.layer_names:
+            out["layer_names"], out["layer_sizes"] = list(self.layer_names), list(self.layer_sizes)
+        return out
 
     def due(self, *, step: int, epoch: float | None = None) -> bool:
         """Whether a probe is due at this step/epoch (and not already taken there)."""
         key = self._key(step, epoch)
         return key is not None and key % self.every == 0 and key != self._last_key
 
-    def maybe_probe(self, *, step: int, epoch: float | None = None) -> ProbeResult | None:
-        """Probe if due; returns the result or ``None``."""
+    def maybe_probe(self, *, step: int, epoch: float | None = None, optimizer: Any = None,
+                    batch: Batch | None = None) -> ProbeResult | None:
+        """Probe if due; returns the result or ``None`` (arguments as for :meth:`probe`)."""
         if not self.due(step=step, epoch=epoch):
             return None
-        return self.probe(step=step, epoch=epoch)
+        return self.probe(step=step, epoch=epoch, optimizer=optimizer, batch=batch)
 
-    def probe(self, *, step: int, epoch: float | None = None) -> ProbeResult:
-        """Probe now, record the row, and return the result."""
+    def probe(self, *, step: int, epoch: float | None = None, optimizer: Any = None,
+              batch: Batch | None = None) -> ProbeResult:
+        """Probe now, record the row, and return the result.
+
+        Args:
+            step, epoch: where training stands.
+            optimizer: the training optimizer, instead of the one given when the monitor
+                was built (for the threshold, ``preconditioned`` and ``alignment``).
+            batch: the last training minibatch ``(X, y)`` (``alignment``: its gradient's
+                alignment, and the batch of the optimizer step split); without one the
+                minibatch column is NaN and the step is taken on the probe set.
+        """
+        optimizer = optimizer if optimizer is not None else self.optimizer
+        if self.settings.preconditioned and optimizer is None:
+            raise ValueError("SpectralMonitor(preconditioned=True) needs the optimizer: pass "
+                             "optimizer= to the monitor or to probe()")
         with preserved_rng():
             settings = ProbeSettings(**{**self.settings.__dict__, "seed": _probe_seed(self.settings.seed, step)})
             result = probe(self.model, self.loss_fn, self.probe_data, settings,
-                           reduction=self.reduction, progress=self.progress)
+                           reduction=self.reduction, optimizer=optimizer,
+                           batch=batch if self.settings.alignment else None, progress=self.progress)
         self.seconds += result.seconds
         self.num_matvecs += result.num_matvecs
         self.num_probes += 1
@@ -162,6 +242,15 @@ class SpectralMonitor:
         if result.measure is not None:
             row["ritz_nodes"] = result.measure.nodes
             row["ritz_weights"] = result.measure.weights
+        if result.threshold is not None:
+            row["threshold"] = float(result.threshold.value)
+            row["threshold_kind"] = result.threshold.kind
+        if math.isfinite(result.preconditioned_top):
+            row["preconditioned_top"] = float(result.preconditioned_top)
+        if result.alignment is not None:
+            row.update(result.alignment.row())
+        if result.layers is not None:
+            row.update(result.layers.row())
         return row
 
     def state_dict(self) -> dict[str, Any]:
@@ -182,6 +271,15 @@ class SpectralMonitor:
         if float(epoch) != int(epoch):  # mid-epoch calls never trigger an epoch probe
             return None
         return int(epoch)
+
+
+def _check_preconditioner(optimizer: Any) -> None:
+    """``TypeError`` now, before training, for an optimizer without a diagonal
+    preconditioner; one that has not stepped yet (no state) passes."""
+    try:
+        preconditioner(optimizer)
+    except ValueError:
+        pass  # no state yet: the probes before its first step record NaN
 
 
 def _probe_seed(seed: int, step: int) -> int:

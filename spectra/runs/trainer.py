@@ -150,6 +150,9 @@ def train(
         monitor: a :class:`~spectra.runs.monitor.SpectralMonitor`, called after each
             epoch (and at epoch 0 before training, when its schedule says so); a
             monitor with ``unit="step"`` is also called after every optimizer step.
+            Each call passes ``optimizer`` (the monitor records its stability
+            threshold, and reads it for its preconditioned sharpness) and the last
+            training minibatch (``batch=``, for the monitor's gradient alignment).
         store: a run writer (``append_metrics``, ``add_checkpoint``) or ``None``.
         checkpoint: a :class:`CheckpointPolicy`, or ``None`` for no checkpoints.
         checkpoint_extra: ``model_spec``, ``data_spec``, ``optimizer_spec`` and
@@ -190,7 +193,7 @@ def train(
     if eval_train and resume is None and store is not None:  # epoch 0: before any step
         store.append_metrics(run.initial_row())
     if monitor is not None and resume is None:  # epoch 0: before any step
-        monitor.maybe_probe(step=run.step, epoch=0)
+        monitor.maybe_probe(step=run.step, epoch=0, optimizer=optimizer)
     bar = _progress_bar(epochs, run.epoch) if progress else None
     try:
         while run.epoch < epochs:
@@ -259,6 +262,7 @@ class _Training:
         self.eval_train = bool(eval_train)
         self.shuffle = torch.Generator().manual_seed(seed)
         self.step, self.epoch = 0, 0
+        self.last_batch: tuple[Tensor, Tensor] | None = None  # the monitor's alignment reads it
 
     def probe_seconds(self) -> float:
         """The monitor's probe time so far (0 without a monitor)."""
@@ -380,6 +384,7 @@ class _Training:
 
         self.optimizer.step(closure)
         self.step += 1
+        self.last_batch = (xb, yb)
         for s in self.step_schedulers:
             s.step()
         return holder["out"], holder["loss"]
@@ -392,7 +397,8 @@ class _Training:
                    **current_hparams(self.optimizer)}
             store.append_metrics(row)
         if monitor is not None and getattr(monitor, "unit", "epoch") == "step":
-            monitor.maybe_probe(step=self.step, epoch=epoch)
+            monitor.maybe_probe(step=self.step, epoch=epoch, optimizer=self.optimizer,
+                                batch=self.last_batch)
 
     # -- the end of an epoch
     def record_epoch(self, row: dict[str, float]) -> Path | None:
@@ -401,7 +407,8 @@ class _Training:
         if self.store is not None:
             self.store.append_metrics(row)
         if self.monitor is not None:
-            self.monitor.maybe_probe(step=self.step, epoch=self.epoch)
+            self.monitor.maybe_probe(step=self.step, epoch=self.epoch, optimizer=self.optimizer,
+                                     batch=self.last_batch)
         policy = self.checkpoint
         if policy is None or not (self.epoch % policy.every == 0 or self.epoch == self.epochs):
             return None
