@@ -205,18 +205,27 @@ def fit_probe_size(model, top_k: int, density: tuple[int, int] | None,
 
 
 def build_monitor(plan: ProbePlan, model, loss_fn, probe_data, store, *, seed: int,
-                  progress: bool = False):
+                  progress: bool = False, optimizer=None):
     """The run's :class:`~spectra.runs.monitor.SpectralMonitor`; ``CLIError`` for a
     --top-k or --density-steps beyond the model's parameters (a default is lowered to
-    fit), before anything is written."""
+    fit), or --preconditioned with an ``optimizer`` that has no diagonal preconditioner,
+    before anything is written. (The trainer hands the monitor its optimizer.)"""
     from spectra.runs.monitor import SpectralMonitor
 
     top_k, density = fit_probe_size(model, plan.top_k, plan.density, plan.given)
-    return SpectralMonitor(
-        model, loss_fn, probe_data, store, every=plan.every, unit=plan.unit,
-        top_k=top_k, bottom=plan.bottom, density=density,
-        trace=plan.trace_matvecs, tol=plan.tol, seed=seed, progress=progress,
-    )
+    try:
+        return SpectralMonitor(
+            model, loss_fn, probe_data, store, every=plan.every, unit=plan.unit,
+            top_k=top_k, bottom=plan.bottom, density=density,
+            trace=plan.trace_matvecs, tol=plan.tol, seed=seed, progress=progress,
+            optimizer=optimizer, preconditioned=plan.preconditioned, alignment=plan.alignment,
+            layers=plan.layers, layer_density=plan.layer_density,
+        )
+    except TypeError as exc:
+        if plan.preconditioned and optimizer is not None:
+            raise CLIError(f"--preconditioned needs an adaptive optimizer with a diagonal "
+                           f"preconditioner: {exc}") from None
+        raise
 
 
 # --------------------------------------------------------------------------- a run
@@ -266,7 +275,8 @@ def prepare_run(*, name: str, key: str, overrides: dict, ds, model_spec, loss_na
     probe_cfg = None
     if plan.enabled:
         # the monitor's own view of its settings, plus the probe set size
-        mon = build_monitor(plan, model, loss_fn, probe_data, None, seed=seed)
+        mon = build_monitor(plan, model, loss_fn, probe_data, None, seed=seed,
+                            optimizer=bundle.optimizer)
         probe_cfg = {**mon.config(), "samples": int(min(plan.samples, n))}
     config = jsonable({
         "command": command,

@@ -235,7 +235,45 @@ def probe_options(fn: Callable) -> Callable:
                      type=click.IntRange(min=1),
                      help="Lanczos steps per SLQ vector (at most the model's number of "
                           "parameters; the default is lowered to it for a tiny model)."),
+        *curvature_options(),
     ])(fn)
+
+
+def curvature_options() -> list[Callable]:
+    """The probe's optional curvature quantities (issue 13), shared by ``train``,
+    ``compare`` and ``probe``; each costs what :class:`spectra.SpectralMonitor` states."""
+    return [
+        click.option("--preconditioned", is_flag=True,
+                     help="Also the preconditioned sharpness lambda_1(P^-1/2 H P^-1/2) of an "
+                          "adaptive optimizer's diagonal preconditioner P (Adam, AdamW, RMSprop, "
+                          "...), against its threshold (2+2b1)/((1-b1)lr) (one more Lanczos run "
+                          "per probe)."),
+        click.option("--alignment", is_flag=True,
+                     help="Also the fraction of the full-batch and minibatch gradients in the "
+                          "top-k eigenspace, and the loss change of one optimizer step split "
+                          "onto that space and its complement (gradients and forward passes, "
+                          "no Hessian products)."),
+        click.option("--layers", type=click.Choice(("module", "tensor")), default=None,
+                     help="Also lambda_1 and trace of each layer's diagonal Hessian block "
+                          "(parameters grouped by module or by tensor; per block, a Lanczos run "
+                          "and the trace budget)."),
+        click.option("--layer-density", is_flag=True,
+                     help="With --layers: each block's SLQ density (--density-vectors x "
+                          "--density-steps products per block) and their heterogeneity "
+                          "(mean Jensen-Shannon distance)."),
+    ]
+
+
+def curvature_settings(kw: dict[str, Any]) -> dict[str, Any]:
+    """``preconditioned``, ``alignment``, ``layers``, ``layer_density`` of the options;
+    ``CLIError`` for a combination that cannot be run."""
+    if kw.get("layer_density") and not kw.get("layers"):
+        raise CLIError("--layer-density needs --layers module|tensor")
+    if kw.get("alignment") and kw.get("top_k") == 0:
+        raise CLIError("--alignment needs the top eigenvectors: --top-k 1 or more")
+    layer_density = (kw["density_vectors"], kw["density_steps"]) if kw.get("layer_density") else None
+    return {"preconditioned": bool(kw.get("preconditioned")), "alignment": bool(kw.get("alignment")),
+            "layers": kw.get("layers"), "layer_density": layer_density}
 
 
 def check_trace_matvecs(n: int) -> None:
@@ -256,6 +294,10 @@ class ProbePlan:
     tol: float = 1e-3
     trace_matvecs: int = 60
     density: tuple[int, int] | None = (4, 80)
+    preconditioned: bool = False
+    alignment: bool = False
+    layers: str | None = None
+    layer_density: tuple[int, int] | None = None
     # the size options given on the command line: above the model's number of
     # parameters these are refused, while a default is lowered to fit (see
     # cli._build.fit_probe_size)
@@ -267,7 +309,7 @@ class ProbePlan:
         check_trace_matvecs(kw["trace_matvecs"])
         return cls(every=kw["probe_every"], unit=kw["probe_unit"], samples=kw["probe_samples"],
                    top_k=kw["top_k"], bottom=kw["bottom"], tol=kw["tol"],
-                   trace_matvecs=kw["trace_matvecs"], density=density,
+                   trace_matvecs=kw["trace_matvecs"], density=density, **curvature_settings(kw),
                    given=frozenset(given_options(("top_k", "density_steps"))))
 
     @classmethod
@@ -279,7 +321,10 @@ class ProbePlan:
         return cls(every=int(cfg["every"]), unit=cfg["unit"], samples=int(cfg["samples"]),
                    top_k=int(cfg["top_k"]), bottom=bool(cfg["bottom"]), tol=float(cfg["tol"]),
                    trace_matvecs=int(cfg["trace_matvecs"]),
-                   density=tuple(d) if d is not None else None)
+                   density=tuple(d) if d is not None else None,
+                   preconditioned=bool(cfg.get("preconditioned", False)),
+                   alignment=bool(cfg.get("alignment", False)), layers=cfg.get("layers"),
+                   layer_density=tuple(cfg["layer_density"]) if cfg.get("layer_density") else None)
 
     @property
     def enabled(self) -> bool:
