@@ -70,7 +70,10 @@ def test_defaults_match_the_paper():
 
 def test_registry_lion_keeps_the_betas_and_raises_the_lr():
     # betas (0.9, 0.99): Chen et al. and LPSGD's Table 6 (its CIFAR Tables 4-5 use 0.999);
-    # lr 1e-3: LPSGD's Table 5, so that a default digits run learns (README, "Optimizers").
+    # lr: the registry's tuned default (analyses/results/default_lrs.md), above the class's
+    # 1e-4 so that a default digits run learns (README, "Optimizers").
     opt = optim.create("lion", [torch.nn.Parameter(torch.zeros(1))])
     assert isinstance(opt, Lion)
-    assert opt.defaults == {"lr": 1e-3, "betas": (0.9, 0.99), "weight_decay": 0.0}
+    assert opt.defaults == {"lr": optim.registry.TUNED_LR["lion"], "betas": (0.9, 0.99),
+                            "weight_decay": 0.0}
+    assert opt.defaults["lr"] > Lion([torch.nn.Parameter(torch.zeros(1))]).defaults["lr"]
