@@ -70,6 +70,19 @@ class FisherOperator(GGNOperator):
             the operator is one fixed matrix; another seed gives another sample.
         mc_samples: ``kind="mc"``: draws ``M`` per sample (default 1).
 
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from spectra import FisherOperator
+        >>> model = nn.Linear(2, 1, bias=False).double()
+        >>> with torch.no_grad():
+        ...     _ = model.weight.copy_(torch.tensor([[1.0, 0.0]]))
+        >>> X = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
+        >>> F = FisherOperator(model, nn.MSELoss(), (X, torch.zeros(2, 1, dtype=torch.float64)))
+        >>> F.matmat(torch.eye(2, dtype=torch.float64))  # g_i = 2 f_i x_i: (2, 4), (18, 24); mean of g g^T
+        tensor([[164., 220.],
+                [220., 296.]], dtype=torch.float64)
+
     Raises:
         ValueError: an unknown ``kind``, ``mc_samples < 1``, or ``kind="mc"`` with a
             loss other than ``nn.CrossEntropyLoss`` / ``nn.MSELoss`` (or a
