@@ -1,5 +1,7 @@
 """The Krylov engine itself: Gram-Schmidt and the orthonormality of its bases."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -100,16 +102,40 @@ def test_independent_runs_keep_orthonormal_bases_in_float32():
         lanczos_tridiagonal(matmat, V0, m, reorthogonalize=reorth)
         return torch.stack(seen, dim=2).double()  # (P, b, m)
 
-    for name, reorth in (("full", True), ("none", False)):
+    for reorth in (True, "semi", False):
         basis = run(reorth)
         worst = max(
             float((basis[:, i].T @ basis[:, i] - torch.eye(m, dtype=torch.float64)).abs().max())
             for i in range(b)
         )
-        if reorth:
+        if reorth is True:
             assert worst < 1e-5, worst
+        elif reorth == "semi":  # semi-orthogonal: sqrt(eps), up to the rounding of the measure
+            assert 1e-5 < worst <= 2 * math.sqrt(torch.finfo(torch.float32).eps), worst
         else:
             assert worst > 1e-1, worst  # the test can tell
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_semi_orthogonal_runs_give_the_nodes_of_full_reorthogonalization(dtype):
+    # Simon (1984): a semi-orthogonal basis gives T = (orthonormal projection) + O(eps ||A||)
+    ev = np.concatenate([[80.0, 50.0, 40.0, 30.0, 20.0, 15.0, 12.0, 10.0, 9.0, 8.0],
+                         np.random.default_rng(0).normal(0.0, 0.05, 490)])
+    A = with_spectrum(ev).to(dtype)
+    V0 = torch.randn(500, 3, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    full = lanczos_tridiagonal(lambda V: A @ V, V0, 100, reorthogonalize="full")
+    semi = lanczos_tridiagonal(lambda V: A @ V, V0, 100, reorthogonalize="semi")
+    eps = float(torch.finfo(dtype).eps)
+    for i in range(3):
+        tf, sf = full.eigh(i)
+        ts, ss = semi.eigh(i)
+        # nodes within rounding of each other (k eps ||A||), weights within sqrt(eps)
+        assert np.abs(tf - ts).max() <= 1000 * eps * ev.max(), np.abs(tf - ts).max()
+        assert np.abs(sf[0] ** 2 - ss[0] ** 2).max() <= 10 * math.sqrt(eps)
+        # no ghosts: the top eigenvalue appears once
+        assert np.sum(np.abs(ts - 80.0) < 1e-3 * 80.0) == 1
+    with pytest.raises(ValueError, match=r"reorthogonalize must be one of full, semi, none"):
+        lanczos_tridiagonal(lambda V: A @ V, V0, 5, reorthogonalize="partial")
 
 
 @pytest.mark.parametrize("block", [1, 3])
