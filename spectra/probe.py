@@ -43,6 +43,7 @@ from spectra.linalg.density import SpectralMeasure, slq
 from spectra.linalg.density import check_memory as check_slq_memory
 from spectra.linalg.eigsh import check_memory as check_eigsh_memory
 from spectra.linalg.eigsh import eigsh
+from spectra.linalg.memory import parse_memory
 from spectra.linalg.trace import check_memory as check_trace_memory
 from spectra.linalg.trace import trace
 from spectra.operators.base import Batch, LossFn
@@ -72,6 +73,10 @@ class ProbeSettings:
             ``name -> parameter names``; ``None`` for none.
         layer_density: ``(num_vectors, num_steps)`` of each block's SLQ density (and
             the heterogeneity score), or ``None``.
+        max_memory: bytes (or a size such as ``"2GB"``) the solvers' vectors may take;
+            ``None``: half the memory available on the device. Above it SLQ runs without
+            a stored basis and eigsh keeps its basis on the host or on disk (see
+            :mod:`spectra.linalg.memory`; the mode is recorded in each result's ``plan``).
     """
 
     top_k: int = 5
@@ -86,8 +91,10 @@ class ProbeSettings:
     alignment: bool = False
     layers: str | dict[str, list[str]] | None = None
     layer_density: tuple[int, int] | None = None
+    max_memory: int | str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "max_memory", parse_memory(self.max_memory))
         # integers, not bools (top_k=True is not a request for one eigenvalue)
         object.__setattr__(self, "top_k", _checks.integer("top_k", self.top_k, 0))
         if not (isinstance(self.tol, (int, float)) and not isinstance(self.tol, bool)
@@ -148,10 +155,10 @@ class ProbeSettings:
                 f"has {dim} eigenvalues; ask for top_k <= {dim}"
             )
         if self.top_k:
-            check_eigsh_memory(dim, self.top_k, None, dtype, device)
+            check_eigsh_memory(dim, self.top_k, None, dtype, device, self.max_memory)
         if self.density is not None:
             n_v, m = self.density
-            check_slq_memory(dim, n_v, m, dtype, device)
+            check_slq_memory(dim, n_v, m, dtype, device, self.max_memory)
             if m > dim:
                 warnings.warn(
                     f"density num_steps={m} exceeds the number of parameters P={dim}: SLQ runs "
@@ -175,6 +182,7 @@ class ProbeSettings:
             "alignment": self.alignment,
             "layers": self.layers,
             "layer_density": list(self.layer_density) if self.layer_density is not None else None,
+            "max_memory": self.max_memory,
         }
 
 
@@ -298,7 +306,7 @@ def probe(
     converged = True
     if s.top_k:
         r = eigsh(op, k=s.top_k, which="LA", tol=s.tol, generator=gen, v0=v0,
-                  progress=progress, warn=False)
+                  progress=progress, warn=False, max_memory=s.max_memory)
         top, top_res, vecs = r.eigenvalues.numpy(), r.residuals.numpy(), r.eigenvectors
         converged &= bool(r.converged.all())
     bottom = math.nan
@@ -307,7 +315,7 @@ def probe(
         # sits near 0 in a dense cluster, where a relative residual is out of reach
         scale = float(abs(top[0])) if len(top) else 0.0
         r = eigsh(op, k=1, which="SA", tol=s.tol, atol=s.tol * scale, generator=gen,
-                  progress=progress, warn=False)
+                  progress=progress, warn=False, max_memory=s.max_memory)
         bottom = float(r.eigenvalues[0])
         converged &= bool(r.converged.all())
     tr, tr_se = math.nan, math.nan
@@ -317,7 +325,7 @@ def probe(
     measure = None
     if s.density is not None:
         measure = slq(op, num_vectors=s.density[0], num_steps=s.density[1], generator=gen,
-                      progress=progress)
+                      progress=progress, max_memory=s.max_memory)
     if measure is not None and math.isfinite(bottom):
         # every Ritz value bounds lambda_min from above (Cauchy interlacing): keep the lowest
         bottom = min(bottom, float(measure.nodes[measure.weights > 0].min()))

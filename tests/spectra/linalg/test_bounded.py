@@ -229,3 +229,23 @@ def test_bounded_slq_matches_full_on_a_trained_digits_model():
     assert disk.plan.mode == "disk" and math.isclose(float(ref.eigenvalues[0]), hi, rel_tol=1e-8)
     assert torch.allclose(disk.eigenvalues, ref.eigenvalues, rtol=1e-12)
     assert torch.allclose(disk.eigenvectors, ref.eigenvectors, atol=1e-8)
+
+
+# ---------------------------------------------------------------------- probe settings
+def test_probe_settings_pass_the_budget_to_the_solvers():
+    from spectra.probe import ProbeSettings, probe
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    X = torch.randn(20, 4, dtype=torch.float64)
+    y = torch.arange(20) % 3
+    s = ProbeSettings(top_k=2, trace_matvecs=0, density=(2, 10), max_memory="2KB")
+    assert s.max_memory == 2000 and s.to_dict()["max_memory"] == 2000
+    res = probe(model, nn.functional.cross_entropy, (X, y), s)
+    assert res.measure.plan.mode == "bounded" and "max_memory=2.0 KiB" in res.measure.plan.reason
+    roomy = probe(model, nn.functional.cross_entropy, (X, y),
+                  ProbeSettings(top_k=2, trace_matvecs=0, density=(2, 10)))
+    assert roomy.measure.plan.mode == "full"
+    assert np.allclose(res.top_eigenvalues, roomy.top_eigenvalues, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"max_memory must be a number of bytes"):
+        ProbeSettings(max_memory="lots")
