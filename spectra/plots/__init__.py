@@ -3,8 +3,9 @@
 One module per figure: :mod:`~spectra.plots.evolution` (the eigenvalue density over
 training), :mod:`~spectra.plots.density` (densities of probes, several runs on one axis;
 both drawn by :mod:`~spectra.plots.lines`), :mod:`~spectra.plots.sharpness`
-(top eigenvalues against the edge of stability), :mod:`~spectra.plots.curves` (loss and
-accuracy), :mod:`~spectra.plots.hparams` (DCAO's hyperparameters),
+(top eigenvalues against the optimizer's stability threshold), :mod:`~spectra.plots.curves`
+(loss and accuracy), :mod:`~spectra.plots.hparams` (an optimizer's hyperparameters, DCAO's
+multipliers),
 :mod:`~spectra.plots.trajectories` (optimizers on 2-D test functions) and
 :mod:`~spectra.plots.landscape` (the loss along directions). They share
 :mod:`~spectra.plots.style` (text sizes, panels, legends, :func:`save_figure`),
