@@ -235,13 +235,18 @@ def probe_options(fn: Callable) -> Callable:
                      type=click.IntRange(min=1),
                      help="Lanczos steps per SLQ vector (at most the model's number of "
                           "parameters; the default is lowered to it for a tiny model)."),
-        *curvature_options(),
+        *_curvature_option_list(),
     ])(fn)
 
 
-def curvature_options() -> list[Callable]:
+def curvature_options(fn: Callable) -> Callable:
     """The probe's optional curvature quantities (issue 13), shared by ``train``,
-    ``compare`` and ``probe``; each costs what :class:`spectra.SpectralMonitor` states."""
+    ``compare`` (through :func:`probe_options`) and ``probe``; each costs what
+    :class:`spectra.SpectralMonitor` states."""
+    return _apply(_curvature_option_list())(fn)
+
+
+def _curvature_option_list() -> list[Callable]:
     return [
         click.option("--preconditioned", is_flag=True,
                      help="Also the preconditioned sharpness lambda_1(P^-1/2 H P^-1/2) of an "

@@ -15,7 +15,15 @@ import numpy as np
 from cli._build import fit_probe_size, load_data, make_loss, sequence_args
 from cli._errors import CLIError, handle_errors, option_errors
 from cli._format import SPARK_BARS, fmt, pct, seconds, sparkline
-from cli._options import SEED, TOL, check_trace_matvecs, given_options, parse_kv
+from cli._options import (
+    SEED,
+    TOL,
+    check_trace_matvecs,
+    curvature_options,
+    curvature_settings,
+    given_options,
+    parse_kv,
+)
 from cli._output import ProbeLine, echo_json, show_progress
 from cli._paths import check_append_target
 from cli._restore import restore
@@ -32,6 +40,10 @@ class Settings:
     density: tuple[int, int] | None  # (vectors, steps)
     samples: int | None
     seed: int
+    preconditioned: bool = False
+    alignment: bool = False
+    layers: str | None = None
+    layer_density: tuple[int, int] | None = None
 
     @classmethod
     def from_options(cls, kw: dict[str, Any]) -> Settings:
@@ -39,7 +51,7 @@ class Settings:
         return cls(top_k=kw["top_k"], bottom=kw["bottom"], tol=kw["tol"],
                    trace_matvecs=kw["trace_matvecs"],
                    density=(kw["density_vectors"], kw["density_steps"]) if kw["density"] else None,
-                   samples=kw["n_samples"], seed=kw["seed"])
+                   samples=kw["n_samples"], seed=kw["seed"], **curvature_settings(kw))
 
     def for_checkpoint(self, restored, kw: dict[str, Any], given: list[str]) -> Settings:
         """These settings for a checkpoint: each one not given on the command line is the
@@ -58,7 +70,11 @@ class Settings:
                 bottom=s.bottom if "bottom" in given else plan.bottom,
                 tol=s.tol if "tol" in given else plan.tol,
                 trace_matvecs=s.trace_matvecs if "trace_matvecs" in given else plan.trace_matvecs,
-                density=density, samples=s.samples or plan.samples)
+                density=density, samples=s.samples or plan.samples,
+                preconditioned=s.preconditioned or plan.preconditioned,
+                alignment=s.alignment or plan.alignment,
+                layers=s.layers if "layers" in given else plan.layers,
+                layer_density=s.layer_density if "layer_density" in given else plan.layer_density)
         if "seed" not in given:
             s = replace(s, seed=int(restored.config.get("seed", 0)))
         return replace(s, samples=s.samples or 512)
@@ -76,6 +92,7 @@ class Target:
     epoch: float | None = None
     checkpoint: str | None = None
     run: str | None = None  # the checkpoint's run, where --append goes by default
+    optimizer: Any = None  # the checkpoint's (state loaded), or the fit's Adam
 
     @property
     def info(self) -> dict[str, Any]:
@@ -117,6 +134,7 @@ class Target:
               help="Lanczos steps per SLQ vector (at most the model's number of parameters; the "
                    "default is lowered to it for a tiny model).")
 @click.option("--float64", "use_float64", is_flag=True, help="Compute in float64.")
+@curvature_options
 @click.option("--append", "append_to", type=click.Path(dir_okay=False), metavar="RUN.h5",
               help="Append the probe as a row of a run in this file.")
 @click.option("--run", "run_name",
@@ -134,12 +152,17 @@ def probe(**kw):
 
     Prints the top-k eigenvalues, the most negative one, the trace and a summary
     of the spectral density; --append adds the probe to a run of an HDF5 file.
+    With the optimizer (a checkpoint's, its state loaded; without --checkpoint,
+    the fit's Adam) also its stability threshold, and on request the
+    preconditioned sharpness (--preconditioned), the gradient alignment
+    (--alignment) and per-layer spectra (--layers); --json reports them all.
 
     \b
     Examples:
       spectra probe --checkpoint runs/demo_ckpt/dcao/checkpoint-epoch0005.pt
       spectra probe --checkpoint CKPT --density --append runs/demo.h5 --json
       spectra probe --model mlp --data digits --fit-steps 50 --top-k 5 --density
+      spectra probe --checkpoint CKPT --preconditioned --alignment --layers module --json
     """
     given = given_options(tuple(kw))
     settings = Settings.from_options(kw)
@@ -161,13 +184,23 @@ def probe(**kw):
             raise CLIError("--append needs --run NAME: which run of the file gets the row")
         check_append_target(kw["append_to"], run_name, top_k, density)
     if target.checkpoint is None:
-        fit_loss = _fit(target.model, target.loss_fn, *probe_set, kw["fit_steps"],
-                        progress=show_progress(kw["as_json"]))
+        fit_loss, target.optimizer = _fit(target.model, target.loss_fn, *probe_set, kw["fit_steps"],
+                                          progress=show_progress(kw["as_json"]))
     else:
         fit_loss = _loss(target.model, target.loss_fn, *probe_set)
+    if settings.preconditioned and target.optimizer is None:
+        raise CLIError("--preconditioned reads the optimizer's state: probe a --checkpoint of "
+                       "`spectra train` (with its optimizer state), or fit with --fit-steps > 0")
+    if settings.preconditioned:
+        from spectra.curvature.preconditioner import preconditioner
+
+        try:
+            preconditioner(target.optimizer)
+        except (TypeError, ValueError) as exc:
+            raise CLIError(f"--preconditioned needs an adaptive optimizer that has stepped: {exc}") from None
     # the monitor's probe: its random vectors are seeded by (seed, step) like in training
     try:
-        res = mon.probe(step=target.step, epoch=target.epoch)
+        res = mon.probe(step=target.step, epoch=target.epoch, optimizer=target.optimizer)
     finally:
         if line:
             line.close()
@@ -196,7 +229,33 @@ def _from_checkpoint(kw: dict[str, Any], given: list[str], settings: Settings
     target = Target(restored.model, restored.ds, restored.loss_fn, restored.model_desc,
                     step=int(restored.ckpt["step"]), epoch=float(restored.ckpt["epoch"]),
                     checkpoint=kw["checkpoint"], run=(restored.ckpt.get("run") or {}).get("name"))
-    return target, settings.for_checkpoint(restored, kw, given)
+    settings = settings.for_checkpoint(restored, kw, given)
+    target.optimizer = _checkpoint_optimizer(restored, settings)
+    return target, settings
+
+
+def _checkpoint_optimizer(restored, s: Settings):
+    """The checkpoint's optimizer, rebuilt from the run's config with its state loaded
+    (its current lr, moments and preconditioner); None when the checkpoint records
+    none. A failure is a ``CLIError`` only when an option needs the optimizer."""
+    from cli._build import build_optimizer, stored_schedule
+
+    cfg = restored.config.get("optimizer")
+    state = restored.ckpt.get("optimizer_state")
+    if not cfg or state is None:
+        return None
+    probe_set = (restored.ds.train_x[: s.samples or 512], restored.ds.train_y[: s.samples or 512])
+    try:
+        bundle = build_optimizer(cfg["name"], restored.model, restored.loss_fn, probe_set,
+                                 dict(cfg.get("overrides") or {}), total_steps=1, total_epochs=1,
+                                 lr_schedule=stored_schedule(cfg))
+        bundle.optimizer.load_state_dict(state)
+    except (CLIError, ValueError, TypeError, KeyError) as exc:
+        if s.preconditioned or s.alignment:
+            raise CLIError(f"cannot rebuild the optimizer of {restored.path} "
+                           f"(--preconditioned and --alignment need it): {exc}") from None
+        return None
+    return bundle.optimizer
 
 
 def _from_registry(kw: dict[str, Any], seed: int) -> Target:
@@ -223,6 +282,8 @@ def _monitor(target: Target, probe_set, s: Settings, *, use_float64: bool, progr
         target.model, target.loss_fn, probe_set, None, top_k=s.top_k, bottom=s.bottom,
         tol=s.tol, trace=s.trace_matvecs, density=s.density, seed=s.seed,
         dtype="float64" if use_float64 else None, progress=progress,
+        alignment=s.alignment, layers=s.layers, layer_density=s.layer_density,
+        preconditioned=s.preconditioned,
     )
 
 
@@ -259,9 +320,37 @@ def _print_table(res, target: Target, s: Settings, *, loss: float, num_samples: 
     click.echo(f"probe set: the first {num_samples} training samples of {target.ds.name}, "
                f"loss {fmt(loss)} ({res.reduction}-reduced over samples)")
     _print_result(res, s.top_k, s.bottom, s.trace_matvecs, s.tol)
+    _print_curvature(res)
     if appended is not None:
         click.echo(f"appended as probe row {appended['row']} of run {appended['run']!r} in "
                    f"{appended['file']}")
+
+
+def _print_curvature(res) -> None:
+    """The threshold, the preconditioned sharpness, the alignment and the layers."""
+    t = res.threshold
+    if t is not None:
+        what = "λ1(P⁻¹H)" if t.preconditioned else "λ1"
+        click.echo(f"stability threshold {fmt(t.value)} = {t.kind} (lr {fmt(t.lr)}, β {fmt(t.beta)}), "
+                   f"for {what}")
+    if res.preconditioned_top == res.preconditioned_top:  # not NaN
+        click.echo(f"preconditioned sharpness λ1(P^-1/2 H P^-1/2) {fmt(res.preconditioned_top)}")
+    a = res.alignment
+    if a is not None:
+        click.echo(f"gradient in the top-{a.k} eigenspace: full batch {pct(a.full_batch)}"
+                   + (f", minibatch {pct(a.minibatch)}" if a.minibatch == a.minibatch else ""))
+        if a.step_loss_change == a.step_loss_change:
+            click.echo(f"one optimizer step changes the loss by {fmt(a.step_loss_change)}: its "
+                       f"top-space part {fmt(a.step_loss_change_top)}, the rest "
+                       f"{fmt(a.step_loss_change_bulk)} ({pct(a.step_top_fraction)} of ‖step‖² in "
+                       "the top space)")
+    if res.layers is not None:
+        click.echo(f"{'layer':>12} {'size':>8} {'λ1':>12} {'trace':>12}")
+        for b in res.layers.blocks:
+            click.echo(f"{b.name:>12} {b.size:>8,} {fmt(b.top_eigenvalue, 12)} {fmt(b.trace, 12)}")
+        if res.layers.heterogeneity == res.layers.heterogeneity:
+            click.echo(f"block heterogeneity (mean Jensen-Shannon distance) "
+                       f"{fmt(res.layers.heterogeneity)}")
 
 
 def _print_result(res, top_k, bottom, trace_matvecs, tol) -> None:
@@ -316,8 +405,9 @@ def _loss(model, loss_fn, X, y) -> float:
         return float(loss_fn(model(X), y))
 
 
-def _fit(model, loss_fn, X, y, steps: int, progress: bool) -> float:
-    """Full-batch Adam for ``steps`` steps; returns the final loss."""
+def _fit(model, loss_fn, X, y, steps: int, progress: bool):
+    """Full-batch Adam for ``steps`` steps; returns the final loss and the optimizer
+    (``None`` when it took no step: it has no state)."""
     import torch
 
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -334,4 +424,4 @@ def _fit(model, loss_fn, X, y, steps: int, progress: bool) -> float:
         out.backward()
         opt.step()
     with torch.no_grad():
-        return float(loss_fn(model(X), y))
+        return float(loss_fn(model(X), y)), (opt if steps else None)

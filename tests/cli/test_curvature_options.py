@@ -1,0 +1,58 @@
+"""The issue-13 options of `spectra train` and `spectra probe`: the run file's columns,
+the checkpoint's optimizer in `probe --checkpoint`, `probe --json`, and CLI errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spectra.runs.store import read_run
+from tests.cli.conftest import DATA, MODEL, invoke, invoke_json
+
+SMALL = DATA + MODEL + ["--top-k", "2", "--no-bottom", "--no-density", "--trace-matvecs", "8",
+                        "--probe-samples", "64", "--batch-size", "50"]
+
+
+@pytest.fixture(scope="module")
+def adam_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("curv") / "a.h5"
+    invoke("train", "--optimizer", "adam", "--opt-arg", "lr=0.01", "--epochs", "1", *SMALL,
+           "--preconditioned", "--alignment", "--layers", "module", "-o", out)
+    return out
+
+
+def test_train_records_the_columns(adam_run):
+    run = read_run(adam_run, "adam")
+    p = run.probes
+    np.testing.assert_allclose(p["threshold"], 38 / 0.01, rtol=1e-12)
+    assert set(p["threshold_kind"]) == {"(2+2b1)/((1-b1)lr)"}
+    assert np.isnan(p["preconditioned_top"][0]) and np.all(p["preconditioned_top"][1:] > 0)
+    assert np.all((p["alignment_full"] >= 0) & (p["alignment_full"] <= 1))
+    assert p["layer_top_eigenvalue"].shape == (2, 2)
+    probe_cfg = run.config["probe"]
+    assert probe_cfg["preconditioned"] and probe_cfg["alignment"] and probe_cfg["layers"] == "module"
+    assert probe_cfg["layer_names"] == ["1", "3"]
+
+
+def test_probe_checkpoint_json_repeats_the_monitor(adam_run):
+    run = read_run(adam_run, "adam")
+    ckpt = run.checkpoints[-1]
+    out = invoke_json("probe", "--checkpoint", ckpt, "--json")
+    # the monitor's settings, and the checkpoint's optimizer with its state: the same numbers
+    assert out["threshold"]["kind"] == "(2+2b1)/((1-b1)lr)"
+    assert out["preconditioned_top"] == pytest.approx(float(run.probes["preconditioned_top"][-1]), rel=1e-3)
+    assert out["alignment"]["full_batch"] == pytest.approx(float(run.probes["alignment_full"][-1]), abs=1e-3)
+    assert [b["name"] for b in out["layers"]["blocks"]] == ["1", "3"]
+    table = invoke("probe", "--checkpoint", ckpt).stdout
+    assert "stability threshold" in table and "preconditioned sharpness" in table and "layer" in table
+
+
+def test_cli_errors(tmp_path):
+    r = invoke("train", "--optimizer", "sgd", "--epochs", "1", *SMALL, "--preconditioned",
+               "-o", tmp_path / "s.h5", ok=False)
+    assert r.exit_code != 0 and "--preconditioned" in r.stderr and not (tmp_path / "s.h5").exists()
+    r = invoke("train", "--optimizer", "sgd", "--epochs", "1", *SMALL, "--layer-density",
+               "-o", tmp_path / "s.h5", ok=False)
+    assert r.exit_code != 0 and "--layer-density needs --layers" in r.stderr
+    r = invoke("probe", *DATA, *MODEL, "--fit-steps", "0", "--preconditioned", ok=False)
+    assert r.exit_code != 0 and "--preconditioned" in r.stderr
