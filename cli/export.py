@@ -40,6 +40,7 @@ def export(run_file: str, runs: tuple[str, ...], csv_dir: str | None, tb_dir: st
     In Python: spectra.runs.read_run(path, name).metrics.to_pandas() (or
     .to_dict() for numpy arrays), and .probes.density_long().
 
+    \b
     Examples:
       spectra export runs/demo.h5 --csv runs/csv
       spectra export runs/cmp.h5 --run sgd --run dcao --csv runs/csv --overwrite
