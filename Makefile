@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install demo test test-all bench anchors check-torch lint clean
+.PHONY: install demo test test-all bench anchors check-torch lint clean analyses-quick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,15 @@ anchors: install
 BENCH_ARGS ?=
 bench: anchors
 	$(BIN)/python -m analyses.bench_core $(BENCH_ARGS)
+
+# Every issue-12 study in its quick mode (each under 2 minutes; results go to a temporary
+# folder, never over the committed analyses/results).
+ANALYSES ?= edge_of_stability synthetic classification
+analyses-quick: install
+	@for study in $(ANALYSES); do \
+		echo "== python -m analyses.$$study --quick"; \
+		MPLBACKEND=Agg $(BIN)/python -m analyses.$$study --quick || exit 1; \
+	done
 
 lint: install
 	$(BIN)/python -m ruff check spectra optim cli tests analyses

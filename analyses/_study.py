@@ -1,0 +1,137 @@
+"""What every study of issue #12 shares: its command line, its results file's header
+(the exact command, versions, machine, wall time) and mean ± std over seeds.
+
+A study is ``python -m analyses.<study> [--quick] [--data-dir DIR] [--out-dir DIR]``
+(:func:`parser`); it writes ``<out-dir>/<study>.md`` (:func:`write_results`, with
+:func:`header` on top) and its figures beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options every study takes: ``--quick``, ``--data-dir``, ``--out-dir``."""
+    p = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
+    p.add_argument("--quick", action="store_true",
+                   help="a small version of the study (under 2 minutes), for CI")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where data files (MNIST, CIFAR) are; digits needs none")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="where the results file and figures go (default analyses/results; "
+                        "--quick: a temporary folder)")
+    return p
+
+
+def out_dir(args: argparse.Namespace) -> Path:
+    """``--out-dir``, else analyses/results for a full run and /tmp/spectra-analyses
+    for ``--quick`` (a quick run never overwrites the committed results)."""
+    if args.out_dir is not None:
+        path = Path(args.out_dir)
+    elif args.quick:
+        path = Path(os.environ.get("TMPDIR", "/tmp")) / "spectra-analyses"
+    else:
+        path = RESULTS
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def command_line() -> str:
+    """The command that is running, as one would type it (``python -m analyses.x ...``)."""
+    argv = list(sys.argv)
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        name = spec.name.removesuffix(".__main__")
+        return shlex.join(["python", "-m", name, *argv[1:]])
+    return shlex.join(["python", *argv])
+
+
+def versions() -> str:
+    """Python, torch, numpy and spectra versions, one line."""
+    import numpy
+    import torch
+
+    import spectra
+
+    return (f"Python {platform.python_version()}, torch {torch.__version__}, "
+            f"numpy {numpy.__version__}, spectra {getattr(spectra, '__version__', '?')}")
+
+
+def machine() -> str:
+    """CPU model, cores, threads torch uses and the load average, one line."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ""
+    if hasattr(os, "getloadavg"):
+        load = f", load average {os.getloadavg()[0]:.1f} at the end"
+    return (f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores, "
+            f"torch threads {torch.get_num_threads()}{load}")
+
+
+def header(title: str, started: float, *, quick: bool) -> str:
+    """The results file's first lines: title, command, versions, machine, wall time
+    (``time.perf_counter() - started``, seconds)."""
+    wall = time.perf_counter() - started
+    mode = " (quick mode: a smoke test, not the study's numbers)" if quick else ""
+    return "\n".join([
+        f"# {title}{mode}",
+        "",
+        f"- Command: `{command_line()}`",
+        f"- Versions: {versions()}",
+        f"- Machine: {machine()}",
+        f"- Wall time: {wall:.0f} s",
+        "",
+    ])
+
+
+def write_results(path: Path, title: str, started: float, body: str, *, quick: bool) -> None:
+    """Write ``header(...)`` then ``body`` to ``path`` and say where it went (stderr)."""
+    path.write_text(header(title, started, quick=quick) + "\n" + body.rstrip() + "\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for one value) of the finite
+    values; ``(nan, nan)`` when there are none."""
+    xs = [float(v) for v in values if math.isfinite(float(v))]
+    if not xs:
+        return math.nan, math.nan
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def fmt_mean_std(values: Iterable[float], *, digits: int = 3, scale: float = 1.0,
+                 fixed: bool = False) -> str:
+    """``"m ± s"`` of :func:`mean_std` (values times ``scale``), with ``digits``
+    significant digits (``fixed``: decimals); ``"n/a"`` without finite values;
+    ``" (k of n)"`` appended when only k of the n values were finite."""
+    vals = [float(v) for v in values]
+    m, s = mean_std(v * scale for v in vals)
+    if math.isnan(m):
+        return "n/a"
+    spec = f".{digits}f" if fixed else f".{digits}g"
+    out = f"{m:{spec}} ± {s:{spec}}"
+    finite = sum(math.isfinite(v) for v in vals)
+    if finite < len(vals):
+        out += f" ({finite} of {len(vals)})"
+    return out
