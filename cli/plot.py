@@ -217,6 +217,35 @@ def density(run_files, output, runs, title, dpi, probe_index, xscale, sigma):
     _save(fig, path, dpi, "spectral density")
 
 
+@_run_file_command(
+    "layers",
+    "Each layer's (diagonal Hessian block's) lambda_1 and trace over training, with the "
+    "whole Hessian's dashed; a row per run. Needs runs trained with --layers.",
+)
+@click.option("--by", type=BY, default="auto", show_default=True, help="Time axis.")
+def layers(run_files, output, runs, title, dpi, by):
+    from spectra.plots import plot_layers
+
+    path = check_figure_output(output)
+    fig = plot_layers(_load_runs(run_files, runs), by=by, title=title)
+    _save(fig, path, dpi, "per-layer curvature")
+
+
+@_run_file_command(
+    "alignment",
+    "The fraction of the full-batch and minibatch gradients in the top-k eigenspace over "
+    "training, and one optimizer step's loss change split onto that space and its "
+    "complement. Needs runs trained with --alignment.",
+)
+@click.option("--by", type=BY, default="auto", show_default=True, help="Time axis.")
+def alignment(run_files, output, runs, title, dpi, by):
+    from spectra.plots import plot_alignment
+
+    path = check_figure_output(output)
+    fig = plot_alignment(_load_runs(run_files, runs), by=by, title=title)
+    _save(fig, path, dpi, "gradient alignment")
+
+
 @plot.command("trajectories")
 @click.argument("function", metavar="FUNCTION")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),

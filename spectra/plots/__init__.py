@@ -7,7 +7,9 @@ both drawn by :mod:`~spectra.plots.lines`), :mod:`~spectra.plots.sharpness`
 (loss and accuracy), :mod:`~spectra.plots.hparams` (an optimizer's hyperparameters, DCAO's
 multipliers),
 :mod:`~spectra.plots.trajectories` (optimizers on 2-D test functions) and
-:mod:`~spectra.plots.landscape` (the loss along directions). They share
+:mod:`~spectra.plots.landscape` (the loss along directions), :mod:`~spectra.plots.layers`
+(per-layer lambda_1 and trace) and :mod:`~spectra.plots.alignment` (gradient alignment
+with the top eigenspace). They share
 :mod:`~spectra.plots.style` (text sizes, panels, legends, :func:`save_figure`),
 :mod:`~spectra.plots.axes` (scales and ticks) and :mod:`~spectra.plots.data` (runs,
 titles, time axes and density rows; the ``runs`` and ``by`` arguments are described
@@ -33,22 +35,26 @@ Example::
     save_figure(fig, "figures/density_evolution.pdf")
 """
 
+from spectra.plots.alignment import plot_alignment
 from spectra.plots.curves import plot_curves
 from spectra.plots.density import plot_density
 from spectra.plots.evolution import plot_evolution
 from spectra.plots.hparams import plot_hparams
 from spectra.plots.landscape import plot_landscape
+from spectra.plots.layers import plot_layers
 from spectra.plots.sharpness import plot_sharpness
 from spectra.plots.style import FIGURE_FORMATS, save_figure
 from spectra.plots.trajectories import plot_trajectories
 
 __all__ = [
     "FIGURE_FORMATS",
+    "plot_alignment",
     "plot_curves",
     "plot_density",
     "plot_evolution",
     "plot_hparams",
     "plot_landscape",
+    "plot_layers",
     "plot_sharpness",
     "plot_trajectories",
     "save_figure",

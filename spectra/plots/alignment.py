@@ -1,0 +1,90 @@
+"""Gradient alignment with the top Hessian eigenspace over training, and where one
+optimizer step's loss change comes from (runs trained with ``spectra train --alignment``).
+
+Left panel: the fraction of the full-batch gradient (solid) and of the last
+minibatch's gradient (dotted) in the span of the top-``k`` eigenvectors
+(Gur-Ari, Roberts & Dyer 2018). Right panel: the loss change on the probe set of one
+optimizer step (black), of its projection onto the top space (solid) and onto the
+complement (dashed) (Song, Ahn & Yun 2025). Columns and definitions:
+:mod:`spectra.curvature.alignment`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from spectra.plots.data import (
+    RunsLike,
+    figure_title,
+    finite_series,
+    resolve_runs,
+    run_title,
+    time_kind,
+)
+from spectra.plots.style import new_figure, no_data, style
+
+__all__ = ["plot_alignment"]
+
+
+def plot_alignment(
+    runs: RunsLike,
+    names: str | Iterable[str] | None = None,
+    *,
+    by: str = "auto",
+    figsize: tuple[float, float] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Gradient alignment and the step's loss-change split over training, every run on
+    the same two panels (one color per run).
+
+    Raises:
+        ValueError: no run records the alignment columns.
+    """
+    run_list = resolve_runs(runs, names)
+    if not any("alignment_full" in r.probes.extra for r in run_list):
+        raise ValueError("no run records gradient alignment (train with --alignment, or "
+                         "SpectralMonitor(alignment=True))")
+    tkind = time_kind(by, [(r.probes.step, r.probes.epoch) for r in run_list])
+    with style():
+        fig = new_figure(figsize, (7.5, 3.4))
+        left, right = fig.subplots(1, 2, squeeze=True)
+        drawn_step = False
+        for i, run in enumerate(run_list):
+            p = run.probes
+            if "alignment_full" not in p.extra:
+                continue
+            t = np.asarray(p.epoch if tkind == "epoch" else p.step, dtype=np.float64)
+            c, label = f"C{i % 10}", run_title(run)
+            left.plot(*finite_series(t, np.asarray(p["alignment_full"])), color=c, marker="o",
+                      markersize=2.5, label=f"{label}: full batch")
+            tb, yb = finite_series(t, np.asarray(p["alignment_batch"]))
+            if tb.size:
+                left.plot(tb, yb, color=c, linestyle=":", label=f"{label}: minibatch")
+            for col, style_kw, what in (
+                ("step_loss_change", {"color": "black", "linewidth": 0.9}, "whole step"),
+                ("step_loss_change_top", {"color": c}, "top-space part"),
+                ("step_loss_change_bulk", {"color": c, "linestyle": "--"}, "complement"),
+            ):
+                ts, ys = finite_series(t, np.asarray(p[col]) if col in p.extra else np.array([]))
+                if ts.size:
+                    right.plot(ts, ys, label=f"{label}: {what}", **style_kw)
+                    drawn_step = True
+        left.set_ylim(-0.02, 1.02)
+        left.set_ylabel("‖P_k g‖² / ‖g‖²")
+        left.set_title("gradient in the top-k eigenspace")
+        right.set_ylabel("loss change on the probe set")
+        right.set_title("one optimizer step, split")
+        if drawn_step:
+            right.axhline(0.0, color="0.6", linewidth=0.6)
+            right.set_yscale("symlog", linthresh=1e-4)
+            right.legend(frameon=False, fontsize=7)
+        else:
+            no_data(right, "not recorded (needs the optimizer)")
+        for ax in (left, right):
+            ax.set_xlabel(tkind)
+        left.legend(frameon=False, fontsize=7)
+        fig.suptitle(title if title is not None else figure_title("Gradient alignment", run_list))
+    return fig

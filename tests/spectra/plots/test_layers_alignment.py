@@ -1,0 +1,63 @@
+"""spectra.plots.layers and spectra.plots.alignment: per-layer lambda_1/trace and the
+gradient alignment over training, from the columns the monitor writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spectra.plots.alignment import plot_alignment
+from spectra.plots.layers import plot_layers
+from spectra.runs import RunStore, read_run
+from tests.spectra.plots.conftest import nothing_cut_off, saved
+
+
+@pytest.fixture()
+def run(tmp_path: Path):
+    path = tmp_path / "r.h5"
+    cfg = {"optimizer": {"name": "adam"}, "model": {"name": "mlp"}, "data": {"name": "digits"},
+           "probe": {"layer_names": ["0", "2"], "layer_sizes": [24, 15]}}
+    with RunStore(path) as store:
+        w = store.create_run("adam", config=cfg)
+        for i in range(4):
+            w.append_probe(step=10 * i, epoch=float(i), top_eigenvalues=[3.0 + i], trace=10.0 + i,
+                           layer_top_eigenvalue=[2.0 + i, 1.0], layer_trace=[6.0, 4.0 + i],
+                           alignment_full=0.2 * i, alignment_batch=np.nan if i == 0 else 0.1,
+                           step_loss_change=-1e-2, step_loss_change_top=-1e-3,
+                           step_loss_change_bulk=-9e-3)
+    return read_run(path, "adam")
+
+
+def test_layers(run, tmp_path):
+    fig = plot_layers(run)
+    left, right = fig.axes
+    labels = [ln.get_label() for ln in left.get_lines()]
+    assert labels == ["0 (24 params)", "2 (15 params)", "whole Hessian"]
+    x, y = left.get_lines()[0].get_data()
+    assert np.array_equal(x, [0, 1, 2, 3]) and np.array_equal(y, [2, 3, 4, 5])
+    assert np.array_equal(right.get_lines()[1].get_data()[1], [4, 5, 6, 7])
+    nothing_cut_off(fig)
+    saved(fig, tmp_path, "layers")
+
+
+def test_alignment(run, tmp_path):
+    fig = plot_alignment(run)
+    left, right = fig.axes
+    full, batch = left.get_lines()
+    assert np.allclose(full.get_data()[1], [0, 0.2, 0.4, 0.6])
+    assert np.array_equal(batch.get_data()[0], [1, 2, 3])  # the NaN row is left out
+    assert len([ln for ln in right.get_lines() if ln.get_label().startswith("adam")]) == 3
+    nothing_cut_off(fig)
+    saved(fig, tmp_path, "alignment")
+
+
+def test_nothing_recorded(tmp_path):
+    path = tmp_path / "e.h5"
+    with RunStore(path) as store:
+        store.create_run("a", config={}).append_probe(step=0, top_eigenvalues=[1.0])
+    with pytest.raises(ValueError, match="--layers"):
+        plot_layers(path)
+    with pytest.raises(ValueError, match="--alignment"):
+        plot_alignment(path)
