@@ -15,6 +15,8 @@ The root exports the math, grouped by topic:
   :class:`DiagonalEstimate`;
 * one probe of a model, all of the above: :func:`probe` with :class:`ProbeSettings`;
 * curvature quantities: :func:`stability_threshold` returning a :class:`StabilityThreshold`;
+  :func:`gradient_alignment` (an :class:`Alignment`), :func:`block_spectra` (per-layer
+  spectra, a :class:`BlockSpectra`);
   :func:`preconditioner`, an adaptive optimizer's diagonal preconditioner.
 
 Runs (:mod:`spectra.runs`: :class:`SpectralMonitor`, :func:`train`,
@@ -27,6 +29,8 @@ here, imported on first use, so ``import spectra`` loads neither h5py nor matplo
 from spectra._version import __version__
 
 # curvature quantities
+from spectra.curvature.alignment import Alignment, gradient_alignment
+from spectra.curvature.blocks import BlockSpectra, block_spectra
 from spectra.curvature.preconditioner import preconditioner
 from spectra.curvature.stability import StabilityThreshold, stability_threshold
 
@@ -63,6 +67,8 @@ _LAZY = {
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
+    "Alignment",
+    "BlockSpectra",
     "CheckpointPolicy",
     "CurvatureOperator",
     "DenseOperator",
@@ -80,9 +86,11 @@ __all__ = [
     "StabilityThreshold",
     "TraceEstimate",
     "__version__",
+    "block_spectra",
     "build_model",
     "diagonal",
     "eigsh",
+    "gradient_alignment",
     "list_runs",
     "load_dataset",
     "power_iteration",
