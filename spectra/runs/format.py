@@ -15,6 +15,28 @@ data and seed)::
     /<run>/checkpoints  (n,) UTF-8 strings: ``.pt`` paths relative to the HDF5 file's
                           directory; attr n_rows
 
+Curvature probe columns (extra columns written by :class:`~spectra.runs.monitor.SpectralMonitor`
+when it has the optimizer or the option; absent otherwise; definitions in
+:mod:`spectra.curvature`)::
+
+    threshold (n,)                 the optimizer's stability threshold (NaN: none in theory)
+    threshold_kind (n,) text       its formula: "2/lr", "(2+2b)/lr", "(2+2b)/((1-d)lr)",
+                                   "(2+2b)/((1+2b)lr)", "(2+2b1)/((1-b1)lr)" ("": none)
+    preconditioned_top (n,)        lambda_1(P^-1/2 H P^-1/2)      [preconditioned=True]
+    alignment_full, alignment_batch (n,)  ||V_k^T g||^2 / ||g||^2 of the probe set's and
+                                   the last minibatch's gradient  [alignment=True]
+    step_loss_change, step_loss_change_top, step_loss_change_bulk (n,)  probe-set loss
+                                   change of one optimizer step, of its projection onto
+                                   span(V_k), and onto the complement
+    step_top_fraction (n,)         ||V_k^T d||^2 / ||d||^2 of that step d
+    layer_top_eigenvalue, layer_trace, layer_trace_stderr (n, B)   per block  [layers=...]
+    layer_ritz_nodes, layer_ritz_weights (n, B, n_v, m)   per block SLQ, NaN-padded
+    layer_heterogeneity (n,)       mean pairwise Jensen-Shannon distance of the blocks'
+                                   densities                      [layer_density=...]
+
+    The blocks' names and sizes, in column order: the run config's ``probe.layer_names``
+    and ``probe.layer_sizes``.
+
 Rows and missing values
     ``step`` is required in every metrics and probe row. Every other column is
     float64, and a value a row does not give is NaN, except a probe column first
