@@ -1,0 +1,285 @@
+"""Spectra at scale: time and peak memory of top-5, lambda_min, trace and a density, in
+the full and the memory-bounded modes, on ResNet-18 (11M parameters, CIFAR-shaped
+synthetic inputs) and the 1.13M-parameter MLP of ``analyses/bench_core`` (digits); and
+the cost of reorthogonalization in SLQ (HVP share of the wall time) for each policy.
+
+Usage:
+    python -m analyses.scale_bench            # full run (about 30-60 min on 2 loaded cores)
+    python -m analyses.scale_bench --quick    # fewer steps, < 2 min
+    python -m analyses.scale_bench --out /tmp/scale.md
+
+Every measurement runs in a fresh subprocess (``--worker``), so that its peak resident
+memory (``getrusage`` ``ru_maxrss``, and the peak of ``RssAnon`` sampled every 20 ms,
+which leaves out file pages such as a memmapped basis) is its own. "Extra" memory is the
+peak minus the resident memory after the model, the data and one warm-up product (the
+autograd graph's memory is then counted in the baseline). HVP time is the wall time
+spent inside the operator's products during the call, so the HVP share of a row is
+measured in that same call (a loaded machine slows both alike).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+RESULTS = Path(__file__).resolve().parent / "results" / "scale.md"
+MB = 2**20
+
+
+# ---------------------------------------------------------------------- models
+def build(name: str) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    """The model and its data: ``resnet18`` (the registry's CIFAR ResNet-18, eval mode,
+    a batch of synthetic 3x32x32 images) or ``mlp-1.1m`` (bench_core's 64-1024-1024-10
+    ReLU MLP trained on 1000 digits to loss 0.3)."""
+    if name == "resnet18":
+        from spectra.registries.models import build_model
+
+        torch.manual_seed(0)
+        model = build_model("resnet18", input_shape=(3, 32, 32), num_classes=10).eval()
+        g = torch.Generator().manual_seed(0)
+        X = torch.randn(BATCH, 3, 32, 32, generator=g)
+        y = torch.randint(0, 10, (BATCH,), generator=g)
+        return model, (X, y)
+    from analyses.bench_core import models as bm
+
+    X, y = bm.load_digits_data()
+    model, _ = bm.train(bm.MODELS["mlp-relu-1.1m"], X, y)
+    return model, (X, y)
+
+
+BATCH = 8
+
+
+class _RssSampler(threading.Thread):
+    """The peak of ``RssAnon`` (anonymous resident memory, bytes), sampled every 20 ms."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak = 0
+        self.stop = False
+
+    @staticmethod
+    def anon() -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def run(self) -> None:
+        while not self.stop:
+            self.peak = max(self.peak, self.anon())
+            time.sleep(0.02)
+
+
+def worker(job: dict) -> dict:
+    """One measurement in this (fresh) process; see the module docstring."""
+    import spectra
+    from spectra import HessianOperator
+
+    torch.set_num_threads(int(job.get("threads", 2)))
+    model, data = build(job["model"])
+    op = HessianOperator(model, F.cross_entropy, data)
+    P = op.shape[0]
+    hvp_s = [0.0]
+    inner = op.matmat
+
+    def timed_matmat(V):
+        t = time.perf_counter()
+        out = inner(V)
+        hvp_s[0] += time.perf_counter() - t
+        return out
+
+    op.matmat = timed_matmat
+    op.matmat(torch.randn(P, 1))  # warm-up: the graph's memory goes into the baseline
+    hvp_s[0] = 0.0
+    before_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before_anon = _RssSampler.anon()
+    sampler = _RssSampler()
+    sampler.start()
+    gen = torch.Generator().manual_seed(0)
+    task, mode = job["task"], job["mode"]
+    mem = job.get("max_memory")
+    t0 = time.perf_counter()
+    out: dict = {}
+    if task == "density":
+        policy = job.get("policy")
+        if policy is not None:  # the reorthogonalization policies, on the Lanczos engine
+            from spectra.linalg.lanczos import lanczos_tridiagonal, random_vectors
+
+            V0 = random_vectors(P, job["n_v"], generator=gen, dtype=op.dtype, device=op.device,
+                                distribution="rademacher")
+            lanczos_tridiagonal(op.matmat, V0, job["m"], reorthogonalize=policy)
+            out["mode"] = policy
+        else:
+            r = spectra.slq(op, num_vectors=job["n_v"], num_steps=job["m"], generator=gen,
+                            mode=mode, max_memory=mem)
+            out.update(mode=r.plan.mode, reason=r.plan.reason, nbytes=r.plan.nbytes,
+                       range=[float(r.nodes.min()), float(r.nodes.max())])
+    elif task in ("top5", "lmin"):
+        k, which = (5, "LA") if task == "top5" else (1, "SA")
+        r = spectra.eigsh(op, k=k, which=which, tol=1e-3, atol=job.get("atol", 0.0),
+                          generator=gen, storage=mode, max_memory=mem,
+                          max_matvecs=job.get("max_matvecs"), warn=False)
+        out.update(mode=r.plan.mode, reason=r.plan.reason, nbytes=r.plan.nbytes,
+                   values=[float(x) for x in r.eigenvalues], converged=bool(r.converged.all()))
+    elif task == "trace":
+        r = spectra.trace(op, method="hutch++", num_matvecs=job["matvecs"], generator=gen)
+        out.update(mode="-", values=[float(r.value)])
+    else:
+        raise ValueError(f"unknown task {task!r}")
+    seconds = time.perf_counter() - t0
+    sampler.stop = True
+    sampler.join()
+    peak_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    out.update(P=P, seconds=seconds, hvp_seconds=hvp_s[0], num_matvecs=op.num_matvecs - 1,
+               model_mib=model_bytes / MB, base_mib=before_maxrss / MB,
+               extra_maxrss_mib=max(0, peak_maxrss - before_maxrss) / MB,
+               extra_anon_mib=max(0, max(sampler.peak, _RssSampler.anon()) - before_anon) / MB)
+    return out
+
+
+def run_job(job: dict, log) -> dict:
+    """``job`` in a fresh interpreter; its result, or ``{"error": ...}``."""
+    cmd = [sys.executable, "-m", "analyses.scale_bench", "--worker", json.dumps(job)]
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if p.returncode != 0:
+        res = {"error": (p.stderr.strip().splitlines() or ["?"])[-1][:200]}
+    else:
+        res = json.loads(p.stdout.strip().splitlines()[-1])
+    log(f"  {job} -> {res} ({time.perf_counter() - t:.0f} s)")
+    return res
+
+
+# ---------------------------------------------------------------------- plan and report
+def jobs(quick: bool) -> tuple[list[dict], list[dict]]:
+    """The reorthogonalization table's jobs (1.13M MLP density: the engine's old ``full``
+    policy, then :func:`spectra.slq` in its full and bounded modes) and the scale table's
+    (sizes cut to what 2 heavily shared cores finish in well under an hour; see the report)."""
+    nv, m = (2, 8) if quick else (4, 30)
+    reorth = [{"model": "mlp-1.1m", "task": "density", "mode": "-", "policy": "full",
+               "n_v": nv, "m": m}]
+    reorth += [{"model": "mlp-1.1m", "task": "density", "mode": mode, "n_v": nv, "m": m}
+               for mode in ("full", "bounded")]
+    sizes = {  # model: (density n_v, density m, eigsh product cap, trace products)
+        "resnet18": (1, 4, 6, 4) if quick else (2, 8, 10, 6),
+        "mlp-1.1m": (2, 8, 10, 8) if quick else (4, 30, 30, 20),
+    }
+    scale = []
+    for model, (nv, m, cap, tr) in sizes.items():
+        if model == "resnet18":
+            for mode in ("bounded", "full"):
+                scale.append({"model": model, "task": "density", "mode": mode, "n_v": nv, "m": m})
+        for task in ("top5", "lmin"):
+            for mode in ("device", "disk"):
+                scale.append({"model": model, "task": task, "mode": mode, "max_matvecs": cap})
+        scale.append({"model": model, "task": "trace", "mode": "-", "matvecs": tr})
+    return reorth, scale
+
+
+def report(scale: list, reorth: list, quick: bool, wall: float, done: int = 0,
+           total: int = 0) -> str:
+    lines = []
+    w = lines.append
+    cmd = "python -m analyses.scale_bench" + (" --quick" if quick else "")
+    w("# Spectra at scale: ResNet-18 and the 1.13M MLP, full vs memory-bounded modes\n")
+    w(f"Generated by `{cmd}` on {time.strftime('%Y-%m-%d %H:%M')} ({platform.machine()}, "
+      f"{os.cpu_count()} CPUs, torch threads = 2, 1-min load average at the end "
+      f"{os.getloadavg()[0]:.1f}), total wall time {wall / 60:.1f} min. Versions: python "
+      f"{platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}."
+      + (f" **Partial: {done} of {total} measurements done.**" if done < total else "") + "\n")
+    w(__doc__.split("Usage:")[0].split("\n\n", 1)[1].strip() + "\n")
+    w("Models: ResNet-18 (registry `resnet18`, CIFAR-shaped, eval mode), a batch of "
+      f"{BATCH} synthetic 3x32x32 images with random labels; the MLP 64-1024-1024-10 of "
+      "bench_core, trained on 1000 digits to loss 0.3, products over all 1000. float32.\n")
+    w("## Time and memory\n")
+    w("eigsh runs are capped at a few products (the `HVPs` column) to fit the machine: a "
+      "row that did not converge in its cap shows the Ritz values reached; `device` and "
+      "`disk` (the basis in a memmap) do the same arithmetic.\n")
+    w("| model | P | task | mode | why | time | HVPs | HVP share | extra peak RSS | extra peak "
+      "anon RSS | model | result |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for job, r in scale:
+        if "error" in r:
+            w(f"| {job['model']} | | {job['task']} | {job['mode']} | | | | | | | | "
+              f"FAILED {r['error']} |")
+            continue
+        what = job["task"]
+        if what == "density":
+            what = f"density n_v={job['n_v']}, m={job['m']}"
+        res = ""
+        if "values" in r:
+            res = ", ".join(f"{v:.4g}" for v in r["values"])
+            if "converged" in r:
+                res += "" if r["converged"] else f" (not converged in {job['max_matvecs']} HVPs)"
+        elif "range" in r:
+            res = f"nodes in [{r['range'][0]:.3g}, {r['range'][1]:.3g}]"
+        w(f"| {job['model']} | {r['P']:,} | {what} | {r['mode']} | {r.get('reason', '')} | "
+          f"{r['seconds']:.1f} s | {r['num_matvecs']} | {r['hvp_seconds'] / r['seconds']:.0%} | "
+          f"{r['extra_maxrss_mib']:.0f} MiB | {r['extra_anon_mib']:.0f} MiB | "
+          f"{r['model_mib']:.0f} MiB | {res} |")
+    w("\n## Reorthogonalization cost in SLQ (1.13M MLP)\n")
+    w("SLQ with the same start vectors in the same run of this script: *before* is the "
+      "Lanczos engine's `full` policy (every new vector orthogonalized against the whole "
+      "stored basis, two passes over it, a second pair when DGKS asks: what `slq` did "
+      "before this change); *full mode* is `slq(mode='full')` now (policy `semi`: the "
+      "coefficients against the whole basis measured every step, subtracted only past "
+      "sqrt(eps) of the vector's norm, so the basis is semi-orthogonal by measurement); "
+      "*bounded mode* is `slq(mode='bounded')` (no basis).\n")
+    w("| SLQ | n_v, m | time | HVP time | HVP share | outside HVPs | extra peak RSS |")
+    w("|---|---|---|---|---|---|---|")
+    for job, r in reorth:
+        name = ("before: engine policy full" if "policy" in job
+                else f"{job['mode']} mode (slq)")
+        if "error" in r:
+            w(f"| {name} | | FAILED {r['error']} | | | | |")
+            continue
+        w(f"| {name} | {job['n_v']}, {job['m']} | {r['seconds']:.1f} s | "
+          f"{r['hvp_seconds']:.1f} s | {r['hvp_seconds'] / r['seconds']:.0%} | "
+          f"{r['seconds'] - r['hvp_seconds']:.1f} s | {r['extra_maxrss_mib']:.0f} MiB |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer steps (< 2 min)")
+    ap.add_argument("--out", type=Path, default=None, help=f"report path (default {RESULTS})")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    out = args.out or (RESULTS if not args.quick else Path("/tmp/scale-quick.md"))
+    t0 = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    reorth_jobs, scale_jobs = jobs(args.quick)
+    reorth: list = []
+    scale: list = []
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for job in reorth_jobs + scale_jobs:  # the report is rewritten after every job
+        (reorth if job in reorth_jobs else scale).append((job, run_job(job, log)))
+        out.write_text(report(scale, reorth, args.quick, time.perf_counter() - t0,
+                              len(reorth) + len(scale), len(reorth_jobs) + len(scale_jobs)))
+    log(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
