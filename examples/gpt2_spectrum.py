@@ -27,7 +27,7 @@ from examples.gpt2_factory import (
     token_batches,
     transformer_blocks,
 )
-from spectra import GGNOperator, HessianOperator, eigsh, slq
+from spectra import GGNOperator, HessianOperator, block_spectra, eigsh, slq
 
 ISSUE_CONFIG = {"n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_size": 128, "n_positions": 16}
 TINY_CONFIG = {"n_layer": 1, "n_embd": 16, "n_head": 2, "vocab_size": 7, "n_positions": 6}
@@ -62,12 +62,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     print(f"GGN top-3      {_fmt(ggn_top.eigenvalues)}  ({ggn_top.num_matvecs} products)")
     print(f"density        support [{lo:.4g}, {hi:.4g}], SLQ 4 x {density.num_steps}")
 
+    # one HessianOperator(params=names) per block: embeddings, each layer, ln_f
+    per_block = block_spectra(model, loss, data, blocks=transformer_blocks(model),
+                              trace_matvecs=0)
     blocks = {}
-    for block, names in transformer_blocks(model).items():
-        res = eigsh(HessianOperator(model, loss, data, params=names), k=1, tol=1e-3)
-        blocks[block] = float(res.eigenvalues[0])
-        size = sum(dict(model.named_parameters())[n].numel() for n in names)
-        print(f"block {block:<11} λ1 = {blocks[block]:.4g}  ({size:,} parameters)")
+    for b in per_block.blocks:
+        blocks[b.name] = b.top_eigenvalue
+        print(f"block {b.name:<11} λ1 = {b.top_eigenvalue:.4g}  ({b.size:,} parameters)")
     return {"top": top.eigenvalues.tolist(), "bottom": float(bottom.eigenvalues[0]),
             "ggn_top": ggn_top.eigenvalues.tolist(), "support": (lo, hi), "blocks": blocks,
             "P": H.shape[0]}
