@@ -13,7 +13,7 @@ Given the training optimizer, a probe also records the quantities built on it
 * ``preconditioned``: ``lambda_1(P^-1/2 H P^-1/2)`` for the optimizer's diagonal
   preconditioner ``P`` (:func:`spectra.preconditioner`,
   :class:`spectra.PreconditionedOperator`): one Lanczos run, about as many products
-  as the top eigenvalue (10-60);
+  as the top eigenvalue;
 * ``alignment``: the gradients' alignment with the top-``k`` eigenvectors and the
   split of one optimizer step's loss change (:mod:`spectra.curvature.alignment`): no
   products given the eigenvectors; gradients and forward passes only;

@@ -23,7 +23,7 @@ sum 1)::
 
 Cost, in Hessian-vector products of a block (each costs about one full product: the
 backward pass runs through the whole network): per block, the eigensolver's products
-for ``lambda_1`` (tens), ``trace_matvecs``, and ``num_vectors * min(num_steps, P_b)``
+for ``lambda_1``, ``trace_matvecs``, and ``num_vectors * min(num_steps, P_b)``
 for a density; the total is reported (:attr:`BlockSpectra.num_matvecs`).
 """
 
