@@ -51,6 +51,7 @@ from spectra.operators import (
     HessianOperator,
     PreconditionedOperator,
 )
+from spectra.operators.sampling import SubsampleSpread, subsample, top_eigenvalue_spread
 
 # one probe of a model
 from spectra.probe import ProbeResult, ProbeSettings, probe
@@ -84,6 +85,7 @@ __all__ = [
     "SpectralMeasure",
     "SpectralMonitor",
     "StabilityThreshold",
+    "SubsampleSpread",
     "TraceEstimate",
     "__version__",
     "block_spectra",
@@ -99,6 +101,8 @@ __all__ = [
     "read_run",
     "slq",
     "stability_threshold",
+    "subsample",
+    "top_eigenvalue_spread",
     "trace",
     "train",
 ]

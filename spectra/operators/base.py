@@ -59,8 +59,13 @@ class CurvatureOperator:
         model: the network. Its parameters are read, never written.
         loss_fn: ``loss_fn(outputs, targets) -> scalar``, e.g. ``nn.CrossEntropyLoss()``.
         data: one ``(inputs, targets)`` pair, an iterable of such batches (list,
-            ``DataLoader``), re-iterated for every product. The operator must be a
-            fixed matrix, so an iterable must yield the same batches each pass.
+            ``DataLoader``), re-iterated for every product: batches are streamed
+            (one on the device at a time), so memory does not grow with the data
+            set. The operator must be a fixed matrix, so an iterable must yield the
+            same batches each pass: a shuffling loader is refused
+            (:func:`normalize_data`), and an iterable other than a list or tuple is
+            checked on every product (its first batch's :func:`batch_fingerprint`
+            and its number of samples), ``ValueError`` when they change.
         params: the parameters to differentiate (tensors of ``model`` or their
             names); default all parameters with ``requires_grad``.
         dtype: compute dtype; ``torch.float64`` evaluates a float32 model in
@@ -117,6 +122,8 @@ class CurvatureOperator:
         self._data = normalize_data(data)
         self._group = _resolve_group(process_group)
         self.num_matvecs = 0
+        self._fingerprint: bytes | None = None
+        self._local_count = 0
         self._num_data = self._count_data()
         self.reduction: str = declared if declared is not None else self._detect_reduction()
         if not self.eval_mode:
@@ -316,14 +323,49 @@ class CurvatureOperator:
             from tqdm.auto import tqdm
 
             it = tqdm(it, desc=type(self).__name__, leave=False, unit="batch")
-        for batch in it:
+        n = 0
+        for b, batch in enumerate(it):
             inputs, targets = _split_batch(batch)
+            if b == 0 and self._fingerprint is not None:
+                self._check_same_batches(batch_fingerprint(batch), None)
+            n += batch_size(targets)
             yield _to(inputs, self._device, self._dtype), _to(targets, self._device, self._dtype)
+        if self._fingerprint is not None:
+            self._check_same_batches(None, n)
+
+    def _check_same_batches(self, fingerprint: bytes | None, count: int | None) -> None:
+        """Raise ``ValueError`` when a pass over a (non-list) iterable yields another
+        first batch, or another number of samples, than the pass at construction."""
+        if fingerprint is not None and fingerprint != self._fingerprint:
+            what = "its first batch differs from the first pass's"
+        elif count == 0:
+            raise ValueError(
+                f"{type(self).__name__}: data yielded no batches on this pass: a one-pass "
+                "iterator (a generator object) is used up by the first pass; pass a list of "
+                "batches or a DataLoader, which are iterated again for every product"
+            )
+        elif count is not None and count != self._local_count:
+            what = f"it yielded {count} samples, the first pass {self._local_count}"
+        else:
+            return
+        raise ValueError(
+            f"{type(self).__name__}: data does not repeat the same batches on every pass "
+            f"({what}): a shuffling sampler, random augmentation or a re-drawn sample makes "
+            "every product one of a different matrix. Use a loader with shuffle=False and "
+            "deterministic transforms; for a random sample of the data set, draw it once "
+            "with spectra.subsample(dataset, n, seed=...)."
+        )
 
     def _count_data(self) -> int:
         n = 0
-        for batch in self._data:
+        # lists and tuples are fixed; any other iterable (a DataLoader, a generator
+        # object) is fingerprinted on its first batch and checked on every product
+        fixed = isinstance(self._data, (list, tuple))
+        for b, batch in enumerate(self._data):
+            if b == 0 and not fixed:
+                self._fingerprint = batch_fingerprint(batch)
             n += batch_size(_split_batch(batch)[1])
+        self._local_count = n
         if self._group is not None:
             t = torch.tensor([n], dtype=torch.float64)
             torch.distributed.all_reduce(t, group=self._group)
@@ -600,7 +642,15 @@ def _resolve_group(group: Any) -> Any:
 
 # ---------------------------------------------------------------------- data helpers
 def normalize_data(data: Any) -> Iterable[Batch]:
-    """One ``(X, y)`` pair becomes a one-batch list; iterables are kept as they are."""
+    """One ``(X, y)`` pair becomes a one-batch list; iterables are kept as they are.
+
+    A ``DataLoader`` whose sampler draws a new order every pass (``shuffle=True``,
+    a ``RandomSampler``, ``SubsetRandomSampler`` or ``WeightedRandomSampler``, or any
+    sampler holding a ``generator``) is refused with ``ValueError``: the operator
+    must be one fixed matrix. Loaders that change their batches in other ways
+    (random augmentation, a sampler that reshuffles by itself) are caught on the
+    first product instead, by the first batch's fingerprint (:func:`batch_fingerprint`).
+    """
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], Tensor):
         first = data[0]
         if isinstance(first, (Tensor, Mapping)):
@@ -611,14 +661,66 @@ def normalize_data(data: Any) -> Iterable[Batch]:
         raise TypeError(
             f"data must be (inputs, targets) or an iterable of such batches, got {type(data).__name__}"
         )
-    sampler = getattr(data, "sampler", None)
-    if sampler is not None and isinstance(sampler, torch.utils.data.RandomSampler):
-        warnings.warn(
-            "the DataLoader shuffles: the operator sees a different batch split every "
-            "product. Use shuffle=False so that it is one fixed matrix.",
-            stacklevel=3,
+    shuffler = _shuffling_sampler(data)
+    if shuffler is not None:
+        raise ValueError(
+            f"data is a loader whose {shuffler} draws a new order of the samples every pass, "
+            "so every product would be of a different matrix. Use a loader with shuffle=False "
+            "(a SequentialSampler); for a random sample of the data set, draw it once with "
+            "spectra.subsample(dataset, n, seed=...) and load that in order."
         )
     return data
+
+
+_RANDOM_SAMPLERS = (
+    torch.utils.data.RandomSampler,
+    torch.utils.data.SubsetRandomSampler,
+    torch.utils.data.WeightedRandomSampler,
+)
+
+
+def _shuffling_sampler(data: Any) -> str | None:
+    """The name of the sampler of a loader-like ``data`` (its ``sampler`` and
+    ``batch_sampler``, and the samplers they wrap) that draws a new order every
+    pass: a random sampler of ``torch.utils.data``, or one holding a ``generator``;
+    ``None`` when there is none. A ``DistributedSampler`` repeats its order until
+    ``set_epoch`` is called, so it is not one."""
+    for attr in ("sampler", "batch_sampler"):
+        s, depth = getattr(data, attr, None), 0
+        while s is not None and depth < 4:
+            if isinstance(s, _RANDOM_SAMPLERS) or getattr(s, "generator", None) is not None:
+                return f"{attr} ({type(s).__name__})"
+            s, depth = getattr(s, "sampler", None), depth + 1
+    return None
+
+
+def batch_fingerprint(batch: Any, values: int = 256) -> bytes:
+    """A cheap fingerprint of one batch: the shapes of its tensors and up to
+    ``values`` evenly spaced entries of each (exact bytes, in float64), so two
+    passes that yield different first batches (another order, another random
+    augmentation) are told apart. Costs one small device-to-host copy per tensor."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+
+    def visit(x: Any) -> None:
+        if isinstance(x, Tensor):
+            t = x.detach().reshape(-1)
+            t = t[:: max(1, t.numel() // values)][:values]
+            h.update(repr(tuple(x.shape)).encode())
+            h.update(t.to(device="cpu", dtype=torch.float64).numpy().tobytes())
+        elif isinstance(x, Mapping):
+            for k in sorted(x, key=str):
+                h.update(str(k).encode())
+                visit(x[k])
+        elif isinstance(x, (tuple, list)):
+            for v in x:
+                visit(v)
+        else:
+            h.update(repr(x).encode())
+
+    visit(batch)
+    return h.digest()
 
 
 def _split_batch(batch: Any) -> tuple[Any, Tensor]:
@@ -664,7 +766,7 @@ def _to(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
 
 
 __all__ = [
-    "REDUCTIONS", "Batch", "CurvatureOperator", "LossFn", "batch_size", "detect_reduction",
-    "normalize_data",
+    "REDUCTIONS", "Batch", "CurvatureOperator", "LossFn", "batch_fingerprint", "batch_size",
+    "detect_reduction", "normalize_data",
     "stack_columns",
 ]

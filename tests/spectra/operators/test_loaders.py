@@ -1,0 +1,155 @@
+"""Operators over data loaders: streamed batches, refused reshuffling, seeded subsamples."""
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
+
+from spectra import HessianOperator, subsample, top_eigenvalue_spread
+from spectra.operators.base import batch_fingerprint
+from spectra.operators.sampling import subsample_indices
+
+
+def _problem(n=24):
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(n, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (n,), generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    return model, X, y
+
+
+class _LazyBatches:
+    """Yields batches made on the fly, and counts what it made and what is alive."""
+
+    def __init__(self, X, y, size):
+        self.X, self.y, self.size = X, y, size
+        self.made = 0
+
+    def __iter__(self):
+        for i in range(0, len(self.y), self.size):
+            self.made += 1
+            yield self.X[i:i + self.size].clone(), self.y[i:i + self.size].clone()
+
+
+def test_a_loader_is_streamed_once_per_product_and_matches_the_full_batch():
+    model, X, y = _problem()
+    data = _LazyBatches(X, y, 5)
+    op = HessianOperator(model, nn.CrossEntropyLoss(), data)
+    made = data.made  # construction: one pass counting the samples
+    v = torch.linspace(-1, 1, op.shape[0], dtype=torch.float64)
+    Hv = op.matvec(v)
+    assert data.made - made == 5  # one pass of 5 batches per product: nothing materialized
+    op.matmat(torch.stack([v, -v], 1))
+    assert data.made - made == 10  # k vectors share one pass
+    full = HessianOperator(model, nn.CrossEntropyLoss(), (X, y)).matvec(v)
+    torch.testing.assert_close(Hv, full, rtol=1e-12, atol=1e-12)
+
+
+def test_a_dataloader_gives_the_full_batch_operator():
+    model, X, y = _problem()
+    loader = DataLoader(TensorDataset(X, y), batch_size=7, shuffle=False)
+    v = torch.linspace(-1, 1, 43, dtype=torch.float64)
+    a = HessianOperator(model, nn.CrossEntropyLoss(), loader).matvec(v)
+    b = HessianOperator(model, nn.CrossEntropyLoss(), (X, y)).matvec(v)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("make", [
+    lambda ds: DataLoader(ds, batch_size=5, shuffle=True),
+    lambda ds: DataLoader(ds, batch_size=5, sampler=RandomSampler(ds)),
+    lambda ds: DataLoader(ds, batch_size=5,
+                          sampler=torch.utils.data.SubsetRandomSampler(range(10))),
+    lambda ds: DataLoader(ds, batch_size=5, shuffle=True,
+                          generator=torch.Generator().manual_seed(0)),
+], ids=["shuffle", "random-sampler", "subset-random", "seeded-shuffle"])
+def test_a_shuffling_loader_is_refused_with_the_fix(make):
+    model, X, y = _problem()
+    with pytest.raises(ValueError, match=r"shuffle=False.*spectra\.subsample"):
+        HessianOperator(model, nn.CrossEntropyLoss(), make(TensorDataset(X, y)))
+
+
+class _Augmented(Dataset):
+    """Adds fresh noise to every input on every access (a random augmentation)."""
+
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.X[i] + 0.01 * torch.randn_like(self.X[i]), self.y[i]
+
+
+class _Reshuffling:
+    """A sampler that reshuffles by itself (no generator attribute to see)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __iter__(self):
+        return iter(torch.randperm(self.n).tolist())
+
+    def __len__(self):
+        return self.n
+
+
+@pytest.mark.parametrize("kind", ["augmentation", "own-sampler"])
+def test_a_loader_that_changes_its_batches_is_caught_on_the_first_product(kind):
+    model, X, y = _problem()
+    if kind == "augmentation":
+        loader = DataLoader(_Augmented(X, y), batch_size=5, shuffle=False)
+    else:
+        loader = DataLoader(TensorDataset(X, y), batch_size=5, sampler=_Reshuffling(len(y)))
+    op = HessianOperator(model, nn.CrossEntropyLoss(), loader)
+    with pytest.raises(ValueError, match=r"does not repeat the same batches.*spectra\.subsample"):
+        op.matvec(torch.ones(op.shape[0], dtype=torch.float64))
+
+
+def test_a_used_up_generator_is_refused_with_the_reason():
+    model, X, y = _problem()
+    op = HessianOperator(model, nn.CrossEntropyLoss(), ((X[i:i + 6], y[i:i + 6]) for i in (0, 6)),
+                         reduction="mean")
+    with pytest.raises(ValueError, match="one-pass iterator"):
+        op.matvec(torch.ones(op.shape[0], dtype=torch.float64))
+
+
+def test_fingerprint_tells_batches_apart_and_repeats():
+    _, X, y = _problem()
+    assert batch_fingerprint((X, y)) == batch_fingerprint((X.clone(), y.clone()))
+    Z = X.clone()
+    Z[-1, -1] += 1e-12  # the last entry is one of the sampled ones
+    assert batch_fingerprint((X, y)) != batch_fingerprint((Z, y))
+    assert batch_fingerprint((X, y)) != batch_fingerprint((X, y.flip(0)))
+
+
+def test_subsample_is_seeded_distinct_and_a_fixed_pair():
+    model, X, y = _problem(50)
+    a, b = subsample((X, y), 20, seed=3), subsample((X, y), 20, seed=3)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    idx = subsample_indices(50, 20, seed=3)
+    assert len(set(idx.tolist())) == 20 and torch.equal(a[0], X[idx])
+    assert not torch.equal(subsample_indices(50, 20, seed=4), idx)
+    sub = subsample(TensorDataset(X, y), 20, seed=3)
+    assert list(sub.indices) == idx.tolist()
+    # the subset in order through a loader is the pair's operator
+    v = torch.linspace(-1, 1, 43, dtype=torch.float64)
+    ha = HessianOperator(model, nn.CrossEntropyLoss(), a).matvec(v)
+    hb = HessianOperator(model, nn.CrossEntropyLoss(), DataLoader(sub, batch_size=6)).matvec(v)
+    torch.testing.assert_close(ha, hb, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="more than the data set's 50"):
+        subsample((X, y), 51)
+
+
+def test_top_eigenvalue_spread_repeats_eigsh_on_each_subsample():
+    model, X, y = _problem(60)
+    spread = top_eigenvalue_spread(model, nn.CrossEntropyLoss(), (X, y), 15, [0, 1, 2], tol=1e-8)
+    for s, value in zip(spread.seeds, spread.values):
+        H = HessianOperator(model, nn.CrossEntropyLoss(), subsample((X, y), 15, seed=s))
+        dense = torch.linalg.eigvalsh(H.matmat(torch.eye(43, dtype=torch.float64)))
+        assert abs(value - float(dense[-1])) <= 1e-6 * abs(float(dense[-1]))
+    vals = torch.tensor(spread.values, dtype=torch.float64)
+    assert spread.mean == pytest.approx(float(vals.mean()), rel=1e-12)
+    assert spread.std == pytest.approx(float(vals.std()), rel=1e-12)
+    assert spread.std > 0  # different subsamples, different Hessians
