@@ -203,7 +203,7 @@ def report(scale: list, reorth: list, quick: bool, wall: float, done: int = 0,
       f"{os.getloadavg()[0]:.1f}), total wall time {wall / 60:.1f} min. Versions: python "
       f"{platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}."
       + (f" **Partial: {done} of {total} measurements done.**" if done < total else "") + "\n")
-    w(__doc__.split("Usage:")[0].split("\n\n", 1)[1].strip() + "\n")
+    w(__doc__.strip().split("\n\n")[-1] + "\n")
     w("Models: ResNet-18 (registry `resnet18`, CIFAR-shaped, eval mode), a batch of "
       f"{BATCH} synthetic 3x32x32 images with random labels; the MLP 64-1024-1024-10 of "
       "bench_core, trained on 1000 digits to loss 0.3, products over all 1000. float32.\n")
@@ -252,7 +252,45 @@ def report(scale: list, reorth: list, quick: bool, wall: float, done: int = 0,
         w(f"| {name} | {job['n_v']}, {job['m']} | {r['seconds']:.1f} s | "
           f"{r['hvp_seconds']:.1f} s | {r['hvp_seconds'] / r['seconds']:.0%} | "
           f"{r['seconds'] - r['hvp_seconds']:.1f} s | {r['extra_maxrss_mib']:.0f} MiB |")
+    w("\n## Targets\n")
+    found = {(j["model"], j["task"], j["mode"]): r for j, r in scale + reorth
+             if "error" not in r and "policy" not in j}
+    rd = found.get(("resnet18", "density", "bounded"))
+    if rd is not None:
+        ok = rd["extra_maxrss_mib"] <= 1024
+        w(f"- ResNet-18 density in the bounded mode within model + 1 GB: extra peak RSS "
+          f"{rd['extra_maxrss_mib']:.0f} MiB over the model ({rd['model_mib']:.0f} MiB) and its "
+          f"products' baseline: **{'met' if ok else 'missed'}** (n_v={_job(scale, rd)['n_v']}, "
+          f"m={_job(scale, rd)['m']}; the memory of the bounded mode does not grow with m).")
+    full, bnd = found.get(("mlp-1.1m", "density", "full")), found.get(("mlp-1.1m", "density", "bounded"))
+    if full is not None and bnd is not None:
+        ok = bnd["seconds"] <= full["seconds"]
+        w(f"- 1.13M MLP: bounded density no slower than full: {bnd['seconds']:.1f} s vs "
+          f"{full['seconds']:.1f} s, outside the products {bnd['seconds'] - bnd['hvp_seconds']:.1f} s "
+          f"vs {full['seconds'] - full['hvp_seconds']:.1f} s: **{'met' if ok else 'missed'}**.")
     return "\n".join(lines) + "\n"
+
+
+def _job(pairs: list, result: dict) -> dict:
+    return next(j for j, r in pairs if r is result)
+
+
+def render(log: Path, out: Path, quick: bool) -> None:
+    """The report of a run from its log: each line ``  {job} -> {result} (N s)``."""
+    import ast
+    import re
+
+    reorth_jobs, scale_jobs = jobs(quick)
+    reorth, scale, wall = [], [], 0.0
+    for line in log.read_text().splitlines():
+        m = re.match(r"^  (\{.*\}) -> (\{.*\}) \((\d+) s\)$", line)
+        if m is None:
+            continue
+        job, res = ast.literal_eval(m.group(1)), ast.literal_eval(m.group(2))
+        wall += float(m.group(3))
+        (reorth if job in reorth_jobs else scale).append((job, res))
+    total = len(reorth_jobs) + len(scale_jobs)
+    out.write_text(report(scale, reorth, quick, wall, len(reorth) + len(scale), total))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -260,9 +298,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="fewer steps (< 2 min)")
     ap.add_argument("--out", type=Path, default=None, help=f"report path (default {RESULTS})")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--render", type=Path, metavar="LOG",
+                    help="rewrite the report from the log (stderr) of an earlier run")
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
+        return
+    if args.render:
+        render(args.render, args.out or RESULTS, args.quick)
         return
     out = args.out or (RESULTS if not args.quick else Path("/tmp/scale-quick.md"))
     t0 = time.perf_counter()
