@@ -28,6 +28,7 @@ public code.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -155,6 +156,25 @@ class CALR(SpectraOptimizer):
             "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
             "denom": torch.zeros_like(p, memory_format=torch.preserve_format),
         }
+
+    def current_hparams(self, group_index: int = 0) -> dict[str, float]:
+        """A group's ``lr``, ``momentum`` (beta1) and ``effective_lr`` right now.
+
+        CALR's step on coordinate i is ``lr * m_hat_i / d_i`` with the denominator
+        ``d_i = sqrt(v_hat_i + alpha H_i) + eps`` of the last step, so its per-coordinate
+        learning rate on the bias-corrected momentum is ``lr / d_i``. ``effective_lr``
+        is the median of ``lr / d_i`` over the group's coordinates that have stepped
+        (NaN before the first step): one number per metrics row, drawn by
+        ``spectra plot hparams``. CALR has no weight decay (``weight_decay`` NaN).
+        """
+        g = self.param_groups[group_index]
+        denoms = [self.state[p]["denom"].reshape(-1) for p in g["params"]
+                  if self.state.get(p, {}).get("step", 0) > 0 and "denom" in self.state[p]]
+        effective = math.nan
+        if denoms:
+            effective = float(g["lr"] / torch.cat(denoms).double().median())
+        return {"lr": float(g["lr"]), "momentum": float(g["betas"][0]),
+                "weight_decay": math.nan, "effective_lr": effective}
 
     def preconditioner(self) -> Tensor:
         """The diagonal preconditioner P_t of the last step, ``(P,)`` over the parameters

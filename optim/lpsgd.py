@@ -166,6 +166,14 @@ class LPSGD(SpectraOptimizer):
         check_positive("eps", group["eps"])
         check_choice("momentum_form", group["momentum_form"], MOMENTUM_FORMS)
 
+    def current_hparams(self, group_index: int = 0) -> dict[str, float]:
+        """The ``lr``, ``momentum`` (beta), ``weight_decay`` and norm exponent ``p`` of a
+        group right now (``p`` moves under a :class:`PNormScheduler`); recorded by the
+        trainer with each metrics row and drawn by ``spectra plot hparams``."""
+        g = self.param_groups[group_index]
+        return {"lr": float(g["lr"]), "momentum": float(g["beta"]),
+                "weight_decay": float(g["weight_decay"]), "p": float(g["p"])}
+
     @staticmethod
     def _init_momentum(p: Tensor) -> dict[str, Any]:
         return {"momentum_buffer": torch.zeros_like(p, memory_format=torch.preserve_format)}

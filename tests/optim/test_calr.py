@@ -122,3 +122,18 @@ def test_param_group_overrides_apply_per_group():
 def test_docstring_examples():
     result = doctest.testmod(optim.calr)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_effective_lr_is_the_median_of_lr_over_the_denominator():
+    p = torch.nn.Parameter(torch.ones(5, dtype=torch.float64))
+    opt = CALR([p], lr=0.01, alpha=0.1)
+    assert math.isnan(opt.current_hparams()["effective_lr"])  # no step yet
+    g = torch.tensor([0.5, -2.0, 1.0, 0.1, -0.3], dtype=torch.float64)
+    p.grad = g.clone()
+    opt.step()
+    # first step: v_hat = g^2, H = |g| + delta, so d = sqrt(g^2 + 0.1 (|g| + 1e-8)) + 1e-8
+    d = (g**2 + 0.1 * (g.abs() + 1e-8)).sqrt() + 1e-8
+    expected = float((0.01 / d).median())
+    hp = opt.current_hparams()
+    assert hp["effective_lr"] == pytest.approx(expected, rel=1e-12)
+    assert hp["lr"] == 0.01 and hp["momentum"] == 0.9

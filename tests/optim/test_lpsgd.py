@@ -239,3 +239,16 @@ def test_registry_lr_is_tuned_the_rest_table_4s():
                               "eps": 1e-8, "momentum_form": "ema"}
     assert lpsgdm.defaults == {"lr": tuned["lpsgdm"], "p": 6.0, "beta": 0.9,
                                "weight_decay": 1e-2, "eps": 1e-8, "momentum_form": "ema"}
+
+
+def test_current_hparams_follow_the_p_schedule():
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = LPSGD([p], lr=0.05, p=6.0, beta=0.5, weight_decay=0.01)
+    sched = PNormScheduler(opt, p_max=6.0, total_epochs=4)
+    seen = []
+    for _ in range(4):
+        seen.append(opt.current_hparams()["p"])
+        sched.step()
+    assert seen[0] == 6.0 and seen == sorted(seen, reverse=True) and seen[-1] < 6.0
+    hp = opt.current_hparams()
+    assert hp["lr"] == 0.05 and hp["momentum"] == 0.5 and hp["weight_decay"] == 0.01
