@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -80,16 +81,29 @@ def compare(**kw) -> None:
     loss_name, loss_fn = make_loss(kw["loss_name"], ds.task)
     spec = model_spec_for(kw["model_name"], model_args, ds, kw["seed"])
     base = Path(kw["checkpoint_dir"]) if kw["checkpoint_dir"] else default_checkpoint_dir(out, "x").parent
-    preps = []
+    preps, plans, unpreconditioned = [], [], []
     for key in keys:  # every optimizer is built (and its options checked) before training
         ckpt_dir = base / key if kw["checkpoint_every"] > 0 else None
         try:
-            preps.append(prepare_run(
-                name=key, key=key, overrides=overrides[key], ds=ds, model_spec=spec,
-                loss_name=loss_name, loss_fn=loss_fn, seed=kw["seed"], epochs=epochs,
-                batch_size=kw["batch_size"], plan=plan, out=out, checkpoint_dir=ckpt_dir,
-                checkpoint_every=kw["checkpoint_every"], log_every=kw["log_every"],
-                command="compare", lr_schedule=lr_schedule))
+            kwargs = {
+                "name": key, "key": key, "overrides": overrides[key], "ds": ds, "model_spec": spec,
+                "loss_name": loss_name, "loss_fn": loss_fn, "seed": kw["seed"], "epochs": epochs,
+                "batch_size": kw["batch_size"], "out": out, "checkpoint_dir": ckpt_dir,
+                "checkpoint_every": kw["checkpoint_every"], "log_every": kw["log_every"],
+                "command": "compare", "lr_schedule": lr_schedule}
+            run_plan = plan
+            try:
+                prep = prepare_run(plan=plan, **kwargs)
+            except CLIError as exc:
+                # --preconditioned applies to the adaptive optimizers of the comparison;
+                # the others (SGD, ...) are probed without it rather than refused
+                if not (plan.preconditioned and exc.format_message().startswith("--preconditioned")):
+                    raise
+                run_plan = replace(plan, preconditioned=False)
+                prep = prepare_run(plan=run_plan, **kwargs)
+                unpreconditioned.append(key)
+            preps.append(prep)
+            plans.append(run_plan)
         except CLIError as exc:  # say which optimizer an --opt-arg error is about
             message = exc.format_message()
             if not message.startswith("--opt-arg") or repr(key) in message:
@@ -103,15 +117,19 @@ def compare(**kw) -> None:
         click.echo(f"{len(keys)} optimizers on {c['model']['name']} ({c['num_params']:,} "
                    f"parameters), {ds.name} ({c['num_train']} train / {c['num_test']} test), "
                    f"{epochs} epochs of batch {kw['batch_size']}, seed {kw['seed']} -> {out}")
+        if unpreconditioned:
+            click.echo(f"--preconditioned: {', '.join(unpreconditioned)} "
+                       f"{'has' if len(unpreconditioned) == 1 else 'have'} no diagonal "
+                       "preconditioner; probed without it")
     from spectra.runs.store import RunStore
 
     summaries = []
     width = max(len(k) for k in keys)
     with RunStore(out) as store:
-        for prep in preps:
+        for prep, run_plan in zip(preps, plans, strict=True):
             writer = store.create_run(prep.name, prep.config, overwrite=kw["overwrite"])
             outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=kw["batch_size"],
-                              seed=kw["seed"], plan=plan, checkpoint_every=kw["checkpoint_every"],
+                              seed=kw["seed"], plan=run_plan, checkpoint_every=kw["checkpoint_every"],
                               log_every=kw["log_every"], echo=echo,
                               progress=show_progress(as_json), prefix=f"{prep.name:<{width}}  ",
                               tensorboard=kw["tensorboard"])

@@ -56,3 +56,14 @@ def test_cli_errors(tmp_path):
     assert r.exit_code != 0 and "--layer-density needs --layers" in r.stderr
     r = invoke("probe", *DATA, *MODEL, "--fit-steps", "0", "--preconditioned", ok=False)
     assert r.exit_code != 0 and "--preconditioned" in r.stderr
+
+
+def test_compare_preconditioned_probes_the_adaptive_runs_and_skips_the_others(tmp_path):
+    out = tmp_path / "cmp.h5"
+    r = invoke("compare", "--optimizers", "sgd,adam", "--epochs", "1", *SMALL, "--trace-matvecs", "0",
+               "--preconditioned", "--checkpoint-every", "0", "-o", out)
+    assert "sgd has no diagonal preconditioner; probed without it" in r.stdout
+    adam, sgd = read_run(out, "adam"), read_run(out, "sgd")
+    assert adam.config["probe"]["preconditioned"] and not sgd.config["probe"]["preconditioned"]
+    assert np.all(adam.probes["preconditioned_top"][1:] > 0)
+    assert "preconditioned_top" not in sgd.probes or np.all(np.isnan(sgd.probes["preconditioned_top"]))
