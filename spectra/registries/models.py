@@ -13,6 +13,9 @@ Built-in names (``available_models()``):
     (padding 1), ``activation`` and 2x2 max pooling; then a ``hidden``-unit
     (default 64) linear layer, ``activation``, and the output layer. Needs
     image input ``(C, H, W)`` with H, W >= 4 (8x8 digits, 28x28, 32x32).
+    ``batchnorm=True`` puts batch normalization (``BatchNorm2d`` /
+    ``BatchNorm1d``) between each convolution and the hidden linear layer and
+    their activation (default False).
 ``resnet20``
     CIFAR ResNet-20 (He et al. 2016, section 4.2): 3x3 conv, three stages of
     three basic blocks (``width``, 2x, 4x channels; default 16), parameter-free
@@ -126,18 +129,20 @@ def _cnn(
     channels: Sequence[int] = (16, 32),
     hidden: int = 64,
     activation: str = "relu",
+    batchnorm: bool = False,
 ) -> nn.Module:
     c, h, w = _image_shape("cnn", input_shape, 2 ** len(channels))
     layers: list[nn.Module] = []
     for out in channels:
-        layers += [nn.Conv2d(c, int(out), 3, padding=1), _activation(activation), nn.MaxPool2d(2)]
+        layers.append(nn.Conv2d(c, int(out), 3, padding=1))
+        if batchnorm:
+            layers.append(nn.BatchNorm2d(int(out)))
+        layers += [_activation(activation), nn.MaxPool2d(2)]
         c, h, w = int(out), h // 2, w // 2
-    layers += [
-        nn.Flatten(),
-        nn.Linear(c * h * w, hidden),
-        _activation(activation),
-        nn.Linear(hidden, num_classes),
-    ]
+    layers += [nn.Flatten(), nn.Linear(c * h * w, hidden)]
+    if batchnorm:
+        layers.append(nn.BatchNorm1d(hidden))
+    layers += [_activation(activation), nn.Linear(hidden, num_classes)]
     return nn.Sequential(*layers)
 
 

@@ -50,6 +50,24 @@ def test_models_build_and_map_batches_to_logits(name, shape, kwargs, params) -> 
     assert all(p.grad is not None for p in model.parameters())
 
 
+def test_cnn_batchnorm_normalizes_each_hidden_layer() -> None:
+    plain = build_model("cnn", input_shape=(1, 8, 8), num_classes=10, seed=0)
+    bn = build_model("cnn", input_shape=(1, 8, 8), num_classes=10, seed=0, batchnorm=True)
+    norms = [m for m in bn.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    assert [type(m) for m in norms] == [nn.BatchNorm2d, nn.BatchNorm2d, nn.BatchNorm1d]
+    assert [m.num_features for m in norms] == [16, 32, 64]
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    assert count(bn) == count(plain) + 2 * (16 + 32 + 64)  # a scale and a shift per feature
+    # in train mode each normalized pre-activation has batch mean 0 and variance 1
+    seen = []
+    norms[2].register_forward_hook(lambda mod, inp, out: seen.append(out.detach()))
+    bn(torch.randn(32, 1, 8, 8) * 5 + 3)
+    assert seen[0].mean(0).abs().max() < 1e-4
+    assert (seen[0].var(0, unbiased=False) - 1).abs().max() < 1e-2
+    with pytest.raises(ValueError, match="batchnorm='yes' is not true or false"):
+        build_model("cnn", input_shape=(1, 8, 8), num_classes=10, batchnorm="yes")
+
+
 def test_resnet18_is_the_cifar_variant() -> None:
     model = build_model("resnet18", input_shape=(3, 32, 32), num_classes=10)
     assert sum(p.numel() for p in model.parameters()) == 11_173_962  # kuangliu/pytorch-cifar
