@@ -40,6 +40,7 @@ class Settings:
     density: tuple[int, int] | None  # (vectors, steps)
     samples: int | None
     seed: int
+    sample_seed: int | None = None
     preconditioned: bool = False
     alignment: bool = False
     layers: str | None = None
@@ -51,7 +52,8 @@ class Settings:
         return cls(top_k=kw["top_k"], bottom=kw["bottom"], tol=kw["tol"],
                    trace_matvecs=kw["trace_matvecs"],
                    density=(kw["density_vectors"], kw["density_steps"]) if kw["density"] else None,
-                   samples=kw["n_samples"], seed=kw["seed"], **curvature_settings(kw))
+                   samples=kw["n_samples"], seed=kw["seed"], sample_seed=kw["sample_seed"],
+                   **curvature_settings(kw))
 
     def for_checkpoint(self, restored, kw: dict[str, Any], given: list[str]) -> Settings:
         """These settings for a checkpoint: each one not given on the command line is the
@@ -122,6 +124,14 @@ class Target:
 @click.option("--samples", "n_samples", type=click.IntRange(min=1),
               help="Training samples the Hessian averages over  [default: 1000; with "
                    "--checkpoint: the monitor's probe set].")
+@click.option("--sample-seed", type=click.IntRange(min=0), metavar="S",
+              help="Probe a random subsample of --samples training samples drawn with this seed "
+                   "(spectra.subsample)  [default: the first --samples samples].")
+@click.option("--subsamples", default=0, show_default=True, type=click.IntRange(min=0),
+              metavar="K",
+              help="Also λ1 on K random subsamples of --samples samples (seeds --sample-seed, "
+                   "+1, …, default from 0): their mean ± std says whether the sample is large "
+                   "enough. K top-eigenvalue runs.")
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=0),
               help="Largest eigenvalues (at most the model's number of parameters).")
 @click.option("--bottom/--no-bottom", default=True, show_default=True, help="Also the most negative eigenvalue.")
@@ -157,13 +167,31 @@ def probe(**kw):
     preconditioned sharpness (--preconditioned), the gradient alignment
     (--alignment) and per-layer spectra (--layers); --json reports them all.
 
+    Under `torchrun --nproc_per_node N` each process probes its shard of the
+    probe set (products all-reduced; gloo on CPU, nccl on CUDA), the fit is
+    repeated identically on every rank, and rank 0 alone prints and appends.
+
     \b
     Examples:
       spectra probe --checkpoint runs/demo_ckpt/dcao/checkpoint-epoch0005.pt
       spectra probe --checkpoint CKPT --density --append runs/demo.h5 --json
       spectra probe --model mlp --data digits --fit-steps 50 --top-k 5 --density
       spectra probe --checkpoint CKPT --preconditioned --alignment --layers module --json
+      spectra probe --samples 200 --subsamples 5
+      torchrun --nproc_per_node 2 -m cli.main probe --checkpoint CKPT --json
     """
+    from spectra.utils.distributed import env_processes, processes_from_env
+
+    try:
+        env_processes()
+    except ValueError as exc:
+        raise CLIError(f"cannot join the torchrun processes: {exc}") from None
+    with processes_from_env() as ranks:
+        _probe(kw, ranks)
+
+
+def _probe(kw: dict[str, Any], ranks) -> None:
+    """The command's body in one of ``ranks.world_size`` processes."""
     given = given_options(tuple(kw))
     settings = Settings.from_options(kw)
     if kw["checkpoint"] is not None:
@@ -171,21 +199,26 @@ def probe(**kw):
     else:
         target = _from_registry(kw, settings.seed)
         settings = replace(settings, samples=settings.samples or 1000)
-    probe_set = (target.ds.train_x[:settings.samples], target.ds.train_y[:settings.samples])
+    probe_set = _probe_set(target.ds, settings.samples, kw["sample_seed"])
+    if ranks.world_size > 1 and settings.alignment:
+        raise CLIError("--alignment is not available under torchrun (its gradient is not "
+                       "reduced over the ranks): run it in one process")
+    shard_set = _shard(probe_set, ranks)
 
     # settings the model rules out fail here, before any fitting, probing or appending
     top_k, density = fit_probe_size(target.model, settings.top_k, settings.density, given)
     settings = replace(settings, top_k=top_k, density=density)
-    line = ProbeLine() if show_progress(kw["as_json"]) else False  # a terminal only
-    mon = _monitor(target, probe_set, settings, use_float64=kw["use_float64"], progress=line)
+    line = ProbeLine() if show_progress(kw["as_json"]) and ranks.is_main else False
+    mon = _monitor(target, shard_set, settings, use_float64=kw["use_float64"], progress=line)
     run_name = kw["run_name"] or target.run
     if kw["append_to"] is not None:
         if run_name is None:
             raise CLIError("--append needs --run NAME: which run of the file gets the row")
         check_append_target(kw["append_to"], run_name, top_k, density)
     if target.checkpoint is None:
+        # every rank fits the same model on the whole probe set: identical weights
         fit_loss, target.optimizer = _fit(target.model, target.loss_fn, *probe_set, kw["fit_steps"],
-                                          progress=show_progress(kw["as_json"]))
+                                          progress=show_progress(kw["as_json"]) and ranks.is_main)
     else:
         fit_loss = _loss(target.model, target.loss_fn, *probe_set)
     if settings.preconditioned and target.optimizer is None:
@@ -204,12 +237,56 @@ def probe(**kw):
     finally:
         if line:
             line.close()
+    spread = None
+    if kw["subsamples"]:
+        spread = _spread(target, settings, kw, ranks)
+    if not ranks.is_main:
+        return
     appended = None
     if kw["append_to"] is not None:
         appended = _append(kw["append_to"], run_name, mon.row(res, step=target.step,
                                                               epoch=target.epoch))
     show = _print_json if kw["as_json"] else _print_table
-    show(res, target, settings, loss=fit_loss, num_samples=len(probe_set[1]), appended=appended)
+    show(res, target, settings, loss=fit_loss, num_samples=len(probe_set[1]), appended=appended,
+         spread=spread, ranks=ranks.world_size)
+
+
+def _probe_set(ds, samples: int, seed: int | None):
+    """The first ``samples`` training samples, or a subsample drawn with ``seed``."""
+    if seed is None:
+        return ds.train_x[:samples], ds.train_y[:samples]
+    from spectra.operators.sampling import subsample
+
+    with option_errors("--samples"):
+        return subsample((ds.train_x, ds.train_y), samples, seed=seed)
+
+
+def _shard(probe_set, ranks):
+    """This rank's contiguous part of the probe set (all of it for one process)."""
+    if ranks.world_size == 1:
+        return probe_set
+    from spectra.utils.distributed import shard
+
+    n = len(probe_set[1])
+    if n < ranks.world_size:
+        raise CLIError(f"--samples {n} is fewer than the {ranks.world_size} torchrun processes")
+    part = shard(n, ranks.rank, ranks.world_size)
+    return probe_set[0][part], probe_set[1][part]
+
+
+def _spread(target: Target, s: Settings, kw: dict[str, Any], ranks):
+    """λ1 on ``--subsamples`` seeded subsamples of ``s.samples`` training samples."""
+    import torch
+
+    from spectra.operators.sampling import top_eigenvalue_spread
+
+    first = kw["sample_seed"] or 0
+    with option_errors("--samples"):
+        return top_eigenvalue_spread(
+            target.model, target.loss_fn, (target.ds.train_x, target.ds.train_y), s.samples,
+            range(first, first + kw["subsamples"]), tol=s.tol, eval_mode=True,
+            dtype=torch.float64 if kw["use_float64"] else None,
+            rank=ranks.rank, world_size=ranks.world_size)
 
 
 def _from_checkpoint(kw: dict[str, Any], given: list[str], settings: Settings
@@ -301,26 +378,35 @@ def _num_params(model) -> int:
 
 
 def _print_json(res, target: Target, s: Settings, *, loss: float, num_samples: int,
-                appended: dict | None) -> None:
+                appended: dict | None, spread=None, ranks: int = 1) -> None:
     out = res.to_dict()
     out.update({"model": target.label, "data": target.ds.name,
                 "num_params": _num_params(target.model), "num_samples": num_samples,
-                "loss": loss, "seed": s.seed, **target.info})
+                "loss": loss, "seed": s.seed, "processes": ranks, **target.info})
+    if spread is not None:
+        out["subsamples"] = spread.to_dict()
     if appended is not None:
         out["appended"] = appended
     echo_json(out)
 
 
 def _print_table(res, target: Target, s: Settings, *, loss: float, num_samples: int,
-                 appended: dict | None) -> None:
+                 appended: dict | None, spread=None, ranks: int = 1) -> None:
     P = _num_params(target.model)
     where = (f" at epoch {target.epoch:g} (step {target.step}) of {target.checkpoint}"
              if target.checkpoint else "")
     click.echo(f"model {target.label} ({P:,} parameters){where}")
-    click.echo(f"probe set: the first {num_samples} training samples of {target.ds.name}, "
+    which = "the first" if s.sample_seed is None else f"a random sample (seed {s.sample_seed}) of"
+    over = f", sharded over {ranks} processes" if ranks > 1 else ""
+    click.echo(f"probe set: {which} {num_samples} training samples of {target.ds.name}{over}, "
                f"loss {fmt(loss)} ({res.reduction}-reduced over samples)")
     _print_result(res, s.top_k, s.bottom, s.trace_matvecs, s.tol)
     _print_curvature(res)
+    if spread is not None:
+        sd = "" if spread.std != spread.std else f" ± {fmt(spread.std)} (std)"
+        click.echo(f"λ1 over {len(spread.values)} random subsamples of {spread.num_samples} "
+                   f"(seeds {spread.seeds[0]}…{spread.seeds[-1]}): {fmt(spread.mean)}{sd}; "
+                   f"min {fmt(min(spread.values))}, max {fmt(max(spread.values))}")
     if appended is not None:
         click.echo(f"appended as probe row {appended['row']} of run {appended['run']!r} in "
                    f"{appended['file']}")

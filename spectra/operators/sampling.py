@@ -107,6 +107,8 @@ def top_eigenvalue_spread(
     *,
     tol: float = 1e-3,
     operator: Callable[..., Any] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
     **operator_kwargs: Any,
 ) -> SubsampleSpread:
     """λ1 of the Hessian of ``loss_fn`` on ``len(seeds)`` subsamples of ``n`` samples.
@@ -122,10 +124,15 @@ def top_eigenvalue_spread(
         seeds: one subsample per seed.
         tol: eigsh's relative residual tolerance.
         operator: the operator class (default :class:`spectra.HessianOperator`).
+        rank, world_size: under several processes (``torch.distributed``
+            initialized), this rank takes its :func:`spectra.utils.distributed.shard`
+            of each subsample and the operator all-reduces the products: every
+            rank gets the same values.
         **operator_kwargs: passed to it (``dtype``, ``eval_mode``, ``process_group`` ...).
     """
     from spectra.linalg.eigsh import eigsh
     from spectra.operators.hessian import HessianOperator
+    from spectra.utils.distributed import shard
 
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
@@ -133,7 +140,11 @@ def top_eigenvalue_spread(
     make = operator or HessianOperator
     values = []
     for s in seeds:
-        op = make(model, loss_fn, subsample(data, n, seed=s), **operator_kwargs)
+        X, y = subsample(data, n, seed=s)
+        if world_size > 1:
+            part = shard(n, rank, world_size)
+            X, y = _slice_rows(X, torch.arange(n)[part], n), y[part]
+        op = make(model, loss_fn, (X, y), **operator_kwargs)
         res = eigsh(op, k=1, which="LA", tol=tol, generator=torch.Generator().manual_seed(s))
         values.append(float(res.eigenvalues[0]))
     t = torch.tensor(values, dtype=torch.float64)

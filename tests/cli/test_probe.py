@@ -68,3 +68,21 @@ def test_default_sizes_are_lowered_to_a_tiny_models_parameters():
                       "--data-arg", "num_classes=2", "--fit-steps", "2", "--trace-matvecs", "0",
                       "--json")
     assert out["num_params"] == 4 and len(out["top_eigenvalues"]) == 4  # default --top-k 5
+
+
+def test_probe_sample_seed_and_subsamples_report_lambda1_per_subsample():
+    args = ["probe", "--model-arg", "widths=8", "--data-arg", "n_train=100", "--fit-steps", "3",
+            "--samples", "40", "--top-k", "1", "--no-bottom", "--trace-matvecs", "0",
+            "--tol", "1e-8", "--float64", "--json"]
+    out = invoke_json(*args, "--sample-seed", "5", "--subsamples", "3")
+    spread = out["subsamples"]
+    assert spread["seeds"] == [5, 6, 7] and spread["num_samples"] == 40
+    # the first subsample is the probe set itself: the same λ1 within both residual bounds
+    lam, res = out["top_eigenvalues"][0], out["top_residuals"][0]
+    assert abs(spread["values"][0] - lam) <= 2e-8 * abs(lam) + res
+    assert np.isclose(spread["mean"], np.mean(spread["values"]), rtol=1e-12)
+    assert np.isclose(spread["std"], np.std(spread["values"], ddof=1), rtol=1e-12)
+    first = invoke_json(*args)  # default: the first 40 samples, another probe set
+    assert first["top_eigenvalues"][0] != lam
+    r = invoke(*args, "--samples", "101", "--sample-seed", "0", ok=False)
+    assert r.exit_code != 0 and "--samples" in r.output + r.stderr

@@ -1,0 +1,123 @@
+"""Several processes (``torchrun``): the process group from the environment, and shards.
+
+``torchrun --nproc_per_node N`` starts ``N`` processes with ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` set.
+:func:`processes_from_env` joins them in the default process group (``nccl``
+on CUDA, ``gloo`` on CPU); each rank then builds its operators over its
+:func:`shard` of the data, and the operators all-reduce their products over
+the group (:class:`spectra.CurvatureOperator`'s ``process_group``), so every
+rank sees the same full-data operator and the solvers give the same results on
+every rank. Only rank 0 should write files and print.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Processes:
+    """Where this process stands among the processes of one job.
+
+    Attributes:
+        rank: this process's rank, ``0 .. world_size - 1``.
+        world_size: the number of processes (1 without torchrun).
+        local_rank: the rank on this machine (the CUDA device it uses).
+        backend: ``"gloo"``, ``"nccl"``, or ``None`` for one process.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files and prints (rank 0)."""
+        return self.rank == 0
+
+    @property
+    def device(self) -> torch.device:
+        """The device of this process: ``cuda:LOCAL_RANK`` with nccl, else the CPU."""
+        if self.backend == "nccl":
+            return torch.device("cuda", self.local_rank)
+        return torch.device("cpu")
+
+
+def env_processes() -> Processes:
+    """The ranks ``torchrun`` put in the environment (without it: one process).
+
+    Raises:
+        ValueError: ``WORLD_SIZE``, ``RANK`` or ``LOCAL_RANK`` is not an integer,
+            or the rank is outside ``0 .. WORLD_SIZE - 1``.
+    """
+    def read(name: str, default: int) -> int:
+        raw = os.environ.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
+
+    world = read("WORLD_SIZE", 1)
+    rank = read("RANK", 0)
+    local = read("LOCAL_RANK", rank)
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} is not in 0 .. WORLD_SIZE - 1 = {world - 1}")
+    return Processes(rank, world, local, None)
+
+
+@contextmanager
+def processes_from_env(backend: str | None = None) -> Iterator[Processes]:
+    """Join the processes of a ``torchrun`` job for the duration of the block.
+
+    With ``WORLD_SIZE > 1`` initializes the default process group from the
+    environment (``env://``) with ``backend`` (default ``nccl`` when CUDA is
+    available, else ``gloo``), selects ``cuda:LOCAL_RANK`` under nccl, and
+    destroys the group on exit. A group that is already initialized is used
+    as it is (and left alone). With one process it does nothing.
+
+    Yields:
+        :class:`Processes`.
+    """
+    import torch.distributed as dist
+
+    env = env_processes()
+    if dist.is_available() and dist.is_initialized():
+        yield Processes(dist.get_rank(), dist.get_world_size(), env.local_rank,
+                        dist.get_backend())
+        return
+    if env.world_size == 1:
+        yield env
+        return
+    if not dist.is_available():
+        raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    if backend == "nccl":
+        torch.cuda.set_device(env.local_rank)
+    dist.init_process_group(backend, init_method="env://", rank=env.rank,
+                            world_size=env.world_size)
+    try:
+        yield Processes(env.rank, env.world_size, env.local_rank, backend)
+    finally:
+        dist.destroy_process_group()
+
+
+def shard(num_samples: int, rank: int, world_size: int) -> slice:
+    """The contiguous part of ``range(num_samples)`` that rank ``rank`` of
+    ``world_size`` holds: sizes differ by at most one, the first ranks larger.
+    Every sample is in exactly one shard."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank={rank} is not in 0 .. world_size - 1 = {world_size - 1}")
+    base, extra = divmod(num_samples, world_size)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (1 if rank < extra else 0))
+
+
+__all__ = ["Processes", "env_processes", "processes_from_env", "shard"]

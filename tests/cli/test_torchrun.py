@@ -1,0 +1,60 @@
+"""`spectra probe` under torchrun: 2 gloo processes, each with half of the probe set,
+give the one-process probe, and rank 0 alone prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import invoke_json
+
+ROOT = Path(__file__).resolve().parents[2]
+# 101 samples: shards of 51 and 50; float64 and a tight tol make the comparison sharp
+ARGS = ["probe", "--samples", "101", "--fit-steps", "3", "--top-k", "2", "--trace-matvecs", "10",
+        "--float64", "--tol", "1e-8", "--model-arg", "widths=16", "--data-arg", "n_train=200",
+        "--data-arg", "n_test=50", "--json"]
+
+
+def _torchrun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    # --standalone: a rendezvous on a free local port, chosen by torchrun itself; "--" ends
+    # torchrun's options (else its parser claims prefixes of its own: --run of --run-path)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "--", "cli.main", "--threads", "1", *args]
+    return subprocess.run(cmd, check=False, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_probe_on_two_gloo_processes_matches_one_process(tmp_path):
+    two = _torchrun(tmp_path, *ARGS)
+    assert two.returncode == 0, two.stderr[-3000:]
+    dist = json.loads(two.stdout)  # one JSON object: rank 0 alone prints
+    one = invoke_json(*ARGS)
+    assert dist["processes"] == 2 and one["processes"] == 1
+    assert dist["num_samples"] == one["num_samples"] == 101
+    assert dist["reduction"] == one["reduction"]
+    # the fit is replicated: the same weights, the same loss up to the sum's rounding
+    assert dist["loss"] == pytest.approx(one["loss"], rel=1e-12)
+    # each Ritz value is within its residual of an eigenvalue of the same H (products of the
+    # sharded and the whole probe set differ by float64 rounding, ~1e-15 relative)
+    for a, b, ra, rb in zip(dist["top_eigenvalues"], one["top_eigenvalues"],
+                            dist["top_residuals"], one["top_residuals"]):
+        assert abs(a - b) <= ra + rb + 1e-10 * abs(b)
+    scale = abs(one["top_eigenvalues"][0])
+    assert abs(dist["bottom_eigenvalue"] - one["bottom_eigenvalue"]) <= 2 * 1e-8 * scale + 1e-10
+    # Hutch++ with the same seeded vectors: the same estimate up to rounding
+    assert dist["trace"] == pytest.approx(one["trace"], rel=1e-9)
+
+
+@pytest.mark.slow  # a second torchrun launch (~10 s of start-up) for one error message
+def test_probe_refuses_alignment_under_torchrun(tmp_path):
+    two = _torchrun(tmp_path, *ARGS, "--alignment")
+    assert two.returncode != 0
+    assert "--alignment is not available under torchrun" in two.stderr
