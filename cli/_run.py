@@ -49,10 +49,13 @@ class RunOutcome:
 def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed: int,
             plan: ProbePlan, checkpoint_every: int, log_every: int | None, echo: bool,
             progress: bool, prefix: str = "", resume: Any = None,
-            eval_train: bool = False, tensorboard: str | None = None) -> RunOutcome:
+            eval_train: bool = False, tensorboard: str | None = None,
+            ranks: Any = None) -> RunOutcome:
     """Train one prepared run into ``writer`` (a RunWriter); ``eval_train`` as for
     :func:`spectra.runs.trainer.train`; ``tensorboard``: also log the rows to
-    TensorBoard in that folder (:class:`spectra.runs.tensorboard.TensorBoardWriter`)."""
+    TensorBoard in that folder (:class:`spectra.runs.tensorboard.TensorBoardWriter`).
+    ``ranks``: the torchrun processes (:class:`spectra.utils.distributed.Processes`);
+    with several, the monitor probes this rank's shard of the probe set."""
     import torch
 
     from spectra.runs.trainer import CheckpointPolicy, train
@@ -68,7 +71,13 @@ def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed
                          start_step=start)
     monitor = None
     if plan.enabled:
-        monitor = build_monitor(plan, prep.model, prep.loss_fn, prep.probe_data, report,
+        probe_data = prep.probe_data
+        if ranks is not None and ranks.world_size > 1:
+            from spectra.utils.distributed import shard
+
+            part = shard(len(probe_data[1]), ranks.rank, ranks.world_size)
+            probe_data = (probe_data[0][part], probe_data[1][part])
+        monitor = build_monitor(plan, prep.model, prep.loss_fn, probe_data, report,
                                 seed=seed, progress=progress)
         report.monitor = monitor
     policy = None
@@ -123,6 +132,19 @@ def outcome_summary(outcome: RunOutcome, prep: PreparedRun, out: Path) -> dict:
         },
         "checkpoints": [str(p) for p in res.checkpoints],
     }
+
+
+class _Discard:
+    """The run writer of the ranks other than 0 under torchrun: drops every row."""
+
+    def append_metrics(self, row=None, /, **values) -> None:
+        pass
+
+    def append_probe(self, row=None, /, **values) -> None:
+        pass
+
+
+DISCARD = _Discard()
 
 
 class EpochReport:

@@ -35,7 +35,7 @@ from cli._paths import (
     existing_runs,
 )
 from cli._restore import custom_model_error
-from cli._run import execute, outcome_summary
+from cli._run import DISCARD, execute, outcome_summary
 
 # Options that --resume takes from the checkpoint instead of the command line.
 _FROM_CHECKPOINT = ("model_name", "model_arg", "data_name", "data_arg", "data_dir", "seed",
@@ -89,10 +89,34 @@ def train(**kw) -> None:
       spectra train --optimizer adam --opt-arg lr=3e-3 --model-arg widths=128,128 -o runs/a.h5
       spectra train --optimizer sgdm --schedule warmup-cosine --warmup 1 -o runs/cos.h5
       spectra train --resume runs/demo_ckpt/dcao/checkpoint-epoch0005.pt --epochs 10
+      torchrun --nproc_per_node 2 -m -- cli.main train --optimizer sgd -o runs/two.h5
+
+    Under `torchrun --nproc_per_node N` (gloo) every process trains the same
+    model on the same batches (the same seed: training is replicated, not
+    data-parallel), the monitor's probes are sharded over the processes (each
+    takes its part of the probe set, products all-reduced), and rank 0 alone
+    writes the run file and the checkpoints and prints.
     """
-    if kw["resume"]:
-        _resume(kw)
-        return
+    from spectra.utils.distributed import env_processes, processes_from_env
+
+    try:
+        env_processes()
+    except ValueError as exc:
+        raise CLIError(f"cannot join the torchrun processes: {exc}") from None
+    with processes_from_env(backend="gloo") as ranks:
+        if ranks.world_size > 1 and kw["resume"]:
+            raise CLIError("--resume is not available under torchrun: resume in one process")
+        if ranks.world_size > 1 and kw.get("alignment"):
+            raise CLIError("--alignment is not available under torchrun (its gradient is not "
+                           "reduced over the ranks): train in one process")
+        if kw["resume"]:
+            _resume(kw)
+            return
+        _train(kw, ranks)
+
+
+def _train(kw: dict, ranks) -> None:
+    """A new run (``train`` without --resume) in one of ``ranks.world_size`` processes."""
     as_json = kw["as_json"]
     plan = ProbePlan.from_options(kw)
     lr_schedule = parse_schedule(kw)
@@ -127,18 +151,24 @@ def train(**kw) -> None:
         out=out, checkpoint_dir=ckpt_dir, checkpoint_every=kw["checkpoint_every"],
         log_every=kw["log_every"], command="train", lr_schedule=lr_schedule,
     )
-    echo = not (as_json or quiet())
+    echo = not (as_json or quiet()) and ranks.is_main
     if echo:
         _header(prep, ds, out)
     from spectra.runs.store import RunStore
 
     prep.config["eval_train"] = bool(kw["eval_train"])  # also in the checkpoints' config
+    ranks.barrier()  # every rank has checked the run file before rank 0 writes it
+    if not ranks.is_main:
+        execute(prep, DISCARD, ds=ds, epochs=epochs, batch_size=kw["batch_size"],
+                seed=kw["seed"], plan=plan, checkpoint_every=0, log_every=None, echo=False,
+                progress=False, eval_train=kw["eval_train"], ranks=ranks)
+        return
     with RunStore(out) as store:
         writer = store.create_run(run, prep.config, overwrite=kw["overwrite"])
         outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=kw["batch_size"],
                           seed=kw["seed"], plan=plan, checkpoint_every=kw["checkpoint_every"],
                           log_every=kw["log_every"], echo=echo, progress=show_progress(as_json),
-                          eval_train=kw["eval_train"], tensorboard=kw["tensorboard"])
+                          eval_train=kw["eval_train"], tensorboard=kw["tensorboard"], ranks=ranks)
     _finish(outcome, prep, out, as_json)
 
 

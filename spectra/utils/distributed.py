@@ -48,6 +48,13 @@ class Processes:
             return torch.device("cuda", self.local_rank)
         return torch.device("cpu")
 
+    def barrier(self) -> None:
+        """Wait for every process (nothing for one)."""
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
 
 def env_processes() -> Processes:
     """The ranks ``torchrun`` put in the environment (without it: one process).

@@ -58,3 +58,30 @@ def test_probe_refuses_alignment_under_torchrun(tmp_path):
     two = _torchrun(tmp_path, *ARGS, "--alignment")
     assert two.returncode != 0
     assert "--alignment is not available under torchrun" in two.stderr
+
+
+@pytest.mark.slow  # two trainings, one of them through torchrun (~30 s on a loaded machine)
+def test_train_on_two_gloo_processes_replicates_training_and_shards_the_probes(tmp_path):
+    import numpy as np
+
+    from spectra.runs.store import read_run
+    from tests.cli.conftest import invoke
+
+    args = ["train", "--optimizer", "sgd", "--epochs", "2", "--data-arg", "n_train=200",
+            "--data-arg", "n_test=50", "--model-arg", "widths=16", "--top-k", "2",
+            "--density-vectors", "2", "--density-steps", "10", "--trace-matvecs", "8",
+            "--probe-samples", "101", "--batch-size", "50", "--json"]
+    two = _torchrun(tmp_path, *args, "-o", str(tmp_path / "two.h5"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    json.loads(two.stdout)  # one summary: rank 0 alone prints
+    invoke(*args, "-o", str(tmp_path / "one.h5"))
+    a, b = read_run(tmp_path / "one.h5", "sgd"), read_run(tmp_path / "two.h5", "sgd")
+    # replicated training: the same steps on the same batches, rank 0's rows written once
+    np.testing.assert_array_equal(np.asarray(a.metrics["train_loss"]),
+                                  np.asarray(b.metrics["train_loss"]))
+    ta, tb = np.asarray(a.probes["top_eigenvalues"]), np.asarray(b.probes["top_eigenvalues"])
+    assert ta.shape == tb.shape == (3, 2)
+    # float32 products of halves vs the whole: both within the probe's tol 1e-3 of H's λ
+    assert np.all(np.abs(ta - tb) <= 2e-3 * np.abs(ta))
+    assert sorted(p.name for p in (tmp_path / "two_ckpt" / "sgd").iterdir()) == sorted(
+        p.name for p in (tmp_path / "one_ckpt" / "sgd").iterdir())
