@@ -168,7 +168,7 @@ def probe(**kw):
     (--alignment) and per-layer spectra (--layers); --json reports them all.
 
     Under `torchrun --nproc_per_node N` each process probes its shard of the
-    probe set (products all-reduced; gloo on CPU, nccl on CUDA), the fit is
+    probe set (products all-reduced over gloo), the fit is
     repeated identically on every rank, and rank 0 alone prints and appends.
 
     \b
@@ -186,7 +186,7 @@ def probe(**kw):
         env_processes()
     except ValueError as exc:
         raise CLIError(f"cannot join the torchrun processes: {exc}") from None
-    with processes_from_env() as ranks:
+    with processes_from_env(backend="gloo") as ranks:  # the CLI computes on the CPU
         _probe(kw, ranks)
 
 
