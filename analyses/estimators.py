@@ -336,12 +336,19 @@ def verdict(w, matrices, trace_ests, diag_ests, best_trace, best_diag) -> None:
                 if z and (m.psd or not e.psd_only):
                     medians.append(float(np.median(np.concatenate(z))))
     lo, hi = min(medians), max(medians)
+    hessians = [m for m in matrices if "Hessian" in m.name]
+    close = "; ".join(
+        f"{m.name}: " + ", ".join(
+            f"{mean_err(trace_ests, 'spectra', 'hutch++', m, b) / mean_err(trace_ests, 'spectra', 'xtrace', m, b):.2f}"
+            f" at {b}" for b in big)
+        for m in hessians)
     w(f"\nAt {big[-1]} products XTrace beat Hutch++ on {counts['pp', True]} of {n} matrices and "
       f"Hutchinson on {counts['h', True]} of {n}; XNysTrace beat XTrace on {counts['nys', True]} of the "
       f"{n_psd} PSD matrices; XDiag beat Hutchinson's diagonal on {counts['d', True]} of {n}. "
-      "Use XTrace for a Hessian (indefinite: XNysTrace may be refused, or, where its sketch looks "
-      "positive, be far off with an error estimate that does not show it, as the indefinite rows "
-      "above show) and XNysTrace for a GGN or Fisher; Hutchinson only for a flat spectrum, where "
+      "For a model's Hessian, XTrace and Hutch++ are close (Hutch++'s mean error over XTrace's, "
+      f"{close}), so either serves; never XNysTrace (indefinite: it may be refused, or, where its "
+      "sketch looks positive, be far off with an error estimate that does not show it, as the "
+      "indefinite rows above show). XNysTrace for a GGN or Fisher; Hutchinson only for a flat spectrum, where "
       "a sketch finds nothing to remove; XDiag for diagonals unless the spectrum is flat. The "
       f"error estimates of XTrace and XNysTrace (PSD matrices) run a little small: median |error| / "
       f"estimate {lo:.2f} to {hi:.2f} over the matrices, where an exact standard error gives 0.67.\n")
