@@ -2,9 +2,10 @@
 
 What a user of ``transformers`` needs, in one place:
 
-* :class:`KeywordInputs`: the operators call ``model(inputs)`` with the batch's inputs
-  as one argument; a Hugging Face model takes ``input_ids=``, ``attention_mask=`` as
-  keywords, so this 3-line wrapper calls ``model(**batch)``. Its return value (a
+* :class:`spectra.KeywordInputs` (re-exported here): the operators call
+  ``model(inputs)`` with the batch's inputs as one argument; a Hugging Face model takes
+  ``input_ids=``, ``attention_mask=`` as keywords, so this wrapper calls
+  ``model(**batch)``. Its return value (a
   ``CausalLMOutputWithCrossAttentions``) goes to the loss unchanged; the GGN
   linearizes its ``logits`` by default.
 * :func:`tiny_gpt2`: a randomly initialized ``GPT2LMHeadModel`` in eval mode
@@ -37,19 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-class KeywordInputs(nn.Module):
-    """``forward(batch) = model(**batch)``: a keyword-argument model fed by one dict.
-
-    Parameter names gain the prefix ``model.``.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: Mapping[str, Tensor]) -> Any:
-        return self.model(**batch)
+from spectra.utils.modules import KeywordInputs
 
 
 def tiny_gpt2(

@@ -56,6 +56,7 @@ from spectra.operators.sampling import SubsampleSpread, subsample, top_eigenvalu
 # one probe of a model
 from spectra.probe import ProbeResult, ProbeSettings, probe
 from spectra.utils.lazy import lazy_attributes
+from spectra.utils.modules import KeywordInputs
 
 # runs and registries, imported on first use
 _LAZY = {
@@ -78,6 +79,7 @@ __all__ = [
     "FisherOperator",
     "GGNOperator",
     "HessianOperator",
+    "KeywordInputs",
     "PreconditionedOperator",
     "ProbeResult",
     "ProbeSettings",
