@@ -307,9 +307,10 @@ def report(data: dict, setting: Setting, out: Path) -> str:
     tuned = [Run(**r) for r in data["tuned"]]
     fig_path = out / f"{NAME}.png"
     figure(tuned, fig_path)
-    parts = [(f"Runs took {data.get('seconds', math.nan):.0f} s in all (the header's wall "
-             "time is this report's, which may have been redrawn from the saved runs, "
-             f"`{NAME}.json`, with `--replot`)."), "", "## Protocol", "",
+    parts = [(f"The runs: `python -m analyses.{NAME}`; they took "
+              f"{data.get('seconds', math.nan):.0f} s in all (the header's command and wall "
+              "time are this report's, which `--replot` redraws from the runs saved in "
+              f"`{NAME}.json`)."), "", "## Protocol", "",
              __doc__.split("Protocol (the papers' where they give one):", 1)[1].split(
                  "    python -m", 1)[0].strip(), "",
              (f"Epochs: {setting.epochs}; data: digits' training split (1,438 images 8×8) "
