@@ -22,6 +22,12 @@ when it has the optimizer or the option; absent otherwise; definitions in
     threshold (n,)                 the optimizer's stability threshold (NaN: none in theory)
     threshold_kind (n,) text       its formula: "2/lr", "(2+2b)/lr", "(2+2b)/((1-d)lr)",
                                    "(2+2b)/((1+2b)lr)", "(2+2b1)/((1-b1)lr)" ("": none)
+    threshold_preconditioned (n,)  1.0: the threshold bounds the preconditioned sharpness
+                                   lambda_1(P^-1 H) (Adam, RMSprop: compare it with
+                                   preconditioned_top), 0.0: the Hessian's lambda_1 (SGD);
+                                   NaN: no threshold. (A kind alone does not say which:
+                                   "2/lr" is SGD's and RMSprop's.) Runs written before
+                                   this column have threshold and threshold_kind only.
     preconditioned_top (n,)        lambda_1(P^-1/2 H P^-1/2)      [preconditioned=True]
     alignment_full, alignment_batch (n,)  ||V_k^T g||^2 / ||g||^2 of the probe set's and
                                    the last minibatch's gradient  [alignment=True]

@@ -28,7 +28,8 @@ edge-of-stability runs: 8.6 for lambda_1 alone, 15.9 for lambda_1 and
 ============================  =====================================================  ==================
 option                        columns of the ``probes`` table                        cost
 ============================  =====================================================  ==================
-(always, with an optimizer)   ``threshold``, ``threshold_kind``                      free
+(always, with an optimizer)   ``threshold``, ``threshold_kind``,                     free
+                              ``threshold_preconditioned``
 ``preconditioned=True``       ``preconditioned_top``                                 one Lanczos run
 ``alignment=True``            ``alignment_full``, ``alignment_batch``,               0 products: two
                               ``step_loss_change``, ``step_loss_change_top``,        gradients, one
@@ -245,6 +246,7 @@ class SpectralMonitor:
         if result.threshold is not None:
             row["threshold"] = float(result.threshold.value)
             row["threshold_kind"] = result.threshold.kind
+            row["threshold_preconditioned"] = float(result.threshold.preconditioned)
         if math.isfinite(result.preconditioned_top):
             row["preconditioned_top"] = float(result.preconditioned_top)
         if result.alignment is not None:

@@ -26,6 +26,7 @@ def test_train_records_the_columns(adam_run):
     p = run.probes
     np.testing.assert_allclose(p["threshold"], 38 / 0.01, rtol=1e-12)
     assert set(p["threshold_kind"]) == {"(2+2b1)/((1-b1)lr)"}
+    assert set(p["threshold_preconditioned"]) == {1.0}  # Adam's bounds lambda_1(P^-1 H)
     assert np.isnan(p["preconditioned_top"][0]) and np.all(p["preconditioned_top"][1:] > 0)
     assert np.all((p["alignment_full"] >= 0) & (p["alignment_full"] <= 1))
     assert p["layer_top_eigenvalue"].shape == (2, 2)
@@ -40,11 +41,32 @@ def test_probe_checkpoint_json_repeats_the_monitor(adam_run):
     out = invoke_json("probe", "--checkpoint", ckpt, "--json")
     # the monitor's settings, and the checkpoint's optimizer with its state: the same numbers
     assert out["threshold"]["kind"] == "(2+2b1)/((1-b1)lr)"
+    assert out["threshold"]["preconditioned"] is True  # the column threshold_preconditioned
     assert out["preconditioned_top"] == pytest.approx(float(run.probes["preconditioned_top"][-1]), rel=1e-3)
     assert out["alignment"]["full_batch"] == pytest.approx(float(run.probes["alignment_full"][-1]), abs=1e-3)
     assert [b["name"] for b in out["layers"]["blocks"]] == ["1", "3"]
     table = invoke("probe", "--checkpoint", ckpt).stdout
     assert "stability threshold" in table and "preconditioned sharpness" in table and "layer" in table
+    assert "for λ1(P⁻¹H)" in table  # what the threshold bounds
+
+
+def test_probe_says_what_the_threshold_bounds(tmp_path):
+    # the same kind, 2/lr, bounds lambda_1(H) for SGD and lambda_1(P^-1 H) for RMSprop
+    said = {}
+    for name, opt in (("sgd", "sgd"), ("rms", "rmsprop")):
+        out = tmp_path / f"{name}.h5"
+        invoke("train", "--optimizer", opt, "--opt-arg", "lr=0.01", "--epochs", "1", *SMALL,
+               "--trace-matvecs", "0", "--checkpoint-every", "1", "-o", out)
+        run = read_run(out, opt)
+        assert set(run.probes["threshold_kind"]) == {"2/lr"}
+        column = set(run.probes["threshold_preconditioned"])
+        js = invoke_json("probe", "--checkpoint", run.checkpoints[-1], "--json")
+        assert js["threshold"]["kind"] == "2/lr"
+        assert column == {float(js["threshold"]["preconditioned"])}
+        table = invoke("probe", "--checkpoint", run.checkpoints[-1]).stdout
+        said[name] = (column, [line for line in table.splitlines() if "stability threshold" in line])
+    assert said["sgd"][0] == {0.0} and said["sgd"][1][0].endswith("for λ1")
+    assert said["rms"][0] == {1.0} and said["rms"][1][0].endswith("for λ1(P⁻¹H)")
 
 
 def test_cli_errors(tmp_path):

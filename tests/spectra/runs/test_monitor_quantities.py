@@ -42,6 +42,7 @@ def test_adam_run_records_every_quantity(tmp_path):
     assert list(probes.step) == [0, 4, 8]  # epochs 0, 1, 2
     np.testing.assert_allclose(probes["threshold"], 38 / 0.01, rtol=1e-12)
     assert list(probes["threshold_kind"]) == ["(2+2b1)/((1-b1)lr)"] * 3
+    assert list(probes["threshold_preconditioned"]) == [1.0] * 3  # bounds lambda_1(P^-1 H)
     pre = probes["preconditioned_top"]
     assert math.isnan(pre[0]) and np.all(pre[1:] > 0)  # no preconditioner before the first step
     a_full, a_batch = probes["alignment_full"], probes["alignment_batch"]
@@ -62,6 +63,7 @@ def test_sgd_momentum_threshold_and_refusals(tmp_path):
     probes, _ = _train(tmp_path, lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9))
     np.testing.assert_allclose(probes["threshold"], 3.8 / 0.05, rtol=1e-12)
     assert set(probes["threshold_kind"]) == {"(2+2b)/lr"}
+    assert list(probes["threshold_preconditioned"]) == [0.0] * 3  # bounds lambda_1(H)
     assert "preconditioned_top" not in probes.extra and "alignment_full" not in probes.extra
     model, loss_fn, X, y = _problem()
     with pytest.raises(TypeError, match="no preconditioner"):
@@ -73,9 +75,28 @@ def test_sgd_momentum_threshold_and_refusals(tmp_path):
         SpectralMonitor(model, loss_fn, (X, y), layers={"a": ["9.weight"]})
 
 
+def test_threshold_preconditioned_tells_rmsprop_from_sgd_of_the_same_kind(tmp_path):
+    # both thresholds are 2/lr; RMSprop's bounds the preconditioned sharpness, SGD's the Hessian's
+    (tmp_path / "rms").mkdir(), (tmp_path / "sgd").mkdir()
+    rms, _ = _train(tmp_path / "rms", lambda p: torch.optim.RMSprop(p, lr=0.02))
+    sgd, _ = _train(tmp_path / "sgd", lambda p: torch.optim.SGD(p, lr=0.02))
+    for probes in (rms, sgd):
+        np.testing.assert_allclose(probes["threshold"], 2 / 0.02, rtol=1e-12)
+        assert set(probes["threshold_kind"]) == {"2/lr"}
+    assert list(rms["threshold_preconditioned"]) == [1.0] * 3
+    assert list(sgd["threshold_preconditioned"]) == [0.0] * 3
+
+
+def test_optimizer_without_threshold_records_none(tmp_path):
+    probes, _ = _train(tmp_path, lambda p: torch.optim.Adagrad(p, lr=0.05))  # no theory
+    for column in ("threshold", "threshold_kind", "threshold_preconditioned"):
+        assert column not in probes.extra  # never given: absent (NaN beside rows that give it)
+
+
 def test_monitor_without_optimizer_writes_no_threshold(tmp_path):
     model, loss_fn, X, y = _problem()
     with RunStore(tmp_path / "m.h5") as store:
         run = store.create_run("r")
         SpectralMonitor(model, loss_fn, (X, y), run, top_k=1, density=None, trace=False).probe(step=0)
-    assert "threshold" not in read_run(tmp_path / "m.h5", "r").probes.extra
+    extra = read_run(tmp_path / "m.h5", "r").probes.extra
+    assert "threshold" not in extra and "threshold_preconditioned" not in extra
