@@ -4,8 +4,11 @@ run.
 
 The threshold. A probe row that records ``threshold`` (with ``threshold_kind`` and,
 for adaptive optimizers, ``preconditioned_top``: see :mod:`spectra.probe`) is drawn as
-recorded, probe by probe, so that a learning-rate schedule shows. A run without those
-columns falls back on its config: a ``torch.optim`` baseline named there (``sgd``,
+recorded, probe by probe, so that a learning-rate schedule shows. Whether the threshold
+bounds the preconditioned sharpness is the ``threshold_preconditioned`` column (the
+kind alone does not say: ``2/lr`` is SGD's and RMSprop's); runs written before that
+column infer it from the kind, ``preconditioned_top`` and the config. A run without
+those columns falls back on its config: a ``torch.optim`` baseline named there (``sgd``,
 ``sgdm``, ``adam``, ``adamw``, ``rmsprop``) is rebuilt at each metrics row's lr and
 momentum and asked :func:`spectra.stability_threshold`, the one home of the formulas;
 every other optimizer (CALR, SMARAN, LPSGD, Lion, DCAO, ...) gets no line, and the panel
@@ -226,16 +229,31 @@ def _recorded_threshold(run: RunData, t: np.ndarray, name: str | None) -> _Thres
              if "threshold_kind" in p.extra else np.full(len(p), ""))
     kind_set = sorted({str(k) for k in kinds[ok] if str(k)})
     label = " / ".join(KIND_LABELS.get(k, k) for k in kind_set) or "threshold"
-    pre_col = p.extra.get("preconditioned_top")
-    pre_rows = (np.isfinite(np.asarray(pre_col, dtype=np.float64)[ok])
-                if pre_col is not None else np.zeros(int(ok.sum()), bool))
-    config_rule = _TORCH_BASELINES.get((name or "").lower())
-    preconditioned = (_ADAM_KIND in kind_set or bool(np.any(pre_rows))
-                      or config_rule in ("Adam", "AdamW", "RMSprop"))
+    preconditioned = _recorded_preconditioned(p, ok, kind_set, name)
     ts, vs = finite_series(t[ok], value[ok])
     missing = np.isfinite(t) & ~ok
     gaps = np.sort(t[missing])
     return _Threshold(ts, vs, label, preconditioned, "recorded", gaps)
+
+
+def _recorded_preconditioned(p: Any, ok: np.ndarray, kinds: Sequence[str],
+                             name: str | None) -> bool:
+    """Whether the recorded threshold at the rows ``ok`` bounds the preconditioned
+    sharpness: the ``threshold_preconditioned`` column where it holds a value (a kind
+    alone does not say: ``2/lr`` is SGD's and RMSprop's); in runs written before that
+    column, inferred from Adam's kind, a recorded ``preconditioned_top`` or the
+    config's optimizer."""
+    col = p.extra.get("threshold_preconditioned")
+    if col is not None:
+        flags = np.asarray(col, dtype=np.float64)[ok]
+        if np.all(np.isfinite(flags)):
+            return bool(np.any(flags > 0.5))
+    pre_col = p.extra.get("preconditioned_top")
+    pre_rows = (np.isfinite(np.asarray(pre_col, dtype=np.float64)[ok])
+                if pre_col is not None else np.zeros(int(ok.sum()), bool))
+    config_rule = _TORCH_BASELINES.get((name or "").lower())
+    return (_ADAM_KIND in kinds or bool(np.any(pre_rows))
+            or config_rule in ("Adam", "AdamW", "RMSprop"))
 
 
 def _config_threshold(run: RunData, tkind: str) -> _Threshold | None:

@@ -109,17 +109,46 @@ def panels(fig: Figure, n: int, *, sharex: bool = True, sharey: bool = True) -> 
     return axes
 
 
-def figure_legend(fig: Figure, axes: Sequence[Axes], ncols: int = 3) -> None:
-    """One legend below all panels, each label once (panels share their entries)."""
+def figure_legend(fig: Figure, axes: Sequence[Axes], ncols: int | None = None) -> None:
+    """One legend below all panels, each label once (panels share their entries).
+
+    The legend is sized to its entries: at most ``ncols`` columns (default: all entries
+    in one row), as many as fit the figure's width, the rows filled evenly (5 entries
+    that fit 4 to a row go 3 + 2). A legend wider than the figure would lose its first
+    and last entries at the edges.
+    """
     entries: dict[str, Any] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
-    if entries:
-        width = fig.get_figwidth()
-        ncols = len(entries) if width >= 9 else 4 if width >= 6.5 else ncols
+    if not entries:
+        return
+    renderer = _renderer(fig)
+    n = len(entries)
+    cols = max(1, min(n, n if ncols is None else ncols))
+    while True:
+        legend = fig.legend(list(entries.values()), list(entries), loc="outside lower center",
+                            ncols=cols, frameon=False)
+        if cols == 1 or legend.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
+            break
+        legend.remove()
+        cols -= 1
+    even = math.ceil(n / math.ceil(n / cols))  # as many rows, entries spread evenly
+    if even < cols:
+        legend.remove()
         fig.legend(list(entries.values()), list(entries), loc="outside lower center",
-                   ncols=min(len(entries), ncols), frameon=False)
+                   ncols=even, frameon=False)
+
+
+def _renderer(fig: Figure) -> Any:
+    """A renderer that measures text as ``fig`` will draw it (Agg's when the figure,
+    built without pyplot, has no canvas that renders)."""
+    canvas = fig.canvas
+    if not hasattr(canvas, "get_renderer"):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        canvas = FigureCanvasAgg(fig)
+    return canvas.get_renderer()
 
 
 def legend_on_top(ax: Axes, ncols: int) -> None:

@@ -129,8 +129,8 @@ def run_with_nodes(path: Path, rows: list[tuple[np.ndarray, np.ndarray]]) -> Pat
 
 def nothing_cut_off(fig: Figure) -> None:
     """Nothing is cut off: every panel with its tick labels, axis labels, titles and
-    legend lies inside the figure, so do the figure's legends and title, and every
-    note written into a panel lies inside that panel."""
+    legend lies inside the figure, so do the figure's legends (each entry's handle and
+    text too) and title, and every note written into a panel lies inside that panel."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     renderer = FigureCanvasAgg(fig).get_renderer()
@@ -149,5 +149,12 @@ def nothing_cut_off(fig: Figure) -> None:
                 check(t.get_window_extent(renderer), ax.bbox, f"note {t.get_text()!r}")
     for legend in fig.legends:
         check(legend.get_window_extent(renderer), box, "the figure's legend")
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    for legend in legends:  # each entry, its handle and its text, inside the figure
+        for handle, text in zip(legend.legend_handles, legend.get_texts()):
+            check(text.get_window_extent(renderer), box, f"legend entry {text.get_text()!r}")
+            if handle is not None and hasattr(handle, "get_window_extent"):
+                check(handle.get_window_extent(renderer), box,
+                      f"the handle of legend entry {text.get_text()!r}")
     if fig._suptitle is not None and fig._suptitle.get_text().strip():
         check(fig._suptitle.get_window_extent(renderer), box, "the title")

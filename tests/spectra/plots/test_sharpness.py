@@ -132,3 +132,73 @@ def test_preconditioned_threshold_against_preconditioned_sharpness(tmp_path: Pat
     assert not _threshold_lines(a_calr)
     assert "theory gives none for calr" in _texts(a_calr).replace("\n", " ")
     nothing_cut_off(fig)
+
+
+def _eos_runs(path: Path, *, flag: bool = True) -> Path:
+    """Two runs shaped like the README's edge-of-stability demonstration (top-1, no
+    lambda_min): SGD-momentum against (2+2b)/lr, Adam's preconditioned sharpness
+    against 38/lr; ``flag``: with the ``threshold_preconditioned`` column."""
+    with RunStore(path) as store:
+        for name, thr, kind, pre in (("sgdm", 12.7, "(2+2b)/lr", False),
+                                     ("adam", 3800.0, "(2+2b1)/((1-b1)lr)", True)):
+            run = store.create_run(name, config={"optimizer": {"name": name}})
+            for e in range(0, 30, 5):
+                row = {"step": e, "epoch": float(e), "top_eigenvalues": [0.3 + e],
+                       "threshold": thr, "threshold_kind": kind}
+                if flag:
+                    row["threshold_preconditioned"] = float(pre)
+                if pre:
+                    row["preconditioned_top"] = 3000.0 + 100 * e if e else float("nan")
+                run.append_probe(row)
+    return path
+
+
+def test_default_size_legend_keeps_every_entry(tmp_path: Path) -> None:
+    """At the CLI's default size (no figsize), the legend of the README's figure fits:
+    lambda_1, both thresholds and the preconditioned sharpness, each entry inside."""
+    fig = plot_sharpness(_eos_runs(tmp_path / "eos.h5"))
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == [r"$\lambda_1$ (top)", r"$(2+2\beta)/\eta$ (stability threshold)",
+                      r"$\lambda_1(P^{-1}H)$ (preconditioned)",
+                      r"$(2+2\beta_1)/((1-\beta_1)\eta)$ (preconditioned stability threshold)"]
+    nothing_cut_off(fig)  # each entry inside the figure
+    # a wide figure keeps them in one row
+    wide = plot_sharpness(tmp_path / "eos.h5", figsize=(14, 4))
+    nothing_cut_off(wide)
+    rows = {round(t.get_window_extent().y0) for t in wide.legends[0].get_texts()}
+    assert len(rows) == 1
+
+
+def test_threshold_preconditioned_column_decides_what_the_threshold_bounds(tmp_path: Path) -> None:
+    """The kind 2/lr is SGD's and RMSprop's: the recorded column says which sharpness it
+    bounds, whatever the config; files without the column are still read."""
+    path = tmp_path / "kinds.h5"
+    with RunStore(path) as store:
+        for name, flag in (("plain", 0.0), ("pre", 1.0)):
+            # an optimizer the config cannot tell about: only the column says
+            run = store.create_run(name, config={"optimizer": {"name": "custom"}})
+            for s in range(3):
+                run.append_probe(step=s, epoch=float(s), top_eigenvalues=[20.0 + s, 5.0],
+                                 threshold=100.0, threshold_kind="2/lr",
+                                 threshold_preconditioned=flag,
+                                 preconditioned_top=50.0 + s if flag else float("nan"))
+    fig = plot_sharpness(path)
+    a_plain, a_pre = fig.axes[:2]
+    (thr,) = _threshold_lines(a_plain)
+    assert thr.get_label() == r"$2/\eta$ (stability threshold)"
+    (thr,) = _threshold_lines(a_pre)
+    assert thr.get_label() == r"$2/\eta$ (preconditioned stability threshold)"
+    nothing_cut_off(fig)
+    # a preconditioned 2/lr without the preconditioned sharpness: no line against lambda_1(H)
+    lone = tmp_path / "lone.h5"
+    with RunStore(lone) as store:
+        run = store.create_run("r", config={"optimizer": {"name": "custom"}})
+        run.append_probe(step=0, epoch=0.0, top_eigenvalues=[20.0], threshold=100.0,
+                         threshold_kind="2/lr", threshold_preconditioned=1.0)
+    ax = plot_sharpness(lone).axes[0]
+    assert not _threshold_lines(ax) and "bounds the preconditioned" in _texts(ax)
+    # an older file (no column): inferred from the kind and preconditioned_top, as before
+    old = plot_sharpness(_eos_runs(tmp_path / "old.h5", flag=False))
+    assert "preconditioned stability" in _threshold_lines(old.axes[1])[0].get_label()
+    assert "preconditioned stability" not in _threshold_lines(old.axes[0])[0].get_label()

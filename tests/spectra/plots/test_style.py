@@ -8,7 +8,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from spectra.plots import plot_curves, save_figure
-from spectra.plots.style import grid_shape, new_figure, panels, panels_figsize
+from spectra.plots.style import figure_legend, grid_shape, new_figure, panels, panels_figsize
+from tests.spectra.plots.conftest import nothing_cut_off
 
 
 def test_save_figure_suffixes(runs: dict, tmp_path: Path) -> None:
@@ -30,3 +31,21 @@ def test_panels_fill_a_grid(n: int, shape: tuple[int, int]) -> None:
     fig = new_figure(None, panels_figsize(*shape))
     assert isinstance(fig, Figure)
     assert len(panels(fig, n)) == n == len(fig.axes)  # unused cells removed
+
+
+@pytest.mark.parametrize("width, labels, rows", [
+    (7.0, ["a", "b", "c"], [3]),  # short entries: one row
+    (7.0, [f"legend entry {i}" for i in range(5)], [3, 2]),  # 4 fit a row: 3 + 2
+    (3.0, ["an entry that takes most of a row", "b", "c"], [1, 1, 1]),
+])
+def test_figure_legend_fits_the_figure(width: float, labels: list[str], rows: list[int]) -> None:
+    fig = new_figure(None, (width, 3.0))
+    axes = panels(fig, 2)
+    for i, label in enumerate(labels):
+        axes[i % 2].plot([0, 1], [i, i + 1], label=label)
+    figure_legend(fig, axes)
+    nothing_cut_off(fig)  # the legend and each of its entries inside the figure
+    (legend,) = fig.legends
+    assert sorted(t.get_text() for t in legend.get_texts()) == sorted(labels)
+    ys = [round(t.get_window_extent().y0) for t in legend.get_texts()]
+    assert sorted(ys.count(y) for y in set(ys))[::-1] == rows
