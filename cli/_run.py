@@ -249,13 +249,15 @@ class EpochReport:
 
 
 def _hparams_text(optimizer) -> str:
-    """The adapted lr and momentum of an optimizer that adapts them (DCAO's
-    ``current_hparams()``: base lr times the controller's multiplier), "" otherwise."""
+    """The current lr and momentum of an optimizer that reports them (``current_hparams()``:
+    DCAO's base lr times its controller's multiplier; LPSGD's ``p`` and CALR's
+    ``effective_lr`` too), "" otherwise."""
     current = getattr(optimizer, "current_hparams", None)
     if not callable(current):
         return ""
     hp = current()
-    return f"lr {fmt(hp.get('lr'))} momentum {fmt(hp.get('momentum'))}"
+    shown = [(k, k.replace("_", " ")) for k in ("lr", "momentum", "p", "effective_lr") if k in hp]
+    return " ".join(f"{label} {fmt(hp[k])}" for k, label in shown)
 
 
 def _probe_text(row: dict[str, Any]) -> str:
