@@ -170,6 +170,16 @@ def training_options(fn: Callable) -> Callable:
     ])(fn)
 
 
+def eval_train_option(fn: Callable) -> Callable:
+    """--eval-train: the training set in eval mode at the end of each epoch (and epoch 0),
+    ``train(eval_train=True)``; the command stores it in the run's config as ``eval_train``."""
+    return click.option(
+        "--eval-train", is_flag=True,
+        help="Also evaluate the training set in eval mode at the end of each epoch and "
+             "before training (epoch 0): train_eval_loss/acc, drawn by `spectra plot "
+             "curves` instead of the running averages.")(fn)
+
+
 def schedule_options(fn: Callable) -> Callable:
     """--schedule, --warmup, --schedule-arg: an lr schedule for any optimizer."""
     return _apply([

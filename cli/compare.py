@@ -13,6 +13,7 @@ from cli._errors import CLIError, first_line, handle_errors, speak_cli
 from cli._format import fmt, pct, seconds
 from cli._options import (
     ProbePlan,
+    eval_train_option,
     model_data_options,
     parse_kv,
     parse_schedule,
@@ -42,6 +43,7 @@ from cli._run import execute, outcome_summary
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False),
               help="Parent folder of the runs' checkpoint folders  [default: <out stem>_ckpt/ "
                    "beside the file].")
+@eval_train_option
 @click.option("--json", "as_json", is_flag=True,
               help="No per-epoch lines or table; print a JSON summary at the end.")
 @handle_errors
@@ -59,8 +61,9 @@ def compare(**kw) -> None:
     run.
 
     \b
-    Example:
+    Examples:
       spectra compare --optimizers sgd,adam,dcao,calr,smaran,lpsgd --epochs 5 -o runs/cmp.h5
+      spectra compare --optimizers sgdm,adam --eval-train -o runs/cmp.h5
     """
     as_json = kw["as_json"]
     keys = optimizer_keys(kw["optimizers"])
@@ -127,12 +130,13 @@ def compare(**kw) -> None:
     width = max(len(k) for k in keys)
     with RunStore(out) as store:
         for prep, run_plan in zip(preps, plans, strict=True):
+            prep.config["eval_train"] = bool(kw["eval_train"])  # also in the checkpoints' config
             writer = store.create_run(prep.name, prep.config, overwrite=kw["overwrite"])
             outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=kw["batch_size"],
                               seed=kw["seed"], plan=run_plan, checkpoint_every=kw["checkpoint_every"],
                               log_every=kw["log_every"], echo=echo,
                               progress=show_progress(as_json), prefix=f"{prep.name:<{width}}  ",
-                              tensorboard=kw["tensorboard"])
+                              eval_train=kw["eval_train"], tensorboard=kw["tensorboard"])
             summary = outcome_summary(outcome, prep, out)
             summary["lr"] = prep.config["optimizer"]["hyperparameters"].get("lr")
             summaries.append(summary)

@@ -68,3 +68,28 @@ def test_compare_rejects_existing_runs_before_training(tmp_path):
     assert out.read_bytes() == before
     invoke(*args, "--overwrite")
     assert list_runs(out) == ["sgd", "adam"]
+
+
+def test_compare_eval_train_in_every_run_and_its_config(tmp_path):
+    out = tmp_path / "ev.h5"
+    invoke("compare", "--optimizers", "sgd,adam", "--epochs", "1", "--eval-train", "-o", out,
+           "--no-density", "--checkpoint-every", "1", *TINY)
+    for name in ("sgd", "adam"):
+        run = read_run(out, name)
+        assert run.config["eval_train"] is True
+        assert list(run.metrics.epoch) == [0.0, 1.0]  # epoch 0: before the first step
+        assert np.all(np.isfinite(run.metrics["train_eval_loss"]))
+        assert np.all((run.metrics["train_eval_acc"] >= 0) & (run.metrics["train_eval_acc"] <= 1))
+    # the checkpoint carries it: train --resume of a compare run goes on evaluating
+    ckpt = read_run(out, "adam").checkpoints[-1]
+    invoke("train", "--resume", ckpt, "--epochs", "2")
+    resumed = read_run(out, "adam")
+    assert list(resumed.metrics.epoch) == [0.0, 1.0, 2.0]
+    assert np.isfinite(resumed.metrics["train_eval_loss"][-1])
+    # without the flag: stored as False, no epoch-0 row, no eval-mode columns
+    plain = tmp_path / "plain.h5"
+    invoke("compare", "--optimizers", "sgd", "--epochs", "1", "-o", plain, "--probe-every", "0",
+           "--checkpoint-every", "0", *TINY)
+    run = read_run(plain, "sgd")
+    assert run.config["eval_train"] is False and list(run.metrics.epoch) == [1.0]
+    assert "train_eval_loss" not in run.metrics.extra
