@@ -15,6 +15,12 @@ peak minus the resident memory after the model, the data and one warm-up product
 autograd graph's memory is then counted in the baseline). HVP time is the wall time
 spent inside the operator's products during the call, so the HVP share of a row is
 measured in that same call (a loaded machine slows both alike).
+
+``analyses.spectra_cost`` (issue #12, study 6) measures through the same :func:`worker`:
+models of the registry by ``spec`` (:func:`build_registry`), the tasks ``probe`` (the
+monitor's :func:`spectra.probe.probe`) and ``epoch`` (one training epoch); every result
+also carries ``cpu_seconds``, the process's CPU time, which other processes on a loaded
+machine disturb less than the wall time.
 """
 
 from __future__ import annotations
@@ -40,10 +46,12 @@ MB = 2**20
 
 
 # ---------------------------------------------------------------------- models
-def build(name: str) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+def build(name: str, spec: dict | None = None) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
     """The model and its data: ``resnet18`` (the registry's CIFAR ResNet-18, eval mode,
     a batch of synthetic 3x32x32 images) or ``mlp-1.1m`` (bench_core's 64-1024-1024-10
-    ReLU MLP trained on 1000 digits to loss 0.3)."""
+    ReLU MLP trained on 1000 digits to loss 0.3); with ``spec``, :func:`build_registry`."""
+    if spec is not None:
+        return build_registry(spec)
     if name == "resnet18":
         from spectra.registries.models import build_model
 
@@ -61,6 +69,21 @@ def build(name: str) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
 
 
 BATCH = 8
+
+
+def build_registry(spec: dict) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    """A model of the registry, ``build_model(spec["model"], seed=0, **spec["kwargs"])``,
+    and the first ``spec["n"]`` training samples of digits (all with ``n`` None; 1x8x8
+    images for the ``cnn``), as ``analyses.spectra_cost`` measures them."""
+    from spectra.registries.data import load_dataset
+    from spectra.registries.models import build_model
+
+    ds = load_dataset("digits", seed=0, image=spec["model"] == "cnn")
+    n = spec.get("n")
+    X, y = (ds.train_x, ds.train_y) if n is None else (ds.train_x[:n], ds.train_y[:n])
+    model = build_model(spec["model"], input_shape=tuple(X.shape[1:]), num_classes=10, seed=0,
+                        **spec.get("kwargs", {}))
+    return model, (X, y)
 
 
 class _RssSampler(threading.Thread):
@@ -91,7 +114,16 @@ def worker(job: dict) -> dict:
     from spectra import HessianOperator
 
     torch.set_num_threads(int(job.get("threads", 2)))
-    model, data = build(job["model"])
+    model, data = build(job["model"], job.get("spec"))
+    if job["task"] == "epoch":  # one epoch of training (SGD, batch 64), after one untimed
+        from spectra.runs.trainer import train
+
+        sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+        train(model, sgd, data, loss_fn=F.cross_entropy, epochs=1, batch_size=64)
+        t0, c0 = time.perf_counter(), time.process_time()
+        train(model, sgd, data, loss_fn=F.cross_entropy, epochs=1, batch_size=64, seed=1)
+        return {"P": sum(p.numel() for p in model.parameters()),
+                "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
     op = HessianOperator(model, F.cross_entropy, data)
     P = op.shape[0]
     hvp_s = [0.0]
@@ -113,7 +145,7 @@ def worker(job: dict) -> dict:
     gen = torch.Generator().manual_seed(0)
     task, mode = job["task"], job["mode"]
     mem = job.get("max_memory")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out: dict = {}
     if task == "density":
         policy = job.get("policy")
@@ -136,17 +168,25 @@ def worker(job: dict) -> dict:
                           max_matvecs=job.get("max_matvecs"), warn=False)
         out.update(mode=r.plan.mode, reason=r.plan.reason, nbytes=r.plan.nbytes,
                    values=[float(x) for x in r.eigenvalues], converged=bool(r.converged.all()))
+    elif task == "probe":  # what SpectralMonitor runs each epoch (spectra.probe.probe)
+        from spectra.probe import ProbeSettings, probe
+
+        r = probe(model, F.cross_entropy, data,
+                  ProbeSettings(top_k=job["top_k"], trace_matvecs=job["trace"],
+                                density=tuple(job["density"]), seed=0))
+        out.update(mode="-", values=[float(r.top_eigenvalues[0])],
+                   probe_matvecs=int(r.num_matvecs))
     elif task == "trace":
         r = spectra.trace(op, method="hutch++", num_matvecs=job["matvecs"], generator=gen)
         out.update(mode="-", values=[float(r.value)])
     else:
         raise ValueError(f"unknown task {task!r}")
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     sampler.stop = True
     sampler.join()
     peak_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    out.update(P=P, seconds=seconds, hvp_seconds=hvp_s[0], num_matvecs=op.num_matvecs - 1,
+    out.update(P=P, seconds=seconds, cpu_seconds=cpu_seconds, hvp_seconds=hvp_s[0], num_matvecs=op.num_matvecs - 1,
                model_mib=model_bytes / MB, base_mib=before_maxrss / MB,
                extra_maxrss_mib=max(0, peak_maxrss - before_maxrss) / MB,
                extra_anon_mib=max(0, max(sampler.peak, _RssSampler.anon()) - before_anon) / MB)
@@ -159,7 +199,7 @@ def run_job(job: dict, log) -> dict:
     t = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if p.returncode != 0:
-        res = {"error": (p.stderr.strip().splitlines() or ["?"])[-1][:200]}
+        res = {"error": (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1][:200]}
     else:
         res = json.loads(p.stdout.strip().splitlines()[-1])
     log(f"  {job} -> {res} ({time.perf_counter() - t:.0f} s)")

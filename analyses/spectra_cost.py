@@ -1,0 +1,358 @@
+"""Study 6 of issue #12: what the spectra themselves cost.
+
+The probe a ``SpectralMonitor`` runs each epoch (:func:`spectra.probe.probe`: top-k and
+the smallest eigenvalue by Lanczos, a Hutch++ trace, an SLQ density) timed and its peak
+memory measured against the number of parameters (the registry MLP from about 2k to
+1.1M parameters, and the registry CNN), an SLQ density against its Lanczos steps, and the
+probe against the probe-set size; and what a probe per epoch costs relative to an epoch of
+training, measured here (one training epoch in a fresh process beside each probe) and read
+from the monitor's own timing in study 1's runs.
+
+Every measurement is ``analyses.scale_bench``'s: a fresh subprocess
+(``scale_bench.run_job`` / ``worker``), its peak resident memory above the baseline after
+the model, the data and one warm-up product (``ru_maxrss``), its wall time and its CPU
+time (the machine these results come from was shared by many processes; CPU time of a
+one-thread process is what load disturbs least).
+
+    python -m analyses.spectra_cost [--quick] [--out-dir DIR] [--jobs N]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from analyses import _study, scale_bench
+
+NAME = "spectra_cost"
+TITLE = "The cost of the spectra: probe time, products and memory against model size"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One study configuration (the full one, or ``--quick``'s)."""
+
+    models: tuple[tuple[str, dict], ...]  # registry name, options
+    probe: dict  # top_k, trace, density: the probe measured against P
+    probe_samples: int
+    steps: tuple[int, ...]  # SLQ Lanczos steps (one vector)
+    steps_models: tuple[tuple[str, dict], ...]
+    sizes: tuple[int, ...]  # probe-set sizes (the CNN)
+
+
+MLP_WIDTHS = ((24,), (64, 64), (128, 128), (256, 256), (512, 512), (1024, 1024))
+FULL = Setting(
+    models=tuple(("mlp", {"widths": list(w)}) for w in MLP_WIDTHS) + (("cnn", {}),),
+    probe={"top_k": 12, "trace": 30, "density": [2, 40]}, probe_samples=128,
+    steps=(10, 40, 160), steps_models=(("cnn", {}), ("mlp", {"widths": [512, 512]})),
+    sizes=(64, 256, 1024))
+QUICK = Setting(
+    models=(("mlp", {"widths": [24]}), ("mlp", {"widths": [64, 64]}), ("cnn", {})),
+    probe={"top_k": 3, "trace": 10, "density": [1, 10]}, probe_samples=64,
+    steps=(10, 40), steps_models=(("cnn", {}),), sizes=(64, 256))
+
+
+def label(model: str, kwargs: dict) -> str:
+    if model == "mlp":
+        return "MLP " + "-".join(str(w) for w in kwargs["widths"])
+    return "CNN"
+
+
+def plan(setting: Setting) -> list[dict]:
+    """Every measurement (a ``scale_bench`` job), with a ``study`` key saying which sweep."""
+    jobs = []
+    for model, kw in setting.models:
+        base = {"model": label(model, kw), "mode": "-", "threads": 1}
+        jobs.append(base | {"study": "params", "task": "epoch",
+                            "spec": {"model": model, "kwargs": kw, "n": None}})
+        jobs.append(base | {"study": "params", "task": "probe", **setting.probe,
+                            "spec": {"model": model, "kwargs": kw, "n": setting.probe_samples}})
+    for model, kw in setting.steps_models:
+        for m in setting.steps:
+            jobs.append({"study": "steps", "model": label(model, kw), "task": "density",
+                         "mode": "full", "n_v": 1, "m": m, "threads": 1,
+                         "spec": {"model": model, "kwargs": kw, "n": setting.probe_samples}})
+    for n in setting.sizes:
+        jobs.append({"study": "sizes", "model": "CNN", "task": "probe", "mode": "-",
+                     "threads": 1, **setting.probe, "spec": {"model": "cnn", "kwargs": {}, "n": n}})
+    return jobs
+
+
+def measure(jobs: list[dict], workers: int) -> list[tuple[dict, dict]]:
+    """Each job through ``scale_bench.run_job`` (a fresh process), ``workers`` at once."""
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda j: scale_bench.run_job(j, log), jobs))
+    return retry_failed(list(zip(jobs, results, strict=True)), log)
+
+
+def retry_failed(rows: list[tuple[dict, dict]], log) -> list[tuple[dict, dict]]:
+    """Measure each failed job once more (one at a time)."""
+    return [(j, scale_bench.run_job(j, log) if "error" in r else r) for j, r in rows]
+
+
+# ---------------------------------------------------------------------- the runs of study 1
+
+
+def monitor_ratios(runs_dir: Path) -> list[tuple[str, float, float, float]]:
+    """Per run of study 1 (``density_evolution``): ``(name, median probe seconds, median
+    epoch seconds, their ratio)`` from the run's own probes and metrics tables."""
+    from spectra.runs import read_runs
+
+    out = []
+    for path in sorted(runs_dir.glob("*.h5")):
+        for name, run in read_runs(path).items():
+            probe = np.asarray(run.probes.seconds, dtype=float)
+            ep = np.asarray(run.metrics.epoch, dtype=float)
+            train = np.asarray(run.metrics.seconds, dtype=float)[ep >= 1]
+            if probe.size and train.size:
+                p, t = float(np.median(probe)), float(np.median(train))
+                out.append((f"{path.stem}/{name}", p, t, p / t))
+    return out
+
+
+# ---------------------------------------------------------------------- report
+
+
+def figure(rows: list[tuple[dict, dict]], path: Path) -> None:
+    """Log-log: probe and epoch CPU time against P; extra peak memory against P; SLQ time
+    and memory against Lanczos steps; probe time against the probe-set size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from spectra.plots.style import style
+
+    ok = [(j, r) for j, r in rows if "error" not in r]
+    with style():
+        fig, axes = plt.subplots(1, 4, figsize=(15.0, 3.9), layout="constrained")
+        ax = axes[0]
+        for task, mk, lab in (("probe", "o", "probe"), ("epoch", "s", "training epoch")):
+            pts = sorted((r["P"], r["cpu_seconds"]) for j, r in ok
+                         if j["study"] == "params" and j["task"] == task)
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker=mk, label=lab)
+        ax.set_title("CPU time against parameters")
+        ax.set_xlabel("parameters P")
+        ax.set_ylabel("CPU seconds")
+        ax.legend(fontsize=8)
+        ax = axes[1]
+        pts = sorted((r["P"], max(r["extra_maxrss_mib"], 0.1)) for j, r in ok
+                     if j["study"] == "params" and j["task"] == "probe")
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", label="probe: extra peak RSS")
+            P = np.array([p for p, _ in pts], dtype=float)
+            ax.plot(P, P * 4 * 12 / 2**20, ls=":", color="grey", label="12 vectors of P float32")
+        ax.set_title("Peak memory above the baseline")
+        ax.set_xlabel("parameters P")
+        ax.set_ylabel("MiB")
+        ax.legend(fontsize=8)
+        ax = axes[2]
+        for model in sorted({j["model"] for j, _ in ok if j["study"] == "steps"}):
+            pts = sorted((j["m"], r["cpu_seconds"], r["extra_maxrss_mib"]) for j, r in ok
+                         if j["study"] == "steps" and j["model"] == model)
+            m, t, mem = zip(*pts, strict=True)
+            line = ax.plot(m, t, marker="o", label=f"{model}: CPU s")[0]
+            ax.plot(m, np.maximum(mem, 0.1), marker="^", ls="--", color=line.get_color(),
+                    label=f"{model}: extra MiB")
+        ax.set_title("SLQ (1 vector) against Lanczos steps")
+        ax.set_xlabel("Lanczos steps m")
+        ax.set_ylabel("CPU seconds / MiB")
+        ax.legend(fontsize=7)
+        ax = axes[3]
+        pts = sorted((j["spec"]["n"], r["cpu_seconds"]) for j, r in ok if j["study"] == "sizes")
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", label="CNN probe")
+        ax.set_title("Probe against the probe set")
+        ax.set_xlabel("probe samples")
+        ax.set_ylabel("CPU seconds")
+        ax.legend(fontsize=8)
+        for ax in axes:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        fig.suptitle("The cost of the spectra on one CPU thread (fresh process per point)")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+
+def _find(rows: list[tuple[dict, dict]], **kw) -> list[tuple[dict, dict]]:
+    return [(j, r) for j, r in rows if all(j.get(k) == v for k, v in kw.items())]
+
+
+def tables(rows: list[tuple[dict, dict]], setting: Setting) -> str:
+    out = ["### Against the number of parameters", "",
+           (f"Probe: top-{setting.probe['top_k']} and λmin (Lanczos, tol 1e-3), Hutch++ trace "
+            f"({setting.probe['trace']} products), SLQ {setting.probe['density'][0]} × "
+            f"{setting.probe['density'][1]}, on {setting.probe_samples} digits; training epoch: "
+            "SGD, batch 64, the 1438 training digits."), "",
+           ("| model | P | probe CPU s | probe wall s | products | extra peak RSS | epoch CPU s "
+            "| probe / epoch (CPU) |"), "|---|---|---|---|---|---|---|---|"]
+    for model, kw in setting.models:
+        name = label(model, kw)
+        pr = _find(rows, study="params", task="probe", model=name)
+        ep = _find(rows, study="params", task="epoch", model=name)
+        r = pr[0][1] if pr else {"error": "missing"}
+        e = ep[0][1] if ep else {"error": "missing"}
+        if "error" in r:
+            out.append(f"| {name} | | FAILED {r['error']} | | | | | |")
+            continue
+        ecpu = e.get("cpu_seconds", math.nan)
+        out.append(f"| {name} | {r['P']:,} | {r['cpu_seconds']:.2f} | {r['seconds']:.1f} "
+                   f"| {r['probe_matvecs']} | {r['extra_maxrss_mib']:.1f} MiB | {ecpu:.2f} "
+                   f"| {r['cpu_seconds'] / ecpu:.1f} |")
+    out += ["", "### SLQ against Lanczos steps (one vector, full mode)", "",
+            "| model | P | m | CPU s | wall s | products | extra peak RSS |", "|---|---|---|---|---|---|---|"]
+    for j, r in _find(rows, study="steps"):
+        if "error" in r:
+            out.append(f"| {j['model']} | | {j['m']} | FAILED {r['error']} | | | |")
+            continue
+        out.append(f"| {j['model']} | {r['P']:,} | {j['m']} | {r['cpu_seconds']:.2f} "
+                   f"| {r['seconds']:.1f} | {r['num_matvecs']} | {r['extra_maxrss_mib']:.1f} MiB |")
+    out += ["", "### The CNN's probe against the probe-set size", "",
+            "| samples | CPU s | wall s | products | extra peak RSS |", "|---|---|---|---|---|"]
+    for j, r in _find(rows, study="sizes"):
+        if "error" in r:
+            out.append(f"| {j['spec']['n']} | FAILED {r['error']} | | | |")
+            continue
+        out.append(f"| {j['spec']['n']} | {r['cpu_seconds']:.2f} | {r['seconds']:.1f} "
+                   f"| {r['probe_matvecs']} | {r['extra_maxrss_mib']:.1f} MiB |")
+    return "\n".join(out)
+
+
+def slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of log y against log x (NaN with fewer than 2 points)."""
+    x, y = np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float))
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 2:
+        return math.nan
+    return float(np.polyfit(x[ok], y[ok], 1)[0])
+
+
+def findings(rows: list[tuple[dict, dict]], runs_dir: Path) -> str:
+    ok = [(j, r) for j, r in rows if "error" not in r]
+    pr = [(r["P"], r["cpu_seconds"], r["extra_maxrss_mib"], r["probe_matvecs"]) for j, r in ok
+          if j["study"] == "params" and j["task"] == "probe" and j["model"].startswith("MLP")]
+    pr.sort()
+    lines = []
+    if len(pr) >= 2:
+        P, t, mem, mv = zip(*pr, strict=True)
+        big = [p for p in pr if p[0] >= 50_000]
+        lines.append(
+            f"- Probe CPU time grows as P^{slope(P, t):.2f} over the MLPs ({P[0]:,} to "
+            f"{P[-1]:,} parameters; {t[0]:.2f} s to {t[-1]:.2f} s); products per probe "
+            f"{min(mv)} to {max(mv)} (Lanczos stops at its tolerance, so they vary with "
+            "the spectrum, not with P)."
+            + (f" Extra peak memory grows as P^{slope([p[0] for p in big], [max(p[2], 0.1) for p in big]):.2f} "
+               f"from {big[0][0]:,} parameters on ({big[0][2]:.1f} to {big[-1][2]:.1f} MiB)."
+               if len(big) >= 2 else ""))
+    ratios = []
+    for j, r in ok:
+        if j["study"] == "params" and j["task"] == "probe":
+            e = _find(rows, study="params", task="epoch", model=j["model"])
+            if e and "cpu_seconds" in e[0][1]:
+                ratios.append((j["model"], r["cpu_seconds"] / e[0][1]["cpu_seconds"]))
+    if ratios:
+        lines.append("- One probe per epoch against one training epoch on digits (CPU time, "
+                     "same settings): " + ", ".join(f"{m} {x:.1f}×" for m, x in ratios) + ".")
+    for model in sorted({j["model"] for j, _ in ok if j["study"] == "steps"}):
+        pts = sorted((j["m"], r["cpu_seconds"], r["extra_maxrss_mib"]) for j, r in ok
+                     if j["study"] == "steps" and j["model"] == model)
+        if len(pts) >= 2:
+            m, t, mem = zip(*pts, strict=True)
+            lines.append(f"- SLQ on the {model}: CPU time as m^{slope(m, t):.2f} "
+                         f"(m {m[0]} → {m[-1]}: {t[0]:.2f} → {t[-1]:.2f} s); extra peak memory "
+                         f"{mem[0]:.1f} → {mem[-1]:.1f} MiB (the full mode keeps the m Lanczos "
+                         "vectors).")
+    sz = sorted((j["spec"]["n"], r["cpu_seconds"]) for j, r in ok if j["study"] == "sizes")
+    if len(sz) >= 2:
+        n, t = zip(*sz, strict=True)
+        lines.append(f"- The CNN's probe against the probe set: CPU time as n^{slope(n, t):.2f} "
+                     f"({n[0]} → {n[-1]} samples: {t[0]:.2f} → {t[-1]:.2f} s).")
+    mon = monitor_ratios(runs_dir) if runs_dir.exists() else []
+    if mon:
+        lines.append(
+            f"- From the monitor's own timing in study 1's runs ({len(mon)} runs of "
+            f"`analyses.density_evolution`, CNN, probe on "
+            f"{_probe_samples(runs_dir)} samples): median probe / median training epoch = "
+            f"{_study.fmt_mean_std(x for *_, x in mon)} (mean ± std over runs; wall times in "
+            f"the same process, so load slows both); probe {_study.fmt_mean_std(p for _, p, _, _ in mon)} s, "
+            f"epoch {_study.fmt_mean_std(t for _, _, t, _ in mon)} s.")
+    return "\n".join(lines)
+
+
+def _probe_samples(runs_dir: Path) -> str:
+    from spectra.runs import read_runs
+
+    for path in sorted(runs_dir.glob("*.h5")):
+        for run in read_runs(path).values():
+            return str(run.config["probe"]["samples"])
+    return "?"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = _study.parser(f"analyses.{NAME}", TITLE)
+    p.add_argument("--jobs", type=int, default=4, help="measurements at once (one thread each)")
+    p.add_argument("--replot", action="store_true",
+                   help=f"redraw the figure and tables from {NAME}.json (measuring again "
+                        "the points that failed)")
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error(f"--jobs must be at least 1, got {args.jobs}")
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    setting = QUICK if args.quick else FULL
+    out = _study.out_dir(args)
+    saved = out / f"{NAME}.json"
+    if args.replot:
+        rows = [tuple(x) for x in json.loads(saved.read_text())]
+        if any("error" in r for _, r in rows):
+            rows = retry_failed(rows, lambda msg: print(msg, file=sys.stderr, flush=True))
+            saved.write_text(json.dumps(rows, indent=1))
+    else:
+        rows = measure(plan(setting), args.jobs)
+        saved.write_text(json.dumps(rows, indent=1))
+    fig = out / f"{NAME}.png"
+    figure(rows, fig)
+    runs_dir = _study.RESULTS / "density_evolution_runs"
+    body = f"""## Question
+
+What does a spectral probe cost, in time, Hessian-vector products and memory, as the
+model grows, as the Lanczos runs get longer and as the probe set grows, and what does one
+probe per epoch add to an epoch of training?
+
+## What we measured
+
+- Each point is one measurement of `analyses.scale_bench`'s worker in a fresh process
+  (one torch thread): CPU and wall time of the call, extra peak RSS (`ru_maxrss` above
+  the resident memory after the model, the data and one warm-up product). One
+  measurement per point; {args.jobs} at a time on a machine shared with other work, so
+  wall times carry the load and CPU times are the numbers to compare.
+- Models: the registry `mlp` (ReLU) with widths {', '.join('-'.join(map(str, w)) for w in MLP_WIDTHS) if not args.quick else 'of the quick setting'}
+  on the 64 digit pixels, and the registry `cnn` (1×8×8 images); seed 0, untrained.
+
+![cost figure]({fig.name})
+
+## Results
+
+{tables(rows, setting)}
+
+## Findings
+
+{findings(rows, runs_dir)}
+"""
+    _study.write_results(out / f"{NAME}.md", TITLE, started, body, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

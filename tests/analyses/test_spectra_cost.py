@@ -1,0 +1,50 @@
+"""analyses.spectra_cost: its plan, its log-log slope, scale_bench's registry models, and
+(slow) the quick mode end to end through fresh worker processes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from analyses import scale_bench, spectra_cost
+
+
+def test_slope_recovers_a_power_law() -> None:
+    x = [10.0, 100.0, 1000.0]
+    assert spectra_cost.slope(x, [3 * v**1.5 for v in x]) == pytest.approx(1.5, abs=1e-9)
+    assert spectra_cost.slope(x, [7.0, 7.0, 7.0]) == pytest.approx(0.0, abs=1e-9)
+    assert math.isnan(spectra_cost.slope([10.0], [1.0]))
+
+
+def test_plan_measures_every_model_twice_and_each_sweep() -> None:
+    s = spectra_cost.FULL
+    jobs = spectra_cost.plan(s)
+    params = [j for j in jobs if j["study"] == "params"]
+    assert len(params) == 2 * len(s.models)
+    assert {j["task"] for j in params} == {"epoch", "probe"}
+    assert sorted(j["m"] for j in jobs if j["study"] == "steps") == sorted(
+        list(s.steps) * len(s.steps_models))
+    assert [j["spec"]["n"] for j in jobs if j["study"] == "sizes"] == list(s.sizes)
+    assert all(j["threads"] == 1 for j in jobs)
+
+
+def test_build_registry_gives_the_registry_model_on_the_first_samples() -> None:
+    model, (X, y) = scale_bench.build_registry({"model": "cnn", "kwargs": {}, "n": 32})
+    assert X.shape == (32, 1, 8, 8) and y.shape == (32,)
+    assert sum(p.numel() for p in model.parameters()) == 13_706
+    model, (X, _) = scale_bench.build_registry({"model": "mlp", "kwargs": {"widths": [24]},
+                                                "n": None})
+    assert X.shape[1:] == (64,) and X.shape[0] > 1000
+    assert sum(p.numel() for p in model.parameters()) == 64 * 24 + 24 + 24 * 10 + 10
+    assert np.isfinite(model(X[:4]).detach().numpy()).all()
+
+
+@pytest.mark.slow
+def test_quick_mode_writes_the_results_and_figure(tmp_path) -> None:
+    spectra_cost.main(["--quick", "--out-dir", str(tmp_path)])
+    text = (tmp_path / "spectra_cost.md").read_text()
+    assert "quick mode" in text and "FAILED" not in text
+    assert "Probe CPU time grows as P^" in text
+    assert (tmp_path / "spectra_cost.png").stat().st_size > 10_000
