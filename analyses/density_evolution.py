@@ -69,8 +69,7 @@ class Setting:
     table_epochs: tuple[int, ...]
 
 
-FULL = Setting(OPTIMIZERS, ("sgd", "sgdm", "adam", "lpsgdm"), (0, 1, 2), 10, 256, 12, (2, 60),
-               60, (0, 1, 2, 5, 10))
+FULL = Setting(OPTIMIZERS, ("sgdm", "adam"), (0, 1, 2), 6, 128, 12, (2, 40), 30, (0, 1, 2, 4, 6))
 QUICK = Setting(("sgd", "adam"), ("sgd",), (0, 1, 2), 1, 64, 12, (2, 20), 10, (0, 1))
 
 VARIANTS = {"plain": "false", "bn": "true"}  # model variant -> the cnn's batchnorm option
