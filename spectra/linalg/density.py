@@ -236,9 +236,9 @@ def plan_memory(P: int, num_vectors: int, num_steps: int, dtype: torch.dtype, de
                                "mode='bounded'")
         why = "requested" if mode == "full" else f"{format_bytes(full)} fit in the {said}"
         return MemoryPlan("full", why, full, limit, num_vectors)
-    b = num_vectors
-    while b > 1 and _bounded_bytes(P, b, item) > limit:
-        b -= 1
+    # the most runs that fit together (the bytes are linear in b), at least one
+    per_run = max(_bounded_bytes(P, 1, item), 1)
+    b = num_vectors if math.isinf(limit) else max(1, min(num_vectors, int(limit // per_run)))
     need = _bounded_bytes(P, b, item)
     _checks.fits_in_memory(
         f"slq with num_vectors={num_vectors}, num_steps={num_steps} (in the bounded mode, "

@@ -249,3 +249,14 @@ def test_probe_settings_pass_the_budget_to_the_solvers():
     assert np.allclose(res.top_eigenvalues, roomy.top_eigenvalues, rtol=1e-6)
     with pytest.raises(ValueError, match=r"max_memory must be a number of bytes"):
         ProbeSettings(max_memory="lots")
+
+
+@pytest.mark.parametrize("num_vectors", [3, 10**9])
+def test_the_bounded_plan_runs_as_many_vectors_together_as_fit(num_vectors):
+    from spectra.linalg.density import _bounded_bytes, plan_memory
+
+    P = 1000
+    per_run = _bounded_bytes(P, 1, 4)
+    plan = plan_memory(P, num_vectors, 60, torch.float32, "cpu", max_memory=2.5 * per_run)
+    assert plan.mode == "bounded" and plan.probes_per_pass == min(2, num_vectors)
+    assert plan_memory(P, num_vectors, 60, torch.float32, "cpu", max_memory=per_run / 2).probes_per_pass == 1
