@@ -115,6 +115,8 @@ class CurvatureOperator:
         self._dtype = dtype if dtype is not None else first.dtype
         if not self._dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point dtype, got {self._dtype}")
+        # mixed precision: vectors, batch sums and solvers at least in float32
+        self._vdtype = torch.promote_types(self._dtype, torch.float32)
         declared = _resolve_reduction(loss_fn, reduction)
         self.eval_mode = bool(eval_mode)
         self.check_finite = bool(check_finite)
@@ -137,7 +139,21 @@ class CurvatureOperator:
 
     @property
     def dtype(self) -> torch.dtype:
-        """The dtype of the products (and of the vectors they take)."""
+        """The dtype of the vectors the operator takes and returns (and so of the
+        solvers' work): the compute dtype, raised to float32 for a bfloat16 or
+        float16 one (:attr:`compute_dtype`)."""
+        return self._vdtype
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype of each batch's forward pass and product: ``dtype=`` or the
+        parameters'. Mixed-precision policy: with bfloat16/float16 parameters the
+        products run in that dtype (the model as it is), the vector is rounded to
+        it on the way in, and each batch's product is raised to float32
+        (:attr:`dtype`) before the batches are summed; the solvers (Lanczos
+        coefficients, reorthogonalization, Ritz values) work in float32 and
+        float64. The error is then the bfloat16 product's own (measured in
+        ``analyses/mixed_precision.py``), not a bfloat16 Krylov recurrence's."""
         return self._dtype
 
     @property
@@ -172,8 +188,9 @@ class CurvatureOperator:
         V = self._check_vector(V, ndim=2)
         k = V.shape[1]
         if k == 0:
-            return torch.zeros(self._dim, 0, dtype=self._dtype, device=self._device)
-        tangents = self.unflatten(V)  # list of (k, *shape)
+            return torch.zeros(self._dim, 0, dtype=self._vdtype, device=self._device)
+        low = self._dtype != self._vdtype
+        tangents = self.unflatten(V.to(self._dtype) if low else V)  # list of (k, *shape)
         out: Tensor | None = None
         with eval_mode(self.model, self.eval_mode), math_attention():
             for b, (inputs, targets) in enumerate(self._iter_batches()):
@@ -181,6 +198,8 @@ class CurvatureOperator:
                 weight = n_b / self._num_data if self.reduction == "mean" else 1.0
                 try:
                     prod = self.flatten(self._batch_matmat(b, inputs, targets, tangents))
+                    if low:
+                        prod = prod.to(self._vdtype)
                 except RuntimeError as exc:
                     clear = _no_double_backward(exc, type(self).__name__)
                     if clear is None:
@@ -217,7 +236,7 @@ class CurvatureOperator:
         def _mm(x: np.ndarray) -> np.ndarray:
             X = torch.as_tensor(np.asarray(x, dtype=np.float64))
             squeeze = X.ndim == 1
-            X = X.reshape(self._dim, -1).to(device=self._device, dtype=self._dtype)
+            X = X.reshape(self._dim, -1).to(device=self._device, dtype=self._vdtype)
             Y = self.matmat(X).to(device="cpu", dtype=torch.float64).numpy()
             return Y[:, 0] if squeeze else Y
 
@@ -249,7 +268,7 @@ class CurvatureOperator:
 
     def params_vector(self) -> Tensor:
         """The current values of the selected parameters as one ``(P,)`` vector."""
-        return self.flatten([p.detach().to(self._dtype) for p in self._params])
+        return self.flatten([p.detach().to(self._vdtype) for p in self._params])
 
     def check_deterministic(self, *, rtol: float = 1e-6, generator: torch.Generator | None = None) -> None:
         """Raise ``RuntimeError`` unless two products of one random vector agree.
@@ -420,7 +439,7 @@ class CurvatureOperator:
         if v.dim() != ndim or v.shape[0] != self._dim:
             want = f"({self._dim},)" if ndim == 1 else f"({self._dim}, k)"
             raise ValueError(f"expected a tensor of shape {want}, got {tuple(v.shape)}")
-        return v.to(device=self._device, dtype=self._dtype)
+        return v.to(device=self._device, dtype=self._vdtype)
 
 
 # ---------------------------------------------------------------------- module helpers

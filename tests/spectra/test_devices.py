@@ -88,3 +88,23 @@ def test_trainer_one_epoch_with_a_probe(device):
     assert mon.num_probes >= 1 and np.isfinite(mon.last.top_eigenvalues[0])
     assert all(p.device.type == device.type for p in model.parameters())
     assert out is not None
+
+
+def test_a_bfloat16_model_computes_in_bfloat16_and_solves_in_float32(device):
+    model, X, y = _problem(device, n=60)
+    low = model.to(torch.bfloat16)
+    batches = [(X[i:i + 6], y[i:i + 6]) for i in range(0, 60, 6)]
+    op = HessianOperator(low, nn.CrossEntropyLoss(), batches)
+    assert (op.compute_dtype, op.dtype) == (torch.bfloat16, torch.float32)
+    ref = HessianOperator(low.double(), nn.CrossEntropyLoss(), batches)  # the same weights
+    V = torch.randn(op.shape[0], 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    HV = op.matmat(V.to(device, torch.float32))
+    assert HV.dtype == torch.float32
+    err = ((HV.double() - ref.matmat(V.to(device))).norm(dim=0) / ref.matmat(V.to(device)).norm(dim=0))
+    # bfloat16 products: ~1e-2 relative (unit roundoff 2^-8 through a few layers), far from 1
+    assert float(err.max()) < 0.1
+    lam = eigsh(op, k=1, which="LA", tol=3e-2, generator=torch.Generator().manual_seed(6),
+                warn=False).eigenvalues
+    lam_ref = eigsh(ref, k=1, which="LA", tol=1e-10,
+                    generator=torch.Generator().manual_seed(6)).eigenvalues
+    assert abs(float(lam[0]) - float(lam_ref[0])) <= 0.1 * abs(float(lam_ref[0]))
