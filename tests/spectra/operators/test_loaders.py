@@ -153,3 +153,20 @@ def test_top_eigenvalue_spread_repeats_eigsh_on_each_subsample():
     assert spread.mean == pytest.approx(float(vals.mean()), rel=1e-12)
     assert spread.std == pytest.approx(float(vals.std()), rel=1e-12)
     assert spread.std > 0  # different subsamples, different Hessians
+
+
+def test_a_distributed_sampler_repeats_its_order_and_is_accepted():
+    from torch.utils.data.distributed import DistributedSampler
+
+    model, X, y = _problem()
+    ds = TensorDataset(X, y)
+    sampler = DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=3)
+    op = HessianOperator(model, nn.CrossEntropyLoss(), DataLoader(ds, batch_size=5, sampler=sampler))
+    v = torch.linspace(-1, 1, op.shape[0], dtype=torch.float64)
+    a, b = op.matvec(v), op.matvec(v)  # the same permutation each pass until set_epoch
+    full = HessianOperator(model, nn.CrossEntropyLoss(), (X, y)).matvec(v)
+    torch.testing.assert_close(a, full, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    sampler.set_epoch(1)  # a new order: caught
+    with pytest.raises(ValueError, match="does not repeat the same batches"):
+        op.matvec(v)
