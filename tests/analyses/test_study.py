@@ -4,12 +4,18 @@ themselves run end to end in the slow tests (and in .ci/run through `make analys
 from __future__ import annotations
 
 import math
+import os
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+import optim
 from analyses import _study, classification, edge_of_stability, synthetic
+from optim.calr import CALR
 
 
 def test_mean_std_is_mean_and_sample_std_of_the_finite_values():
@@ -70,18 +76,28 @@ def test_calr_proof_form_step_by_hand():
 
 
 def test_calr_proof_form_differs_from_eq5_where_the_paper_says():
-    """Eq. 5 takes sqrt(v + alpha H), the proof sqrt(v) + alpha H: for |g| = 1, alpha = 0.1
-    the denominators are sqrt(1.1) and 1.1."""
-    synthetic.register_proof_form()
-    a = synthetic.evaluate("calr", "saddle", 1, 0.01).trajectory.points[1]
-    b = synthetic.evaluate(synthetic.PROOF, "saddle", 1, 0.01).trajectory.points[1]
-    assert not torch.equal(a, b)
+    """Eq. 5 takes sqrt(v + alpha H), the proof sqrt(v) + alpha H: for g = 1, alpha = 0.1
+    the first step's denominators are sqrt(1.1) and 1.1 (eps, delta 0). No registration
+    here: ``register_proof_form`` would add ``calr-proof`` to this process's registry."""
+    steps = []
+    for cls in (CALR, synthetic.CALRProofForm):
+        p = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+        opt = cls([p], lr=0.01, alpha=0.1, delta=0.0, eps=0.0)
+        p.grad = torch.tensor([1.0], dtype=torch.float64)
+        opt.step()
+        steps.append(1.0 - float(p))
+    assert steps[0] == pytest.approx(0.01 / math.sqrt(1.1), rel=1e-12)
+    assert steps[1] == pytest.approx(0.01 / 1.1, rel=1e-12)
 
 
 def test_paper_lr_is_the_class_default():
     assert synthetic.paper_lr("calr") == pytest.approx(1e-2)
     assert synthetic.paper_lr("smaran") == pytest.approx(0.1)
     assert synthetic.paper_lr("lion") == pytest.approx(1e-4)
+
+
+def test_these_tests_leave_the_registry_alone():
+    assert synthetic.PROOF not in optim.available()
 
 
 def test_gap_is_test_minus_eval_mode_train_loss():
@@ -94,10 +110,12 @@ def test_gap_is_test_minus_eval_mode_train_loss():
 @pytest.mark.slow
 @pytest.mark.parametrize("study", ["edge_of_stability", "synthetic", "classification"])
 def test_quick_mode_runs_end_to_end(study, tmp_path):
-    import importlib
-
-    module = importlib.import_module(f"analyses.{study}")
-    module.main(["--quick", "--out-dir", str(tmp_path)])
+    """As CI runs it, in a fresh process (the synthetic study registers ``calr-proof``
+    in its own process's optimizer registry)."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    subprocess.run([sys.executable, "-m", f"analyses.{study}", "--quick", "--out-dir",
+                    str(tmp_path)], cwd=root, env=env, check=True, timeout=600)
     text = (tmp_path / f"{study}.md").read_text()
     assert "Verdict" in text and "Command:" in text
     assert list(tmp_path.glob("*.png"))
