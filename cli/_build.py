@@ -220,6 +220,7 @@ def build_monitor(plan: ProbePlan, model, loss_fn, probe_data, store, *, seed: i
             trace=plan.trace_matvecs, tol=plan.tol, seed=seed, progress=progress,
             optimizer=optimizer, preconditioned=plan.preconditioned, alignment=plan.alignment,
             layers=plan.layers, layer_density=plan.layer_density,
+            max_memory=plan.max_memory, density_mode=plan.density_mode,
         )
     except TypeError as exc:
         if plan.preconditioned and optimizer is not None:

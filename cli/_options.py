@@ -256,8 +256,31 @@ def curvature_options(fn: Callable) -> Callable:
     return _apply(_curvature_option_list())(fn)
 
 
+def _max_memory(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """``--max-memory SIZE`` in bytes (``"2GB"``, ``"512MiB"``, ``"1e9"``), refused
+    before anything runs when it is not a size."""
+    if value is None:
+        return None
+    from spectra.linalg.memory import parse_memory
+
+    try:
+        return parse_memory(value, "--max-memory")
+    except (TypeError, ValueError) as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
 def _curvature_option_list() -> list[Callable]:
     return [
+        click.option("--max-memory", type=str, metavar="SIZE", callback=_max_memory,
+                     help="Memory the solvers' vectors may take, e.g. 2GB or 512MiB  [default: "
+                          "half the memory available]: above it SLQ runs without a stored "
+                          "basis and the eigensolver keeps its basis on the host or on disk "
+                          "(the mode that ran and why is in --json's memory)."),
+        click.option("--density-mode", type=click.Choice(("auto", "full", "bounded")),
+                     default="auto", show_default=True,
+                     help="SLQ: full (reorthogonalized bases, num-vectors x steps vectors), "
+                          "bounded (no basis, about 4 vectors per SLQ vector), or auto (full "
+                          "when it fits in --max-memory)."),
         click.option("--preconditioned", is_flag=True,
                      help="Also the preconditioned sharpness lambda_1(P^-1/2 H P^-1/2) of an "
                           "adaptive optimizer's diagonal preconditioner P (Adam, AdamW, RMSprop, "
@@ -280,7 +303,8 @@ def _curvature_option_list() -> list[Callable]:
 
 
 def curvature_settings(kw: dict[str, Any]) -> dict[str, Any]:
-    """``preconditioned``, ``alignment``, ``layers``, ``layer_density`` of the options;
+    """``preconditioned``, ``alignment``, ``layers``, ``layer_density``, ``max_memory``
+    (bytes) and ``density_mode`` of the options;
     ``CLIError`` for a combination that cannot be run."""
     if kw.get("layer_density") and not kw.get("layers"):
         raise CLIError("--layer-density needs --layers module|tensor")
@@ -288,7 +312,8 @@ def curvature_settings(kw: dict[str, Any]) -> dict[str, Any]:
         raise CLIError("--alignment needs the top eigenvectors: --top-k 1 or more")
     layer_density = (kw["density_vectors"], kw["density_steps"]) if kw.get("layer_density") else None
     return {"preconditioned": bool(kw.get("preconditioned")), "alignment": bool(kw.get("alignment")),
-            "layers": kw.get("layers"), "layer_density": layer_density}
+            "layers": kw.get("layers"), "layer_density": layer_density,
+            "max_memory": kw.get("max_memory"), "density_mode": kw.get("density_mode") or "auto"}
 
 
 def check_trace_matvecs(n: int) -> None:
@@ -313,6 +338,8 @@ class ProbePlan:
     alignment: bool = False
     layers: str | None = None
     layer_density: tuple[int, int] | None = None
+    max_memory: int | None = None  # bytes (--max-memory)
+    density_mode: str = "auto"
     # the size options given on the command line: above the model's number of
     # parameters these are refused, while a default is lowered to fit (see
     # cli._build.fit_probe_size)
@@ -339,7 +366,8 @@ class ProbePlan:
                    density=tuple(d) if d is not None else None,
                    preconditioned=bool(cfg.get("preconditioned", False)),
                    alignment=bool(cfg.get("alignment", False)), layers=cfg.get("layers"),
-                   layer_density=tuple(cfg["layer_density"]) if cfg.get("layer_density") else None)
+                   layer_density=tuple(cfg["layer_density"]) if cfg.get("layer_density") else None,
+                   max_memory=cfg.get("max_memory"), density_mode=cfg.get("density_mode") or "auto")
 
     @property
     def enabled(self) -> bool:

@@ -45,6 +45,8 @@ class Settings:
     alignment: bool = False
     layers: str | None = None
     layer_density: tuple[int, int] | None = None
+    max_memory: int | None = None  # bytes
+    density_mode: str = "auto"
 
     @classmethod
     def from_options(cls, kw: dict[str, Any]) -> Settings:
@@ -76,7 +78,9 @@ class Settings:
                 preconditioned=s.preconditioned or plan.preconditioned,
                 alignment=s.alignment or plan.alignment,
                 layers=s.layers if "layers" in given else plan.layers,
-                layer_density=s.layer_density if "layer_density" in given else plan.layer_density)
+                layer_density=s.layer_density if "layer_density" in given else plan.layer_density,
+                max_memory=s.max_memory if "max_memory" in given else plan.max_memory,
+                density_mode=s.density_mode if "density_mode" in given else plan.density_mode)
         if "seed" not in given:
             s = replace(s, seed=int(restored.config.get("seed", 0)))
         return replace(s, samples=s.samples or 512)
@@ -360,7 +364,7 @@ def _monitor(target: Target, probe_set, s: Settings, *, use_float64: bool, progr
         tol=s.tol, trace=s.trace_matvecs, density=s.density, seed=s.seed,
         dtype="float64" if use_float64 else None, progress=progress,
         alignment=s.alignment, layers=s.layers, layer_density=s.layer_density,
-        preconditioned=s.preconditioned,
+        preconditioned=s.preconditioned, max_memory=s.max_memory, density_mode=s.density_mode,
     )
 
 
@@ -401,6 +405,7 @@ def _print_table(res, target: Target, s: Settings, *, loss: float, num_samples: 
     click.echo(f"probe set: {which} {num_samples} training samples of {target.ds.name}{over}, "
                f"loss {fmt(loss)} ({res.reduction}-reduced over samples)")
     _print_result(res, s.top_k, s.bottom, s.trace_matvecs, s.tol)
+    _print_memory(res)
     _print_curvature(res)
     if spread is not None:
         sd = "" if spread.std != spread.std else f" ± {fmt(spread.std)} (std)"
@@ -410,6 +415,21 @@ def _print_table(res, target: Target, s: Settings, *, loss: float, num_samples: 
     if appended is not None:
         click.echo(f"appended as probe row {appended['row']} of run {appended['run']!r} in "
                    f"{appended['file']}")
+
+
+MEMORY_PARTS = {"top": "top-k eigensolver basis", "bottom": "λmin eigensolver basis",
+                "density": "SLQ density"}
+
+
+def _print_memory(res) -> None:
+    """Which mode each solver ran in (``res.memory``) and why: the SLQ density full or
+    bounded, the eigensolvers' bases on the device, host or disk."""
+    for part, plan in res.memory.items():
+        mode = plan["mode"]
+        if part == "density":
+            mode = {"full": "full (stored bases, reorthogonalized)",
+                    "bounded": "bounded (no stored basis)"}.get(mode, mode)
+        click.echo(f"{MEMORY_PARTS.get(part, part)}: {mode}, {plan['reason']}")
 
 
 def _print_curvature(res) -> None:

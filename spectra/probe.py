@@ -39,7 +39,7 @@ from spectra.curvature.alignment import Alignment, gradient_alignment
 from spectra.curvature.blocks import BLOCK_KINDS, BlockSpectra, block_spectra
 from spectra.curvature.preconditioner import preconditioner
 from spectra.curvature.stability import StabilityThreshold, stability_threshold
-from spectra.linalg.density import SpectralMeasure, slq
+from spectra.linalg.density import SLQ_MODES, SpectralMeasure, slq
 from spectra.linalg.density import check_memory as check_slq_memory
 from spectra.linalg.eigsh import check_memory as check_eigsh_memory
 from spectra.linalg.eigsh import eigsh
@@ -77,6 +77,9 @@ class ProbeSettings:
             ``None``: half the memory available on the device. Above it SLQ runs without
             a stored basis and eigsh keeps its basis on the host or on disk (see
             :mod:`spectra.linalg.memory`; the mode is recorded in each result's ``plan``).
+        density_mode: SLQ's mode (see :func:`spectra.slq`): ``"auto"`` (full
+            reorthogonalization when its bases fit in ``max_memory``, else bounded),
+            ``"full"`` or ``"bounded"``.
     """
 
     top_k: int = 5
@@ -92,9 +95,13 @@ class ProbeSettings:
     layers: str | dict[str, list[str]] | None = None
     layer_density: tuple[int, int] | None = None
     max_memory: int | str | None = None
+    density_mode: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_memory", parse_memory(self.max_memory))
+        if self.density_mode not in SLQ_MODES:
+            raise ValueError(f"density_mode must be one of {', '.join(SLQ_MODES)}, "
+                             f"got {self.density_mode!r}")
         # integers, not bools (top_k=True is not a request for one eigenvalue)
         object.__setattr__(self, "top_k", _checks.integer("top_k", self.top_k, 0))
         if not (isinstance(self.tol, (int, float)) and not isinstance(self.tol, bool)
@@ -158,7 +165,7 @@ class ProbeSettings:
             check_eigsh_memory(dim, self.top_k, None, dtype, device, self.max_memory)
         if self.density is not None:
             n_v, m = self.density
-            check_slq_memory(dim, n_v, m, dtype, device, self.max_memory)
+            check_slq_memory(dim, n_v, m, dtype, device, self.max_memory, self.density_mode)
             if m > dim:
                 warnings.warn(
                     f"density num_steps={m} exceeds the number of parameters P={dim}: SLQ runs "
@@ -183,6 +190,7 @@ class ProbeSettings:
             "layers": self.layers,
             "layer_density": list(self.layer_density) if self.layer_density is not None else None,
             "max_memory": self.max_memory,
+            "density_mode": self.density_mode,
         }
 
 
@@ -208,6 +216,10 @@ class ProbeResult:
             the optimizer's first step, when it has no preconditioner yet).
         alignment: :class:`~spectra.curvature.alignment.Alignment` (``None`` if not asked).
         layers: :class:`~spectra.curvature.blocks.BlockSpectra` (``None`` if not asked).
+        memory: the memory plan of each solver that ran, by part (``"top"``,
+            ``"bottom"``, ``"density"``): the :meth:`~spectra.linalg.memory.MemoryPlan.to_dict`
+            of the mode it ran in (eigsh: where its basis was kept; SLQ: full or bounded)
+            and why.
     """
 
     top_eigenvalues: np.ndarray
@@ -225,6 +237,7 @@ class ProbeResult:
     preconditioned_top: float = math.nan
     alignment: Alignment | None = None
     layers: BlockSpectra | None = field(default=None, repr=False)
+    memory: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: lists and floats (NaN as ``None``); raw SLQ nodes/weights included."""
@@ -250,6 +263,7 @@ class ProbeResult:
         out["preconditioned_top"] = num(self.preconditioned_top)
         out["alignment"] = self.alignment.to_dict() if self.alignment is not None else None
         out["layers"] = self.layers.to_dict() if self.layers is not None else None
+        out["memory"] = {k: dict(v) for k, v in self.memory.items()}
         return out
 
 
@@ -304,10 +318,13 @@ def probe(
     top_res = np.zeros(0)
     vecs = None
     converged = True
+    memory: dict[str, dict[str, Any]] = {}
     if s.top_k:
         r = eigsh(op, k=s.top_k, which="LA", tol=s.tol, generator=gen, v0=v0,
                   progress=progress, warn=False, max_memory=s.max_memory)
         top, top_res, vecs = r.eigenvalues.numpy(), r.residuals.numpy(), r.eigenvectors
+        if r.plan is not None:
+            memory["top"] = r.plan.to_dict()
         converged &= bool(r.converged.all())
     bottom = math.nan
     if s.bottom:
@@ -318,6 +335,8 @@ def probe(
                   progress=progress, warn=False, max_memory=s.max_memory)
         bottom = float(r.eigenvalues[0])
         converged &= bool(r.converged.all())
+        if r.plan is not None:
+            memory["bottom"] = r.plan.to_dict()
     tr, tr_se = math.nan, math.nan
     if s.trace_matvecs:
         t = trace(op, num_matvecs=s.trace_matvecs, generator=gen, progress=progress)
@@ -325,7 +344,9 @@ def probe(
     measure = None
     if s.density is not None:
         measure = slq(op, num_vectors=s.density[0], num_steps=s.density[1], generator=gen,
-                      progress=progress, max_memory=s.max_memory)
+                      progress=progress, max_memory=s.max_memory, mode=s.density_mode)
+        if measure.plan is not None:
+            memory["density"] = measure.plan.to_dict()
     if measure is not None and math.isfinite(bottom):
         # every Ritz value bounds lambda_min from above (Cauchy interlacing): keep the lowest
         bottom = min(bottom, float(measure.nodes[measure.weights > 0].min()))
@@ -359,6 +380,7 @@ def probe(
         preconditioned_top=pre_top,
         alignment=align,
         layers=layers,
+        memory=memory,
     )
 
 

@@ -254,10 +254,10 @@ def plan_memory(P: int, num_vectors: int, num_steps: int, dtype: torch.dtype, de
 
 
 def check_memory(P: int, num_vectors: int, num_steps: int, dtype: torch.dtype, device: Any,
-                 max_memory: Any = None) -> MemoryPlan:
-    """``ValueError`` when :func:`slq` could not run on ``device`` in any mode (see
-    :func:`plan_memory`); otherwise the plan it would follow now."""
-    return plan_memory(P, num_vectors, num_steps, dtype, device, max_memory)
+                 max_memory: Any = None, mode: str = "auto") -> MemoryPlan:
+    """``ValueError`` when :func:`slq` could not run on ``device`` in ``mode`` (``"auto"``:
+    in any mode; see :func:`plan_memory`); otherwise the plan it would follow now."""
+    return plan_memory(P, num_vectors, num_steps, dtype, device, max_memory, mode)
 
 
 def strip_padding(nodes: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

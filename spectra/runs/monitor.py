@@ -99,6 +99,10 @@ class SpectralMonitor:
             per block, a Lanczos run and the trace budget in products.
         layer_density: ``(num_vectors, num_steps)`` of each block's SLQ density (and the
             heterogeneity score), ``num_vectors * num_steps`` products per block.
+        max_memory, density_mode: the solvers' memory budget (bytes or a size such as
+            ``"2GB"``; ``None``: half the device's available memory) and SLQ's mode
+            (``"auto"``, ``"full"``, ``"bounded"``), see :class:`spectra.probe.ProbeSettings`;
+            each probe's ``result.memory`` says which mode ran and why.
     """
 
     def __init__(
@@ -126,6 +130,8 @@ class SpectralMonitor:
         alignment: bool = False,
         layers: str | dict[str, list[str]] | None = None,
         layer_density: tuple[int, int] | None = None,
+        max_memory: int | str | None = None,
+        density_mode: str = "auto",
     ) -> None:
         if unit not in UNITS:
             raise ValueError(f"unit must be 'epoch' or 'step', got {unit!r}")
@@ -137,6 +143,7 @@ class SpectralMonitor:
             density=tuple(density) if density is not None else None, seed=seed, dtype=dtype,
             eval_mode=eval_mode, preconditioned=preconditioned, alignment=alignment, layers=layers,
             layer_density=tuple(layer_density) if layer_density is not None else None,
+            max_memory=max_memory, density_mode=density_mode,
         )
         self.model = model
         self.loss_fn = loss_fn

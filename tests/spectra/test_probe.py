@@ -112,3 +112,10 @@ def test_progress_covers_every_part(capsys):
 def test_operator_size_is_what_the_check_sees():
     model, loss_fn, X, y = _small_problem()
     assert HessianOperator(model, loss_fn, (X, y)).shape == (43, 43)
+
+
+def test_density_mode_is_checked_and_recorded():
+    with pytest.raises(ValueError, match="density_mode"):
+        ProbeSettings(density_mode="half")
+    s = ProbeSettings(density=(2, 6), density_mode="bounded", max_memory="1MB")
+    assert s.to_dict()["density_mode"] == "bounded" and s.to_dict()["max_memory"] == 10**6
