@@ -275,7 +275,7 @@ def _curvature_option_list() -> list[Callable]:
                      help="Memory the solvers' vectors may take, e.g. 2GB or 512MiB  [default: "
                           "half the memory available]: above it SLQ runs without a stored "
                           "basis and the eigensolver keeps its basis on the host or on disk "
-                          "(the mode that ran and why is in --json's memory)."),
+                          "(`spectra probe` prints the mode that ran and why)."),
         click.option("--density-mode", type=click.Choice(("auto", "full", "bounded")),
                      default="auto", show_default=True,
                      help="SLQ: full (reorthogonalized bases, num-vectors x steps vectors), "
