@@ -19,6 +19,7 @@ from cli._errors import CLIError, handle_errors
 from cli._format import seconds
 from cli._options import (
     ProbePlan,
+    eval_train_option,
     given_options,
     model_data_options,
     parse_kv,
@@ -66,10 +67,7 @@ _FROM_CHECKPOINT = ("model_name", "model_arg", "data_name", "data_arg", "data_di
 @click.option("--resume", type=click.Path(dir_okay=False), metavar="CKPT",
               help="Continue the run of this checkpoint in its run file, with its settings; "
                    "--epochs sets the new total.")
-@click.option("--eval-train", is_flag=True,
-              help="Also evaluate the training set in eval mode at the end of each epoch and "
-                   "before training (epoch 0): train_eval_loss/acc, drawn by `spectra plot "
-                   "curves` instead of the running averages.")
+@eval_train_option
 @click.option("--json", "as_json", is_flag=True,
               help="No per-epoch lines; print a JSON summary at the end.")
 @handle_errors
