@@ -233,7 +233,7 @@ def jobs(quick: bool) -> tuple[list[dict], list[dict]]:
 
 
 def report(scale: list, reorth: list, quick: bool, wall: float, done: int = 0,
-           total: int = 0) -> str:
+           total: int = 0, rendered: bool = False) -> str:
     lines = []
     w = lines.append
     cmd = "python -m analyses.scale_bench" + (" --quick" if quick else "")
@@ -243,7 +243,11 @@ def report(scale: list, reorth: list, quick: bool, wall: float, done: int = 0,
       f"{os.getloadavg()[0]:.1f}), total wall time {wall / 60:.1f} min. Versions: python "
       f"{platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}."
       + (f" **Partial: {done} of {total} measurements done.**" if done < total else "") + "\n")
-    w(__doc__.strip().split("\n\n")[-1] + "\n")
+    if rendered:
+        w("Rendered with `--render` from the logs of the runs that measured the rows: the "
+          "date and load average above are the rendering's, the wall time the sum of the "
+          "rows'.\n")
+    w(next(p for p in __doc__.split("\n\n") if p.startswith("Every measurement")).strip() + "\n")
     w("Models: ResNet-18 (registry `resnet18`, CIFAR-shaped, eval mode), a batch of "
       f"{BATCH} synthetic 3x32x32 images with random labels; the MLP 64-1024-1024-10 of "
       "bench_core, trained on 1000 digits to loss 0.3, products over all 1000. float32.\n")
@@ -294,7 +298,7 @@ def report(scale: list, reorth: list, quick: bool, wall: float, done: int = 0,
           f"{r['seconds'] - r['hvp_seconds']:.1f} s | {r['extra_maxrss_mib']:.0f} MiB |")
     w("\n## Targets\n")
     w("Read the times with care: when this report was made, the 2 cores were shared with "
-      "other jobs (load averages of 10-23): an MLP HVP took about 25 times its quiet-machine "
+      "other jobs (load averages of 4-23; 10-23 for the ResNet-18 and SLQ rows): an MLP HVP took about 25 times its quiet-machine "
       "time, and the HVP share of SLQ before this change (92% at m=30) is far from "
       "bench_core's 70% (m=80, a quiet machine). The "
       "reorthogonalization target of issue 14 (HVP share >= 90% at n_v=4, m=80) is "
@@ -423,7 +427,7 @@ def render(log: Path, out: Path, quick: bool) -> None:
         wall += float(m.group(3))
         (reorth if job in reorth_jobs else scale).append((job, res))
     total = len(reorth_jobs) + len(scale_jobs)
-    text = report(scale, reorth, quick, wall, len(reorth) + len(scale), total)
+    text = report(scale, reorth, quick, wall, len(reorth) + len(scale), total, rendered=True)
     kept = _kept_section(out)
     out.write_text(splice_section(text, kept) if kept else text)
 
