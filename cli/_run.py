@@ -15,6 +15,7 @@ import click
 from cli._build import PreparedRun, build_monitor
 from cli._format import as_float, fmt, pct, seconds
 from cli._options import ProbePlan
+from cli._output import ProbeLine
 
 # An optimizer's probe record (DCAO's ``history``) -> metrics columns. A metrics row
 # carries the last record measured since the previous row, with ``probe_step`` (the step
@@ -77,8 +78,9 @@ def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed
 
             part = shard(len(probe_data[1]), ranks.rank, ranks.world_size)
             probe_data = (probe_data[0][part], probe_data[1][part])
+        # one line per probe (products done / budget, the part running), not a bar per part
         monitor = build_monitor(plan, prep.model, prep.loss_fn, probe_data, report,
-                                seed=seed, progress=progress)
+                                seed=seed, progress=ProbeLine() if progress else False)
         report.monitor = monitor
     policy = None
     if prep.checkpoint_dir is not None and checkpoint_every > 0:

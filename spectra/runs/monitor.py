@@ -83,7 +83,10 @@ class SpectralMonitor:
             probe batch (``ValueError`` when it is neither; see
             :class:`~spectra.HessianOperator`); every probe then uses it (:attr:`reduction`).
         on_probe: called with ``(result, step, epoch)`` after each probe.
-        progress: progress bars during probes.
+        progress: progress during probes: ``False``, ``True`` (a bar per part), or a bar
+            factory (:mod:`spectra.utils.progress`) shared by a probe's parts; a factory
+            with a ``close()`` method (``spectra probe``'s and ``spectra train``'s one
+            line) is closed after each probe.
         optimizer: the training optimizer (or give it to each :meth:`probe` call): its
             stability threshold is recorded with every probe (free).
         preconditioned: also record ``preconditioned_top``, ``lambda_1`` of the
@@ -221,6 +224,9 @@ class SpectralMonitor:
             result = probe(self.model, self.loss_fn, self.probe_data, settings,
                            reduction=self.reduction, optimizer=optimizer,
                            batch=batch if self.settings.alignment else None, progress=self.progress)
+        close = getattr(self.progress, "close", None)
+        if callable(close):  # a caller's one line for the probe's parts ends with the probe
+            close()
         self.seconds += result.seconds
         self.num_matvecs += result.num_matvecs
         self.num_probes += 1

@@ -97,3 +97,35 @@ def test_settings_the_model_rules_out_fail_when_the_monitor_is_built(tmp_path):
         SpectralMonitor(model, loss_fn, (X, y), writer, top_k=1, density=(10**9, 60))
         assert writer.num_probes == 0
     assert SpectralMonitor(model, loss_fn, (X, y), top_k=69, density=(2, 8)).settings.top_k == 69
+
+
+def test_a_progress_factory_gets_every_part_of_a_probe_and_is_closed_after_each_probe():
+    model, loss_fn, X, y = _problem()
+    events = []
+
+    class Part:
+        def update(self, n):
+            events.append(("update", n))
+
+        def close(self):
+            events.append(("part closed",))
+
+    class Line:
+        def __call__(self, *, total, desc, unit="Hv"):
+            events.append(("part", desc, total))
+            return Part()
+
+        def close(self):
+            events.append(("line closed",))
+
+    mon = SpectralMonitor(model, loss_fn, (X, y), top_k=2, density=(2, 8), trace=8,
+                          progress=Line())
+    mon.probe(step=0, epoch=0)
+    parts = [e for e in events if e[0] == "part"]
+    assert len(parts) >= 4  # top-k, smallest, trace, density
+    done = sum(e[1] for e in events if e[0] == "update")
+    assert done == mon.num_matvecs
+    assert events.count(("part closed",)) == len(parts)
+    assert events.count(("line closed",)) == 1 and events[-1] == ("line closed",)
+    mon.probe(step=1, epoch=1)
+    assert events.count(("line closed",)) == 2
