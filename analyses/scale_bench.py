@@ -5,7 +5,8 @@ the cost of reorthogonalization in SLQ (HVP share of the wall time) for each pol
 
 Usage:
     python -m analyses.scale_bench            # full run (about 30-60 min on 2 loaded cores)
-    python -m analyses.scale_bench --quick    # fewer steps, < 2 min
+    python -m analyses.scale_bench --quick    # fewer steps: 7.8 min on 2 cores at load 4-5
+    python -m analyses.scale_bench --time-share  # HVP share, eigsh and SLQ (4, 80): 3.9 min
     python -m analyses.scale_bench --out /tmp/scale.md
 
 Every measurement runs in a fresh subprocess (``--worker``), so that its peak resident
@@ -434,7 +435,8 @@ def render(log: Path, out: Path, quick: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer steps (< 2 min)")
+    ap.add_argument("--quick", action="store_true",
+                    help="fewer steps (7.8 min measured on 2 shared cores)")
     ap.add_argument("--out", type=Path, default=None, help=f"report path (default {RESULTS})")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--time-share", action="store_true",
