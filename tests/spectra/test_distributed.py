@@ -52,6 +52,16 @@ def _worker(rank, world, outdir):
         op = HessianOperator(model, nn.CrossEntropyLoss(), shards[rank])
         torch.save(_results(op), os.path.join(outdir, f"rank{rank}.pt"))
     finally:
+        _teardown()
+
+
+def _teardown():
+    """Both ranks reach the end before either tears gloo down: a rank that destroys its
+    group while the other is still in flight can abort it ("terminate called without an
+    active exception", seen under load)."""
+    try:
+        dist.barrier()
+    finally:
         dist.destroy_process_group()
 
 
@@ -94,7 +104,7 @@ def _detect_worker(rank, world, outdir):
             out["error"] = str(exc)
         torch.save(out, os.path.join(outdir, f"rank{rank}.pt"))
     finally:
-        dist.destroy_process_group()
+        _teardown()
 
 
 def test_ranks_detect_the_reduction_together(tmp_path):
