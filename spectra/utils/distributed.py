@@ -112,6 +112,13 @@ def processes_from_env(backend: str | None = None) -> Iterator[Processes]:
                             world_size=env.world_size)
     try:
         yield Processes(env.rank, env.world_size, env.local_rank, backend)
+    except BaseException:
+        dist.destroy_process_group()
+        raise
+    # every rank reaches the end before any tears the group down (a rank destroying it
+    # while another is still in flight can abort that one)
+    try:
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
