@@ -9,6 +9,7 @@ A study is ``python -m analyses.<study> [--quick] [--data-dir DIR] [--out-dir DI
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -16,15 +17,22 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The options every study takes: ``--quick``, ``--data-dir``, ``--out-dir``."""
+def parser(prog: str, description: str, *, replot: str | None = None) -> argparse.ArgumentParser:
+    """The options every study takes: ``--quick``, ``--data-dir``, ``--out-dir``; and,
+    with ``replot`` (what it redraws, e.g. "the figure and table"), ``--replot`` for a
+    study whose runs :func:`saved_or_run` keeps."""
     p = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
+    if replot is not None:
+        name = prog.rsplit(".", 1)[-1]
+        p.add_argument("--replot", action="store_true",
+                       help=f"redraw {replot} from the runs saved in {name}.json")
     p.add_argument("--quick", action="store_true",
                    help="a small version of the study (under 2 minutes), for CI")
     p.add_argument("--data-dir", type=Path, default=None,
@@ -33,6 +41,17 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
                    help="where the results file and figures go (default analyses/results; "
                         "--quick: a temporary folder)")
     return p
+
+
+def saved_or_run(path: Path, replot: bool, run: Callable[[], Any]) -> Any:
+    """A study's raw results as JSON-ready data: read back from ``path`` with
+    ``--replot``, else made by ``run()`` and saved there first, so that a later
+    ``--replot`` redraws the same results."""
+    if replot:
+        return json.loads(path.read_text())
+    data = run()
+    path.write_text(json.dumps(data))
+    return data
 
 
 def out_dir(args: argparse.Namespace) -> Path:

@@ -29,7 +29,6 @@ Protocol (the papers' where they give one):
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -283,21 +282,14 @@ def figure(runs: list[Run], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = _study.parser(f"analyses.{NAME}", TITLE)
-    p.add_argument("--replot", action="store_true",
-                   help=f"redraw the tables and figure from the runs saved in {NAME}.json")
+    p = _study.parser(f"analyses.{NAME}", TITLE, replot="the tables and figure")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     started = time.perf_counter()
     setting = QUICK if args.quick else FULL
     out = _study.out_dir(args)
-    saved = out / f"{NAME}.json"
-    if args.replot:
-        data = json.loads(saved.read_text())
-    else:
-        data = simulate(setting)
-        data["seconds"] = time.perf_counter() - started
-        saved.write_text(json.dumps(data))
+    data = _study.saved_or_run(out / f"{NAME}.json", args.replot, lambda: {
+        **simulate(setting), "seconds": time.perf_counter() - started})
     body = report(data, setting, out)
     _study.write_results(out / f"{NAME}.md", TITLE, started, body, quick=args.quick)
 

@@ -39,7 +39,6 @@ of the training time (``history[-1]["probe_share"]``, measured in the same run).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import sys
@@ -476,9 +475,7 @@ def report(data: dict, setting: Setting, out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = _study.parser(f"analyses.{NAME}", TITLE)
-    p.add_argument("--replot", action="store_true",
-                   help=f"redraw the tables and figures from the runs saved in {NAME}.json")
+    p = _study.parser(f"analyses.{NAME}", TITLE, replot="the tables and figures")
     p.add_argument("--epochs", type=int, default=None, help="override the mode's epochs")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -487,13 +484,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.epochs is not None:
         setting = Setting(setting.configs, args.epochs, setting.seeds)
     out = _study.out_dir(args)
-    saved = out / f"{NAME}.json"
-    if args.replot:
-        data = json.loads(saved.read_text())
-    else:
-        data = simulate(setting)
-        data["seconds"] = time.perf_counter() - started
-        saved.write_text(json.dumps(data))
+    data = _study.saved_or_run(out / f"{NAME}.json", args.replot, lambda: {
+        **simulate(setting), "seconds": time.perf_counter() - started})
     body = report(data, setting, out)
     _study.write_results(out / f"{NAME}.md", TITLE, started, body, quick=args.quick)
 

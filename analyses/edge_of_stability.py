@@ -19,7 +19,6 @@ threshold is the one the monitor records (``spectra.stability_threshold``).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -273,20 +272,15 @@ def momentum_note(runs: list[Run]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = _study.parser(f"analyses.{NAME}", TITLE)
-    p.add_argument("--replot", action="store_true",
-                   help=f"redraw the figure and table from the runs saved in {NAME}.json")
+    p = _study.parser(f"analyses.{NAME}", TITLE, replot="the figure and table")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     started = time.perf_counter()
     setting = QUICK if args.quick else FULL
     out = _study.out_dir(args)
-    saved = out / f"{NAME}.json"
-    if args.replot:
-        runs = [Run(**r) for r in json.loads(saved.read_text())]
-    else:
-        runs = simulate(setting)
-        saved.write_text(json.dumps([dataclasses.asdict(r) for r in runs]))
+    runs = [Run(**r) for r in _study.saved_or_run(
+        out / f"{NAME}.json", args.replot,
+        lambda: [dataclasses.asdict(r) for r in simulate(setting)])]
     fig_path = out / f"{NAME}.png"
     figure(runs, setting, fig_path)
     word, by_opt = verdict(runs)
