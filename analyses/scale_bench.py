@@ -5,9 +5,10 @@ the cost of reorthogonalization in SLQ (HVP share of the wall time) for each pol
 
 Usage:
     python -m analyses.scale_bench            # full run (about 30-60 min on 2 loaded cores)
-    python -m analyses.scale_bench --quick    # fewer steps: 7.8 min on 2 cores at load 4-5
+    python -m analyses.scale_bench --quick    # the same rows at the smallest sizes
     python -m analyses.scale_bench --time-share  # HVP share, eigsh and SLQ (4, 80): 3.9 min
     python -m analyses.scale_bench --out /tmp/scale.md
+    python -m analyses.scale_resnet           # ResNet-18 at issue 14's n_v = 4, m = 80
 
 Every measurement runs in a fresh subprocess (``--worker``), so that its peak resident
 memory (``getrusage`` ``ru_maxrss``, and the peak of ``RssAnon`` sampled every 20 ms,
@@ -33,6 +34,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -47,29 +49,45 @@ MB = 2**20
 
 
 # ---------------------------------------------------------------------- models
-def build(name: str, spec: dict | None = None) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+def build(name: str, spec: dict | None = None, batch: int | None = None,
+          cache: Path | None = None) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
     """The model and its data: ``resnet18`` (the registry's CIFAR ResNet-18, eval mode,
-    a batch of synthetic 3x32x32 images) or ``mlp-1.1m`` (bench_core's 64-1024-1024-10
-    ReLU MLP trained on 1000 digits to loss 0.3); with ``spec``, :func:`build_registry`."""
+    a batch of ``batch`` synthetic 3x32x32 images, default :data:`BATCH`) or ``mlp-1.1m``
+    (bench_core's 64-1024-1024-10 ReLU MLP trained on 1000 digits to loss 0.3; with
+    ``cache``, a file holding the trained weights and the data, read when it exists and
+    written otherwise, so that the workers of one run train it once); with ``spec``,
+    :func:`build_registry`."""
     if spec is not None:
         return build_registry(spec)
     if name == "resnet18":
         from spectra.registries.models import build_model
 
+        batch = BATCH if batch is None else int(batch)
         torch.manual_seed(0)
         model = build_model("resnet18", input_shape=(3, 32, 32), num_classes=10).eval()
         g = torch.Generator().manual_seed(0)
-        X = torch.randn(BATCH, 3, 32, 32, generator=g)
-        y = torch.randint(0, 10, (BATCH,), generator=g)
+        X = torch.randn(batch, 3, 32, 32, generator=g)
+        y = torch.randint(0, 10, (batch,), generator=g)
         return model, (X, y)
     from analyses.bench_core import models as bm
 
+    spec_ = bm.MODELS["mlp-relu-1.1m"]
+    if cache is not None and cache.exists():
+        state, X, y = torch.load(cache)
+        model = spec_.build()
+        model.load_state_dict(state)
+        return model.eval(), (X, y)
     X, y = bm.load_digits_data()
-    model, _ = bm.train(bm.MODELS["mlp-relu-1.1m"], X, y)
+    model, _ = bm.train(spec_, X, y)
+    if cache is not None:
+        tmp = cache.with_suffix(".part")
+        torch.save((model.state_dict(), X, y), tmp)
+        tmp.replace(cache)
     return model, (X, y)
 
 
 BATCH = 8
+CACHE_ENV = "SCALE_BENCH_CACHE"  # a folder for the jobs with "cache": the trained MLP
 
 
 def build_registry(spec: dict) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
@@ -115,7 +133,9 @@ def worker(job: dict) -> dict:
     from spectra import HessianOperator
 
     torch.set_num_threads(int(job.get("threads", 2)))
-    model, data = build(job["model"], job.get("spec"))
+    cache = (Path(os.environ[CACHE_ENV]) / f"{job['model']}.pt"
+             if job.get("cache") and os.environ.get(CACHE_ENV) else None)
+    model, data = build(job["model"], job.get("spec"), job.get("batch"), cache)
     if job["task"] == "epoch":  # one epoch of training (SGD, batch 64), after one untimed
         from spectra.runs.trainer import train
 
@@ -212,24 +232,31 @@ def jobs(quick: bool) -> tuple[list[dict], list[dict]]:
     """The reorthogonalization table's jobs (1.13M MLP density: the engine's old ``full``
     policy, then :func:`spectra.slq` in its full and bounded modes) and the scale table's
     (sizes cut to what 2 heavily shared cores finish in well under an hour; see the report)."""
-    nv, m = (2, 8) if quick else (4, 30)
+    nv, m = (1, 8) if quick else (4, 30)
+    # --quick: the same rows, smallest sizes; ResNet-18 products on 2 images; the MLP
+    # trained once for the run (the workers' "cache"), not once per row
+    extra = {"resnet18": {"batch": 2}, "mlp-1.1m": {"cache": True}} if quick else {}
     reorth = [{"model": "mlp-1.1m", "task": "density", "mode": "-", "policy": "full",
-               "n_v": nv, "m": m}]
-    reorth += [{"model": "mlp-1.1m", "task": "density", "mode": mode, "n_v": nv, "m": m}
-               for mode in ("full", "bounded")]
+               "n_v": nv, "m": m, **extra.get("mlp-1.1m", {})}]
+    reorth += [{"model": "mlp-1.1m", "task": "density", "mode": mode, "n_v": nv, "m": m,
+                **extra.get("mlp-1.1m", {})} for mode in ("full", "bounded")]
     sizes = {  # model: (density n_v, density m, eigsh product cap, trace products)
-        "resnet18": (1, 4, 6, 4) if quick else (2, 8, 10, 6),
-        "mlp-1.1m": (2, 8, 10, 8) if quick else (4, 30, 30, 20),
+        "resnet18": (1, 2, 6, 4) if quick else (2, 8, 10, 6),
+        "mlp-1.1m": (1, 8, 6, 4) if quick else (4, 30, 30, 20),
     }
     scale = []
     for model, (nv, m, cap, tr) in sizes.items():
+        x = extra.get(model, {})
         if model == "resnet18":
             for mode in ("bounded", "full"):
-                scale.append({"model": model, "task": "density", "mode": mode, "n_v": nv, "m": m})
+                scale.append({"model": model, "task": "density", "mode": mode, "n_v": nv, "m": m,
+                              **x})
         for task in ("top5", "lmin"):
+            n = min(cap, 3) if quick and task == "lmin" else cap  # k = 1 needs fewer
             for mode in ("device", "disk"):
-                scale.append({"model": model, "task": task, "mode": mode, "max_matvecs": cap})
-        scale.append({"model": model, "task": "trace", "mode": "-", "matvecs": tr})
+                scale.append({"model": model, "task": task, "mode": mode, "max_matvecs": n,
+                              **x})
+        scale.append({"model": model, "task": "trace", "mode": "-", "matvecs": tr, **x})
     return reorth, scale
 
 
@@ -249,8 +276,9 @@ def report(scale: list, reorth: list, quick: bool, wall: float, done: int = 0,
           "date and load average above are the rendering's, the wall time the sum of the "
           "rows'.\n")
     w(next(p for p in __doc__.split("\n\n") if p.startswith("Every measurement")).strip() + "\n")
+    batch = next((j.get("batch", BATCH) for j, _ in scale if j["model"] == "resnet18"), BATCH)
     w("Models: ResNet-18 (registry `resnet18`, CIFAR-shaped, eval mode), a batch of "
-      f"{BATCH} synthetic 3x32x32 images with random labels; the MLP 64-1024-1024-10 of "
+      f"{batch} synthetic 3x32x32 images with random labels; the MLP 64-1024-1024-10 of "
       "bench_core, trained on 1000 digits to loss 0.3, products over all 1000. float32.\n")
     w("## Time and memory\n")
     w("eigsh runs are capped at a few products (the `HVPs` column) to fit the machine: a "
@@ -436,7 +464,8 @@ def render(log: Path, out: Path, quick: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="fewer steps (7.8 min measured on 2 shared cores)")
+                    help="the same rows at the smallest sizes (ResNet-18 on 2 images, the "
+                         "MLP trained once for the run)")
     ap.add_argument("--out", type=Path, default=None, help=f"report path (default {RESULTS})")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--time-share", action="store_true",
@@ -467,11 +496,13 @@ def main(argv: list[str] | None = None) -> None:
     reorth: list = []
     scale: list = []
     out.parent.mkdir(parents=True, exist_ok=True)
-    for job in reorth_jobs + scale_jobs:  # the report is rewritten after every job
-        (reorth if job in reorth_jobs else scale).append((job, run_job(job, log)))
-        text = report(scale, reorth, args.quick, time.perf_counter() - t0,
-                      len(reorth) + len(scale), len(reorth_jobs) + len(scale_jobs))
-        out.write_text(splice_section(text, kept) if kept else text)
+    with tempfile.TemporaryDirectory(prefix="scale_bench_") as cache:
+        os.environ[CACHE_ENV] = cache  # for the jobs with "cache" (the workers inherit it)
+        for job in reorth_jobs + scale_jobs:  # the report is rewritten after every job
+            (reorth if job in reorth_jobs else scale).append((job, run_job(job, log)))
+            text = report(scale, reorth, args.quick, time.perf_counter() - t0,
+                          len(reorth) + len(scale), len(reorth_jobs) + len(scale_jobs))
+            out.write_text(splice_section(text, kept) if kept else text)
     log(f"wrote {out}")
 
 
