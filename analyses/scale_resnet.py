@@ -35,6 +35,7 @@ from pathlib import Path
 from analyses import scale_bench
 
 TASKS = ("density", "top5", "lmin")
+MB = 2**20
 COMMAND = "python -m analyses.scale_resnet"
 
 
@@ -121,10 +122,20 @@ def notes(pairs: list[tuple[dict, dict]], date: str) -> str:
         load = r.get("load", ["?", "?"])
         parts.append(f"{job['task']}: {_flags(job)}, load {load[0]}-{load[1]}")
     batch = sorted({j["batch"] for j, _ in pairs})
-    return (f"ResNet-18 rows: measured on {date} by `{COMMAND}` (one job after the other, "
+    text = (f"ResNet-18 rows: measured on {date} by `{COMMAND}` (one job after the other, "
             f"{'/'.join(map(str, batch))} synthetic images per product, torch threads = 2, "
             "2 cores shared with other jobs; 1-min load average at each row's start-end): "
-            + "; ".join(parts) + ". eigsh's `auto` storage is the plan the library chose.\n")
+            + "; ".join(parts) + ". eigsh's `auto` storage is the plan the library chose.")
+    for job, r in pairs:
+        if job["task"] == "density" and "P" in r:
+            from spectra.linalg.density import _full_bytes
+
+            full = _full_bytes(r["P"], job["n_v"], job["m"], 4)  # float32, as the plan counts
+            text += (f" The full mode at n_v={job['n_v']}, m={job['m']} would hold "
+                     f"{full / 2**30:.1f} GiB of bases and blocks (its plan), not measured "
+                     f"here: `mode='auto'` chooses the bounded mode on this machine; the "
+                     f"bounded plan's vectors: {r['nbytes'] / MB:.0f} MiB.")
+    return text + "\n"
 
 
 def target_line(pairs: list[tuple[dict, dict]]) -> str | None:
@@ -167,6 +178,10 @@ def splice(text: str, pairs: list[tuple[dict, dict]], date: str) -> str:
     while end < len(lines) and lines[end].startswith("|"):
         end += 1
     lines = [ln for ln in lines if not ln.startswith(NOTES_PREFIX)]
+    batch = sorted({j["batch"] for j, _ in pairs})
+    lines = [re.sub(r"a batch of [0-9/]+ synthetic 3x32x32 images",
+                    f"a batch of {'/'.join(map(str, batch))} synthetic 3x32x32 images", ln)
+             if ln.startswith("Models:") else ln for ln in lines]
     note = notes(pairs, date).rstrip("\n")
     lines[end:end] = ["", note]
     tl = target_line(pairs)

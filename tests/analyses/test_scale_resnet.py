@@ -10,6 +10,8 @@ from analyses import scale_bench, scale_resnet
 
 REPORT = """# Spectra at scale
 
+Models: ResNet-18 (registry `resnet18`), a batch of 8 synthetic 3x32x32 images; the MLP.
+
 ## Time and memory
 
 | model | P | task | mode | why | time | HVPs | HVP share | extra peak RSS | extra peak anon RSS | model | result |
@@ -35,7 +37,7 @@ def _result(**kw: object) -> dict:
     r = {"mode": "bounded", "reason": "requested", "P": 11173962, "seconds": 1500.0,
          "hvp_seconds": 1450.0, "num_matvecs": 320, "model_mib": 42.6,
          "extra_maxrss_mib": 900.0, "extra_anon_mib": 1100.0, "range": [-40.0, 96.0],
-         "load": [3.1, 5.2]}
+         "load": [3.1, 5.2], "nbytes": 1072700352}
     r.update(kw)
     return r
 
@@ -69,6 +71,7 @@ def test_splice_replaces_the_resnet_rows_and_target() -> None:
     assert "| mlp-1.1m | 1,126,410 | top5 |" in out  # other rows and sections kept
     assert out.endswith("## Where the time goes\n\nkept\n")
     assert "n_v=2, m=8" not in out
+    assert "a batch of 4 synthetic 3x32x32 images; the MLP." in out
     # the target, on the extra peak RSS (900 MiB: met); the anonymous 1100 MiB is over
     target = [ln for ln in lines if ln.startswith(scale_resnet.TARGET_PREFIX)]
     assert len(target) == 1 and "n_v=4, m=80" in target[0] and "**met**" in target[0]
@@ -78,6 +81,7 @@ def test_splice_replaces_the_resnet_rows_and_target() -> None:
     notes = [ln for ln in lines if ln.startswith(scale_resnet.NOTES_PREFIX)]
     assert len(notes) == 1 and "--tasks density --nv 4 --m 80 --batch 4" in notes[0]
     assert "load 3.1-5.2" in notes[0]
+    assert "would hold 14.3 GiB" in notes[0] and "vectors: 1023 MiB" in notes[0]
     # the notes follow the table
     assert lines.index(notes[0]) > lines.index(next(ln for ln in lines if "| mlp-1.1m |" in ln))
     assert scale_resnet.splice(out, _pairs(), "2026-11-29") == out  # idempotent
