@@ -3,17 +3,28 @@
 One file holds one run or several (a comparison of optimizers on the same model,
 data and seed)::
 
-    /                   attrs: format="spectra-run", format_version=1, created, spectra_version
+    /                   attrs: format="spectra-run", format_version=2, created, spectra_version
     /<run>/             attrs: config (JSON text), run_id, created, spectra_version
     /<run>/metrics/     one row per logged step; attr n_rows
-                          step (n,) int64; epoch, train_loss, train_acc, test_loss, test_acc,
-                          lr, momentum, weight_decay, seconds (n,) float64; any extra column
+                          step; epoch, train_loss, train_acc, test_loss, test_acc,
+                          lr, momentum, weight_decay, seconds; any extra column
     /<run>/probes/      one row per probe; attr n_rows
-                          step (n,) int64; epoch, bottom_eigenvalue, trace, trace_stderr,
-                          num_matvecs, seconds (n,) float64; top_eigenvalues (n, k);
+                          step; epoch, bottom_eigenvalue, trace, trace_stderr,
+                          num_matvecs, seconds; top_eigenvalues (n, k);
                           ritz_nodes, ritz_weights (n, n_v, m); any extra column
     /<run>/checkpoints  (n,) UTF-8 strings: ``.pt`` paths relative to the HDF5 file's
                           directory; attr n_rows
+
+Columns and datasets
+    In format 2 a table's scalar number columns (``step``, ``epoch``, the losses,
+    ``bottom_eigenvalue``, ... and scalar extra columns) share one dataset,
+    ``_scalars`` (n, c) float64, whose attribute ``columns`` (c,) names its columns
+    in order (fixed-width UTF-8); ``step`` is stored there as a float64 holding an
+    integer below 2**53 and read back as int64. Array columns (``top_eigenvalues``,
+    ``ritz_nodes``, ...) and text columns are one dataset each, named for the
+    column. (One dataset per column, format 1, costs about 0.8 KiB of HDF5 headers
+    per column: three times the data of a short run.) Format 1 files, every column
+    its own dataset with ``step`` int64, are read, and appended to in format 1.
 
 Curvature probe columns (extra columns written by :class:`~spectra.runs.monitor.SpectralMonitor`
 when it has the optimizer or the option; absent otherwise; definitions in
@@ -58,13 +69,13 @@ Rows and missing values
     is an error; an empty one, or ``None``, counts as not given.
 
 Size
-    Each column is one chunked dataset: chunks of about 4 KiB (at most 16 rows, at
-    least one), indexed by HDF5 1.10's extensible array (the superblock stays
-    version 0, see :mod:`spectra.runs.journal`). A closed file holds its data, less
-    than one unused chunk per column, and HDF5's headers of each column:
+    A table's ``_scalars`` has chunks of 8 rows x 32 columns (2 KiB); an array or
+    text column, chunks of about 4 KiB (at most 16 rows, at least one). Chunks are
+    indexed by HDF5 1.10's extensible array (the superblock stays version 0, see
+    :mod:`spectra.runs.journal`). A closed file holds its data, less than one unused
+    chunk per dataset, and HDF5's headers of each dataset (about 0.8 KiB):
     ``tests/spectra/runs/test_writer.py`` checks that a run shaped like ``spectra
-    train``'s takes at most twice its data plus 1 KiB per column, and at most twice
-    its data from 10 epochs on. No
+    train``'s takes at most twice its data from 3 epochs on. No
     compression: a compressed chunk changes size when a row is written into it, so
     HDF5 would move it on every append (a structural change each time, where an
     append now only overwrites allocated bytes), and float64 Ritz values, most of a
@@ -108,7 +119,10 @@ __all__ = [
     "PROBE_ARRAY_COLUMNS",
     "PROBE_COLUMNS",
     "PROBE_ROW_NDIM",
+    "READ_VERSIONS",
     "RUN_ID_ATTR",
+    "SCALARS",
+    "SCALARS_COLUMNS_ATTR",
     "StoreError",
     "StoreLockedError",
     "StoreWriteError",
@@ -118,10 +132,14 @@ __all__ = [
     "committed_rows",
     "run_id_of",
     "run_names",
+    "scalar_names",
 ]
 
 FORMAT = "spectra-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READ_VERSIONS: tuple[int, ...] = (1, 2)  # format 1: one dataset per column, no _scalars
+SCALARS = "_scalars"            # format 2: a table's scalar columns, (n, c) float64
+SCALARS_COLUMNS_ATTR = "columns"  # their names, in column order
 
 METRIC_COLUMNS: tuple[str, ...] = (
     "step", "epoch", "train_loss", "train_acc", "test_loss", "test_acc",
@@ -192,8 +210,9 @@ def check_hdf5_signature(path: Path) -> None:
     )
 
 
-def check_root(f: h5py.File, path: Path) -> None:
-    """Raise :class:`StoreError` unless the root of ``f`` says spectra-run, this version."""
+def check_root(f: h5py.File, path: Path) -> int:
+    """The ``format_version`` of ``f``; raise :class:`StoreError` unless its root says
+    spectra-run in a version this spectra reads (:data:`READ_VERSIONS`)."""
     fmt = f.attrs.get("format")
     if isinstance(fmt, bytes):
         fmt = fmt.decode()
@@ -204,7 +223,7 @@ def check_root(f: h5py.File, path: Path) -> None:
             f"expected format={FORMAT!r}"
         )
     version = f.attrs.get("format_version")
-    if version is None or int(version) != FORMAT_VERSION:
+    if version is None or int(version) not in READ_VERSIONS:
         hint = (
             "it was written by a newer spectra; upgrade spectra to read it"
             if version is not None and int(version) > FORMAT_VERSION
@@ -212,8 +231,10 @@ def check_root(f: h5py.File, path: Path) -> None:
         )
         raise StoreError(
             f"{path} has format_version={None if version is None else int(version)}; "
-            f"spectra {__version__} reads and writes format_version={FORMAT_VERSION}: {hint}"
+            f"spectra {__version__} reads format_version "
+            f"{', '.join(map(str, READ_VERSIONS))} and writes {FORMAT_VERSION}: {hint}"
         )
+    return int(version)
 
 
 def run_names(f: h5py.File) -> list[str]:
@@ -228,6 +249,21 @@ def run_id_of(group: h5py.Group) -> str | None:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     return value if isinstance(value, str) else None
+
+
+def scalar_names(ds: h5py.Dataset, path: Path, where: str) -> list[str]:
+    """The column names of a table's ``_scalars`` dataset, checked against its shape
+    (a 2-D float dataset with one name per column)."""
+    raw = ds.attrs.get(SCALARS_COLUMNS_ATTR)
+    names = [] if raw is None else [
+        n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in np.ravel(raw)]
+    if ds.ndim != 2 or ds.dtype.kind != "f" or raw is None or len(names) != ds.shape[1]:
+        raise StoreError(
+            f"{path}: {where}: {ds.name} is not a table of scalar columns (shape {ds.shape}, "
+            f"{ds.dtype}, {len(names)} column names); the file is damaged or was not written "
+            "by spectra"
+        )
+    return names
 
 
 def committed_rows(

@@ -34,12 +34,14 @@ from spectra.runs.format import (
     METRIC_COLUMNS,
     PROBE_ARRAY_COLUMNS,
     PROBE_COLUMNS,
+    SCALARS,
     StoreError,
     check_hdf5_signature,
     check_root,
     committed_rows,
     run_id_of,
     run_names,
+    scalar_names,
 )
 from spectra.runs.journal import PreChangeView, abandoned_journal, journal_path
 
@@ -349,7 +351,9 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 
 
 def _read_table(group: Any, path: Path, where: str) -> tuple[int, dict[str, np.ndarray]]:
-    """The committed rows of one table (a group of column datasets; ``None``: no table)."""
+    """The committed rows of one table (a group of column datasets, with the scalar
+    columns in one ``_scalars`` dataset in format 2; ``None``: no table), by column
+    name in name order."""
     if group is None:
         return 0, {}
     if not isinstance(group, h5py.Group):
@@ -358,14 +362,23 @@ def _read_table(group: Any, path: Path, where: str) -> tuple[int, dict[str, np.n
             "(the file is damaged or was not written by spectra)"
         )
     cols = {k: v for k, v in group.items() if isinstance(v, h5py.Dataset)}
+    packed = cols.pop(SCALARS, None)
     for k, v in cols.items():
         if v.dtype.kind not in "biuf" and not _is_text(v):
             held = "strings" if h5py.check_string_dtype(v.dtype) is not None else f"{v.dtype} values"
             raise StoreError(f"{path}: {where}: column {k!r} holds {held}; expected real numbers "
                              "or fixed-width text")
-    n = committed_rows(group.attrs, list(cols.values()), path, where)
-    return n, {k: _frozen(np.char.decode(v[:n], "utf-8") if _is_text(v) else v[:n])
-               for k, v in cols.items()}
+    names = [] if packed is None else scalar_names(packed, path, where)
+    n = committed_rows(group.attrs, list(cols.values()) + ([packed] if packed is not None else []),
+                       path, where)
+    out = {k: _frozen(np.char.decode(v[:n], "utf-8") if _is_text(v) else v[:n])
+           for k, v in cols.items()}
+    if packed is not None:
+        block = packed[:n]
+        for j, name in enumerate(names):
+            column = block[:, j]
+            out[name] = _frozen(column.astype(np.int64) if name == "step" else column)
+    return n, dict(sorted(out.items()))
 
 
 def _is_text(ds: h5py.Dataset) -> bool:

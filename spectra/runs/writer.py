@@ -48,6 +48,8 @@ from spectra.runs.format import (
     PROBE_COLUMNS,
     PROBE_ROW_NDIM,
     RUN_ID_ATTR,
+    SCALARS,
+    SCALARS_COLUMNS_ATTR,
     StoreError,
     StoreLockedError,
     StoreWriteError,
@@ -57,6 +59,7 @@ from spectra.runs.format import (
     committed_rows,
     run_id_of,
     run_names,
+    scalar_names,
 )
 from spectra.runs.journal import JournaledFile
 from spectra.runs.reader import (
@@ -82,6 +85,12 @@ _MAX_CHUNK_ROWS = 16
 # chunks, whatever the column holds). The superblock stays version 0 (see
 # spectra.runs.journal).
 _LIBVER = ("v110", "v110")
+# Format 2's _scalars dataset: chunks of 8 rows x 32 columns (2 KiB), at most 4096
+# columns (one unlimited dimension keeps the extensible-array chunk index); scalar
+# columns past that many become datasets of their own.
+_SCALAR_CHUNK = (8, 32)
+_MAX_SCALAR_COLUMNS = 1 << 12
+_STEP_LIMIT = 1 << 53  # a float64 holds every integer below it
 _MAX_ATTR_BYTES = 60_000        # HDF5 v1 object headers hold attributes below 64 KiB
 _TEXT_BYTES = 64                # a text column's fixed width (UTF-8 bytes)
 _TEXT = h5py.string_dtype("utf-8", _TEXT_BYTES)
@@ -93,8 +102,9 @@ class RunStore:
 
     Args:
         path: the ``.h5`` file. Created (with missing parent directories) when
-            absent; an existing file must be a spectra-run file of this
-            ``format_version`` and is only ever appended to.
+            absent (``format_version`` 2); an existing file must be a spectra-run
+            file of a version this spectra reads, and is only ever appended to,
+            in its own format (a format 1 file stays format 1).
 
     Raises:
         StoreLockedError: another process or another ``RunStore`` of this process
@@ -110,6 +120,7 @@ class RunStore:
         self._file: h5py.File | None = None
         self._error_reported = False
         self._writers: dict[str, RunWriter] = {}
+        self._packed = True  # format 2 (a _scalars dataset per table); False in a format 1 file
         if writer_file(self.path) is not None:
             raise StoreLockedError(
                 f"{self.path} is already open for writing by another RunStore in this "
@@ -125,7 +136,7 @@ class RunStore:
                     self._file = h5py.File(self._io, "r+", libver=_LIBVER)
                 except OSError as exc:
                     raise StoreError(f"cannot open {self.path} for writing: {exc}") from exc
-            check_root(self._file, self.path)
+            self._packed = check_root(self._file, self.path) >= 2
         except BaseException:
             if self._file is not None:
                 self._file.close()
@@ -260,15 +271,15 @@ class RunStore:
             group.attrs["config"] = config_text
             group.attrs["created"] = _now()
             group.attrs["spectra_version"] = __version__
-            metrics = group.create_group("metrics")
-            for column in METRIC_COLUMNS:
-                _create_column(metrics, column, (), 0)
-            metrics.attrs[N_ROWS_ATTR] = np.int64(0)
-            probes = group.create_group("probes")
-            for column in PROBE_COLUMNS:
-                if column not in PROBE_ARRAY_COLUMNS:
-                    _create_column(probes, column, (), 0)
-            probes.attrs[N_ROWS_ATTR] = np.int64(0)
+            probe_scalars = [c for c in PROBE_COLUMNS if c not in PROBE_ARRAY_COLUMNS]
+            for table, columns in (("metrics", METRIC_COLUMNS), ("probes", probe_scalars)):
+                g = group.create_group(table)
+                if self._packed:
+                    _create_scalars(g, list(columns), 0)
+                else:  # a format 1 file stays format 1
+                    for column in columns:
+                        _create_column(g, column, (), 0)
+                g.attrs[N_ROWS_ATTR] = np.int64(0)
             ckpt = group.create_dataset(
                 "checkpoints", shape=(0,), maxshape=(None,), dtype=_STR, chunks=(64,),
                 track_times=False,
@@ -536,8 +547,70 @@ class _Column:
         self._id.write(self._mspace, self._fspace, data)
 
 
+class _Scalars:
+    """A format 2 table's ``_scalars`` dataset (n, c): its scalar columns, written a
+    whole row at a time."""
+
+    __slots__ = ("_fspace", "_id", "_mspace", "capacity", "chunk_rows", "ds", "index", "names")
+
+    def __init__(self, ds: h5py.Dataset, names: list[str]) -> None:
+        self.ds = ds
+        self.names = list(names)
+        self.index = {name: j for j, name in enumerate(self.names)}
+        self.capacity = int(ds.shape[0])
+        self.chunk_rows = int(ds.chunks[0])
+        self._id = ds.id
+        self._mspace = h5py.h5s.create_simple((1, len(self.names)))
+        self._fspace = self._id.get_space()
+
+    @property
+    def room(self) -> int:
+        """How many more columns fit."""
+        return int(self.ds.maxshape[1]) - len(self.names)
+
+    def add(self, names: list[str]) -> None:
+        """New columns (NaN in every earlier row); a structural change."""
+        self.ds.resize(len(self.names) + len(names), axis=1)
+        self.names += names
+        self.index = {name: j for j, name in enumerate(self.names)}
+        _write_names(self.ds, self.names)
+        self._mspace = h5py.h5s.create_simple((1, len(self.names)))
+        self._fspace = self._id.get_space()
+
+    def resize(self, rows: int) -> None:
+        self.ds.resize(rows, axis=0)
+        self.capacity = rows
+        self._fspace = self._id.get_space()
+
+    def grow(self, rows: int) -> None:
+        new = max(self.capacity + max(self.chunk_rows, self.capacity // 4), rows)
+        self.resize(-(-new // self.chunk_rows) * self.chunk_rows)
+
+    def write(self, index: int, row: Mapping[str, np.ndarray]) -> None:
+        """Row ``index``: the values ``row`` gives, NaN in the other columns."""
+        values = np.full((1, len(self.names)), np.nan)
+        for name, value in row.items():
+            j = self.index.get(name)
+            if j is not None:
+                values[0, j] = value
+        self._fspace.select_hyperslab((index, 0), (1, len(self.names)))
+        self._id.write(self._mspace, self._fspace, values)
+
+    def column(self, name: str, n: int) -> np.ndarray:
+        return self.ds[:n, self.index[name]]
+
+
+class _Scalar:
+    """What :meth:`_Table._convert` checks of a column of ``_scalars``."""
+
+    dtype = np.dtype(np.float64)
+    row_shape: tuple[int, ...] = ()
+
+
 class _Table:
-    """Columns of one group that share the committed row count ``attrs['n_rows']``."""
+    """The columns of one group that share the committed row count ``attrs['n_rows']``:
+    the scalar columns in its ``_scalars`` dataset (format 2), the others (array and
+    text columns; every column in format 1) one dataset each."""
 
     def __init__(
         self, group: h5py.Group, path: Path, where: str, row_ndim: Mapping[str, int],
@@ -548,28 +621,39 @@ class _Table:
         self._path = path
         self._where = where
         self._row_ndim = row_ndim
-        datasets = [v for v in group.values() if isinstance(v, h5py.Dataset)]
-        self.n = committed_rows(group.attrs, datasets, path)
+        datasets = {k: v for k, v in group.items() if isinstance(v, h5py.Dataset)}
+        packed = datasets.pop(SCALARS, None)
+        self.n = committed_rows(group.attrs, list(datasets.values()) + (
+            [packed] if packed is not None else []), path)
         if N_ROWS_ATTR not in group.attrs:
             group.attrs[N_ROWS_ATTR] = np.int64(self.n)
         self._count = h5py.h5a.open(group.id, N_ROWS_ATTR.encode())
-        self._cols = {ds.name.rsplit("/", 1)[-1]: _Column(ds) for ds in datasets}
+        self._scalars = None if packed is None else _Scalars(
+            packed, scalar_names(packed, path, where))
+        self._cols = {k: _Column(ds) for k, ds in datasets.items()}
         self._nan = {k: _missing(c.ds.dtype, c.row_shape) for k, c in self._cols.items()}
+
+    def _spec(self, key: str) -> _Column | type[_Scalar] | None:
+        if self._scalars is not None and key in self._scalars.index:
+            return _Scalar
+        return self._cols.get(key)
 
     def _convert(self, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
         if "step" not in data:
             raise StoreError(f"{self._path}: a {self._where} row needs a 'step'; got {sorted(data)}")
         out: dict[str, np.ndarray] = {}
         for key, value in data.items():
-            if not isinstance(key, str) or not key or "/" in key or key == N_ROWS_ATTR:
+            if not isinstance(key, str) or not key or "/" in key or key in (N_ROWS_ATTR, SCALARS):
                 raise StoreError(f"{self._path}: invalid column name {key!r} in {self._where}")
             arr = _as_array(value, key, text=self._text)
             if key == "step":
                 if arr.ndim != 0 or (arr.dtype.kind == "f" and not float(arr).is_integer()):
                     raise StoreError(f"{self._path}: 'step' must be an integer, got {value!r}")
+                if abs(int(arr)) >= _STEP_LIMIT:
+                    raise StoreError(f"{self._path}: 'step' must be below 2**53, got {value!r}")
                 out[key] = arr.astype(np.int64)
                 continue
-            col = self._cols.get(key)
+            col = self._spec(key)
             if col is not None and (arr.dtype.kind == "S") != (col.dtype.kind == "S"):
                 raise StoreError(f"{self._path}: {self._where} column {key!r} holds "
                                  f"{'text' if col.dtype.kind == 'S' else 'numbers'}; got {value!r}")
@@ -585,7 +669,6 @@ class _Table:
                     f"{self._path}: {self._where} column {key!r} takes {ndim}-D rows, "
                     f"got shape {arr.shape}"
                 )
-            col = self._cols.get(key)
             if col is not None:
                 shape = col.row_shape
                 if arr.ndim != len(shape) or any(a > s for a, s in zip(arr.shape, shape)):
@@ -605,11 +688,21 @@ class _Table:
         row = self._convert(data)  # validate everything before touching the file
         store._f()  # open, and no failed write
         n = self.n
+        scalars = self._scalars
         # 1. structure: new columns, more capacity; all-or-nothing, before any row data.
-        new = [key for key in row if key not in self._cols]
-        if new or any(c.capacity <= n for c in self._cols.values()):
+        new = [key for key in row if self._spec(key) is None]
+        if new or any(c.capacity <= n for c in self._cols.values()) or (
+                scalars is not None and scalars.capacity <= n):
             with store._transaction():
+                packed = [] if scalars is None else [
+                    key for key in new if row[key].ndim == 0 and row[key].dtype.kind != "S"
+                ][: scalars.room]
+                if packed:
+                    assert scalars is not None
+                    scalars.add(packed)
                 for key in new:  # each column's capacity is its own, in its own chunks
+                    if key in packed:
+                        continue
                     col = _Column(_create_column(self._g, key, row[key].shape, n + 1,
                                                  text=row[key].dtype.kind == "S"))
                     self._cols[key] = col
@@ -617,8 +710,12 @@ class _Table:
                 for col in self._cols.values():
                     if col.capacity <= n:
                         col.grow(n + 1)
+                if scalars is not None and scalars.capacity <= n:
+                    scalars.grow(n + 1)
         # 2. the row, into every column (overwriting what a killed writer left there);
         # raw data in allocated chunks only.
+        if scalars is not None:
+            scalars.write(n, row)
         for key, col in self._cols.items():
             col.write(n, row.get(key, self._nan[key]))
         store._flush()  # a failed write stops here, before the commit
@@ -634,10 +731,14 @@ class _Table:
         One attribute write, like an append's commit; the rows' data stay in the
         file until later appends overwrite them. Returns the number of rows dropped.
         """
-        col = self._cols.get("step")
-        if self.n == 0 or col is None:
+        if self.n == 0:
             return 0
-        steps = col.ds[: self.n]
+        if self._scalars is not None and "step" in self._scalars.index:
+            steps = self._scalars.column("step", self.n)
+        elif "step" in self._cols:
+            steps = self._cols["step"].ds[: self.n]
+        else:
+            return 0
         past = np.flatnonzero(steps > step)
         if past.size == 0:
             return 0
@@ -651,6 +752,8 @@ class _Table:
         for col in self._cols.values():
             if col.capacity != self.n:
                 col.resize(self.n)
+        if self._scalars is not None and self._scalars.capacity != self.n:
+            self._scalars.resize(self.n)
         self.close()
 
     def close(self) -> None:
@@ -685,6 +788,31 @@ def _create_column(group: h5py.Group, name: str, row_shape: tuple[int, ...], row
     tid = h5py.h5t.py_create(dtype)
     dsid = h5py.h5d.create(group.id, name.encode(), tid, space, dcpl=dcpl)
     return h5py.Dataset(dsid)
+
+
+def _create_scalars(group: h5py.Group, names: list[str], rows: int) -> h5py.Dataset:
+    """A format 2 table's ``_scalars`` dataset: (rows, len(names)) float64, chunked,
+    resizable in both dimensions, NaN-filled, chunks allocated at resize time."""
+    chunk_rows = _SCALAR_CHUNK[0]
+    rows = -(-max(rows, chunk_rows) // chunk_rows) * chunk_rows
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_chunk(_SCALAR_CHUNK)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_ALLOC)
+    dcpl.set_fill_value(np.array(np.nan))
+    dcpl.set_obj_track_times(False)
+    space = h5py.h5s.create_simple((rows, len(names)), (h5py.h5s.UNLIMITED, max(_MAX_SCALAR_COLUMNS, _SCALAR_CHUNK[1])))
+    dsid = h5py.h5d.create(group.id, SCALARS.encode(), h5py.h5t.py_create(np.dtype(np.float64)),
+                           space, dcpl=dcpl)
+    ds = h5py.Dataset(dsid)
+    _write_names(ds, names)
+    return ds
+
+
+def _write_names(ds: h5py.Dataset, names: list[str]) -> None:
+    """The ``columns`` attribute: fixed-width UTF-8 (kept in the object header)."""
+    raw = [name.encode("utf-8") for name in names]
+    ds.attrs[SCALARS_COLUMNS_ATTR] = np.array(raw, dtype=f"S{max(len(r) for r in raw)}")
 
 
 # --------------------------------------------------------------------------- runs and files

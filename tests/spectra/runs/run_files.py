@@ -9,10 +9,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 import spectra.runs.store
 from spectra.runs.store import METRIC_COLUMNS, RunStore, read_runs
+
+
+def format1_file(path: Path) -> Path:
+    """An empty spectra-run file of format 1 (every column its own dataset), as
+    spectra wrote before format 2: a writer keeps a file in its format."""
+    RunStore(path).close()
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = np.int64(1)
+    return path
+
 
 RUNS_DIR = Path(spectra.runs.store.__file__).resolve().parent
 

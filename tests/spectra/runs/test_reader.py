@@ -9,6 +9,7 @@ import h5py
 import pytest
 
 from spectra.runs.store import RunStore, StoreError, read_run, read_runs
+from tests.spectra.runs.run_files import format1_file
 
 
 def _damaged(path: Path, damage) -> Path:
@@ -62,8 +63,18 @@ def test_damaged_runs_are_refused_naming_the_file_run_and_object(tmp_path: Path,
             read()
 
 
+def test_damaged_scalar_columns_are_refused(tmp_path: Path) -> None:
+    """Format 2's _scalars dataset must name each of its columns."""
+    def damage(g):
+        g["metrics/_scalars"].attrs["columns"] = [b"step"]
+    path = _damaged(tmp_path / "damaged.h5", damage)
+    with pytest.raises(StoreError, match=r"damaged\.h5: run 'r', table 'metrics': /r/metrics/_scalars "
+                                         r"is not a table of scalar columns .*1 column names"):
+        read_run(path, "r")
+
+
 def test_the_old_name_of_the_product_counter_reads_as_num_matvecs(tmp_path: Path) -> None:
-    path = tmp_path / "old.h5"
+    path = format1_file(tmp_path / "old.h5")  # the rename predates format 2
     with RunStore(path) as st:
         st.create_run("r").append_probe(step=0, num_matvecs=42.0)
     with h5py.File(path, "r+") as f:  # as files written before the rename hold it
