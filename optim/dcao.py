@@ -34,6 +34,20 @@ spent elsewhere (a long evaluation) allows one probe, not a burst. Timings diffe
 machines, so on this budget the probe steps do too: give ``period`` for runs that
 must repeat step for step. ``history[i]["probe_share"]`` is the share so far.
 
+Several processes. Under an initialized ``torch.distributed`` group of several
+ranks, each rank's ``probe_data`` is its shard of the probe batch: the probe's
+:class:`spectra.HessianOperator` all-reduces the ranks' products (weighted by their
+samples, as that class documents), so every rank probes the Hessian of the union of
+the shards and gets the same ``lambda_1``, ``lambda_2`` and multipliers, for a mean
+and for a summed loss alike. Data replicated on every rank is a union of
+``world_size`` copies: right for a mean loss (at ``world_size`` times the work), but
+``world_size`` times the Hessian for a summed one; give each rank its shard
+(``spectra.utils.distributed.shard``; ``spectra train`` under torchrun does).
+On the time budget (``period=None``) each rank's clocks differ, so the ranks
+agree before every step whether to probe (:func:`spectra.utils.distributed.any_rank`,
+one tiny all-reduce per step): all probe together, never one alone.
+``tests/optim/test_dcao_distributed.py`` checks both on two gloo ranks.
+
 A probe never crashes training and never disturbs it: a probe that raises,
 returns NaN/Inf, ``lambda_1 <= 0`` or a residual above ``max_residual *
 lambda_1`` is recorded as failed and keeps the previous multipliers; the
@@ -106,7 +120,8 @@ class DCAO(SpectraOptimizer):
         weight_decay: base coupled weight decay ``lambda_0`` (default 5e-4).
         model: the network whose Hessian is probed (keyword-only, required).
         loss_fn: ``loss_fn(model(X), y) -> scalar`` (keyword-only, required).
-        probe_data: ``(X, y)`` or a list of such batches: the fixed probe data.
+        probe_data: ``(X, y)`` or a list of such batches: the fixed probe data (under
+            torch.distributed, this rank's shard of it; see the module docstring).
         probe_batch_size: keep only the first this-many samples of ``probe_data``
             (default 128; ``None`` keeps all).
         period: probe every this-many steps, starting at the first; ``None``
@@ -345,7 +360,14 @@ class DCAO(SpectraOptimizer):
         now = time.perf_counter()
         if self._clock is not None:  # the run's time since the last step, probes excluded
             self.train_seconds += now - self._clock
-        if self.probe_due():
+        due = self.probe_due()
+        if self.period is None:
+            # the budget reads this rank's clocks: all ranks probe when any is due, since
+            # the probe's products are all-reduced (nothing to agree on for one process)
+            from spectra.utils.distributed import any_rank
+
+            due = any_rank(due)
+        if due:
             with torch.enable_grad():
                 self.probe_now()
         self._clock = time.perf_counter()

@@ -7,7 +7,8 @@ on CUDA, ``gloo`` on CPU); each rank then builds its operators over its
 :func:`shard` of the data, and the operators all-reduce their products over
 the group (:class:`spectra.CurvatureOperator`'s ``process_group``), so every
 rank sees the same full-data operator and the solvers give the same results on
-every rank. Only rank 0 should write files and print.
+every rank. Only rank 0 should write files and print. A decision every rank must
+take together (whether to run a collective at all) goes through :func:`any_rank`.
 """
 
 from __future__ import annotations
@@ -123,6 +124,31 @@ def processes_from_env(backend: str | None = None) -> Iterator[Processes]:
         dist.destroy_process_group()
 
 
+def any_rank(flag: bool, group=None) -> bool:
+    """Whether ``flag`` is True on any rank of ``group`` (default: the global group),
+    the same answer on every rank: a MAX all-reduce of one number, a collective that
+    every rank of the group must call. Without an initialized group of several
+    processes, ``flag`` itself (no communication).
+
+    For decisions that differ between ranks but must be taken together, e.g. when an
+    optimizer runs a probe whose products are all-reduced: a rank that probed alone
+    would wait for the others, or pair its all-reduce with another collective.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return bool(flag)
+    if group is None:
+        group = dist.group.WORLD
+    if dist.get_world_size(group) == 1:
+        return bool(flag)
+    device = torch.device("cuda", torch.cuda.current_device()) \
+        if dist.get_backend(group) == "nccl" else torch.device("cpu")
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
+    return bool(t.item() > 0)
+
+
 def shard(num_samples: int, rank: int, world_size: int) -> slice:
     """The contiguous part of ``range(num_samples)`` that rank ``rank`` of
     ``world_size`` holds: sizes differ by at most one, the first ranks larger.
@@ -134,4 +160,4 @@ def shard(num_samples: int, rank: int, world_size: int) -> slice:
     return slice(start, start + base + (1 if rank < extra else 0))
 
 
-__all__ = ["Processes", "env_processes", "processes_from_env", "shard"]
+__all__ = ["Processes", "any_rank", "env_processes", "processes_from_env", "shard"]
