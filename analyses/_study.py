@@ -43,6 +43,80 @@ def parser(prog: str, description: str, *, replot: str | None = None) -> argpars
     return p
 
 
+# the data sets a study also runs on when --data-dir holds their files (registry name ->
+# what the report calls it); fashion-mnist is left out: its IDX files have MNIST's names,
+# so a folder of MNIST files would count as both
+EXTRA_DATA = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+
+
+def extra_datasets(data_dir: Path | None) -> list[str]:
+    """The names of :data:`EXTRA_DATA` whose files the data registry finds in
+    ``data_dir`` (in that order; none without a ``data_dir``). Files that are there but
+    malformed raise the registry's ``DataError``, naming the file."""
+    if data_dir is None:
+        return []
+    from spectra.registries.data import DataFileNotFoundError, load_dataset
+
+    if not Path(data_dir).is_dir():
+        raise SystemExit(f"--data-dir {data_dir}: not a directory")
+    found = []
+    for name in EXTRA_DATA:
+        try:
+            load_dataset(name, data_dir=data_dir, n_train=1, n_test=1)
+        except DataFileNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+def study_datasets(args: argparse.Namespace, out: Path, study: str) -> list[str]:
+    """The extra data sets of this run: with ``--replot``, those whose runs were saved
+    (``<out>/<study>_<name>.json``); else those :func:`extra_datasets` finds in
+    ``--data-dir``, and the saved runs of the others in ``out`` are removed (they would
+    be stale beside this run's results)."""
+    if getattr(args, "replot", False):
+        return [n for n in EXTRA_DATA if (out / f"{study}_{n}.json").exists()]
+    found = extra_datasets(args.data_dir)
+    for name in EXTRA_DATA:
+        if name not in found:
+            (out / f"{study}_{name}.json").unlink(missing_ok=True)
+            (out / f"{study}_{name}.png").unlink(missing_ok=True)
+    return found
+
+
+def data_note(args: argparse.Namespace, found: list[str]) -> str:
+    """One line for the report: which data sets this run covers and why."""
+    names = [EXTRA_DATA[n] for n in found]
+    every = ", ".join(EXTRA_DATA.values())
+    if getattr(args, "replot", False):
+        return ("Data sets: digits" + (f" and {', '.join(names)} (runs saved beside this file)"
+                                       if names else " only") + ".")
+    if args.data_dir is None:
+        return (f"Data sets: digits only (no `--data-dir` given; {every} run too when their "
+                "files are in it).")
+    missing = [v for k, v in EXTRA_DATA.items() if k not in found]
+    return (f"Data sets: digits, and from `--data-dir {args.data_dir}`: "
+            f"{'found ' + ', '.join(names) if names else 'found none'}"
+            f"{'; not found: ' + ', '.join(missing) if missing else ''}.")
+
+
+def load_subset(name: str, data_dir: Path | None, n_train: int, n_test: int, **options: Any):
+    """``load_dataset(name, ...)`` on a seeded subset of ``n_train`` training and
+    ``n_test`` test examples (seed 0), or all of a split whose files hold fewer."""
+    from spectra.registries.data import DataError, load_dataset
+
+    sizes: dict[str, int | None] = {"n_train": n_train, "n_test": n_test}
+    while True:
+        try:
+            return load_dataset(name, data_dir=data_dir, seed=0, **sizes, **options)
+        except DataError as exc:
+            short = next((k for k, v in sizes.items()
+                          if v is not None and str(exc).startswith(f"{k} must be between")), None)
+            if short is None:
+                raise
+            sizes[short] = None  # the files hold fewer: take them all
+
+
 def saved_or_run(path: Path, replot: bool, run: Callable[[], Any]) -> Any:
     """A study's raw results as JSON-ready data: read back from ``path`` with
     ``--replot``, else made by ``run()`` and saved there first, so that a later

@@ -34,7 +34,13 @@ standard deviation, its coefficient of variation (std / mean) and its mean absol
 change between consecutive probes (total variation per probe); DCAO's own probe share
 of the training time (``history[-1]["probe_share"]``, measured in the same run).
 
-    python -m analyses.dcao_study [--quick] [--out-dir DIR] [--replot]
+With ``--data-dir DIR`` holding MNIST, CIFAR-10 or CIFAR-100 files (the data registry's
+standard formats), the MLP (``widths=(128,)`` on the flattened images) also trains on a
+seeded subset of each (``Setting.subset``) with the baselines, ``dcao`` and its two
+controls; its runs, figure and table carry the data set's name (``dcao_study_mnist.json``,
+``.png``, a section of the report).
+
+    python -m analyses.dcao_study [--quick] [--data-dir DIR] [--out-dir DIR] [--replot]
 """
 
 from __future__ import annotations
@@ -97,9 +103,15 @@ class Setting:
     seeds: tuple[int, ...]
     cnn_configs: tuple[str, ...] = ()
     cnn_epochs: int = 0
+    # an --data-dir data set: the MLP with these configurations, on a seeded subset of
+    # (training, test) images, for extra_epochs (0: epochs)
+    extra_configs: tuple[str, ...] = CNN_CONFIGS
+    subset: tuple[int, int] = (500, 250)
+    extra_epochs: int = 0
 
 
-FULL = Setting(tuple(CONFIGS), 20, (0, 1, 2), CNN_CONFIGS, 10)
+FULL = Setting(tuple(CONFIGS), 20, (0, 1, 2), CNN_CONFIGS, 10, subset=(5000, 1000),
+               extra_epochs=10)
 QUICK = Setting(tuple(CONFIGS), 3, (0, 1, 2))
 
 
@@ -127,13 +139,15 @@ _KEEP = ("step", "ok", "lambda1", "gap", "lr_mult", "momentum_mult", "wd_mult", 
 
 
 def run_one(config: str, seed: int, epochs: int, train_data, test_data,
-            model_key: str = "mlp") -> Run:
+            model_key: str = "mlp", num_classes: int = 10) -> Run:
     """Train one model (``MODELS``) once with one configuration through the trainer and
-    monitor."""
+    monitor. ``train_data``, ``test_data``: ``(X, y)`` with y ``(N,)`` int64 labels in
+    ``0..num_classes - 1``."""
     name, overrides, schedule = CONFIGS[config]
     X, y = train_data
     arch, options = MODELS[model_key]
-    model = build_model(arch, input_shape=tuple(X.shape[1:]), num_classes=10, seed=seed, **options)
+    model = build_model(arch, input_shape=tuple(X.shape[1:]), num_classes=num_classes, seed=seed,
+                        **options)
     loss_fn = nn.CrossEntropyLoss()
     probe = (X[:PROBE_SAMPLES], y[:PROBE_SAMPLES])
     extra = {}
@@ -170,22 +184,35 @@ def run_one(config: str, seed: int, epochs: int, train_data, test_data,
     return out
 
 
-def simulate(setting: Setting) -> dict:
-    ds = load_dataset("digits", seed=0, image=True)
+def simulate(setting: Setting, dataset: str = "digits", data_dir: Path | None = None) -> dict:
+    """Every run of ``setting`` on digits, or (the MLP with ``setting.extra_configs``) on a
+    seeded subset of a registry data set read from ``data_dir``."""
+    if dataset == "digits":
+        ds = load_dataset("digits", seed=0, image=True)
+    else:
+        ds = _study.load_subset(dataset, data_dir, *setting.subset, image=True)
     img = (ds.train_x, ds.train_y), (ds.test_x, ds.test_y)
     flat = tuple((x.reshape(len(x), -1), t) for x, t in img)
-    jobs = [("mlp", c, setting.epochs, flat) for c in setting.configs]
-    jobs += [("cnn", c, setting.cnn_epochs, img) for c in setting.cnn_configs]
+    if dataset == "digits":
+        jobs = [("mlp", c, setting.epochs, flat) for c in setting.configs]
+        jobs += [("cnn", c, setting.cnn_epochs, img) for c in setting.cnn_configs]
+    else:
+        jobs = [("mlp", c, setting.extra_epochs or setting.epochs, flat)
+                for c in setting.extra_configs]
     runs = []
     for model_key, config, epochs, (train_data, test_data) in jobs:
         for seed in setting.seeds:
-            r = run_one(config, seed, epochs, train_data, test_data, model_key)
+            r = run_one(config, seed, epochs, train_data, test_data, model_key, ds.num_classes)
             runs.append(r)
-            print(f"{model_key} {config} seed {seed}: test acc "
+            print(f"{dataset} {model_key} {config} seed {seed}: test acc "
                   f"{r.test_acc[-1] if r.test_acc else math.nan:.3f}, {r.seconds:.1f} s",
                   file=sys.stderr)
-    return {"runs": [asdict(r) for r in runs], "epochs": setting.epochs,
-            "cnn_epochs": setting.cnn_epochs, "seeds": list(setting.seeds)}
+    out = {"runs": [asdict(r) for r in runs], "epochs": setting.epochs,
+           "cnn_epochs": setting.cnn_epochs, "seeds": list(setting.seeds)}
+    if dataset != "digits":
+        out |= {"dataset": dataset, "epochs": setting.extra_epochs or setting.epochs,
+                "n_train": len(ds.train_y), "n_test": len(ds.test_y)}
+    return out
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -294,7 +321,7 @@ def figure_controller(runs: list[Run], path: Path, configs: list[str]) -> None:
         plt.close(fig)
 
 
-def figure_compare(runs: list[Run], path: Path, configs: list[str]) -> None:
+def figure_compare(runs: list[Run], path: Path, configs: list[str], data: str = "digits") -> None:
     """Test accuracy over epochs and the monitor's lambda_1 over steps, mean over seeds."""
     import matplotlib
 
@@ -323,7 +350,7 @@ def figure_compare(runs: list[Run], path: Path, configs: list[str]) -> None:
         axes[1].set_yscale("log")
         axes[1].legend(fontsize=7, loc="best")
         model = "CNN" if runs and runs[0].model == "cnn" else "MLP"
-        fig.suptitle(f"DCAO and baselines on the digits {model}, mean over "
+        fig.suptitle(f"DCAO and baselines on the {data} {model}, mean over "
                      f"{len({r.seed for r in runs})} seeds")
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -486,8 +513,35 @@ def main(argv: list[str] | None = None) -> None:
     out = _study.out_dir(args)
     data = _study.saved_or_run(out / f"{NAME}.json", args.replot, lambda: {
         **simulate(setting), "seconds": time.perf_counter() - started})
-    body = report(data, setting, out)
+    extra = _study.study_datasets(args, out, NAME)
+    body = report(data, setting, out).replace(
+        "\n## Protocol", f"\n{_study.data_note(args, extra)}\n\n## Protocol", 1)
+    for name in extra:
+        t0 = time.perf_counter()
+        more = _study.saved_or_run(out / f"{NAME}_{name}.json", args.replot,
+                                   lambda name=name, t0=t0: {
+                                       **simulate(setting, name, args.data_dir),
+                                       "seconds": time.perf_counter() - t0})
+        body += "\n\n" + extra_section(more, name, out)
     _study.write_results(out / f"{NAME}.md", TITLE, started, body, quick=args.quick)
+
+
+def extra_section(data: dict, dataset: str, out: Path) -> str:
+    """The report's section of one ``--data-dir`` data set: its figure, table, verdicts."""
+    label = _study.EXTRA_DATA[dataset]
+    runs = [Run(**r) for r in data["runs"]]
+    configs = [c for c in CONFIGS if any(r.config == c for r in runs)]
+    tgt = targets(runs)
+    fig = out / f"{NAME}_{dataset}.png"
+    figure_compare(runs, fig, configs, label)
+    return "\n".join([
+        f"# {label} (from `--data-dir`)", "",
+        (f"The MLP (`widths=(128,)`, ReLU, on the flattened images) on a seeded subset of "
+         f"{data['n_train']:,} training and {data['n_test']:,} test images, {data['epochs']} "
+         f"epochs, seeds {data['seeds']}, the same protocol otherwise; runs saved in "
+         f"`{fig.stem}.json` (they took {data.get('seconds', math.nan):.0f} s)."), "",
+        f"![{label}: test accuracy and lambda_1]({fig.name})", "",
+        table(runs, configs, tgt), "", verdicts(runs, tgt, configs).replace("## ", "## " + label + ": ")])
 
 
 if __name__ == "__main__":

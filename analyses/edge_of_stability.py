@@ -13,7 +13,12 @@ step per "epoch"), an MLP of the model registry, the optimizer from ``optim.regi
 top_k=1, density=None, trace=0)`` whose probes are on the whole training set; the
 threshold is the one the monitor records (``spectra.stability_threshold``).
 
-    python -m analyses.edge_of_stability [--quick] [--out-dir DIR]
+With ``--data-dir DIR`` holding MNIST, CIFAR-10 or CIFAR-100 files (the data registry's
+standard formats), the same runs are repeated on a seeded subset of ``n_train`` of their
+training images (flattened, pixels in [0, 1]); their runs, figure and table carry the
+data set's name (``edge_of_stability_mnist.json``, ``.png``, a section of the report).
+
+    python -m analyses.edge_of_stability [--quick] [--data-dir DIR] [--out-dir DIR] [--replot]
 """
 
 from __future__ import annotations
@@ -94,10 +99,13 @@ class Run:
 
 
 def run_one(data: tuple[Tensor, Tensor], setting: Setting, optimizer: str, lr: float,
-            seed: int) -> Run:
-    """Full-batch training with the trainer and a step-wise monitor (see the module doc)."""
+            seed: int, num_classes: int = 10) -> Run:
+    """Full-batch training with the trainer and a step-wise monitor (see the module doc).
+
+    ``data``: ``(X, y)``, X ``(N, D)`` float inputs, y ``(N,)`` int64 labels in
+    ``0..num_classes - 1``."""
     X, y = data
-    model = build_model("mlp", input_shape=tuple(X.shape[1:]), num_classes=10, seed=seed,
+    model = build_model("mlp", input_shape=tuple(X.shape[1:]), num_classes=num_classes, seed=seed,
                         widths=setting.widths, activation=setting.activation)
     loss_fn = HalfSquaredError()
     overrides = {"lr": lr} | ({"momentum": setting.beta} if optimizer == "sgdm" else {})
@@ -121,7 +129,7 @@ def run_one(data: tuple[Tensor, Tensor], setting: Setting, optimizer: str, lr: f
                        batch_size=len(y), step_schedulers=bundle.step_schedulers,
                        epoch_schedulers=bundle.epoch_schedulers, monitor=monitor, seed=seed)
         out.losses = [row["train_loss"] for row in result.history]
-    except TrainingDiverged as exc:
+    except (TrainingDiverged, FloatingPointError) as exc:  # the trainer's, or a probe's inf loss
         out.diverged_at = len(out.probe_steps) * setting.every
         print(f"  {optimizer} lr={lr} seed={seed}: {exc}", file=sys.stderr)
     out.seconds = time.perf_counter() - started
@@ -141,6 +149,8 @@ def edge_ratio(run: Run) -> tuple[float, int | None]:
 
 def peak_ratio(run: Run) -> float:
     """The largest sharpness / threshold of the run's probes."""
+    if not run.sharpness:
+        return math.nan
     return float(np.max(np.asarray(run.sharpness) / np.asarray(run.threshold)))
 
 
@@ -148,7 +158,7 @@ def initial_sharpness(run: Run) -> float:
     return run.sharpness[0] if run.sharpness else math.nan
 
 
-def figure(runs: list[Run], setting: Setting, path: Path) -> None:
+def figure(runs: list[Run], setting: Setting, path: Path, data: str = "digits") -> None:
     """Cohen Fig. 1 style: sharpness over steps with the threshold lines (dashed, same
     colour) above, the training loss beneath; GD on the left, momentum on the right;
     seed 0's runs, one colour per lr."""
@@ -172,6 +182,8 @@ def figure(runs: list[Run], setting: Setting, path: Path) -> None:
             ymax = 0.0
             for r, c in zip(group, colours, strict=True):
                 top.plot(r.probe_steps, r.sharpness, color=c, lw=1.4, label=f"η = {r.lr:g}")
+                if not r.threshold:
+                    continue
                 thr = r.threshold[0]
                 top.axhline(thr, color=c, ls="--", lw=1.0)
                 ymax = max(ymax, 1.25 * thr, *r.sharpness)
@@ -186,7 +198,7 @@ def figure(runs: list[Run], setting: Setting, path: Path) -> None:
             bottom.set_ylabel("train loss (½‖f−y‖²)")
             bottom.set_xlabel("step")
         fig.suptitle(f"Full-batch training of an MLP {list(setting.widths)} ({setting.activation}) "
-                     f"on {setting.n_train} digits, MSE loss (seed {setting.seeds[0]})")
+                     f"on {setting.n_train} {data}, MSE loss (seed {setting.seeds[0]})")
         fig.savefig(path, dpi=120)
         plt.close(fig)
 
@@ -208,7 +220,7 @@ def table(runs: list[Run], setting: Setting) -> str:
         div = [r for r in group if r.diverged_at is not None]
         final = [r.losses[-1] if r.losses else math.nan for r in group]
         lines.append(
-            f"| {label} | {lr:g} | {group[0].threshold[0]:.4g} ({group[0].threshold_kind}) "
+            f"| {label} | {lr:g} | {_threshold(group)} "
             f"| {_study.fmt_mean_std(initial_sharpness(r) for r in group)} "
             f"| {_study.fmt_mean_std(reached, digits=0, fixed=True) if reached else 'never'} "
             f"| {_study.fmt_mean_std(x for x, _ in ratios)} "
@@ -216,6 +228,12 @@ def table(runs: list[Run], setting: Setting) -> str:
             f"| {_study.fmt_mean_std(final)} "
             f"| {len(reached)} of {len(group)}{f', {len(div)} diverged' if div else ''} |")
     return "\n".join(lines)
+
+
+def _threshold(group: list[Run]) -> str:
+    """The threshold of a (optimizer, lr) group with its kind, from its first probed run."""
+    r = next((r for r in group if r.threshold), None)
+    return "n/a (no probe)" if r is None else f"{r.threshold[0]:.4g} ({r.threshold_kind})"
 
 
 def _word(ratios: list[float]) -> str:
@@ -236,20 +254,70 @@ def verdict(runs: list[Run]) -> tuple[str, dict[str, list[float]]]:
     return _word([x for xs in by_opt.values() for x in xs]), by_opt
 
 
-def simulate(setting: Setting) -> list[Run]:
-    """Every (optimizer, lr, seed) run of ``setting``."""
-    ds = load_dataset("digits", seed=0, n_train=setting.n_train)
+def load(setting: Setting, dataset: str = "digits", data_dir: Path | None = None):
+    """``setting.n_train`` training examples of ``dataset`` (digits, or a registry data set
+    read from ``data_dir``: a seeded subset, flattened, pixels in [0, 1])."""
+    if dataset == "digits":
+        return load_dataset("digits", seed=0, n_train=setting.n_train)
+    ds = _study.load_subset(dataset, data_dir, setting.n_train, 1, image=False)
+    print(f"{dataset}: {len(ds.train_y)} training examples of {ds.input_shape}", file=sys.stderr)
+    return ds
+
+
+def sharpness_at_init(ds, setting: Setting) -> float:
+    """λ₁ of the training loss's Hessian at seed 0's initialization (Lanczos, tol 1e-3)."""
+    from spectra import HessianOperator, eigsh
+
+    model = build_model("mlp", input_shape=tuple(ds.train_x.shape[1:]),
+                        num_classes=ds.num_classes, seed=0, widths=setting.widths,
+                        activation=setting.activation)
+    op = HessianOperator(model, HalfSquaredError(), (ds.train_x, ds.train_y))
+    return float(eigsh(op, k=1, generator=torch.Generator().manual_seed(0)).eigenvalues[0])
+
+
+def simulate(setting: Setting, ds=None) -> list[Run]:
+    """Every (optimizer, lr, seed) run of ``setting`` on ``ds`` (a registry ``Dataset``;
+    default :func:`load` of digits)."""
+    ds = load(setting) if ds is None else ds
     data = (ds.train_x, ds.train_y)
     runs: list[Run] = []
     plan = [("sgd", lr) for lr in setting.gd_lrs] + [("sgdm", lr) for lr in setting.momentum_lrs]
     for name, lr in plan:
         for seed in setting.seeds:
-            r = run_one(data, setting, name, lr, seed)
+            r = run_one(data, setting, name, lr, seed, ds.num_classes)
             runs.append(r)
-            print(f"{name} lr={lr:g} seed={seed}: lambda1 {r.sharpness[0]:.3g} -> "
+            if not r.sharpness:
+                print(f"{ds.name} {name} lr={lr:g} seed={seed}: diverged before its first probe",
+                      file=sys.stderr)
+                continue
+            print(f"{ds.name} {name} lr={lr:g} seed={seed}: lambda1 {r.sharpness[0]:.3g} -> "
                   f"max {max(r.sharpness):.3g}, threshold {r.threshold[0]:.3g}, "
                   f"edge ratio {edge_ratio(r)[0]:.3f} ({r.seconds:.0f} s)", file=sys.stderr)
     return runs
+
+
+def scaled(setting: Setting, scale: float) -> Setting:
+    """``setting`` with every lr times ``scale`` (3 significant digits)."""
+    def f(lrs: tuple[float, ...]) -> tuple[float, ...]:
+        return tuple(float(f"{lr * scale:.3g}") for lr in lrs)
+
+    return dataclasses.replace(setting, gd_lrs=f(setting.gd_lrs), momentum_lrs=f(setting.momentum_lrs))
+
+
+def simulate_extra(setting: Setting, dataset: str, data_dir: Path | None) -> dict:
+    """The runs on an extra data set, with every lr scaled by λ₁(digits) / λ₁(dataset) at
+    seed 0's initialization, so that each threshold sits at the same multiple of the
+    initial sharpness as on digits (digits' lrs start far above the edge on MNIST or
+    CIFAR, whose inputs have 12-48 times as many pixels)."""
+    ds = load(setting, dataset, data_dir)
+    lam = {"digits": sharpness_at_init(load(setting), setting),
+           dataset: sharpness_at_init(ds, setting)}
+    scale = lam["digits"] / lam[dataset]
+    print(f"{dataset}: lambda1 at init {lam[dataset]:.4g} (digits {lam['digits']:.4g}): "
+          f"lrs times {scale:.3g}", file=sys.stderr)
+    runs = simulate(scaled(setting, scale), ds)
+    return {"sharpness_at_init": lam, "lr_scale": scale, "n_train": len(ds.train_y),
+            "runs": [dataclasses.asdict(r) for r in runs]}
 
 
 def momentum_note(runs: list[Run]) -> str:
@@ -271,6 +339,38 @@ def momentum_note(runs: list[Run]) -> str:
             + "; ".join(parts) + ".")
 
 
+def extra_section(data: dict, setting: Setting, dataset: str, out: Path) -> str:
+    """The report's section of one extra data set (:func:`simulate_extra`'s ``data``): its
+    figure, table and verdicts."""
+    label = _study.EXTRA_DATA[dataset]
+    runs = [Run(**r) for r in data["runs"]]
+    setting = scaled(setting, data["lr_scale"])
+    fig_path = out / f"{NAME}_{dataset}.png"
+    figure(runs, setting, fig_path, label)
+    word, by_opt = verdict(runs)
+    med = {k: _study.fmt_mean_std(v) for k, v in by_opt.items()}
+    lam = data["sharpness_at_init"]
+    return f"""
+## {label} (from `--data-dir`): {word}
+
+The same runs on {data['n_train']:,} {label} training images (a seeded subset), flattened,
+pixels in [0, 1], with every lr scaled by λ₁(digits) / λ₁({label}) at seed 0's
+initialization = {lam['digits']:.4g} / {lam[dataset]:.4g} = {data['lr_scale']:.3g}, so that
+each threshold sits at the same multiple of the initial sharpness as on digits: GD at
+η ∈ {list(setting.gd_lrs)}, heavy ball at η ∈ {list(setting.momentum_lrs)}. Runs saved in
+`{NAME}_{dataset}.json`; training and probing took {sum(r.seconds for r in runs):.0f} s.
+
+![sharpness and loss, {label}]({fig_path.name})
+
+{table(runs, setting)}
+
+- GD: **{_word(by_opt.get('sgd', []))}**; median λ₁/threshold after first reaching it:
+  {med.get('sgd', 'n/a')}.
+- Heavy ball: **{_word(by_opt.get('sgdm', []))}**; median λ₁/threshold after first reaching
+  it: {med.get('sgdm', 'n/a')}.
+"""
+
+
 def main(argv: list[str] | None = None) -> None:
     p = _study.parser(f"analyses.{NAME}", TITLE, replot="the figure and table")
     args = p.parse_args(argv)
@@ -278,9 +378,14 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     setting = QUICK if args.quick else FULL
     out = _study.out_dir(args)
+    extra = _study.study_datasets(args, out, NAME)
     runs = [Run(**r) for r in _study.saved_or_run(
         out / f"{NAME}.json", args.replot,
         lambda: [dataclasses.asdict(r) for r in simulate(setting)])]
+    sections = [extra_section(_study.saved_or_run(
+        out / f"{NAME}_{name}.json", args.replot,
+        lambda name=name: simulate_extra(setting, name, args.data_dir)), setting, name, out)
+        for name in extra]
     fig_path = out / f"{NAME}.png"
     figure(runs, setting, fig_path)
     word, by_opt = verdict(runs)
@@ -288,6 +393,8 @@ def main(argv: list[str] | None = None) -> None:
     body = f"""The runs: `python -m analyses.{NAME}{" --quick" if args.quick else ""}`; training and
 probing took {sum(r.seconds for r in runs):.0f} s over them (the header's command and wall time
 are this report's; `--replot` redraws it from the runs saved in `{NAME}.json`).
+
+{_study.data_note(args, extra)}
 
 ## Claim
 
@@ -331,7 +438,7 @@ descent with step size η the sharpness λ₁ rises (progressive sharpening) unt
 A run counts as at the edge when it reaches its threshold and the median of λ₁/threshold
 from then on is within [0.9, 1.2] (Cohen et al.: "hovers just above 2/η"); the table
 gives each lr's numbers. {momentum_note(runs)}
-"""
+""" + "".join(sections)
     _study.write_results(out / f"{NAME}.md", TITLE, started, body, quick=args.quick)
 
 
