@@ -40,9 +40,17 @@ class ProbeLine:
     def __call__(self, *, total: int, desc: str, unit: str = "Hv") -> _ProbePart:
         if self.bar is None:
             make = self._make
+            kw: dict[str, Any] = {}
             if make is None:
+                import shutil
+
                 from tqdm.auto import tqdm as make
-            self.bar = make(total=total, desc="probe", unit=unit, leave=False)
+
+                # a terminal that reports no size (a pty without one) would get nothing
+                # from tqdm: fall back to 80 x 24
+                size = shutil.get_terminal_size((80, 24))
+                kw.update(ncols=min(size.columns, 100), nrows=size.lines)
+            self.bar = make(total=total, desc="probe", unit=unit, leave=False, **kw)
         else:
             self.bar.total += total
         self.bar.set_postfix_str(desc, refresh=False)
@@ -65,9 +73,8 @@ class _ProbePart:
         self.done += n
         self.bar.update(n)
 
-    def close(self) -> None:
+    def close(self) -> None:  # the next part, or the line's close, redraws
         self.bar.total -= max(self.total - self.done, 0)
-        self.bar.refresh()
 
 
 def echo_json(obj: Any) -> None:
