@@ -1,7 +1,8 @@
 """A run built from command-line options, and checked, before anything is written.
 
 * the data set, the loss and the model spec (:func:`load_data`, :func:`make_loss`,
-  :func:`model_spec_for`);
+  :func:`model_spec_for`), and the device they go to (:func:`run_device`,
+  :func:`data_on`);
 * optimizer names and bundles (:func:`optimizer_key`, :func:`optimizer_keys`,
   :func:`build_optimizer`, :func:`optimizer_spec`);
 * the spectral monitor of a :class:`~cli._options.ProbePlan`, its sizes fitted to the
@@ -79,6 +80,28 @@ def sequence_args(name: str, args: dict) -> dict:
     return out
 
 
+def run_device(name: str, ranks: Any = None):
+    """The ``torch.device`` of ``--device NAME`` (resolved: ``cpu``, ``cuda``, ``cuda:N``)
+    in this process: under torchrun (``ranks.world_size > 1``) a bare ``cuda`` is
+    ``cuda:LOCAL_RANK`` (modulo the devices present), so each process has its own GPU."""
+    import torch
+
+    if name == "cuda" and ranks is not None and ranks.world_size > 1:
+        return torch.device("cuda", ranks.local_rank % max(torch.cuda.device_count(), 1))
+    return torch.device(name)
+
+
+def data_on(ds, device):
+    """Data set ``ds`` with its train and test tensors on ``device`` (``ds`` itself when
+    they are there already): the trainer indexes its batches out of them."""
+    from dataclasses import replace
+
+    if ds.train_x.device == device and ds.test_x.device == device:
+        return ds
+    return replace(ds, train_x=ds.train_x.to(device), train_y=ds.train_y.to(device),
+                   test_x=ds.test_x.to(device), test_y=ds.test_y.to(device))
+
+
 # --------------------------------------------------------------------------- optimizers
 
 
@@ -153,6 +176,36 @@ def build_optimizer(key: str, model, loss_fn, probe_data, overrides: dict, *,
         raise CLIError(f"--schedule {name}: {exc}") from None
     except (ValueError, TypeError) as exc:  # a hyperparameter the optimizer refuses
         raise option_error("--opt-arg", exc) from exc
+
+
+def rank_probe_data(key: str, probe_data: tuple, overrides: dict, ranks: Any = None) -> tuple:
+    """The probe set to give optimizer ``key`` in this process.
+
+    An optimizer that probes its own Hessian (DCAO: it ``requires`` ``probe_data``)
+    takes the first ``probe_batch_size`` samples of it, and under torch.distributed
+    its operator all-reduces the ranks' products: each rank's data is its shard, and
+    the probed Hessian is that of the union. ``spectra train`` under torchrun
+    replicates training, so every rank holds the same probe set; given whole to every
+    rank, the union would count each sample ``world_size`` times (right for a mean
+    loss, ``world_size`` times too large for a summed one) and each rank would do all
+    the work. So with several ranks each gets its contiguous shard of those first
+    ``probe_batch_size`` samples: the union is the one-process probe batch.
+    """
+    import optim
+
+    info = optim.available()[key]
+    if ranks is None or ranks.world_size == 1 or "probe_data" not in info.requires:
+        return probe_data
+    from spectra.utils.distributed import shard
+
+    n = {**dict(info.defaults), **overrides}.get("probe_batch_size")
+    X, y = probe_data if n is None else (probe_data[0][:n], probe_data[1][:n])
+    if len(y) < ranks.world_size:
+        raise CLIError(f"{key}'s probe batch holds {len(y)} samples, fewer than the "
+                       f"{ranks.world_size} torchrun processes: raise --probe-samples or "
+                       "--opt-arg probe_batch_size")
+    part = shard(len(y), ranks.rank, ranks.world_size)
+    return X[part], y[part]
 
 
 def optimizer_spec(key: str, overrides: dict, lr_schedule=None) -> dict[str, Any]:
@@ -254,24 +307,31 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 def prepare_run(*, name: str, key: str, overrides: dict, ds, model_spec, loss_name: str,
                 loss_fn, seed: int, epochs: int, batch_size: int, plan: ProbePlan,
                 out: Path, checkpoint_dir: Path | None, checkpoint_every: int,
-                log_every: int | None, command: str, lr_schedule=None) -> PreparedRun:
+                log_every: int | None, command: str, lr_schedule=None, device=None,
+                ranks: Any = None) -> PreparedRun:
     """Build the model, the optimizer bundle (with ``lr_schedule``, an
     :class:`optim.schedules.LRSchedule` or None) and (to check it) the monitor of one
-    run, and its config; nothing is written."""
+    run, and its config; nothing is written. The model is built on the CPU (the same
+    initialization everywhere) and moved to ``device`` (a ``torch.device``; default the
+    CPU), where ``ds`` must be (:func:`data_on`); the config records it as ``device``.
+    ``ranks``: the torchrun processes; with several, an optimizer that probes its own
+    Hessian gets this rank's shard of its probe set (:func:`rank_probe_data`)."""
     import torch
 
     from spectra import __version__
 
+    device = torch.device("cpu") if device is None else torch.device(device)
     with option_errors("--model-arg"):
         model = model_spec.build()
+    model.to(device)
     if not any(p.requires_grad for p in model.parameters()):
         raise CLIError(f"model {model_spec.name!r} has no trainable parameters: there is nothing "
                        "to train or to take the Hessian of")
     n = len(ds.train_y)
     probe_data = (ds.train_x[:plan.samples], ds.train_y[:plan.samples])
     spe = steps_per_epoch(n, batch_size)
-    bundle = build_optimizer(key, model, loss_fn, probe_data, overrides,
-                             total_steps=epochs * spe, total_epochs=epochs,
+    bundle = build_optimizer(key, model, loss_fn, rank_probe_data(key, probe_data, overrides, ranks),
+                             overrides, total_steps=epochs * spe, total_epochs=epochs,
                              lr_schedule=lr_schedule)
     probe_cfg = None
     if plan.enabled:
@@ -289,6 +349,7 @@ def prepare_run(*, name: str, key: str, overrides: dict, ds, model_spec, loss_na
         "num_test": len(ds.test_y),
         "task": ds.task,
         "num_params": sum(p.numel() for p in model.parameters()),
+        "device": str(device),
         "loss": loss_name,
         "optimizer": optimizer_spec(key, overrides, lr_schedule),
         "seed": seed,

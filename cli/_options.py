@@ -9,7 +9,9 @@
 * ``KEY=VALUE`` parsing (:func:`parse_kv`), and ``[NAME.]KEY=VALUE`` for options that
   go to one of several optimizers (:func:`split_opt_args`);
 * :class:`ProbePlan`, the monitor's schedule and settings as given;
-* :func:`given_options`, which options the user gave rather than left at their default.
+* :func:`given_options`, which options the user gave rather than left at their default;
+* :func:`device_option`: ``--device`` of the commands that compute, resolved and
+  checked by :func:`resolve_device`.
 """
 
 from __future__ import annotations
@@ -97,6 +99,61 @@ def given_options(names: tuple[str, ...]) -> list[str]:
         return []
     return [n for n in names
             if ctx.get_parameter_source(n) not in (None, ParameterSource.DEFAULT)]
+
+
+# --------------------------------------------------------------------------- --device
+
+
+def resolve_device(value: str) -> str:
+    """The device ``--device VALUE`` names: ``auto`` is ``cuda`` when
+    ``torch.cuda.is_available()`` and ``cpu`` otherwise; ``cpu``, ``cuda`` and ``cuda:N``
+    are kept (lower-cased).
+
+    Raises:
+        ValueError: ``value`` is none of those, CUDA is asked for where
+            ``torch.cuda.is_available()`` is False, or ``cuda:N`` names a device this
+            machine does not have; the message says what is available.
+    """
+    import torch
+
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cpu":
+        return "cpu"
+    kind, colon, index = text.partition(":")
+    if kind != "cuda" or (colon and not index.isdigit()):
+        raise ValueError(f"{value!r} is not a device: expected auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        why = (f"this torch ({torch.__version__}) is a CPU-only build" if torch.version.cuda is None
+               else "no CUDA device is visible (driver, CUDA_VISIBLE_DEVICES)")
+        raise ValueError(f"{text} was asked for, but torch.cuda.is_available() is False: {why}. "
+                         "Available: cpu; use --device cpu (or auto, the default, which picks "
+                         "cuda only where it is available)")
+    count = torch.cuda.device_count()
+    if colon and int(index) >= count:
+        raise ValueError(f"{text} does not exist: this machine has {count} CUDA "
+                         f"device{'s' if count != 1 else ''}, cuda:0 .. cuda:{count - 1}")
+    return text
+
+
+def _device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--device``, resolved and refused before anything runs (:func:`resolve_device`)."""
+    try:
+        return resolve_device(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def device_option(fn: Callable) -> Callable:
+    """--device: where the model, the data, the optimizer, the operators and the
+    monitor live; the command receives the resolved name (``cpu``, ``cuda``, ``cuda:N``)."""
+    return click.option(
+        "--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
+        callback=_device,
+        help="Where the model, the data and every Hessian product live: auto (cuda when "
+             "torch.cuda.is_available(), else cpu), cpu, cuda or cuda:N (under torchrun, "
+             "cuda is each process's cuda:LOCAL_RANK).")(fn)
 
 
 # --------------------------------------------------------------------------- bundles

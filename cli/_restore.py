@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli._build import load_data, make_loss, sequence_args
+from cli._build import data_on, load_data, make_loss, sequence_args
 from cli._errors import CLIError
 from cli._options import ProbePlan
 from cli._output import jsonable
@@ -34,15 +34,20 @@ class Restored:
 def restore(path: str | os.PathLike, *, model_name: str | None = None,
             model_args: dict | None = None, data_name: str | None = None,
             data_args: dict | None = None, data_dir: str | None = None,
-            loss_name: str | None = None) -> Restored:
+            loss_name: str | None = None, device: Any = "cpu") -> Restored:
     """Rebuild the model and data of a checkpoint and load its weights.
 
     The ``*_name``/``*_args``/``data_dir`` arguments, when given, replace the
     checkpoint's model and data specs (for checkpoints written without them).
+    The checkpoint is read onto the CPU (whatever device wrote it: its RNG states
+    must stay there), then the model with its weights and the data go to ``device``
+    (``--device``), where an optimizer rebuilt on the model loads its state.
     """
+    import torch
+
     from spectra.runs.checkpoints import load_checkpoint
 
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, map_location="cpu")
     config = ckpt.get("config") or {}
     ds = _restore_data(path, ckpt.get("data_spec"), data_name, data_args, data_dir)
     spec = _restore_model_spec(path, ckpt.get("model_spec"), ds, model_name, model_args)
@@ -57,6 +62,9 @@ def restore(path: str | os.PathLike, *, model_name: str | None = None,
             f"the weights in {path} do not fit model {desc} (a checkpoint of another "
             f"architecture?): {detail[:300] or first}"
         ) from exc
+    device = torch.device(device)
+    model.to(device)
+    ds = data_on(ds, device)
     lname, loss_fn = make_loss(loss_name or config.get("loss") or "auto", ds.task)
     return Restored(path=Path(path), ckpt=ckpt, model=model, ds=ds, loss_name=lname,
                     loss_fn=loss_fn, config=config,

@@ -8,11 +8,20 @@ from pathlib import Path
 
 import click
 
-from cli._build import load_data, make_loss, model_spec_for, optimizer_keys, prepare_run
+from cli._build import (
+    data_on,
+    load_data,
+    make_loss,
+    model_spec_for,
+    optimizer_keys,
+    prepare_run,
+    run_device,
+)
 from cli._errors import CLIError, first_line, handle_errors, speak_cli
 from cli._format import fmt, pct, seconds
 from cli._options import (
     ProbePlan,
+    device_option,
     eval_train_option,
     model_data_options,
     parse_kv,
@@ -44,6 +53,7 @@ from cli._run import execute, outcome_summary
               help="Parent folder of the runs' checkpoint folders  [default: <out stem>_ckpt/ "
                    "beside the file].")
 @eval_train_option
+@device_option
 @click.option("--json", "as_json", is_flag=True,
               help="No per-epoch lines or table; print a JSON summary at the end.")
 @handle_errors
@@ -80,9 +90,11 @@ def compare(**kw) -> None:
                        f"{', '.join(map(repr, present))}; write to another --out or pass "
                        "--overwrite to replace them")
 
+    device = run_device(kw["device"])
     ds = load_data(kw["data_name"], kw["data_dir"], data_args, kw["seed"])
     loss_name, loss_fn = make_loss(kw["loss_name"], ds.task)
     spec = model_spec_for(kw["model_name"], model_args, ds, kw["seed"])
+    ds = data_on(ds, device)
     base = Path(kw["checkpoint_dir"]) if kw["checkpoint_dir"] else default_checkpoint_dir(out, "x").parent
     preps, plans, unpreconditioned = [], [], []
     for key in keys:  # every optimizer is built (and its options checked) before training
@@ -93,7 +105,7 @@ def compare(**kw) -> None:
                 "loss_name": loss_name, "loss_fn": loss_fn, "seed": kw["seed"], "epochs": epochs,
                 "batch_size": kw["batch_size"], "out": out, "checkpoint_dir": ckpt_dir,
                 "checkpoint_every": kw["checkpoint_every"], "log_every": kw["log_every"],
-                "command": "compare", "lr_schedule": lr_schedule}
+                "command": "compare", "lr_schedule": lr_schedule, "device": device}
             run_plan = plan
             try:
                 prep = prepare_run(plan=plan, **kwargs)
@@ -119,7 +131,8 @@ def compare(**kw) -> None:
         c = preps[0].config
         click.echo(f"{len(keys)} optimizers on {c['model']['name']} ({c['num_params']:,} "
                    f"parameters), {ds.name} ({c['num_train']} train / {c['num_test']} test), "
-                   f"{epochs} epochs of batch {kw['batch_size']}, seed {kw['seed']} -> {out}")
+                   f"{epochs} epochs of batch {kw['batch_size']}, seed {kw['seed']}"
+                   + (f", on {device}" if device.type != "cpu" else "") + f" -> {out}")
         if unpreconditioned:
             click.echo(f"--preconditioned: {', '.join(unpreconditioned)} "
                        f"{'has' if len(unpreconditioned) == 1 else 'have'} no diagonal "

@@ -6,7 +6,7 @@ import click
 import numpy as np
 
 from cli._errors import CLIError, handle_errors
-from cli._options import SEED, TOL, parse_kv
+from cli._options import SEED, TOL, device_option, parse_kv
 from cli._output import echo_json, quiet
 from cli._paths import check_figure_output
 from cli._restore import restore
@@ -39,9 +39,10 @@ from cli._restore import restore
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Figure file: .png, .pdf or .svg.")
 @click.option("--json", "as_json", is_flag=True, help="Print the grid and losses as JSON.")
+@device_option
 @handle_errors
 def landscape(checkpoint, directions, dims, span, points, samples, tol, seed, model_name,
-              model_arg, data_dir, output, as_json):
+              model_arg, data_dir, output, as_json, device):
     """The loss around a checkpoint's weights, along its top Hessian eigenvectors
     or random filter-normalized directions, on a 1-D or 2-D grid.
 
@@ -49,6 +50,7 @@ def landscape(checkpoint, directions, dims, span, points, samples, tol, seed, mo
     Examples:
       spectra landscape --checkpoint CKPT -o landscape.png
       spectra landscape --checkpoint CKPT --directions random --dims 2 --span 0.5 -o plane.png
+      spectra landscape --checkpoint CKPT --device cuda --json
     """
     from spectra.landscape import loss_landscape
 
@@ -57,8 +59,10 @@ def landscape(checkpoint, directions, dims, span, points, samples, tol, seed, mo
     if output is None and not as_json:
         raise CLIError("give -o FIG.png for a figure, --json for the numbers, or both")
     path = check_figure_output(output) if output is not None else None
+    from cli._build import run_device
+
     r = restore(checkpoint, model_name=model_name, model_args=parse_kv(model_arg, "--model-arg"),
-                data_dir=data_dir)
+                data_dir=data_dir, device=run_device(device))
     n = samples or (r.probe.samples if r.probe is not None else 512)
     X, y = r.ds.train_x[:n], r.ds.train_y[:n]
     land = loss_landscape(r.model, r.loss_fn, (X, y), directions=directions, dims=dims, span=span,

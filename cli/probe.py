@@ -12,7 +12,7 @@ from typing import Any
 import click
 import numpy as np
 
-from cli._build import fit_probe_size, load_data, make_loss, sequence_args
+from cli._build import data_on, fit_probe_size, load_data, make_loss, run_device, sequence_args
 from cli._errors import CLIError, handle_errors, option_errors
 from cli._format import SPARK_BARS, fmt, pct, seconds, sparkline
 from cli._options import (
@@ -21,6 +21,7 @@ from cli._options import (
     check_trace_matvecs,
     curvature_options,
     curvature_settings,
+    device_option,
     given_options,
     parse_kv,
 )
@@ -98,6 +99,7 @@ class Target:
     epoch: float | None = None
     checkpoint: str | None = None
     run: str | None = None  # the checkpoint's run, where --append goes by default
+    device: Any = "cpu"  # where the model and the data are (--device)
     optimizer: Any = None  # the checkpoint's (state loaded), or the fit's Adam
 
     @property
@@ -148,6 +150,7 @@ class Target:
               help="Lanczos steps per SLQ vector (at most the model's number of parameters; the "
                    "default is lowered to it for a tiny model).")
 @click.option("--float64", "use_float64", is_flag=True, help="Compute in float64.")
+@device_option
 @curvature_options
 @click.option("--append", "append_to", type=click.Path(dir_okay=False), metavar="RUN.h5",
               help="Append the probe as a row of a run in this file.")
@@ -175,6 +178,9 @@ def probe(**kw):
     probe set (products all-reduced over gloo), the fit is
     repeated identically on every rank, and rank 0 alone prints and appends.
 
+    --device (default auto: cuda when available) holds the model, the data, the
+    fit and every Hessian product; a checkpoint written on any device loads onto it.
+
     \b
     Examples:
       spectra probe --checkpoint runs/demo_ckpt/dcao/checkpoint-epoch0005.pt
@@ -182,6 +188,7 @@ def probe(**kw):
       spectra probe --model mlp --data digits --fit-steps 50 --top-k 5 --density
       spectra probe --checkpoint CKPT --preconditioned --alignment --layers module --json
       spectra probe --samples 200 --subsamples 5
+      spectra probe --checkpoint CKPT --device cuda --json
       torchrun --nproc_per_node 2 -m cli.main probe --checkpoint CKPT --json
     """
     from spectra.utils.distributed import env_processes, processes_from_env
@@ -190,7 +197,8 @@ def probe(**kw):
         env_processes()
     except ValueError as exc:
         raise CLIError(f"cannot join the torchrun processes: {exc}") from None
-    with processes_from_env(backend="gloo") as ranks:  # the CLI computes on the CPU
+    # gloo: the operators also all-reduce CPU tensors (sample counts), which nccl cannot
+    with processes_from_env(backend="gloo") as ranks:
         _probe(kw, ranks)
 
 
@@ -198,10 +206,11 @@ def _probe(kw: dict[str, Any], ranks) -> None:
     """The command's body in one of ``ranks.world_size`` processes."""
     given = given_options(tuple(kw))
     settings = Settings.from_options(kw)
+    device = run_device(kw["device"], ranks)
     if kw["checkpoint"] is not None:
-        target, settings = _from_checkpoint(kw, given, settings)
+        target, settings = _from_checkpoint(kw, given, settings, device)
     else:
-        target = _from_registry(kw, settings.seed)
+        target = _from_registry(kw, settings.seed, device)
         settings = replace(settings, samples=settings.samples or 1000)
     probe_set = _probe_set(target.ds, settings.samples, kw["sample_seed"])
     if ranks.world_size > 1 and settings.alignment:
@@ -293,10 +302,10 @@ def _spread(target: Target, s: Settings, kw: dict[str, Any], ranks):
             rank=ranks.rank, world_size=ranks.world_size)
 
 
-def _from_checkpoint(kw: dict[str, Any], given: list[str], settings: Settings
+def _from_checkpoint(kw: dict[str, Any], given: list[str], settings: Settings, device
                      ) -> tuple[Target, Settings]:
-    """The model of a checkpoint (weights loaded), and the settings of its monitor for
-    those not given."""
+    """The model of a checkpoint (weights loaded, on ``device`` with the data), and the
+    settings of its monitor for those not given."""
     if "fit_steps" in given:
         raise CLIError("--fit-steps does not apply with --checkpoint: the checkpoint's weights "
                        "are probed")
@@ -306,10 +315,12 @@ def _from_checkpoint(kw: dict[str, Any], given: list[str], settings: Settings
         model_args=parse_kv(kw["model_arg"], "--model-arg"),
         data_name=kw["data_name"] if "data_name" in given else None,
         data_args=parse_kv(kw["data_arg"], "--data-arg"), data_dir=kw["data_dir"],
+        device=device,
     )
     target = Target(restored.model, restored.ds, restored.loss_fn, restored.model_desc,
                     step=int(restored.ckpt["step"]), epoch=float(restored.ckpt["epoch"]),
-                    checkpoint=kw["checkpoint"], run=(restored.ckpt.get("run") or {}).get("name"))
+                    checkpoint=kw["checkpoint"], run=(restored.ckpt.get("run") or {}).get("name"),
+                    device=device)
     settings = settings.for_checkpoint(restored, kw, given)
     target.optimizer = _checkpoint_optimizer(restored, settings)
     return target, settings
@@ -339,8 +350,9 @@ def _checkpoint_optimizer(restored, s: Settings):
     return bundle.optimizer
 
 
-def _from_registry(kw: dict[str, Any], seed: int) -> Target:
-    """A model of the registry on a data set of the registry, at its initialization."""
+def _from_registry(kw: dict[str, Any], seed: int, device) -> Target:
+    """A model of the registry on a data set of the registry, at its initialization
+    (built on the CPU, then moved with the data to ``device``)."""
     import torch
 
     from spectra.registries.models import build_model
@@ -352,7 +364,8 @@ def _from_registry(kw: dict[str, Any], seed: int) -> Target:
         model = build_model(kw["model_name"], input_shape=ds.input_shape,
                             num_classes=ds.num_classes, **kwargs)
     _, loss_fn = make_loss("auto", ds.task)
-    return Target(model, ds, loss_fn, kw["model_name"], step=kw["fit_steps"])
+    return Target(model.to(device), data_on(ds, device), loss_fn, kw["model_name"],
+                  step=kw["fit_steps"], device=device)
 
 
 def _monitor(target: Target, probe_set, s: Settings, *, use_float64: bool, progress):
@@ -386,7 +399,8 @@ def _print_json(res, target: Target, s: Settings, *, loss: float, num_samples: i
     out = res.to_dict()
     out.update({"model": target.label, "data": target.ds.name,
                 "num_params": _num_params(target.model), "num_samples": num_samples,
-                "loss": loss, "seed": s.seed, "processes": ranks, **target.info})
+                "loss": loss, "seed": s.seed, "processes": ranks, "device": str(target.device),
+                **target.info})
     if spread is not None:
         out["subsamples"] = spread.to_dict()
     if appended is not None:
@@ -399,7 +413,8 @@ def _print_table(res, target: Target, s: Settings, *, loss: float, num_samples: 
     P = _num_params(target.model)
     where = (f" at epoch {target.epoch:g} (step {target.step}) of {target.checkpoint}"
              if target.checkpoint else "")
-    click.echo(f"model {target.label} ({P:,} parameters){where}")
+    on = f" on {target.device}" if str(target.device) != "cpu" else ""
+    click.echo(f"model {target.label} ({P:,} parameters){where}{on}")
     which = "the first" if s.sample_seed is None else f"a random sample (seed {s.sample_seed}) of"
     over = f", sharded over {ranks} processes" if ranks > 1 else ""
     click.echo(f"probe set: {which} {num_samples} training samples of {target.ds.name}{over}, "

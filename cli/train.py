@@ -8,17 +8,20 @@ import click
 
 from cli._build import (
     PreparedRun,
+    data_on,
     load_data,
     make_loss,
     model_spec_for,
     optimizer_key,
     prepare_run,
+    run_device,
     stored_schedule,
 )
 from cli._errors import CLIError, handle_errors
 from cli._format import seconds
 from cli._options import (
     ProbePlan,
+    device_option,
     eval_train_option,
     given_options,
     model_data_options,
@@ -68,6 +71,7 @@ _FROM_CHECKPOINT = ("model_name", "model_arg", "data_name", "data_arg", "data_di
               help="Continue the run of this checkpoint in its run file, with its settings; "
                    "--epochs sets the new total.")
 @eval_train_option
+@device_option
 @click.option("--json", "as_json", is_flag=True,
               help="No per-epoch lines; print a JSON summary at the end.")
 @handle_errors
@@ -87,13 +91,19 @@ def train(**kw) -> None:
       spectra train --optimizer adam --opt-arg lr=3e-3 --model-arg widths=128,128 -o runs/a.h5
       spectra train --optimizer sgdm --schedule warmup-cosine --warmup 1 -o runs/cos.h5
       spectra train --resume runs/demo_ckpt/dcao/checkpoint-epoch0005.pt --epochs 10
+      spectra train --device cuda --model resnet20 --data cifar10 -o runs/gpu.h5
       torchrun --nproc_per_node 2 -m -- cli.main train --optimizer sgd -o runs/two.h5
 
     Under `torchrun --nproc_per_node N` (gloo) every process trains the same
     model on the same batches (the same seed: training is replicated, not
-    data-parallel), the monitor's probes are sharded over the processes (each
-    takes its part of the probe set, products all-reduced), and rank 0 alone
-    writes the run file and the checkpoints and prints.
+    data-parallel), the monitor's probes and DCAO's are sharded over the
+    processes (each takes its part of the probe set, products all-reduced), and
+    rank 0 alone writes the run file and the checkpoints and prints.
+
+    --device (default auto: cuda when available) holds the model, the data, the
+    optimizer's state and every Hessian product; the run's config records it.
+    --resume may continue on another device (checkpoints load onto the CPU, then
+    into the model and optimizer where --device puts them).
     """
     from spectra.utils.distributed import env_processes, processes_from_env
 
@@ -136,9 +146,11 @@ def _train(kw: dict, ranks) -> None:
     if run in existing_runs(out) and not kw["overwrite"]:
         raise CLIError(f"{out} already has a run named {run!r}; pick another --run, pass "
                        "--overwrite to replace it, or --resume one of its checkpoints")
+    device = run_device(kw["device"], ranks)
     ds = load_data(kw["data_name"], kw["data_dir"], data_args, kw["seed"])
     loss_name, loss_fn = make_loss(kw["loss_name"], ds.task)
     spec = model_spec_for(kw["model_name"], model_args, ds, kw["seed"])
+    ds = data_on(ds, device)
     ckpt_dir = None
     if kw["checkpoint_every"] > 0:
         ckpt_dir = Path(kw["checkpoint_dir"]) if kw["checkpoint_dir"] else default_checkpoint_dir(out, run)
@@ -147,7 +159,8 @@ def _train(kw: dict, ranks) -> None:
         name=run, key=key, overrides=overrides, ds=ds, model_spec=spec, loss_name=loss_name,
         loss_fn=loss_fn, seed=kw["seed"], epochs=epochs, batch_size=kw["batch_size"], plan=plan,
         out=out, checkpoint_dir=ckpt_dir, checkpoint_every=kw["checkpoint_every"],
-        log_every=kw["log_every"], command="train", lr_schedule=lr_schedule,
+        log_every=kw["log_every"], command="train", lr_schedule=lr_schedule, device=device,
+        ranks=ranks,
     )
     echo = not (as_json or quiet()) and ranks.is_main
     if echo:
@@ -191,7 +204,7 @@ def _resume(kw: dict) -> None:
     if epochs < done:
         raise CLIError(f"the checkpoint is at epoch {done}; --epochs {epochs} is the total, "
                        f"so it must be at least {done}")
-    prep, ds, plan = _prepare_resumed(config, run, out, trusted)
+    prep, ds, plan = _prepare_resumed(config, run, out, trusted, run_device(kw["device"]))
     echo = not (as_json or quiet())
     if echo:
         click.echo(f"resuming run {run!r} of {out} at epoch {done} (step {int(ckpt['step'])}), "
@@ -254,14 +267,16 @@ def _resume_run_file(out_option: str | None, ckpt: dict, path: Path, run: str) -
     return out
 
 
-def _prepare_resumed(config: dict, run: str, out: Path, trusted: bool
+def _prepare_resumed(config: dict, run: str, out: Path, trusted: bool, device
                      ) -> tuple[PreparedRun, object, ProbePlan]:
-    """``(prepared run, data set, probe plan)`` rebuilt from a run's config."""
+    """``(prepared run, data set, probe plan)`` rebuilt from a run's config, on
+    ``device`` (the config keeps the device the run was created on: a checkpoint's
+    config must equal its run's)."""
     from spectra.registries.data import DataSpec
     from spectra.registries.models import ModelSpec
 
     plan = ProbePlan.from_config(config.get("probe")) or ProbePlan(every=0)
-    ds = DataSpec.from_dict(config["data"]).load()
+    ds = data_on(DataSpec.from_dict(config["data"]).load(), device)
     _, loss_fn = make_loss(config["loss"], ds.task)
     spec = ModelSpec.from_dict(config["model"])
     if trusted:
@@ -275,7 +290,7 @@ def _prepare_resumed(config: dict, run: str, out: Path, trusted: bool
         checkpoint_dir=(out.resolve().parent / ck["dir"]) if ck else None,
         checkpoint_every=int(ck["every"]) if ck else 0,
         log_every=config.get("log_every_steps"), command="train",
-        lr_schedule=stored_schedule(opt),
+        lr_schedule=stored_schedule(opt), device=device,
     )
     prep.extra["config"] = config  # the run's config is the one it was created with
     return prep, ds, plan
@@ -298,7 +313,8 @@ def _header(prep: PreparedRun, ds, out: Path) -> None:
     lr_schedule = stored_schedule(c["optimizer"])
     if lr_schedule.name != "none":
         click.echo(f"lr schedule: {lr_schedule.describe()}")
-    click.echo(f"{what}; run {prep.name!r} in {out}")
+    where = f" on {c['device']}" if c.get("device", "cpu") != "cpu" else ""
+    click.echo(f"{what}; run {prep.name!r} in {out}{where}")
 
 
 def _finish(outcome, prep: PreparedRun, out: Path, as_json: bool) -> None:

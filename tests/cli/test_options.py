@@ -48,3 +48,57 @@ def test_probe_plan_from_a_stored_config():
     assert plan.enabled
     assert ProbePlan.from_config(None) is None
     assert not ProbePlan(every=0).enabled
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    """A machine where torch.cuda.is_available() is False (whatever this one has)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """A machine with two CUDA devices, as far as --device can tell."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+
+@pytest.mark.parametrize(("value", "device"), [("auto", "cpu"), ("cpu", "cpu"), (" CPU ", "cpu")])
+def test_resolve_device_without_cuda(no_cuda, value, device):
+    from cli._options import resolve_device
+
+    assert resolve_device(value) == device
+
+
+@pytest.mark.parametrize(("value", "device"), [("auto", "cuda"), ("cuda", "cuda"),
+                                               ("cuda:1", "cuda:1"), ("cpu", "cpu")])
+def test_resolve_device_with_cuda(two_gpus, value, device):
+    from cli._options import resolve_device
+
+    assert resolve_device(value) == device
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("gpu", r"'gpu' is not a device: expected auto, cpu, cuda or cuda:N"),
+    ("cuda:", r"'cuda:' is not a device"),
+    ("cuda:x", r"'cuda:x' is not a device"),
+    ("cuda", r"cuda was asked for, but torch.cuda.is_available\(\) is False: .*Available: cpu"),
+    ("cuda:0", r"cuda:0 was asked for, but torch.cuda.is_available\(\) is False"),
+])
+def test_resolve_device_refuses_by_name(no_cuda, value, message):
+    from cli._options import resolve_device
+
+    with pytest.raises(ValueError, match=message):
+        resolve_device(value)
+
+
+def test_resolve_device_refuses_a_gpu_the_machine_lacks(two_gpus):
+    from cli._options import resolve_device
+
+    with pytest.raises(ValueError, match=r"cuda:2 does not exist: this machine has 2 CUDA "
+                                         r"devices, cuda:0 \.\. cuda:1"):
+        resolve_device("cuda:2")

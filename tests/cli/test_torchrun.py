@@ -85,3 +85,31 @@ def test_train_on_two_gloo_processes_replicates_training_and_shards_the_probes(t
     assert np.all(np.abs(ta - tb) <= 2e-3 * np.abs(ta))
     assert sorted(p.name for p in (tmp_path / "two_ckpt" / "sgd").iterdir()) == sorted(
         p.name for p in (tmp_path / "one_ckpt" / "sgd").iterdir())
+
+
+@pytest.mark.slow  # two trainings, one of them through torchrun (~30 s on a loaded machine)
+def test_dcao_under_torchrun_probes_the_one_process_batch_on_every_rank(tmp_path):
+    """DCAO's probes on its time budget (the default): the ranks agree when to probe
+    (else one would wait for the other's all-reduce), each probes its shard of the
+    probe batch, and the first probe, at the initial weights, is the one-process one."""
+    import torch
+
+    from tests.cli.conftest import invoke
+
+    args = ["train", "--optimizer", "dcao", "--epochs", "2", "--data-arg", "n_train=200",
+            "--data-arg", "n_test=50", "--model-arg", "widths=16", "--probe-every", "0",
+            "--probe-samples", "101", "--batch-size", "20", "--json"]
+    two = _torchrun(tmp_path, *args, "-o", str(tmp_path / "two.h5"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    invoke(*args, "-o", str(tmp_path / "one.h5"))
+
+    def history(stem: str) -> list[dict]:
+        ckpt = torch.load(tmp_path / f"{stem}_ckpt" / "dcao" / "checkpoint-epoch0002.pt",
+                          weights_only=True)
+        return ckpt["optimizer_state"]["dcao"]["history"]
+
+    h1, h2 = history("one"), history("two")
+    assert len(h2) >= 2 and all(r["ok"] for r in h2), [r["reason"] for r in h2]
+    assert h1[0]["step"] == h2[0]["step"] == 0
+    # float32 products of two shards against the whole batch: rounding, far below probe_tol
+    assert abs(h2[0]["lambda1"] - h1[0]["lambda1"]) <= 1e-4 * abs(h1[0]["lambda1"])
