@@ -1,8 +1,9 @@
 """ResNet-18 at issue 14's setting: SLQ density (``n_v = 4``, ``m = 80``) in the bounded
-mode, and eigsh top-5 and lambda_min run to convergence, with time and peak memory.
+mode, eigsh top-5 and lambda_min run to convergence, and a Hutch++ trace, with time and
+peak memory.
 
 Usage:
-    python -m analyses.scale_resnet                    # density (4, 80), top-5, lambda_min
+    python -m analyses.scale_resnet                    # density (4, 80), top-5, lambda_min, trace
     python -m analyses.scale_resnet --tasks top5 lmin  # a subset
     python -m analyses.scale_resnet --nv 4 --m 80 --cap 150 --batch 4 --log /tmp/r.log
     python -m analyses.scale_resnet --render /tmp/r.log  # splice the rows into scale.md
@@ -16,8 +17,9 @@ on it, since the product's own memory is in the baseline). Every row records the
 bounds.
 
 ``--render`` puts the rows into the report's "Time and memory" table in place of the
-``resnet18`` rows there, and its ResNet-18 target line into "Targets"; the other rows
-and sections are left as they are.
+``resnet18`` rows of the same tasks there, and its ResNet-18 target line into "Targets";
+the other rows and sections are left as they are. Append every run to one ``--log`` and
+render from it: the last result of each job is used.
 """
 
 from __future__ import annotations
@@ -34,16 +36,17 @@ from pathlib import Path
 
 from analyses import scale_bench
 
-TASKS = ("density", "top5", "lmin")
+TASKS = ("density", "top5", "lmin", "trace")
 MB = 2**20
 COMMAND = "python -m analyses.scale_resnet"
 
 
 def resnet_jobs(nv: int = 4, m: int = 80, cap: int = 150, batch: int = 4,
-                tasks: tuple[str, ...] = TASKS) -> list[dict]:
+                tasks: tuple[str, ...] = TASKS, trace: int = 6) -> list[dict]:
     """The jobs: SLQ ``(nv, m)`` in the bounded mode; eigsh top-5 and lambda_min with
     the basis where ``storage="auto"`` puts it, at most ``cap`` products, ``tol`` 1e-3
-    (as in :func:`analyses.scale_bench.worker`); ``batch`` images per product."""
+    (as in :func:`analyses.scale_bench.worker`); Hutch++ trace with ``trace`` products;
+    ``batch`` images per product."""
     out = []
     for task in tasks:
         if task == "density":
@@ -51,6 +54,9 @@ def resnet_jobs(nv: int = 4, m: int = 80, cap: int = 150, batch: int = 4,
                         "m": m, "batch": batch})
         elif task in ("top5", "lmin"):
             out.append({"model": "resnet18", "task": task, "mode": "auto", "max_matvecs": cap,
+                        "batch": batch})
+        elif task == "trace":
+            out.append({"model": "resnet18", "task": "trace", "mode": "-", "matvecs": trace,
                         "batch": batch})
         else:
             raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
@@ -110,8 +116,9 @@ def row(job: dict, r: dict) -> str:
 
 def _flags(job: dict) -> str:
     """The command line that measures ``job`` alone."""
-    size = (f" --nv {job['n_v']} --m {job['m']}" if job["task"] == "density"
-            else f" --cap {job['max_matvecs']}")
+    size = {"density": f" --nv {job.get('n_v')} --m {job.get('m')}",
+            "trace": f" --trace {job.get('matvecs')}"}.get(job["task"],
+                                                           f" --cap {job.get('max_matvecs')}")
     return f"`{COMMAND} --tasks {job['task']}{size} --batch {job['batch']}`"
 
 
@@ -160,9 +167,11 @@ NOTES_PREFIX = "ResNet-18 rows: "
 
 
 def splice(text: str, pairs: list[tuple[dict, dict]], date: str) -> str:
-    """``text`` (the report) with its ``resnet18`` table rows replaced by ``pairs``' rows,
-    the notes paragraph under the table replaced or added, and the ResNet-18 target line
-    replaced or added at the top of the "Targets" list."""
+    """``text`` (the report) with its ``resnet18`` table rows of the tasks in ``pairs``
+    replaced by ``pairs``' rows (the other ``resnet18`` rows kept, after them in the
+    order of :data:`TASKS`), the notes paragraph under the table replaced or added, the
+    Models line's batch set, and the ResNet-18 target line replaced or added at the top
+    of the "Targets" list."""
     lines = text.split("\n")
     rows = [i for i, ln in enumerate(lines) if ln.startswith("| resnet18 |")]
     if not rows:
@@ -170,18 +179,35 @@ def splice(text: str, pairs: list[tuple[dict, dict]], date: str) -> str:
         if head is None:
             raise ValueError("the report has no 'Time and memory' table to put the rows in")
         rows = [head + 2]
-        lines.insert(head + 2, "")  # a placeholder, replaced below
+        lines.insert(head + 2, "| resnet18 | placeholder |")  # replaced below
+    ours = {j["task"] for j, _ in pairs}
+
+    def task_of(ln: str) -> str:
+        return ln.split("|")[3].strip().split(" ")[0]
+
+    kept = [lines[i] for i in rows if lines[i] != "| resnet18 | placeholder |"
+            and task_of(lines[i]) not in ours]
+    new = sorted([row(j, r) for j, r in pairs] + kept,
+                 key=lambda ln: TASKS.index(task_of(ln)) if task_of(ln) in TASKS else len(TASKS))
     at = rows[0]
     lines = [ln for i, ln in enumerate(lines) if i not in rows[1:]]
-    lines[at:at + 1] = [row(j, r) for j, r in pairs]
-    end = at + len(pairs)
+    lines[at:at + 1] = new
+    end = at + len(new)
     while end < len(lines) and lines[end].startswith("|"):
         end += 1
     lines = [ln for ln in lines if not ln.startswith(NOTES_PREFIX)]
-    batch = sorted({j["batch"] for j, _ in pairs})
-    lines = [re.sub(r"a batch of [0-9/]+ synthetic 3x32x32 images",
-                    f"a batch of {'/'.join(map(str, batch))} synthetic 3x32x32 images", ln)
-             if ln.startswith("Models:") else ln for ln in lines]
+    batch = "/".join(map(str, sorted({j["batch"] for j, _ in pairs})))
+
+    def models(ln: str) -> str:
+        mt = re.search(r"a batch of ([0-9]+)[^ ]* synthetic 3x32x32 images( \([^)]*\))?", ln)
+        if mt is None:
+            return ln
+        said = (f"a batch of {mt.group(1)} synthetic 3x32x32 images ({batch} in the rows "
+                "measured by `analyses.scale_resnet`, named below the table)" if kept
+                else f"a batch of {batch} synthetic 3x32x32 images")
+        return ln[:mt.start()] + said + ln[mt.end():]
+
+    lines = [models(ln) if ln.startswith("Models:") else ln for ln in lines]
     note = notes(pairs, date).rstrip("\n")
     lines[end:end] = ["", note]
     tl = target_line(pairs)
@@ -207,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--nv", type=int, default=4, help="SLQ random vectors (default 4)")
     ap.add_argument("--m", type=int, default=80, help="SLQ Lanczos steps (default 80)")
     ap.add_argument("--cap", type=int, default=150, help="eigsh product cap (default 150)")
+    ap.add_argument("--trace", type=int, default=6, help="Hutch++ products (default 6)")
     ap.add_argument("--batch", type=int, default=4, help="images per product (default 4)")
     ap.add_argument("--log", type=Path, default=None,
                     help="also append the job lines to this file (for --render)")
@@ -235,7 +262,8 @@ def main(argv: list[str] | None = None) -> None:
                 f.write(msg + "\n")
 
     pairs = [(job, run_job(job, log))
-             for job in resnet_jobs(args.nv, args.m, args.cap, args.batch, tuple(args.tasks))]
+             for job in resnet_jobs(args.nv, args.m, args.cap, args.batch, tuple(args.tasks),
+                                    args.trace)]
     args.out.write_text(splice(args.out.read_text(), pairs, date))
     log(f"wrote {args.out}")
 

@@ -43,7 +43,7 @@ def _result(**kw: object) -> dict:
 
 
 def _pairs() -> list[tuple[dict, dict]]:
-    d, t, lm = scale_resnet.resnet_jobs()
+    d, t, lm, _ = scale_resnet.resnet_jobs()
     return [(d, _result()),
             (t, _result(mode="device", values=[96.0, 76.0, 63.0, 39.0, 21.0], converged=True,
                         num_matvecs=61)),
@@ -51,11 +51,11 @@ def _pairs() -> list[tuple[dict, dict]]:
 
 
 def test_resnet_jobs_are_the_issue_setting() -> None:
-    d, t, lm = scale_resnet.resnet_jobs()
+    d, t, lm, tr = scale_resnet.resnet_jobs()
     assert (d["task"], d["mode"], d["n_v"], d["m"]) == ("density", "bounded", 4, 80)
-    assert (t["task"], lm["task"]) == ("top5", "lmin")
+    assert (t["task"], lm["task"], tr["task"]) == ("top5", "lmin", "trace")
     assert t["mode"] == lm["mode"] == "auto" and t["max_matvecs"] == 150
-    assert {j["batch"] for j in (d, t, lm)} == {4}
+    assert {j["batch"] for j in (d, t, lm, tr)} == {4}
     with pytest.raises(ValueError, match="unknown task 'eig'"):
         scale_resnet.resnet_jobs(tasks=("eig",))
 
@@ -85,6 +85,19 @@ def test_splice_replaces_the_resnet_rows_and_target() -> None:
     # the notes follow the table
     assert lines.index(notes[0]) > lines.index(next(ln for ln in lines if "| mlp-1.1m |" in ln))
     assert scale_resnet.splice(out, _pairs(), "2026-11-29") == out  # idempotent
+
+
+def test_splice_of_some_tasks_keeps_the_other_rows() -> None:
+    pairs = _pairs()[:1]  # the density only
+    out = scale_resnet.splice(REPORT, pairs, "2026-11-29")
+    rows = [ln for ln in out.split("\n") if ln.startswith("| resnet18 |")]
+    assert len(rows) == 2 and "density n_v=4, m=80" in rows[0] and "| top5 | device |" in rows[1]
+    assert ("a batch of 8 synthetic 3x32x32 images (4 in the rows measured by "
+            "`analyses.scale_resnet`, named below the table); the MLP." in out)
+    assert scale_resnet.splice(out, pairs, "2026-11-29") == out  # idempotent
+    # then the others: all rows ours, the Models line says 4 alone
+    out = scale_resnet.splice(out, _pairs(), "2026-11-29")
+    assert "a batch of 4 synthetic 3x32x32 images; the MLP." in out
 
 
 def test_splice_needs_a_table() -> None:
