@@ -752,9 +752,27 @@ def _split_batch(batch: Any) -> tuple[Any, Tensor]:
 
 
 def batch_size(targets: Any) -> int:
+    """Samples in a batch's ``targets``: dim 0 of a tensor (1 for a 0-d one); of a
+    mapping, tuple or list holding tensors, dim 0 of the first one (nested
+    structures included: ``(labels, boxes)`` counts samples, not its two parts);
+    else (a list of labels, say) its length."""
     if isinstance(targets, Tensor):
         return int(targets.shape[0]) if targets.dim() > 0 else 1
+    first = _first_tensor(targets)
+    if first is not None:
+        return batch_size(first)
     return len(targets)
+
+
+def _first_tensor(x: Any) -> Tensor | None:
+    if isinstance(x, Tensor):
+        return x
+    values = x.values() if isinstance(x, Mapping) else x if isinstance(x, (tuple, list)) else ()
+    for v in values:
+        t = _first_tensor(v)
+        if t is not None:
+            return t
+    return None
 
 
 def _slice_samples(x: Any, start: int, stop: int, n: int) -> Any:

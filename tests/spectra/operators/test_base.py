@@ -232,3 +232,39 @@ def test_dict_inputs_with_an_attention_mask_give_the_batch_size_from_the_targets
     dense = full.dense_hessian() if Op is HessianOperator else full.dense_ggn()
     got = _dense(op, dense.shape[0])
     assert torch.allclose(got, dense, atol=1e-10, rtol=0), (got - dense).abs().max()
+
+
+class _TwoHeads(nn.Module):
+    """A model with two outputs (class logits and a regression value)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(4, 5)
+        self.cls, self.reg = nn.Linear(5, 3), nn.Linear(5, 1)
+
+    def forward(self, x):
+        h = torch.tanh(self.body(x))
+        return self.cls(h), self.reg(h).squeeze(-1)
+
+
+def _two_head_loss(out, targets):
+    labels, values = targets
+    return F.cross_entropy(out[0], labels) + F.mse_loss(out[1], values)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tuple_targets_weigh_batches_by_their_samples(backend):
+    """Targets (labels, values) of batches of 6 and 2 samples: the mean-reduced
+    operator weighs them 6:2 (the samples), not 2:2 (the targets' two parts), so it
+    equals the operator of the concatenated batch."""
+    torch.manual_seed(0)
+    model = _TwoHeads().double()
+    x = torch.randn(8, 4, dtype=torch.float64)
+    labels, values = torch.randint(0, 3, (8,)), torch.randn(8, dtype=torch.float64)
+    batches = [(x[:6], (labels[:6], values[:6])), (x[6:], (labels[6:], values[6:]))]
+    split = HessianOperator(model, _two_head_loss, batches, reduction="mean", backend=backend)
+    whole = HessianOperator(model, _two_head_loss, [(x, (labels, values))], reduction="mean")
+    assert split.num_data == 8
+    P = split.shape[0]
+    got, want = _dense(split, P), _dense(whole, P)
+    assert torch.allclose(got, want, atol=1e-12, rtol=0), (got - want).abs().max()
