@@ -103,7 +103,9 @@ def train(**kw) -> None:
     --device (default auto: cuda when available) holds the model, the data, the
     optimizer's state and every Hessian product; the run's config records it.
     --resume may continue on another device (checkpoints load onto the CPU, then
-    into the model and optimizer where --device puts them).
+    into the model and optimizer where --device puts them). --resume with more
+    --epochs than planned is refused for a run whose schedule spans its planned
+    length (a cosine or linear --schedule, lpsgd's p, calr-cosine's lr).
     """
     from spectra.utils.distributed import env_processes, processes_from_env
 
@@ -204,6 +206,14 @@ def _resume(kw: dict) -> None:
     if epochs < done:
         raise CLIError(f"the checkpoint is at epoch {done}; --epochs {epochs} is the total, "
                        f"so it must be at least {done}")
+    planned = int(config["epochs"])
+    horizon = _schedule_horizon(config["optimizer"])
+    if epochs > planned and horizon is not None:
+        raise CLIError(
+            f"run {run!r} was planned for {planned} epochs and its {horizon} spans exactly "
+            f"those: --epochs {epochs} would run past its end (a cosine lr rises again, the "
+            f"p-norm would leave its range). Resume to at most --epochs {planned}, or start a "
+            f"new run with --epochs {epochs}")
     prep, ds, plan = _prepare_resumed(config, run, out, trusted, run_device(kw["device"]))
     echo = not (as_json or quiet())
     if echo:
@@ -225,6 +235,23 @@ def _resume(kw: dict) -> None:
                           eval_train=bool(config.get("eval_train", False)),
                           tensorboard=kw["tensorboard"])
     _finish(outcome, prep, out, as_json)
+
+
+# lr schedules whose shape is fixed by the run's length (step and constant are not)
+_HORIZON_SCHEDULES = ("cosine", "warmup-cosine", "linear")
+
+
+def _schedule_horizon(optimizer_config: dict) -> str | None:
+    """What of a run's schedules is fixed to its planned length (``None``: nothing):
+    the registry entry's own schedule (calr-cosine's lr, lpsgd's p) or a
+    cosine/linear ``--schedule``."""
+    entry = optimizer_config.get("schedule")
+    if entry:
+        return f"schedule ({entry})"
+    lr = stored_schedule(optimizer_config)
+    if lr.name in _HORIZON_SCHEDULES:
+        return f"lr schedule ({lr.describe()})"
+    return None
 
 
 def _check_resume_options(kw: dict, path: Path, config: dict) -> bool:

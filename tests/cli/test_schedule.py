@@ -79,6 +79,31 @@ def test_resume_refuses_a_schedule_option(tmp_path):
     assert r.exit_code == 2 and "--schedule" in r.stderr and "cannot be changed" in r.stderr
 
 
+@pytest.mark.parametrize("args, what", [
+    (["--optimizer", "sgd", "--schedule", "cosine"], "lr schedule (cosine"),
+    (["--optimizer", "lpsgd"], "schedule (p annealed"),
+])
+def test_resume_past_the_end_of_a_fixed_length_schedule_is_refused(tmp_path, args, what):
+    """A cosine lr or lpsgd's p spans the run's planned epochs: resuming to more
+    epochs would run it past its end (a cosine lr rises again), so it is refused,
+    naming the schedule and the way out; a run without one resumes to more epochs."""
+    out = tmp_path / "r.h5"
+    invoke("train", *args, "--epochs", "2", "-o", out, *FAST)
+    name = args[1]
+    ckpt = tmp_path / "r_ckpt" / name / "checkpoint-epoch0001.pt"
+    r = invoke("train", "--resume", ckpt, "--epochs", "3", ok=False)
+    assert r.exit_code == 2, r.output
+    assert "planned for 2 epochs" in r.stderr and what in r.stderr and "--epochs 2" in r.stderr
+    assert len(read_run(out, name).metrics) == 2  # nothing written: the rows of epochs 1, 2
+    invoke("train", "--resume", ckpt, "--epochs", "2")  # to the planned end: fine
+    plain = tmp_path / "p.h5"
+    invoke("train", "--optimizer", "sgd", "--schedule", "step", "--schedule-arg", "step_size=1",
+           "--epochs", "1", "-o", plain, *FAST)
+    invoke("train", "--resume", tmp_path / "p_ckpt" / "sgd" / "checkpoint-epoch0001.pt",
+           "--epochs", "2")
+    assert len(read_run(plain, "sgd").metrics) == 2
+
+
 BAD = [
     (["--schedule", "cosin"], "Did you mean 'cosine'"),
     (["--schedule", "warmup-cosine"], "needs warmup > 0"),
