@@ -86,14 +86,24 @@ def plan(setting: Setting) -> list[dict]:
     return jobs
 
 
+def _measurement(job: dict) -> str:
+    """What a job measures (all but the sweep it belongs to): two jobs with the same
+    key are one measurement (e.g. the CNN's probe against P and, at the same probe-set
+    size, against the probe set)."""
+    return json.dumps({k: v for k, v in job.items() if k != "study"}, sort_keys=True)
+
+
 def measure(jobs: list[dict], workers: int) -> list[tuple[dict, dict]]:
-    """Each job through ``scale_bench.run_job`` (a fresh process), ``workers`` at once."""
+    """Each distinct measurement (:func:`_measurement`) through ``scale_bench.run_job``
+    (a fresh process), ``workers`` at once; a job that repeats one gets its result."""
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    unique = list({_measurement(j): j for j in jobs}.values())
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda j: scale_bench.run_job(j, log), jobs))
-    return retry_failed(list(zip(jobs, results, strict=True)), log)
+        results = list(pool.map(lambda j: scale_bench.run_job(j, log), unique))
+    done = {_measurement(j): r for j, r in zip(unique, results, strict=True)}
+    return retry_failed([(j, done[_measurement(j)]) for j in jobs], log)
 
 
 def retry_failed(rows: list[tuple[dict, dict]], log) -> list[tuple[dict, dict]]:
@@ -124,9 +134,18 @@ def monitor_ratios(runs_dir: Path) -> list[tuple[str, float, float, float]]:
 # ---------------------------------------------------------------------- report
 
 
+MODEL_COLOURS = {"MLP": "tab:blue", "CNN": "tab:orange"}  # one colour per model in every panel
+
+
+def _colour(model: str) -> str:
+    """The colour of a model label ("MLP 64-64", "CNN") in every panel of the figure."""
+    return MODEL_COLOURS[model.split(" ", 1)[0]]
+
+
 def figure(rows: list[tuple[dict, dict]], path: Path) -> None:
     """Log-log: probe and epoch CPU time against P; extra peak memory against P; SLQ time
-    and memory against Lanczos steps; probe time against the probe-set size."""
+    and memory against Lanczos steps; probe time against the probe-set size. Colour is
+    the model (:data:`MODEL_COLOURS`) in every panel; marker and line style the quantity."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,59 +154,62 @@ def figure(rows: list[tuple[dict, dict]], path: Path) -> None:
     from spectra.plots.style import style
 
     ok = [(j, r) for j, r in rows if "error" not in r]
+    mlp, cnn = MODEL_COLOURS["MLP"], MODEL_COLOURS["CNN"]
     with style():
-        fig, axes = plt.subplots(1, 4, figsize=(15.0, 3.9), layout="constrained")
+        fig, axes = plt.subplots(1, 4, figsize=(15.0, 4.6), layout="constrained")
         ax = axes[0]
-        for task, mk, lab in (("probe", "o", "probe"), ("epoch", "s", "training epoch")):
+        for task, ls, mk, lab in (("probe", "-", "o", "probe"), ("epoch", "--", "s", "training epoch")):
             pts = sorted((r["P"], r["cpu_seconds"]) for j, r in ok if j["study"] == "params"
                          and j["task"] == task and j["model"] != "CNN")
             if pts:
-                line = ax.plot(*zip(*pts, strict=True), marker=mk, label=f"MLP {lab}")[0]
-            cnn = [(r["P"], r["cpu_seconds"]) for j, r in ok if j["study"] == "params"
+                ax.plot(*zip(*pts, strict=True), marker=mk, ls=ls, color=mlp, label=f"MLP {lab}")
+            pts = [(r["P"], r["cpu_seconds"]) for j, r in ok if j["study"] == "params"
                    and j["task"] == task and j["model"] == "CNN"]
-            if cnn:
-                ax.plot(*zip(*cnn, strict=True), marker="*", ms=12, ls="none",
-                        color=line.get_color() if pts else None, label=f"CNN {lab}")
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="*", ms=12, ls="none", color=cnn,
+                        mfc=cnn if task == "probe" else "white", label=f"CNN {lab}")
         ax.set_title("CPU time against parameters")
         ax.set_xlabel("parameters P")
         ax.set_ylabel("CPU seconds")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
         ax = axes[1]
-        for cnn, mk, lab in ((False, "o", "MLP probe"), (True, "*", "CNN probe")):
+        for is_cnn, mk, lab in ((False, "o", "MLP probe"), (True, "*", "CNN probe")):
             pts = sorted((r["P"], max(r["extra_maxrss_mib"], 0.1)) for j, r in ok
                          if j["study"] == "params" and j["task"] == "probe"
-                         and (j["model"] == "CNN") == cnn)
+                         and (j["model"] == "CNN") == is_cnn)
             if pts:
-                ax.plot(*zip(*pts, strict=True), marker=mk, ms=12 if cnn else 6,
-                        ls="none" if cnn else "-", label=f"{lab}: extra peak RSS")
+                ax.plot(*zip(*pts, strict=True), marker=mk, ms=12 if is_cnn else 6,
+                        ls="none" if is_cnn else "-", color=cnn if is_cnn else mlp,
+                        label=f"{lab}: extra peak RSS")
         ax.set_title("Peak memory above the baseline")
         ax.set_xlabel("parameters P")
         ax.set_ylabel("MiB")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
         ax = axes[2]
         for model in sorted({j["model"] for j, _ in ok if j["study"] == "steps"}):
             pts = sorted((j["m"], r["cpu_seconds"], r["extra_maxrss_mib"]) for j, r in ok
                          if j["study"] == "steps" and j["model"] == model)
             m, t, mem = zip(*pts, strict=True)
-            line = ax.plot(m, t, marker="o", label=f"{model}: CPU s")[0]
-            ax.plot(m, np.maximum(mem, 0.1), marker="^", ls="--", color=line.get_color(),
+            ax.plot(m, t, marker="o", color=_colour(model), label=f"{model}: CPU s")
+            ax.plot(m, np.maximum(mem, 0.1), marker="^", ls="--", color=_colour(model),
                     label=f"{model}: extra MiB")
         ax.set_title("SLQ (1 vector) against Lanczos steps")
         ax.set_xlabel("Lanczos steps m")
         ax.set_ylabel("CPU seconds / MiB")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
         ax = axes[3]
         pts = sorted((j["spec"]["n"], r["cpu_seconds"]) for j, r in ok if j["study"] == "sizes")
         if pts:
-            ax.plot(*zip(*pts, strict=True), marker="o", label="CNN probe")
+            ax.plot(*zip(*pts, strict=True), marker="*", ms=10, color=cnn, label="CNN probe")
         ax.set_title("Probe against the probe set")
         ax.set_xlabel("probe samples")
         ax.set_ylabel("CPU seconds")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
         for ax in axes:
             ax.set_xscale("log")
             ax.set_yscale("log")
-        fig.suptitle("The cost of the spectra on one CPU thread (fresh process per point)")
+        fig.suptitle("The cost of the spectra on one CPU thread (fresh process per point); "
+                     "colour: the model (MLP blue, CNN orange), marker and line: the quantity")
         fig.savefig(path, dpi=110)
         plt.close(fig)
 

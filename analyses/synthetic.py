@@ -171,9 +171,52 @@ def table(function: str, res: dict[str, tuple[Result, Result]]) -> str:
     return "\n".join(lines)
 
 
+# the curves figure's columns: one family of optimizers each (others join the last)
+FAMILIES = (("CALR (Eq. 5 and the proof form)",
+             ("calr", "calr-clip", "calr-cosine", "calr-clip-cosine", PROOF)),
+            ("Adam family", ("adam", "adamw", "nadam", "radam", "rmsprop")),
+            ("SGD family", ("sgd", "sgdm", "lpsgd", "lpsgdm")),
+            ("SMARAN and Lion", ("smaran", "lion")))
+OSCILLATES = 4.0  # roughness / net change of log10 f above which a curve oscillates
+WINDOW = 25  # steps of the rolling min and max that stand for an oscillating curve
+
+
+def families(names: list[str]) -> list[tuple[str, list[str]]]:
+    """``names`` grouped by :data:`FAMILIES` (in that order; empty groups dropped, names
+    in no family added to the last group)."""
+    known = {n for _, members in FAMILIES for n in members}
+    groups = [(title, [n for n in members if n in names]) for title, members in FAMILIES]
+    groups[-1][1].extend(n for n in names if n not in known)
+    return [(t, g) for t, g in groups if g]
+
+
+def oscillates(values: np.ndarray) -> bool:
+    """Whether a loss curve oscillates: its :func:`roughness` (total variation of log10 f)
+    is more than :data:`OSCILLATES` times its net range (max - min of log10 f); a
+    diverged run does not count (it is drawn as it is)."""
+    v = np.log10(np.maximum(np.abs(values), 1e-30))
+    if not np.all(np.isfinite(v)):
+        return False
+    return roughness(values) > OSCILLATES * max(float(v.max() - v.min()), 1e-12)
+
+
+def rolling_range(values: np.ndarray, window: int = WINDOW
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(steps, min, max)`` of ``values`` over windows of ``window`` steps, each at its
+    window's centre; ``values`` ``(n,)`` with n >= window; outputs ``(n - window + 1,)``."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    w = sliding_window_view(values, window)
+    return np.arange(w.shape[0]) + (window - 1) / 2, w.min(axis=1), w.max(axis=1)
+
+
 def curves_figure(function: str, res: dict[str, tuple[Result, Result]], path: Path) -> None:
     """Loss (f - f*, log; the saddle: f, symlog) and gradient norm against steps, each
-    optimizer at its tuned lr (CALR Figs. 1-3, 10-11)."""
+    optimizer at its tuned lr (CALR Figs. 1-3, 10-11), one column per family of
+    optimizers (:data:`FAMILIES`) on shared axes. A curve (loss or gradient norm) that
+    oscillates (:func:`oscillates`; not on the saddle, whose f crosses 0) is drawn as its
+    :data:`WINDOW`-step rolling max (the level it keeps returning to) over a faint band
+    down to the rolling min, instead of the raw zigzag."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -182,45 +225,58 @@ def curves_figure(function: str, res: dict[str, tuple[Result, Result]], path: Pa
     from spectra.plots.style import style
 
     saddle = function == "saddle"
-    cmap = plt.get_cmap("tab20")
-    # the most oscillating runs (not on the saddle, whose f crosses 0) go behind, faded
-    rough = {n: roughness(r.trajectory.values.numpy()) for n, (_, r) in res.items()}
-    noisy = math.inf if saddle else np.quantile(list(rough.values()), 0.8)
+    groups = families(list(res))
+    colours = plt.get_cmap("tab10")
+    lines = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1))]
+    any_rough = False
     with style():
-        fig, axes = plt.subplots(1, 2, figsize=(13.0, 5.2), layout="constrained")
-        for i, (name, (_, r)) in enumerate(res.items()):
-            v = r.trajectory.values.numpy()
-            steps = np.arange(len(v))
-            back = rough[name] > noisy  # so that they do not hide the others
-            kw = {"color": cmap(i % 20), "ls": ["-", "--", ":", "-."][i % 4], "lw": 1.3,
-                  "label": f"{name} (lr {r.lr:g})" + (" (faded: oscillates)" if back else ""),
-                  "alpha": 0.35 if back else 1.0, "zorder": 1 if back else 2}
-            if saddle:
-                axes[0].plot(steps, v, **kw)
-            else:
-                axes[0].plot(steps, np.maximum(v, 1e-30), **kw)
-            axes[1].plot(steps, np.maximum(r.grad_norm, 1e-30), **kw)
+        fig, axes = plt.subplots(2, len(groups), figsize=(4.1 * len(groups), 7.8),
+                                 sharex=True, sharey="row", squeeze=False, layout="constrained")
+        for c, (title, members) in enumerate(groups):
+            top, bottom = axes[0, c], axes[1, c]
+            for i, name in enumerate(members):
+                r = res[name][1]
+                v = r.trajectory.values.numpy()
+                g = np.maximum(r.grad_norm, 1e-30)
+                steps = np.arange(len(v))
+                loss = v if saddle else np.maximum(v, 1e-30)
+                kw = {"color": colours(i % 10), "ls": lines[i % len(lines)]}
+                rough = {ax: not saddle and len(y) >= WINDOW and oscillates(y)
+                         for ax, y in ((top, v), (bottom, g))}
+                any_rough |= any(rough.values())
+                label = f"{name} (lr {r.lr:g})" + (", oscillates *" if any(rough.values()) else "")
+                for ax, y in ((top, loss), (bottom, g)):
+                    lab = label if ax is top else None
+                    if rough[ax]:
+                        x, lo, hi = rolling_range(y)
+                        ax.fill_between(x, lo, hi, color=kw["color"], alpha=0.12, lw=0)
+                        ax.plot(x, hi, lw=1.5, **kw, label=lab)
+                    else:
+                        ax.plot(steps, y, lw=1.5, **kw, label=lab)
+            top.set_title(title, fontsize=10)
+            bottom.set_xlabel("step")
+            bottom.legend(*top.get_legend_handles_labels(), loc="upper center",
+                          bbox_to_anchor=(0.5, -0.16), fontsize=7.5, frameon=False,
+                          handlelength=3.0)
         if saddle:  # runs that escape exponentially would squash the others: clip
-            axes[0].set_yscale("symlog", linthresh=1e-2)
-            axes[0].set_ylim(-1e6, 10)
-            axes[0].set_ylabel("f(x, y) = x² − y²  (axis clipped at −1e6)")
-            axes[1].set_ylim(1e-3, 1e6)
-            axes[1].set_ylabel("‖∇f‖  (axis clipped at 1e6)")
+            axes[0, 0].set_yscale("symlog", linthresh=1e-2)
+            axes[0, 0].set_ylim(-1e6, 10)
+            axes[0, 0].set_ylabel("f(x, y) = x² − y²  (axis clipped at −1e6)")
+            axes[1, 0].set_ylim(1e-3, 1e6)
+            axes[1, 0].set_ylabel("‖∇f‖  (axis clipped at 1e6)")
         else:
-            axes[0].set_yscale("log")
-            axes[0].set_ylabel("f(x, y) − f*  (floored at 1e-30)")
-        axes[1].set_yscale("log")
-        if not saddle:
-            axes[1].set_ylabel("‖∇f‖")
-        for ax in axes:
-            ax.set_xlabel("step")
-        axes[0].set_title("loss vs steps")
-        axes[1].set_title("gradient norm vs steps")
-        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center",
-                   fontsize=8, frameon=False)
+            axes[0, 0].set_yscale("log")
+            axes[0, 0].set_ylabel("f(x, y) − f*  (floored at 1e-30)")
+            axes[1, 0].set_ylabel("‖∇f‖  (floored at 1e-30)")
+        axes[1, 0].set_yscale("log")
+        if any_rough:
+            fig.supxlabel(f"* a run that oscillates is drawn as its maximum over {WINDOW} "
+                          "steps (line) above a band down to its minimum over the same steps",
+                          fontsize=8)
         pretty = function[:1].upper() + function[1:]
         fig.suptitle(f"{pretty} from {res[next(iter(res))][1].trajectory.points[0].tolist()}: "
-                     "every optimizer at its best lr of the sweep")
+                     "every optimizer at its best lr of the sweep; loss (top) and gradient "
+                     "norm (bottom) against steps")
         fig.savefig(path, dpi=110)
         plt.close(fig)
 

@@ -48,3 +48,23 @@ def test_quick_mode_writes_the_results_and_figure(tmp_path) -> None:
     assert "quick mode" in text and "FAILED" not in text
     assert "Probe CPU time grows as P^" in text
     assert (tmp_path / "spectra_cost.png").stat().st_size > 10_000
+
+
+def test_measure_runs_a_repeated_measurement_once(monkeypatch) -> None:
+    """The quick mode's CNN probe on 64 samples is a point of two sweeps (against P, and
+    against the probe-set size): one process measures it for both."""
+    calls = []
+
+    def fake(job, log):
+        calls.append(job)
+        return {"cpu_seconds": float(len(calls))}
+
+    monkeypatch.setattr(scale_bench, "run_job", fake)
+    jobs = spectra_cost.plan(spectra_cost.QUICK)
+    rows = spectra_cost.measure(jobs, workers=1)
+    assert [j for j, _ in rows] == jobs
+    assert len(calls) == len(jobs) - 1
+    same = [r for j, r in rows if j["task"] == "probe" and j["model"] == "CNN"
+            and j["spec"]["n"] == spectra_cost.QUICK.probe_samples]
+    assert len(same) == 2 and same[0] is same[1]
+    assert len({id(r) for _, r in rows}) == len(calls)

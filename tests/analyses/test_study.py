@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -119,3 +120,22 @@ def test_quick_mode_runs_end_to_end(study, tmp_path):
     text = (tmp_path / f"{study}.md").read_text()
     assert "Verdict" in text and "Command:" in text
     assert list(tmp_path.glob("*.png"))
+
+
+def test_synthetic_oscillates_tells_a_zigzag_from_a_descent():
+    steps = np.arange(200)
+    descent = 10.0 ** (-0.1 * steps) * (1 + 0.05 * np.sin(steps))  # ripples on the way down
+    zigzag = np.where(steps % 2 == 0, 1e-3, 1e-1)  # two decades up and down every step
+    assert not synthetic.oscillates(descent)
+    assert synthetic.oscillates(zigzag)
+    assert not synthetic.oscillates(np.array([1.0, np.inf, 2.0]))  # diverged: drawn as is
+    x, lo, hi = synthetic.rolling_range(np.arange(10.0)[::-1], window=4)
+    assert x[0] == 1.5 and len(x) == 7
+    assert np.array_equal(lo, np.arange(7.0)[::-1]) and np.array_equal(hi, lo + 3)
+
+
+def test_synthetic_families_keep_every_optimizer_once():
+    names = ["lion", "adam", "calr", "calr-proof", "sgd", "new-one"]
+    groups = synthetic.families(names)
+    assert [n for _, g in groups for n in g] == ["calr", "calr-proof", "adam", "sgd", "lion",
+                                                 "new-one"]
