@@ -202,12 +202,16 @@ def oscillates(values: np.ndarray) -> bool:
 
 def rolling_range(values: np.ndarray, window: int = WINDOW
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(steps, min, max)`` of ``values`` over windows of ``window`` steps, each at its
-    window's centre; ``values`` ``(n,)`` with n >= window; outputs ``(n - window + 1,)``."""
+    """``(steps, min, max)`` of ``values`` ``(n,)`` over the ``window`` steps centred on
+    each step (fewer at the two ends, where the window is cut at the run's first and
+    last step); all three ``(n,)``."""
     from numpy.lib.stride_tricks import sliding_window_view
 
-    w = sliding_window_view(values, window)
-    return np.arange(w.shape[0]) + (window - 1) / 2, w.min(axis=1), w.max(axis=1)
+    half = window // 2
+    padded = np.pad(np.asarray(values, dtype=float), (half, window - 1 - half),
+                    constant_values=np.nan)
+    w = sliding_window_view(padded, window)
+    return np.arange(len(values)), np.nanmin(w, axis=1), np.nanmax(w, axis=1)
 
 
 def curves_figure(function: str, res: dict[str, tuple[Result, Result]], path: Path) -> None:
@@ -270,9 +274,9 @@ def curves_figure(function: str, res: dict[str, tuple[Result, Result]], path: Pa
             axes[1, 0].set_ylabel("‖∇f‖  (floored at 1e-30)")
         axes[1, 0].set_yscale("log")
         if any_rough:
-            fig.supxlabel(f"* a run that oscillates is drawn as its maximum over {WINDOW} "
-                          "steps (line) above a band down to its minimum over the same steps",
-                          fontsize=8)
+            fig.supxlabel(f"* a curve that oscillates is drawn as its maximum over the {WINDOW} "
+                          "steps around each step (line) above a band down to its minimum over "
+                          "the same steps", fontsize=8)
         pretty = function[:1].upper() + function[1:]
         fig.suptitle(f"{pretty} from {res[next(iter(res))][1].trajectory.points[0].tolist()}: "
                      "every optimizer at its best lr of the sweep; loss (top) and gradient "

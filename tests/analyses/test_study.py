@@ -129,9 +129,10 @@ def test_synthetic_oscillates_tells_a_zigzag_from_a_descent():
     assert not synthetic.oscillates(descent)
     assert synthetic.oscillates(zigzag)
     assert not synthetic.oscillates(np.array([1.0, np.inf, 2.0]))  # diverged: drawn as is
-    x, lo, hi = synthetic.rolling_range(np.arange(10.0)[::-1], window=4)
-    assert x[0] == 1.5 and len(x) == 7
-    assert np.array_equal(lo, np.arange(7.0)[::-1]) and np.array_equal(hi, lo + 3)
+    x, lo, hi = synthetic.rolling_range(np.arange(10.0), window=5)  # steps t-2 .. t+2
+    assert np.array_equal(x, np.arange(10))
+    assert np.array_equal(lo, [0, 0, 0, 1, 2, 3, 4, 5, 6, 7])  # cut at the first step
+    assert np.array_equal(hi, [2, 3, 4, 5, 6, 7, 8, 9, 9, 9])  # and at the last
 
 
 def test_synthetic_families_keep_every_optimizer_once():
