@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         more = _study.saved_or_run(out / f"{NAME}_{name}.json", args.replot, lambda name=name, t0=t0: {
             **simulate(xs, name, args.data_dir), "seconds": time.perf_counter() - t0})
-        body += (f"\n\n# {_study.EXTRA_DATA[name]} (from `--data-dir`)\n\n"
+        body += (f"\n\n## {_study.EXTRA_DATA[name]} (from `--data-dir`)\n\n"
                  + report(more, xs, out, name))
     _study.write_results(out / f"{NAME}.md", TITLE, started, body, quick=args.quick)
 

@@ -535,13 +535,13 @@ def extra_section(data: dict, dataset: str, out: Path) -> str:
     fig = out / f"{NAME}_{dataset}.png"
     figure_compare(runs, fig, configs, label)
     return "\n".join([
-        f"# {label} (from `--data-dir`)", "",
+        f"## {label} (from `--data-dir`)", "",
         (f"The MLP (`widths=(128,)`, ReLU, on the flattened images) on a seeded subset of "
          f"{data['n_train']:,} training and {data['n_test']:,} test images, {data['epochs']} "
          f"epochs, seeds {data['seeds']}, the same protocol otherwise; runs saved in "
          f"`{fig.stem}.json` (they took {data.get('seconds', math.nan):.0f} s)."), "",
         f"![{label}: test accuracy and lambda_1]({fig.name})", "",
-        table(runs, configs, tgt), "", verdicts(runs, tgt, configs).replace("## ", "## " + label + ": ")])
+        table(runs, configs, tgt), "", verdicts(runs, tgt, configs).replace("## ", f"### {label}: ")])
 
 
 if __name__ == "__main__":

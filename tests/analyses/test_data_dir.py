@@ -141,7 +141,7 @@ def test_classification_quick_runs_on_the_data_dir(tmp_path, data_dir, monkeypat
     text = (out / "classification.md").read_text()
     assert "found MNIST, CIFAR-10; not found: CIFAR-100" in text
     for name, label in (("mnist", "MNIST"), ("cifar10", "CIFAR-10")):
-        assert f"# {label} (from `--data-dir`)" in text
+        assert f"\n## {label} (from `--data-dir`)" in text
         assert (out / f"classification_{name}.png").stat().st_size > 10_000
         saved = json.loads((out / f"classification_{name}.json").read_text())
         assert (saved["dataset"], saved["n_train"], saved["n_test"]) == (name, 60, 30)
@@ -160,8 +160,8 @@ def test_dcao_study_quick_runs_on_the_data_dir(tmp_path, data_dir, monkeypatch) 
     text = (out / "dcao_study.md").read_text()
     assert "found MNIST, CIFAR-10; not found: CIFAR-100" in text
     for name, label in (("mnist", "MNIST"), ("cifar10", "CIFAR-10")):
-        assert f"# {label} (from `--data-dir`)" in text
-        assert f"## {label}: Claims and verdicts" in text
+        assert f"\n## {label} (from `--data-dir`)" in text
+        assert f"\n### {label}: Claims and verdicts" in text
         assert (out / f"dcao_study_{name}.png").stat().st_size > 10_000
         saved = json.loads((out / f"dcao_study_{name}.json").read_text())
         assert {r["config"] for r in saved["runs"]} == set(configs)
