@@ -15,8 +15,10 @@ threshold is the one the monitor records (``spectra.stability_threshold``).
 
 With ``--data-dir DIR`` holding MNIST, CIFAR-10 or CIFAR-100 files (the data registry's
 standard formats), the same runs are repeated on a seeded subset of ``n_train`` of their
-training images (flattened, pixels in [0, 1]); their runs, figure and table carry the
-data set's name (``edge_of_stability_mnist.json``, ``.png``, a section of the report).
+training images (flattened, pixels in [0, 1]) with every lr scaled by the ratio of the
+initial sharpness on digits to that on the data set (:func:`simulate_extra`); their runs,
+figure and table carry the data set's name (``edge_of_stability_mnist.json``, ``.png``, a
+section of the report).
 
     python -m analyses.edge_of_stability [--quick] [--data-dir DIR] [--out-dir DIR] [--replot]
 """
