@@ -42,9 +42,10 @@ COMMAND = "python -m analyses.scale_resnet"
 
 
 def resnet_jobs(nv: int = 4, m: int = 80, cap: int = 150, batch: int = 4,
-                tasks: tuple[str, ...] = TASKS, trace: int = 6) -> list[dict]:
+                tasks: tuple[str, ...] = TASKS, trace: int = 6,
+                storage: str = "auto") -> list[dict]:
     """The jobs: SLQ ``(nv, m)`` in the bounded mode; eigsh top-5 and lambda_min with
-    the basis where ``storage="auto"`` puts it, at most ``cap`` products, ``tol`` 1e-3
+    the basis where ``storage`` (of :func:`spectra.eigsh`) puts it, at most ``cap`` products, ``tol`` 1e-3
     (as in :func:`analyses.scale_bench.worker`); Hutch++ trace with ``trace`` products;
     ``batch`` images per product."""
     out = []
@@ -53,8 +54,8 @@ def resnet_jobs(nv: int = 4, m: int = 80, cap: int = 150, batch: int = 4,
             out.append({"model": "resnet18", "task": "density", "mode": "bounded", "n_v": nv,
                         "m": m, "batch": batch})
         elif task in ("top5", "lmin"):
-            out.append({"model": "resnet18", "task": task, "mode": "auto", "max_matvecs": cap,
-                        "batch": batch})
+            out.append({"model": "resnet18", "task": task, "mode": storage,
+                        "max_matvecs": cap, "batch": batch})
         elif task == "trace":
             out.append({"model": "resnet18", "task": "trace", "mode": "-", "matvecs": trace,
                         "batch": batch})
@@ -68,9 +69,10 @@ def worker(job: dict) -> dict:
     return scale_bench.worker(job)
 
 
-def run_job(job: dict, log) -> dict:
+def run_job(job: dict, log, code: str | None = None) -> dict:
     """``job`` in a fresh interpreter (this module's ``--worker``), with the 1-min load
-    average at its start and end (``load``); its result, or ``{"error": ...}``."""
+    average at its start and end (``load``) and ``code`` (a label of the code measured,
+    e.g. a commit) when given; its result, or ``{"error": ...}``."""
     cmd = [sys.executable, "-m", "analyses.scale_resnet", "--worker", json.dumps(job)]
     t, load0 = time.perf_counter(), os.getloadavg()[0]
     p = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -79,6 +81,8 @@ def run_job(job: dict, log) -> dict:
     else:
         res = json.loads(p.stdout.strip().splitlines()[-1])
     res["load"] = [round(load0, 1), round(os.getloadavg()[0], 1)]
+    if code:
+        res["code"] = code
     log(f"  {job} -> {res} ({time.perf_counter() - t:.0f} s)")
     return res
 
@@ -119,6 +123,8 @@ def _flags(job: dict) -> str:
     size = {"density": f" --nv {job.get('n_v')} --m {job.get('m')}",
             "trace": f" --trace {job.get('matvecs')}"}.get(job["task"],
                                                            f" --cap {job.get('max_matvecs')}")
+    if job["task"] in ("top5", "lmin") and job["mode"] != "auto":
+        size += f" --storage {job['mode']}"
     return f"`{COMMAND} --tasks {job['task']}{size} --batch {job['batch']}`"
 
 
@@ -127,12 +133,15 @@ def notes(pairs: list[tuple[dict, dict]], date: str) -> str:
     parts = []
     for job, r in pairs:
         load = r.get("load", ["?", "?"])
-        parts.append(f"{job['task']}: {_flags(job)}, load {load[0]}-{load[1]}")
+        code = f", code {r['code']}" if r.get("code") else ""
+        parts.append(f"{job['task']} ({job['mode']}): {_flags(job)}, load {load[0]}-{load[1]}"
+                     + code)
     batch = sorted({j["batch"] for j, _ in pairs})
     text = (f"ResNet-18 rows: measured on {date} by `{COMMAND}` (one job after the other, "
             f"{'/'.join(map(str, batch))} synthetic images per product, torch threads = 2, "
             "2 cores shared with other jobs; 1-min load average at each row's start-end): "
-            + "; ".join(parts) + ". eigsh's `auto` storage is the plan the library chose.")
+            + "; ".join(parts) + ". eigsh's `auto` storage is the plan the library chose; "
+            "`disk` keeps the basis in a memmap (file pages, not anonymous memory).")
     for job, r in pairs:
         if job["task"] == "density" and "P" in r:
             from spectra.linalg.density import _full_bytes
@@ -235,12 +244,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cap", type=int, default=150, help="eigsh product cap (default 150)")
     ap.add_argument("--trace", type=int, default=6, help="Hutch++ products (default 6)")
     ap.add_argument("--batch", type=int, default=4, help="images per product (default 4)")
+    ap.add_argument("--storage", choices=("auto", "device", "host", "disk"), default="auto",
+                    help="eigsh's basis storage (default auto: the library's plan)")
     ap.add_argument("--log", type=Path, default=None,
                     help="also append the job lines to this file (for --render)")
     ap.add_argument("--out", type=Path, default=scale_bench.RESULTS,
                     help=f"report to splice the rows into (default {scale_bench.RESULTS})")
     ap.add_argument("--render", type=Path, metavar="LOG",
                     help="only splice the rows of an earlier run's log into --out")
+    ap.add_argument("--code", default=None,
+                    help="a label of the code measured (e.g. its commit), kept with each row")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -261,9 +274,9 @@ def main(argv: list[str] | None = None) -> None:
             with open(args.log, "a") as f:
                 f.write(msg + "\n")
 
-    pairs = [(job, run_job(job, log))
+    pairs = [(job, run_job(job, log, args.code))
              for job in resnet_jobs(args.nv, args.m, args.cap, args.batch, tuple(args.tasks),
-                                    args.trace)]
+                                    args.trace, args.storage)]
     args.out.write_text(splice(args.out.read_text(), pairs, date))
     log(f"wrote {args.out}")
 

@@ -82,6 +82,9 @@ def test_splice_replaces_the_resnet_rows_and_target() -> None:
     assert len(notes) == 1 and "--tasks density --nv 4 --m 80 --batch 4" in notes[0]
     assert "load 3.1-5.2" in notes[0]
     assert "would hold 14.3 GiB" in notes[0] and "vectors: 1023 MiB" in notes[0]
+    assert "code" not in notes[0]
+    d, r = _pairs()[0]
+    assert ", code abc123" in scale_resnet.notes([(d, {**r, "code": "abc123"})], "today")
     # the notes follow the table
     assert lines.index(notes[0]) > lines.index(next(ln for ln in lines if "| mlp-1.1m |" in ln))
     assert scale_resnet.splice(out, _pairs(), "2026-11-29") == out  # idempotent
