@@ -516,20 +516,18 @@ def _as_array(value: Any, key: str, text: bool = False) -> np.ndarray:
     return arr
 
 
-class _Column:
-    """One dataset of a table, with what an append needs cached (h5py's high-level
-    indexing costs several times more per row)."""
+class _Rows:
+    """A resizable dataset of a table, with what an append needs cached (h5py's
+    high-level indexing costs several times more per row)."""
 
-    __slots__ = ("_fspace", "_id", "_mspace", "capacity", "chunk_rows", "ds", "dtype", "row_shape")
+    __slots__ = ("_fspace", "_id", "_mspace", "capacity", "chunk_rows", "ds")
 
-    def __init__(self, ds: h5py.Dataset) -> None:
+    def __init__(self, ds: h5py.Dataset, row_shape: tuple[int, ...]) -> None:
         self.ds = ds
-        self.row_shape: tuple[int, ...] = tuple(ds.shape[1:])
-        self.dtype = ds.dtype
         self.capacity = int(ds.shape[0])
         self.chunk_rows = int(ds.chunks[0])
         self._id = ds.id
-        self._mspace = h5py.h5s.create_simple((1,) + self.row_shape)
+        self._mspace = h5py.h5s.create_simple((1, *row_shape))
         self._fspace = self._id.get_space()
 
     def resize(self, rows: int) -> None:
@@ -541,27 +539,33 @@ class _Column:
         new = max(self.capacity + max(self.chunk_rows, self.capacity // 4), rows)
         self.resize(-(-new // self.chunk_rows) * self.chunk_rows)
 
+
+class _Column(_Rows):
+    """One column's own dataset (an array or text column; every column in format 1)."""
+
+    __slots__ = ("dtype", "row_shape")
+
+    def __init__(self, ds: h5py.Dataset) -> None:
+        self.row_shape: tuple[int, ...] = tuple(ds.shape[1:])
+        self.dtype = ds.dtype
+        super().__init__(ds, self.row_shape)
+
     def write(self, index: int, value: np.ndarray) -> None:
         self._fspace.select_hyperslab((index,) + (0,) * len(self.row_shape), (1,) + self.row_shape)
         data = np.ascontiguousarray(value, dtype=self.dtype).reshape((1,) + self.row_shape)
         self._id.write(self._mspace, self._fspace, data)
 
 
-class _Scalars:
+class _Scalars(_Rows):
     """A format 2 table's ``_scalars`` dataset (n, c): its scalar columns, written a
     whole row at a time."""
 
-    __slots__ = ("_fspace", "_id", "_mspace", "capacity", "chunk_rows", "ds", "index", "names")
+    __slots__ = ("index", "names")
 
     def __init__(self, ds: h5py.Dataset, names: list[str]) -> None:
-        self.ds = ds
         self.names = list(names)
         self.index = {name: j for j, name in enumerate(self.names)}
-        self.capacity = int(ds.shape[0])
-        self.chunk_rows = int(ds.chunks[0])
-        self._id = ds.id
-        self._mspace = h5py.h5s.create_simple((1, len(self.names)))
-        self._fspace = self._id.get_space()
+        super().__init__(ds, (len(self.names),))
 
     @property
     def room(self) -> int:
@@ -576,15 +580,6 @@ class _Scalars:
         _write_names(self.ds, self.names)
         self._mspace = h5py.h5s.create_simple((1, len(self.names)))
         self._fspace = self._id.get_space()
-
-    def resize(self, rows: int) -> None:
-        self.ds.resize(rows, axis=0)
-        self.capacity = rows
-        self._fspace = self._id.get_space()
-
-    def grow(self, rows: int) -> None:
-        new = max(self.capacity + max(self.chunk_rows, self.capacity // 4), rows)
-        self.resize(-(-new // self.chunk_rows) * self.chunk_rows)
 
     def write(self, index: int, row: Mapping[str, np.ndarray]) -> None:
         """Row ``index``: the values ``row`` gives, NaN in the other columns."""
