@@ -6,7 +6,7 @@ the cost of reorthogonalization in SLQ (HVP share of the wall time) for each pol
 Usage:
     python -m analyses.scale_bench            # full run (about 30-60 min on 2 loaded cores)
     python -m analyses.scale_bench --quick    # the same rows at the smallest sizes
-    python -m analyses.scale_bench --time-share  # HVP share, eigsh and SLQ (4, 80): 3.9 min
+    python -m analyses.scale_bench --time-share  # HVP share, eigsh and SLQ (4, 80): 2.7-3.5 min
     python -m analyses.scale_bench --out /tmp/scale.md
     python -m analyses.scale_resnet           # ResNet-18 at issue 14's n_v = 4, m = 80
 

@@ -465,12 +465,19 @@ def _final_order(vals: np.ndarray, which: str) -> np.ndarray:
 
 
 def _fix_signs(X: Tensor) -> Tensor:
+    """``X`` (P, k) with each column's sign flipped, in place, so that its
+    largest-magnitude entry is positive (the first such entry on a tie)."""
     if X.numel() == 0:
         return X
-    idx = X.abs().argmax(dim=0)
-    signs = torch.sign(X[idx, torch.arange(X.shape[1], device=X.device)])
+    lo, hi = torch.aminmax(X, dim=0)  # one pass, no |X| temporary
+    signs = torch.where(hi >= -lo, 1.0, -1.0).to(X.dtype)
+    tie = hi == -lo
+    if bool(tie.any()):  # equal magnitudes: the first one decides, as argmax of |X| would
+        cols = tie.nonzero().flatten()
+        idx = X[:, cols].abs().argmax(dim=0)
+        signs[cols] = torch.sign(X[idx, cols])
     signs[signs == 0] = 1
-    return X * signs
+    return X.mul_(signs)
 
 
 def _progress_bar(enabled: Progress, total: int) -> Any:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.linalg import eigh as _dense_eigh
 from scipy.linalg import eigh_tridiagonal
 from torch import Tensor
 
@@ -119,6 +120,22 @@ def semi_orthogonalize_(w: Tensor, Q: Tensor) -> bool:
     if float(torch.linalg.vector_norm(w)) < DGKS_ETA * float(before):
         w.addmv_(Q.T, torch.mv(Q, w), alpha=-1.0)
     return True
+
+
+def as_rows(X: Tensor) -> Tensor:
+    """The columns of ``X`` (P, b) as the rows of a contiguous ``(b, P)`` tensor.
+
+    A product comes back as ``(P, b)`` columns, the engine works on rows. On the CPU
+    (float32, float64) numpy's transposing copy is used: several times faster than
+    torch's ``.T.contiguous()`` for a few columns of a million rows, and it runs once
+    per Lanczos step."""
+    T = X.T
+    if T.is_contiguous():
+        return standard_strides(T)
+    if T.device.type == "cpu" and T.dtype in (torch.float32, torch.float64) \
+            and not T.requires_grad:
+        return torch.from_numpy(np.ascontiguousarray(T.numpy()))
+    return T.contiguous()
 
 
 def _subtract_(W: Tensor, C: Tensor, Q: Tensor) -> None:
@@ -232,9 +249,9 @@ def lanczos_tridiagonal(
     for j in range(m):
         if basis is not None:
             basis[:, j, :] = q
-        W = standard_strides(matmat(q.T).T)  # (b, P)
+        W = as_rows(matmat(q.T))  # (b, P)
         a = torch.linalg.vecdot(q, W, dim=1).unsqueeze(1)  # (b, 1): q_i . w_i
-        W.sub_(q * a).sub_(q_prev * beta_prev)
+        W.addcmul_(q, a, value=-1.0).addcmul_(q_prev, beta_prev, value=-1.0)  # no temporaries
         a_np = a[:, 0].detach().to("cpu", torch.float64).numpy()
         alpha[:, j] = np.where(active, a_np, alpha[:, j])
         if basis is not None and j < m - 1:
@@ -358,6 +375,7 @@ class ThickRestartLanczos:
         self._last_block = (0, 0)
         self._prev_lo: int | None = None  # first row of the previous block, if adjacent
         W = standard_strides(start.T)
+        self._work = torch.empty(0, P, dtype=self.dtype, device=self.device)
         self.F = self._orthonormal_block(W, W.norm(dim=1))
 
     @property
@@ -428,7 +446,7 @@ class ThickRestartLanczos:
             raise ValueError(
                 f"the operator returned shape {tuple(W.shape)}, expected {(self.P, F.shape[0])}"
             )
-        W = standard_strides(W.T.to(self.dtype))  # (b, P): row i is A f_i
+        W = as_rows(W.to(self.dtype))  # (b, P): row i is A f_i
         self.Q[lo:hi] = F
         self.AQ[lo:hi] = W
         self.n = hi
@@ -436,7 +454,10 @@ class ThickRestartLanczos:
         # block recurrence (this block and the one before it, a few rows), then the
         # whole basis: in exact arithmetic the rest is zero, so that pass rarely
         # cancels and rarely needs the second pass it would need on A F itself.
-        R = W.clone()
+        if self._work.shape[0] < W.shape[0]:
+            self._work = torch.empty_like(W)
+        R = self._work[: W.shape[0]]  # reused every step: no fresh pages to fault in
+        R.copy_(W)
         near = self._prev_lo if self._prev_lo is not None else lo
         local = orthogonalize_(R, self.Q[near:hi], passes=1)
         C = orthogonalize_(R, self.Q[:hi])
@@ -455,9 +476,13 @@ class ThickRestartLanczos:
 
     # --------------------------------------------------------------- Ritz pairs
     def ritz(self) -> tuple[np.ndarray, np.ndarray]:
-        """Ritz values ``(n,)`` ascending and their basis coordinates ``(n, n)``."""
+        """Ritz values ``(n,)`` ascending and their basis coordinates ``(n, n)``.
+
+        scipy's LAPACK driver, not numpy's: numpy's ``eigh`` runs in its own threaded
+        OpenBLAS, whose threads wait on each other on a loaded machine, and this runs
+        after every block."""
         n = self.n
-        return np.linalg.eigh(self.H[:n, :n])
+        return _dense_eigh(self.H[:n, :n], check_finite=False)
 
     def residual_estimates(self, Y: np.ndarray) -> np.ndarray:
         """``||A x - theta x||`` from the Krylov relation, for coordinates ``Y`` (n, j).
@@ -469,21 +494,42 @@ class ThickRestartLanczos:
             return np.zeros(Y.shape[1])
         return np.linalg.norm(self._coupling @ Y[lo:hi, :], axis=0)
 
-    def _combine(self, rows: Tensor, Y: np.ndarray) -> Tensor:
-        """``Y^T rows[:n]``: ``(j, P)`` combinations of the first ``n`` stored rows."""
-        Yt = torch.as_tensor(Y.T, dtype=self.dtype, device=self.device)
-        return Yt @ rows[: self.n]
+    def _coords(self, Y: np.ndarray) -> Tensor:
+        """``Y^T`` (j, n) in the basis's dtype and device, contiguous."""
+        return torch.as_tensor(np.ascontiguousarray(Y.T), dtype=self.dtype, device=self.device)
 
     def ritz_pairs(self, theta: np.ndarray, Y: np.ndarray) -> tuple[Tensor, np.ndarray]:
         """Ritz vectors ``(P, j)`` and their exact residuals ``||A x - theta x||`` (j,)
         for Ritz pairs ``(theta (j,), Y (n, j))``.
 
         Computed from the stored products ``A Q``: no operator product. The
-        residuals need the vectors anyway, so both come from one pass over ``Q``."""
-        X = self._combine(self.Q, Y)  # (j, P)
-        th = torch.as_tensor(theta, dtype=self.dtype, device=self.device).unsqueeze(1)
-        res = (self._combine(self.AQ, Y) - X * th).norm(dim=1).to("cpu", torch.float64).numpy()
-        return standard_strides(X.T), res
+        residuals need the vectors anyway, so both come from one pass over ``Q``.
+        The products are formed as ``Q^T Y``, so the vectors come out as contiguous
+        ``(P, j)`` columns (a transposed copy of ``(j, P)`` rows is slow)."""
+        Yc = torch.as_tensor(np.ascontiguousarray(Y), dtype=self.dtype, device=self.device)
+        X = self.Q[: self.n].T @ Yc  # (P, j)
+        th = torch.as_tensor(theta, dtype=self.dtype, device=self.device)
+        # A X - X theta slab by slab: a small reused temporary, not a (P, j) one
+        sq = torch.zeros(Y.shape[1], dtype=torch.float64, device=self.device)
+        step = 1 << 16
+        for lo in range(0, self.P, step):
+            hi = min(lo + step, self.P)
+            R = (self.AQ[: self.n, lo:hi].T @ Yc).addcmul_(X[lo:hi], th, value=-1.0)
+            sq += R.square().sum(dim=0, dtype=torch.float64)
+        return X, sq.sqrt().to("cpu").numpy()
+
+    def _combine_in_place_(self, rows: Tensor, Y: np.ndarray) -> None:
+        """``rows[:j] = Y^T rows[:n]`` in place, ``Y`` (n, j) with ``j <= n``.
+
+        Column slab by column slab (each slab's combination is formed before it is
+        written back), so no ``(j, P)`` temporary is allocated and the slab of
+        ``rows`` read stays in cache; the product costs ``2 j n P`` flops."""
+        Yt = self._coords(Y)
+        j, n = Yt.shape
+        step = max(1024, (1 << 18) // max(n, 1))  # a slab of n rows: ~1 MiB of float32
+        for lo in range(0, self.P, step):
+            hi = min(lo + step, self.P)
+            rows[:j, lo:hi] = Yt @ rows[:n, lo:hi]
 
     def restart(self, keep: np.ndarray, theta: np.ndarray, Y: np.ndarray) -> None:
         """Keep the Ritz vectors ``X = Y[:, keep]^T Q`` and the next block ``F``.
@@ -492,12 +538,10 @@ class ThickRestartLanczos:
         restarts as ``diag(Theta)``; the coupling between ``X`` and ``F`` is
         filled in by the next :meth:`expand` (which computes ``Q A F^T``).
         """
-        X = self._combine(self.Q, Y[:, keep])
-        AX = self._combine(self.AQ, Y[:, keep])
         kc = len(keep)
+        self._combine_in_place_(self.Q, Y[:, keep])
+        self._combine_in_place_(self.AQ, Y[:, keep])
         self.H[:] = 0.0
-        self.Q[:kc] = X
-        self.AQ[:kc] = AX
         self.H[np.arange(kc), np.arange(kc)] = theta[keep]
         self.n = kc
         self._prev_lo = None  # the kept rows are coupled to F through H, not a recurrence

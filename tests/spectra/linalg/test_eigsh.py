@@ -265,3 +265,21 @@ def test_a_basis_beyond_the_memory_is_refused_before_any_product():
     with pytest.raises(ValueError, match=r"eigsh with k=3 .* P=1,000,000,000,000 .* needs "
                                          r"[\d,.]+ GiB but the cpu memory is .*; lower k"):
         eigsh(_Huge(), k=3)
+
+
+def test_eigenvectors_are_contiguous_columns_with_their_largest_entry_positive():
+    """The sign rule, on contiguous ``(P, k)`` columns (the Ritz vectors are formed as
+    ``Q^T Y``, not transposed from rows), including a column whose largest magnitude
+    is reached twice with opposite signs: the first one decides."""
+    from spectra.linalg.eigsh import _fix_signs
+
+    res = eigsh(with_spectrum(SPECTRA["outliers"]), k=4, which="LA", tol=1e-8)
+    X = res.eigenvectors
+    assert X.shape == (200, 4) and X.is_contiguous()
+    top = X[X.abs().argmax(dim=0), torch.arange(4)]
+    assert bool((top > 0).all())
+    tie = torch.tensor([[0.5, 0.0], [-0.5, -0.2], [0.1, 0.1]])
+    fixed = _fix_signs(tie.clone())
+    torch.testing.assert_close(fixed, torch.tensor([[0.5, 0.0], [-0.5, 0.2], [0.1, -0.1]]))
+    tie2 = torch.tensor([[-0.5], [0.5]])
+    torch.testing.assert_close(_fix_signs(tie2.clone()), torch.tensor([[0.5], [-0.5]]))
