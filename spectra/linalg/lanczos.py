@@ -133,7 +133,7 @@ def as_rows(X: Tensor) -> Tensor:
     if T.is_contiguous():
         return standard_strides(T)
     if T.device.type == "cpu" and T.dtype in (torch.float32, torch.float64) \
-            and not T.requires_grad:
+            and not (T.requires_grad or T.is_neg()):
         return torch.from_numpy(np.ascontiguousarray(T.numpy()))
     return T.contiguous()
 

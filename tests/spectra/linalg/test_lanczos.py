@@ -221,7 +221,8 @@ def test_products_come_back_as_contiguous_rows(dtype):
     and float64, torch's otherwise)."""
     g = torch.Generator().manual_seed(0)
     for X in (torch.randn(50, 3, generator=g).to(dtype), torch.randn(50, 1, generator=g).to(dtype),
-              torch.randn(3, 50, generator=g).to(dtype).T):
+              torch.randn(3, 50, generator=g).to(dtype).T,
+              torch._neg_view(torch.randn(50, 3, generator=g).to(dtype))):
         R = lanczos.as_rows(X)
         assert R.is_contiguous() and R.stride() == (X.shape[0], 1) and R.dtype == dtype
         assert torch.equal(R, X.T)
