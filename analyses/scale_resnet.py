@@ -89,14 +89,15 @@ def run_job(job: dict, log, code: str | None = None) -> dict:
 
 def read_log(log: Path) -> list[tuple[dict, dict]]:
     """The ``(job, result)`` pairs of a log written by :func:`run_job` (lines
-    ``  {job} -> {result} (N s)``); a job measured twice keeps its last result."""
+    ``  {job} -> {result} (N s)``), in the order of :data:`TASKS`; a job measured twice
+    keeps its last result."""
     pairs: dict[str, tuple[dict, dict]] = {}
     for line in log.read_text().splitlines():
         mt = re.match(r"^  (\{.*\}) -> (\{.*\}) \((\d+) s\)$", line)
         if mt is not None:
             job, res = ast.literal_eval(mt.group(1)), ast.literal_eval(mt.group(2))
             pairs[json.dumps(job, sort_keys=True)] = (job, res)
-    return list(pairs.values())
+    return sorted(pairs.values(), key=lambda p: TASKS.index(p[0]["task"]))  # stable
 
 
 def row(job: dict, r: dict) -> str:

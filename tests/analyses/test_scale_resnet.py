@@ -150,3 +150,13 @@ def test_quick_main_writes_the_report_with_a_cache_folder(tmp_path, monkeypatch)
     assert len(folders) == 1 and folders.isdisjoint({None, ""})  # one folder for the run
     assert "a batch of 2 synthetic 3x32x32 images" in text
     assert "--quick" in text and "Partial" not in text
+
+
+def test_read_log_keeps_the_last_result_in_task_order(tmp_path) -> None:
+    d, t = scale_resnet.resnet_jobs()[:2]
+    log = tmp_path / "r.log"
+    log.write_text("\n".join([f"  {t} -> {{'seconds': 1.0}} (1 s)", "wrote x",
+                              f"  {d} -> {{'seconds': 2.0}} (2 s)",
+                              f"  {t} -> {{'seconds': 3.0}} (3 s)"]) + "\n")
+    pairs = scale_resnet.read_log(log)
+    assert [(j["task"], r["seconds"]) for j, r in pairs] == [("density", 2.0), ("top5", 3.0)]
