@@ -5,7 +5,7 @@ the cost of reorthogonalization in SLQ (HVP share of the wall time) for each pol
 
 Usage:
     python -m analyses.scale_bench            # full run (about 30-60 min on 2 loaded cores)
-    python -m analyses.scale_bench --quick    # the same rows at the smallest sizes
+    python -m analyses.scale_bench --quick    # the same rows, smallest sizes: 1.1 min at load 0.3-1.1
     python -m analyses.scale_bench --time-share  # HVP share, eigsh and SLQ (4, 80): 2.7-3.5 min
     python -m analyses.scale_bench --out /tmp/scale.md
     python -m analyses.scale_resnet           # ResNet-18 at issue 14's n_v = 4, m = 80
@@ -465,7 +465,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="the same rows at the smallest sizes (ResNet-18 on 2 images, the "
-                         "MLP trained once for the run)")
+                         "MLP trained once for the run): 65 s on 2 cores at load 0.3-1.1")
     ap.add_argument("--out", type=Path, default=None, help=f"report path (default {RESULTS})")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--time-share", action="store_true",

@@ -164,7 +164,7 @@ def target_line(pairs: list[tuple[dict, dict]]) -> str | None:
             return (f"- ResNet-18 density in the bounded mode within model + 1 GB: extra peak "
                     f"RSS {r['extra_maxrss_mib']:.0f} MiB over the model ({r['model_mib']:.0f} "
                     f"MiB) and its products' baseline at n_v={job['n_v']}, m={job['m']} "
-                    f"({r['seconds'] / 60:.0f} min, {r['num_matvecs']} products, load "
+                    f"({r['seconds']:.0f} s, {r['num_matvecs']} products, load "
                     f"{r['load'][0]}-{r['load'][1]}): **{'met' if ok else 'missed'}**; the peak "
                     f"anonymous memory over its value between products, which also counts a "
                     f"product's own transient memory, {r['extra_anon_mib']:.0f} MiB, is {anon} "
