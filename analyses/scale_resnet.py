@@ -7,6 +7,7 @@ Usage:
     python -m analyses.scale_resnet --tasks top5 lmin  # a subset
     python -m analyses.scale_resnet --nv 4 --m 80 --cap 150 --batch 4 --log /tmp/r.log
     python -m analyses.scale_resnet --render /tmp/r.log  # splice the rows into scale.md
+    python -m analyses.scale_resnet --render analyses/results/scale_resnet.log  # scale.md's rows
 
 Each measurement runs through :func:`analyses.scale_bench.worker` in a fresh process
 (the same peak-memory and HVP-time accounting as the rest of ``scale.md``), one after the
