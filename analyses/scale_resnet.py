@@ -44,16 +44,19 @@ COMMAND = "python -m analyses.scale_resnet"
 
 def resnet_jobs(nv: int = 4, m: int = 80, cap: int = 150, batch: int = 4,
                 tasks: tuple[str, ...] = TASKS, trace: int = 6,
-                storage: str = "auto") -> list[dict]:
+                storage: str = "auto", max_memory: str | None = None) -> list[dict]:
     """The jobs: SLQ ``(nv, m)`` in the bounded mode; eigsh top-5 and lambda_min with
     the basis where ``storage`` (of :func:`spectra.eigsh`) puts it, at most ``cap`` products, ``tol`` 1e-3
     (as in :func:`analyses.scale_bench.worker`); Hutch++ trace with ``trace`` products;
-    ``batch`` images per product."""
+    ``batch`` images per product; ``max_memory`` (e.g. ``"1GB"``) is passed to the density
+    (the bounded plan then runs as many random vectors together as fit in it)."""
     out = []
     for task in tasks:
         if task == "density":
             out.append({"model": "resnet18", "task": "density", "mode": "bounded", "n_v": nv,
                         "m": m, "batch": batch})
+            if max_memory is not None:
+                out[-1]["max_memory"] = max_memory
         elif task in ("top5", "lmin"):
             out.append({"model": "resnet18", "task": task, "mode": storage,
                         "max_matvecs": cap, "batch": batch})
@@ -122,7 +125,8 @@ def row(job: dict, r: dict) -> str:
 
 def _flags(job: dict) -> str:
     """The command line that measures ``job`` alone."""
-    size = {"density": f" --nv {job.get('n_v')} --m {job.get('m')}",
+    size = {"density": f" --nv {job.get('n_v')} --m {job.get('m')}"
+                       + (f" --max-memory {job['max_memory']}" if "max_memory" in job else ""),
             "trace": f" --trace {job.get('matvecs')}"}.get(job["task"],
                                                            f" --cap {job.get('max_matvecs')}")
     if job["task"] in ("top5", "lmin") and job["mode"] != "auto":
@@ -254,6 +258,8 @@ def main(argv: list[str] | None = None) -> None:
                     help=f"report to splice the rows into (default {scale_bench.RESULTS})")
     ap.add_argument("--render", type=Path, metavar="LOG",
                     help="only splice the rows of an earlier run's log into --out")
+    ap.add_argument("--max-memory", default=None,
+                    help="the density's max_memory (e.g. 1GB; default: the library's)")
     ap.add_argument("--code", default=None,
                     help="a label of the code measured (e.g. its commit), kept with each row")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -278,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
 
     pairs = [(job, run_job(job, log, args.code))
              for job in resnet_jobs(args.nv, args.m, args.cap, args.batch, tuple(args.tasks),
-                                    args.trace, args.storage)]
+                                    args.trace, args.storage, args.max_memory)]
     args.out.write_text(splice(args.out.read_text(), pairs, date))
     log(f"wrote {args.out}")
 
