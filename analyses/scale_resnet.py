@@ -148,22 +148,32 @@ def notes(pairs: list[tuple[dict, dict]], date: str) -> str:
             "2 cores shared with other jobs; 1-min load average at each row's start-end): "
             + "; ".join(parts) + ". eigsh's `auto` storage is the plan the library chose; "
             "`disk` keeps the basis in a memmap (file pages, not anonymous memory).")
-    for job, r in pairs:
-        if job["task"] == "density" and "P" in r:
-            from spectra.linalg.density import _full_bytes
+    dens = [(j, r) for j, r in pairs if j["task"] == "density" and "P" in r]
+    if dens:
+        from spectra.linalg.density import _full_bytes
 
-            full = _full_bytes(r["P"], job["n_v"], job["m"], 4)  # float32, as the plan counts
-            text += (f" The full mode at n_v={job['n_v']}, m={job['m']} would hold "
-                     f"{full / 2**30:.1f} GiB of bases and blocks (its plan), not measured "
-                     f"here: `mode='auto'` chooses the bounded mode on this machine; the "
-                     f"bounded plan's vectors: {r['nbytes'] / MB:.0f} MiB.")
+        job, r = dens[0]
+        full = _full_bytes(r["P"], job["n_v"], job["m"], 4)  # float32, as the plan counts
+        plans = ", ".join(f"{r['nbytes'] / MB:.0f} MiB"
+                          + (f" with max_memory={j['max_memory']}" if "max_memory" in j else "")
+                          for j, r in dens)
+        text += (f" The full mode at n_v={job['n_v']}, m={job['m']} would hold "
+                 f"{full / 2**30:.1f} GiB of bases and blocks (its plan), not measured "
+                 f"here: `mode='auto'` chooses the bounded mode on this machine; the "
+                 f"bounded plan's vectors: {plans}.")
     return text + "\n"
 
 
 def target_line(pairs: list[tuple[dict, dict]]) -> str | None:
     """The "Targets" bullet for the bounded density, or None when it was not measured."""
+    others = [(j, r) for j, r in pairs if j["task"] == "density" and j["mode"] == "bounded"
+              and "error" not in r and "max_memory" in j]
+    more = "".join(f"; with max_memory={j['max_memory']}: extra peak RSS "
+                   f"{r['extra_maxrss_mib']:.0f} MiB, anonymous {r['extra_anon_mib']:.0f} MiB"
+                   for j, r in others)
     for job, r in pairs:
-        if job["task"] == "density" and job["mode"] == "bounded" and "error" not in r:
+        if (job["task"] == "density" and job["mode"] == "bounded" and "error" not in r
+                and "max_memory" not in job):
             ok = r["extra_maxrss_mib"] <= 1024  # the measure of scale_bench's target line
             anon = "within" if r["extra_anon_mib"] <= 1024 else "over"
             return (f"- ResNet-18 density in the bounded mode within model + 1 GB: extra peak "
@@ -173,7 +183,7 @@ def target_line(pairs: list[tuple[dict, dict]]) -> str | None:
                     f"{r['load'][0]}-{r['load'][1]}): **{'met' if ok else 'missed'}**; the peak "
                     f"anonymous memory over its value between products, which also counts a "
                     f"product's own transient memory, {r['extra_anon_mib']:.0f} MiB, is {anon} "
-                    f"1 GiB.")
+                    f"1 GiB{more}.")
     return None
 
 

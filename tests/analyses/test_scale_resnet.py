@@ -160,3 +160,18 @@ def test_read_log_keeps_the_last_result_in_task_order(tmp_path) -> None:
                               f"  {t} -> {{'seconds': 3.0}} (3 s)"]) + "\n")
     pairs = scale_resnet.read_log(log)
     assert [(j["task"], r["seconds"]) for j, r in pairs] == [("density", 2.0), ("top5", 3.0)]
+
+
+def test_a_max_memory_density_row_joins_the_notes_and_the_target() -> None:
+    d = scale_resnet.resnet_jobs(tasks=("density",))[0]
+    dm = scale_resnet.resnet_jobs(tasks=("density",), max_memory="1GB")[0]
+    assert dm["max_memory"] == "1GB" and "max_memory" not in d
+    pairs = [(d, _result()), (dm, _result(nbytes=804525264, extra_maxrss_mib=624.0,
+                                          extra_anon_mib=811.0))]
+    notes = scale_resnet.notes(pairs, "today")
+    assert notes.count("would hold 14.3 GiB") == 1
+    assert "vectors: 1023 MiB, 767 MiB with max_memory=1GB." in notes
+    assert "--max-memory 1GB" in notes
+    line = scale_resnet.target_line(pairs)
+    assert line is not None and "extra peak RSS 900 MiB" in line
+    assert line.endswith("; with max_memory=1GB: extra peak RSS 624 MiB, anonymous 811 MiB.")
