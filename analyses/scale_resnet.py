@@ -150,10 +150,10 @@ def notes(pairs: list[tuple[dict, dict]], date: str) -> str:
             "`disk` keeps the basis in a memmap (file pages, not anonymous memory).")
     dens = [(j, r) for j, r in pairs if j["task"] == "density" and "P" in r]
     if dens:
-        from spectra.linalg.density import _full_bytes
+        from spectra.linalg.density import full_mode_bytes
 
         job, r = dens[0]
-        full = _full_bytes(r["P"], job["n_v"], job["m"], 4)  # float32, as the plan counts
+        full = full_mode_bytes(r["P"], job["n_v"], job["m"], 4)  # float32, as the plan counts
         plans = ", ".join(f"{r['nbytes'] / MB:.0f} MiB"
                           + (f" with max_memory={j['max_memory']}" if "max_memory" in j else "")
                           for j, r in dens)

@@ -204,8 +204,10 @@ def slq(
     return SpectralMeasure(nodes=nodes, weights=weights, num_matvecs=counter["n"], dim=P, plan=plan)
 
 
-def _full_bytes(P: int, n_v: int, m: int, item: int) -> int:
-    """The full mode's vectors: the bases, and the block (current, previous, product, start)."""
+def full_mode_bytes(P: int, n_v: int, m: int, item: int) -> int:
+    """Bytes of the full mode's vectors for ``n_v`` random vectors of ``m`` steps on
+    a ``P``-dimensional operator of ``item``-byte entries: the bases, and the block
+    (current, previous, product, start; start vectors drawn in float64)."""
     return (n_v * m + 4 * n_v) * P * item + n_v * P * 8
 
 
@@ -228,7 +230,7 @@ def plan_memory(P: int, num_vectors: int, num_steps: int, dtype: torch.dtype, de
     m = min(num_steps, P)
     item = _checks.itemsize(dtype)
     limit, said = budget(max_memory, device)
-    full = _full_bytes(P, num_vectors, m, item)
+    full = full_mode_bytes(P, num_vectors, m, item)
     what = (f"slq with num_vectors={num_vectors}, num_steps={num_steps} (a Lanczos basis of "
             f"{num_vectors} x {m} vectors of P={P:,} {_checks.dtype_name(dtype)} entries)")
     if mode == "full" or (mode == "auto" and full <= limit):
@@ -296,4 +298,5 @@ def nonfinite_rows(nodes: np.ndarray, weights: np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(broken.reshape(broken.shape[0], -1).any(axis=1))]
 
 
-__all__ = ["SLQ_MODES", "SpectralMeasure", "nonfinite_rows", "plan_memory", "slq", "strip_padding"]
+__all__ = ["SLQ_MODES", "SpectralMeasure", "full_mode_bytes", "nonfinite_rows", "plan_memory", "slq",
+           "strip_padding"]
