@@ -13,7 +13,7 @@ Hessian there is small but not zero, and P^-1 H is huge. The frozen-P stability
 threshold does not describe such coordinates: their first nonzero gradient makes
 Adam's step there about lr sign(g), and v leaves the floor at once.
 
-Run: ``python -m analyses.adam_first_probe`` (about a minute on 2 CPU cores); prints
+Run: ``python -m analyses.adam_first_probe`` (5 s on 2 CPU cores); prints
 its findings.
 """
 
