@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analyses import _study, classification, dcao_study, edge_of_stability
+from analyses import _study, classification, dcao_study, density_evolution, edge_of_stability
 from tests.spectra.registries.test_data import make_mnist
 
 
@@ -166,3 +166,33 @@ def test_dcao_study_quick_runs_on_the_data_dir(tmp_path, data_dir, monkeypatch) 
         saved = json.loads((out / f"dcao_study_{name}.json").read_text())
         assert {r["config"] for r in saved["runs"]} == set(configs)
         assert (saved["n_train"], saved["n_test"]) == (64, 32)
+
+
+def test_density_evolution_quick_runs_on_the_data_dir(tmp_path, data_dir, monkeypatch) -> None:
+    """Study 1 trains the same protocol on each MNIST / CIFAR-10 subset found (spectra
+    compare on that data set, both CNN variants), reports it in a section of its own,
+    and --replot redraws the same report from the run files."""
+    from spectra.runs import read_run
+
+    tiny = density_evolution.Setting(("sgd",), ("sgd",), (0,), 1, 32, 4, (2, 5), 4, (0, 1),
+                                     (40, 20))
+    monkeypatch.setattr(density_evolution, "QUICK", tiny)
+    out = tmp_path / "out"
+    density_evolution.main(["--quick", "--data-dir", str(data_dir), "--out-dir", str(out),
+                            "--jobs", "2"])
+    text = (out / "density_evolution.md").read_text()
+    assert "found MNIST, CIFAR-10; not found: CIFAR-100" in text
+    for name, label, shape in (("mnist", "MNIST", [1, 28, 28]), ("cifar10", "CIFAR-10", [3, 32, 32])):
+        assert f"\n## {label} (from `--data-dir`)" in text
+        assert (out / f"density_evolution_{name}.png").stat().st_size > 10_000
+        assert json.loads((out / f"density_evolution_{name}.json").read_text())["sizes"] == [40, 20]
+        for variant in ("plain", "bn"):
+            run = read_run(out / "density_evolution_runs" / f"{name}_{variant}_seed0.h5", "sgd")
+            assert run.config["data"]["name"] == name and run.config["num_train"] == 40
+            assert len(run.probes) == 2  # at initialization and after the epoch
+    assert text.count("### Verdicts") == 2 and text.count("\n## Verdicts") == 1
+    before = text.split("## Results", 1)[1]
+    density_evolution.main(["--quick", "--replot", "--out-dir", str(out)])
+    after = (out / "density_evolution.md").read_text()
+    assert after.split("## Results", 1)[1] == before
+    assert "Data sets: digits and MNIST, CIFAR-10" in after
