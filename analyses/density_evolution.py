@@ -510,8 +510,8 @@ def main(argv: list[str] | None = None) -> None:
     cmds = "\n".join(f"    spectra {' '.join(compare_args(setting, v, s, run_file(Path(runs_dir.name), v, s), args.data_dir)[3:])}"
                      for v in VARIANTS for s in setting.seeds[:1])
     data_line = _study.data_note(args, found) + (
-        " Of those, this study uses MNIST and CIFAR-10 (10 classes, as digits): CIFAR-100's "
-        "C − 1 = 99 outliers are beyond the top-12 that test claim 3.")
+        " (This study takes MNIST and CIFAR-10 from `--data-dir`, not CIFAR-100: its "
+        "C − 1 = 99 outliers are beyond the top-12 that test claim 3.)")
     body = f"""{data_line}
 
 ## Claims
