@@ -128,6 +128,22 @@ def saved_or_run(path: Path, replot: bool, run: Callable[[], Any]) -> Any:
     return data
 
 
+def extra_results(args: argparse.Namespace, out: Path, study: str,
+                  run: Callable[[str], Any]) -> dict[str, Any]:
+    """The results of each extra data set of this run (:func:`study_datasets`, in its
+    order): ``run(name)``, kept in ``<out>/<study>_<name>.json`` by
+    :func:`saved_or_run` (read back from there with ``--replot``)."""
+    return {name: saved_or_run(out / f"{study}_{name}.json", args.replot,
+                               lambda name=name: run(name))
+            for name in study_datasets(args, out, study)}
+
+
+def timed(run: Callable[[], dict]) -> dict:
+    """``run()``'s results with ``"seconds"``, the wall time it took."""
+    t0 = time.perf_counter()
+    return {**run(), "seconds": time.perf_counter() - t0}
+
+
 def out_dir(args: argparse.Namespace) -> Path:
     """``--out-dir``, else analyses/results for a full run and /tmp/spectra-analyses
     for ``--quick`` (a quick run never overwrites the committed results)."""

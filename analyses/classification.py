@@ -349,15 +349,13 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     setting = QUICK if args.quick else FULL
     out = _study.out_dir(args)
-    extra = _study.study_datasets(args, out, NAME)
     data = _study.saved_or_run(out / f"{NAME}.json", args.replot, lambda: {
         **simulate(setting), "seconds": time.perf_counter() - started})
-    body = report(data, setting, out, note=_study.data_note(args, extra))
     xs = dataclasses.replace(setting, epochs=setting.extra_epochs or setting.epochs)
-    for name in extra:
-        t0 = time.perf_counter()
-        more = _study.saved_or_run(out / f"{NAME}_{name}.json", args.replot, lambda name=name, t0=t0: {
-            **simulate(xs, name, args.data_dir), "seconds": time.perf_counter() - t0})
+    extra = _study.extra_results(args, out, NAME, lambda name: _study.timed(
+        lambda: simulate(xs, name, args.data_dir)))
+    body = report(data, setting, out, note=_study.data_note(args, list(extra)))
+    for name, more in extra.items():
         body += (f"\n\n## {_study.EXTRA_DATA[name]} (from `--data-dir`)\n\n"
                  + report(more, xs, out, name))
     _study.write_results(out / f"{NAME}.md", TITLE, started, body, quick=args.quick)

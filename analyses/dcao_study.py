@@ -560,15 +560,11 @@ def main(argv: list[str] | None = None) -> None:
     out = _study.out_dir(args)
     data = _study.saved_or_run(out / f"{NAME}.json", args.replot, lambda: {
         **simulate(setting), "seconds": time.perf_counter() - started})
-    extra = _study.study_datasets(args, out, NAME)
+    extra = _study.extra_results(args, out, NAME, lambda name: _study.timed(
+        lambda: simulate(setting, name, args.data_dir)))
     body = report(data, setting, out).replace(
-        "\n## Protocol", f"\n{_study.data_note(args, extra)}\n\n## Protocol", 1)
-    for name in extra:
-        t0 = time.perf_counter()
-        more = _study.saved_or_run(out / f"{NAME}_{name}.json", args.replot,
-                                   lambda name=name, t0=t0: {
-                                       **simulate(setting, name, args.data_dir),
-                                       "seconds": time.perf_counter() - t0})
+        "\n## Protocol", f"\n{_study.data_note(args, list(extra))}\n\n## Protocol", 1)
+    for name, more in extra.items():
         body += "\n\n" + extra_section(more, name, out)
     _study.write_results(out / f"{NAME}.md", TITLE, started, body, quick=args.quick)
 

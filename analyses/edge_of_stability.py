@@ -380,14 +380,12 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     setting = QUICK if args.quick else FULL
     out = _study.out_dir(args)
-    extra = _study.study_datasets(args, out, NAME)
     runs = [Run(**r) for r in _study.saved_or_run(
         out / f"{NAME}.json", args.replot,
         lambda: [dataclasses.asdict(r) for r in simulate(setting)])]
-    sections = [extra_section(_study.saved_or_run(
-        out / f"{NAME}_{name}.json", args.replot,
-        lambda name=name: simulate_extra(setting, name, args.data_dir)), setting, name, out)
-        for name in extra]
+    extra = _study.extra_results(args, out, NAME,
+                                 lambda name: simulate_extra(setting, name, args.data_dir))
+    sections = [extra_section(data, setting, name, out) for name, data in extra.items()]
     fig_path = out / f"{NAME}.png"
     figure(runs, setting, fig_path)
     word, by_opt = verdict(runs)
@@ -396,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
 probing took {sum(r.seconds for r in runs):.0f} s over them (the header's command and wall time
 are this report's; `--replot` redraws it from the runs saved in `{NAME}.json`).
 
-{_study.data_note(args, extra)}
+{_study.data_note(args, list(extra))}
 
 ## Claim
 
