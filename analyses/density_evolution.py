@@ -247,6 +247,11 @@ def select(rows: list[Row], **kw) -> list[Row]:
 # ---------------------------------------------------------------------- figures
 
 
+def figure_epochs(setting: Setting) -> tuple[int, ...]:
+    """The checkpoints a density figure draws: 0, 1, 3 and the last epoch (those run)."""
+    return tuple(sorted({e for e in (0, 1, 3, setting.epochs) if e <= setting.epochs}))
+
+
 def small_multiples(runs: list, epochs: tuple[float, ...], path: Path, title: str) -> None:
     """Ghorbani Fig. 1 style, one panel per run: log density against a linear eigenvalue
     axis, one curve per checkpoint in ``epochs``, the Lanczos top-k and smallest
@@ -485,8 +490,7 @@ def main(argv: list[str] | None = None) -> None:
     sections = [extra_section(setting, args, out, runs_dir, name) for name in extra]
     runs, rows = load(setting, runs_dir)
     s0 = setting.seeds[0]
-    ep = tuple(e for e in (0, 1, 3, setting.epochs) if e <= setting.epochs)
-    ep = tuple(sorted(set(ep)))
+    ep = figure_epochs(setting)
     fig1 = out / f"{NAME}.png"
     small_multiples([runs[("plain", s0)][n] for n in setting.optimizers], ep, fig1,
                     f"Hessian eigenvalue density over training, CNN on digits (seed {s0})")
@@ -597,7 +601,7 @@ def extra_section(setting: Setting, args: Any, out: Path, runs_dir: Path, name: 
     info = json.loads(marker.read_text())
     sizes = tuple(info["sizes"])
     runs, rows = load(setting, runs_dir, name)
-    ep = tuple(sorted({e for e in (0, 1, 3, setting.epochs) if e <= setting.epochs}))
+    ep = figure_epochs(setting)
     fig = out / f"{NAME}_{name}.png"
     small_multiples([runs[("plain", s0)][n] for n in setting.optimizers], ep, fig,
                     f"Hessian eigenvalue density over training, CNN on {label} (seed {s0})")
