@@ -127,8 +127,8 @@ def slq(
       semi-orthogonality, measured at every step (``reorthogonalize="semi"`` of
       :func:`~spectra.linalg.lanczos.lanczos_tridiagonal`: the same nodes as full
       reorthogonalization to working precision; the basis is read once per step, a
-      second time only at steps whose measured coefficients ask for it). Its Ritz values are eigenvalue estimates one by
-      one (no ghosts).
+      second time only at steps whose measured coefficients ask for it). Its Ritz
+      values are eigenvalue estimates one by one (no ghosts).
     * ``"bounded"``: the three-term recurrence without a basis (see
       :func:`~spectra.linalg.lanczos.lanczos_tridiagonal`, ``reorthogonalize="none"``):
       about 4 vectors of length ``P`` per run whatever ``num_steps``, the runs
