@@ -502,8 +502,8 @@ class ThickRestartLanczos:
         """Ritz vectors ``(P, j)`` and their exact residuals ``||A x - theta x||`` (j,)
         for Ritz pairs ``(theta (j,), Y (n, j))``.
 
-        Computed from the stored products ``A Q``: no operator product. The
-        residuals need the vectors anyway, so both come from one pass over ``Q``.
+        Computed from the stored products ``A Q``: no operator product, one pass over
+        ``Q`` for the vectors and one over ``A Q`` (slab by slab) for the residuals.
         The products are formed as ``Q^T Y``, so the vectors come out as contiguous
         ``(P, j)`` columns (a transposed copy of ``(j, P)`` rows is slow)."""
         Yc = torch.as_tensor(np.ascontiguousarray(Y), dtype=self.dtype, device=self.device)
