@@ -46,9 +46,14 @@ and for a summed loss alike. Data replicated on every rank is a union of
 On the time budget (``period=None``) each rank's clocks differ, so the ranks
 agree before every step whether to probe (:func:`spectra.utils.distributed.any_rank`,
 one tiny all-reduce per step): all probe together, never one alone.
-``tests/optim/test_dcao_distributed.py`` checks both on two gloo ranks.
+A probe that raises on one rank (out of memory, a shard the model cannot take)
+may leave the others waiting in an all-reduce it never reaches, so across
+processes it is not recorded and skipped as below: it raises ``RuntimeError``
+naming the rank and the cause, and torchrun stops the job, instead of the other
+ranks hanging until the process group's timeout.
+``tests/optim/test_dcao_distributed.py`` checks all three on two gloo ranks.
 
-A probe never crashes training and never disturbs it: a probe that raises,
+A probe never crashes training (in one process) and never disturbs it: a probe that raises,
 returns NaN/Inf, ``lambda_1 <= 0`` or a residual above ``max_residual *
 lambda_1`` is recorded as failed and keeps the previous multipliers; the
 model's parameters, gradients, buffers and modes and the global RNG are left
@@ -315,6 +320,14 @@ class DCAO(SpectraOptimizer):
                 rho, gap = l1, l1 - l2
                 self._ritz = res.eigenvectors.detach().clone()
         except Exception as exc:  # noqa: BLE001 - a failed probe must never stop training
+            ranks = _ranks()
+            if ranks is not None:  # ... except across processes: see "Several processes"
+                raise RuntimeError(
+                    f"DCAO: the probe at step {self.num_steps} failed on rank {ranks[0]} of "
+                    f"{ranks[1]} ({type(exc).__name__}: {exc}). Across processes a failed "
+                    "probe cannot be skipped: the other ranks may be waiting in its "
+                    "all-reduce, so training stops here instead of hanging until the "
+                    "process group's timeout") from exc
             record["reason"] = f"{type(exc).__name__}: {exc}"
         g0 = self.param_groups[0]
         threshold = (2.0 + 2.0 * g0["momentum"]) / g0["lr"] if g0["lr"] > 0 else None
@@ -410,6 +423,16 @@ class DCAO(SpectraOptimizer):
         self.probe_seconds = float(extra.get("probe_seconds", 0.0))
         self._train_at_last_probe = float(extra.get("train_at_last_probe", 0.0))
         self._clock = None  # the time between saving and loading is not the run's
+
+
+def _ranks() -> tuple[int, int] | None:
+    """``(rank, world_size)`` under an initialized ``torch.distributed`` group of
+    several ranks, else ``None``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist.get_rank(), dist.get_world_size()
+    return None
 
 
 def _nan(x: float | None) -> float:

@@ -112,3 +112,36 @@ def test_ranks_agree_when_to_probe_on_the_time_budget(ranks):
     # a rank probing alone would wait for the other and fail on the timeout
     assert all(r["ok"] for r in b0 + b1), [r["reason"] for r in b0 + b1 if not r["ok"]]
     assert [r["lambda1"] for r in b0] == [r["lambda1"] for r in b1]
+
+
+def _failing_worker(rank: int, world: int, outdir: str) -> None:
+    """Rank 1's probe shard has 4 features where the model takes 5: its probe raises
+    in its first product, before the all-reduce rank 0 is waiting in."""
+    dist.init_process_group("gloo", init_method=f"file://{os.path.join(outdir, 'rendezvous')}",
+                            rank=rank, world_size=world, timeout=datetime.timedelta(seconds=20))
+    try:
+        torch.set_num_threads(1)
+        model, X, y = _problem()
+        probe = (X[:25], y[:25]) if rank == 0 else (X[25:, :4], y[25:])
+        loss_fn = nn.CrossEntropyLoss()
+        opt = DCAO(model.parameters(), lr=0.01, model=model, loss_fn=loss_fn, probe_data=probe,
+                   probe_batch_size=None, period=1, lanczos_steps=10, cold_lanczos_steps=10)
+
+        def closure():
+            opt.zero_grad()
+            loss = loss_fn(model(X), y)
+            loss.backward()
+            return loss
+
+        for _ in range(3):
+            opt.step(closure)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_probe_failing_on_one_rank_stops_the_job(tmp_path):
+    """In one process a failed probe is recorded and skipped; across processes it
+    raises, naming the rank and the cause (before, rank 1 went on training while rank
+    0 waited in the probe's all-reduce until the timeout)."""
+    with pytest.raises(mp.ProcessRaisedException, match="DCAO: the probe at step 0 failed on rank"):
+        mp.spawn(_failing_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
