@@ -1,0 +1,54 @@
+"""analyses.scale_bench's time-share report: the Gram-Schmidt timing it adds to a
+worker, the basis read speeds, and the section it renders."""
+
+from __future__ import annotations
+
+import torch
+
+from analyses import scale_bench
+from spectra.linalg import lanczos
+
+
+def test_gram_schmidt_timing_counts_the_semi_steps_that_subtract(monkeypatch):
+    monkeypatch.setattr(lanczos, "orthogonalize_", lanczos.orthogonalize_)
+    monkeypatch.setattr(lanczos, "semi_orthogonalize_", lanczos.semi_orthogonalize_)
+    acc = scale_bench._time_gram_schmidt()
+    g = torch.Generator().manual_seed(0)
+    # a spectrum with outliers loses orthogonality within 60 steps without reorthogonalization
+    ev = torch.cat([torch.linspace(0, 1, 190, dtype=torch.float64),
+                    torch.tensor([5.0, 8.0, 20.0], dtype=torch.float64)])
+    U, _ = torch.linalg.qr(torch.randn(193, 193, generator=g, dtype=torch.float64))
+    A = ((U * ev) @ U.T).float()
+    V0 = lanczos.random_vectors(193, 2, generator=g, dtype=torch.float32,
+                                device=torch.device("cpu"))
+    lanczos.lanczos_tridiagonal(lambda V: A @ V, V0, 60, reorthogonalize="semi")
+    assert acc["calls"] == 2 * 59  # every step but the last, each run
+    assert 0 < acc["subtracted"] < acc["calls"]
+    assert acc["seconds"] > 0
+
+
+def test_kernel_speeds_are_positive():
+    r = scale_bench.kernel_speeds(10_000, 4, repeats=3)
+    assert r["rows"] == 4 and r["P"] == 10_000
+    assert all(r[k] > 0 for k in ("coefficients_gbs", "subtraction_gbs", "read_gbs"))
+
+
+def test_share_section_has_the_ceiling_and_the_notes():
+    jobs = scale_bench.share_jobs()
+    results = [
+        {"num_matvecs": 14, "seconds": 10.0, "hvp_seconds": 9.0, "gs_seconds": 0.5,
+         "gs_calls": 0, "gs_subtracted": 0, "values": [1.0] * 5, "converged": True},
+        {"error": "boom"},
+        {"num_matvecs": 320, "seconds": 100.0, "hvp_seconds": 80.0, "gs_seconds": 10.0,
+         "gs_calls": 316, "gs_subtracted": 261, "range": [-0.1, 20.0]},
+        {"num_matvecs": 320, "seconds": 50.0, "hvp_seconds": 49.0, "gs_seconds": 0.0,
+         "gs_calls": 0, "gs_subtracted": 0, "range": [-0.1, 20.0]},
+    ]
+    kernels = {"rows": 40, "P": 100, "coefficients_gbs": 23.0, "subtraction_gbs": 22.0,
+               "read_gbs": 25.0}
+    text = scale_bench.share_section(list(zip(jobs, results)), (1.0, 2.0), 60.0, kernels)
+    assert "| 90.0% | 1.0 s | 0.5 s | 94.7% | yes |" in text  # 9 / (9 + 0.5)
+    assert "FAILED boom" in text
+    assert "| 80.0% | 20.0 s | 10.0 s | 88.9% | no |" in text  # 80 / 90
+    assert "subtraction at 261 of 316 steps (83%)" in text
+    assert "at 23 GB/s" in text and "at 25 GB/s" in text
