@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from spectra.utils.distributed import collective_device
 from spectra.utils.modes import eval_mode, math_attention
 from spectra.utils.params import trainable_parameters
 from spectra.utils.tensors import standard_strides
@@ -386,7 +387,8 @@ class CurvatureOperator:
             n += batch_size(_split_batch(batch)[1])
         self._local_count = n
         if self._group is not None:
-            t = torch.tensor([n], dtype=torch.float64)
+            # nccl all-reduces CUDA tensors only: the count goes where the group's collectives run
+            t = torch.tensor([n], dtype=torch.float64, device=collective_device(self._group))
             torch.distributed.all_reduce(t, group=self._group)
             n = int(t.item())
         if n == 0:
@@ -421,7 +423,8 @@ class CurvatureOperator:
         if self._group is not None:
             # codes 0 "mean", 1 "sum", 2 failed here; every rank takes part before any raises
             code = 2.0 if failure is not None else float(REDUCTIONS.index(found))
-            t = torch.tensor([code, -code], dtype=torch.float64)
+            t = torch.tensor([code, -code], dtype=torch.float64,
+                             device=collective_device(self._group))
             torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX, group=self._group)
             if failure is None and float(t[0]) != -float(t[1]):
                 raise ValueError(

@@ -124,6 +124,18 @@ def processes_from_env(backend: str | None = None) -> Iterator[Processes]:
         dist.destroy_process_group()
 
 
+def collective_device(group=None) -> torch.device:
+    """The device a small tensor of a collective over ``group`` (default: the global
+    group) must live on: the current CUDA device under the ``nccl`` backend, which
+    takes CUDA tensors only, else the CPU (``gloo``, or a mixed ``"cpu:gloo,cuda:nccl"``
+    group, which takes CPU tensors)."""
+    import torch.distributed as dist
+
+    if dist.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def any_rank(flag: bool, group=None) -> bool:
     """Whether ``flag`` is True on any rank of ``group`` (default: the global group),
     the same answer on every rank: a MAX all-reduce of one number, a collective that
@@ -142,9 +154,7 @@ def any_rank(flag: bool, group=None) -> bool:
         group = dist.group.WORLD
     if dist.get_world_size(group) == 1:
         return bool(flag)
-    device = torch.device("cuda", torch.cuda.current_device()) \
-        if dist.get_backend(group) == "nccl" else torch.device("cpu")
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    t = torch.tensor([1.0 if flag else 0.0], device=collective_device(group))
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
     return bool(t.item() > 0)
 
@@ -160,4 +170,5 @@ def shard(num_samples: int, rank: int, world_size: int) -> slice:
     return slice(start, start + base + (1 if rank < extra else 0))
 
 
-__all__ = ["Processes", "any_rank", "env_processes", "processes_from_env", "shard"]
+__all__ = ["Processes", "any_rank", "collective_device", "env_processes", "processes_from_env",
+           "shard"]

@@ -30,3 +30,48 @@ def test_env_processes_reads_torchrun_variables(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(ValueError, match="WORLD_SIZE='two'"):
         env_processes()
+
+
+def test_collective_device_is_cuda_under_nccl_and_cpu_otherwise(monkeypatch):
+    """nccl all-reduces CUDA tensors only; gloo (and a mixed cpu:gloo,cuda:nccl group) CPU ones."""
+    import torch
+    import torch.distributed as dist
+
+    from spectra.utils.distributed import collective_device
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "nccl")
+    assert collective_device() == torch.device("cuda", 1)
+    for backend in ("gloo", "cpu:gloo,cuda:nccl"):
+        monkeypatch.setattr(dist, "get_backend", lambda group=None, b=backend: b)
+        assert collective_device() == torch.device("cpu")
+
+
+def test_the_operators_count_and_agreement_run_on_the_collective_device(monkeypatch):
+    """The sample count and the reduction agreement of a sharded operator are all-reduced on
+    the device of the group's collectives (a CPU tensor under nccl fails), never on a fixed CPU."""
+    import torch
+    from torch import nn
+
+    from spectra import HessianOperator
+    from spectra.operators import base
+
+    group = object()
+    asked, reduced = [], []
+
+    def device_of(g):
+        asked.append(g)
+        return torch.device("cpu")  # the stand-in for the nccl device on this machine
+
+    def all_reduce(t, op=None, group=None):  # one rank: the sum and the max are t itself
+        reduced.append((t.device, group))
+
+    monkeypatch.setattr(base, "_resolve_group", lambda g: group)
+    monkeypatch.setattr(base, "collective_device", device_of)
+    monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
+    X, y = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 1, dtype=torch.float64)
+    summed = lambda out, t: ((out - t) ** 2).sum()  # no reduction attribute: detected
+    op = HessianOperator(nn.Linear(2, 1).double(), summed, (X, y))
+    assert op.reduction == "sum" and op.num_data == 6
+    assert asked == [group, group]
+    assert reduced == [(torch.device("cpu"), group)] * 2
