@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from spectra.linalg.eigsh import eigsh
-from spectra.operators.base import Batch, LossFn, batch_size, normalize_data
+from spectra.operators.base import Batch, LossFn, batch_size, batch_to, normalize_data
 from spectra.operators.hessian import HessianOperator
 from spectra.utils.modes import eval_mode
 from spectra.utils.params import trainable_parameters
@@ -155,7 +155,9 @@ def _loss_at(model, loss_fn, reduction, batches, names, base, dirs, coeffs) -> f
             for n, t in zip(names, d):
                 params[n].add_(t, alpha=float(c))
     total, count = 0.0, 0
-    for X, y in batches:
+    device = base[0].device if base else None
+    for X, y in batches:  # each batch where the parameters are, as the operators move theirs
+        X, y = batch_to(X, device), batch_to(y, device)
         out = functional_call(model, params, (X,))
         val = float(loss_fn(out, y))
         m = batch_size(y)
@@ -184,7 +186,8 @@ def loss_landscape(
             ``(X, y)`` pair or a list of batches); the model is evaluated in eval mode
             and its parameters are not changed.
         directions: ``"top"`` (Hessian eigenvectors), ``"random"`` (filter-normalized),
-            or ``dims`` lists of parameter-shaped tensors.
+            or ``dims`` lists of parameter-shaped tensors (on any device: moved to the
+            parameters').
         dims: 1 (a line) or 2 (a plane).
         span: the grid covers ``[-span, span]`` in each direction.
         points: grid points per direction (odd, so that 0 is on the grid).
@@ -228,6 +231,8 @@ def loss_landscape(
     for d in dirs:
         if len(d) != len(base) or any(t.shape != b.shape for t, b in zip(d, base)):
             raise ValueError("each direction must be a list of tensors shaped like the model's parameters")
+    # given directions may live elsewhere (on the CPU for a CUDA model): where the parameters are
+    dirs = [[t.to(device=b.device) for t, b in zip(d, base)] for d in dirs]
     batches = list(normalize_data(data))
     grid = np.linspace(-span, span, points)
     red = op.reduction

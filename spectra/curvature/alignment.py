@@ -47,7 +47,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from spectra.operators.base import Batch, LossFn, batch_size, normalize_data
+from spectra.operators.base import Batch, LossFn, batch_size, batch_to, normalize_data
 from spectra.utils.modes import eval_mode as _eval_mode
 from spectra.utils.params import trainable_parameters
 
@@ -142,17 +142,18 @@ def _loss(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch], names: Se
           values: Sequence[Tensor], dtype: torch.dtype | None, reduction: str,
           grad: bool) -> tuple[float, list[Tensor] | None]:
     """The data-set loss at ``values`` (``sum_b (n_b / N) L_b`` or ``sum_b L_b``) and,
-    with ``grad``, its gradient with respect to ``values``, accumulated batch by batch."""
+    with ``grad``, its gradient with respect to ``values``, accumulated batch by batch.
+    Each batch is moved to the device of ``values`` (the parameters'), as the operators
+    move theirs."""
     leaves = [v.detach().requires_grad_(grad) for v in values]
+    device = leaves[0].device if leaves else None
     batches = list(batches)
     n_total = sum(batch_size(y) for _, y in batches)
     total = 0.0
     grads: list[Tensor] | None = [torch.zeros_like(v) for v in leaves] if grad else None
     with torch.set_grad_enabled(grad):
         for X, y in batches:
-            if dtype is not None:
-                X = X.to(dtype) if torch.is_tensor(X) and X.is_floating_point() else X
-                y = y.to(dtype) if torch.is_tensor(y) and y.is_floating_point() else y
+            X, y = batch_to(X, device, dtype), batch_to(y, device, dtype)
             loss = loss_fn(functional_call(model, _state(model, names, leaves, dtype), (X,)), y)
             w = batch_size(y) / n_total if reduction == "mean" else 1.0
             total += w * float(loss.detach())
@@ -207,7 +208,8 @@ def optimizer_step(
     memo: dict[int, Any] = {id(p): p.detach().clone().requires_grad_(p.requires_grad) for p in held}
     twin = copy.deepcopy(optimizer, memo)
     by_name = {n: memo.get(id(p), p.detach()) for n, p in named.items()}
-    X, y = batch
+    device = named[names[0]].device if names else None  # the batch where the parameters are
+    X, y = batch_to(batch[0], device), batch_to(batch[1], device)
 
     def closure() -> Tensor:
         twin.zero_grad(set_to_none=True)

@@ -793,7 +793,16 @@ def _slice_samples(x: Any, start: int, stop: int, n: int) -> Any:
     return x
 
 
-def _to(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
+def batch_to(x: Any, device: torch.device | None, dtype: torch.dtype | None = None) -> Any:
+    """A batch (or a part of one) on ``device``, as the operators move each batch: every
+    tensor of ``x`` (a tensor, or mappings, tuples and lists of them) on ``device``, the
+    floating-point ones cast to ``dtype`` when it is given; other leaves as they are. A
+    tensor already there is returned as it is (no copy); ``device=None`` leaves each
+    tensor where it is."""
+    return _to(x, device, dtype)
+
+
+def _to(x: Any, device: torch.device | None, dtype: torch.dtype | None) -> Any:
     if isinstance(x, Tensor):
         if x.is_floating_point():
             return x.to(device=device, dtype=dtype)
@@ -807,6 +816,6 @@ def _to(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
 
 __all__ = [
     "REDUCTIONS", "Batch", "CurvatureOperator", "LossFn", "batch_fingerprint", "batch_size",
-    "detect_reduction", "normalize_data",
+    "batch_to", "detect_reduction", "normalize_data",
     "stack_columns",
 ]

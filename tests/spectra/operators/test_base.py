@@ -268,3 +268,16 @@ def test_tuple_targets_weigh_batches_by_their_samples(backend):
     P = split.shape[0]
     got, want = _dense(split, P), _dense(whole, P)
     assert torch.allclose(got, want, atol=1e-12, rtol=0), (got - want).abs().max()
+
+
+def test_batch_to_moves_every_tensor_and_casts_only_floating_ones():
+    from spectra.operators.base import batch_to
+
+    batch = ({"x": torch.randn(3, 2), "ids": torch.arange(3)}, [torch.randn(3)], "tag")
+    moved = batch_to(batch, torch.device("meta"), torch.float64)
+    (inputs, (extra,), tag) = moved
+    assert inputs["x"].device.type == inputs["ids"].device.type == extra.device.type == "meta"
+    assert inputs["x"].dtype == extra.dtype == torch.float64 and inputs["ids"].dtype == torch.int64
+    assert tag == "tag"
+    x = torch.randn(2)
+    assert batch_to(x, x.device) is x and batch_to(x, None) is x
