@@ -211,7 +211,8 @@ def worker(job: dict) -> dict:
     peak_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     if gs is not None:
-        out.update(gs_seconds=gs["seconds"], gs_calls=gs["calls"], gs_subtracted=gs["subtracted"])
+        out.update(gs_seconds=gs["seconds"], gs_calls=gs["calls"], gs_subtracted=gs["subtracted"],
+                   gs_rows=gs["rows"], gs_rows_read=gs["rows_read"])
     out.update(P=P, seconds=seconds, cpu_seconds=cpu_seconds, hvp_seconds=hvp_s[0], num_matvecs=op.num_matvecs - 1,
                model_mib=model_bytes / MB, base_mib=before_maxrss / MB,
                extra_maxrss_mib=max(0, peak_maxrss - before_maxrss) / MB,
@@ -245,10 +246,18 @@ def _time_gram_schmidt() -> dict:
     """Time every Gram-Schmidt call of the Lanczos engine from now on (this worker only):
     :func:`~spectra.linalg.lanczos.orthogonalize_` (full reorthogonalization, eigsh) and
     :func:`~spectra.linalg.lanczos.semi_orthogonalize_` (SLQ's full mode), which the
-    engine looks up by name at each call; counts the semi calls that had to subtract."""
+    engine looks up by name at each call; counts the semi calls that had to subtract,
+    and the basis rows those calls had against the rows they read again to subtract."""
     from spectra.linalg import lanczos
 
-    acc = {"seconds": 0.0, "calls": 0, "subtracted": 0}
+    acc = {"seconds": 0.0, "calls": 0, "subtracted": 0, "rows": 0, "rows_read": 0}
+    segments = lanczos._row_segments
+
+    def counted_segments(rows, *args, **kwargs):  # the rows a semi step subtracts
+        out = segments(rows, *args, **kwargs)
+        acc["rows"] += len(rows)
+        acc["rows_read"] += sum(hi - lo for lo, hi in out)
+        return out
 
     def timed(fn, semi):
         def call(*args, **kwargs):
@@ -261,6 +270,7 @@ def _time_gram_schmidt() -> dict:
             return out
         return call
 
+    lanczos._row_segments = counted_segments
     lanczos.orthogonalize_ = timed(lanczos.orthogonalize_, False)
     lanczos.semi_orthogonalize_ = timed(lanczos.semi_orthogonalize_, True)
     return acc
@@ -457,9 +467,14 @@ def share_section(pairs: list, loads: tuple[float, float], wall: float,
         elif "range" in r:
             res = f"nodes in [{r['range'][0]:.3g}, {r['range'][1]:.3g}]"
         if r.get("gs_calls"):
-            notes.append(f"{what}: the measured coefficients asked for the subtraction at "
-                         f"{r['gs_subtracted']} of {r['gs_calls']} steps "
-                         f"({r['gs_subtracted'] / r['gs_calls']:.0%}).")
+            note = (f"{what}: the measured coefficients asked for the subtraction at "
+                    f"{r['gs_subtracted']} of {r['gs_calls']} steps "
+                    f"({r['gs_subtracted'] / r['gs_calls']:.0%})")
+            if r.get("gs_rows"):
+                note += (f"; those steps read {r['gs_rows_read']} of their {r['gs_rows']} basis "
+                         f"rows again to subtract ({r['gs_rows_read'] / r['gs_rows']:.0%}), the "
+                         "others' coefficients being below half the threshold")
+            notes.append(note + ".")
         lines.append(f"| {what} | {reo} | {r['num_matvecs']} | {r['seconds']:.1f} s | "
                      f"{r['hvp_seconds']:.1f} s | {share:.1%} | "
                      f"{r['seconds'] - r['hvp_seconds']:.1f} s | "

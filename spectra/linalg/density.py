@@ -126,8 +126,8 @@ def slq(
       stored basis (``num_vectors * min(num_steps, P)`` vectors of length ``P``) to
       semi-orthogonality, measured at every step (``reorthogonalize="semi"`` of
       :func:`~spectra.linalg.lanczos.lanczos_tridiagonal`: the same nodes as full
-      reorthogonalization to working precision; the basis is read once per step, a
-      second time only at steps whose measured coefficients ask for it). Its Ritz
+      reorthogonalization to working precision; the basis is read once per step, and
+      the rows whose measured coefficients ask for it a second time). Its Ritz
       values are eigenvalue estimates one by one (no ghosts).
     * ``"bounded"``: the three-term recurrence without a basis (see
       :func:`~spectra.linalg.lanczos.lanczos_tridiagonal`, ``reorthogonalize="none"``):

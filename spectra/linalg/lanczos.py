@@ -104,22 +104,49 @@ def orthogonalize_(W: Tensor, Q: Tensor, *, passes: int | None = None) -> Tensor
     return coef
 
 
+# A semi-orthogonal step subtracts the coefficients above this fraction of the threshold
+# (sqrt(eps) ||w||), so every one left is below half of it; a row whose coefficient is
+# smaller is still read when it lies between two that are not (see _row_segments).
+SEMI_KEEP = 0.5
+
+
 def semi_orthogonalize_(w: Tensor, Q: Tensor) -> bool:
     """Make ``w`` (P,) semi-orthogonal to the orthonormal-ish rows of ``Q`` (n, P), in place.
 
-    Measures the coefficients ``Q w`` (one pass over ``Q``, a matrix-vector product)
-    and subtracts them (a second pass) only when one exceeds ``sqrt(eps) ||w||``; after
-    a subtraction, a vector that lost more than ``1 - 1/sqrt(2)`` of its norm gets a
-    second full pass (DGKS). Returns whether anything was subtracted.
+    Measures the coefficients ``Q w`` (one pass over ``Q``, a matrix-vector product).
+    When one exceeds ``sqrt(eps) ||w||``, subtracts every coefficient above half of that
+    (Simon's (1984) partial reorthogonalization subtracts only the large ones too), so
+    that all that remain are below ``sqrt(eps) ||w|| / 2``: semi-orthogonality, by
+    measurement. Only the rows whose coefficients are subtracted are read again, in
+    contiguous segments (how many, on a network's Hessian: ``python -m
+    analyses.scale_bench --time-share``). A vector that lost more than ``1 - 1/sqrt(2)``
+    of its norm gets a second full pass (DGKS). Returns whether anything was subtracted.
     """
     c = torch.mv(Q, w)
-    before = torch.linalg.vector_norm(w)
-    if float(c.abs().max()) <= math.sqrt(_machine_eps(w.dtype)) * float(before):
+    before = float(torch.linalg.vector_norm(w))
+    tau = math.sqrt(_machine_eps(w.dtype)) * before
+    mag = c.abs().to("cpu", torch.float64).numpy()
+    if not mag.size or float(mag.max()) <= tau:
         return False
-    w.addmv_(Q.T, c, alpha=-1.0)
-    if float(torch.linalg.vector_norm(w)) < DGKS_ETA * float(before):
+    for lo, hi in _row_segments(mag > SEMI_KEEP * tau):
+        w.addmv_(Q[lo:hi].T, c[lo:hi], alpha=-1.0)
+    if float(torch.linalg.vector_norm(w)) < DGKS_ETA * before:
         w.addmv_(Q.T, torch.mv(Q, w), alpha=-1.0)
     return True
+
+
+def _row_segments(rows: np.ndarray, gap: int = 2) -> list[tuple[int, int]]:
+    """The ``True`` entries of ``rows`` (n,) as ``[lo, hi)`` segments, two segments
+    merged when at most ``gap`` rows lie between them: a product over a segment reads
+    ``w`` and writes it back once, two vectors' worth of traffic, so reading a gap of up
+    to two rows costs no more than starting a new segment."""
+    idx = np.flatnonzero(rows)
+    if idx.size == 0:
+        return []
+    cut = np.flatnonzero(np.diff(idx) > gap + 1)
+    starts = np.concatenate([[idx[0]], idx[cut + 1]])
+    ends = np.concatenate([idx[cut], [idx[-1]]]) + 1
+    return list(zip(starts.tolist(), ends.tolist()))
 
 
 def as_rows(X: Tensor) -> Tensor:
@@ -207,14 +234,15 @@ def lanczos_tridiagonal(
       entries) and orthogonalizes every new vector against all of it
       (:func:`orthogonalize_`); the basis stays orthonormal to working precision.
     * ``"semi"``: the same stored basis; every new vector's coefficients against the
-      whole basis are measured (one product with it), and subtracted only when one
-      exceeds ``sqrt(eps)`` of the vector's norm (then fully, and a second time when
-      the DGKS criterion asks). So every basis vector is, by measurement, within
-      ``sqrt(eps)`` of orthogonal to all earlier ones (semi-orthogonality), and by
-      Simon's (1984) theorem ``T`` is then, to working precision, the projection of
-      ``A`` on an orthonormal basis of the Krylov space: the nodes and weights of
-      ``"full"``. Until a Ritz value converges the coefficients stay near rounding
-      level and the basis is read once per step instead of twice.
+      whole basis are measured (one product with it), and when one exceeds ``sqrt(eps)``
+      of the vector's norm, those above half of that are subtracted, reading only their
+      rows again (:func:`semi_orthogonalize_`; a second full pass when the DGKS
+      criterion asks). So every basis vector is, by measurement, within ``sqrt(eps)``
+      of orthogonal to all earlier ones (semi-orthogonality), and by Simon's (1984)
+      theorem ``T`` is then, to working precision, the projection of ``A`` on an
+      orthonormal basis of the Krylov space: the nodes and weights of ``"full"``.
+      Until a Ritz value converges the coefficients stay near rounding level and the
+      basis is read once per step instead of twice; after, a part of it twice.
     * ``"none"`` (or ``False``): no basis at all, the three-term recurrence only:
       memory is a few vectors per run whatever ``num_steps``. Orthogonality is lost
       as Ritz values converge and converged outliers come back as "ghost" copies,
@@ -253,7 +281,12 @@ def lanczos_tridiagonal(
         W = as_rows(matmat(q.T))  # (b, P)
         # (b, 1): q_i . w_i, run by run (a batched vecdot is twice as slow on a CPU)
         a = torch.stack([torch.dot(q[i], W[i]) for i in range(b)]).unsqueeze(1)
-        W.addcmul_(q, a, value=-1.0).addcmul_(q_prev, beta_prev, value=-1.0)  # no temporaries
+        if basis is not None and j > 0:  # q_{j-1}, q_j are rows j-1, j: one pass over w
+            pair = torch.cat([beta_prev, a], dim=1)  # (b, 2)
+            for i in range(b):
+                W[i].addmv_(basis[i, j - 1 : j + 1].T, pair[i], alpha=-1.0)
+        else:
+            W.addcmul_(q, a, value=-1.0).addcmul_(q_prev, beta_prev, value=-1.0)  # no temporaries
         a_np = a[:, 0].detach().to("cpu", torch.float64).numpy()
         alpha[:, j] = np.where(active, a_np, alpha[:, j])
         if basis is not None and j < m - 1:

@@ -12,6 +12,7 @@ from spectra.linalg import lanczos
 def test_gram_schmidt_timing_counts_the_semi_steps_that_subtract(monkeypatch):
     monkeypatch.setattr(lanczos, "orthogonalize_", lanczos.orthogonalize_)
     monkeypatch.setattr(lanczos, "semi_orthogonalize_", lanczos.semi_orthogonalize_)
+    monkeypatch.setattr(lanczos, "_row_segments", lanczos._row_segments)
     acc = scale_bench._time_gram_schmidt()
     g = torch.Generator().manual_seed(0)
     # a spectrum with outliers loses orthogonality within 60 steps without reorthogonalization
@@ -25,6 +26,7 @@ def test_gram_schmidt_timing_counts_the_semi_steps_that_subtract(monkeypatch):
     assert acc["calls"] == 2 * 59  # every step but the last, each run
     assert 0 < acc["subtracted"] < acc["calls"]
     assert acc["seconds"] > 0
+    assert 0 < acc["rows_read"] <= acc["rows"]
 
 
 def test_kernel_speeds_are_positive():
@@ -40,7 +42,8 @@ def test_share_section_has_the_ceiling_and_the_notes():
          "gs_calls": 0, "gs_subtracted": 0, "values": [1.0] * 5, "converged": True},
         {"error": "boom"},
         {"num_matvecs": 320, "seconds": 100.0, "hvp_seconds": 80.0, "gs_seconds": 10.0,
-         "gs_calls": 316, "gs_subtracted": 261, "range": [-0.1, 20.0]},
+         "gs_calls": 316, "gs_subtracted": 261, "gs_rows": 1000, "gs_rows_read": 600,
+         "range": [-0.1, 20.0]},
         {"num_matvecs": 320, "seconds": 50.0, "hvp_seconds": 49.0, "gs_seconds": 0.0,
          "gs_calls": 0, "gs_subtracted": 0, "range": [-0.1, 20.0]},
     ]
@@ -51,4 +54,5 @@ def test_share_section_has_the_ceiling_and_the_notes():
     assert "FAILED boom" in text
     assert "| 80.0% | 20.0 s | 10.0 s | 88.9% | no |" in text  # 80 / 90
     assert "subtraction at 261 of 316 steps (83%)" in text
+    assert "read 600 of their 1000 basis rows again" in text
     assert "at 23 GB/s" in text and "at 25 GB/s" in text

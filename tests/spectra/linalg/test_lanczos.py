@@ -226,3 +226,44 @@ def test_products_come_back_as_contiguous_rows(dtype):
         R = lanczos.as_rows(X)
         assert R.is_contiguous() and R.stride() == (X.shape[0], 1) and R.dtype == dtype
         assert torch.equal(R, X.T)
+
+
+def test_row_segments_merge_gaps_of_up_to_two_rows():
+    from spectra.linalg.lanczos import _row_segments
+
+    rows = np.array([0, 1, 1, 0, 0, 1, 0, 0, 0, 1, 1], dtype=bool)
+    assert _row_segments(rows) == [(1, 6), (9, 11)]  # rows 3-4 read, rows 6-8 skipped
+    assert _row_segments(rows, gap=0) == [(1, 3), (5, 6), (9, 11)]
+    assert _row_segments(np.zeros(4, dtype=bool)) == []
+    assert _row_segments(np.array([True])) == [(0, 1)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_semi_step_subtracts_only_the_large_coefficients(dtype):
+    """Coefficients above half of sqrt(eps) ||w|| are removed; the small ones are
+    left as they were (those rows are not read again); all below sqrt(eps) / 2 after."""
+    from spectra.linalg.lanczos import semi_orthogonalize_
+
+    g = torch.Generator().manual_seed(0)
+    P, n = 3000, 30
+    Q = torch.linalg.qr(torch.randn(P, n + 1, generator=g, dtype=torch.float64))[0].T
+    eps = float(torch.finfo(dtype).eps)
+    tau = math.sqrt(eps)
+    coef = torch.full((n,), 0.1 * tau, dtype=torch.float64)  # small: kept
+    coef[[3, 17, 18]] = torch.tensor([30.0, -5.0, 0.8], dtype=torch.float64) * tau  # large
+    w64 = Q[n] + coef @ Q[:n]  # a unit vector plus the coefficients on Q's rows
+    w = w64.to(dtype)
+    Qd = Q[:n].to(dtype).contiguous()
+    before = float(w.norm())
+    assert semi_orthogonalize_(w, Qd)
+    after = (Q[:n] @ w.double()) / before
+    big = [3, 17, 18]
+    small = [i for i in range(n) if i not in big]
+    assert after[big].abs().max() <= 10 * eps  # removed, to rounding
+    torch.testing.assert_close(after[small], coef[small], rtol=0, atol=10 * eps)  # untouched
+    assert after.abs().max() <= tau / 2
+    # all below the threshold: nothing subtracted, w unchanged
+    w2 = (Q[n] + torch.full((n,), 0.1 * tau, dtype=torch.float64) @ Q[:n]).to(dtype)
+    same = w2.clone()
+    assert not semi_orthogonalize_(w2, Qd)
+    assert torch.equal(w2, same)
