@@ -309,7 +309,10 @@ class _Training:
         if "shuffle" in rng:
             self.shuffle.set_state(rng["shuffle"])
         if rng.get("cuda") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+            # one state per device visible when it was saved; a machine that sees fewer
+            # (another node, CUDA_VISIBLE_DEVICES) restores those it has, not an IndexError
+            for index, state in enumerate(rng["cuda"][: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(state, index)
         self.step, self.epoch = int(ckpt["step"]), int(ckpt["epoch"])
 
     # -- one epoch

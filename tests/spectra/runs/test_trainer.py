@@ -255,3 +255,27 @@ def test_bad_arguments():
         CheckpointPolicy("x", every=0)
     with pytest.raises(ValueError):
         save_checkpoint("/tmp/x.pt", {"step": 1})
+
+
+def test_resume_restores_the_cuda_states_of_the_devices_it_sees(tmp_path, monkeypatch):
+    """A checkpoint saved where more GPUs were visible resumes where fewer are: each visible
+    device gets its saved state; the states of devices it does not see are not set (an
+    IndexError in torch.cuda.set_rng_state_all)."""
+    torch.manual_seed(0)
+    model = nn.Linear(6, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    X, y = _data(32)
+    train(model, opt, (X, y), loss_fn=nn.CrossEntropyLoss(), epochs=1, batch_size=16,
+          checkpoint=CheckpointPolicy(tmp_path))
+    ckpt = load_checkpoint(tmp_path / "checkpoint-epoch0001.pt")
+    saved = [torch.full((16,), i, dtype=torch.uint8) for i in range(2)]  # two devices then
+    ckpt["rng"]["cuda"] = saved
+    restored = []
+    record = lambda state, device="cuda": restored.append((int(state[0]), device))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # one device now
+    monkeypatch.setattr(torch.cuda, "set_rng_state", record)
+    monkeypatch.setattr(torch.cuda.random, "set_rng_state", record)
+    res = train(model, opt, (X, y), loss_fn=nn.CrossEntropyLoss(), epochs=1, batch_size=16,
+                resume=ckpt)
+    assert res.epochs == 1 and restored == [(0, 0)]
