@@ -108,9 +108,14 @@ class _CallbackOperator:
         self._numpy = _is_scipy_operator(obj)
         dt = getattr(obj, "dtype", torch.float64)
         self._dtype = dt if isinstance(dt, torch.dtype) else torch.float64
-        self._device = getattr(obj, "device", torch.device("cpu"))
-        if not isinstance(self._device, torch.device):
-            self._device = torch.device("cpu")
+        # the device the solvers put their vectors on: ``obj.device`` as a torch.device or a
+        # name ("cuda"), the CPU when it has none
+        dev = getattr(obj, "device", None)
+        try:
+            self._device = torch.device(dev) if isinstance(dev, (torch.device, str)) \
+                else torch.device("cpu")
+        except RuntimeError as exc:
+            raise ValueError(f"the operator's device {dev!r} is not a torch device: {exc}") from exc
         self._own_count = 0
 
     @property

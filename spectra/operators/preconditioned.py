@@ -158,7 +158,7 @@ def check_diagonal(diag: Any, P: int, dtype: torch.dtype, device: torch.device) 
             f"{tuple(diag.shape)}; build the operator over the preconditioner's parameters "
             "(params=) in the same order"
         )
-    if torch.device(diag.device) != device:
+    if not same_device(diag.device, device):
         raise ValueError(
             f"diag is on {diag.device} but the operator on {device}; move it with diag.to({str(device)!r})"
         )
@@ -180,4 +180,19 @@ def check_diagonal(diag: Any, P: int, dtype: torch.dtype, device: torch.device) 
     return diag.detach().to(dtype=dtype, copy=True)
 
 
-__all__ = ["PreconditionedOperator", "check_diagonal"]
+def same_device(a: torch.device | str, b: torch.device | str) -> bool:
+    """Whether ``a`` and ``b`` name one device. A tensor's device always has an index
+    (``cuda:0``), a device given by name may not (``cuda``, ``cpu``): a missing index is
+    the default one, the current CUDA device for ``cuda`` (the only device for ``cpu``)."""
+    a, b = torch.device(a), torch.device(b)
+    if a.type != b.type:
+        return False
+    if a.index is None or b.index is None:
+        if a.type != "cuda":
+            return True
+        current = torch.cuda.current_device()
+        return (current if a.index is None else a.index) == (current if b.index is None else b.index)
+    return a.index == b.index
+
+
+__all__ = ["PreconditionedOperator", "check_diagonal", "same_device"]

@@ -147,6 +147,19 @@ def test_refuses_a_diagonal_on_another_device():
         PreconditionedOperator(A, torch.ones(3, dtype=torch.float64, device="meta"))
 
 
+def test_a_device_named_without_its_index_is_the_default_one(monkeypatch):
+    """An operator whose device is given by name (``cpu:0``, ``cuda``) takes a diagonal on
+    that device: a tensor's device carries its index, the name may leave it out."""
+    from spectra.operators.preconditioned import check_diagonal, same_device
+
+    d = check_diagonal(torch.ones(3, dtype=torch.float64), 3, torch.float64, torch.device("cpu", 0))
+    assert d.device.type == "cpu"
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert same_device("cuda", "cuda:1") and same_device("cuda:1", "cuda")
+    assert not same_device("cuda", "cuda:0") and not same_device("cuda:0", "cuda:1")
+    assert not same_device("cuda:0", "cpu") and same_device("cpu", "cpu")
+
+
 def test_refuses_vectors_of_the_wrong_shape():
     op = PreconditionedOperator(torch.eye(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"shape \(3,\)"):
