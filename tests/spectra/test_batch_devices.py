@@ -7,6 +7,8 @@ so only the movement of the batches is exercised, not a meta forward pass."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -62,3 +64,29 @@ def test_loss_landscape_moves_the_batches_and_given_directions_to_the_parameters
                           points=3)
     assert land.losses.shape == (3,)
     assert model.seen and set(model.seen) == {torch.device("meta")}
+
+
+def test_probe_with_alignment_and_a_landscape_take_data_left_on_the_cpu(device):
+    """The model on ``device`` (CUDA when present, ``-m cuda``), its data on the CPU, as
+    the operators accept it: the alignment and the landscape agree with data on ``device``."""
+    from spectra.probe import ProbeSettings, probe
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(24, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (24,), generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double().to(device)
+    loss_fn = nn.CrossEntropyLoss()
+    s = ProbeSettings(top_k=2, bottom=False, trace_matvecs=0, density=None, tol=1e-8,
+                      alignment=True)
+    out = {}
+    for where in ("cpu", device):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        data, batch = (X.to(where), y.to(where)), (X[:8].to(where), y[:8].to(where))
+        r = probe(model, loss_fn, data, s, optimizer=opt, batch=batch)
+        land = loss_landscape(model, loss_fn, data, directions="random", points=3)
+        out[str(where)] = (r.alignment.to_dict(), land.losses)
+    (a_cpu, l_cpu), (a_dev, l_dev) = out["cpu"], out[str(device)]
+    for key, value in a_cpu.items():
+        assert value == pytest.approx(a_dev[key], rel=1e-9, abs=1e-12), key
+    np.testing.assert_allclose(l_cpu, l_dev, rtol=1e-12)
