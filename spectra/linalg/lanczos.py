@@ -58,6 +58,11 @@ def random_vectors(
     ``distribution`` is ``"gaussian"`` or ``"rademacher"`` (entries +-1).
     """
     g = generator if generator is not None else torch.Generator().manual_seed(0)
+    if g.device.type != "cpu":
+        raise ValueError(
+            f"generator must be a CPU torch.Generator, got one on {g.device}: the random "
+            "vectors are drawn on the CPU (then moved to the operator's device), so that "
+            "the same seed gives the same vectors on every device")
     if distribution == "gaussian":
         V = torch.randn(dim, count, generator=g, dtype=torch.float64)
     elif distribution == "rademacher":

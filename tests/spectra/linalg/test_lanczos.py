@@ -267,3 +267,18 @@ def test_a_semi_step_subtracts_only_the_large_coefficients(dtype):
     same = w2.clone()
     assert not semi_orthogonalize_(w2, Qd)
     assert torch.equal(w2, same)
+
+
+def test_random_vectors_refuse_a_generator_off_the_cpu():
+    class CudaGenerator:  # stands in for torch.Generator(device="cuda") on a CPU-only build
+        device = torch.device("cuda", 0)
+
+    with pytest.raises(ValueError, match="generator must be a CPU torch.Generator, got one on cuda:0"):
+        lanczos.random_vectors(10, 2, generator=CudaGenerator(), dtype=torch.float32,  # type: ignore[arg-type]
+                               device=torch.device("cpu"))
+    # a CPU generator draws the same vectors whatever the target dtype's precision
+    a = lanczos.random_vectors(10, 2, generator=torch.Generator().manual_seed(3),
+                               dtype=torch.float64, device=torch.device("cpu"))
+    b = lanczos.random_vectors(10, 2, generator=torch.Generator().manual_seed(3),
+                               dtype=torch.float32, device=torch.device("cpu"))
+    torch.testing.assert_close(a.float(), b)
