@@ -46,7 +46,7 @@ _FROM_CHECKPOINT = ("model_name", "model_arg", "data_name", "data_arg", "data_di
                     "loss_name", "optimizer", "opt_arg", "batch_size", "log_every",
                     "probe_every", "probe_unit", "probe_samples", "top_k", "bottom", "tol",
                     "trace_matvecs", "density", "density_vectors", "density_steps",
-                    "checkpoint_dir", "checkpoint_every", "overwrite", "schedule", "warmup",
+                    "checkpoint_dir", "checkpoint_every", "schedule", "warmup",
                     "schedule_arg", "eval_train")
 
 
@@ -202,6 +202,8 @@ def _resume(kw: dict) -> None:
     run = kw["run_name"] or run_info["name"]
     out = _resume_run_file(kw["out"], ckpt, path, run)
     done = int(ckpt["epoch"])
+    if not kw["overwrite"]:
+        _refuse_dropping_later_epochs(ckpt, path, out, run)
     epochs = int(config["epochs"]) if kw["epochs"] is None else kw["epochs"]
     if epochs < done:
         raise CLIError(f"the checkpoint is at epoch {done}; --epochs {epochs} is the total, "
@@ -267,7 +269,7 @@ def _check_resume_options(kw: dict, path: Path, config: dict) -> bool:
     if given:
         opts = ", ".join("--" + n.replace("_name", "").replace("_", "-") for n in given)
         raise CLIError(f"--resume continues a run with the settings of its checkpoint; "
-                       f"{opts} cannot be changed (only --epochs, --out and --run)")
+                       f"{opts} cannot be changed (only --epochs, --out, --run and --overwrite)")
     if is_custom(model_name) and not trusted:
         raise custom_model_error(path, model_name)
     return trusted
@@ -292,6 +294,62 @@ def _resume_run_file(out_option: str | None, ckpt: dict, path: Path, run: str) -
     except CheckpointError as exc:
         raise CLIError(str(exc)) from None
     return out
+
+
+def _later_checkpoint(ckpt: dict, path: Path, data: object) -> tuple[Path, dict] | None:
+    """A checkpoint of run ``data`` (a :class:`spectra.runs.store.RunData`) past ``ckpt``
+    (at ``path``, step ``ckpt["step"]``) in the run's present history, as ``(path, loaded
+    checkpoint)``; ``None`` when ``ckpt`` is the run's last. Records are scanned from the
+    newest, and the first later one is returned (the run's last, unless an earlier
+    resume re-recorded files): resuming from the last checkpoint loads no other.
+    Recorded files that are gone, unreadable or of a dropped history do not count."""
+    from spectra.runs.checkpoints import CheckpointError, check_resume, load_checkpoint
+
+    step = int(ckpt["step"])
+    here = path.resolve()
+    for candidate in reversed(data.checkpoints):
+        if candidate.resolve() == here or not candidate.is_file():
+            continue
+        try:
+            other = load_checkpoint(candidate)
+            check_resume(other, data, where=f"checkpoint {candidate}")
+            later = int(other["step"]) > step
+        except (CheckpointError, KeyError, TypeError, ValueError):
+            later = False  # unreadable, or of a dropped history: it holds nothing to lose
+        if later:
+            return candidate, other
+    return None
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working directory when below it (as a user typed it)."""
+    try:
+        return path.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
+def _refuse_dropping_later_epochs(ckpt: dict, path: Path, out: Path, run: str) -> None:
+    """Refuse to resume from ``ckpt`` when run ``run`` of ``out`` went on past it and
+    wrote a later checkpoint: the resume would drop the epochs recorded after ``ckpt``
+    (rows a stopped run wrote after its last checkpoint are dropped without asking:
+    no checkpoint can continue them). ``--overwrite`` allows it."""
+    from spectra.runs.store import read_run
+
+    data = read_run(out, run)
+    later = _later_checkpoint(ckpt, path, data)
+    if later is None:
+        return
+    step, done = int(ckpt["step"]), int(ckpt["epoch"])
+    metrics = int((data.metrics["step"] > step).sum()) if len(data.metrics) else 0
+    probes = int((data.probes["step"] > step).sum()) if len(data.probes) else 0
+    shown = _shown(later[0])
+    raise CLIError(
+        f"{path} (epoch {done}) is not the last checkpoint of run {run!r} in {out}: the run "
+        f"went on to {shown} (epoch {int(later[1]['epoch'])}), and resuming from epoch "
+        f"{done} would drop the {metrics} metric and {probes} probe rows recorded after it. "
+        f"Resume from {shown}, or pass --overwrite to drop them and train from epoch "
+        f"{done} again")
 
 
 def _prepare_resumed(config: dict, run: str, out: Path, trusted: bool, device

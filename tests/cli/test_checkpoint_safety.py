@@ -91,7 +91,7 @@ def test_resume_of_a_copied_run_directory_writes_the_copy(tmp_path):
     b = tmp_path / "b"
     shutil.copytree(a, b)
     original = rows_of(a / "r.h5")
-    r = invoke("train", "--resume", b / "r_ckpt" / "sgd" / "checkpoint-epoch0001.pt",
+    r = invoke("train", "--resume", b / "r_ckpt" / "sgd" / "checkpoint-epoch0002.pt",
                "--epochs", "3")
     assert str(b / "r.h5") in r.stdout
     assert_same_rows(original, rows_of(a / "r.h5"))  # the original is untouched

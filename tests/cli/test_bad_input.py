@@ -1,0 +1,43 @@
+"""Bad input found by a bug bash of the command line: each case gets one clear error
+that names what is wrong, and nothing already on disk is lost."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from spectra.runs.store import read_run
+from tests.cli.conftest import TINY, invoke
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_resume_from_an_older_checkpoint_keeps_the_later_epochs(tmp_path):
+    """A run that went on to epoch 3 (checkpoints 1, 2, 3) resumed from its epoch-1
+    checkpoint would drop epochs 2 and 3: refused, the file untouched, the last
+    checkpoint named; --overwrite allows it; the last checkpoint resumes as before."""
+    out = tmp_path / "r.h5"
+    invoke("train", "--optimizer", "sgd", "--epochs", "3", "-o", out, *TINY)
+    ckpts = tmp_path / "r_ckpt" / "sgd"
+    before = _digest(out)
+    r = invoke("train", "--resume", ckpts / "checkpoint-epoch0001.pt", "--epochs", "2", ok=False)
+    assert r.exit_code == 2
+    assert "Traceback" not in r.output
+    assert "is not the last checkpoint of run 'sgd'" in r.stderr
+    assert "checkpoint-epoch0003.pt (epoch 3)" in r.stderr
+    assert "would drop the 2 metric and 2 probe rows" in r.stderr
+    assert "--overwrite" in r.stderr
+    assert _digest(out) == before
+    assert len(read_run(out, "sgd").metrics) == 3
+
+    invoke("train", "--resume", ckpts / "checkpoint-epoch0003.pt", "--epochs", "4")
+    assert len(read_run(out, "sgd").metrics) == 4
+
+    invoke("train", "--resume", ckpts / "checkpoint-epoch0001.pt", "--epochs", "2",
+           "--overwrite")
+    assert len(read_run(out, "sgd").metrics) == 2
+    # checkpoints 3 and 4 now belong to a dropped history: resuming from 2 is the last
+    invoke("train", "--resume", ckpts / "checkpoint-epoch0002.pt", "--epochs", "3")
+    assert len(read_run(out, "sgd").metrics) == 3
