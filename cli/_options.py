@@ -218,7 +218,8 @@ def training_options(fn: Callable) -> Callable:
                      help="Write a checkpoint every EPOCHS epochs and after the last (0: none)."),
         click.option("--overwrite", is_flag=True,
                      help="Replace a run of the same name in the output file (otherwise an "
-                          "existing name is an error and the file is left as it is). With "
+                          "existing name is an error and the file is left as it is), and write "
+                          "over checkpoints already in the run's checkpoint folder. With "
                           "`train --resume`: allow resuming from a checkpoint older than the "
                           "run's last one, dropping the epochs recorded after it."),
         click.option("--tensorboard", type=click.Path(file_okay=False), metavar="DIR",

@@ -69,6 +69,26 @@ def check_checkpoint_dir(path: Path) -> None:
         raise CLIError(f"cannot write checkpoints to {path}: {base} is a file, not a directory")
 
 
+CHECKPOINT_FILES = "checkpoint-epoch*.pt"  # spectra.runs.trainer.CheckpointPolicy's names
+
+
+def check_checkpoints_free(path: Path | None, overwrite: bool) -> None:
+    """Refuse to start a new run whose checkpoint folder ``path`` already holds
+    checkpoints (another run's, or those of a run whose file was deleted): the new run
+    would write over them, epoch by epoch. ``overwrite`` (``--overwrite``) allows it;
+    ``None`` (no checkpoints) always passes."""
+    if path is None or overwrite or not path.is_dir():
+        return
+    found = sorted(path.glob(CHECKPOINT_FILES))
+    if found:
+        names = found[0].name if len(found) == 1 else f"{found[0].name} ... {found[-1].name}"
+        raise CLIError(
+            f"the checkpoint folder {path} already holds {len(found)} checkpoint"
+            f"{'s' if len(found) > 1 else ''} ({names}) that this run would write over; "
+            "pick another --checkpoint-dir (or --run, or --out), or pass --overwrite to "
+            "replace them")
+
+
 def default_checkpoint_dir(out: Path, run: str) -> Path:
     """``<out stem>_ckpt/<run>/`` beside the run file."""
     return out.with_name(f"{out.stem}_ckpt") / run

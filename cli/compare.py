@@ -32,7 +32,12 @@ from cli._options import (
     training_options,
 )
 from cli._output import echo_json, quiet, show_progress
-from cli._paths import check_run_file, default_checkpoint_dir, existing_runs
+from cli._paths import (
+    check_checkpoints_free,
+    check_run_file,
+    default_checkpoint_dir,
+    existing_runs,
+)
 from cli._run import execute, outcome_summary
 
 
@@ -96,6 +101,9 @@ def compare(**kw) -> None:
     spec = model_spec_for(kw["model_name"], model_args, ds, kw["seed"])
     ds = data_on(ds, device)
     base = Path(kw["checkpoint_dir"]) if kw["checkpoint_dir"] else default_checkpoint_dir(out, "x").parent
+    if kw["checkpoint_every"] > 0:
+        for key in keys:  # no run's checkpoints are written over, unless --overwrite
+            check_checkpoints_free(base / key, kw["overwrite"])
     preps, plans, unpreconditioned = [], [], []
     for key in keys:  # every optimizer is built (and its options checked) before training
         ckpt_dir = base / key if kw["checkpoint_every"] > 0 else None

@@ -34,6 +34,7 @@ from cli._options import (
 from cli._output import echo_json, quiet, show_progress
 from cli._paths import (
     check_checkpoint_dir,
+    check_checkpoints_free,
     check_run_file,
     default_checkpoint_dir,
     existing_runs,
@@ -157,6 +158,7 @@ def _train(kw: dict, ranks) -> None:
     if kw["checkpoint_every"] > 0:
         ckpt_dir = Path(kw["checkpoint_dir"]) if kw["checkpoint_dir"] else default_checkpoint_dir(out, run)
         check_checkpoint_dir(ckpt_dir)
+        check_checkpoints_free(ckpt_dir, kw["overwrite"])
     prep = prepare_run(
         name=run, key=key, overrides=overrides, ds=ds, model_spec=spec, loss_name=loss_name,
         loss_fn=loss_fn, seed=kw["seed"], epochs=epochs, batch_size=kw["batch_size"], plan=plan,
@@ -202,8 +204,6 @@ def _resume(kw: dict) -> None:
     run = kw["run_name"] or run_info["name"]
     out = _resume_run_file(kw["out"], ckpt, path, run)
     done = int(ckpt["epoch"])
-    if not kw["overwrite"]:
-        _refuse_dropping_later_epochs(ckpt, path, out, run)
     epochs = int(config["epochs"]) if kw["epochs"] is None else kw["epochs"]
     if epochs < done:
         raise CLIError(f"the checkpoint is at epoch {done}; --epochs {epochs} is the total, "
@@ -216,6 +216,8 @@ def _resume(kw: dict) -> None:
             f"those: --epochs {epochs} would run past its end (a cosine lr rises again, the "
             f"p-norm would leave its range). Resume to at most --epochs {planned}, or start a "
             f"new run with --epochs {epochs}")
+    if not kw["overwrite"]:
+        _refuse_dropping_later_epochs(ckpt, path, out, run)
     prep, ds, plan = _prepare_resumed(config, run, out, trusted, run_device(kw["device"]))
     echo = not (as_json or quiet())
     if echo:

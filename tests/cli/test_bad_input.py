@@ -41,3 +41,34 @@ def test_resume_from_an_older_checkpoint_keeps_the_later_epochs(tmp_path):
     # checkpoints 3 and 4 now belong to a dropped history: resuming from 2 is the last
     invoke("train", "--resume", ckpts / "checkpoint-epoch0002.pt", "--epochs", "3")
     assert len(read_run(out, "sgd").metrics) == 3
+
+
+def test_a_new_run_does_not_write_over_checkpoints_in_its_folder(tmp_path):
+    """`train` into a checkpoint folder that holds another run's checkpoints (or those
+    of a run whose file was deleted) is refused and leaves them byte-identical;
+    --overwrite allows it. `compare` likewise, before any run is trained."""
+    first = tmp_path / "a.h5"
+    invoke("train", "--optimizer", "sgd", "--epochs", "1", "-o", first, *TINY)
+    ckpt = tmp_path / "a_ckpt" / "sgd" / "checkpoint-epoch0001.pt"
+    before = _digest(ckpt)
+    cases = [
+        ("train", "--optimizer", "adam", "-o", first, "--checkpoint-dir", ckpt.parent),
+        ("train", "--optimizer", "sgd", "-o", tmp_path / "b.h5", "--checkpoint-dir", ckpt.parent),
+        ("compare", "--optimizers", "adam,sgd", "-o", tmp_path / "c.h5",
+         "--checkpoint-dir", ckpt.parent.parent),
+    ]
+    for args in cases:
+        r = invoke(*args, "--epochs", "1", *TINY, ok=False)
+        assert r.exit_code == 2, args
+        assert "Traceback" not in r.output
+        assert f"the checkpoint folder {ckpt.parent} already holds 1 checkpoint" in r.stderr
+        assert "--overwrite" in r.stderr
+        assert _digest(ckpt) == before
+    assert list(read_run(first, "sgd").checkpoints) == [ckpt]
+    assert not (tmp_path / "b.h5").exists() and not (tmp_path / "c.h5").exists()
+    # the run file deleted: its checkpoints are all that is left of it
+    first.unlink()
+    r = invoke("train", "--optimizer", "sgd", "-o", first, "--epochs", "1", *TINY, ok=False)
+    assert "already holds 1 checkpoint" in r.stderr and _digest(ckpt) == before
+    invoke("train", "--optimizer", "sgd", "-o", first, "--epochs", "1", "--overwrite", *TINY)
+    assert len(read_run(first, "sgd").metrics) == 1

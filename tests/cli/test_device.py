@@ -98,7 +98,7 @@ def test_train_probe_and_landscape_on_cuda(tmp_path):
         assert abs(a - b) <= 1e-2 * abs(b) and abs(a - c) <= 1e-2 * abs(c)
 
     # resumed on the GPU, and a comparison and a landscape there
-    r = invoke_json("train", "--resume", s["checkpoints"][0], "--epochs", "3",
+    r = invoke_json("train", "--resume", s["checkpoints"][-1], "--epochs", "3",
                     "--device", "cuda", "--json")
     assert r["epochs"] == 3
     c = invoke_json("compare", "--optimizers", "sgd,adam", "--epochs", "1", "--device",

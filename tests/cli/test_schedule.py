@@ -59,7 +59,7 @@ def test_resume_with_a_schedule_is_bit_identical(tmp_path):
     invoke(*common, "--epochs", "3", "-o", split)
     ckpt = tmp_path / "split_ckpt" / "lpsgd" / "checkpoint-epoch0001.pt"
     assert len(load_checkpoint(ckpt)["schedulers"]["epoch"]) == 1  # p
-    invoke("train", "--resume", ckpt, "--epochs", "3")
+    invoke("train", "--resume", ckpt, "--epochs", "3", "--overwrite")  # drops epochs 2, 3
     rows = [rows_of(full), rows_of(split)]
     for r in rows:
         r["lpsgd"].pop("checkpoints", None)  # paths differ
@@ -95,7 +95,8 @@ def test_resume_past_the_end_of_a_fixed_length_schedule_is_refused(tmp_path, arg
     assert r.exit_code == 2, r.output
     assert "planned for 2 epochs" in r.stderr and what in r.stderr and "--epochs 2" in r.stderr
     assert len(read_run(out, name).metrics) == 2  # nothing written: the rows of epochs 1, 2
-    invoke("train", "--resume", ckpt, "--epochs", "2")  # to the planned end: fine
+    # to the planned end: fine (--overwrite: it drops epoch 2, of a later checkpoint)
+    invoke("train", "--resume", ckpt, "--epochs", "2", "--overwrite")
     plain = tmp_path / "p.h5"
     invoke("train", "--optimizer", "sgd", "--schedule", "step", "--schedule-arg", "step_size=1",
            "--epochs", "1", "-o", plain, *FAST)

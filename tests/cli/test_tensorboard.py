@@ -29,7 +29,7 @@ def test_train_and_resume_log_the_run_files_rows(tmp_path):
     common = ("train", "--optimizer", "sgd", "-o", out, *TINY)
     invoke(*common, "--epochs", "2", "--tensorboard", tb)
     ckpt = tmp_path / "t_ckpt" / "sgd" / "checkpoint-epoch0001.pt"
-    r = invoke("train", "--resume", ckpt, "--epochs", "2", "--tensorboard", tb)
+    r = invoke("train", "--resume", ckpt, "--epochs", "2", "--tensorboard", tb, "--overwrite")
     assert "dropped 1 metric and 1 probe rows" in r.stdout
     run = read_run(out, "sgd")
     acc = _acc(tb / "sgd")
