@@ -63,8 +63,48 @@ def model_spec_for(name: str, model_args: dict, ds, seed: int):
     for the inputs and classes of data set ``ds``."""
     from spectra.registries.models import ModelSpec
 
+    check_model_name(name)
     return ModelSpec(name=name, input_shape=ds.input_shape, num_classes=ds.num_classes,
                      kwargs=jsonable(sequence_args(name, model_args)), seed=seed)
+
+
+def check_model_name(name: str, option: str = "--model") -> None:
+    """Refuse a ``--model`` that names no model: not in the registry (the message
+    suggests the closest name), or a ``package.module:factory`` whose module cannot be
+    imported or has no such callable. Checked on its own so that the error names
+    ``--model``, not the ``--model-arg`` options the model is then built with. A
+    factory is imported here (the user named it), never called."""
+    import importlib
+
+    from spectra.registries.models import available_models, build_model, is_custom
+
+    if not is_custom(name):
+        if name not in available_models():
+            try:  # raises at once for an unknown name, with the names and a suggestion
+                build_model(name, input_shape=(1,), num_classes=1)
+            except ValueError as exc:
+                raise option_error(option, exc) from exc
+        return
+    module_name, _, attr = name.partition(":")
+    if not module_name or not attr:
+        raise CLIError(f"{option} {name}: expected a registry name or 'package.module:factory'")
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CLIError(f"{option} {name}: cannot import module {module_name!r} ({exc}); is it "
+                       "on sys.path / installed?") from exc
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise CLIError(f"{option} {name}: module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise CLIError(f"{option} {name}: {attr!r} is not callable")
+
+
+def build_errors_option(model_args: dict) -> str:
+    """The option to name in an error of building a model whose name passed
+    :func:`check_model_name`: ``--model-arg`` when some were given, else ``--model``."""
+    return "--model-arg" if model_args else "--model"
 
 
 def sequence_args(name: str, args: dict) -> dict:
@@ -321,7 +361,7 @@ def prepare_run(*, name: str, key: str, overrides: dict, ds, model_spec, loss_na
     from spectra import __version__
 
     device = torch.device("cpu") if device is None else torch.device(device)
-    with option_errors("--model-arg"):
+    with option_errors(build_errors_option(model_spec.kwargs)):
         model = model_spec.build()
     model.to(device)
     if not any(p.requires_grad for p in model.parameters()):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli._build import data_on, load_data, make_loss, sequence_args
+from cli._build import check_model_name, data_on, load_data, make_loss, sequence_args
 from cli._errors import CLIError
 from cli._options import ProbePlan
 from cli._output import jsonable
@@ -97,6 +97,8 @@ def _restore_model_spec(path, ms: dict | None, ds, model_name: str | None,
 
     if ms is None and model_name is None:
         raise CLIError(f"{path} records no model spec; pass --model (and --model-arg)")
+    if model_name is not None:
+        check_model_name(model_name)
     if model_name is None and not model_args:
         spec = ModelSpec.from_dict(ms)
     else:

@@ -12,7 +12,16 @@ from typing import Any
 import click
 import numpy as np
 
-from cli._build import data_on, fit_probe_size, load_data, make_loss, run_device, sequence_args
+from cli._build import (
+    build_errors_option,
+    check_model_name,
+    data_on,
+    fit_probe_size,
+    load_data,
+    make_loss,
+    run_device,
+    sequence_args,
+)
 from cli._errors import CLIError, handle_errors, option_errors
 from cli._format import SPARK_BARS, fmt, pct, seconds, sparkline
 from cli._options import (
@@ -359,8 +368,9 @@ def _from_registry(kw: dict[str, Any], seed: int, device) -> Target:
 
     torch.manual_seed(seed)
     ds = load_data(kw["data_name"], kw["data_dir"], parse_kv(kw["data_arg"], "--data-arg"), seed)
+    check_model_name(kw["model_name"])
     kwargs = sequence_args(kw["model_name"], parse_kv(kw["model_arg"], "--model-arg"))
-    with option_errors("--model-arg"):
+    with option_errors(build_errors_option(kwargs)):
         model = build_model(kw["model_name"], input_shape=ds.input_shape,
                             num_classes=ds.num_classes, **kwargs)
     _, loss_fn = make_loss("auto", ds.task)

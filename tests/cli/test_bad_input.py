@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 from spectra.runs.store import read_run
-from tests.cli.conftest import TINY, invoke
+from tests.cli.conftest import DATA, TINY, invoke
 
 
 def _digest(path: Path) -> str:
@@ -72,3 +72,32 @@ def test_a_new_run_does_not_write_over_checkpoints_in_its_folder(tmp_path):
     assert "already holds 1 checkpoint" in r.stderr and _digest(ckpt) == before
     invoke("train", "--optimizer", "sgd", "-o", first, "--epochs", "1", "--overwrite", *TINY)
     assert len(read_run(first, "sgd").metrics) == 1
+
+
+def test_a_bad_model_name_is_blamed_on_model_not_model_arg(tmp_path, trained):
+    """An unknown --model, or a package.module:factory that cannot be imported, was
+    reported as "--model-arg: unknown model ..." (no --model-arg given); now the error
+    names --model, in train, compare, probe and landscape, and an option the model
+    does not take still names --model-arg. Nothing is written."""
+    out = tmp_path / "n.h5"
+    cases = [
+        (("train", "--model", "mlpp", "-o", out, "--epochs", "1"),
+         "error: --model: unknown model 'mlpp'"),
+        (("compare", "--optimizers", "sgd,adam", "--model", "mlpp", "-o", out, "--epochs", "1"),
+         "error: --model: unknown model 'mlpp'"),
+        (("probe", "--model", "mlpp"), "error: --model: unknown model 'mlpp'"),
+        (("train", "--model", "no_such_pkg.mod:f", "-o", out),
+         "error: --model no_such_pkg.mod:f: cannot import module 'no_such_pkg.mod'"),
+        (("train", "--model", "os:no_such_factory", "-o", out),
+         "error: --model os:no_such_factory: module 'os' has no attribute 'no_such_factory'"),
+        (("train", "--model-arg", "foo=1", "-o", out), "error: --model-arg: model 'mlp'"),
+        (("probe", "--model-arg", "foo=1"), "error: --model-arg: model 'mlp'"),
+        (("landscape", "--checkpoint", trained["checkpoints"][-1], "--model", "mlpp", "--json"),
+         "error: --model: unknown model 'mlpp'"),
+    ]
+    for args, message in cases:
+        r = invoke(*args, *(DATA if args[0] != "landscape" else ()), ok=False)
+        assert r.exit_code == 2, args
+        assert "Traceback" not in r.output
+        assert r.stderr.startswith(message), (args, r.stderr)
+    assert not out.exists()
