@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +49,11 @@ def parse_kv(pairs: tuple[str, ...], what: str) -> dict:
         key = key.strip().replace("-", "_")
         if not key:
             raise CLIError(f"{what} {item!r} has an empty key")
-        out[key] = parse_value(raw.strip())
+        value = parse_value(raw.strip())
+        if any(isinstance(v, float) and math.isnan(v)
+               for v in (value if isinstance(value, tuple) else (value,))):
+            raise CLIError(f"{what} {item!r}: NaN is not a value {key} can take; give a number")
+        out[key] = value
     return out
 
 

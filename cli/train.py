@@ -288,7 +288,11 @@ def _resume_run_file(out_option: str | None, ckpt: dict, path: Path, run: str) -
         raise CLIError(f"{path} records no run file; pass --out RUN.h5")
     out = check_run_file(out_option or recorded)
     if not out.exists():
-        raise CLIError(f"the run file {out} of this checkpoint does not exist; pass --out")
+        if out_option is None:
+            raise CLIError(f"the run file {out} of this checkpoint does not exist; pass --out")
+        mine = f" (this checkpoint's is {recorded})" if recorded is not None else ""
+        raise CLIError(f"--out {out}: no such run file; --resume continues the checkpoint's run "
+                       f"in the file that holds it{mine}")
     if run not in existing_runs(out):
         raise CLIError(f"{out} has no run {run!r} to continue; runs: {existing_runs(out)}")
     try:  # the same run and history, before anything is written

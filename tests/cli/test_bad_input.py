@@ -101,3 +101,34 @@ def test_a_bad_model_name_is_blamed_on_model_not_model_arg(tmp_path, trained):
         assert "Traceback" not in r.output
         assert r.stderr.startswith(message), (args, r.stderr)
     assert not out.exists()
+
+
+def test_nan_option_values_are_refused_before_anything_is_written(tmp_path):
+    """--opt-arg lr=nan was accepted: the run was created, diverged at step 2, and its
+    name then blocked the corrected command. Now NaN in any KEY=VALUE option is refused
+    up front, naming the option and the key."""
+    out = tmp_path / "n.h5"
+    for args in (("--opt-arg", "lr=nan"), ("--opt-arg", "betas=0.9,NaN"),
+                 ("--model-arg", "widths=nan")):
+        r = invoke("train", "--optimizer", "adam", *args, "--epochs", "1", "-o", out, *TINY,
+                   ok=False)
+        assert r.exit_code == 2 and "Traceback" not in r.output
+        assert r.stderr.startswith(f"error: {args[0]} '{args[1]}': NaN is not a value "
+                                   f"{args[1].split('=')[0]} can take"), r.stderr
+        assert not out.exists()
+    invoke("train", "--optimizer", "adam", "--opt-arg", "lr=0.01", "--epochs", "1", "-o", out,
+           *TINY)
+
+
+def test_resume_into_a_missing_out_file_names_the_option(tmp_path):
+    """`--resume CKPT --out other.h5` with no other.h5 said "the run file other.h5 of
+    this checkpoint does not exist; pass --out" although --out was passed."""
+    out = tmp_path / "r.h5"
+    invoke("train", "--optimizer", "sgd", "--epochs", "1", "-o", out, *TINY)
+    ckpt = tmp_path / "r_ckpt" / "sgd" / "checkpoint-epoch0001.pt"
+    other = tmp_path / "other.h5"
+    r = invoke("train", "--resume", ckpt, "--epochs", "2", "--out", other, ok=False)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.stderr.startswith(f"error: --out {other}: no such run file"), r.stderr
+    assert f"this checkpoint's is {out}" in r.stderr
+    assert not other.exists()
