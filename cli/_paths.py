@@ -105,14 +105,27 @@ def relative_to_file(path: Path, out: Path) -> str:
 
 
 def check_append_target(path: str, run: str, top_k: int,
-                        density: tuple[int, int] | None) -> None:
+                        density: tuple[int, int] | None, *,
+                        checkpoint: str | None = None, source: dict | None = None) -> None:
     """Fail before probing when a probe row of these sizes could not be appended to
-    run ``run`` of ``path``."""
+    run ``run`` of ``path``, or when it would mix another run's checkpoint into it:
+    ``source`` is the ``run`` record (``id``, ``name``, ``file``) of the probed
+    ``checkpoint``, whose id must be the run's own when it has one."""
     from spectra.runs.store import read_run
 
     if not Path(path).exists():
         raise CLIError(f"--append {path}: no such run file (create it with `spectra train`)")
     data = read_run(path, run)  # StoreError names a missing run or a non-run file
+    if source and source.get("id") and data.run_id and source["id"] != data.run_id:
+        from spectra.runs.checkpoints import run_file
+
+        file = run_file({"run": source}, checkpoint) if checkpoint else None
+        where = f"run {source.get('name')!r}" + (f" of {file}" if file else "")
+        raise CLIError(
+            f"--append {path} --run {run}: checkpoint {checkpoint} belongs to {where} (run id "
+            f"{source['id']}), not to run {run!r} of {path} (id {data.run_id}); its probe would "
+            "be mixed into another run's history. Append it to its own run, or probe without "
+            "--append")
     p = data.probes
     if p.top_eigenvalues is not None and top_k > p.top_eigenvalues.shape[1]:
         raise CLIError(f"run {run!r} of {path} stores top-{p.top_eigenvalues.shape[1]} eigenvalues; "

@@ -108,6 +108,7 @@ class Target:
     epoch: float | None = None
     checkpoint: str | None = None
     run: str | None = None  # the checkpoint's run, where --append goes by default
+    run_record: dict | None = None  # the checkpoint's run record (id, name, file)
     device: Any = "cpu"  # where the model and the data are (--device)
     optimizer: Any = None  # the checkpoint's (state loaded), or the fit's Adam
 
@@ -236,7 +237,8 @@ def _probe(kw: dict[str, Any], ranks) -> None:
     if kw["append_to"] is not None:
         if run_name is None:
             raise CLIError("--append needs --run NAME: which run of the file gets the row")
-        check_append_target(kw["append_to"], run_name, top_k, density)
+        check_append_target(kw["append_to"], run_name, top_k, density,
+                            checkpoint=target.checkpoint, source=target.run_record)
     if target.checkpoint is None:
         # every rank fits the same model on the whole probe set: identical weights
         fit_loss, target.optimizer = _fit(target.model, target.loss_fn, *probe_set, kw["fit_steps"],
@@ -329,7 +331,7 @@ def _from_checkpoint(kw: dict[str, Any], given: list[str], settings: Settings, d
     target = Target(restored.model, restored.ds, restored.loss_fn, restored.model_desc,
                     step=int(restored.ckpt["step"]), epoch=float(restored.ckpt["epoch"]),
                     checkpoint=kw["checkpoint"], run=(restored.ckpt.get("run") or {}).get("name"),
-                    device=device)
+                    run_record=restored.ckpt.get("run") or None, device=device)
     settings = settings.for_checkpoint(restored, kw, given)
     target.optimizer = _checkpoint_optimizer(restored, settings)
     return target, settings

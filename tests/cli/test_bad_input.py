@@ -4,6 +4,7 @@ that names what is wrong, and nothing already on disk is lost."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 from spectra.runs.store import read_run
@@ -132,3 +133,23 @@ def test_resume_into_a_missing_out_file_names_the_option(tmp_path):
     assert r.stderr.startswith(f"error: --out {other}: no such run file"), r.stderr
     assert f"this checkpoint's is {out}" in r.stderr
     assert not other.exists()
+
+
+def test_probe_append_refuses_another_runs_checkpoint(trained, tmp_path):
+    """`probe --checkpoint CKPT --append FILE --run NAME` with the checkpoint of another
+    run appended its spectrum to NAME's probe rows as if NAME had been there. Now it is
+    refused before probing, naming both runs, and FILE is left byte-identical; the
+    checkpoint's own run (here a copy of its file) still takes the row."""
+    h5 = tmp_path / "a.h5"
+    shutil.copy(trained["h5"], h5)
+    other = tmp_path / "o.h5"
+    invoke("train", "--optimizer", "sgd", "--epochs", "1", "-o", other, *TINY)
+    before = _digest(h5)
+    ckpt = tmp_path / "o_ckpt" / "sgd" / "checkpoint-epoch0001.pt"
+    r = invoke("probe", "--checkpoint", ckpt, "--append", h5, "--run", "dcao", ok=False)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert f"checkpoint {ckpt} belongs to run 'sgd' of {other}" in r.stderr, r.stderr
+    assert "not to run 'dcao'" in r.stderr
+    assert _digest(h5) == before
+    invoke("probe", "--checkpoint", trained["checkpoints"][0], "--append", h5)
+    assert len(read_run(h5, "dcao").probes) == len(read_run(trained["h5"], "dcao").probes) + 1
