@@ -153,3 +153,13 @@ def test_probe_append_refuses_another_runs_checkpoint(trained, tmp_path):
     assert _digest(h5) == before
     invoke("probe", "--checkpoint", trained["checkpoints"][0], "--append", h5)
     assert len(read_run(h5, "dcao").probes) == len(read_run(trained["h5"], "dcao").probes) + 1
+
+
+def test_a_missing_data_set_names_the_data_dir_option(tmp_path):
+    """A file-based data set that is not there said "... or pass data_dir=" (the
+    library's keyword); the command line's option is --data-dir."""
+    r = invoke("train", "--data", "mnist", "--data-dir", tmp_path / "none", "--epochs", "1",
+               "-o", tmp_path / "m.h5", ok=False)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "or pass --data-dir DATA_DIR" in r.stderr and "data_dir=" not in r.stderr, r.stderr
+    assert not (tmp_path / "m.h5").exists()
