@@ -24,6 +24,15 @@ class CLIError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training, with what the run file kept and how to go on (``hint``,
+    one line, printed after ``interrupted:``)."""
+
+    def __init__(self, hint: str) -> None:
+        super().__init__(hint)
+        self.hint = hint
+
+
 # Library keyword -> the option that sets it when a command is the caller: messages of
 # the library name its arguments (``num_vectors=4``), the user typed options.
 CLI_NAMES: dict[str, str] = {
@@ -95,8 +104,9 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+        except KeyboardInterrupt as exc:
+            hint = getattr(exc, "hint", None)
+            click.echo(f"interrupted: {hint}" if hint else "interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
         except Exception as exc:
             if debug:

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from cli._build import PreparedRun, build_monitor
+from cli._errors import Interrupted
 from cli._format import as_float, fmt, pct, seconds
 from cli._options import ProbePlan
 from cli._output import ProbeLine
@@ -51,12 +52,14 @@ def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed
             plan: ProbePlan, checkpoint_every: int, log_every: int | None, echo: bool,
             progress: bool, prefix: str = "", resume: Any = None,
             eval_train: bool = False, tensorboard: str | None = None,
-            ranks: Any = None) -> RunOutcome:
+            ranks: Any = None, resumed_from: Path | None = None) -> RunOutcome:
     """Train one prepared run into ``writer`` (a RunWriter); ``eval_train`` as for
     :func:`spectra.runs.trainer.train`; ``tensorboard``: also log the rows to
     TensorBoard in that folder (:class:`spectra.runs.tensorboard.TensorBoardWriter`).
     ``ranks``: the torchrun processes (:class:`spectra.utils.distributed.Processes`);
-    with several, the monitor probes this rank's shard of the probe set."""
+    with several, the monitor probes this rank's shard of the probe set.
+    ``resumed_from``: the checkpoint ``resume`` was loaded from. Ctrl-C raises
+    :class:`cli._errors.Interrupted`, which says what was kept and how to continue."""
     import torch
 
     from spectra.runs.trainer import CheckpointPolicy, train
@@ -70,6 +73,7 @@ def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed
                                         purge_step=start + 1 if resume is not None else None)
     report = EpochReport(writer, prep.bundle.optimizer, echo=echo, prefix=prefix, epochs=epochs,
                          start_step=start)
+    report.last_checkpoint = resumed_from
     monitor = None
     if plan.enabled:
         probe_data = prep.probe_data
@@ -88,13 +92,16 @@ def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed
     step_s, epoch_s = split_schedulers(prep.bundle)
     if resume is None:
         torch.manual_seed(seed)
-    result = train(
-        prep.model, prep.bundle.optimizer, (ds.train_x, ds.train_y), loss_fn=prep.loss_fn,
-        epochs=epochs, batch_size=batch_size, test_data=(ds.test_x, ds.test_y),
-        step_schedulers=step_s, epoch_schedulers=epoch_s, monitor=monitor, store=report,
-        checkpoint=policy, checkpoint_extra=prep.extra, log_every_steps=log_every, seed=seed,
-        resume=resume, progress=progress, eval_train=eval_train,
-    )
+    try:
+        result = train(
+            prep.model, prep.bundle.optimizer, (ds.train_x, ds.train_y), loss_fn=prep.loss_fn,
+            epochs=epochs, batch_size=batch_size, test_data=(ds.test_x, ds.test_y),
+            step_schedulers=step_s, epoch_schedulers=epoch_s, monitor=monitor, store=report,
+            checkpoint=policy, checkpoint_extra=prep.extra, log_every_steps=log_every, seed=seed,
+            resume=resume, progress=progress, eval_train=eval_train,
+        )
+    except KeyboardInterrupt:
+        raise Interrupted(interrupt_hint(prep.name, report)) from None
     report.flush()
     if tb is not None:
         tb.close()
@@ -105,6 +112,30 @@ def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed
     elif monitor is not None:
         report.num_probes, report.num_matvecs = monitor.num_probes, monitor.num_matvecs
     return RunOutcome(prep.name, result, monitor, report)
+
+
+def interrupt_hint(run: str, report: EpochReport) -> str:
+    """What a Ctrl-C left of run ``run`` and how to continue it: ``train --resume`` of
+    the last checkpoint written (or resumed from), else a new start with --overwrite."""
+    try:
+        file = report.path
+    except AttributeError:  # a writer that writes no file (other torchrun ranks)
+        file = None
+    where = f"run {run!r}" + (f" of {file}" if file else "")
+    last = report.last_checkpoint
+    if last is not None:
+        return (f"{where} keeps the rows written so far; continue it with "
+                f"`spectra train --resume {shown_path(Path(last))}`")
+    return (f"{where} keeps the rows written so far, but no checkpoint was written yet; "
+            "start it again with --overwrite")
+
+
+def shown_path(path: Path) -> Path:
+    """``path`` relative to the working directory when below it (as a user types it)."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 def outcome_summary(outcome: RunOutcome, prep: PreparedRun, out: Path) -> dict:
@@ -171,8 +202,14 @@ class EpochReport:
         self.num_matvecs = 0
         self._start_step = start_step
         self._written = 0  # records of the optimizer's history already looked at
+        self.last_checkpoint: Any = None  # the last checkpoint written (or resumed from)
 
     # -- the writer interface the trainer and the monitor use
+    def add_checkpoint(self, path: Any) -> Any:
+        """Record checkpoint ``path`` in the run file and remember it as the last."""
+        self.last_checkpoint = path
+        return self.writer.add_checkpoint(path)
+
     def append_metrics(self, row=None, /, **values):
         row = {**(row or {}), **values}
         self._write_history(row)

@@ -40,7 +40,7 @@ from cli._paths import (
     existing_runs,
 )
 from cli._restore import custom_model_error
-from cli._run import DISCARD, execute, outcome_summary
+from cli._run import DISCARD, execute, outcome_summary, shown_path
 
 # Options that --resume takes from the checkpoint instead of the command line.
 _FROM_CHECKPOINT = ("model_name", "model_arg", "data_name", "data_arg", "data_dir", "seed",
@@ -235,7 +235,7 @@ def _resume(kw: dict) -> None:
                           seed=int(config["seed"]), plan=plan,
                           checkpoint_every=int(ck["every"]) if ck else 0,
                           log_every=config.get("log_every_steps"), echo=echo,
-                          progress=show_progress(as_json), resume=ckpt,
+                          progress=show_progress(as_json), resume=ckpt, resumed_from=path,
                           eval_train=bool(config.get("eval_train", False)),
                           tensorboard=kw["tensorboard"])
     _finish(outcome, prep, out, as_json)
@@ -327,14 +327,6 @@ def _later_checkpoint(ckpt: dict, path: Path, data: object) -> tuple[Path, dict]
     return None
 
 
-def _shown(path: Path) -> Path:
-    """``path`` relative to the working directory when below it (as a user typed it)."""
-    try:
-        return path.relative_to(Path.cwd().resolve())
-    except ValueError:
-        return path
-
-
 def _refuse_dropping_later_epochs(ckpt: dict, path: Path, out: Path, run: str) -> None:
     """Refuse to resume from ``ckpt`` when run ``run`` of ``out`` went on past it and
     wrote a later checkpoint: the resume would drop the epochs recorded after ``ckpt``
@@ -349,7 +341,7 @@ def _refuse_dropping_later_epochs(ckpt: dict, path: Path, out: Path, run: str) -
     step, done = int(ckpt["step"]), int(ckpt["epoch"])
     metrics = int((data.metrics["step"] > step).sum()) if len(data.metrics) else 0
     probes = int((data.probes["step"] > step).sum()) if len(data.probes) else 0
-    shown = _shown(later[0])
+    shown = shown_path(later[0])
     raise CLIError(
         f"{path} (epoch {done}) is not the last checkpoint of run {run!r} in {out}: the run "
         f"went on to {shown} (epoch {int(later[1]['epoch'])}), and resuming from epoch "

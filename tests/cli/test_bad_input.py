@@ -163,3 +163,39 @@ def test_a_missing_data_set_names_the_data_dir_option(tmp_path):
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert "or pass --data-dir DATA_DIR" in r.stderr and "data_dir=" not in r.stderr, r.stderr
     assert not (tmp_path / "m.h5").exists()
+
+
+def _interrupt_at_epoch(monkeypatch, epoch: int) -> None:
+    """Ctrl-C when the metrics row of ``epoch`` is written (after the checkpoints of
+    the epochs before it)."""
+    from cli._run import EpochReport
+
+    real = EpochReport.append_metrics
+
+    def append_metrics(self, row=None, /, **values):
+        if int((row or values).get("epoch", -1)) == epoch:
+            raise KeyboardInterrupt
+        return real(self, row, **values)
+
+    monkeypatch.setattr(EpochReport, "append_metrics", append_metrics)
+
+
+def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path, monkeypatch):
+    """Ctrl-C during `train` printed only "interrupted"; it now names the run and file
+    and the `train --resume` of the last checkpoint, which continues the run (or, with
+    no checkpoint yet, says to start again with --overwrite)."""
+    out = tmp_path / "i.h5"
+    _interrupt_at_epoch(monkeypatch, 3)
+    r = invoke("train", "--optimizer", "sgd", "--epochs", "4", "-o", out, *TINY, ok=False)
+    assert r.exit_code == 130 and "Traceback" not in r.output
+    ckpt = tmp_path / "i_ckpt" / "sgd" / "checkpoint-epoch0002.pt"
+    assert r.stderr.strip() == (f"interrupted: run 'sgd' of {out} keeps the rows written so "
+                                f"far; continue it with `spectra train --resume {ckpt}`")
+    assert len(read_run(out, "sgd").metrics) == 2
+    r = invoke("train", "--run", "b", "--checkpoint-every", "0", "--epochs", "4", "-o", out,
+               *TINY, ok=False)
+    assert r.exit_code == 130
+    assert "no checkpoint was written yet; start it again with --overwrite" in r.stderr
+    monkeypatch.undo()
+    invoke("train", "--resume", ckpt, "--epochs", "4")
+    assert len(read_run(out, "sgd").metrics) == 4
