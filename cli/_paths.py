@@ -19,6 +19,21 @@ def nearest_existing(path: Path) -> Path:
     return path
 
 
+def check_can_create(base: Path, path: Path) -> None:
+    """A file can be created in the existing directory ``base`` (where ``path`` goes):
+    tried with an unnamed temporary file, which leaves nothing behind. ``os.access``
+    alone passes for root on a folder whose mode denies writing, and on a read-only
+    or virtual file system (``/proc``, ``/sys``)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise CLIError(f"cannot write {path}: no file can be created in {base} ({why})") from None
+
+
 def check_run_file(out: str | os.PathLike) -> Path:
     """The output ``.h5`` path, checked before anything is computed or written."""
     path = Path(out)
@@ -34,6 +49,8 @@ def check_run_file(out: str | os.PathLike) -> Path:
         raise CLIError(f"cannot write {path}: the directory {base} is not writable")
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise CLIError(f"cannot write {path}: the file is not writable")
+    if base.is_dir():
+        check_can_create(base, path)
     return path
 
 
@@ -59,6 +76,7 @@ def check_figure_output(output: str) -> Path:
         raise CLIError(f"cannot write {path}: {base} is a file, not a directory")
     if not os.access(base, os.W_OK | os.X_OK):
         raise CLIError(f"cannot write {path}: the directory {base} is not writable")
+    check_can_create(base, path)
     return path
 
 

@@ -7,6 +7,8 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import pytest
+
 from spectra.runs.store import read_run
 from tests.cli.conftest import DATA, TINY, invoke
 
@@ -199,3 +201,18 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path, monkeypatch):
     monkeypatch.undo()
     invoke("train", "--resume", ckpt, "--epochs", "4")
     assert len(read_run(out, "sgd").metrics) == 4
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_output_folder_where_no_file_can_be_made_is_named(tmp_path, trained):
+    """/proc passes os.access(W_OK) for root, and the run file's writer failed with
+    "[Errno 2] Unable to synchronously create file (... name = '/proc/.x.h5.<pid>.tmp'
+    ...)"; the check now tries to create a file there first and names the folder."""
+    r = invoke("train", "--epochs", "1", "-o", "/proc/spectra-x.h5", *TINY, ok=False)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.stderr.startswith("error: cannot write /proc/spectra-x.h5: no file can be created "
+                               "in /proc"), r.stderr
+    r = invoke("plot", "evolution", trained["h5"], "-o", "/proc/spectra-x.png", ok=False)
+    assert r.exit_code == 2
+    assert r.stderr.startswith("error: cannot write /proc/spectra-x.png: no file can be created "
+                               "in /proc"), r.stderr
