@@ -152,3 +152,19 @@ def check_append_target(path: str, run: str, top_k: int,
             density[0] > p.ritz_nodes.shape[1] or density[1] > p.ritz_nodes.shape[2]):
         raise CLIError(f"run {run!r} of {path} stores densities of {tuple(p.ritz_nodes.shape[1:])} "
                        f"(probes, steps); --density-vectors/--density-steps {tuple(density)} do not fit")
+
+
+def check_tensorboard_runs(tb_dir: str | os.PathLike | None, names: list[str],
+                           overwrite: bool) -> None:
+    """Refuse to log new runs ``names`` into ``tb_dir``/NAME folders that already hold
+    TensorBoard events (another run's, or an earlier run of that name): TensorBoard
+    would show both as one run. ``overwrite`` (``--overwrite``) allows it; the new
+    events then purge the old ones (``purge_step=0``)."""
+    if tb_dir is None or overwrite:
+        return
+    taken = [str(Path(tb_dir) / n) for n in names
+             if (Path(tb_dir) / n).is_dir() and any((Path(tb_dir) / n).glob("events.out.tfevents.*"))]
+    if taken:
+        raise CLIError(f"--tensorboard: {', '.join(taken)} already hold"
+                       f"{'s' if len(taken) == 1 else ''} TensorBoard events; choose another "
+                       "folder (or --run), or --overwrite replaces them (their events are purged)")

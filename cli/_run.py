@@ -70,7 +70,7 @@ def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed
         from spectra.runs.tensorboard import TensorBoardWriter
 
         writer = tb = TensorBoardWriter(writer, tensorboard,
-                                        purge_step=start + 1 if resume is not None else None)
+                                        purge_step=start + 1 if resume is not None else 0)
     report = EpochReport(writer, prep.bundle.optimizer, echo=echo, prefix=prefix, epochs=epochs,
                          start_step=start)
     report.last_checkpoint = resumed_from

@@ -35,6 +35,7 @@ from cli._output import echo_json, quiet, show_progress
 from cli._paths import (
     check_checkpoints_free,
     check_run_file,
+    check_tensorboard_runs,
     default_checkpoint_dir,
     existing_runs,
 )
@@ -104,6 +105,7 @@ def compare(**kw) -> None:
     if kw["checkpoint_every"] > 0:
         for key in keys:  # no run's checkpoints are written over, unless --overwrite
             check_checkpoints_free(base / key, kw["overwrite"])
+    check_tensorboard_runs(kw["tensorboard"], list(keys), kw["overwrite"])
     preps, plans, unpreconditioned = [], [], []
     for key in keys:  # every optimizer is built (and its options checked) before training
         ckpt_dir = base / key if kw["checkpoint_every"] > 0 else None

@@ -36,6 +36,7 @@ from cli._paths import (
     check_checkpoint_dir,
     check_checkpoints_free,
     check_run_file,
+    check_tensorboard_runs,
     default_checkpoint_dir,
     existing_runs,
 )
@@ -159,6 +160,7 @@ def _train(kw: dict, ranks) -> None:
         ckpt_dir = Path(kw["checkpoint_dir"]) if kw["checkpoint_dir"] else default_checkpoint_dir(out, run)
         check_checkpoint_dir(ckpt_dir)
         check_checkpoints_free(ckpt_dir, kw["overwrite"])
+    check_tensorboard_runs(kw["tensorboard"], [run], kw["overwrite"])
     prep = prepare_run(
         name=run, key=key, overrides=overrides, ds=ds, model_spec=spec, loss_name=loss_name,
         loss_fn=loss_fn, seed=kw["seed"], epochs=epochs, batch_size=kw["batch_size"], plan=plan,

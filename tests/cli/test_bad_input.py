@@ -216,3 +216,24 @@ def test_an_output_folder_where_no_file_can_be_made_is_named(tmp_path, trained):
     assert r.exit_code == 2
     assert r.stderr.startswith("error: cannot write /proc/spectra-x.png: no file can be created "
                                "in /proc"), r.stderr
+
+
+def test_a_new_run_does_not_mix_its_tensorboard_events_into_another_runs(tmp_path):
+    """`train --tensorboard DIR` of a new run whose DIR/RUN already held events (a run
+    of the same name from another file, or an earlier attempt) added a second event
+    file there, and TensorBoard showed the two runs as one. Now it is refused before
+    anything is written, as `export --tensorboard` does; --overwrite purges them."""
+    pytest.importorskip("tensorboard")
+    tb = tmp_path / "tb"
+    invoke("train", "--optimizer", "sgd", "--epochs", "1", "-o", tmp_path / "a.h5",
+           "--tensorboard", tb, *TINY)
+    events = sorted((tb / "sgd").iterdir())
+    for args in (("train", "--optimizer", "sgd"), ("compare", "--optimizers", "adam,sgd")):
+        out = tmp_path / "b.h5"
+        r = invoke(*args, "--epochs", "1", "-o", out, "--tensorboard", tb, *TINY, ok=False)
+        assert r.exit_code == 2 and "Traceback" not in r.output
+        assert f"--tensorboard: {tb / 'sgd'} already holds TensorBoard events" in r.stderr
+        assert not out.exists() and sorted((tb / "sgd").iterdir()) == events
+    invoke("train", "--optimizer", "sgd", "--epochs", "1", "-o", tmp_path / "c.h5",
+           "--tensorboard", tb, "--overwrite", *TINY)
+    assert len(list((tb / "sgd").iterdir())) == len(events) + 1
