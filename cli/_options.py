@@ -213,7 +213,7 @@ def training_options(fn: Callable) -> Callable:
     """--epochs, --batch-size, --log-every, --checkpoint-every, --overwrite, --tensorboard."""
     return _apply([
         click.option("--epochs", type=click.IntRange(min=0),
-                     help="Total number of epochs  [default: 5; with --resume: the run's]."),
+                     help="Total number of epochs  [default: 5; with `train --resume`: the run's]."),
         click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1),
                      help="Minibatch size (the last batch of an epoch may be smaller)."),
         click.option("--log-every", "log_every", type=click.IntRange(min=1), metavar="STEPS",
