@@ -370,7 +370,7 @@ class ThickRestartLanczos:
             that would not fit.
         generator: used to replace a broken-down direction by a random one.
         storage: where ``Q`` and ``AQ`` live: ``"device"`` (the start block's device),
-            ``"host"`` (CPU memory, pinned when the operator is on a CUDA device) or
+            ``"host"`` (CPU memory, pageable: see :func:`basis_storage`) or
             ``"disk"`` (a numpy memmap of a file in ``tmpdir``, deleted at once, so the
             OS pages the basis out under memory pressure and drops it on exit). Off
             the device, the Gram-Schmidt work runs where the basis is and only the
@@ -404,9 +404,9 @@ class ThickRestartLanczos:
         self.generator = generator
         # rows past ``n`` are never read: empty, so untouched pages cost nothing
         self.Q = basis_storage(self.max_basis, P, self.dtype, self.device, storage,
-                               pin=self.op_device.type == "cuda", tmpdir=tmpdir)
+                               tmpdir=tmpdir)
         self.AQ = basis_storage(self.max_basis, P, self.dtype, self.device, storage,
-                                pin=self.op_device.type == "cuda", tmpdir=tmpdir)
+                                tmpdir=tmpdir)
         start = start.to(self.device)
         self.H = np.zeros((self.max_basis, self.max_basis))
         self.n = 0
@@ -593,19 +593,22 @@ STORAGES = ("device", "host", "disk")
 
 
 def basis_storage(rows: int, P: int, dtype: torch.dtype, device: torch.device, storage: str,
-                  *, pin: bool = False, tmpdir: str | None = None) -> Tensor:
+                  *, tmpdir: str | None = None) -> Tensor:
     """An uninitialized ``(rows, P)`` tensor for a Krylov basis, kept in ``storage``.
 
-    ``"device"``: on ``device``. ``"host"``: CPU memory, page-locked when ``pin`` (a
-    CUDA operator: faster copies). ``"disk"``: a numpy memmap of a file created in
-    ``tmpdir`` and unlinked at once (the mapping keeps it alive; nothing is left
-    behind, even after a crash); its pages are written back to disk and evicted by
-    the OS under memory pressure, so the basis is bounded by disk space, not RAM.
+    ``"device"``: on ``device``. ``"host"``: CPU memory, pageable: a basis sent to the
+    host is one too large for the device, and page-locking gigabytes would take them
+    from the rest of the machine for nothing, since the Gram-Schmidt work runs where
+    the basis is and only blocks of a few vectors cross to the operator. ``"disk"``: a
+    numpy memmap of a file created in ``tmpdir`` and unlinked at once (the mapping
+    keeps it alive; nothing is left behind, even after a crash); its pages are written
+    back to disk and evicted by the OS under memory pressure, so the basis is bounded
+    by disk space, not RAM.
     """
     if storage == "device":
         return torch.empty(rows, P, dtype=dtype, device=device)
     if storage == "host":
-        return torch.empty(rows, P, dtype=dtype, pin_memory=pin and torch.cuda.is_available())
+        return torch.empty(rows, P, dtype=dtype)
     if storage != "disk":
         raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     import os
