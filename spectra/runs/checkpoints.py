@@ -41,6 +41,7 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,10 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) ->
     return path
 
 
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's file (a zip archive)
+_PICKLE_PROTO = b"\x80"  # torch.save's legacy format (a pickle stream)
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``; refuse anything that is not one."""
     path = Path(path)
@@ -98,11 +103,21 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a directory, expected a .pt file")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise CheckpointError(f"{path} is not a spectra checkpoint: the file is empty (0 bytes)")
+    if head != _ZIP_MAGIC and head[:1] != _PICKLE_PROTO:
+        raise CheckpointError(
+            f"{path} is not a spectra checkpoint: it is not a file torch.save writes (those "
+            f"start with a zip header, this one with {head!r})")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         first = first.split(" Re-running `torch.load` with `weights_only` set to `False`")[0]
+        if head == _ZIP_MAGIC and not zipfile.is_zipfile(path):  # a zip cut short
+            first = "its zip archive cannot be read: the file is truncated or corrupted"
         raise CheckpointError(
             f"{path} is not a spectra checkpoint (torch.load with weights_only=True failed: "
             f"{first.rstrip('. ')}); only spectra checkpoints are read, never with weights_only=False"

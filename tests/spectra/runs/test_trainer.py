@@ -104,6 +104,17 @@ def test_checkpoints_load_with_weights_only_and_refuse_others(tmp_path):
     with pytest.raises(CheckpointError, match="not a spectra checkpoint") as err:
         load_checkpoint(tmp_path / "random.pt")
     assert "likely succeed" not in str(err.value)
+    # a cut-short copy, an empty file, a text file: each says which
+    good = res.checkpoints[0].read_bytes()
+    (tmp_path / "cut.pt").write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="zip archive cannot be read: the file is truncated"):
+        load_checkpoint(tmp_path / "cut.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"not a spectra checkpoint: the file is empty \(0 bytes\)"):
+        load_checkpoint(tmp_path / "empty.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(CheckpointError, match="not a file torch.save writes .* this one with b'hell'"):
+        load_checkpoint(tmp_path / "text.pt")
 
     class Evil:
         def __reduce__(self):
