@@ -74,9 +74,12 @@ def check_model_name(name: str, option: str = "--model") -> None:
     imported or has no such callable. Checked on its own so that the error names
     ``--model``, not the ``--model-arg`` options the model is then built with. A
     factory is imported here (the user named it), never called."""
-    import importlib
-
-    from spectra.registries.models import available_models, build_model, is_custom
+    from spectra.registries.models import (
+        available_models,
+        build_model,
+        import_factory,
+        is_custom,
+    )
 
     if not is_custom(name):
         if name not in available_models():
@@ -85,20 +88,10 @@ def check_model_name(name: str, option: str = "--model") -> None:
             except ValueError as exc:
                 raise option_error(option, exc) from exc
         return
-    module_name, _, attr = name.partition(":")
-    if not module_name or not attr:
-        raise CLIError(f"{option} {name}: expected a registry name or 'package.module:factory'")
     try:
-        obj = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CLIError(f"{option} {name}: cannot import module {module_name!r} ({exc}); is it "
-                       "on sys.path / installed?") from exc
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise CLIError(f"{option} {name}: module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise CLIError(f"{option} {name}: {attr!r} is not callable")
+        import_factory(name)
+    except (ValueError, TypeError) as exc:
+        raise option_error(option, exc) from exc
 
 
 def build_errors_option(model_args: dict) -> str:

@@ -253,7 +253,14 @@ def model_options(name: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- building
 
 
-def _import_factory(name: str) -> Callable[..., Any]:
+def import_factory(name: str) -> Callable[..., Any]:
+    """The callable a custom model name ``package.module:factory`` names, imported but
+    not called.
+
+    Raises:
+        ValueError: not of that form, a module that cannot be imported, no such attribute.
+        TypeError: the attribute is not callable.
+    """
     module_name, _, attr = name.partition(":")
     if not module_name or not attr:
         raise ValueError(f"custom model {name!r}: expected 'package.module:factory'")
@@ -329,7 +336,7 @@ def build_model(
     if int(num_classes) < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if ":" in name:
-        factory = _import_factory(name)
+        factory = import_factory(name)
         try:
             params = inspect.signature(factory).parameters
         except (TypeError, ValueError):  # builtins without a signature

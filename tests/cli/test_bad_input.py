@@ -90,9 +90,10 @@ def test_a_bad_model_name_is_blamed_on_model_not_model_arg(tmp_path, trained):
          "error: --model: unknown model 'mlpp'"),
         (("probe", "--model", "mlpp"), "error: --model: unknown model 'mlpp'"),
         (("train", "--model", "no_such_pkg.mod:f", "-o", out),
-         "error: --model no_such_pkg.mod:f: cannot import module 'no_such_pkg.mod'"),
+         "error: --model: custom model 'no_such_pkg.mod:f': cannot import module 'no_such_pkg.mod'"),
         (("train", "--model", "os:no_such_factory", "-o", out),
-         "error: --model os:no_such_factory: module 'os' has no attribute 'no_such_factory'"),
+         ("error: --model: custom model 'os:no_such_factory': module 'os' has no attribute "
+          "'no_such_factory'")),
         (("train", "--model-arg", "foo=1", "-o", out), "error: --model-arg: model 'mlp'"),
         (("probe", "--model-arg", "foo=1"), "error: --model-arg: model 'mlp'"),
         (("landscape", "--checkpoint", trained["checkpoints"][-1], "--model", "mlpp", "--json"),
