@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,30 @@ def density_histogram(nodes: Any, weights: Any, buckets: int = DENSITY_BUCKETS) 
     }
 
 
+EVENT_FILE_PREFIX = "events.out.tfevents."
+
+
+def _after_existing_events(folder: Path) -> None:
+    """Wait (at most about a second) until a new event file in ``folder`` sorts after
+    every one already there.
+
+    TensorBoard reads a folder's event files in name order, and a resumed run's purge
+    only drops the events read before it. The names are
+    ``events.out.tfevents.<seconds>.<host>.<pid>.<counter>``: within one second the
+    pid and the counter decide, compared as text, so a writer numbered 10 sorts before
+    one numbered 9 and the old events would come back after the purge. A new second
+    sorts after all of them."""
+    newest = -1
+    if folder.is_dir():
+        for f in folder.iterdir():
+            stamp = f.name[len(EVENT_FILE_PREFIX):].split(".", 1)[0]
+            if f.name.startswith(EVENT_FILE_PREFIX) and stamp.isdigit():
+                newest = max(newest, int(stamp))
+    deadline = time.time() + 1.5  # a file stamped further ahead (a skewed clock): no wait
+    while int(time.time()) <= newest and newest - time.time() < 1.0 and time.time() < deadline:
+        time.sleep(0.05)
+
+
 class TensorBoardLogger:
     """Logs metrics and probe rows of one run to ``<log_dir>/<run>/``.
 
@@ -139,6 +164,7 @@ class TensorBoardLogger:
 
     def _w(self) -> Any:
         if self._writer is None:
+            _after_existing_events(self.log_dir)
             self._writer = self._cls(log_dir=str(self.log_dir), purge_step=self.purge_step)
         return self._writer
 

@@ -126,3 +126,23 @@ def test_without_tensorboard_the_error_says_how_to_install(tmp_path: Path, monke
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.raises(ImportError, match=r"needs the tensorboard package.*pip install tensorboard"):
         TensorBoardLogger(tmp_path, "a")
+
+
+def test_a_new_event_file_sorts_after_the_folders_others(tmp_path: Path) -> None:
+    """Within one second TensorBoard's file names are ordered by pid and a counter
+    compared as text (writer 10 before writer 9), and a resumed run's purge then comes
+    before the events it should drop: a new file waits for the next second."""
+    import time
+
+    from spectra.runs.tensorboard import EVENT_FILE_PREFIX, _after_existing_events
+
+    now = int(time.time())
+    (tmp_path / f"{EVENT_FILE_PREFIX}{now:010d}.host.123.9").write_bytes(b"")
+    _after_existing_events(tmp_path)
+    assert int(time.time()) > now
+    # a file stamped far ahead (a skewed clock) is not waited for
+    (tmp_path / f"{EVENT_FILE_PREFIX}{now + 3600:010d}.host.123.10").write_bytes(b"")
+    t = time.time()
+    _after_existing_events(tmp_path)
+    assert time.time() - t < 1.0
+    _after_existing_events(tmp_path / "missing")  # no folder yet: nothing to wait for
