@@ -251,7 +251,7 @@ def _time_gram_schmidt() -> dict:
     from spectra.linalg import lanczos
 
     acc = {"seconds": 0.0, "calls": 0, "subtracted": 0, "rows": 0, "rows_read": 0}
-    segments = lanczos._row_segments
+    segments = lanczos.row_segments
 
     def counted_segments(rows, *args, **kwargs):  # the rows a semi step subtracts
         out = segments(rows, *args, **kwargs)
@@ -270,7 +270,7 @@ def _time_gram_schmidt() -> dict:
             return out
         return call
 
-    lanczos._row_segments = counted_segments
+    lanczos.row_segments = counted_segments
     lanczos.orthogonalize_ = timed(lanczos.orthogonalize_, False)
     lanczos.semi_orthogonalize_ = timed(lanczos.semi_orthogonalize_, True)
     return acc

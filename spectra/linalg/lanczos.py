@@ -111,7 +111,7 @@ def orthogonalize_(W: Tensor, Q: Tensor, *, passes: int | None = None) -> Tensor
 
 # A semi-orthogonal step subtracts the coefficients above this fraction of the threshold
 # (sqrt(eps) ||w||), so every one left is below half of it; a row whose coefficient is
-# smaller is still read when it lies between two that are not (see _row_segments).
+# smaller is still read when it lies between two that are not (see row_segments).
 SEMI_KEEP = 0.5
 
 
@@ -133,14 +133,14 @@ def semi_orthogonalize_(w: Tensor, Q: Tensor) -> bool:
     mag = c.abs().to("cpu", torch.float64).numpy()
     if not mag.size or float(mag.max()) <= tau:
         return False
-    for lo, hi in _row_segments(mag > SEMI_KEEP * tau):
+    for lo, hi in row_segments(mag > SEMI_KEEP * tau):
         w.addmv_(Q[lo:hi].T, c[lo:hi], alpha=-1.0)
     if float(torch.linalg.vector_norm(w)) < DGKS_ETA * before:
         w.addmv_(Q.T, torch.mv(Q, w), alpha=-1.0)
     return True
 
 
-def _row_segments(rows: np.ndarray, gap: int = 2) -> list[tuple[int, int]]:
+def row_segments(rows: np.ndarray, gap: int = 2) -> list[tuple[int, int]]:
     """The ``True`` entries of ``rows`` (n,) as ``[lo, hi)`` segments, two segments
     merged when at most ``gap`` rows lie between them: a product over a segment reads
     ``w`` and writes it back once, two vectors' worth of traffic, so reading a gap of up

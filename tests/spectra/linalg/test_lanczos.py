@@ -229,13 +229,13 @@ def test_products_come_back_as_contiguous_rows(dtype):
 
 
 def test_row_segments_merge_gaps_of_up_to_two_rows():
-    from spectra.linalg.lanczos import _row_segments
+    from spectra.linalg.lanczos import row_segments
 
     rows = np.array([0, 1, 1, 0, 0, 1, 0, 0, 0, 1, 1], dtype=bool)
-    assert _row_segments(rows) == [(1, 6), (9, 11)]  # rows 3-4 read, rows 6-8 skipped
-    assert _row_segments(rows, gap=0) == [(1, 3), (5, 6), (9, 11)]
-    assert _row_segments(np.zeros(4, dtype=bool)) == []
-    assert _row_segments(np.array([True])) == [(0, 1)]
+    assert row_segments(rows) == [(1, 6), (9, 11)]  # rows 3-4 read, rows 6-8 skipped
+    assert row_segments(rows, gap=0) == [(1, 3), (5, 6), (9, 11)]
+    assert row_segments(np.zeros(4, dtype=bool)) == []
+    assert row_segments(np.array([True])) == [(0, 1)]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
