@@ -319,7 +319,7 @@ class DCAO(SpectraOptimizer):
                 record["ok"] = True
                 rho, gap = l1, l1 - l2
                 self._ritz = res.eigenvectors.detach().clone()
-        except Exception as exc:  # noqa: BLE001 - a failed probe must never stop training
+        except Exception as exc:  # a failed probe must never stop training (in one process)
             ranks = _ranks()
             if ranks is not None:  # ... except across processes: see "Several processes"
                 raise RuntimeError(
