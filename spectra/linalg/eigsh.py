@@ -488,7 +488,7 @@ def _fix_signs(X: Tensor) -> Tensor:
 
     Column by column: fast when the columns are contiguous (``X`` the transpose of
     ``(k, P)`` rows, as :meth:`_Search.extract` passes it); ``torch.aminmax`` over
-    ``dim=0`` of a ``(P, k)`` tensor is ten times slower than ``k`` separate passes."""
+    ``dim=0`` of a ``(P, k)`` tensor is much slower than ``k`` separate passes."""
     for i in range(X.shape[1]):
         col = X[:, i]
         if col.numel() == 0:

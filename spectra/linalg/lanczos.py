@@ -284,7 +284,7 @@ def lanczos_tridiagonal(
         if basis is not None:
             basis[:, j, :] = q
         W = as_rows(matmat(q.T))  # (b, P)
-        # (b, 1): q_i . w_i, run by run (a batched vecdot is twice as slow on a CPU)
+        # (b, 1): q_i . w_i, run by run (a batched vecdot of strided rows is slower on a CPU)
         a = torch.stack([torch.dot(q[i], W[i]) for i in range(b)]).unsqueeze(1)
         if basis is not None and j > 0:  # q_{j-1}, q_j are rows j-1, j: one pass over w
             pair = torch.cat([beta_prev, a], dim=1)  # (b, 2)
