@@ -32,6 +32,7 @@ costs of each backend: ``analyses/results/bench_core.md``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -171,6 +172,14 @@ class HessianOperator(CurvatureOperator):
                         allow_unused=True,
                     )
                 return _fill_unused(res, tangents)
+            except torch.OutOfMemoryError:
+                # k vectors at once take k times the backward's memory: one at a time
+                self._batched_backward_ok = False
+                warnings.warn(
+                    f"HessianOperator: the product of {k} vectors at once ran out of memory "
+                    f"on {tangents[0].device}; computing them one at a time from now on "
+                    "(slower; a smaller probe batch or fewer vectors per product avoids it)",
+                    RuntimeWarning, stacklevel=4)
             except RuntimeError:
                 self._batched_backward_ok = False  # an op without a batching rule: loop
         cols: list[list[Tensor]] = []
@@ -206,6 +215,8 @@ class HessianOperator(CurvatureOperator):
         if self._forward_mode_ok:
             try:
                 return run(fwd_over_rev)
+            except torch.OutOfMemoryError:
+                raise  # out of memory is not a missing forward-mode rule: say it as it is
             except RuntimeError:
                 # some losses have no forward-mode rule that torch.func can use
                 # (seen with MSELoss in torch 2.13: "ZeroTensors are immutable")

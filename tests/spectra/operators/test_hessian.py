@@ -158,3 +158,46 @@ def test_the_loss_receives_what_the_model_returns(backend):
     dense = case.dense_hessian()
     got = H.matmat(torch.eye(dense.shape[0], dtype=torch.float64))
     assert torch.allclose(got, dense, atol=1e-10, rtol=0), (got - dense).abs().max()
+
+
+def _small_problem():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    X, y = torch.randn(12, 4, dtype=torch.float64), torch.randint(0, 3, (12,))
+    return model, (X, y)
+
+
+def test_a_batched_product_out_of_memory_falls_back_to_one_vector_at_a_time(monkeypatch):
+    """k vectors at once take k times the backward's memory: on an out-of-memory error
+    the operator says so and computes them one at a time, with the same result."""
+    model, data = _small_problem()
+    op = HessianOperator(model, nn.functional.cross_entropy, data)
+    V = torch.randn(op.shape[0], 3, dtype=torch.float64)
+    expected = op.matmat(V)
+    grad = torch.autograd.grad
+
+    def oom_when_batched(*args, **kwargs):
+        if kwargs.get("is_grads_batched"):
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", oom_when_batched)
+    op2 = HessianOperator(model, nn.functional.cross_entropy, data)
+    with pytest.warns(RuntimeWarning, match="3 vectors at once ran out of memory.*one at a time"):
+        out = op2.matmat(V)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_out_of_memory_in_the_func_backend_is_raised_not_taken_for_a_missing_rule(monkeypatch):
+    model, data = _small_problem()
+    op = HessianOperator(model, nn.functional.cross_entropy, data, backend="func")
+    jvp = torch.func.jvp
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(torch.func, "jvp", oom)
+    with pytest.raises(torch.OutOfMemoryError):
+        op.matmat(torch.randn(op.shape[0], 2, dtype=torch.float64))
+    monkeypatch.setattr(torch.func, "jvp", jvp)
+    assert op.matmat(torch.randn(op.shape[0], 1, dtype=torch.float64)).shape == (op.shape[0], 1)
