@@ -349,7 +349,8 @@ class CurvatureOperator:
             if b == 0 and self._fingerprint is not None:
                 self._check_same_batches(batch_fingerprint(batch), None)
             n += batch_size(targets)
-            yield _to(inputs, self._device, self._dtype), _to(targets, self._device, self._dtype)
+            yield (batch_to(inputs, self._device, self._dtype),
+                   batch_to(targets, self._device, self._dtype))
         if self._fingerprint is not None:
             self._check_same_batches(None, n)
 
@@ -412,8 +413,8 @@ class CurvatureOperator:
         failure: Exception | None = None
         try:
             inputs, targets = _split_batch(next(iter(self._data)))
-            inputs = _to(inputs, self._device, self._dtype)
-            targets = _to(targets, self._device, self._dtype)
+            inputs = batch_to(inputs, self._device, self._dtype)
+            targets = batch_to(targets, self._device, self._dtype)
             # eval mode: dropout noise and batch-norm batch statistics would make the
             # halves disagree for reasons that have nothing to do with the reduction
             with eval_mode(self.model), torch.no_grad():
@@ -799,18 +800,14 @@ def batch_to(x: Any, device: torch.device | None, dtype: torch.dtype | None = No
     floating-point ones cast to ``dtype`` when it is given; other leaves as they are. A
     tensor already there is returned as it is (no copy); ``device=None`` leaves each
     tensor where it is."""
-    return _to(x, device, dtype)
-
-
-def _to(x: Any, device: torch.device | None, dtype: torch.dtype | None) -> Any:
     if isinstance(x, Tensor):
         if x.is_floating_point():
             return x.to(device=device, dtype=dtype)
         return x.to(device=device)
     if isinstance(x, Mapping):
-        return type(x)({k: _to(v, device, dtype) for k, v in x.items()})
+        return type(x)({k: batch_to(v, device, dtype) for k, v in x.items()})
     if isinstance(x, (tuple, list)):
-        return type(x)(_to(v, device, dtype) for v in x)
+        return type(x)(batch_to(v, device, dtype) for v in x)
     return x
 
 
