@@ -114,26 +114,18 @@ def commit(self):  # ... or once all its writes are done, before the journal goe
     return _commit(self)
 
 JournaledFile.write, JournaledFile.commit = write, commit
-_column_write = W._Column.write
 
-def column_write(self, index, value):  # ... or before the n-th column value of a row
-    if state["armed"] and mode == "column":
-        state["columns"] += 1
-        if state["columns"] == n:
-            os.kill(os.getpid(), signal.SIGKILL)
-    return _column_write(self, index, value)
+def killing_at_nth_column(write):  # ... or before the n-th column value of a row
+    def counted(self, index, value):  # (a row's scalar columns: one _Scalars write)
+        if state["armed"] and mode == "column":
+            state["columns"] += 1
+            if state["columns"] == n:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return write(self, index, value)
+    return counted
 
-W._Column.write = column_write
-_scalars_write = W._Scalars.write
-
-def scalars_write(self, index, row):  # (a row's scalar columns: one write)
-    if state["armed"] and mode == "column":
-        state["columns"] += 1
-        if state["columns"] == n:
-            os.kill(os.getpid(), signal.SIGKILL)
-    return _scalars_write(self, index, row)
-
-W._Scalars.write = scalars_write
+W._Column.write = killing_at_nth_column(W._Column.write)
+W._Scalars.write = killing_at_nth_column(W._Scalars.write)
 with RunStore(path) as st:
     state["armed"] = True
     w = st.create_run("run1", config={"run": 1, "seed": 0})
