@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from analyses import _study, classification, dcao_study, density_evolution, edge_of_stability
-from tests.spectra.registries.test_data import make_mnist
+from tests.spectra.registries.test_data import make_cifar100, make_mnist
 
 
 def make_cifar10(root: Path, per_batch: int, n_test: int) -> None:
@@ -29,18 +29,6 @@ def make_cifar10(root: Path, per_batch: int, n_test: int) -> None:
                          b"labels": [i % 10 for i in range(n)]}, fh)
 
 
-def make_cifar100(root: Path, n_train: int, n_test: int) -> None:
-    """``cifar-100-python/train`` and ``test`` with fine labels 0..99 and coarse 0..19."""
-    directory = root / "cifar-100-python"
-    directory.mkdir(parents=True)
-    rng = np.random.default_rng(2)
-    for name, n in (("train", n_train), ("test", n_test)):
-        with open(directory / name, "wb") as fh:
-            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                         b"fine_labels": [i % 100 for i in range(n)],
-                         b"coarse_labels": [i % 20 for i in range(n)]}, fh)
-
-
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     """MNIST (torchvision's layout, gzipped) and CIFAR-10; no CIFAR-100."""
@@ -52,6 +40,31 @@ def data_dir(tmp_path: Path) -> Path:
 
 def _args(data_dir: Path | None, replot: bool = False) -> argparse.Namespace:
     return argparse.Namespace(data_dir=data_dir, replot=replot)
+
+
+EXTRA = (("mnist", "MNIST"), ("cifar10", "CIFAR-10"))  # what the data_dir fixture holds
+
+
+def _extra_sections(text: str, out: Path, study: str) -> dict[str, dict]:
+    """Check that a study's report says which sets ``--data-dir`` held, and gives each
+    one its section and figure; return each set's saved results."""
+    assert "found MNIST, CIFAR-10; not found: CIFAR-100" in text
+    saved = {}
+    for name, label in EXTRA:
+        assert f"\n## {label} (from `--data-dir`)" in text
+        assert (out / f"{study}_{name}.png").stat().st_size > 10_000
+        saved[name] = json.loads((out / f"{study}_{name}.json").read_text())
+    assert not (out / f"{study}_cifar100.json").exists()
+    return saved
+
+
+def _replot_gives_the_same_report(study, out: Path, text: str) -> None:
+    """``--replot`` redraws the same results from the saved runs, extra sets included."""
+    name = study.__name__.rsplit(".", 1)[-1]
+    study.main(["--quick", "--replot", "--out-dir", str(out)])
+    after = (out / f"{name}.md").read_text()
+    assert after.split("## Results", 1)[1] == text.split("## Results", 1)[1]
+    assert "Data sets: digits and MNIST, CIFAR-10" in after
 
 
 # --------------------------------------------------------------------------- _study
@@ -111,11 +124,7 @@ def test_edge_of_stability_quick_runs_on_the_data_dir(tmp_path, data_dir, monkey
     out = tmp_path / "out"
     edge_of_stability.main(["--quick", "--data-dir", str(data_dir), "--out-dir", str(out)])
     text = (out / "edge_of_stability.md").read_text()
-    assert "found MNIST, CIFAR-10; not found: CIFAR-100" in text
-    for name, label in (("mnist", "MNIST"), ("cifar10", "CIFAR-10")):
-        assert f"## {label} (from `--data-dir`)" in text
-        assert (out / f"edge_of_stability_{name}.png").stat().st_size > 10_000
-        saved = json.loads((out / f"edge_of_stability_{name}.json").read_text())
+    for name, saved in _extra_sections(text, out, "edge_of_stability").items():
         assert saved["n_train"] == 32 and len(saved["runs"]) == 2
         lam = saved["sharpness_at_init"]
         # every lr scaled so that the threshold keeps its ratio to the initial sharpness
@@ -123,13 +132,7 @@ def test_edge_of_stability_quick_runs_on_the_data_dir(tmp_path, data_dir, monkey
         lrs = sorted(r["lr"] for r in saved["runs"])
         assert lrs == pytest.approx(sorted([0.2 * saved["lr_scale"], 0.25 * saved["lr_scale"]]),
                                     rel=5e-3)
-    assert not (out / "edge_of_stability_cifar100.json").exists()
-    # --replot redraws the same report from the saved runs, extra data sets included
-    before = text.split("## Results", 1)[1]
-    edge_of_stability.main(["--quick", "--replot", "--out-dir", str(out)])
-    after = (out / "edge_of_stability.md").read_text()
-    assert after.split("## Results", 1)[1] == before
-    assert "Data sets: digits and MNIST, CIFAR-10" in after
+    _replot_gives_the_same_report(edge_of_stability, out, text)
 
 
 def test_classification_quick_runs_on_the_data_dir(tmp_path, data_dir, monkeypatch) -> None:
@@ -139,11 +142,7 @@ def test_classification_quick_runs_on_the_data_dir(tmp_path, data_dir, monkeypat
     out = tmp_path / "out"
     classification.main(["--quick", "--data-dir", str(data_dir), "--out-dir", str(out)])
     text = (out / "classification.md").read_text()
-    assert "found MNIST, CIFAR-10; not found: CIFAR-100" in text
-    for name, label in (("mnist", "MNIST"), ("cifar10", "CIFAR-10")):
-        assert f"\n## {label} (from `--data-dir`)" in text
-        assert (out / f"classification_{name}.png").stat().st_size > 10_000
-        saved = json.loads((out / f"classification_{name}.json").read_text())
+    for name, saved in _extra_sections(text, out, "classification").items():
         assert (saved["dataset"], saved["n_train"], saved["n_test"]) == (name, 60, 30)
         assert {r["optimizer"] for r in saved["tuned"]} == set(tiny.names)
     # the tables and verdicts of each data set, under its own heading
@@ -158,12 +157,9 @@ def test_dcao_study_quick_runs_on_the_data_dir(tmp_path, data_dir, monkeypatch) 
     out = tmp_path / "out"
     dcao_study.main(["--quick", "--data-dir", str(data_dir), "--out-dir", str(out)])
     text = (out / "dcao_study.md").read_text()
-    assert "found MNIST, CIFAR-10; not found: CIFAR-100" in text
-    for name, label in (("mnist", "MNIST"), ("cifar10", "CIFAR-10")):
-        assert f"\n## {label} (from `--data-dir`)" in text
+    for label in ("MNIST", "CIFAR-10"):
         assert f"\n### {label}: Claims and verdicts" in text
-        assert (out / f"dcao_study_{name}.png").stat().st_size > 10_000
-        saved = json.loads((out / f"dcao_study_{name}.json").read_text())
+    for saved in _extra_sections(text, out, "dcao_study").values():
         assert {r["config"] for r in saved["runs"]} == set(configs)
         assert (saved["n_train"], saved["n_test"]) == (64, 32)
 
@@ -181,18 +177,11 @@ def test_density_evolution_quick_runs_on_the_data_dir(tmp_path, data_dir, monkey
     density_evolution.main(["--quick", "--data-dir", str(data_dir), "--out-dir", str(out),
                             "--jobs", "2"])
     text = (out / "density_evolution.md").read_text()
-    assert "found MNIST, CIFAR-10; not found: CIFAR-100" in text
-    for name, label, shape in (("mnist", "MNIST", [1, 28, 28]), ("cifar10", "CIFAR-10", [3, 32, 32])):
-        assert f"\n## {label} (from `--data-dir`)" in text
-        assert (out / f"density_evolution_{name}.png").stat().st_size > 10_000
-        assert json.loads((out / f"density_evolution_{name}.json").read_text())["sizes"] == [40, 20]
+    for name, saved in _extra_sections(text, out, "density_evolution").items():
+        assert saved["sizes"] == [40, 20]
         for variant in ("plain", "bn"):
             run = read_run(out / "density_evolution_runs" / f"{name}_{variant}_seed0.h5", "sgd")
             assert run.config["data"]["name"] == name and run.config["num_train"] == 40
             assert len(run.probes) == 2  # at initialization and after the epoch
     assert text.count("### Verdicts") == 2 and text.count("\n## Verdicts") == 1
-    before = text.split("## Results", 1)[1]
-    density_evolution.main(["--quick", "--replot", "--out-dir", str(out)])
-    after = (out / "density_evolution.md").read_text()
-    assert after.split("## Results", 1)[1] == before
-    assert "Data sets: digits and MNIST, CIFAR-10" in after
+    _replot_gives_the_same_report(density_evolution, out, text)
