@@ -320,14 +320,17 @@ class DCAO(SpectraOptimizer):
                 rho, gap = l1, l1 - l2
                 self._ritz = res.eigenvectors.detach().clone()
         except Exception as exc:  # a failed probe must never stop training (in one process)
-            ranks = _ranks()
-            if ranks is not None:  # ... except across processes: see "Several processes"
+            from spectra.utils.distributed import several_ranks
+
+            if several_ranks() is not None:  # ... except across processes: "Several processes"
+                import torch.distributed as dist
+
                 raise RuntimeError(
-                    f"DCAO: the probe at step {self.num_steps} failed on rank {ranks[0]} of "
-                    f"{ranks[1]} ({type(exc).__name__}: {exc}). Across processes a failed "
-                    "probe cannot be skipped: the other ranks may be waiting in its "
-                    "all-reduce, so training stops here instead of hanging until the "
-                    "process group's timeout") from exc
+                    f"DCAO: the probe at step {self.num_steps} failed on rank {dist.get_rank()} "
+                    f"of {dist.get_world_size()} ({type(exc).__name__}: {exc}). Across "
+                    "processes a failed probe cannot be skipped: the other ranks may be "
+                    "waiting in its all-reduce, so training stops here instead of hanging "
+                    "until the process group's timeout") from exc
             record["reason"] = f"{type(exc).__name__}: {exc}"
         g0 = self.param_groups[0]
         threshold = (2.0 + 2.0 * g0["momentum"]) / g0["lr"] if g0["lr"] > 0 else None
@@ -423,16 +426,6 @@ class DCAO(SpectraOptimizer):
         self.probe_seconds = float(extra.get("probe_seconds", 0.0))
         self._train_at_last_probe = float(extra.get("train_at_last_probe", 0.0))
         self._clock = None  # the time between saving and loading is not the run's
-
-
-def _ranks() -> tuple[int, int] | None:
-    """``(rank, world_size)`` under an initialized ``torch.distributed`` group of
-    several ranks, else ``None``."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return dist.get_rank(), dist.get_world_size()
-    return None
 
 
 def _nan(x: float | None) -> float:

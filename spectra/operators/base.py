@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from spectra.utils.distributed import collective_device
+from spectra.utils.distributed import collective_device, several_ranks
 from spectra.utils.modes import eval_mode, math_attention
 from spectra.utils.params import trainable_parameters
 from spectra.utils.tensors import standard_strides
@@ -654,13 +654,9 @@ def _warn_if_stochastic(model: nn.Module) -> None:
 def _resolve_group(group: Any) -> Any:
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
-        if group is not None:
-            raise RuntimeError("process_group was given but torch.distributed is not initialized")
-        return None
-    if group is None:
-        group = dist.group.WORLD
-    return group if dist.get_world_size(group) > 1 else None
+    if group is not None and not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("process_group was given but torch.distributed is not initialized")
+    return several_ranks(group)
 
 
 # ---------------------------------------------------------------------- data helpers

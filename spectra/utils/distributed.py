@@ -136,6 +136,19 @@ def collective_device(group=None) -> torch.device:
     return torch.device("cpu")
 
 
+def several_ranks(group=None):
+    """``group`` (default: the global group) when ``torch.distributed`` is initialized
+    and the group has more than one rank, else ``None``: whether anything has to be
+    communicated at all."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    if group is None:
+        group = dist.group.WORLD
+    return group if dist.get_world_size(group) > 1 else None
+
+
 def any_rank(flag: bool, group=None) -> bool:
     """Whether ``flag`` is True on any rank of ``group`` (default: the global group),
     the same answer on every rank: a MAX all-reduce of one number, a collective that
@@ -148,11 +161,8 @@ def any_rank(flag: bool, group=None) -> bool:
     """
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
-        return bool(flag)
+    group = several_ranks(group)
     if group is None:
-        group = dist.group.WORLD
-    if dist.get_world_size(group) == 1:
         return bool(flag)
     t = torch.tensor([1.0 if flag else 0.0], device=collective_device(group))
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
@@ -171,4 +181,4 @@ def shard(num_samples: int, rank: int, world_size: int) -> slice:
 
 
 __all__ = ["Processes", "any_rank", "collective_device", "env_processes", "processes_from_env",
-           "shard"]
+           "several_ranks", "shard"]
