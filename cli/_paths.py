@@ -160,10 +160,12 @@ def check_tensorboard_runs(tb_dir: str | os.PathLike | None, names: list[str],
     TensorBoard events (another run's, or an earlier run of that name): TensorBoard
     would show both as one run. ``overwrite`` (``--overwrite``) allows it; the new
     events then purge the old ones (``purge_step=0``)."""
+    from spectra.runs.tensorboard import EVENT_FILE_PREFIX
+
     if tb_dir is None or overwrite:
         return
     taken = [str(Path(tb_dir) / n) for n in names
-             if (Path(tb_dir) / n).is_dir() and any((Path(tb_dir) / n).glob("events.out.tfevents.*"))]
+             if (Path(tb_dir) / n).is_dir() and any((Path(tb_dir) / n).glob(EVENT_FILE_PREFIX + "*"))]
     if taken:
         raise CLIError(f"--tensorboard: {', '.join(taken)} already hold"
                        f"{'s' if len(taken) == 1 else ''} TensorBoard events; choose another "

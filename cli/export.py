@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cli._errors import CLIError, handle_errors
+from cli._paths import check_tensorboard_runs
 
 
 @click.command()
@@ -89,12 +90,7 @@ def _check_tensorboard(tb_dir: str, names: list[str], overwrite: bool) -> None:
         check_tensorboard()
     except ImportError as exc:
         raise CLIError(f"--tensorboard: {exc}") from None
-    taken = [str(Path(tb_dir) / n) for n in names
-             if (Path(tb_dir) / n).is_dir() and any((Path(tb_dir) / n).glob("events.out.tfevents.*"))]
-    if taken and not overwrite:
-        raise CLIError(f"--tensorboard: {', '.join(taken)} already hold{'s' if len(taken) == 1 else ''} "
-                       "TensorBoard events; choose another folder, or --overwrite replaces "
-                       "them (their events are purged)")
+    check_tensorboard_runs(tb_dir, names, overwrite)
 
 
 def _shown(path: Path) -> str:
