@@ -19,6 +19,16 @@ def nearest_existing(path: Path) -> Path:
     return path
 
 
+def shown_path(path: str | os.PathLike) -> Path:
+    """``path`` relative to the working directory when below it (as a user types it),
+    else as it is."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def check_can_create(base: Path, path: Path) -> None:
     """A file can be created in the existing directory ``base`` (where ``path`` goes):
     tried with an unnamed temporary file, which leaves nothing behind. ``os.access``

@@ -17,6 +17,7 @@ from cli._errors import Interrupted
 from cli._format import as_float, fmt, pct, seconds
 from cli._options import ProbePlan
 from cli._output import ProbeLine
+from cli._paths import shown_path
 
 # An optimizer's probe record (DCAO's ``history``) -> metrics columns. A metrics row
 # carries the last record measured since the previous row, with ``probe_step`` (the step
@@ -125,17 +126,9 @@ def interrupt_hint(run: str, report: EpochReport) -> str:
     last = report.last_checkpoint
     if last is not None:
         return (f"{where} keeps the rows written so far; continue it with "
-                f"`spectra train --resume {shown_path(Path(last))}`")
+                f"`spectra train --resume {shown_path(last)}`")
     return (f"{where} keeps the rows written so far, but no checkpoint was written yet; "
             "start it again with --overwrite")
-
-
-def shown_path(path: Path) -> Path:
-    """``path`` relative to the working directory when below it (as a user types it)."""
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        return path
 
 
 def outcome_summary(outcome: RunOutcome, prep: PreparedRun, out: Path) -> dict:

@@ -13,6 +13,7 @@ import numpy as np
 from cli._format import fmt, seconds
 from cli._format import pct as pct_
 from cli._output import echo_json
+from cli._paths import shown_path
 
 
 def _last(a: np.ndarray | None) -> float | None:
@@ -156,7 +157,7 @@ def _print_run(s: dict[str, Any], path: Path) -> None:
     ck = s["checkpoints"]
     if ck:
         missing = sum(not x["exists"] for x in ck)
-        rows.append(("checkpoints", f"{len(ck)}, last {_rel(ck[-1]['path'])}"
+        rows.append(("checkpoints", f"{len(ck)}, last {shown_path(ck[-1]['path'])}"
                      + (f" ({missing} missing on disk)" if missing else "")))
     else:
         rows.append(("checkpoints", "none"))
@@ -164,8 +165,3 @@ def _print_run(s: dict[str, Any], path: Path) -> None:
         click.echo(f"  {k:>11}: {v}")
 
 
-def _rel(p: str) -> str:
-    try:
-        return str(Path(p).relative_to(Path.cwd()))
-    except ValueError:
-        return p

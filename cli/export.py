@@ -3,12 +3,10 @@ TensorBoard event files."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from cli._errors import CLIError, handle_errors
-from cli._paths import check_tensorboard_runs
+from cli._paths import check_tensorboard_runs, shown_path
 
 
 @click.command()
@@ -68,7 +66,7 @@ def export(run_file: str, runs: tuple[str, ...], csv_dir: str | None, tb_dir: st
         except FileExistsError as exc:
             raise CLIError(f"{exc} (--overwrite replaces them)") from None
         for table, (path, lines) in written.items():
-            click.echo(f"{table:>8}: {_shown(path)}  ({lines} lines)")
+            click.echo(f"{table:>8}: {shown_path(path)}  ({lines} lines)")
         if "density" not in written:
             click.echo(" density: none recorded (no probe with --density)")
     if tb_dir is not None:
@@ -77,7 +75,7 @@ def export(run_file: str, runs: tuple[str, ...], csv_dir: str | None, tb_dir: st
 
         for name in list(runs) or have:
             folder = log_run(read_run(run_file, name), tb_dir)
-            click.echo(f"tensorboard: {_shown(folder)}")
+            click.echo(f"tensorboard: {shown_path(folder)}")
         click.echo(f"view: tensorboard --logdir {tb_dir}")
 
 
@@ -93,8 +91,3 @@ def _check_tensorboard(tb_dir: str, names: list[str], overwrite: bool) -> None:
     check_tensorboard_runs(tb_dir, names, overwrite)
 
 
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

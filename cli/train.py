@@ -39,9 +39,10 @@ from cli._paths import (
     check_tensorboard_runs,
     default_checkpoint_dir,
     existing_runs,
+    shown_path,
 )
 from cli._restore import custom_model_error
-from cli._run import DISCARD, execute, outcome_summary, shown_path
+from cli._run import DISCARD, execute, outcome_summary
 
 # Options that --resume takes from the checkpoint instead of the command line.
 _FROM_CHECKPOINT = ("model_name", "model_arg", "data_name", "data_arg", "data_dir", "seed",
