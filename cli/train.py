@@ -205,7 +205,7 @@ def _resume(kw: dict) -> None:
                        "resume it from Python with spectra.runs.trainer.train(resume=...)")
     trusted = _check_resume_options(kw, path, config)
     run = kw["run_name"] or run_info["name"]
-    out = _resume_run_file(kw["out"], ckpt, path, run)
+    out, data = _resume_run_file(kw["out"], ckpt, path, run)
     done = int(ckpt["epoch"])
     epochs = int(config["epochs"]) if kw["epochs"] is None else kw["epochs"]
     if epochs < done:
@@ -220,7 +220,7 @@ def _resume(kw: dict) -> None:
             f"p-norm would leave its range). Resume to at most --epochs {planned}, or start a "
             f"new run with --epochs {epochs}")
     if not kw["overwrite"]:
-        _refuse_dropping_later_epochs(ckpt, path, out, run)
+        _refuse_dropping_later_epochs(ckpt, path, out, run, data)
     prep, ds, plan = _prepare_resumed(config, run, out, trusted, run_device(kw["device"]))
     echo = not (as_json or quiet())
     if echo:
@@ -280,9 +280,11 @@ def _check_resume_options(kw: dict, path: Path, config: dict) -> bool:
     return trusted
 
 
-def _resume_run_file(out_option: str | None, ckpt: dict, path: Path, run: str) -> Path:
+def _resume_run_file(out_option: str | None, ckpt: dict, path: Path, run: str
+                     ) -> tuple[Path, object]:
     """The run file that holds run ``run`` of checkpoint ``ckpt``, with the history the
-    checkpoint continues; checked before anything is written."""
+    checkpoint continues, and the run as read there (a
+    :class:`spectra.runs.store.RunData`); checked before anything is written."""
     from spectra.runs.checkpoints import CheckpointError, check_resume, run_file
     from spectra.runs.store import read_run
 
@@ -298,11 +300,12 @@ def _resume_run_file(out_option: str | None, ckpt: dict, path: Path, run: str) -
                        f"in the file that holds it{mine}")
     if run not in existing_runs(out):
         raise CLIError(f"{out} has no run {run!r} to continue; runs: {existing_runs(out)}")
+    data = read_run(out, run)
     try:  # the same run and history, before anything is written
-        check_resume(ckpt, read_run(out, run), where=f"checkpoint {path}")
+        check_resume(ckpt, data, where=f"checkpoint {path}")
     except CheckpointError as exc:
         raise CLIError(str(exc)) from None
-    return out
+    return out, data
 
 
 def _later_checkpoint(ckpt: dict, path: Path, data: object) -> tuple[Path, dict] | None:
@@ -330,14 +333,13 @@ def _later_checkpoint(ckpt: dict, path: Path, data: object) -> tuple[Path, dict]
     return None
 
 
-def _refuse_dropping_later_epochs(ckpt: dict, path: Path, out: Path, run: str) -> None:
+def _refuse_dropping_later_epochs(ckpt: dict, path: Path, out: Path, run: str,
+                                  data: object) -> None:
     """Refuse to resume from ``ckpt`` when run ``run`` of ``out`` went on past it and
     wrote a later checkpoint: the resume would drop the epochs recorded after ``ckpt``
     (rows a stopped run wrote after its last checkpoint are dropped without asking:
-    no checkpoint can continue them). ``--overwrite`` allows it."""
-    from spectra.runs.store import read_run
-
-    data = read_run(out, run)
+    no checkpoint can continue them). ``--overwrite`` allows it. ``data``: the run as
+    read from ``out``."""
     later = _later_checkpoint(ckpt, path, data)
     if later is None:
         return
