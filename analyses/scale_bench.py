@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -159,7 +160,7 @@ def worker(job: dict) -> dict:
         return out
 
     op.matmat = timed_matmat
-    gs = _time_gram_schmidt() if job.get("gs") else None
+    gs = _time_gram_schmidt(bool(job.get("count_semi"))) if job.get("gs") else None
     op.matmat(torch.randn(P, 1))  # warm-up: the graph's memory goes into the baseline
     hvp_s[0] = 0.0
     before_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -212,7 +213,10 @@ def worker(job: dict) -> dict:
     model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     if gs is not None:
         out.update(gs_seconds=gs["seconds"], gs_calls=gs["calls"], gs_subtracted=gs["subtracted"],
-                   gs_rows=gs["rows"], gs_rows_read=gs["rows_read"])
+                   gs_rows=gs["rows"], gs_rows_read=gs["rows_read"],
+                   restart_seconds=gs["restart_seconds"], restarts=gs["restarts"],
+                   basis_rows=gs["basis_rows"], semi_steps=gs["semi_steps"],
+                   semi_would=gs["semi_would"])
     out.update(P=P, seconds=seconds, cpu_seconds=cpu_seconds, hvp_seconds=hvp_s[0], num_matvecs=op.num_matvecs - 1,
                model_mib=model_bytes / MB, base_mib=before_maxrss / MB,
                extra_maxrss_mib=max(0, peak_maxrss - before_maxrss) / MB,
@@ -223,7 +227,10 @@ def worker(job: dict) -> dict:
 def kernel_speeds(P: int, rows: int, repeats: int = 10) -> dict:
     """Read speed (GB/s of the basis read, median of ``repeats``) of the two passes of a
     Gram-Schmidt step over a ``(rows, P)`` float32 basis (the coefficients ``Q w``, the
-    subtraction ``w -= Q^T c``) and of a plain read (``Q.sum()``), in this process."""
+    subtraction ``w -= Q^T c``) and of a plain read (``Q.sum()``), in this process; and
+    the time (ms per row) to write a vector into each row of a new basis the first time
+    (``first_write_ms``: the OS maps and zeroes its pages then) and the second
+    (``write_ms``)."""
     Q = torch.randn(rows, P)
     w, c = torch.randn(P), torch.full((rows,), 1e-9)
     gb = Q.numel() * Q.element_size() / 1e9
@@ -237,21 +244,53 @@ def kernel_speeds(P: int, rows: int, repeats: int = 10) -> dict:
             times.append(time.perf_counter() - t)
         return gb / float(np.median(times))
 
+    def write_ms(B: torch.Tensor) -> float:  # ms per row to copy w into each row of B
+        t = time.perf_counter()
+        for i in range(B.shape[0]):
+            B[i] = w
+        return (time.perf_counter() - t) / B.shape[0] * 1e3
+
+    fresh = torch.empty(rows, P)  # its pages are not mapped until first written
+    first = write_ms(fresh)
     return {"rows": rows, "P": P, "coefficients_gbs": speed(lambda: torch.mv(Q, w)),
             "subtraction_gbs": speed(lambda: w.addmv_(Q.T, c, alpha=-1.0)),
-            "read_gbs": speed(lambda: Q.sum())}
+            "read_gbs": speed(lambda: Q.sum()),
+            "first_write_ms": first, "write_ms": write_ms(fresh)}
 
 
-def _time_gram_schmidt() -> dict:
+def _time_gram_schmidt(count_semi: bool = False) -> dict:
     """Time every Gram-Schmidt call of the Lanczos engine from now on (this worker only):
     :func:`~spectra.linalg.lanczos.orthogonalize_` (full reorthogonalization, eigsh) and
     :func:`~spectra.linalg.lanczos.semi_orthogonalize_` (SLQ's full mode), which the
     engine looks up by name at each call; counts the semi calls that had to subtract,
-    and the basis rows those calls had against the rows they read again to subtract."""
+    and the basis rows those calls had against the rows they read again to subtract.
+
+    For eigsh, also times its thick restarts (``restart_seconds``: the in-place
+    combinations of ``Q`` and ``A Q``) and records the most basis rows it held
+    (``basis_rows``: the rows of each of ``Q`` and ``A Q`` written at least once).
+    ``count_semi`` (this adds work outside the timed calls, so it is for a run whose
+    times are not reported): of eigsh's full passes over the basis (``semi_steps``),
+    the number with some coefficient above ``sqrt(eps) * ||w||`` (``semi_would``),
+    the steps where a semi-orthogonal policy (:func:`semi_orthogonalize_`'s test)
+    would have subtracted at all."""
     from spectra.linalg import lanczos
 
-    acc = {"seconds": 0.0, "calls": 0, "subtracted": 0, "rows": 0, "rows_read": 0}
+    acc = {"seconds": 0.0, "calls": 0, "subtracted": 0, "rows": 0, "rows_read": 0,
+           "restart_seconds": 0.0, "restarts": 0, "basis_rows": 0, "semi_steps": 0,
+           "semi_would": 0}
     segments = lanczos.row_segments
+    krylov = lanczos.ThickRestartLanczos
+    expand, restart = krylov.expand, krylov.restart
+
+    def expand_rows(self):
+        expand(self)
+        acc["basis_rows"] = max(acc["basis_rows"], self.n)
+
+    def timed_restart(self, *args, **kwargs):
+        t = time.perf_counter()
+        restart(self, *args, **kwargs)
+        acc["restart_seconds"] += time.perf_counter() - t
+        acc["restarts"] += 1
 
     def counted_segments(rows, *args, **kwargs):  # the rows a semi step subtracts
         out = segments(rows, *args, **kwargs)
@@ -261,9 +300,18 @@ def _time_gram_schmidt() -> dict:
 
     def timed(fn, semi):
         def call(*args, **kwargs):
+            # eigsh's passes over the whole basis (the block recurrence's pass forces one)
+            full = not semi and count_semi and kwargs.get("passes") is None
+            if full:
+                norms = torch.linalg.vector_norm(args[0], dim=-1)
             t = time.perf_counter()
             out = fn(*args, **kwargs)
             acc["seconds"] += time.perf_counter() - t
+            if full:
+                eps = torch.finfo(args[0].dtype).eps
+                acc["semi_steps"] += 1
+                acc["semi_would"] += bool(
+                    (out.abs() > math.sqrt(eps) * norms.unsqueeze(-1)).any())
             if semi:
                 acc["calls"] += 1
                 acc["subtracted"] += bool(out)
@@ -271,6 +319,7 @@ def _time_gram_schmidt() -> dict:
         return call
 
     lanczos.row_segments = counted_segments
+    krylov.expand, krylov.restart = expand_rows, timed_restart
     lanczos.orthogonalize_ = timed(lanczos.orthogonalize_, False)
     lanczos.semi_orthogonalize_ = timed(lanczos.semi_orthogonalize_, True)
     return acc
@@ -427,10 +476,12 @@ def share_jobs(nv: int = 4, m: int = 80, cap: int = 100) -> list[dict]:
 
 
 def share_section(pairs: list, loads: tuple[float, float], wall: float,
-                  kernels: dict | None = None) -> str:
+                  kernels: dict | None = None, counts: dict | None = None) -> str:
     """The "Where the time goes" section: HVP share of each job of :func:`share_jobs`, the
-    Gram-Schmidt time inside it, and (``kernels``, :func:`kernel_speeds`) how fast this
-    machine reads a basis."""
+    Gram-Schmidt time inside it, eigsh's restarts and basis rows, (``kernels``,
+    :func:`kernel_speeds`) how fast this machine reads and first writes a basis, and
+    (``counts``: task -> result of a ``count_semi`` run) how often a semi-orthogonal
+    policy would have subtracted in eigsh."""
     lines = [SHARE_HEADING + "\n",
              (f"Generated by `python -m analyses.scale_bench --time-share` on "
              f"{time.strftime('%Y-%m-%d %H:%M')}: the {len(pairs)} measurements run at once, "
@@ -475,6 +526,22 @@ def share_section(pairs: list, loads: tuple[float, float], wall: float,
                          f"rows again to subtract ({r['gs_rows_read'] / r['gs_rows']:.0%}), the "
                          "others' coefficients being below half the threshold")
             notes.append(note + ".")
+        if r.get("basis_rows"):
+            note = (f"{what}: {r['restarts']} thick restart(s) took {r['restart_seconds']:.2f} s "
+                    f"(the in-place combinations of Q and A Q); it wrote {r['basis_rows']} rows "
+                    "of each")
+            if kernels is not None and "error" not in kernels:
+                first = 2 * r["basis_rows"] * (kernels["first_write_ms"] - kernels["write_ms"])
+                note += (f", whose first writes cost about {first / 1e3:.2f} s more than writes "
+                         "to mapped memory (the kernel line below)")
+            c = (counts or {}).get(job["task"])
+            if c and c.get("semi_steps"):
+                note += (f". Of its passes over the whole basis, {c['semi_would']} of "
+                         f"{c['semi_steps']} had a coefficient above sqrt(eps) ||w|| (counted in "
+                         "a separate run, solo): a semi-orthogonal policy would have skipped "
+                         "the subtraction in the others, at the price of an orthogonality of "
+                         "sqrt(eps) instead of eps")
+            notes.append(note + ".")
         lines.append(f"| {what} | {reo} | {r['num_matvecs']} | {r['seconds']:.1f} s | "
                      f"{r['hvp_seconds']:.1f} s | {share:.1%} | "
                      f"{r['seconds'] - r['hvp_seconds']:.1f} s | "
@@ -488,7 +555,10 @@ def share_section(pairs: list, loads: tuple[float, float], wall: float,
             f"{kernels['coefficients_gbs']:.0f} GB/s, the subtraction `w -= Q^T c` at "
             f"{kernels['subtraction_gbs']:.0f} GB/s, a plain read `Q.sum()` at "
             f"{kernels['read_gbs']:.0f} GB/s: both passes run at the speed this core reads "
-            "memory, so a faster kernel cannot shorten them; only fewer bytes read can.")
+            "memory, so a faster kernel cannot shorten them; only fewer bytes read can. "
+            f"Writing a vector into each row of a new basis takes "
+            f"{kernels['first_write_ms']:.2f} ms per row the first time (the OS maps and "
+            f"zeroes the pages) and {kernels['write_ms']:.2f} ms the second.")
     if notes:
         lines.append("")
         lines.extend(f"- {n}" for n in notes)
@@ -528,8 +598,12 @@ def time_share(out: Path, log) -> None:
     load1 = os.getloadavg()[0]
     kernels = run_job({"task": "kernels", "P": results[0].get("P", 1126410), "rows": 40,
                        "threads": 1}, log)
+    counted = [dict(j, count_semi=True) for j in todo if j["task"] in ("top5", "lmin")]
+    with ThreadPoolExecutor(len(counted)) as pool:
+        counts = dict(zip((j["task"] for j in counted),
+                          pool.map(lambda j: run_job(j, log), counted)))
     section = share_section(list(zip(todo, results)), (load0, load1),
-                            time.perf_counter() - t0, kernels)
+                            time.perf_counter() - t0, kernels, counts)
     out.write_text(splice_section(out.read_text() if out.exists() else "", section))
 
 

@@ -32,14 +32,39 @@ def test_gram_schmidt_timing_counts_the_semi_steps_that_subtract(monkeypatch):
 def test_kernel_speeds_are_positive():
     r = scale_bench.kernel_speeds(10_000, 4, repeats=3)
     assert r["rows"] == 4 and r["P"] == 10_000
-    assert all(r[k] > 0 for k in ("coefficients_gbs", "subtraction_gbs", "read_gbs"))
+    assert all(r[k] > 0 for k in ("coefficients_gbs", "subtraction_gbs", "read_gbs",
+                                  "first_write_ms", "write_ms"))
+
+
+def test_gram_schmidt_timing_times_restarts_and_counts_semi_passes(monkeypatch):
+    from spectra.linalg import eigsh
+
+    krylov = lanczos.ThickRestartLanczos
+    for name in ("orthogonalize_", "semi_orthogonalize_", "row_segments"):
+        monkeypatch.setattr(lanczos, name, getattr(lanczos, name))
+    for name in ("expand", "restart"):
+        monkeypatch.setattr(krylov, name, getattr(krylov, name))
+    acc = scale_bench._time_gram_schmidt(count_semi=True)
+    g = torch.Generator().manual_seed(0)
+    ev = torch.cat([torch.linspace(0, 1, 290, dtype=torch.float64),
+                    torch.tensor([5.0, 8.0, 20.0], dtype=torch.float64)])
+    U, _ = torch.linalg.qr(torch.randn(293, 293, generator=g, dtype=torch.float64))
+    A = ((U * ev) @ U.T).float()
+    r = eigsh(A, k=1, which="SA", ncv=20, tol=1e-4, generator=g, warn=False)
+    assert r.num_restarts >= 1 and acc["restarts"] == r.num_restarts
+    assert acc["restart_seconds"] > 0
+    assert acc["basis_rows"] == 20  # it filled the basis before restarting
+    # every product's pass over the whole basis is counted; some, not all, would subtract
+    assert acc["semi_steps"] >= r.num_matvecs
+    assert 0 < acc["semi_would"] < acc["semi_steps"]
 
 
 def test_share_section_has_the_ceiling_and_the_notes():
     jobs = scale_bench.share_jobs()
     results = [
         {"num_matvecs": 14, "seconds": 10.0, "hvp_seconds": 9.0, "gs_seconds": 0.5,
-         "gs_calls": 0, "gs_subtracted": 0, "values": [1.0] * 5, "converged": True},
+         "gs_calls": 0, "gs_subtracted": 0, "values": [1.0] * 5, "converged": True,
+         "restarts": 2, "restart_seconds": 0.25, "basis_rows": 50},
         {"error": "boom"},
         {"num_matvecs": 320, "seconds": 100.0, "hvp_seconds": 80.0, "gs_seconds": 10.0,
          "gs_calls": 316, "gs_subtracted": 261, "gs_rows": 1000, "gs_rows_read": 600,
@@ -48,11 +73,17 @@ def test_share_section_has_the_ceiling_and_the_notes():
          "gs_calls": 0, "gs_subtracted": 0, "range": [-0.1, 20.0]},
     ]
     kernels = {"rows": 40, "P": 100, "coefficients_gbs": 23.0, "subtraction_gbs": 22.0,
-               "read_gbs": 25.0}
-    text = scale_bench.share_section(list(zip(jobs, results)), (1.0, 2.0), 60.0, kernels)
+               "read_gbs": 25.0, "first_write_ms": 2.5, "write_ms": 0.5}
+    counts = {"top5": {"semi_steps": 40, "semi_would": 9}}
+    text = scale_bench.share_section(list(zip(jobs, results)), (1.0, 2.0), 60.0, kernels,
+                                     counts)
     assert "| 90.0% | 1.0 s | 0.5 s | 94.7% | yes |" in text  # 9 / (9 + 0.5)
     assert "FAILED boom" in text
     assert "| 80.0% | 20.0 s | 10.0 s | 88.9% | no |" in text  # 80 / 90
     assert "subtraction at 261 of 316 steps (83%)" in text
     assert "read 600 of their 1000 basis rows again" in text
     assert "at 23 GB/s" in text and "at 25 GB/s" in text
+    assert "2 thick restart(s) took 0.25 s" in text
+    assert "about 0.20 s more" in text  # 2 * 50 rows * (2.5 - 0.5) ms
+    assert "9 of 40 had a coefficient above sqrt(eps)" in text
+    assert "2.50 ms per row the first time" in text
