@@ -33,6 +33,7 @@ from cli._options import (
 )
 from cli._output import echo_json, quiet, show_progress
 from cli._paths import (
+    CHECKPOINT_FILES,
     check_checkpoint_dir,
     check_checkpoints_free,
     check_run_file,
@@ -233,6 +234,8 @@ def _resume(kw: dict) -> None:
             click.echo(f"dropped {dropped['metrics']} metric and {dropped['probes']} probe rows "
                        f"past step {int(ckpt['step'])}, written after this checkpoint by the run "
                        "that stopped; training writes those steps again")
+        # committed to the rewind: the run's later checkpoints belong to no history now
+        _remove_later_checkpoints(ckpt, path, data, prep.checkpoint_dir, echo)
         ck = config.get("checkpoint")
         outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=int(config["batch_size"]),
                           seed=int(config["seed"]), plan=plan,
@@ -353,6 +356,44 @@ def _refuse_dropping_later_epochs(ckpt: dict, path: Path, out: Path, run: str,
         f"{done} would drop the {metrics} metric and {probes} probe rows recorded after it. "
         f"Resume from {shown}, or pass --overwrite to drop them and train from epoch "
         f"{done} again")
+
+
+def _remove_later_checkpoints(ckpt: dict, path: Path, data: object,
+                              folder: Path | None, echo: bool) -> list[Path]:
+    """Delete the checkpoints of ``ckpt``'s run (the same run id) taken after it (a
+    greater step), once the run file was rewound to ``ckpt``'s step: they continue
+    rows the rewind dropped, so no resume accepts them (``check_resume``), and until
+    the resumed run writes those epochs again they would pass for the run's (in
+    ``spectra info``, or for ever when it stops earlier). Looked for among the run's
+    recorded checkpoints (``data``, a :class:`spectra.runs.store.RunData` read before
+    the rewind) and the ``checkpoint-epoch*.pt`` files of its checkpoint ``folder``;
+    other runs' checkpoints and other files are never touched. Before the rewind
+    such files exist only with ``--overwrite`` (the resume is refused without it) or
+    as leftovers of an earlier dropped history. One line names what was removed
+    (when ``echo``); a file that cannot be removed is named on stderr and training
+    goes on. Returns the removed paths."""
+    from spectra.runs.checkpoints import later_checkpoints
+
+    candidates = list(data.checkpoints)
+    if folder is not None and folder.is_dir():
+        candidates += sorted(folder.glob(CHECKPOINT_FILES))
+    removed = []
+    for stale in later_checkpoints(ckpt, candidates, exclude=path):
+        try:
+            stale.unlink()
+        except OSError as exc:
+            click.echo(f"warning: cannot remove {shown_path(stale)}, a checkpoint of the dropped "
+                       f"epochs ({exc.strerror or exc}); delete it by hand", err=True)
+        else:
+            removed.append(stale)
+    if echo and removed:
+        first = removed[0]
+        rest = [p.name if p.parent == first.parent else str(shown_path(p)) for p in removed[1:]]
+        names = ", ".join([str(shown_path(first)), *rest]) if len(rest) <= 2 else (
+            f"{shown_path(first)} ... {rest[-1]}")
+        click.echo(f"removed {len(removed)} checkpoint{'s' if len(removed) > 1 else ''} of the "
+                   f"dropped epochs past epoch {int(ckpt['epoch'])} ({names})")
+    return removed
 
 
 def _prepare_resumed(config: dict, run: str, out: Path, trusted: bool, device

@@ -30,7 +30,8 @@ Resume identity. A checkpoint continues its own run only: :func:`check_resume`
 refuses a run whose id differs (another run, or the run replaced by
 ``overwrite``) or whose metrics lack the checkpoint's row bit for bit (a row
 rewound by an earlier resume from an older checkpoint), so rows of two runs or
-two histories are never mixed.
+two histories are never mixed. :func:`later_checkpoints` finds the files of a run
+taken after a checkpoint (those a resume from it leaves to a dropped history).
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +240,56 @@ def _check_row_in_history(row: Mapping[str, Any], run: Any, where: str, target: 
             "current history (the run's last); nothing was changed")
 
 
+_EPOCH_NAME = re.compile(r"-epoch(\d+)\.pt$")  # spectra.runs.trainer.CheckpointPolicy's names
+
+
+def checkpoint_epoch(path: str | os.PathLike[str]) -> int | None:
+    """The epoch a checkpoint's file name gives (``{prefix}-epoch{E:04d}.pt``, the
+    names :class:`spectra.runs.trainer.CheckpointPolicy` writes), without reading
+    the file; ``None`` for any other name."""
+    match = _EPOCH_NAME.search(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def later_checkpoints(ckpt: Mapping[str, Any], candidates: Iterable[str | os.PathLike[str]],
+                      *, exclude: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The files among ``candidates`` that are checkpoints of ``ckpt``'s run (the same
+    run id) taken after it (a greater ``step``), in step order.
+
+    Files whose name gives an epoch (:func:`checkpoint_epoch`) not after ``ckpt``'s
+    are passed over unread (a run's steps per epoch are fixed by its config); the
+    others are loaded. Files that are missing, not spectra checkpoints, of another
+    run or of no run, and ``exclude`` (``ckpt``'s own path) never count. ``ckpt``
+    without a run id has no later checkpoints.
+
+    Args:
+        ckpt: a loaded checkpoint.
+        candidates: paths of ``.pt`` files (a checkpoint folder's, a run's records);
+            duplicates count once.
+        exclude: a path that never counts.
+    """
+    run_id = (ckpt.get("run") or {}).get("id")
+    if not run_id:
+        return []
+    step, epoch = int(ckpt["step"]), int(ckpt["epoch"])
+    seen = {Path(exclude).resolve()} if exclude is not None else set()
+    found: list[tuple[int, Path]] = []
+    for candidate in map(Path, candidates):
+        key = candidate.resolve()
+        named = checkpoint_epoch(candidate)
+        if key in seen or not candidate.is_file() or (named is not None and named <= epoch):
+            continue
+        seen.add(key)
+        try:
+            other = load_checkpoint(candidate)
+            same, later = (other.get("run") or {}).get("id") == run_id, int(other["step"]) > step
+        except (CheckpointError, KeyError, TypeError, ValueError):
+            continue  # not a checkpoint this run can own
+        if same and later:
+            found.append((int(other["step"]), candidate))
+    return [p for _, p in sorted(found)]
+
+
 def _json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=repr)
 
@@ -246,5 +298,5 @@ def _same_float(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "check_resume", "load_checkpoint",
-           "run_file", "run_record", "save_checkpoint"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "check_resume", "checkpoint_epoch",
+           "later_checkpoints", "load_checkpoint", "run_file", "run_record", "save_checkpoint"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cli._paths import shown_path
 from spectra.runs.checkpoints import load_checkpoint, save_checkpoint
 from tests.cli.conftest import TINY, assert_same_rows, invoke, rows_of
 
@@ -96,3 +97,58 @@ def test_resume_of_a_copied_run_directory_writes_the_copy(tmp_path):
     assert str(b / "r.h5") in r.stdout
     assert_same_rows(original, rows_of(a / "r.h5"))  # the original is untouched
     assert len(rows_of(b / "r.h5")["sgd"]["metrics.step"]) == 3
+
+
+# --------------------------------------------------------------------------- dropped epochs
+
+
+@pytest.fixture
+def went_on(tmp_path) -> dict:
+    """Run 'sgd' of r.h5 trained 3 epochs (checkpoints 1-3 in r_ckpt/sgd/), beside, in
+    that folder, run 'other''s epoch-4 checkpoint, a file named like a checkpoint that
+    is none, and a note."""
+    out, folder = tmp_path / "r.h5", tmp_path / "r_ckpt" / "sgd"
+    invoke("train", "--optimizer", "sgd", "--epochs", "3", "-o", out, *FAST)
+    invoke("train", "--optimizer", "sgd", "--run", "other", "--epochs", "4", "-o", out,
+           "--checkpoint-dir", tmp_path / "oc", *FAST)
+    shutil.copy(tmp_path / "oc" / "checkpoint-epoch0004.pt", folder / "checkpoint-epoch0004.pt")
+    (folder / "checkpoint-epoch0009.pt").write_bytes(b"not a checkpoint")
+    (folder / "notes.txt").write_text("mine")
+    return {"out": out, "folder": folder, "other": sorted((tmp_path / "oc").iterdir())}
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_resume_from_an_older_checkpoint_is_refused_and_removes_nothing(went_on):
+    before, files = rows_of(went_on["out"]), _files(went_on["folder"])
+    _fails("train", "--resume", went_on["folder"] / "checkpoint-epoch0001.pt", "--epochs", "2",
+           match="is not the last checkpoint of run 'sgd'")
+    assert_same_rows(before, rows_of(went_on["out"]))
+    assert _files(went_on["folder"]) == files
+
+
+def test_resume_overwrite_removes_the_runs_later_checkpoints_only(went_on):
+    """--overwrite from epoch 1 to 2 epochs (fewer than the 3 the run reached): the
+    run's epoch-2 and epoch-3 checkpoints are removed once the run file is rewound
+    (epoch 2 is written again), nothing else is touched."""
+    folder = went_on["folder"]
+    files = _files(folder)
+    other = {p: p.read_bytes() for p in went_on["other"]}
+    r = invoke("train", "--resume", folder / "checkpoint-epoch0001.pt", "--epochs", "2",
+               "--overwrite")
+    assert ("removed 2 checkpoints of the dropped epochs past epoch 1 "
+            f"({shown_path(folder / 'checkpoint-epoch0002.pt')}, checkpoint-epoch0003.pt)"
+            ) in r.stdout
+    after = _files(folder)
+    assert sorted(after) == ["checkpoint-epoch0001.pt", "checkpoint-epoch0002.pt",
+                             "checkpoint-epoch0004.pt", "checkpoint-epoch0009.pt", "notes.txt"]
+    for name in ("checkpoint-epoch0001.pt", "checkpoint-epoch0004.pt",
+                 "checkpoint-epoch0009.pt", "notes.txt"):
+        assert after[name] == files[name], name  # run 'other''s, unrelated files: untouched
+    assert load_checkpoint(folder / "checkpoint-epoch0002.pt")["step"] == 8  # written again
+    assert {p: p.read_bytes() for p in went_on["other"]} == other
+    # the resumed history continues from its own last checkpoint
+    invoke("train", "--resume", folder / "checkpoint-epoch0002.pt", "--epochs", "3")
+    assert (folder / "checkpoint-epoch0003.pt").is_file()

@@ -112,7 +112,8 @@ def test_overwrite_replaces_a_run(tmp_path):
 def test_resume_continues_the_same_run_identically(tmp_path, first):
     """1 epoch + --resume to 2 epochs writes the rows of a 2-epoch run; so does a run
     that went on to epoch 2 and is resumed from its epoch-1 checkpoint (its epoch-2
-    rows are dropped and written again, once, with --overwrite)."""
+    rows are dropped and written again, once, with --overwrite, and its epoch-2 checkpoint
+    removed and written again)."""
     full, split = tmp_path / "full.h5", tmp_path / "split.h5"
     common = ("train", "--optimizer", "dcao", "--opt-arg", "period=3", *TINY)
     invoke(*common, "--epochs", "2", "-o", full)
@@ -122,6 +123,9 @@ def test_resume_continues_the_same_run_identically(tmp_path, first):
     r = invoke("train", "--resume", ckpt, "--epochs", "2", *(["--overwrite"] * (first == 2)))
     assert "resuming run 'dcao'" in r.stdout
     assert ("dropped 1 metric and 1 probe rows past step" in r.stdout) == (first == 2), r.stdout
+    # and its checkpoint of the dropped epoch 2, until written again
+    assert ("removed 1 checkpoint of the dropped epochs past epoch 1 "
+            in r.stdout) == (first == 2), r.stdout
     a, b = read_run(full, "dcao"), read_run(split, "dcao")
     for table in ("metrics", "probes"):
         ta, tb = getattr(a, table), getattr(b, table)
