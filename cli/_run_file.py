@@ -39,6 +39,7 @@ def run_summary(run) -> dict[str, Any]:
     if p.top_eigenvalues is not None and len(p):
         row = np.asarray(p.top_eigenvalues[-1], dtype=np.float64)
         top = [float(x) for x in row if math.isfinite(x)]
+    last_epoch = _last_finite(m.epoch)
     return {
         "name": run.name,
         "created": run.created,
@@ -56,7 +57,7 @@ def run_summary(run) -> dict[str, Any]:
         "density_shape": None if p.ritz_nodes is None else list(p.ritz_nodes.shape[1:]),
         "last": {
             "step": int(m.step[-1]) if len(m) else None,
-            "epoch": _last_finite(m.epoch),
+            "epoch": last_epoch,
             "train_loss": _last_finite(m.train_loss[epoch_rows]) if len(m) else None,
             "train_acc": _last_finite(m.train_acc[epoch_rows]) if len(m) else None,
             "test_loss": _last_finite(m.test_loss),
@@ -68,8 +69,21 @@ def run_summary(run) -> dict[str, Any]:
         },
         "train_seconds": float(np.nansum(m.seconds[epoch_rows])) if len(m) else 0.0,
         "probe_seconds": float(np.nansum(p.seconds)) if len(p) else 0.0,
-        "checkpoints": [{"path": str(c), "exists": c.exists()} for c in run.checkpoints],
+        "checkpoints": [{"path": str(c), "exists": c.exists(), "stale": _stale(c, last_epoch)}
+                        for c in run.checkpoints],
     }
+
+
+def _stale(path: Path, last_epoch: float | None) -> bool:
+    """Whether the recorded checkpoint ``path`` is past the run's last metrics row
+    (``last_epoch``, in epochs): its epoch, from the file name, is beyond it, so it
+    holds epochs a resume from an earlier checkpoint dropped, and no resume accepts
+    it. Read from the name only (a checkpoint is written just after its epoch's
+    row); a name without an epoch, or a run without rows, is never stale."""
+    from spectra.runs.checkpoints import checkpoint_epoch
+
+    epoch = checkpoint_epoch(path)
+    return epoch is not None and last_epoch is not None and epoch > last_epoch
 
 
 def describe_run_file(path: str, as_json: bool) -> None:
@@ -154,13 +168,15 @@ def _print_run(s: dict[str, Any], path: Path) -> None:
                      + (f" at epoch {last['probe_epoch']:g}" if last["probe_epoch"] is not None else "")))
     rows.append(("time", (f"{seconds(s['train_seconds'])} training, "
                          f"{seconds(s['probe_seconds'])} probes")))
-    ck = s["checkpoints"]
-    if ck:
-        missing = sum(not x["exists"] for x in ck)
-        rows.append(("checkpoints", f"{len(ck)}, last {shown_path(ck[-1]['path'])}"
-                     + (f" ({missing} missing on disk)" if missing else "")))
-    else:
-        rows.append(("checkpoints", "none"))
+    ck = [x for x in s["checkpoints"] if not x["stale"]]
+    stale = len(s["checkpoints"]) - len(ck)
+    missing = sum(not x["exists"] for x in ck)
+    text = (f"{len(ck)}, last {shown_path(ck[-1]['path'])}" if ck else "none") + (
+        f" ({missing} missing on disk)" if missing else "")
+    if stale:
+        text += (f"; {stale} more recorded past the last row (of epochs a resume dropped, "
+                 "not resumable)")
+    rows.append(("checkpoints", text))
     for k, v in rows:
         click.echo(f"  {k:>11}: {v}")
 

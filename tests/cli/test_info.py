@@ -53,3 +53,23 @@ def test_info_never_applies_another_files_journal(run_copy, tmp_path):
     out = invoke_json("info", run_copy, "--json")
     assert [r["name"] for r in out["runs"]] == ["dcao"] and out["runs"][0]["metrics_rows"] == 2
     assert run_copy.read_bytes() == before and stray.read_bytes() == journal
+
+
+def test_info_sets_apart_checkpoints_past_the_last_row(trained, tmp_path):
+    """A run rewound to epoch 1 (what a resume from its epoch-1 checkpoint does first)
+    still records its epoch-2 checkpoint: info marks it stale and does not count it."""
+    import shutil
+
+    from spectra.runs.store import RunStore
+
+    shutil.copytree(trained["dir"], tmp_path / "run")
+    h5 = tmp_path / "run" / "demo.h5"
+    with RunStore(h5) as st:
+        st.open_run("dcao").rewind(4)  # 200 samples / batch 50: epoch 1 ends at step 4
+    (run,) = invoke_json("info", h5, "--json")["runs"]
+    assert [(c["exists"], c["stale"]) for c in run["checkpoints"]] == [(True, False), (True, True)]
+    text = invoke("info", h5).stdout
+    assert "checkpoints: 1, last " in text and "checkpoint-epoch0001.pt;" in text, text
+    assert "1 more recorded past the last row" in text, text
+    (run,) = invoke_json("info", trained["h5"], "--json")["runs"]
+    assert [c["stale"] for c in run["checkpoints"]] == [False, False]
