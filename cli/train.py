@@ -220,8 +220,9 @@ def _resume(kw: dict) -> None:
             f"those: --epochs {epochs} would run past its end (a cosine lr rises again, the "
             f"p-norm would leave its range). Resume to at most --epochs {planned}, or start a "
             f"new run with --epochs {epochs}")
+    folder = _checkpoint_folder(config, out)
     if not kw["overwrite"]:
-        _refuse_dropping_later_epochs(ckpt, path, out, run, data)
+        _refuse_dropping_later_epochs(ckpt, path, out, run, data, folder)
     prep, ds, plan = _prepare_resumed(config, run, out, trusted, run_device(kw["device"]))
     echo = not (as_json or quiet())
     if echo:
@@ -235,7 +236,7 @@ def _resume(kw: dict) -> None:
                        f"past step {int(ckpt['step'])}, written after this checkpoint by the run "
                        "that stopped; training writes those steps again")
         # committed to the rewind: the run's later checkpoints belong to no history now
-        _remove_later_checkpoints(ckpt, path, data, prep.checkpoint_dir, echo)
+        _remove_later_checkpoints(ckpt, path, data, folder, echo)
         ck = config.get("checkpoint")
         outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=int(config["batch_size"]),
                           seed=int(config["seed"]), plan=plan,
@@ -311,18 +312,40 @@ def _resume_run_file(out_option: str | None, ckpt: dict, path: Path, run: str
     return out, data
 
 
-def _later_checkpoint(ckpt: dict, path: Path, data: object) -> tuple[Path, dict] | None:
+def _checkpoint_folder(config: dict, out: Path) -> Path | None:
+    """The checkpoint folder of a run created with ``config`` in ``out`` (``None``
+    when it keeps no checkpoints)."""
+    ck = config.get("checkpoint")
+    return (out.resolve().parent / ck["dir"]) if ck else None
+
+
+def _checkpoint_files(data: object, folder: Path | None) -> list[Path]:
+    """The run's recorded checkpoints (``data``, a :class:`spectra.runs.store.RunData`)
+    and then the checkpoint files in its ``folder``: also those written by a run that
+    stopped before it recorded them."""
+    found = list(data.checkpoints)
+    if folder is not None and folder.is_dir():
+        found += sorted(folder.glob(CHECKPOINT_FILES))
+    return found
+
+
+def _later_checkpoint(ckpt: dict, path: Path, data: object,
+                      folder: Path | None = None) -> tuple[Path, dict] | None:
     """A checkpoint of run ``data`` (a :class:`spectra.runs.store.RunData`) past ``ckpt``
     (at ``path``, step ``ckpt["step"]``) in the run's present history, as ``(path, loaded
     checkpoint)``; ``None`` when ``ckpt`` is the run's last. Records are scanned from the
-    newest, and the first later one is returned (the run's last, unless an earlier
-    resume re-recorded files): resuming from the last checkpoint loads no other.
-    Recorded files that are gone, unreadable or of a dropped history do not count."""
+    newest, then the files of the checkpoint ``folder`` from the last (a run that stopped
+    between writing a checkpoint and recording it leaves one there), and the first later
+    one is returned (the run's last, unless an earlier resume re-recorded files):
+    resuming from the last checkpoint loads no other. Files that are gone, unreadable
+    or of a dropped history do not count."""
     from spectra.runs.checkpoints import CheckpointError, check_resume, load_checkpoint
 
     step = int(ckpt["step"])
     here = path.resolve()
-    for candidate in reversed(data.checkpoints):
+    recorded = list(data.checkpoints)
+    unrecorded = _checkpoint_files(data, folder)[len(recorded):]
+    for candidate in [*reversed(recorded), *reversed(unrecorded)]:
         if candidate.resolve() == here or not candidate.is_file():
             continue
         try:
@@ -337,13 +360,13 @@ def _later_checkpoint(ckpt: dict, path: Path, data: object) -> tuple[Path, dict]
 
 
 def _refuse_dropping_later_epochs(ckpt: dict, path: Path, out: Path, run: str,
-                                  data: object) -> None:
+                                  data: object, folder: Path | None = None) -> None:
     """Refuse to resume from ``ckpt`` when run ``run`` of ``out`` went on past it and
     wrote a later checkpoint: the resume would drop the epochs recorded after ``ckpt``
     (rows a stopped run wrote after its last checkpoint are dropped without asking:
     no checkpoint can continue them). ``--overwrite`` allows it. ``data``: the run as
-    read from ``out``."""
-    later = _later_checkpoint(ckpt, path, data)
+    read from ``out``; ``folder``: its checkpoint folder."""
+    later = _later_checkpoint(ckpt, path, data, folder)
     if later is None:
         return
     step, done = int(ckpt["step"]), int(ckpt["epoch"])
@@ -374,11 +397,8 @@ def _remove_later_checkpoints(ckpt: dict, path: Path, data: object,
     goes on. Returns the removed paths."""
     from spectra.runs.checkpoints import later_checkpoints
 
-    candidates = list(data.checkpoints)
-    if folder is not None and folder.is_dir():
-        candidates += sorted(folder.glob(CHECKPOINT_FILES))
     removed = []
-    for stale in later_checkpoints(ckpt, candidates, exclude=path):
+    for stale in later_checkpoints(ckpt, _checkpoint_files(data, folder), exclude=path):
         try:
             stale.unlink()
         except OSError as exc:
@@ -416,7 +436,7 @@ def _prepare_resumed(config: dict, run: str, out: Path, trusted: bool, device
         name=run, key=opt["name"], overrides=dict(opt.get("overrides") or {}), ds=ds,
         model_spec=spec, loss_name=config["loss"], loss_fn=loss_fn, seed=int(config["seed"]),
         epochs=int(config["epochs"]), batch_size=int(config["batch_size"]), plan=plan, out=out,
-        checkpoint_dir=(out.resolve().parent / ck["dir"]) if ck else None,
+        checkpoint_dir=_checkpoint_folder(config, out),
         checkpoint_every=int(ck["every"]) if ck else 0,
         log_every=config.get("log_every_steps"), command="train",
         lr_schedule=stored_schedule(opt), device=device,

@@ -152,3 +152,20 @@ def test_resume_overwrite_removes_the_runs_later_checkpoints_only(went_on):
     # the resumed history continues from its own last checkpoint
     invoke("train", "--resume", folder / "checkpoint-epoch0002.pt", "--epochs", "3")
     assert (folder / "checkpoint-epoch0003.pt").is_file()
+
+
+def test_resume_refuses_to_drop_a_later_checkpoint_the_run_did_not_record(went_on):
+    """A run that stopped between writing its epoch-3 checkpoint and recording it in the
+    run file: resuming from epoch 2, its last recorded one, would drop epoch 3 (and
+    remove its file), so without --overwrite it is refused as for a recorded one, and
+    the file is kept."""
+    import h5py
+
+    with h5py.File(went_on["out"], "r+") as f:
+        assert f["sgd/checkpoints"].attrs["n_rows"] == 3
+        f["sgd/checkpoints"].attrs["n_rows"] = 2  # epoch 3's file written, its record not
+    files = _files(went_on["folder"])
+    _fails("train", "--resume", went_on["folder"] / "checkpoint-epoch0002.pt", "--epochs", "2",
+           match=f"went on to {shown_path(went_on['folder'] / 'checkpoint-epoch0003.pt')} "
+                 "(epoch 3)")
+    assert _files(went_on["folder"]) == files
