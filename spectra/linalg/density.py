@@ -161,6 +161,7 @@ def slq(
     A, P = checked_operator(op, "slq")
     num_vectors = _checks.integer("num_vectors", num_vectors, 1)
     num_steps = _checks.integer("num_steps", num_steps, 1)
+    generator = _checks.generator("generator", generator)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
     m = min(num_steps, P)
     plan = plan_memory(P, num_vectors, num_steps, dtype, A.device, max_memory, mode)

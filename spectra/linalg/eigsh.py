@@ -8,7 +8,6 @@ residuals that are exact rather than estimated.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -159,6 +158,7 @@ def eigsh(
         True
     """
     A, P = checked_operator(op, "eigsh")
+    generator = _checks.generator("generator", generator)
     s = _settings(A, P, k, which, tol, atol, block_size, ncv, max_matvecs, max_memory, storage)
     search = _Search(A.matmat, s, _start_block(P, s.b, v0, generator, s.dtype, s.device),
                      generator)
@@ -205,10 +205,8 @@ def _settings(A: Any, P: int, k: Any, which: str, tol: float, atol: float, block
     if which not in WHICH:
         raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
     k = _checks.integer("k", k, 1, P)
-    if not (tol > 0 and math.isfinite(tol)):
-        raise ValueError(f"tol must be a positive number, got {tol!r}")
-    if not (atol >= 0 and math.isfinite(atol)):
-        raise ValueError(f"atol must be a finite number >= 0, got {atol!r}")
+    tol = _checks.number("tol", tol, positive=True)
+    atol = _checks.number("atol", atol, low=0)
     b = _checks.integer("block_size", block_size, 1, P)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
     if ncv is not None:  # more than P is capped at P: the Krylov space has P dimensions
@@ -399,6 +397,7 @@ def power_iteration(
     A, P = checked_operator(op, "power_iteration")
     k = _checks.integer("k", k, 1, P)
     max_matvecs = _checks.integer("max_matvecs", max_matvecs, 1)
+    generator = _checks.generator("generator", generator)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
     device = A.device
     vecs: list[Tensor] = []
@@ -457,6 +456,10 @@ def _start_block(
     if v0 is None:
         return random_vectors(P, b, generator=generator, dtype=dtype, device=device)
     V = torch.as_tensor(v0)
+    if not V.is_floating_point():  # integer entries (a list of ints): as numbers
+        if V.is_complex():
+            raise ValueError(f"v0 must be real, got {V.dtype}")
+        V = V.to(dtype)
     if V.dim() == 1:
         V = V.unsqueeze(1)
     if V.dim() != 2 or V.shape[0] != P:

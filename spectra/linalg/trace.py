@@ -131,6 +131,7 @@ def trace(
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}" + (f".{hint}" if hint else ""))
     num_matvecs = _checks.integer("num_matvecs", num_matvecs, MIN_MATVECS[method])
     chunk_size = _checks.integer("chunk_size", chunk_size, 1)
+    generator = _checks.generator("generator", generator)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
     device = A.device
     used = {"xtrace": 2 * min(num_matvecs // 2, P), "xnystrace": min(num_matvecs, P)}.get(method, num_matvecs)

@@ -114,8 +114,7 @@ class FisherOperator(GGNOperator):
             raise ValueError(f"kind must be 'empirical' or 'mc', got {kind!r}.{hint}".rstrip("."))
         self.kind = kind
         self.mc_samples = checks.integer("mc_samples", mc_samples, 1)
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        checks.generator("generator", generator)
         if kind == "mc":
             _check_mc_loss(loss_fn)
         super().__init__(

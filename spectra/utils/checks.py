@@ -7,11 +7,13 @@ value found.
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -37,6 +39,47 @@ def integer(name: str, value: Any, low: int | None = None, high: int | None = No
             kind = f" (a {type(value).__name__})"
         raise ValueError(f"{name} must be {want}, got {value!r}{kind}")
     return int(value)
+
+
+def number(name: str, value: Any, *, low: float | None = None, positive: bool = False) -> float:
+    """``value`` as a finite ``float``, refused unless it is a real number (not a bool,
+    a string or ``None``), finite, ``> 0`` when ``positive`` and ``>= low`` when ``low``
+    is given.
+
+    >>> number("tol", 1e-3, positive=True)
+    0.001
+    """
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, torch.Tensor))
+    ok = ok and math.isfinite(value) and (not positive or value > 0)
+    ok = ok and (low is None or value >= low)
+    if not ok:
+        if positive:
+            want = "a positive number"
+        elif low is not None:
+            want = f"a finite number >= {low:g}"
+        else:
+            want = "a finite number"
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+    return float(value)
+
+
+def flag(name: str, value: Any) -> bool:
+    """``value`` as a ``bool``, refused unless it is one (a Python or numpy bool): a
+    string such as ``"no"`` is truthy and would silently mean ``True``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def generator(name: str, value: Any) -> torch.Generator | None:
+    """``value`` unless it is neither ``None`` nor a ``torch.Generator`` (a seed
+    passed where a generator is expected): ``TypeError`` naming the argument."""
+    if value is not None and not isinstance(value, torch.Generator):
+        hint = (f"; for a seed use {name}=torch.Generator().manual_seed({value})"
+                if isinstance(value, numbers.Integral) and not isinstance(value, bool) else "")
+        raise TypeError(f"{name} must be a torch.Generator or None, got {type(value).__name__}"
+                        + hint)
+    return value
 
 
 def itemsize(dtype: torch.dtype) -> int:
@@ -200,5 +243,5 @@ def did_you_mean(word: str, choices: Iterable[str], cutoff: float = CUTOFF) -> s
     return f" Did you mean {close!r}?" if close else ""
 
 
-__all__ = ["closest", "device_memory", "did_you_mean", "dtype_name", "fits_in_memory", "integer",
-           "itemsize", "options"]
+__all__ = ["closest", "device_memory", "did_you_mean", "dtype_name", "fits_in_memory", "flag",
+           "generator", "integer", "itemsize", "number", "options"]

@@ -144,6 +144,9 @@ def test_accepts_scipy_and_callback_operators():
         ({"k": 300}, "k must"),
         ({"which": "XX"}, "which"),
         ({"tol": -1.0}, "tol"),
+        ({"tol": "1e-3"}, "tol must be a positive number, got '1e-3'"),
+        ({"tol": None}, "tol must be a positive number, got None"),
+        ({"atol": "x"}, "atol must be a finite number >= 0, got 'x'"),
         ({"block_size": 0}, "block_size"),
         ({"v0": torch.zeros(200)}, "v0"),
         ({"v0": torch.ones(3)}, "v0"),
@@ -283,3 +286,21 @@ def test_eigenvectors_are_contiguous_columns_with_their_largest_entry_positive()
     torch.testing.assert_close(fixed, torch.tensor([[0.5, 0.0], [-0.5, 0.2], [0.1, -0.1]]))
     tie2 = torch.tensor([[-0.5], [0.5]])
     torch.testing.assert_close(_fix_signs(tie2.clone()), torch.tensor([[0.5], [-0.5]]))
+
+
+def test_an_integer_start_vector_is_taken_as_numbers():
+    A = torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64))
+    res = eigsh(A, k=1, tol=1e-10, v0=torch.ones(10, dtype=torch.int64))
+    assert float(res.eigenvalues[0]) == pytest.approx(10.0, rel=1e-9)
+    res = eigsh(A, k=1, tol=1e-10, v0=[1] * 10)
+    assert float(res.eigenvalues[0]) == pytest.approx(10.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["eigsh", "power_iteration", "slq", "trace"])
+def test_a_seed_given_for_the_generator_is_refused_by_name(solver):
+    import spectra
+
+    A = torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"generator must be a torch.Generator or None, got int; "
+                                        r"for a seed use generator=torch.Generator\(\)"):
+        getattr(spectra, solver)(A, generator=3)

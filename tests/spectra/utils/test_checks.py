@@ -8,7 +8,7 @@ from typing import Literal
 import pytest
 import torch
 
-from spectra.utils.checks import options
+from spectra.utils.checks import flag, generator, number, options
 
 
 def factory(*, n: int = 1, x: float = 0.5, flag: bool = False, name: str = "a",
@@ -49,3 +49,31 @@ def test_torch_optimizer_annotations_are_understood():
     with pytest.raises(ValueError, match="betas=0.9 is not 2 values"):
         options("optimizer 'adam'", torch.optim.Adam, {"betas": 0.9})
     options("optimizer 'adam'", torch.optim.Adam, {"betas": (0.9, 0.99), "lr": 1e-3})
+
+
+@pytest.mark.parametrize("value, kw, match", [
+    ("1e-3", {"positive": True}, "tol must be a positive number, got '1e-3'"),
+    (None, {"positive": True}, "tol must be a positive number, got None"),
+    (True, {"positive": True}, "tol must be a positive number, got True"),
+    (0.0, {"positive": True}, "tol must be a positive number, got 0.0"),
+    (float("inf"), {"low": 0}, "tol must be a finite number >= 0, got inf"),
+    (-1, {"low": 0}, "tol must be a finite number >= 0, got -1"),
+])
+def test_number_refuses_non_numbers_and_values_out_of_range_by_name(value, kw, match):
+    with pytest.raises(ValueError) as err:
+        number("tol", value, **kw)
+    assert str(err.value) == match
+
+
+def test_number_flag_and_generator_pass_good_values():
+    assert number("tol", 1, positive=True) == 1.0 and number("atol", 0, low=0) == 0.0
+    assert flag("bottom", False) is False
+    g = torch.Generator()
+    assert generator("generator", g) is g and generator("generator", None) is None
+
+
+def test_flag_refuses_truthy_strings_and_generator_refuses_seeds():
+    with pytest.raises(TypeError, match="bottom must be True or False, got 'no'"):
+        flag("bottom", "no")
+    with pytest.raises(TypeError, match=r"generator=torch.Generator\(\).manual_seed\(3\)"):
+        generator("generator", 3)
