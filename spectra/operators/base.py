@@ -113,6 +113,8 @@ class CurvatureOperator:
         self._dim = sum(self._numels)
         first = self._params[0]
         self._device = first.device
+        if dtype is not None and not isinstance(dtype, torch.dtype):
+            raise TypeError(f"dtype must be a torch.dtype (e.g. torch.float64) or None, got {dtype!r}")
         self._dtype = dtype if dtype is not None else first.dtype
         if not self._dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point dtype, got {self._dtype}")
@@ -385,7 +387,9 @@ class CurvatureOperator:
         for b, batch in enumerate(self._data):
             if b == 0 and not fixed:
                 self._fingerprint = batch_fingerprint(batch)
-            n += batch_size(_split_batch(batch)[1])
+            inputs, targets = _split_batch(batch)
+            _check_samples(inputs, targets, b)
+            n += batch_size(targets)
         self._local_count = n
         if self._group is not None:
             # nccl all-reduces CUDA tensors only: the count goes where the group's collectives run
@@ -403,11 +407,7 @@ class CurvatureOperator:
 
         def loss_of(inputs: Any, targets: Any) -> float:
             outputs = functional_call(self.model, state, (inputs,))
-            loss = self.loss_fn(self._loss_input(outputs), targets)
-            if not isinstance(loss, Tensor) or loss.dim() != 0:
-                got = f"shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else type(loss).__name__
-                raise ValueError(f"loss_fn must return a scalar tensor, got {got}")
-            return float(loss)
+            return float(call_loss(self.loss_fn, self._loss_input(outputs), targets))
 
         found: str | None = None
         failure: Exception | None = None
@@ -447,6 +447,85 @@ class CurvatureOperator:
 
 
 # ---------------------------------------------------------------------- module helpers
+def call_loss(loss_fn: LossFn, outputs: Any, targets: Any) -> Tensor:
+    """``loss_fn(outputs, targets)``, the one place every operator evaluates the loss.
+
+    Refuses, with ``ValueError``: class-index targets outside ``[0, C)`` (other than
+    ``ignore_index``) of a cross-entropy or NLL loss (``nn.CrossEntropyLoss``,
+    ``nn.NLLLoss``, ``F.cross_entropy``, ``F.nll_loss``) over ``C`` classes (dim 1 of
+    ``outputs``, dim 0 when 1-d), which torch reports as an index error on the CPU and
+    a device-side assert on a GPU; targets of another shape than the outputs for a
+    mean-squared error (``nn.MSELoss``, ``F.mse_loss``), which torch broadcasts (outputs
+    ``(n, 1)`` against targets ``(n,)`` give an ``(n, n)`` difference) with only a
+    warning; and a return value that is not a 0-d tensor (a per-sample tensor, a
+    Python float that carries no graph).
+    """
+    _check_class_targets(loss_fn, outputs, targets)
+    _check_regression_targets(loss_fn, outputs, targets)
+    loss = loss_fn(outputs, targets)
+    if isinstance(loss, Tensor) and loss.dim() == 0:
+        return loss
+    got = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else (
+        f"a {type(loss).__name__}")
+    raise ValueError(
+        f"loss_fn must return a scalar tensor (the batch's loss reduced with 'mean' or "
+        f"'sum'), got {got}"
+    )
+
+
+def _check_class_targets(loss_fn: LossFn, outputs: Any, targets: Any) -> None:
+    import torch.nn.functional as F
+
+    if isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)):
+        ignore = loss_fn.ignore_index
+    elif loss_fn is F.cross_entropy or loss_fn is F.nll_loss:
+        ignore = -100
+    else:
+        return
+    if not (isinstance(outputs, Tensor) and isinstance(targets, Tensor)) or outputs.dim() == 0:
+        return
+    if targets.is_floating_point() or targets.is_complex() or targets.numel() == 0:
+        return  # class probabilities, or nothing to check
+    C = int(outputs.shape[1] if outputs.dim() >= 2 else outputs.shape[0])
+    bad = ((targets < 0) | (targets >= C)) & (targets != ignore)
+    if bool(bad.any()):
+        first = int(targets[bad].reshape(-1)[0])
+        raise ValueError(
+            f"targets must be class indices in [0, {C - 1}] for the model's {C} classes "
+            f"(dim {1 if outputs.dim() >= 2 else 0} of its outputs {tuple(outputs.shape)}), or "
+            f"ignore_index={ignore}; {int(bad.sum())} of {targets.numel()} are not, e.g. {first}"
+        )
+
+
+def _check_regression_targets(loss_fn: LossFn, outputs: Any, targets: Any) -> None:
+    import torch.nn.functional as F
+
+    if not (isinstance(loss_fn, nn.MSELoss) or loss_fn is F.mse_loss):
+        return
+    if isinstance(outputs, Tensor) and isinstance(targets, Tensor) and outputs.shape != targets.shape:
+        raise ValueError(
+            f"the MSE loss needs targets of the outputs' shape {tuple(outputs.shape)}, got "
+            f"{tuple(targets.shape)}: torch would broadcast them into another loss"
+            + (" (reshape the targets to (n, 1))" if targets.dim() == 1 and outputs.dim() == 2
+               and outputs.shape[1] == 1 else "")
+        )
+
+
+def _check_samples(inputs: Any, targets: Any, index: int) -> None:
+    """Refuse a batch whose inputs tensor and targets tensor differ in dim 0: the
+    operators take the samples along dim 0 of both (batch weights ``n_b / N`` count
+    the targets), so a mismatch is a mix-up of the data, found here at construction
+    rather than as a broadcasting error (or a silently broadcast loss) in a product."""
+    if (isinstance(inputs, Tensor) and isinstance(targets, Tensor) and inputs.dim() > 0
+            and targets.dim() > 0 and inputs.shape[0] != targets.shape[0]):
+        raise ValueError(
+            f"batch {index} of data: inputs of shape {tuple(inputs.shape)} and targets of "
+            f"shape {tuple(targets.shape)} hold different numbers of samples along dim 0 "
+            f"({inputs.shape[0]} and {targets.shape[0]}); samples run along dim 0 of both "
+            "(a recurrent model: batch_first=True)"
+        )
+
+
 def stack_columns(cols: Sequence[Sequence[Tensor]]) -> list[Tensor]:
     """Per-vector products ``cols[j][i]`` (vector ``j``, parameter ``i``) -> ``(k, *shape_i)``.
 
@@ -486,6 +565,11 @@ def _select_params(
         if not chosen:
             raise ValueError("the model has no parameters with requires_grad=True")
         return [n for n, _ in chosen], [p for _, p in chosen]
+    if isinstance(params, (str, Tensor)):
+        # a name would be iterated as characters, a tensor as its rows
+        what = repr(params) if isinstance(params, str) else f"a tensor of shape {tuple(params.shape)}"
+        raise TypeError(f"params must be a sequence of parameters or names, got {what}; "
+                        "wrap one in a list: params=[...]")
     by_id = {id(p): n for n, p in named}
     by_name = dict(named)
     names: list[str] = []
@@ -809,6 +893,6 @@ def batch_to(x: Any, device: torch.device | None, dtype: torch.dtype | None = No
 
 __all__ = [
     "REDUCTIONS", "Batch", "CurvatureOperator", "LossFn", "batch_fingerprint", "batch_size",
-    "batch_to", "detect_reduction", "normalize_data",
+    "batch_to", "call_loss", "detect_reduction", "normalize_data",
     "stack_columns",
 ]

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from spectra.operators.base import Batch, CurvatureOperator, LossFn, stack_columns
+from spectra.operators.base import Batch, CurvatureOperator, LossFn, call_loss, stack_columns
 
 
 class GGNOperator(CurvatureOperator):
@@ -116,9 +116,7 @@ class GGNOperator(CurvatureOperator):
             )
             live = [i for i, g in enumerate(jt_dummy) if g is not None]
             out_leaf = outputs.detach().requires_grad_(True)
-            loss = self.loss_fn(out_leaf, targets)
-            if loss.dim() != 0:
-                raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
+            loss = call_loss(self.loss_fn, out_leaf, targets)
             (grad_out,) = torch.autograd.grad(loss, out_leaf, create_graph=True)
         if self.check_finite and not math.isfinite(float(loss.detach())):
             raise FloatingPointError(f"the loss of batch {batch_index} is {float(loss.detach())}")

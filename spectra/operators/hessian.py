@@ -40,7 +40,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from spectra.operators.base import Batch, CurvatureOperator, LossFn, stack_columns
+from spectra.operators.base import Batch, CurvatureOperator, LossFn, call_loss, stack_columns
+from spectra.utils import checks
 
 BACKENDS = ("auto", "graph", "backprop", "func")
 
@@ -105,7 +106,7 @@ class HessianOperator(CurvatureOperator):
         if backend == "auto":
             backend = "graph" if isinstance(self._data, (list, tuple)) else "backprop"
         self.backend = backend
-        self.vmap_max_params = int(vmap_max_params)
+        self.vmap_max_params = checks.integer("vmap_max_params", vmap_max_params, 0)
         self._cache: dict[int, tuple[list[Tensor], tuple[Tensor | None, ...], list[int]]] = {}
         self._cache_version: tuple[int, ...] | None = None
         self._batched_backward_ok = True
@@ -119,13 +120,7 @@ class HessianOperator(CurvatureOperator):
     # ------------------------------------------------------------------ loss
     def _loss(self, params: Sequence[Tensor], inputs: Any, targets: Tensor) -> Tensor:
         outputs = functional_call(self.model, self._functional_state(params), (inputs,))
-        loss = self.loss_fn(outputs, targets)
-        if loss.dim() != 0:
-            raise ValueError(
-                f"loss_fn must return a scalar, got shape {tuple(loss.shape)}; "
-                "use reduction='mean' or 'sum'"
-            )
-        return loss
+        return call_loss(self.loss_fn, outputs, targets)
 
     def _first_order(self, batch_index: int, inputs: Any, targets: Tensor):
         """Leaf parameters and the gradient graph of one batch (cached for "graph")."""

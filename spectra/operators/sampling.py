@@ -10,7 +10,7 @@ issue 5: the top eigenvalue of a ResNet on 200 vs 2000 CIFAR images).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from spectra.operators.base import Batch, LossFn, batch_size
+from spectra.utils import checks
 
 
 def subsample_indices(num_samples: int, n: int, *, seed: int = 0) -> Tensor:
@@ -25,11 +26,11 @@ def subsample_indices(num_samples: int, n: int, *, seed: int = 0) -> Tensor:
     replacement by a ``torch.Generator`` seeded with ``seed``, in increasing order
     (int64, shape ``(n,)``). The same ``(num_samples, n, seed)`` give the same
     indices on every machine and every rank."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    n = checks.integer("n", n, 1)
+    seed = checks.integer("seed", seed)
     if n > num_samples:
         raise ValueError(f"n={n} is more than the data set's {num_samples} samples")
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(seed)
     return torch.randperm(num_samples, generator=g)[:n].sort().values
 
 
@@ -51,6 +52,7 @@ def subsample(data: Any, n: int, *, seed: int = 0) -> Any:
     """
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], Tensor):
         N = batch_size(data[1])
+        _check_rows(data[0], N)
         idx = subsample_indices(N, n, seed=seed)
         return _slice_rows(data[0], idx, N), data[1][idx.to(data[1].device)]
     if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
@@ -60,6 +62,40 @@ def subsample(data: Any, n: int, *, seed: int = 0) -> Any:
         "data must be an (inputs, targets) pair of tensors or a map-style Dataset "
         f"(with __len__ and __getitem__), got {type(data).__name__}"
     )
+
+
+def _check_rows(inputs: Any, n: int) -> None:
+    """Refuse inputs that do not hold the targets' ``n`` samples along dim 0: a tensor
+    whose dim 0 is not ``n``, or a mapping/tuple of tensors none of which has ``n``
+    rows. Rows are taken from tensors whose dim 0 is ``n`` only (others are kept whole,
+    :func:`_slice_rows`), so such inputs would be kept whole, silently unpaired."""
+    if isinstance(inputs, Tensor):
+        rows = int(inputs.shape[0]) if inputs.dim() > 0 else None
+        if rows != n:
+            raise ValueError(
+                f"inputs and targets hold different numbers of samples (dim 0): inputs of "
+                f"shape {tuple(inputs.shape)}, targets {n}"
+            )
+        return
+    leaves: list[Tensor] = []
+
+    def visit(x: Any) -> None:
+        if isinstance(x, Tensor):
+            leaves.append(x)
+        elif isinstance(x, dict):
+            for v in x.values():
+                visit(v)
+        elif isinstance(x, (tuple, list)):
+            for v in x:
+                visit(v)
+
+    visit(inputs)
+    if leaves and not any(t.dim() > 0 and t.shape[0] == n for t in leaves):
+        shapes = ", ".join(str(tuple(t.shape)) for t in leaves)
+        raise ValueError(
+            f"no tensor of the inputs holds the targets' {n} samples along dim 0 "
+            f"(shapes {shapes})"
+        )
 
 
 def _slice_rows(x: Any, idx: Tensor, n: int) -> Any:
@@ -134,9 +170,23 @@ def top_eigenvalue_spread(
     from spectra.operators.hessian import HessianOperator
     from spectra.utils.distributed import shard
 
-    seeds = tuple(int(s) for s in seeds)
+    if not (isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], Tensor)):
+        # a list of batches or a Dataset would be subsampled as a data set of batches
+        raise TypeError(f"data must be the full (inputs, targets) pair of tensors to draw "
+                        f"subsamples from, got {type(data).__name__}"
+                        + (f" of {len(data)} items" if isinstance(data, (list, tuple)) else ""))
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise TypeError(f"seeds must be a sequence of integers (one subsample each), got "
+                        f"{seeds!r}" + (f"; for one subsample use seeds=[{seeds}]"
+                                        if isinstance(seeds, int) else ""))
+    seeds = tuple(checks.integer("seeds entry", s) for s in seeds)
     if not seeds:
         raise ValueError("seeds must name at least one subsample")
+    if len(set(seeds)) != len(seeds):
+        # one seed draws one subsample: a repeat would count the same value twice and
+        # shrink the spread (std 0 for all-equal seeds)
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        raise ValueError(f"seeds must be distinct, got {list(seeds)} (repeated: {repeated})")
     make = operator or HessianOperator
     values = []
     for s in seeds:

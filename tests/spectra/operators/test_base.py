@@ -281,3 +281,70 @@ def test_batch_to_moves_every_tensor_and_casts_only_floating_ones():
     assert tag == "tag"
     x = torch.randn(2)
     assert batch_to(x, x.device) is x and batch_to(x, None) is x
+
+
+# ---------------------------------------------------------------------- bad input
+def _small():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(12, 3, generator=g, dtype=torch.float64)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    return model, X
+
+
+def test_params_given_as_one_name_or_one_tensor_is_refused_with_the_fix():
+    model, X = _small()
+    y = torch.randn(12, 2, dtype=torch.float64)
+    # a name used to be iterated as characters ("no parameter named '0'"), a tensor as
+    # its rows ("not a parameter of the model")
+    with pytest.raises(TypeError, match=r"got '0.weight'; wrap one in a list"):
+        HessianOperator(model, nn.MSELoss(), (X, y), params="0.weight")
+    with pytest.raises(TypeError, match=r"got a tensor of shape \(4, 3\); wrap one in a list"):
+        HessianOperator(model, nn.MSELoss(), (X, y), params=model[0].weight)
+    assert HessianOperator(model, nn.MSELoss(), (X, y), params=["0.weight"]).shape == (12, 12)
+
+
+def test_dtype_must_be_a_torch_dtype():
+    model, X = _small()
+    with pytest.raises(TypeError, match="dtype must be a torch.dtype .* got 'float64'"):
+        HessianOperator(model, nn.MSELoss(), (X, torch.randn(12, 2)), dtype="float64")
+
+
+@pytest.mark.parametrize("operator", [HessianOperator, GGNOperator])
+def test_a_loss_that_returns_a_python_number_is_refused_by_name(operator):
+    model, X = _small()
+    with pytest.raises(ValueError, match="loss_fn must return a scalar tensor .* got a float"):
+        operator(model, lambda out, y: 1.0, (X, torch.randn(12, 2)), reduction="mean").matvec(
+            torch.ones(26, dtype=torch.float64))
+
+
+def test_inputs_and_targets_of_different_lengths_are_refused_at_construction():
+    model, X = _small()
+    with pytest.raises(ValueError, match=r"batch 1 of data: inputs of shape \(12, 3\) and "
+                                         r"targets of shape \(10, 2\)"):
+        HessianOperator(model, nn.MSELoss(), [(X, torch.randn(12, 2, dtype=torch.float64)),
+                                              (X, torch.randn(10, 2, dtype=torch.float64))])
+
+
+@pytest.mark.parametrize("operator", [HessianOperator, GGNOperator])
+@pytest.mark.parametrize("loss_fn", [nn.CrossEntropyLoss(), F.cross_entropy])
+def test_class_indices_out_of_range_are_refused_by_name(operator, loss_fn):
+    model, X = _small()
+    y = torch.tensor([0, 1] * 5 + [2, -1])
+    with pytest.raises(ValueError, match=r"targets must be class indices in \[0, 1\] for the "
+                                         r"model's 2 classes .* 2 of 12 are not, e.g. 2"):
+        operator(model, loss_fn, (X, y), reduction="mean").matvec(
+            torch.ones(26, dtype=torch.float64))
+    # ignore_index is not a class and is allowed
+    y_ignored = torch.tensor([0, 1] * 5 + [1, -100])
+    operator(model, loss_fn, (X, y_ignored), reduction="mean").matvec(
+        torch.ones(26, dtype=torch.float64))
+
+
+def test_mse_targets_that_torch_would_broadcast_are_refused():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(12, 3, generator=g, dtype=torch.float64)
+    model = nn.Linear(3, 1).double()
+    # outputs (12, 1) against targets (12,): torch broadcasts to a (12, 12) difference
+    with pytest.raises(ValueError, match=r"targets of the outputs' shape \(12, 1\), got \(12,\)"):
+        HessianOperator(model, nn.MSELoss(), (X, torch.randn(12, dtype=torch.float64))).matvec(
+            torch.ones(4, dtype=torch.float64))

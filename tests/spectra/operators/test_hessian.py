@@ -201,3 +201,9 @@ def test_out_of_memory_in_the_func_backend_is_raised_not_taken_for_a_missing_rul
         op.matmat(torch.randn(op.shape[0], 2, dtype=torch.float64))
     monkeypatch.setattr(torch.func, "jvp", jvp)
     assert op.matmat(torch.randn(op.shape[0], 1, dtype=torch.float64)).shape == (op.shape[0], 1)
+
+
+def test_vmap_max_params_must_be_an_integer():
+    X, y = torch.randn(8, 3), torch.randn(8, 1)
+    with pytest.raises(ValueError, match="vmap_max_params must be an integer >= 0, got 'x'"):
+        HessianOperator(nn.Linear(3, 1), nn.MSELoss(), (X, y), vmap_max_params="x")

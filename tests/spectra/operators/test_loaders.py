@@ -170,3 +170,34 @@ def test_a_distributed_sampler_repeats_its_order_and_is_accepted():
     sampler.set_epoch(1)  # a new order: caught
     with pytest.raises(ValueError, match="does not repeat the same batches"):
         op.matvec(v)
+
+
+def test_subsample_refuses_inputs_that_do_not_pair_with_the_targets():
+    _, X, y = _problem(24)
+    # the inputs used to be kept whole (not subsampled), silently unpaired from the targets
+    with pytest.raises(ValueError, match=r"inputs of shape \(24, 4\), targets 20"):
+        subsample((X, y[:20]), 5)
+    with pytest.raises(ValueError, match=r"no tensor of the inputs holds the targets' 20 samples"):
+        subsample(({"x": X}, y[:20]), 5)
+    Xs, ys = subsample(({"x": X, "scale": torch.ones(3)}, y), 5)  # shared leaves stay whole
+    assert Xs["x"].shape == (5, 4) and Xs["scale"].shape == (3,) and ys.shape == (5,)
+
+
+@pytest.mark.parametrize("seed", [1.5, "a", None])
+def test_subsample_seed_must_be_an_integer(seed):
+    _, X, y = _problem(24)
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        subsample((X, y), 5, seed=seed)
+
+
+def test_top_eigenvalue_spread_refuses_repeated_seeds_and_a_bare_seed():
+    model, X, y = _problem(24)
+    # a repeated seed draws the same subsample: the spread would shrink (std 0 for [1, 1])
+    with pytest.raises(ValueError, match=r"seeds must be distinct, got \[1, 2, 1\]"):
+        top_eigenvalue_spread(model, nn.CrossEntropyLoss(), (X, y), 8, [1, 2, 1])
+    with pytest.raises(TypeError, match=r"for one subsample use seeds=\[3\]"):
+        top_eigenvalue_spread(model, nn.CrossEntropyLoss(), (X, y), 8, 3)
+    # a list of batches used to be taken as a data set of 1 item ("n=8 is more than 1")
+    with pytest.raises(TypeError, match=r"data must be the full \(inputs, targets\) pair .* "
+                                        r"got list of 1 items"):
+        top_eigenvalue_spread(model, nn.CrossEntropyLoss(), [(X, y)], 8, [0])
