@@ -104,9 +104,11 @@ class ProbeSettings:
                              f"got {self.density_mode!r}")
         # integers, not bools (top_k=True is not a request for one eigenvalue)
         object.__setattr__(self, "top_k", _checks.integer("top_k", self.top_k, 0))
-        if not (isinstance(self.tol, (int, float)) and not isinstance(self.tol, bool)
-                and math.isfinite(self.tol) and self.tol > 0):
-            raise ValueError(f"tol must be a positive number, got {self.tol!r}")
+        object.__setattr__(self, "tol", _checks.number("tol", self.tol, positive=True))
+        object.__setattr__(self, "seed", _checks.integer("seed", self.seed))
+        # a string such as "no" is truthy: refused, not taken as True
+        for name in ("bottom", "eval_mode", "preconditioned", "alignment"):
+            object.__setattr__(self, name, _checks.flag(name, getattr(self, name)))
         tm = _checks.integer("trace_matvecs", self.trace_matvecs, 0)
         if 0 < tm < 4:
             raise ValueError(f"trace_matvecs must be 0 or >= 4, got {tm}")
@@ -305,6 +307,9 @@ def probe(
         TypeError: ``settings.preconditioned`` with an optimizer that has no diagonal
             preconditioner (SGD, ...; see :func:`spectra.preconditioner`).
     """
+    if settings is not None and not isinstance(settings, ProbeSettings):
+        raise TypeError(f"settings must be a ProbeSettings or None, got {type(settings).__name__}"
+                        + (": use ProbeSettings(**settings)" if isinstance(settings, dict) else ""))
     s = settings or ProbeSettings()
     start = time.perf_counter()
     dtype = getattr(torch, s.dtype) if s.dtype else None

@@ -61,6 +61,7 @@ from spectra.curvature.preconditioner import preconditioner
 from spectra.operators.base import Batch, LossFn
 from spectra.operators.hessian import HessianOperator
 from spectra.probe import ProbeResult, ProbeSettings, probe
+from spectra.utils import checks as _checks
 from spectra.utils.modes import preserved_rng
 
 UNITS = ("epoch", "step")
@@ -138,16 +139,20 @@ class SpectralMonitor:
     ) -> None:
         if unit not in UNITS:
             raise ValueError(f"unit must be 'epoch' or 'step', got {unit!r}")
-        if not (isinstance(every, int) and every >= 1):
-            raise ValueError(f"every must be a positive integer, got {every!r}")
-        trace_matvecs = 60 if trace is True else int(trace or 0)
+        every = _checks.integer("every", every, 1)
+        if isinstance(trace, bool):
+            trace_matvecs = 60 if trace else 0
+        else:
+            trace_matvecs = _checks.integer("trace", trace, 0)
+        # ProbeSettings checks the rest (density and layer_density: pairs of integers)
         self.settings = ProbeSettings(
             top_k=top_k, bottom=bottom, tol=tol, trace_matvecs=trace_matvecs,
-            density=tuple(density) if density is not None else None, seed=seed, dtype=dtype,
+            density=density, seed=seed, dtype=dtype,
             eval_mode=eval_mode, preconditioned=preconditioned, alignment=alignment, layers=layers,
-            layer_density=tuple(layer_density) if layer_density is not None else None,
-            max_memory=max_memory, density_mode=density_mode,
+            layer_density=layer_density, max_memory=max_memory, density_mode=density_mode,
         )
+        if on_probe is not None and not callable(on_probe):
+            raise TypeError(f"on_probe must be callable or None, got {type(on_probe).__name__}")
         self.model = model
         self.loss_fn = loss_fn
         self.probe_data = probe_data
@@ -192,7 +197,19 @@ class SpectralMonitor:
         return out
 
     def due(self, *, step: int, epoch: float | None = None) -> bool:
-        """Whether a probe is due at this step/epoch (and not already taken there)."""
+        """Whether a probe is due at this step/epoch (and not already taken there).
+
+        Raises:
+            ValueError: ``step`` not an integer >= 0, ``epoch`` not ``None`` or a finite
+                number >= 0, or no ``epoch`` for a monitor with ``unit="epoch"`` (which
+                would never be due).
+        """
+        if self.unit == "epoch" and epoch is None:
+            raise ValueError(
+                "SpectralMonitor(unit='epoch') needs the epoch to tell whether a probe is "
+                "due: pass epoch= (e.g. epoch + 1 at the end of each epoch), or build the "
+                "monitor with unit='step'"
+            )
         key = self._key(step, epoch)
         return key is not None and key % self.every == 0 and key != self._last_key
 
@@ -215,6 +232,7 @@ class SpectralMonitor:
                 alignment, and the batch of the optimizer step split); without one the
                 minibatch column is NaN and the step is taken on the probe set.
         """
+        key = self._key(step, epoch)  # checks step and epoch before any work
         optimizer = optimizer if optimizer is not None else self.optimizer
         if self.settings.preconditioned and optimizer is None:
             raise ValueError("SpectralMonitor(preconditioned=True) needs the optimizer: pass "
@@ -231,7 +249,7 @@ class SpectralMonitor:
         self.num_matvecs += result.num_matvecs
         self.num_probes += 1
         self.last = result
-        self._last_key = self._key(step, epoch)
+        self._last_key = key
         if self.store is not None:
             self.store.append_probe(self.row(result, step=step, epoch=epoch))
         if self.on_probe is not None:
@@ -279,6 +297,9 @@ class SpectralMonitor:
         self._last_key = state["last_key"]
 
     def _key(self, step: int, epoch: float | None) -> int | None:
+        step = _checks.integer("step", step, 0)
+        if epoch is not None:
+            epoch = _checks.number("epoch", epoch, low=0)
         if self.unit == "step":
             return int(step)
         if epoch is None:

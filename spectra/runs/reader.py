@@ -410,10 +410,20 @@ def _read_config(group: h5py.Group, path: Path, name: str) -> dict[str, Any]:
 
 def read_run_from(f: h5py.File, path: Path, name: str) -> RunData:
     """The committed rows of run ``name`` of ``f``, the open file at ``path`` (what
-    :func:`read_run` returns, for a caller that has the file open)."""
-    group = f.get(name)
-    if not isinstance(group, h5py.Group):
-        raise StoreError(f"{path} has no run {name!r}; runs: {run_names(f)}")
+    :func:`read_run` returns, for a caller that has the file open).
+
+    ``name`` must be one of :func:`~spectra.runs.format.run_names` exactly: an HDF5
+    path (``"run/metrics"``, ``"."``) names a group too, but not a run.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"the run name must be a str, got {type(name).__name__} {name!r}")
+    names = run_names(f)
+    if name not in names:
+        from spectra.utils.checks import did_you_mean  # imports torch: on this path only
+
+        raise StoreError(f"{path} has no run {name!r}; runs: {names}."
+                         f"{did_you_mean(name, names)}".rstrip("."))
+    group = f[name]
     config = _read_config(group, path, name)
 
     def nan(n: int) -> np.ndarray:

@@ -58,11 +58,27 @@ def _small_problem():
         ({"density": (4, 80.0)}, r"density num_steps must be an integer >= 1, got 80.0"),
         ({"density": (4,)}, r"density must be None or a pair \(num_vectors, num_steps\)"),
         ({"tol": float("nan")}, r"tol must be a positive number, got nan"),
+        ({"tol": "1e-3"}, r"tol must be a positive number, got '1e-3'"),
+        ({"seed": 1.5}, r"seed must be an integer, got 1.5"),
+        ({"seed": "a"}, r"seed must be an integer, got 'a'"),
     ],
 )
 def test_settings_refuse_bools_and_non_integers(kw, match):
     with pytest.raises(ValueError, match=match):
         ProbeSettings(**kw)
+
+
+@pytest.mark.parametrize("name", ["bottom", "eval_mode", "preconditioned", "alignment"])
+def test_settings_switches_refuse_truthy_non_bools(name):
+    # "no" is truthy: it used to switch the part on
+    with pytest.raises(TypeError, match=f"{name} must be True or False, got 'no'"):
+        ProbeSettings(**{name: "no"})
+
+
+def test_probe_refuses_settings_given_as_a_dict():
+    with pytest.raises(TypeError, match=r"settings must be a ProbeSettings .* got dict: use "
+                                        r"ProbeSettings\(\*\*settings\)"):
+        probe(nn.Linear(2, 1), nn.MSELoss(), (torch.randn(4, 2), torch.randn(4, 1)), {"top_k": 1})
 
 
 def test_density_list_becomes_a_pair():

@@ -129,3 +129,33 @@ def test_a_progress_factory_gets_every_part_of_a_probe_and_is_closed_after_each_
     assert events.count(("line closed",)) == 1 and events[-1] == ("line closed",)
     mon.probe(step=1, epoch=1)
     assert events.count(("line closed",)) == 2
+
+
+def test_an_epoch_monitor_asked_without_the_epoch_refuses_instead_of_never_probing():
+    model, loss_fn, X, y = _problem()
+    mon = SpectralMonitor(model, loss_fn, (X, y), density=None, trace=False, top_k=1)
+    # due(step=...) alone was False at every step: the monitor silently never probed
+    with pytest.raises(ValueError, match=r"unit='epoch'\) needs the epoch .* pass epoch="):
+        mon.due(step=10)
+    with pytest.raises(ValueError, match="unit='epoch'"):
+        mon.maybe_probe(step=10)
+    with pytest.raises(ValueError, match="epoch must be a finite number >= 0, got nan"):
+        mon.due(step=10, epoch=float("nan"))
+    mon_s = SpectralMonitor(model, loss_fn, (X, y), unit="step", density=None, trace=False, top_k=1)
+    with pytest.raises(ValueError, match="step must be an integer >= 0, got 3.0"):
+        mon_s.due(step=3.0)
+    with pytest.raises(ValueError, match="step must be an integer >= 0, got None"):
+        mon_s.probe(step=None)
+
+
+@pytest.mark.parametrize("kw, error, match", [
+    ({"every": True}, ValueError, r"every must be an integer >= 1, got True \(a bool\)"),
+    ({"trace": "yes"}, ValueError, r"trace must be an integer >= 0, got 'yes'"),
+    ({"trace": 60.5}, ValueError, r"trace must be an integer >= 0, got 60.5"),
+    ({"density": 5}, ValueError, r"density must be None or a pair"),
+    ({"on_probe": 3}, TypeError, r"on_probe must be callable or None, got int"),
+])
+def test_bad_settings_are_refused_by_name(kw, error, match):
+    model, loss_fn, X, y = _problem()
+    with pytest.raises(error, match=match):
+        SpectralMonitor(model, loss_fn, (X, y), **kw)

@@ -80,3 +80,20 @@ def test_the_old_name_of_the_product_counter_reads_as_num_matvecs(tmp_path: Path
     with h5py.File(path, "r+") as f:  # as files written before the rename hold it
         f["r/probes"].move("num_matvecs", "num_hvps")
     assert read_run(path, "r").probes.num_matvecs.tolist() == [42.0]
+
+
+@pytest.mark.parametrize("name", ["r/metrics", ".", "/r"])
+def test_an_hdf5_path_that_is_not_a_run_name_is_refused(tmp_path: Path, name: str) -> None:
+    # these name groups of the file (a run's table, the root): they used to read as an
+    # empty run, or a run holding the whole file
+    path = _damaged(tmp_path / "runs.h5", lambda g: None)
+    with pytest.raises(StoreError, match=rf"has no run {name!r}; runs: \['r'\]"):
+        read_run(path, name)
+
+
+def test_a_misspelt_or_non_string_run_name_is_refused_by_name(tmp_path: Path) -> None:
+    path = _damaged(tmp_path / "runs.h5", lambda g: None)
+    with pytest.raises(StoreError, match=r"has no run 'rr'; runs: \['r'\]\. Did you mean 'r'\?"):
+        read_run(path, "rr")
+    with pytest.raises(TypeError, match="the run name must be a str, got NoneType None"):
+        read_run(path, None)
