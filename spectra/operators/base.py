@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.utils.weak import WeakIdKeyDictionary
 
 from spectra.utils.distributed import collective_device, several_ranks
 from spectra.utils.modes import eval_mode, math_attention
@@ -487,6 +488,8 @@ def _check_class_targets(loss_fn: LossFn, outputs: Any, targets: Any) -> None:
     if targets.is_floating_point() or targets.is_complex() or targets.numel() == 0:
         return  # class probabilities, or nothing to check
     C = int(outputs.shape[1] if outputs.dim() >= 2 else outputs.shape[0])
+    if _CHECKED_TARGETS.get(targets) == (C, ignore):
+        return  # checked at an earlier product: no second read (a sync on a GPU)
     bad = ((targets < 0) | (targets >= C)) & (targets != ignore)
     if bool(bad.any()):
         first = int(targets[bad].reshape(-1)[0])
@@ -495,6 +498,13 @@ def _check_class_targets(loss_fn: LossFn, outputs: Any, targets: Any) -> None:
             f"(dim {1 if outputs.dim() >= 2 else 0} of its outputs {tuple(outputs.shape)}), or "
             f"ignore_index={ignore}; {int(bad.sum())} of {targets.numel()} are not, e.g. {first}"
         )
+    _CHECKED_TARGETS[targets] = (C, ignore)
+
+
+# The target tensors found valid, by identity, with (classes, ignore_index): a data set
+# held as tensors is read once, not at every product; batches a loader makes anew are
+# checked each time. Entries go with their tensors.
+_CHECKED_TARGETS: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
 def _check_regression_targets(loss_fn: LossFn, outputs: Any, targets: Any) -> None:

@@ -340,6 +340,25 @@ def test_class_indices_out_of_range_are_refused_by_name(operator, loss_fn):
         torch.ones(26, dtype=torch.float64))
 
 
+def test_class_targets_held_as_a_tensor_are_read_once(monkeypatch):
+    """The range check reads a data set's target tensor at the first product only (on a
+    GPU each read is a synchronization); the next product does not read it again."""
+    from spectra.operators import base
+
+    model, X = _small()
+    y = torch.tensor([0, 1] * 6)
+    # backprop: the loss is evaluated again at every product (the graph backend keeps it)
+    op = HessianOperator(model, F.cross_entropy, (X, y), reduction="mean", backend="backprop")
+    reads = []
+    real = torch.Tensor.any
+    monkeypatch.setattr(torch.Tensor, "any", lambda t, *a, **k: reads.append(1) or real(t, *a, **k))
+    op.matvec(torch.ones(26, dtype=torch.float64))
+    first = len(reads)
+    assert first >= 1 and base._CHECKED_TARGETS.get(y) == (2, -100)
+    op.matvec(torch.ones(26, dtype=torch.float64))
+    assert len(reads) == first
+
+
 def test_mse_targets_that_torch_would_broadcast_are_refused():
     g = torch.Generator().manual_seed(0)
     X = torch.randn(12, 3, generator=g, dtype=torch.float64)
