@@ -381,6 +381,14 @@ class CurvatureOperator:
         )
 
     def _count_data(self) -> int:
+        if iter(self._data) is self._data:  # counting would use it up, or never end
+            raise ValueError(
+                f"{type(self).__name__}: data is a one-pass iterator "
+                f"({type(self._data).__name__}): every product is a pass over the data, and "
+                "a generator or an iterator (itertools.cycle is one) is used up by the "
+                "first pass or never ends; pass a list of batches or a DataLoader, which "
+                "are iterated again for every product"
+            )
         n = 0
         # lists and tuples are fixed; any other iterable (a DataLoader, a generator
         # object) is fingerprinted on its first batch and checked on every product

@@ -107,12 +107,24 @@ def test_a_loader_that_changes_its_batches_is_caught_on_the_first_product(kind):
         op.matvec(torch.ones(op.shape[0], dtype=torch.float64))
 
 
-def test_a_used_up_generator_is_refused_with_the_reason():
+@pytest.mark.parametrize("kind", ["generator", "endless"])
+def test_a_one_pass_iterator_is_refused_at_construction(kind):
+    """A generator would be used up by the count at construction, an endless iterator
+    (itertools.cycle) would never let it end: both are refused before any pass."""
+    import itertools
+    import signal
+
     model, X, y = _problem()
-    op = HessianOperator(model, nn.CrossEntropyLoss(), ((X[i:i + 6], y[i:i + 6]) for i in (0, 6)),
-                         reduction="mean")
-    with pytest.raises(ValueError, match="one-pass iterator"):
-        op.matvec(torch.ones(op.shape[0], dtype=torch.float64))
+    batches = [(X[i:i + 6], y[i:i + 6]) for i in (0, 6)]
+    data = iter(batches) if kind == "generator" else itertools.cycle(batches)
+    old = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the operator did not return"))
+    signal.alarm(20)
+    try:
+        with pytest.raises(ValueError, match=r"one-pass iterator \((list_iterator|cycle)\)"):
+            HessianOperator(model, nn.CrossEntropyLoss(), data, reduction="mean")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def test_fingerprint_tells_batches_apart_and_repeats():
