@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from spectra.plots.axes import log_ticks
 from spectra.plots.data import (
@@ -41,6 +42,9 @@ _CURVES = (
 
 # column -> (run, time, values, eval-mode train values?) of each run that records it
 _Series = dict[str, list[tuple[RunData, np.ndarray, np.ndarray, bool]]]
+# column -> (run, times of its rows whose value is +-Inf) of each run that has such rows
+_Infinite = dict[str, list[tuple[RunData, np.ndarray]]]
+_INF_LABEL = "infinite value (not drawn)"
 
 
 def plot_curves(
@@ -55,7 +59,9 @@ def plot_curves(
 
     Losses are on a log axis when positive; accuracies stored as fractions are drawn
     in percent. Rows that do not give a value (NaN) are skipped. A panel with no data
-    in any run says "not recorded". The train panels are titled with what they show:
+    in any run says "not recorded". Infinite values (a loss that overflowed) are not
+    drawn but marked by crosses at the top of their panel, at their times, in the
+    run's colour; a panel with nothing else says so. The train panels are titled with what they show:
     the running average over each epoch, or the eval-mode evaluation of the training
     set when the run recorded it (see the module docstring).
 
@@ -64,7 +70,7 @@ def plot_curves(
     """
     run_list = resolve_runs(runs, names)
     tkind = time_kind(by, [(r.metrics.step, r.metrics.epoch) for r in run_list])
-    series, kinds = _series(run_list, tkind)
+    series, kinds, infinite = _series(run_list, tkind)
     acc = [y for c in ("train_acc", "test_acc") for _, _, y, _ in series[c]]
     percent = bool(acc) and max(float(np.max(y)) for y in acc) <= 1.0 + 1e-9
     color = {r.name: f"C{i % 10}" for i, r in enumerate(run_list)}
@@ -76,13 +82,15 @@ def plot_curves(
         handles: dict[str, tuple] = {}
         for ax, (col, label, ylabel) in zip(grid.flat, _CURVES):
             _draw_panel(ax, series[col], col, _title(col, label, kinds), color, handles,
-                        100.0 if percent else 1.0)
+                        100.0 if percent else 1.0, infinite[col])
             ax.set_xlabel(tkind)
             ax.set_ylabel(ylabel if percent or "loss" in col else "accuracy")
         losses = [y for c in ("train_loss", "test_loss") for _, _, y, _ in series[c]]
         if losses and all(np.all(y > 0) for y in losses):
             grid[0, 0].set_yscale("log")  # shared with grid[0, 1]
             log_ticks(grid[0, 0])
+        if _INF_LABEL in handles:  # last in the legend, after the runs
+            handles[_INF_LABEL] = handles.pop(_INF_LABEL)
         fig.legend(
             [h for h, _ in handles.values()], [lab for _, lab in handles.values()],
             loc="outside lower center", ncols=min(len(handles), 5), frameon=False,
@@ -114,11 +122,14 @@ def _column(r: RunData, col: str) -> tuple[np.ndarray, bool]:
     return y, False
 
 
-def _series(run_list: Sequence[RunData], tkind: str) -> tuple[_Series, dict[str, set[bool]]]:
-    """The finite rows of each curve's column, per run, in time order; and, per train
-    column, which kinds (eval mode or running average) the runs give."""
+def _series(run_list: Sequence[RunData],
+            tkind: str) -> tuple[_Series, dict[str, set[bool]], _Infinite]:
+    """The finite rows of each curve's column, per run, in time order; per train
+    column, which kinds (eval mode or running average) the runs give; and the times
+    of the rows whose value is infinite, per column and run."""
     series: _Series = {c: [] for c, *_ in _CURVES}
     kinds: dict[str, set[bool]] = {c: set() for c in _EVAL}
+    infinite: _Infinite = {c: [] for c, *_ in _CURVES}
     for r in run_list:
         mt = r.metrics
         if len(mt) == 0:
@@ -131,12 +142,17 @@ def _series(run_list: Sequence[RunData], tkind: str) -> tuple[_Series, dict[str,
                 series[col].append((r, ts, ys, evaluated))
                 if col in kinds:
                     kinds[col].add(evaluated)
-    if not any(series.values()):
+            inf = np.isinf(y) & np.isfinite(t)
+            if inf.any():
+                infinite[col].append((r, np.sort(t[inf])))
+    if not any(series.values()) and not any(infinite.values()):
+        empty = all(len(r.metrics) == 0 for r in run_list)
+        why = (": their metrics tables have no rows (runs stopped before their first "
+               "epoch ended, or not trained)" if empty else " in their metrics")
         raise ValueError(
-            f"runs {[r.name for r in run_list]} record no train/test loss or accuracy in "
-            "their metrics"
+            f"runs {[r.name for r in run_list]} record no train/test loss or accuracy{why}"
         )
-    return series, kinds
+    return series, kinds, infinite
 
 
 def _title(col: str, label: str, kinds: dict[str, set[bool]]) -> str:
@@ -159,16 +175,25 @@ def _draw_panel(
     color: dict[str, str],
     handles: dict[str, tuple],
     acc_scale: float,
+    infinite: list[tuple[RunData, np.ndarray]],
 ) -> None:
-    """One metric's lines (accuracies times ``acc_scale``); each run's first line goes
-    to ``handles`` for the figure's legend."""
+    """One metric's lines (accuracies times ``acc_scale``), and crosses at the top of
+    the panel at the times of its infinite values; each run's first line, and the
+    first cross, go to ``handles`` for the figure's legend."""
     ax.tick_params(labelbottom=True, labelsize=FONT)
     if not items:
-        no_data(ax, f"{label}: not recorded")
+        no_data(ax, f"{label}: " + ("only infinite values" if infinite else "not recorded"))
+        ax.tick_params(axis="y", left=False, labelleft=False)  # no values: no y ticks
     mixed = len({e for *_, e in items}) > 1
     for r, t, y, evaluated in items:
         y = y * acc_scale if col.endswith("acc") else y
         (h,) = ax.plot(t, y, color=color[r.name], lw=1.3, ls="--" if mixed and not evaluated else "-",
                        marker="o" if t.size <= 30 else None, ms=2.5)
         handles.setdefault(r.name, (h, run_title(r)))
+    for r, t in infinite:
+        ax.plot(t, np.full(t.size, 0.97), transform=ax.get_xaxis_transform(), ls="none",
+                marker="x", ms=5, mew=1.3, color=color[r.name])
+        handles.setdefault(r.name, (Line2D([], [], color=color[r.name], lw=1.3), run_title(r)))
+        handles.setdefault(_INF_LABEL, (Line2D([], [], ls="none", marker="x", ms=5, mew=1.3,
+                                               color="0.3"), _INF_LABEL))
     ax.set_title(label)

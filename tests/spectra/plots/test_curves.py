@@ -72,3 +72,41 @@ def test_eval_mode_train_metrics_and_batch_rows(tmp_path: Path) -> None:
     fig = plot_curves(path)  # both kinds: the running average dashed, and said
     assert "dashed: running average" in fig.axes[0].get_title()
     assert [ln.get_linestyle() for ln in fig.axes[0].get_lines()] == ["-", "--"]
+
+
+def test_infinite_losses_are_marked_not_called_missing(tmp_path: Path) -> None:
+    """A loss that overflowed (+-Inf) is not 'not recorded': crosses mark its times at
+    the top of the panel, the legend explains them, and a panel with only infinite
+    values says so (and shows no y ticks, which would mean nothing)."""
+    import math
+
+    path = tmp_path / "inf.h5"
+    with RunStore(path) as store:
+        run = store.create_run("div")
+        for e, (train, test) in enumerate([(2.0, 2.1), (5.0, math.inf), (math.inf, math.inf)], 1):
+            run.append_metrics(step=10 * e, epoch=float(e), train_loss=train, test_loss=test,
+                               train_acc=0.1, test_acc=0.1, seconds=1.0)
+        only = store.create_run("only")
+        only.append_metrics(step=10, epoch=1.0, train_loss=math.inf, seconds=1.0)
+    fig = plot_curves(path, "div")
+    train_ax, test_ax = fig.axes[:2]
+    crosses = [ln for ln in train_ax.get_lines() if ln.get_marker() == "x"]
+    assert len(crosses) == 1 and list(crosses[0].get_xdata()) == [3.0]
+    (cross,) = [ln for ln in test_ax.get_lines() if ln.get_marker() == "x"]
+    assert list(cross.get_xdata()) == [2.0, 3.0]
+    assert not any("not recorded" in t.get_text() for ax in fig.axes for t in ax.texts)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["div", "infinite value (not drawn)"]
+    nothing_cut_off(fig)
+    fig = plot_curves(path, "only")  # no finite value at all: a figure, not an error
+    assert fig.axes[0].texts[0].get_text() == "train loss: only infinite values"
+    assert not fig.axes[0].yaxis.get_tick_params()["labelleft"]
+    saved(fig, tmp_path, "curves_inf")
+
+
+def test_curves_of_a_run_without_metrics_rows_say_so(tmp_path: Path) -> None:
+    path = tmp_path / "stopped.h5"
+    with RunStore(path) as store:
+        store.create_run("stopped").append_probe(step=0, epoch=0.0, top_eigenvalues=[1.0])
+    with pytest.raises(ValueError, match="metrics tables have no rows"):
+        plot_curves(path)
