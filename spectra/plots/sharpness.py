@@ -46,6 +46,7 @@ from spectra.plots.style import (
     figure_legend,
     grid_shape,
     new_figure,
+    no_data,
     panels,
     panels_figsize,
     style,
@@ -94,6 +95,9 @@ class _Sharpness:
     pre_top: tuple[np.ndarray, np.ndarray] | None  # (time, lambda_1(P^-1 H))
     threshold: _Threshold | None
     note: str  # why there is no line, or ""
+    nonfinite: np.ndarray = field(default_factory=lambda: np.zeros(0))  # probe times
+    # whose eigenvalues are all NaN or Inf (a probe of a run that diverged)
+    empty: str = ""  # a run without eigenvalues (among others with some): what it lacks
 
 
 def plot_sharpness(
@@ -115,12 +119,20 @@ def plot_sharpness(
     when every value drawn is positive, else symmetric-log with labelled decades on
     both sides of 0.
 
+    A run without eigenvalues among runs with some gets a panel that says so; probes
+    whose eigenvalues are all NaN or Inf (a run that diverged) are named in their panel.
+
     Raises:
-        ValueError: a run whose probes hold no top eigenvalues nor smallest eigenvalue.
+        ValueError: no run whose probes hold top eigenvalues or the smallest eigenvalue
+            (the message names each run and what it lacks).
     """
     run_list = resolve_runs(runs, names)
     tkind = time_kind(by, [(r.probes.step, r.probes.epoch) for r in run_list])
-    per_run = [_sharpness(r, tkind, stability) for r in run_list]
+    missing = [_no_eigenvalues(r) for r in run_list]
+    if all(missing):
+        raise ValueError(missing[0] if len(run_list) == 1 else "; ".join(missing))
+    per_run = [_empty_panel(r) if why else _sharpness(r, tkind, stability)
+               for r, why in zip(run_list, missing)]
 
     nrows, ncols = grid_shape(len(per_run))
     with style():
@@ -161,13 +173,15 @@ def _sharpness(run: RunData, tkind: str, stability: bool) -> _Sharpness:
     bottom = np.asarray(p.bottom_eigenvalue, dtype=np.float64)
     has_top = top is not None and bool(np.any(np.isfinite(top)))
     has_bottom = bool(np.any(np.isfinite(bottom)))
-    if len(p) == 0 or not (has_top or has_bottom):
-        raise ValueError(
-            f"run {run.name!r} has no eigenvalue probes: record them with top_k=k (and "
-            "bottom=True) in SpectralMonitor or `spectra train`"
-        )
+    missing = _no_eigenvalues(run)
+    if missing:
+        raise ValueError(missing)
     t, _ = time_column(tkind, p.step, p.epoch, f"run {run.name!r}'s probes")
     order = np.argsort(t, kind="stable")
+    finite = np.isfinite(bottom) if has_bottom else np.zeros(len(p), bool)
+    if has_top:
+        finite |= np.isfinite(top).any(axis=1)
+    nonfinite = np.sort(t[~finite & np.isfinite(t)])
     pre = None
     if "preconditioned_top" in p.extra:
         tp, yp = finite_series(t, np.asarray(p.extra["preconditioned_top"], np.float64))
@@ -177,8 +191,29 @@ def _sharpness(run: RunData, tkind: str, stability: bool) -> _Sharpness:
     return _Sharpness(
         run=run, time=t[order], top=top[order] if has_top else None,
         bottom=bottom[order] if has_bottom else None, pre_top=pre, threshold=threshold,
-        note=note,
+        note=note, nonfinite=nonfinite,
     )
+
+
+def _no_eigenvalues(run: RunData) -> str:
+    """Why ``run`` has no eigenvalue to draw (a one-line error), or "" when it has."""
+    p = run.probes
+    if len(p) == 0:
+        return (f"run {run.name!r} has no eigenvalue probes: its probes table has no rows "
+                "(probing was off, or the run stopped before its first probe)")
+    top = None if p.top_eigenvalues is None else np.asarray(p.top_eigenvalues, np.float64)
+    if (top is not None and np.isfinite(top).any()) or np.isfinite(
+            np.asarray(p.bottom_eigenvalue, np.float64)).any():
+        return ""
+    return (f"run {run.name!r} has no eigenvalue probes: record them with top_k=k (and "
+            "bottom=True) in SpectralMonitor or `spectra train`")
+
+
+def _empty_panel(run: RunData) -> _Sharpness:
+    """The panel of a run without eigenvalues, among runs with some: a note, no lines."""
+    what = "no probes recorded" if len(run.probes) == 0 else "no eigenvalues recorded"
+    return _Sharpness(run=run, time=np.zeros(0), top=None, bottom=None, pre_top=None,
+                      threshold=None, note="", empty=what)
 
 
 def _optimizer_config(run: RunData) -> tuple[str | None, Mapping[str, Any]]:
@@ -323,15 +358,18 @@ def _draw(ax: Axes, s: _Sharpness) -> None:
     red dash-dot with squares, the preconditioned lambda_1 purple with diamonds,
     the threshold black dashed (purple for a preconditioned one), and the zero line."""
     t = s.time
+    if s.empty:
+        no_data(ax, s.empty)
     if s.top is not None:
         k = s.top.shape[1]
         shades = matplotlib.colormaps["Blues"](np.linspace(0.95, 0.6, k))
         for j in range(k):
             ok = np.isfinite(s.top[:, j])
             few = ok.sum() <= 40
+            # lambda_2..k have no markers, but a single point of a line is one (else unseen)
+            marker = "o" if few and j == 0 else ("." if ok.sum() == 1 else None)
             ax.plot(t[ok], s.top[ok, j], color=shades[j], lw=1.6 if j == 0 else 0.9,
-                    ls="-" if j == 0 else ":", marker="o" if few and j == 0 else None,
-                    ms=3, label=_top_label(j, k))
+                    ls="-" if j == 0 else ":", marker=marker, ms=3, label=_top_label(j, k))
     if s.bottom is not None:
         ok = np.isfinite(s.bottom)
         ax.plot(t[ok], s.bottom[ok], color="C3", lw=1.2, ls="-.",
@@ -345,7 +383,8 @@ def _draw(ax: Axes, s: _Sharpness) -> None:
         recorded = thr.source == "recorded"  # at the probes: marked there
         ax.plot(thr.time, thr.value, color="C4" if thr.preconditioned else "black", lw=1.1,
                 ls="--", drawstyle="default" if recorded else "steps-post",
-                marker="o" if recorded and thr.time.size <= 40 else None, ms=3, mfc="white",
+                marker="o" if (recorded and thr.time.size <= 40) or thr.time.size == 1 else None,
+                ms=3, mfc="white",
                 label=_threshold_label(thr))
     ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
 
@@ -413,14 +452,22 @@ def _note_text(ax: Axes, s: _Sharpness, top: float) -> str:
             where = "" if above.size == s.threshold.value.size else " in part"
             text = f"↑ stability threshold {s.threshold.label} off scale{where}: {rng}"
         if s.threshold.missing.size:
-            when = ", ".join(f"{x:g}" for x in s.threshold.missing[:6])
-            more = ", ..." if s.threshold.missing.size > 6 else ""
-            text = (text + "; " if text else "") + f"no threshold recorded at {ax.get_xlabel()} {when}{more}"
+            text = ((text + "; " if text else "") + "no threshold recorded at "
+                    + _times(ax, s.threshold.missing))
+    if s.nonfinite.size:  # probes that gave no number: the lines skip them
+        gap = "no finite eigenvalue (NaN or Inf) at " + _times(ax, s.nonfinite)
+        text = f"{gap}; {text}" if text else gap
     if not text:
         return ""
     fig = ax.get_figure()
     width = ax.get_position().width * fig.get_figwidth()  # inches
     return textwrap.fill(text, max(20, int(width / (0.55 * (FONT - 1) / 72.0)) - 2))
+
+
+def _times(ax: Axes, t: np.ndarray) -> str:
+    """``epoch 1, 2, ...`` (the panel's time unit): the first six of the times ``t``."""
+    more = ", ..." if t.size > 6 else ""
+    return f"{ax.get_xlabel()} " + ", ".join(f"{x:g}" for x in t[:6]) + more
 
 
 def _note(ax: Axes, text: str) -> None:

@@ -202,3 +202,47 @@ def test_threshold_preconditioned_column_decides_what_the_threshold_bounds(tmp_p
     old = plot_sharpness(_eos_runs(tmp_path / "old.h5", flag=False))
     assert "preconditioned stability" in _threshold_lines(old.axes[1])[0].get_label()
     assert "preconditioned stability" not in _threshold_lines(old.axes[0])[0].get_label()
+
+
+def test_one_probe_shows_every_eigenvalue(tmp_path: Path) -> None:
+    """A run with a single probe: lambda_2..k (dotted, no markers on longer lines) get a
+    marker, else their one point is not drawn at all."""
+    path = tmp_path / "one.h5"
+    with RunStore(path) as store:
+        run = store.create_run("one", config={"optimizer": "dcao"})
+        run.append_probe(step=0, epoch=0.0, top_eigenvalues=[3.0, 2.0, 1.0], bottom_eigenvalue=-0.5)
+    ax = plot_sharpness(path).axes[0]
+    for line in ax.get_lines():
+        if len(line.get_xdata()) == 1:
+            assert line.get_marker() not in (None, "None", ""), line.get_label()
+
+
+def test_probes_without_a_finite_eigenvalue_are_named(tmp_path: Path) -> None:
+    """Probes of a diverged run (NaN/Inf eigenvalues) are not dropped silently."""
+    path = tmp_path / "div.h5"
+    with RunStore(path) as store:
+        run = store.create_run("div", config={"optimizer": "dcao"})
+        for e, (top, bottom) in enumerate([(2.0, -0.1), (np.nan, np.nan), (np.inf, np.nan)]):
+            run.append_probe(step=e, epoch=float(e), top_eigenvalues=[top, top / 2],
+                             bottom_eigenvalue=bottom)
+    fig = plot_sharpness(path)
+    assert "no finite eigenvalue (NaN or Inf) at epoch 1, 2" in _texts(fig.axes[0])
+    nothing_cut_off(fig)
+
+
+def test_a_run_without_probes_among_others_gets_a_panel(tmp_path: Path) -> None:
+    """One run of the file has no probes (stopped at once, or probing off): the others
+    are drawn and its panel says so; alone, it is an error that says why."""
+    path = tmp_path / "some.h5"
+    with RunStore(path) as store:
+        good = store.create_run("good", config={"optimizer": "dcao"})
+        for e in range(3):
+            good.append_probe(step=e, epoch=float(e), top_eigenvalues=[2.0 + e, 1.0])
+        store.create_run("stopped", config={"optimizer": "dcao"})
+    fig = plot_sharpness(path)
+    assert len(fig.axes) == 2
+    assert "no probes recorded" in _texts(fig.axes[1])
+    assert fig.axes[0].get_lines()
+    nothing_cut_off(fig)
+    with pytest.raises(ValueError, match="'stopped' has no eigenvalue probes: its probes table has no rows"):
+        plot_sharpness(path, "stopped")
