@@ -149,6 +149,7 @@ def plot_evolution(
 
 
 _STYLES = ("-", "--", ":", "-.")
+_FEW_ROWS = 3  # heat maps of at most this many probe times: y ticks at those times
 
 
 def _lines_figure(
@@ -238,6 +239,10 @@ def _draw_heatmaps(fig: Figure, axes: Sequence[Axes], p: _Panels, cmap: str,
         ax.axvline(0.0, color="white", lw=0.6, ls=":", alpha=0.8)
     edges = [row_edges(d.time) for d in p.data]
     axes[0].set_ylim(min(e[0] for e in edges), max(e[-1] for e in edges))
+    times = np.unique(np.concatenate([d.time for d in p.data]))
+    if times.size <= _FEW_ROWS:  # ticks at the probes: else a lone row spans t +- 0.5
+        for ax in axes:  # with ticks such as -0.4 (an epoch before training)
+            ax.set_yticks(times, [f"{t:g}" for t in times])
     cbar = fig.colorbar(mesh, ax=axes, pad=0.02, aspect=30, extend="min")
     unit = "per decade of the axis" if symlog else "per unit eigenvalue"
     cbar.set_label(f"log10 density {unit}\n(floor {p.vmin:.1f}: lower values share its colour)")

@@ -162,3 +162,18 @@ def test_no_pyplot_state(runs: dict) -> None:
         import matplotlib.pyplot as plt
 
         assert fig.number not in plt.get_fignums() if hasattr(fig, "number") else True
+
+
+def test_heatmap_of_one_probe_ticks_its_time(tmp_path: Path) -> None:
+    """A run stopped after its first probe: one row, spanning epoch 0 +- 0.5. Its y
+    ticks are the probe's time, not -0.4 ... 0.4 (epochs before training)."""
+    from tests.spectra.plots.conftest import run_with_nodes
+
+    nodes = np.array([[-0.5, 0.0, 1.0, 3.0]])
+    weights = np.array([[0.1, 0.6, 0.2, 0.1]])
+    path = run_with_nodes(tmp_path / "one.h5", [(nodes, weights)])
+    fig = plot_evolution(path, kind="heatmap")
+    ax = panels(fig)[0]
+    assert list(ax.get_yticks()) == [0.0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0"]
+    nothing_cut_off(fig)
