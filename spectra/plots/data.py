@@ -188,6 +188,10 @@ _NO_DENSITY = (
     "run {name!r} has no density probes: record them with density=(n_v, m) "
     "(SpectralMonitor or `spectra train`), which stores the SLQ ritz_nodes/ritz_weights"
 )
+_NO_PROBES = (
+    "run {name!r} has no density probes: its probes table has no rows (probing was off, "
+    "or the run stopped before its first probe)"
+)
 
 
 @dataclass(frozen=True)
@@ -219,10 +223,13 @@ def density_rows(run: RunData, kind: str) -> DensityRows:
     warning that names them.
 
     Raises:
-        ValueError: no probe holds a density, or every one that does is not finite.
+        ValueError: no probe holds a density (the message says whether the run has
+            no probes at all), or every one that does is not finite.
     """
     p = run.probes
-    if p.ritz_nodes is None or p.ritz_weights is None or len(p) == 0:
+    if len(p) == 0:
+        raise ValueError(_NO_PROBES.format(name=run.name))
+    if p.ritz_nodes is None or p.ritz_weights is None:
         raise ValueError(_NO_DENSITY.format(name=run.name))
     t, _ = time_column(kind, p.step, p.epoch, f"run {run.name!r}'s probes")
     bad = nonfinite_rows(p.ritz_nodes, p.ritz_weights)

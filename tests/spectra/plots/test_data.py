@@ -18,6 +18,7 @@ from spectra.plots.data import (
     time_column,
     time_kind,
 )
+from spectra.runs import RunStore, read_run
 from tests.spectra.plots.conftest import EPOCHS, meshes, run_with_nodes
 
 
@@ -81,3 +82,14 @@ def test_non_finite_nodes_are_named_not_taken_for_missing_densities(tmp_path: Pa
     padded_nodes[0, 3] = padded_w[0, 3] = np.nan
     padded = run_with_nodes(tmp_path / "padded.h5", [(padded_nodes, padded_w)])
     plot_evolution(padded)
+
+
+def test_a_run_without_probe_rows_is_not_told_to_record_densities(tmp_path: Path) -> None:
+    """A run with no probes at all (probing off, or stopped before the first probe) is
+    named as such, not told to turn on a density it may have asked for."""
+    path = tmp_path / "stopped.h5"
+    with RunStore(path) as store:
+        store.create_run("stopped").append_metrics(step=0, epoch=0.0, train_loss=1.0)
+    run = read_run(path, "stopped")
+    with pytest.raises(ValueError, match="'stopped' has no density probes: its probes table has no rows"):
+        density_rows(run, "epoch")
