@@ -118,6 +118,11 @@ def _hyperparameters(run: RunData, tkind: str) -> list[_Hyperparameter]:
             ts, ys = finite_series(t, y)
             if ts.size:  # recorded: a panel; not recorded: none
                 left.append((col, label, ts, ys))
+    if not len(mt):
+        raise ValueError(
+            f"run {run.name!r} records no hyperparameters: its metrics table has no rows "
+            "(the run stopped before its first epoch ended, or was not trained)"
+        )
     if not left:
         raise ValueError(
             f"run {run.name!r} records no hyperparameters: its metrics have no lr, momentum, "

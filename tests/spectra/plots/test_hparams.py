@@ -84,6 +84,12 @@ def test_hparams_bad_input(store_path: Path, tmp_path: Path) -> None:
         store.create_run("x").append_metrics(step=0, train_loss=1.0)
     with pytest.raises(ValueError, match="run 'x' records no hyperparameters"):
         plot_hparams(path)
+    stopped = tmp_path / "stopped.h5"  # diverged in its first epoch: a probe, no metrics
+    with RunStore(stopped) as store:
+        store.create_run("s").append_probe(step=0, epoch=0.0, top_eigenvalues=[1.0])
+    with pytest.raises(ValueError, match="run 's' records no hyperparameters: its metrics "
+                                         "table has no rows"):
+        plot_hparams(stopped)
 
 
 def test_an_optimizers_probe_is_drawn_where_it_was_taken(tmp_path: Path) -> None:
