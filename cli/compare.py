@@ -171,8 +171,22 @@ def compare(**kw) -> None:
     click.echo("")
     _table(summaries)
     click.echo(f"\nrun file: {out}  (runs {', '.join(keys)})")
+    kind = _next_plot(epochs, plan)
+    if kind is not None:
+        click.echo(f"next:     spectra plot {kind} {out} -o {out.with_name(f'{out.stem}_{kind}.png')}")
+
+
+def _next_plot(epochs: int, plan: ProbePlan) -> str | None:
+    """The figure to suggest: the curves after any epoch (they need metrics rows, which
+    0 epochs do not write); for 0 epochs the density or the sharpness of the probe at
+    initialization, when one was taken; else None."""
+    if epochs > 0:
+        return "curves"
     if plan.enabled and plan.density:
-        click.echo(f"next:     spectra plot curves {out} -o {out.with_name(out.stem + '_curves.png')}")
+        return "density"
+    if plan.enabled and (plan.top_k > 0 or plan.bottom):
+        return "sharpness"
+    return None
 
 
 def _table(rows: list[dict]) -> None:

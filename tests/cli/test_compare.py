@@ -93,3 +93,16 @@ def test_compare_eval_train_in_every_run_and_its_config(tmp_path):
     run = read_run(plain, "sgd")
     assert run.config["eval_train"] is False and list(run.metrics.epoch) == [1.0]
     assert "train_eval_loss" not in run.metrics.extra
+
+
+def test_compare_suggests_a_figure_its_file_can_draw(tmp_path):
+    """0 epochs write no metrics rows, so `plot curves` would fail: the probe at
+    initialization is suggested instead, and the suggested command runs."""
+    out = tmp_path / "c0.h5"
+    r = invoke("compare", "--optimizers", "sgd,adam", "--epochs", "0", "-o", out,
+               "--checkpoint-every", "0", *TINY)
+    (line,) = [x for x in r.stdout.splitlines() if x.startswith("next:")]
+    cmd = line.removeprefix("next:").split()
+    assert cmd[:3] == ["spectra", "plot", "density"]
+    invoke(*cmd[1:])
+    assert (tmp_path / "c0_density.png").exists()
