@@ -6,6 +6,8 @@ Each kind is a subcommand calling one function of :mod:`spectra.plots`; the form
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 import click
 
 from cli._build import optimizer_keys
-from cli._errors import CLIError, first_line, handle_errors
+from cli._errors import CLIError, first_line, handle_errors, speak_cli
 from cli._options import parse_kv, split_opt_args
 from cli._output import quiet
 from cli._paths import check_figure_output
@@ -29,10 +31,27 @@ def _save(fig, path: Path, dpi: int, what: str) -> None:
         click.echo(f"wrote {path} ({what})")
 
 
+def _warnings_as_lines(fn: Callable) -> Callable:
+    """``fn`` with the warnings of the figure functions (rows skipped, ...) printed as
+    ``warning: ...`` lines on stderr, instead of Python's file:line and source form."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with warnings.catch_warnings(record=True) as caught:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                for w in caught:
+                    click.echo(f"warning: {speak_cli(str(w.message))}", err=True)
+
+    return wrapper
+
+
 def _run_file_command(kind: str, help_text: str) -> Callable:
     """Decorator of a subcommand taking RUN_FILE..., -o, --run, --title, --dpi."""
 
     def deco(fn: Callable) -> Callable:
+        fn = _warnings_as_lines(fn)
         fn = click.option("--dpi", default=200, show_default=True, type=click.IntRange(min=20),
                           help="Resolution of PNGs (and of heat maps in PDF/SVG).")(fn)
         fn = click.option("--title", help="Figure title instead of the default.")(fn)

@@ -95,3 +95,18 @@ def test_eval_train_run_draws_eval_mode_curves_from_epoch_0(tmp_path):
     fig = plot_curves(run)
     assert fig.axes[0].get_title() == "train loss (eval mode, end of epoch)"
     assert list(fig.axes[0].get_lines()[0].get_xdata()) == [0.0, 1.0, 2.0]
+
+
+def test_skipped_rows_are_one_warning_line(tmp_path):
+    """A figure function's warning (probe rows skipped) is a `warning:` line on stderr,
+    not Python's 'file.py:123: UserWarning' with a line of source code."""
+    import numpy as np
+
+    from tests.spectra.plots.conftest import run_with_nodes
+
+    good = (np.array([[-0.5, 0.0, 1.0]]), np.array([[0.2, 0.6, 0.2]]))
+    bad = (np.array([[np.nan, 0.0, 1.0]]), np.array([[0.2, 0.6, 0.2]]))
+    path = run_with_nodes(tmp_path / "nan.h5", [good, bad])
+    r = invoke("plot", "density", path, "--probe", "0", "-o", tmp_path / "d.png")
+    assert "warning: run 'r': the stored Ritz nodes or weights of probe rows [1]" in r.stderr
+    assert "UserWarning" not in r.stderr and ".py:" not in r.stderr
