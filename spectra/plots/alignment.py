@@ -24,7 +24,7 @@ from spectra.plots.data import (
     run_title,
     time_kind,
 )
-from spectra.plots.style import new_figure, no_data, style
+from spectra.plots.style import mark_lone_points, new_figure, no_data, style
 
 __all__ = ["plot_alignment"]
 
@@ -87,4 +87,5 @@ def plot_alignment(
             ax.set_xlabel(tkind)
         left.legend(frameon=False, fontsize=7)
         fig.suptitle(title if title is not None else figure_title("Gradient alignment", run_list))
+    mark_lone_points(fig)  # a run of one probe: its points, not an empty panel
     return fig

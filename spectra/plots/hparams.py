@@ -22,7 +22,7 @@ from spectra.plots.data import (
     time_column,
     time_kind,
 )
-from spectra.plots.style import FONT, SINGLE, new_figure, style
+from spectra.plots.style import FONT, SINGLE, mark_lone_points, new_figure, style
 from spectra.runs import RunData
 
 # metric column and its y label: the left column's panels, top to bottom
@@ -84,6 +84,7 @@ def plot_hparams(
         axd[left[0][0]].set_title("hyperparameters used")
         base = f"Hyperparameters over training: {run_title(r)}"
         fig.suptitle(title if title is not None else figure_title(base, [r]))
+    mark_lone_points(fig)  # a run of one probe: its points, not an empty panel
     return fig
 
 

@@ -26,7 +26,7 @@ from spectra.plots.data import (
     run_title,
     time_column,
 )
-from spectra.plots.style import new_figure, no_data, style
+from spectra.plots.style import mark_lone_points, new_figure, no_data, style
 from spectra.runs import RunData
 
 __all__ = ["plot_layers"]
@@ -83,6 +83,7 @@ def plot_layers(
             row[0].set_title(f"{run_title(run)}: λ1 per layer")
             row[1].set_title(f"{run_title(run)}: trace per layer")
         fig.suptitle(title if title is not None else figure_title("Per-layer curvature", run_list))
+    mark_lone_points(fig)  # a run of one probe: its points, not an empty panel
     return fig
 
 

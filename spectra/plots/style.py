@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -166,3 +167,29 @@ def no_data(ax: Axes, text: str) -> None:
     """``text`` in grey at the centre of an empty panel."""
     ax.text(0.5, 0.5, text, transform=ax.transAxes, **_MISSING)
 
+
+
+def mark_lone_points(fig: Figure) -> None:
+    """A marker on every point of a marker-less line that no segment reaches: the only
+    point of a run with one probe, or one between NaN gaps. Without it such a line is
+    listed in the legend but not drawn at all. Other points keep no marker."""
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if line.get_marker() not in ("None", None, "", " "):
+                continue
+            try:
+                x = np.asarray(line.get_xdata(), dtype=np.float64)
+                y = np.asarray(line.get_ydata(), dtype=np.float64)
+            except (TypeError, ValueError):  # dates, categories: not ours to judge
+                continue
+            if x.shape != y.shape or x.ndim != 1 or x.size == 0:
+                continue
+            ok = np.isfinite(x) & np.isfinite(y)
+            reached = np.zeros_like(ok)  # a finite neighbour: a segment reaches the point
+            reached[1:] |= ok[:-1]
+            reached[:-1] |= ok[1:]
+            lone = np.flatnonzero(ok & ~reached)
+            if lone.size:
+                line.set_marker("o")
+                line.set_markevery(lone.tolist())
+                line.set_markersize(max(2.5, 1.8 * line.get_linewidth()))

@@ -61,3 +61,23 @@ def test_nothing_recorded(tmp_path):
         plot_layers(path)
     with pytest.raises(ValueError, match="--alignment"):
         plot_alignment(path)
+
+
+def test_one_probe_is_drawn(tmp_path):
+    """A run stopped after its first probe: every line in the legend has a visible
+    point (the whole Hessian's dashed line and the step's split have no markers)."""
+    path = tmp_path / "one.h5"
+    cfg = {"optimizer": {"name": "sgd"}, "probe": {"layer_names": ["0", "2"],
+                                                   "layer_sizes": [24, 15]}}
+    with RunStore(path) as store:
+        store.create_run("sgd", config=cfg).append_probe(
+            step=0, epoch=0.0, top_eigenvalues=[3.0], trace=10.0,
+            layer_top_eigenvalue=[2.0, 1.0], layer_trace=[6.0, 4.0], alignment_full=0.5,
+            alignment_batch=0.4, step_loss_change=-1e-2, step_loss_change_top=-1e-3,
+            step_loss_change_bulk=-9e-3)
+    run = read_run(path, "sgd")
+    for fig in (plot_layers(run), plot_alignment(run)):
+        for ax in fig.axes:
+            for line in ax.get_lines():
+                if len(line.get_xdata()) == 1:
+                    assert line.get_marker() not in ("None", None, ""), line.get_label()

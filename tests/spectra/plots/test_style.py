@@ -49,3 +49,21 @@ def test_figure_legend_fits_the_figure(width: float, labels: list[str], rows: li
     assert sorted(t.get_text() for t in legend.get_texts()) == sorted(labels)
     ys = [round(t.get_window_extent().y0) for t in legend.get_texts()]
     assert sorted(ys.count(y) for y in set(ys))[::-1] == rows
+
+
+def test_mark_lone_points_marks_only_points_no_segment_reaches() -> None:
+    import numpy as np
+
+    from spectra.plots.style import mark_lone_points
+
+    fig = new_figure(None, (4, 3))
+    ax = fig.subplots()
+    one = ax.plot([0.0], [1.0], ls="--")[0]  # a run of one probe: drawn as nothing
+    gaps = ax.plot([0, 1, 2, 3, 4], [1.0, np.nan, 2.0, 3.0, np.nan])[0]  # 0 is alone
+    marked = ax.plot([0.0], [2.0], marker="s")[0]  # has a marker: left as it is
+    full = ax.plot([0, 1], [1.0, 2.0])[0]
+    mark_lone_points(fig)
+    assert one.get_marker() == "o" and list(one.get_markevery()) == [0]
+    assert gaps.get_marker() == "o" and list(gaps.get_markevery()) == [0]
+    assert marked.get_marker() == "s" and marked.get_markevery() is None
+    assert full.get_marker() in ("None", None, "")
