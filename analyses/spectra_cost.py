@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -114,9 +115,10 @@ def retry_failed(rows: list[tuple[dict, dict]], log) -> list[tuple[dict, dict]]:
 # ---------------------------------------------------------------------- the runs of study 1
 
 
-def monitor_ratios(runs_dir: Path) -> list[tuple[str, float, float, float]]:
+def monitor_ratios(runs_dir: Path) -> list[tuple[str, float, float, float, float]]:
     """Per run of study 1 (``density_evolution``): ``(name, median probe seconds, median
-    epoch seconds, their ratio)`` from the run's own probes and metrics tables."""
+    epoch seconds, their ratio, median products per probe)`` from the run's own probes
+    and metrics tables."""
     from spectra.runs import read_runs
 
     out = []
@@ -127,7 +129,8 @@ def monitor_ratios(runs_dir: Path) -> list[tuple[str, float, float, float]]:
             train = np.asarray(run.metrics.seconds, dtype=float)[ep >= 1]
             if probe.size and train.size:
                 p, t = float(np.median(probe)), float(np.median(train))
-                out.append((f"{path.stem}/{name}", p, t, p / t))
+                mv = float(np.median(np.asarray(run.probes.num_matvecs, dtype=float)))
+                out.append((f"{path.stem}/{name}", p, t, p / t, mv))
     return out
 
 
@@ -315,16 +318,31 @@ def findings(rows: list[tuple[dict, dict]], runs_dir: Path) -> str:
                      f"({per[0] * 1e3:.1f} → {per[-1] * 1e3:.1f} ms).")
     mon = monitor_ratios(runs_dir) if runs_dir.exists() else []
     if mon:
-        lines.append(
+        line = (
             f"- From the monitor's own timing in study 1's runs ({len(mon)} runs of "
             f"`analyses.density_evolution`, CNN, probe on "
             f"{_probe_samples(runs_dir)} samples): median probe / median training epoch = "
-            f"{_study.fmt_mean_std(x for *_, x in mon)} (mean ± std over runs; wall times in "
-            f"the same process, so load slows both); probe {_study.fmt_mean_std(p for _, p, _, _ in mon)} s, "
-            f"epoch {_study.fmt_mean_std(t for _, _, t, _ in mon)} s. That is a third of the "
-            "CPU-time ratio above for the CNN; the two differ in what they time (wall against "
-            "CPU, the CLI's epoch with its test evaluation and row against a bare one) and "
-            "we did not separate these.")
+            f"{_study.fmt_mean_std(r[3] for r in mon)} (mean ± std over runs; wall times in "
+            f"the same process, so load slows both); probe {_study.fmt_mean_std(r[1] for r in mon)} s "
+            f"with {_study.fmt_mean_std(r[4] for r in mon)} products, "
+            f"epoch {_study.fmt_mean_std(r[2] for r in mon)} s.")
+        pr = next((r for _, r in _find(rows, study="params", task="probe", model="CNN")
+                   if "error" not in r), None)
+        ep = next((r for _, r in _find(rows, study="params", task="epoch", model="CNN")
+                   if "error" not in r), None)
+        if pr and ep and pr.get("probe_matvecs"):
+            here = pr["cpu_seconds"] / ep["cpu_seconds"]
+            per_here = here / pr["probe_matvecs"]
+            per_mon = float(np.median([r[3] / r[4] for r in mon]))
+            line += (
+                f" Against the CPU-time ratio above ({here:.0f}): a model in training needs "
+                f"fewer products per probe than the untrained one measured here "
+                f"({pr['probe_matvecs']}), and one product over one epoch is "
+                f"{per_mon:.3f} in the monitor (median over runs) against {per_here:.3f} "
+                "here; what is left between the two is what they time (wall under that "
+                "study's load against CPU time here, the CLI's epoch with its test "
+                "evaluation and row against a bare one).")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -358,13 +376,14 @@ def main(argv: list[str] | None = None) -> None:
         if any("error" in r for _, r in rows):
             rows = retry_failed(rows, lambda msg: print(msg, file=sys.stderr, flush=True))
             saved.write_text(json.dumps(made | {"rows": rows}, indent=1))
+        load = f", load average {made['load']:.1f} at its end" if "load" in made else ""
         origin = (f"- Tables and figure redrawn with `--replot` from the measurements of "
-                  f"`{made['command']}` (wall time {made['seconds']} s).\n")
+                  f"`{made['command']}` (wall time {made['seconds']} s{load}).\n")
     else:
         rows = measure(plan(setting), args.jobs)
         saved.write_text(json.dumps({"command": _study.command_line(),
                                      "seconds": round(time.perf_counter() - started),
-                                     "rows": rows}, indent=1))
+                                     "load": os.getloadavg()[0], "rows": rows}, indent=1))
     fig = out / f"{NAME}.png"
     figure(rows, fig)
     runs_dir = _study.RESULTS / "density_evolution_runs"
@@ -379,8 +398,9 @@ probe per epoch add to an epoch of training?
 - Each point is one measurement of `analyses.scale_bench`'s worker in a fresh process
   (one torch thread): CPU and wall time of the call, extra peak RSS (`ru_maxrss` above
   the resident memory after the model, the data and one warm-up product). One
-  measurement per point; {args.jobs} at a time on a machine shared with other work, so
-  wall times carry the load and CPU times are the numbers to compare.
+  measurement per point, {args.jobs} at a time (load average in the header). Wall times
+  carry the load; CPU times less so, but they too grow on a busy machine (caches and
+  memory bandwidth are shared), so compare points measured in one run.
 - Models: the registry `mlp` (ReLU) with widths {', '.join('-'.join(map(str, w)) for w in MLP_WIDTHS) if not args.quick else 'of the quick setting'}
   on the 64 digit pixels, and the registry `cnn` (1×8×8 images); seed 0, untrained.
 {origin}

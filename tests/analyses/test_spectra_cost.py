@@ -68,3 +68,19 @@ def test_measure_runs_a_repeated_measurement_once(monkeypatch) -> None:
             and j["spec"]["n"] == spectra_cost.QUICK.probe_samples]
     assert len(same) == 2 and same[0] is same[1]
     assert len({id(r) for _, r in rows}) == len(calls)
+
+
+def test_findings_compare_the_monitor_per_product(monkeypatch, tmp_path) -> None:
+    """The monitor's ratio is set against the measured one per product: (probe / products)
+    / epoch, the monitor's the median over its runs."""
+    runs = [("a", 20.0, 1.0, 20.0, 200.0), ("b", 30.0, 2.0, 15.0, 100.0)]  # 0.1, 0.15
+    monkeypatch.setattr(spectra_cost, "monitor_ratios", lambda _: runs)
+    monkeypatch.setattr(spectra_cost, "_probe_samples", lambda _: "128")
+    rows = [({"study": "params", "task": "probe", "model": "CNN"},
+             {"cpu_seconds": 4.0, "probe_matvecs": 200}),
+            ({"study": "params", "task": "epoch", "model": "CNN"}, {"cpu_seconds": 0.1})]
+    text = spectra_cost.findings(rows, tmp_path)
+    assert "probe 25 ± 7.07 s with 150 ± 70.7 products" in text
+    assert "Against the CPU-time ratio above (40)" in text
+    assert "the untrained one measured here (200)" in text
+    assert "0.125 in the monitor (median over runs) against 0.200 here" in text
