@@ -58,9 +58,13 @@ def plot_alignment(
                 continue
             t = np.asarray(p.epoch if tkind == "epoch" else p.step, dtype=np.float64)
             c, label = f"C{i % 10}", run_title(run)
-            left.plot(*finite_series(t, np.asarray(p["alignment_full"])), color=c, marker="o",
-                      markersize=2.5, label=f"{label}: full batch")
-            tb, yb = finite_series(t, np.asarray(p["alignment_batch"]))
+            tf, yf = finite_series(t, np.asarray(p["alignment_full"]))
+            if tf.size:
+                left.plot(tf, yf, color=c, marker="o", markersize=2.5, label=f"{label}: full batch")
+            else:  # in the legend, without a handle that would stand for a line
+                what = "no probes recorded" if len(p) == 0 else "no finite value"
+                left.plot([], [], ls="none", label=f"{label}: {what}")
+            tb, yb = finite_series(t, _column(p, "alignment_batch"))
             if tb.size:
                 left.plot(tb, yb, color=c, linestyle=":", label=f"{label}: minibatch")
             for col, style_kw, what in (
@@ -68,7 +72,7 @@ def plot_alignment(
                 ("step_loss_change_top", {"color": c}, "top-space part"),
                 ("step_loss_change_bulk", {"color": c, "linestyle": "--"}, "complement"),
             ):
-                ts, ys = finite_series(t, np.asarray(p[col]) if col in p.extra else np.array([]))
+                ts, ys = finite_series(t, _column(p, col))
                 if ts.size:
                     right.plot(ts, ys, label=f"{label}: {what}", **style_kw)
                     drawn_step = True
@@ -89,3 +93,10 @@ def plot_alignment(
         fig.suptitle(title if title is not None else figure_title("Gradient alignment", run_list))
     mark_lone_points(fig)  # a run of one probe: its points, not an empty panel
     return fig
+
+
+def _column(probes, name: str) -> np.ndarray:
+    """Probe column ``name`` as float64, all NaN (one per row) when the run lacks it."""
+    if name not in probes.extra:
+        return np.full(len(probes), np.nan)
+    return np.asarray(probes.extra[name], dtype=np.float64)

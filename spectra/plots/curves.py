@@ -183,7 +183,6 @@ def _draw_panel(
     ax.tick_params(labelbottom=True, labelsize=FONT)
     if not items:
         no_data(ax, f"{label}: " + ("only infinite values" if infinite else "not recorded"))
-        ax.tick_params(axis="y", left=False, labelleft=False)  # no values: no y ticks
     mixed = len({e for *_, e in items}) > 1
     for r, t, y, evaluated in items:
         y = y * acc_scale if col.endswith("acc") else y

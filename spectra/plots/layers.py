@@ -94,6 +94,10 @@ def _panel(ax: Axes, run: RunData, t: np.ndarray, column: str, ylabel: str, *, l
         no_data(ax, "not recorded")
         return
     values = np.asarray(values, dtype=np.float64)
+    if len(run.probes) == 0 or not np.isfinite(values).any():
+        no_data(ax, "no probes recorded" if len(run.probes) == 0
+                else "no finite value (NaN or Inf)")
+        return
     for i, label in enumerate(layer_names(run, values.shape[1])):
         ts, ys = finite_series(t, values[:, i])
         ax.plot(ts, ys, marker="o", markersize=2.5, color=f"C{i % 10}", label=label)

@@ -164,8 +164,10 @@ def legend_on_top(ax: Axes, ncols: int) -> None:
 
 
 def no_data(ax: Axes, text: str) -> None:
-    """``text`` in grey at the centre of an empty panel."""
+    """``text`` in grey at the centre of an empty panel, whose y ticks go (with no
+    values they would mean nothing; the x axis may be a time axis shared with others)."""
     ax.text(0.5, 0.5, text, transform=ax.transAxes, **_MISSING)
+    ax.tick_params(axis="y", left=False, labelleft=False)
 
 
 

@@ -81,3 +81,47 @@ def test_one_probe_is_drawn(tmp_path):
             for line in ax.get_lines():
                 if len(line.get_xdata()) == 1:
                     assert line.get_marker() not in ("None", None, ""), line.get_label()
+
+
+def test_a_run_without_probes_among_others_says_so(run, tmp_path):
+    """A second run with the columns but no probe rows (stopped at once): its layer
+    panels say so (no y ticks, no legend of lines that are not there), and the
+    alignment legend names it without a line handle."""
+    path = tmp_path / "two.h5"
+    cfg = {"optimizer": {"name": "sgd"}, "probe": {"layer_names": ["0", "2"],
+                                                   "layer_sizes": [24, 15]}}
+    with RunStore(path) as store:
+        w = store.create_run("sgd", config=cfg)
+        w.append_probe(step=0, epoch=0.0, top_eigenvalues=[3.0], trace=10.0,
+                       layer_top_eigenvalue=[2.0, 1.0], layer_trace=[6.0, 4.0],
+                       alignment_full=0.5)
+    import h5py
+
+    with h5py.File(path, "r+") as f:  # the same columns, no committed rows
+        f["sgd/probes"].attrs["n_rows"] = np.int64(0)
+    empty = read_run(path, "sgd")
+    fig = plot_layers([run, empty])
+    for ax in fig.axes[2:]:
+        assert [t.get_text() for t in ax.texts] == ["no probes recorded"]
+        assert not ax.get_lines() and ax.get_legend() is None
+        assert not ax.yaxis.get_tick_params()["labelleft"]
+    nothing_cut_off(fig)
+    fig = plot_alignment([run, empty])
+    left = fig.axes[0]
+    assert all(len(ln.get_xdata()) for ln in left.get_lines() if "sgd" in ln.get_label()
+               and ln.get_linestyle() != "None")
+    assert "sgd: no probes recorded" in [t.get_text() for t in left.get_legend().get_texts()]
+
+
+def test_alignment_without_the_step_split_columns(tmp_path):
+    """A run written with alignment_full only (by hand, or an older monitor): the
+    missing columns are 'not recorded', not a numpy broadcasting error."""
+    path = tmp_path / "al.h5"
+    with RunStore(path) as store:
+        w = store.create_run("x")
+        for i in range(3):
+            w.append_probe(step=i, epoch=float(i), alignment_full=0.1 * i)
+    fig = plot_alignment(read_run(path, "x"))
+    left, right = fig.axes
+    assert len(left.get_lines()) == 1
+    assert "not recorded" in right.texts[0].get_text()
