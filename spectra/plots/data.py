@@ -216,11 +216,12 @@ def _row_list(rows: list[int]) -> str:
     return "[" + ", ".join(map(str, rows[:10])) + more + "]"
 
 
-def density_rows(run: RunData, kind: str) -> DensityRows:
+def density_rows(run: RunData, kind: str, *, stacklevel: int = 3) -> DensityRows:
     """The probes of ``run`` with a density, against time ``kind`` (epoch or step).
 
     Rows whose nodes or weights are not finite (beyond padding) are skipped with a
-    warning that names them.
+    warning that names them (``stacklevel``: as :func:`warnings.warn`'s, counted from
+    here; the default names the caller of a plot function that calls this).
 
     Raises:
         ValueError: no probe holds a density (the message says whether the run has
@@ -244,7 +245,7 @@ def density_rows(run: RunData, kind: str) -> DensityRows:
                 "damaged file)")
         if not rows:
             raise ValueError(f"{what}; no other probe row has a density to draw")
-        warnings.warn(f"{what}; skipped", stacklevel=3)  # the caller of the plot function
+        warnings.warn(f"{what}; skipped", stacklevel=stacklevel)
     if not rows:
         raise ValueError(_NO_DENSITY.format(name=run.name))
     rows.sort(key=lambda r: (r[0], r[1]))
@@ -254,6 +255,31 @@ def density_rows(run: RunData, kind: str) -> DensityRows:
         index=np.array([r[1] for r in rows], dtype=np.int64),
         measures=[r[2] for r in rows],
     )
+
+
+def density_rows_of(runs: Sequence[RunData], kind: str) -> list[DensityRows]:
+    """The density rows (:func:`density_rows`) of each of ``runs`` that has a density.
+
+    A run without one, among runs with one (a file where one run stopped before its
+    first probe, or was trained without densities), is left out of the figure with a
+    warning that names it and says why. Warnings name the caller of the plot function
+    that calls this.
+
+    Raises:
+        ValueError: no run has a density (the message says why, for each run).
+    """
+    out: list[DensityRows] = []
+    missing: list[str] = []
+    for r in runs:
+        try:
+            out.append(density_rows(r, kind, stacklevel=4))
+        except ValueError as exc:
+            missing.append(str(exc))
+    if not out:
+        raise ValueError("; ".join(missing))
+    for why in missing:
+        warnings.warn(f"{why}; left out of the figure", stacklevel=3)
+    return out
 
 
 def measure_rules(measure: SpectralMeasure) -> Rules:

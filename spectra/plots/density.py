@@ -14,7 +14,7 @@ from spectra.linalg.density import SpectralMeasure
 from spectra.plots.data import (
     DensityRows,
     RunsLike,
-    density_rows,
+    density_rows_of,
     figure_title,
     measure_rules,
     resolve_runs,
@@ -58,8 +58,10 @@ def plot_density(
     A run's top eigenvalues and smallest eigenvalue at that probe (Lanczos) are marked
     by triangles at the top of the axes; the x range holds every one of them.
 
+    A run without density probes, among runs with some, is left out with a warning.
+
     Raises:
-        ValueError: a run without density probes, a probe out of range, bad
+        ValueError: no run with density probes, a probe out of range, bad
             ``sigma``/``grid``/``xscale``/``decades``.
     """
     if isinstance(source, SpectralMeasure):
@@ -68,9 +70,9 @@ def plot_density(
     else:
         run_list = resolve_runs(source, name)
         tkind = time_kind("auto", [(r.probes.step, r.probes.epoch) for r in run_list])
-        curves = []
-        for i, r in enumerate(run_list):  # a loop: warnings name the caller (see evolution)
-            curves.append(probe_curve(density_rows(r, tkind), probe, f"C{i % 10}"))
+        data = density_rows_of(run_list, tkind)  # runs without a density: left out, warned
+        run_list = [d.run for d in data]
+        curves = [probe_curve(d, probe, f"C{i % 10}") for i, d in enumerate(data)]
         if len(run_list) == 1:
             base = f"Hessian eigenvalue density: {curves[0].label}"
             curves = [Curve("SLQ density", curves[0].rules, "C0", top=curves[0].top,

@@ -19,7 +19,7 @@ from spectra.plots.axes import EIGENVALUE_LABEL, eigenvalue_range, set_eigenvalu
 from spectra.plots.data import (
     DensityRows,
     RunsLike,
-    density_rows,
+    density_rows_of,
     figure_title,
     resolve_runs,
     row_edges,
@@ -101,8 +101,10 @@ def plot_evolution(
         cmap: colour map of the checkpoints (lines, one run; default ``"viridis"``) or of
             the heat map (default ``"magma"``).
 
+    A run without density probes, among runs with some, is left out with a warning.
+
     Raises:
-        ValueError: a run without density probes, a checkpoint without a probe near it,
+        ValueError: no run with density probes, a checkpoint without a probe near it,
             a bad ``kind``/``sigma``/``grid``/``decades``.
     """
     if kind not in ("lines", "heatmap"):
@@ -111,10 +113,8 @@ def plot_evolution(
         raise ValueError(f"decades must be a positive number, got {decades!r}")
     run_list = resolve_runs(runs, names)
     tkind = time_kind(by, [(r.probes.step, r.probes.epoch) for r in run_list])
-    data: list[DensityRows] = []
-    for r in run_list:  # a loop: before Python 3.12 a comprehension is a frame of its own,
-        # and the warnings of density_rows would name it instead of the caller
-        data.append(density_rows(r, tkind))
+    data = density_rows_of(run_list, tkind)  # runs without a density: left out, warned
+    run_list = [d.run for d in data]
     if kind == "lines":
         return _lines_figure(data, run_list, tkind, epochs=epochs, sigma=sigma,
                              grid=1200 if grid is None else grid, xscale=xscale or "linear",

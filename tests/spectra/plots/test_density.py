@@ -97,3 +97,30 @@ def test_non_finite_measure_is_refused_by_row() -> None:
                             dim=2)
     with pytest.raises(ValueError, match="no node with positive weight"):
         plot_density(empty)
+
+
+def test_a_run_without_density_among_others_is_left_out_with_a_warning(tmp_path: Path) -> None:
+    """One run of the file stopped before its first probe: the others are drawn and a
+    warning names it; when no run has a density it is an error that says why."""
+    import warnings
+
+    from spectra.plots import plot_evolution
+    from spectra.runs import RunStore
+
+    path = tmp_path / "two.h5"
+    nodes = np.array([[-0.5, 0.0, 1.0, 3.0]])
+    weights = np.array([[0.1, 0.6, 0.2, 0.1]])
+    with RunStore(path) as store:
+        w = store.create_run("good")
+        for e in range(2):
+            w.append_probe(step=e, epoch=float(e), ritz_nodes=nodes, ritz_weights=weights)
+        store.create_run("stopped")
+    for plot in (plot_density, plot_evolution):
+        with pytest.warns(UserWarning, match="run 'stopped' has no density probes: its probes "
+                                             "table has no rows.*left out of the figure"):
+            fig = plot(path)
+        assert "good" in fig.get_suptitle()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="'stopped' has no density probes"):
+            plot_density(path, "stopped")
