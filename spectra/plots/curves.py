@@ -89,6 +89,10 @@ def plot_curves(
         if losses and all(np.all(y > 0) for y in losses):
             grid[0, 0].set_yscale("log")  # shared with grid[0, 1]
             log_ticks(grid[0, 0])
+        for r in run_list:  # a run with nothing drawn is named, with no line handle
+            if r.name not in handles:
+                what = "no metrics rows" if len(r.metrics) == 0 else "no loss or accuracy"
+                handles[r.name] = (Line2D([], [], ls="none"), f"{run_title(r)}: {what}")
         if _INF_LABEL in handles:  # last in the legend, after the runs
             handles[_INF_LABEL] = handles.pop(_INF_LABEL)
         fig.legend(

@@ -110,3 +110,16 @@ def test_curves_of_a_run_without_metrics_rows_say_so(tmp_path: Path) -> None:
         store.create_run("stopped").append_probe(step=0, epoch=0.0, top_eigenvalues=[1.0])
     with pytest.raises(ValueError, match="metrics tables have no rows"):
         plot_curves(path)
+
+
+def test_a_run_without_metrics_among_others_is_named_in_the_legend(tmp_path: Path) -> None:
+    path = tmp_path / "two.h5"
+    with RunStore(path) as store:
+        a = store.create_run("a")
+        for e in (1, 2):
+            a.append_metrics(step=e, epoch=float(e), train_loss=1.0 / e, seconds=1.0)
+        store.create_run("stopped")
+    fig = plot_curves(path)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["a", "stopped: no metrics rows"]
+    nothing_cut_off(fig)
