@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.transforms import offset_copy
 
 from spectra.plots.axes import log_ticks, value_scale
 from spectra.plots.data import (
@@ -154,7 +155,13 @@ def _curvature(run: RunData, tkind: str) -> tuple[list[_Curve], str]:
             tg, g = finite_series(t, top[:, 0] - top[:, 1])
             if tg.size:
                 curv.append((r"gap $\lambda_1 - \lambda_2$ (probe)", tg, g))
-        return curv, "top Hessian eigenvalues (probes)"
+        title = "top Hessian eigenvalues (probes)"
+        gaps = np.sort(t[np.isfinite(t) & ~np.isfinite(top[:, 0])])
+        if gaps.size:  # probes of a run that diverged: not drawn, said
+            more = ", ..." if gaps.size > 4 else ""
+            when = ", ".join(f"{x:g}" for x in gaps[:4]) + more
+            title += f"\nno finite $\\lambda_1$ at {tkind} {when}"
+        return curv, title
     return curv, "curvature seen by the controller"
 
 
@@ -176,6 +183,8 @@ def _extra(run: RunData, key: str, tkind: str) -> tuple[np.ndarray, np.ndarray] 
 
 # --------------------------------------------------------------------------- drawing
 
+_LEGEND_DROP = 0.42  # inches from a right panel's bottom to its legend: below the x label
+
 
 def _draw_hyperparameters(axd: dict[str, Axes], left: list[_Hyperparameter]) -> None:
     """Each hyperparameter as a step line; log y when positive and spanning over 5x
@@ -193,9 +202,12 @@ def _draw_hyperparameters(axd: dict[str, Axes], left: list[_Hyperparameter]) -> 
 
 
 def _legend_below(ax: Axes, ncols: int) -> None:
-    """The panel's legend under its x label, clear of the lines."""
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.32), ncols=ncols, frameon=False,
-              handlelength=1.8, columnspacing=1.0)
+    """The panel's legend under its x label, clear of the lines: a fixed distance below
+    the axes (a share of the axes' height put a tall panel's legend far below it, and
+    past the figure's bottom edge: the layout could not make room for it)."""
+    below = offset_copy(ax.transAxes, fig=ax.get_figure(), y=-_LEGEND_DROP, units="inches")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below, ncols=ncols,
+              frameon=False, handlelength=1.8, columnspacing=1.0)
 
 
 def _draw_curvature(ax: Axes, curv: list[_Curve], title: str) -> None:

@@ -110,3 +110,17 @@ def test_an_optimizers_probe_is_drawn_where_it_was_taken(tmp_path: Path) -> None
     fig = plot_hparams(path, by="epoch")  # the probe's epoch, interpolated from the rows
     curv = next(ax for ax in fig.axes if ax.get_title() == "curvature seen by the controller")
     assert list(curv.get_lines()[0].get_xdata()) == [0.0, 2.5]
+
+
+def test_probes_without_a_finite_lambda1_are_named(tmp_path: Path) -> None:
+    """Probes of a run that diverged (NaN eigenvalues) are not dropped silently."""
+    path = tmp_path / "div.h5"
+    with RunStore(path) as store:
+        run = store.create_run("sgd", config={"optimizer": "sgd"})
+        for s, top in enumerate([[2.0, 1.0], [float("nan")] * 2, [float("nan")] * 2]):
+            run.append_metrics(step=s, epoch=float(s), lr=0.1, momentum=0.9, weight_decay=0.0)
+            run.append_probe(step=s, epoch=float(s), top_eigenvalues=top)
+    fig = plot_hparams(path)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any(r"no finite $\lambda_1$ at step 1, 2" in t for t in titles), titles
+    nothing_cut_off(fig)
