@@ -147,3 +147,29 @@ def value_scale(ax: Axes, values: np.ndarray, axis: str = "y") -> float | None:
     lt = max(lt, 10.0 ** math.floor(math.log10(float(nz.max()) * 1e-6)))
     setter("symlog", linthresh=lt, linscale=1.0, base=10)
     return lt
+
+
+def lone_time_ticks(fig: Figure) -> None:
+    """On panels whose data all lie at one time (a run of one probe or one epoch), one
+    x tick, at that time: matplotlib's default range around a single value has ticks
+    such as -0.04 ... 0.04, epochs before training began. Panels sharing x are judged
+    together (they share their ticks)."""
+
+    def times(ax: Axes) -> np.ndarray:
+        xs = [np.zeros(0)]
+        for line in ax.get_lines():  # lines placed in data coordinates along x
+            if not line.get_transform().contains_branch_seperately(ax.transData)[0]:
+                continue  # axhline and the like: x in axes coordinates
+            try:
+                x = np.asarray(line.get_xdata(), dtype=np.float64)
+            except (TypeError, ValueError):
+                continue
+            xs.append(x[np.isfinite(x)])
+        return np.concatenate(xs)
+
+    for ax in fig.axes:
+        if ax.get_xscale() != "linear":
+            continue
+        x = np.concatenate([times(a) for a in ax.get_shared_x_axes().get_siblings(ax)])
+        if x.size and np.all(x == x[0]):
+            ax.set_xticks([x[0]], [f"{x[0]:g}"])

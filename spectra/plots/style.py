@@ -167,7 +167,7 @@ def no_data(ax: Axes, text: str) -> None:
     """``text`` in grey at the centre of an empty panel, whose y ticks go (with no
     values they would mean nothing; the x axis may be a time axis shared with others)."""
     ax.text(0.5, 0.5, text, transform=ax.transAxes, **_MISSING)
-    ax.tick_params(axis="y", left=False, labelleft=False)
+    ax.tick_params(axis="y", which="both", left=False, labelleft=False)
 
 
 

@@ -246,3 +246,21 @@ def test_a_run_without_probes_among_others_gets_a_panel(tmp_path: Path) -> None:
     nothing_cut_off(fig)
     with pytest.raises(ValueError, match="'stopped' has no eigenvalue probes: its probes table has no rows"):
         plot_sharpness(path, "stopped")
+
+
+def test_one_probe_time_gets_one_tick(tmp_path: Path) -> None:
+    """A run of one probe at epoch 0: one x tick, '0', not -0.04 ... 0.04 (epochs
+    before training); panels sharing x with runs of several probes keep theirs."""
+    path = tmp_path / "one.h5"
+    with RunStore(path) as store:
+        store.create_run("one", config={"optimizer": "dcao"}).append_probe(
+            step=0, epoch=0.0, top_eigenvalues=[3.0, 2.0])
+    ax = plot_sharpness(path).axes[0]
+    assert list(ax.get_xticks()) == [0.0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0"]
+    with RunStore(path) as store:
+        two = store.create_run("two", config={"optimizer": "dcao"})
+        for e in range(3):
+            two.append_probe(step=e, epoch=float(e), top_eigenvalues=[3.0, 2.0])
+    ax = plot_sharpness(path).axes[0]
+    assert len(ax.get_xticks()) > 1
