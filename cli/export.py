@@ -52,6 +52,8 @@ def export(run_file: str, runs: tuple[str, ...], csv_dir: str | None, tb_dir: st
         raise CLIError("nothing to write: give --csv DIR and/or --tensorboard DIR")
 
     have = list_runs(run_file)
+    if not have:  # else --tensorboard alone would write nothing and say 'view: ...'
+        raise CLIError(f"{run_file} holds no runs; nothing to export")
     for name in runs:
         if name not in have:
             from spectra.utils.checks import did_you_mean

@@ -85,7 +85,8 @@ def _load_runs(files: tuple[str, ...], names: tuple[str, ...]) -> list:
     if names:
         found = [(f, r) for f, r in found if r.name in names]
     if not found:
-        raise CLIError(f"{', '.join(files)} hold no runs; nothing to plot")
+        raise CLIError(f"{', '.join(files)} hold{'s' if len(files) == 1 else ''} no runs; "
+                       "nothing to plot")
     if len(files) > 1:
         counts = Counter(r.name for _, r in found)
         found = [(f, replace(r, name=f"{f.stem}/{r.name}") if counts[r.name] > 1 else r)

@@ -45,3 +45,19 @@ def test_export_unknown_run_lists_the_runs(trained, tmp_path):
     assert "--run dcoa: no run of that name" in r.stderr
     assert "Did you mean 'dcao'?" in r.stderr and "Runs: dcao" in r.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_export_of_a_file_without_runs_is_an_error(tmp_path):
+    """--tensorboard alone used to write nothing, print 'view: tensorboard ...' and
+    exit 0; --csv raised a StoreError with a --debug hint."""
+    from spectra.runs import RunStore
+
+    path = tmp_path / "none.h5"
+    with RunStore(path):
+        pass
+    for opts in (("--tensorboard", tmp_path / "tb"), ("--csv", tmp_path / "csv")):
+        r = invoke("export", path, *opts, ok=False)
+        assert r.exit_code == 2
+        assert r.stderr.strip() == f"error: {path} holds no runs; nothing to export"
+        assert "view:" not in r.stdout
+    assert not (tmp_path / "tb").exists() and not (tmp_path / "csv").exists()

@@ -110,3 +110,14 @@ def test_skipped_rows_are_one_warning_line(tmp_path):
     r = invoke("plot", "density", path, "--probe", "0", "-o", tmp_path / "d.png")
     assert "warning: run 'r': the stored Ritz nodes or weights of probe rows [1]" in r.stderr
     assert "UserWarning" not in r.stderr and ".py:" not in r.stderr
+
+
+def test_a_file_without_runs_is_one_line(tmp_path):
+    from spectra.runs import RunStore
+
+    path = tmp_path / "none.h5"
+    with RunStore(path):
+        pass
+    r = invoke("plot", "curves", path, "-o", tmp_path / "c.png", ok=False)
+    assert r.exit_code == 2
+    assert r.stderr.strip() == f"error: {path} holds no runs; nothing to plot"
