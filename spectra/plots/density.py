@@ -112,7 +112,8 @@ def probe_curve(rows: DensityRows, probe: int, color: str | tuple, *, with_time:
     run, n = rows.run, len(rows.measures)
     if not -n <= probe < n:
         raise ValueError(
-            f"probe={probe} is out of range: run {run.name!r} has {n} probes with a density"
+            f"probe={probe} is out of range: run {run.name!r} has {n} "
+            f"probe{'' if n == 1 else 's'} with a density: use {-n} to {n - 1}"
         )
     row = int(rows.index[probe])
     p = run.probes

@@ -124,3 +124,12 @@ def test_a_run_without_density_among_others_is_left_out_with_a_warning(tmp_path:
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="'stopped' has no density probes"):
             plot_density(path, "stopped")
+
+
+def test_probe_out_of_range_says_which_are_valid(tmp_path: Path) -> None:
+    from tests.spectra.plots.conftest import run_with_nodes
+
+    rows = [(np.array([[0.0, 1.0]]), np.array([[0.5, 0.5]]))]
+    path = run_with_nodes(tmp_path / "one.h5", rows)
+    with pytest.raises(ValueError, match="run 'r' has 1 probe with a density: use -1 to 0$"):
+        plot_density(path, probe=3)
