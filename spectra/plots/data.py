@@ -144,7 +144,7 @@ def time_column(
     if by not in ("auto", "epoch", "step"):
         raise ValueError(f"by must be 'auto', 'epoch' or 'step', got {by!r}")
     epoch = np.asarray(epoch, dtype=np.float64)
-    has_epoch = epoch.size > 0 and bool(np.all(np.isfinite(epoch)))
+    has_epoch = bool(np.all(np.isfinite(epoch)))  # a table of no rows lacks no epoch
     if by == "epoch" and not has_epoch:
         raise ValueError(
             f"{what} has rows without an epoch; plot against the step with by='step'"

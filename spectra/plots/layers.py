@@ -98,6 +98,8 @@ def _panel(ax: Axes, run: RunData, t: np.ndarray, column: str, ylabel: str, *, l
     if len(run.probes) == 0 or not np.isfinite(values).any():
         no_data(ax, "no probes recorded" if len(run.probes) == 0
                 else "no finite value (NaN or Inf)")
+        if len(run.probes) == 0:  # its own row: no time either, the x ticks would mean nothing
+            ax.tick_params(axis="x", which="both", bottom=False, labelbottom=False)
         return
     for i, label in enumerate(layer_names(run, values.shape[1])):
         ts, ys = finite_series(t, values[:, i])

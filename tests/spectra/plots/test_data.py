@@ -48,6 +48,10 @@ def test_time_axis() -> None:
     with pytest.raises(ValueError, match="t has rows without an epoch"):
         time_column("epoch", step, epoch, "t")
     assert time_kind("auto", [(step, epoch[:2]), (step, epoch)]) == "step"
+    # a table of no rows (a run stopped at once) lacks no epoch: by="epoch" is no error
+    none = np.zeros(0)
+    assert time_column("epoch", none, none, "t")[1] == "epoch"
+    assert time_column("auto", none, none, "t")[1] == "epoch"
     assert np.array_equal(row_edges(np.array([2.0])), [1.5, 2.5])
     assert np.array_equal(row_edges(np.array([0.0, 1.0, 3.0])), [-0.5, 0.5, 2.0, 4.0])
 

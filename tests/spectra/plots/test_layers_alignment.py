@@ -105,6 +105,7 @@ def test_a_run_without_probes_among_others_says_so(run, tmp_path):
         assert [t.get_text() for t in ax.texts] == ["no probes recorded"]
         assert not ax.get_lines() and ax.get_legend() is None
         assert not ax.yaxis.get_tick_params()["labelleft"]
+        assert not ax.xaxis.get_tick_params()["labelbottom"]
     nothing_cut_off(fig)
     fig = plot_alignment([run, empty])
     left = fig.axes[0]
