@@ -154,6 +154,7 @@ def figure(rows: list[tuple[dict, dict]], path: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
+    from spectra.plots.axes import log_ticks
     from spectra.plots.style import style
 
     ok = [(j, r) for j, r in rows if "error" not in r]
@@ -211,6 +212,8 @@ def figure(rows: list[tuple[dict, dict]], path: Path) -> None:
         for ax in axes:
             ax.set_xscale("log")
             ax.set_yscale("log")
+            log_ticks(ax, "y")  # no 6x10^0 minor labels on a narrow axis
+            log_ticks(ax, "x")
         fig.suptitle("The cost of the spectra on one CPU thread (fresh process per point); "
                      "colour: the model (MLP blue, CNN orange), marker and line: the quantity")
         fig.savefig(path, dpi=110)
@@ -311,11 +314,13 @@ def findings(rows: list[tuple[dict, dict]], runs_dir: Path) -> str:
         mv = [r["probe_matvecs"] for j, r in sorted(
             ((j, r) for j, r in ok if j["study"] == "sizes"), key=lambda x: x[0]["spec"]["n"])]
         per = [x / m for x, m in zip(t, mv, strict=True)]
+        steps = ("" if abs(mv[-1] - mv[0]) <= 0.1 * mv[0] else
+                 f": its Lanczos runs took {'more' if mv[-1] > mv[0] else 'fewer'} steps to "
+                 "converge there")
         lines.append(f"- The CNN's probe against the probe set: CPU time as n^{slope(n, t):.2f} "
                      f"({n[0]} → {n[-1]} samples: {t[0]:.2f} → {t[-1]:.2f} s, with "
-                     f"{mv[0]} → {mv[-1]} products: its Lanczos runs took more steps to converge "
-                     f"there); per product as n^{slope(n, per):.2f} "
-                     f"({per[0] * 1e3:.1f} → {per[-1] * 1e3:.1f} ms).")
+                     f"{mv[0]} → {mv[-1]} products{steps}); per product as "
+                     f"n^{slope(n, per):.2f} ({per[0] * 1e3:.1f} → {per[-1] * 1e3:.1f} ms).")
     mon = monitor_ratios(runs_dir) if runs_dir.exists() else []
     if mon:
         line = (
@@ -376,14 +381,18 @@ def main(argv: list[str] | None = None) -> None:
         if any("error" in r for _, r in rows):
             rows = retry_failed(rows, lambda msg: print(msg, file=sys.stderr, flush=True))
             saved.write_text(json.dumps(made | {"rows": rows}, indent=1))
-        load = f", load average {made['load']:.1f} at its end" if "load" in made else ""
+        jobs, load = made.get("jobs"), made.get("load")
         origin = (f"- Tables and figure redrawn with `--replot` from the measurements of "
-                  f"`{made['command']}` (wall time {made['seconds']} s{load}).\n")
+                  f"`{made['command']}` (wall time {made['seconds']} s).\n")
     else:
         rows = measure(plan(setting), args.jobs)
+        jobs, load = args.jobs, os.getloadavg()[0]
         saved.write_text(json.dumps({"command": _study.command_line(),
                                      "seconds": round(time.perf_counter() - started),
-                                     "load": os.getloadavg()[0], "rows": rows}, indent=1))
+                                     "jobs": jobs, "load": load, "rows": rows}, indent=1))
+    at_once = f"{jobs} at a time" if jobs else "several at a time"
+    if load is not None:
+        at_once += f", 1-min load average {load:.1f} when the last one ended"
     fig = out / f"{NAME}.png"
     figure(rows, fig)
     runs_dir = _study.RESULTS / "density_evolution_runs"
@@ -398,7 +407,7 @@ probe per epoch add to an epoch of training?
 - Each point is one measurement of `analyses.scale_bench`'s worker in a fresh process
   (one torch thread): CPU and wall time of the call, extra peak RSS (`ru_maxrss` above
   the resident memory after the model, the data and one warm-up product). One
-  measurement per point, {args.jobs} at a time (load average in the header). Wall times
+  measurement per point, {at_once}. Wall times
   carry the load; CPU times less so, but they too grow on a busy machine (caches and
   memory bandwidth are shared), so compare points measured in one run.
 - Models: the registry `mlp` (ReLU) with widths {', '.join('-'.join(map(str, w)) for w in MLP_WIDTHS) if not args.quick else 'of the quick setting'}
