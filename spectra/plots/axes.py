@@ -42,7 +42,8 @@ def eigenvalue_range(fig: Figure, axes: Sequence[Axes], scale: EigenvalueScale, 
 def symlog_ticks(
     ax: Axes, lo: float, hi: float, linthresh: float, which: str = "x", width: float = 6.0
 ) -> None:
-    """Readable ticks on a symlog axis over ``[lo, hi]``: 0 and signed powers of ten.
+    """Readable ticks on a symlog axis over ``[lo, hi]``: 0 and signed powers of ten
+    (a range inside the linear part ``(-linthresh, linthresh)``: linear ticks).
 
     ``width`` is the axis length in inches. Labels are placed greedily, 0 and the
     largest decade on each side first, then the others from large to small, each only
@@ -50,6 +51,13 @@ def symlog_ticks(
     the other decades and the 2..9 multiples get minor ticks.
     """
     axis = ax.xaxis if which == "x" else ax.yaxis
+    if -lo < linthresh and hi < linthresh:  # all in the linear part: linear ticks, else
+        # 0 would be the only label and the axis would have no readable extent
+        axis.set_major_locator(mticker.MaxNLocator(nbins=max(3, int(width / 1.2))))
+        axis.set_major_formatter(mticker.FuncFormatter(
+            lambda v, _pos: f"{v:g}".replace("-", "\u2212")))
+        axis.set_minor_locator(mticker.NullLocator())
+        return
     k0 = math.floor(math.log10(linthresh) + 1e-9)
     tr = EigenvalueScale(linthresh)
     inch = width / max(float(tr.to_display(hi) - tr.to_display(lo)), 1e-300)  # in / unit

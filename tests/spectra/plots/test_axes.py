@@ -40,3 +40,14 @@ def test_value_scale() -> None:
     ax = Figure().subplots()
     value_scale(ax, np.array([0.0, 0.0]))  # nothing to scale by: left linear
     assert ax.get_yscale() == "linear"
+
+
+def test_symlog_ticks_inside_the_linear_part_are_linear() -> None:
+    """A range within (-linthresh, linthresh) (a Hessian that vanished: every Ritz node
+    at 0) has no decade to label: linear ticks, not a lone '0'."""
+    ax = Figure().subplots()
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(-0.03, 0.03)
+    symlog_ticks(ax, -0.03, 0.03, 1.0, width=6.0)
+    ticks = [t for t in ax.get_xticks() if -0.03 <= t <= 0.03]
+    assert len(ticks) >= 3 and min(ticks) < 0 < max(ticks)
