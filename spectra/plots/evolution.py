@@ -6,6 +6,7 @@ colour)."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -86,7 +87,9 @@ def plot_evolution(
         epochs: lines only: the checkpoints to draw, in the time unit of ``by`` (each
             the nearest probe with a density); default: up to four of the first run's
             probes, the first, the last and two spaced geometrically between (the
-            spectrum changes fastest early on: 0, 1, 3, 12 of 13 probes).
+            spectrum changes fastest early on: 0, 1, 3, 12 of 13 probes). Another run
+            without a probe at a default checkpoint (it stopped early) skips that
+            curve with a warning; at a checkpoint given here, it is an error.
         sigma: smoothing width in eigenvalue units (on a symlog axis: the width near 0).
             Default: lines, the drawn range over 100; heat map, the axis over 60.
         grid: number of grid points (default 1200 for lines, 600 for the heat map), or
@@ -162,14 +165,26 @@ def _lines_figure(
     curves = []
     shades = matplotlib.colormaps[cmap](np.linspace(0.0, 0.85, len(times)))
     for i, d in enumerate(data):
+        missing = []
         for j, t in enumerate(times):
-            k = _nearest_row(d, t, tkind)
+            try:
+                k = _nearest_row(d, t, tkind)
+            except ValueError:
+                if epochs is not None:  # asked for by the caller: an error
+                    raise
+                missing.append(f"{t:g}")  # the first run's default: skipped, said below
+                continue
             when = probe_when(d, k)
             if len(data) == 1:
                 curves.append(probe_curve(d, k, tuple(shades[j]), label=when))
             else:
                 curves.append(probe_curve(d, k, f"C{i % 10}", ls=_STYLES[j % len(_STYLES)],
                                           label=f"{run_title(d.run)}, {when}"))
+        if missing:  # a run shorter than the first (stopped early, diverged)
+            warnings.warn(
+                f"run {d.run.name!r} has no density probe at {tkind} {', '.join(missing)} (the "
+                f"default checkpoints, from run {data[0].run.name!r}); those curves are left out",
+                stacklevel=3)  # the caller of plot_evolution
     with style():
         fig = new_figure(figsize, SINGLE)
         ax = fig.subplots()

@@ -177,3 +177,24 @@ def test_heatmap_of_one_probe_ticks_its_time(tmp_path: Path) -> None:
     assert list(ax.get_yticks()) == [0.0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["0"]
     nothing_cut_off(fig)
+
+
+def test_a_shorter_run_skips_the_default_checkpoints_it_lacks(tmp_path: Path) -> None:
+    """The default checkpoints come from the first run; a second run that stopped early
+    (diverged, interrupted) draws the ones it has and a warning names the rest. A
+    checkpoint the caller asked for is still an error."""
+    nodes = np.array([[-0.5, 0.0, 1.0, 3.0]])
+    weights = np.array([[0.1, 0.6, 0.2, 0.1]])
+    path = tmp_path / "two.h5"
+    with RunStore(path) as store:
+        for name, n in (("long", 4), ("short", 1)):
+            w = store.create_run(name)
+            for e in range(n):
+                w.append_probe(step=e, epoch=float(e), ritz_nodes=nodes, ritz_weights=weights)
+    with pytest.warns(UserWarning, match=r"run 'short' has no density probe at epoch 1, 2, 3 "
+                                         r"\(the default checkpoints, from run 'long'\)"):
+        fig = plot_evolution(path)
+    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "short, epoch 0" in labels and "long, epoch 3" in labels
+    with pytest.raises(ValueError, match="run 'short' has no density probe at epoch 1"):
+        plot_evolution(path, epochs=[0, 1])
