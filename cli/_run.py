@@ -103,9 +103,10 @@ def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed
         )
     except KeyboardInterrupt:
         raise Interrupted(interrupt_hint(prep.name, report)) from None
+    finally:
+        if tb is not None:  # the events written so far reach the disk, also on an error
+            tb.close()
     report.flush()
-    if tb is not None:
-        tb.close()
     if monitor is not None and isinstance(resume, dict) and resume.get("monitor"):
         before = resume["monitor"]  # report this call's probes, not the run's total
         report.num_probes = monitor.num_probes - int(before["num_probes"])

@@ -151,9 +151,10 @@ def _print_run(s: dict[str, Any], path: Path) -> None:
     if not rows and c:
         rows.append(("config", ", ".join(f"{k}={v}" for k, v in c.items())))
     last = s["last"]
+    holds = ([f"top-{s['top_k']}"] if s["top_k"] else []) + (
+        [f"density {tuple(s['density_shape'])}"] if s["density_shape"] else [])
     rows.append(("rows", f"{s['metrics_rows']} metrics, {s['probe_rows']} probes"
-                         + (f" (top-{s['top_k']}" if s["top_k"] else " (")
-                         + (f", density {tuple(s['density_shape'])})" if s["density_shape"] else ")")))
+                         + (f" ({', '.join(holds)})" if holds else "")))
     if last["epoch"] is not None:
         parts = [f"epoch {last['epoch']:g}"]
         for key, label, pct in (("train_loss", "train loss", False), ("train_acc", "acc", True),

@@ -74,7 +74,8 @@ def compare(**kw) -> None:
     lr=... sets another. Unknown optimizer names, bad --opt-arg keys, bad schedule
     options and existing run names are reported before anything is trained or
     written. A table of the lrs, final losses, accuracies, λ1 and times closes the
-    run.
+    run. An optimizer that diverges (a non-finite loss) keeps its rows so far and is
+    a row of the table; the others still train.
 
     \b
     Examples:
@@ -148,6 +149,7 @@ def compare(**kw) -> None:
                        f"{'has' if len(unpreconditioned) == 1 else 'have'} no diagonal "
                        "preconditioner; probed without it")
     from spectra.runs.store import RunStore
+    from spectra.runs.trainer import TrainingDiverged
 
     summaries = []
     width = max(len(k) for k in keys)
@@ -155,14 +157,27 @@ def compare(**kw) -> None:
         for prep, run_plan in zip(preps, plans, strict=True):
             prep.config["eval_train"] = bool(kw["eval_train"])  # also in the checkpoints' config
             writer = store.create_run(prep.name, prep.config, overwrite=kw["overwrite"])
-            outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=kw["batch_size"],
-                              seed=kw["seed"], plan=run_plan, checkpoint_every=kw["checkpoint_every"],
-                              log_every=kw["log_every"], echo=echo,
-                              progress=show_progress(as_json), prefix=f"{prep.name:<{width}}  ",
-                              eval_train=kw["eval_train"], tensorboard=kw["tensorboard"])
-            summary = outcome_summary(outcome, prep, out)
+            try:
+                outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=kw["batch_size"],
+                                  seed=kw["seed"], plan=run_plan,
+                                  checkpoint_every=kw["checkpoint_every"],
+                                  log_every=kw["log_every"], echo=echo,
+                                  progress=show_progress(as_json),
+                                  prefix=f"{prep.name:<{width}}  ",
+                                  eval_train=kw["eval_train"], tensorboard=kw["tensorboard"])
+            except TrainingDiverged as exc:  # a result of the comparison: go on with the others
+                if echo:
+                    click.echo(f"{prep.name:<{width}}  diverged: {exc} Going on with the others.")
+                summary = _diverged_summary(exc, prep, out)
+            else:
+                summary = outcome_summary(outcome, prep, out)
             summary["lr"] = prep.config["optimizer"]["hyperparameters"].get("lr")
             summaries.append(summary)
+    if all(s.get("diverged") for s in summaries):
+        if as_json:
+            echo_json({"file": str(out), "runs": summaries})
+        raise CLIError(f"every optimizer diverged ({', '.join(keys)}); lower the learning "
+                       f"rate (--opt-arg lr=...). Their rows up to then are in {out}")
     if as_json:
         echo_json({"file": str(out), "runs": summaries})
         return
@@ -189,6 +204,17 @@ def _next_plot(epochs: int, plan: ProbePlan) -> str | None:
     return None
 
 
+def _diverged_summary(exc: Exception, prep, out: Path) -> dict:
+    """The summary of a run whose loss stopped being finite (the fields of
+    :func:`cli._run.outcome_summary` that a run cut short has, and ``diverged``: the step,
+    the epoch, the loss and the message)."""
+    return {"file": str(out), "run": prep.name, "optimizer": prep.key,
+            "diverged": {"step": exc.step, "epoch": exc.epoch, "loss": exc.loss,
+                         "message": str(exc)},
+            "final": {}, "last_probe": None, "train_seconds": math.nan,
+            "probe_seconds": math.nan, "checkpoints": []}
+
+
 def _table(rows: list[dict]) -> None:
     """The closing table: each run's base lr (DCAO scales its own by the controller's
     multiplier, a schedule by its factor), final metrics, last λ1 and times."""
@@ -198,6 +224,11 @@ def _table(rows: list[dict]) -> None:
     click.echo(head)
     click.echo("-" * len(head))
     for r in rows:
+        if r.get("diverged"):
+            d = r["diverged"]
+            click.echo(f"{r['optimizer']:<{width}} {fmt(r.get('lr'), 8)} "
+                       f"diverged: loss {d['loss']} at step {d['step']} (epoch {d['epoch']})")
+            continue
         f = r["final"]
         lp = r["last_probe"] or {}
         top = lp.get("top_eigenvalues") or [math.nan]

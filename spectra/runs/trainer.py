@@ -35,7 +35,18 @@ from spectra.utils.modes import eval_mode
 
 
 class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or Inf; everything written before stays readable."""
+    """The loss became NaN or Inf; everything written before stays readable.
+
+    Attributes:
+        step: the optimizer step whose loss was not finite (1 for the first step).
+        epoch: the epoch it belongs to (1 for the first epoch).
+        loss: that loss (NaN, +Inf or -Inf).
+    """
+
+    def __init__(self, message: str, *, step: int = 0, epoch: int = 0,
+                 loss: float = math.nan) -> None:
+        super().__init__(message)
+        self.step, self.epoch, self.loss = int(step), int(epoch), float(loss)
 
 
 @dataclass(frozen=True)
@@ -380,7 +391,8 @@ class _Training:
             if not bool(torch.isfinite(loss)):
                 raise TrainingDiverged(
                     f"the training loss is {float(loss.detach())} at step {step + 1} (epoch {epoch + 1}); "
-                    "lower the learning rate. Everything written so far is kept."
+                    "lower the learning rate. Everything written so far is kept.",
+                    step=step + 1, epoch=epoch + 1, loss=float(loss.detach()),
                 )
             loss.backward()
             return loss

@@ -106,3 +106,30 @@ def test_compare_suggests_a_figure_its_file_can_draw(tmp_path):
     assert cmd[:3] == ["spectra", "plot", "density"]
     invoke(*cmd[1:])
     assert (tmp_path / "c0_density.png").exists()
+
+
+def test_a_diverged_optimizer_is_a_row_and_the_others_still_train(tmp_path):
+    """sgd at lr 1e30 diverges in its first epoch: its rows so far are kept, the table and
+    the JSON say where it diverged, and adam after it trains as usual."""
+    out = tmp_path / "c.h5"
+    args = ("compare", "--optimizers", "sgd,adam", "--opt-arg", "sgd.lr=1e30", "--epochs", "2",
+            "--probe-every", "0", "--checkpoint-every", "0", *TINY)
+    r = invoke(*args, "-o", out)
+    assert "sgd   diverged: the training loss is " in r.stdout
+    assert "Going on with the others." in r.stdout
+    row = next(line for line in r.stdout.splitlines() if line.split()[:2] == ["sgd", "1e+30"])
+    assert "diverged: loss " in row and "(epoch 1)" in row
+    assert len(read_run(out, "adam").metrics) == 2
+    s = invoke_json(*args, "-o", tmp_path / "d.h5", "--json")
+    sgd, adam = s["runs"]
+    assert sgd["diverged"]["epoch"] == 1 and sgd["diverged"]["step"] >= 1
+    assert adam.get("diverged") is None and adam["final"]["epoch"] == 2
+
+
+def test_compare_fails_when_every_optimizer_diverged(tmp_path):
+    r = invoke("compare", "--optimizers", "sgd,adam", "--opt-arg", "lr=1e30", "--epochs", "1",
+               "--probe-every", "0", "--checkpoint-every", "0", "-o", tmp_path / "c.h5", *TINY,
+               ok=False)
+    assert r.exit_code != 0
+    assert "every optimizer diverged (sgd, adam)" in r.stderr
+    assert set(list_runs(tmp_path / "c.h5")) == {"sgd", "adam"}  # their rows are kept

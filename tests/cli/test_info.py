@@ -19,9 +19,18 @@ def test_info_run_file_json(trained):
 
 def test_info_run_file_text(trained):
     r = invoke("info", trained["h5"])
-    for text in ("1 run", "run 'dcao'", "model: mlp", "optimizer: dcao", "2 metrics, 3 probes",
-                 "last probe: λ1", "checkpoints: 2"):
+    for text in ("1 run", "run 'dcao'", "model: mlp", "optimizer: dcao",
+                 "2 metrics, 3 probes (top-2, density (2, 10))", "last probe: λ1",
+                 "checkpoints: 2"):
         assert text in r.stdout, text
+
+
+def test_info_rows_line_without_probes_has_no_empty_brackets(tmp_path):
+    out = tmp_path / "r.h5"
+    invoke("train", "--optimizer", "sgd", "--epochs", "1", "--probe-every", "0",
+           "--checkpoint-every", "0", "-o", out)
+    r = invoke("info", out)
+    assert "rows: 1 metrics, 0 probes\n" in r.stdout, r.stdout
 
 
 def test_info_without_file_still_reports_the_environment():
