@@ -116,6 +116,25 @@ def execute(prep: PreparedRun, writer, *, ds, epochs: int, batch_size: int, seed
     return RunOutcome(prep.name, result, monitor, report)
 
 
+def next_plot(epochs: int, plan: ProbePlan | None, *, probed: bool, one_run: bool) -> str | None:
+    """The ``spectra plot`` kind to suggest after training, one the run file can draw.
+
+    ``plan``: the probes asked for (``None``: none); ``probed``: whether any probe was
+    recorded; ``one_run``: ``train``'s run (its density evolution, else its sharpness,
+    else its curves) rather than ``compare``'s runs (their curves, or after 0 epochs the
+    density or sharpness at initialization). ``None`` when nothing can be drawn."""
+    on = probed and plan is not None and plan.enabled
+    density = on and plan.density is not None
+    eigenvalues = on and (plan.top_k > 0 or plan.bottom)
+    if one_run and (density or eigenvalues):
+        return "evolution" if density else "sharpness"
+    if epochs > 0:
+        return "curves"
+    if density:
+        return "density"
+    return "sharpness" if eigenvalues else None
+
+
 def interrupt_hint(run: str, report: EpochReport) -> str:
     """What a Ctrl-C left of run ``run`` and how to continue it: ``train --resume`` of
     the last checkpoint written (or resumed from), else a new start with --overwrite."""

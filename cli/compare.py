@@ -39,7 +39,7 @@ from cli._paths import (
     default_checkpoint_dir,
     existing_runs,
 )
-from cli._run import execute, outcome_summary
+from cli._run import execute, next_plot, outcome_summary
 
 
 @click.command()
@@ -186,22 +186,10 @@ def compare(**kw) -> None:
     click.echo("")
     _table(summaries)
     click.echo(f"\nrun file: {out}  (runs {', '.join(keys)})")
-    kind = _next_plot(epochs, plan)
+    probed = any(r.get("num_probes") for r in summaries)
+    kind = next_plot(epochs, plan, probed=probed, one_run=False)
     if kind is not None:
         click.echo(f"next:     spectra plot {kind} {out} -o {out.with_name(f'{out.stem}_{kind}.png')}")
-
-
-def _next_plot(epochs: int, plan: ProbePlan) -> str | None:
-    """The figure to suggest: the curves after any epoch (they need metrics rows, which
-    0 epochs do not write); for 0 epochs the density or the sharpness of the probe at
-    initialization, when one was taken; else None."""
-    if epochs > 0:
-        return "curves"
-    if plan.enabled and plan.density:
-        return "density"
-    if plan.enabled and (plan.top_k > 0 or plan.bottom):
-        return "sharpness"
-    return None
 
 
 def _diverged_summary(exc: Exception, prep, out: Path) -> dict:

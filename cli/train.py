@@ -43,7 +43,7 @@ from cli._paths import (
     shown_path,
 )
 from cli._restore import custom_model_error
-from cli._run import DISCARD, execute, outcome_summary
+from cli._run import DISCARD, execute, next_plot, outcome_summary
 
 # Options that --resume takes from the checkpoint instead of the command line.
 _FROM_CHECKPOINT = ("model_name", "model_arg", "data_name", "data_arg", "data_dir", "seed",
@@ -481,6 +481,7 @@ def _finish(outcome, prep: PreparedRun, out: Path, as_json: bool) -> None:
     click.echo(f"run file:    {out}  (run {prep.name!r})")
     if s["checkpoints"]:
         click.echo(f"checkpoints: {prep.checkpoint_dir}/ (last: {Path(s['checkpoints'][-1]).name})")
-    if s["num_probes"] and prep.config["probe"]:
-        kind = "evolution" if prep.config["probe"]["density"] else "sharpness"
+    kind = next_plot(s["epochs"], ProbePlan.from_config(prep.config["probe"]),
+                     probed=bool(s["num_probes"]), one_run=True)
+    if kind is not None:
         click.echo(f"next:        spectra plot {kind} {out} -o {out.with_suffix('.png')}")

@@ -185,8 +185,9 @@ def row_edges(t: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- densities
 
 _NO_DENSITY = (
-    "run {name!r} has no density probes: record them with density=(n_v, m) "
-    "(SpectralMonitor or `spectra train`), which stores the SLQ ritz_nodes/ritz_weights"
+    "run {name!r} has no density probes: record them with `spectra train --density` (the "
+    "default) or SpectralMonitor's density option, which store the SLQ "
+    "ritz_nodes/ritz_weights"
 )
 _NO_PROBES = (
     "run {name!r} has no density probes: its probes table has no rows (probing was off, "

@@ -206,8 +206,8 @@ def _no_eigenvalues(run: RunData) -> str:
     if (top is not None and np.isfinite(top).any()) or np.isfinite(
             np.asarray(p.bottom_eigenvalue, np.float64)).any():
         return ""
-    return (f"run {run.name!r} has no eigenvalue probes: record them with top_k=k (and "
-            "bottom=True) in SpectralMonitor or `spectra train`")
+    return (f"run {run.name!r} has no eigenvalue probes: record them with `spectra train "
+            "--top-k K` (and --bottom) or SpectralMonitor's top-k (and bottom) options")
 
 
 def _empty_panel(run: RunData) -> _Sharpness:

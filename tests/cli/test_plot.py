@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli.conftest import invoke
+from tests.cli.conftest import DATA, MODEL, invoke
 
 SIGNATURES = {".png": b"\x89PNG", ".pdf": b"%PDF", ".svg": b"<?xml"}
 
@@ -121,3 +121,18 @@ def test_a_file_without_runs_is_one_line(tmp_path):
     r = invoke("plot", "curves", path, "-o", tmp_path / "c.png", ok=False)
     assert r.exit_code == 2
     assert r.stderr.strip() == f"error: {path} holds no runs; nothing to plot"
+
+
+def test_a_run_without_eigenvalues_or_densities_is_told_how_to_record_them(tmp_path):
+    """A run probed for its trace only: train suggests the curves (not a figure the file
+    cannot draw), and density and sharpness name the train options that record them,
+    not the library's keyword arguments."""
+    out = tmp_path / "t.h5"
+    r = invoke("train", "--optimizer", "sgd", "--epochs", "1", "--no-density", "--top-k", "0",
+               "--no-bottom", "--checkpoint-every", "0", "-o", out, *DATA, *MODEL)
+    assert f"next:        spectra plot curves {out}" in r.stdout
+    d = invoke("plot", "density", out, "-o", tmp_path / "d.png", ok=False)
+    assert "record them with `spectra train --density`" in d.stderr
+    s = invoke("plot", "sharpness", out, "-o", tmp_path / "s.png", ok=False)
+    assert "record them with `spectra train --top-k K` (and --bottom)" in s.stderr
+    assert "=True" not in d.stderr + s.stderr and "(n_v, m)" not in d.stderr
