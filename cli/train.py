@@ -236,7 +236,8 @@ def _resume(kw: dict) -> None:
                        f"past step {int(ckpt['step'])}, written after this checkpoint by the run "
                        "that stopped; training writes those steps again")
         # committed to the rewind: the run's later checkpoints belong to no history now
-        _remove_later_checkpoints(ckpt, path, data, folder, echo)
+        if kw["overwrite"]:  # consented to: without it, later files are left (info: stale)
+            _remove_later_checkpoints(ckpt, path, data, folder)
         ck = config.get("checkpoint")
         outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=int(config["batch_size"]),
                           seed=int(config["seed"]), plan=plan,
@@ -352,7 +353,7 @@ def _later_checkpoint(ckpt: dict, path: Path, data: object,
             other = load_checkpoint(candidate)
             check_resume(other, data, where=f"checkpoint {candidate}")
             later = int(other["step"]) > step
-        except (CheckpointError, KeyError, TypeError, ValueError):
+        except (CheckpointError, OSError, KeyError, TypeError, ValueError):
             later = False  # unreadable, or of a dropped history: it holds nothing to lose
         if later:
             return candidate, other
@@ -382,7 +383,7 @@ def _refuse_dropping_later_epochs(ckpt: dict, path: Path, out: Path, run: str,
 
 
 def _remove_later_checkpoints(ckpt: dict, path: Path, data: object,
-                              folder: Path | None, echo: bool) -> list[Path]:
+                              folder: Path | None) -> list[Path]:
     """Delete the checkpoints of ``ckpt``'s run (the same run id) taken after it (a
     greater step), once the run file was rewound to ``ckpt``'s step: they continue
     rows the rewind dropped, so no resume accepts them (``check_resume``), and until
@@ -390,11 +391,12 @@ def _remove_later_checkpoints(ckpt: dict, path: Path, data: object,
     ``spectra info``, or for ever when it stops earlier). Looked for among the run's
     recorded checkpoints (``data``, a :class:`spectra.runs.store.RunData` read before
     the rewind) and the ``checkpoint-epoch*.pt`` files of its checkpoint ``folder``;
-    other runs' checkpoints and other files are never touched. Before the rewind
-    such files exist only with ``--overwrite`` (the resume is refused without it) or
-    as leftovers of an earlier dropped history. One line names what was removed
-    (when ``echo``); a file that cannot be removed is named on stderr and training
-    goes on. Returns the removed paths."""
+    other runs' checkpoints and other files are never touched. Called only with
+    ``--overwrite`` (without it, a resume that would drop later epochs is refused, and
+    leftovers of an earlier dropped history are left where they are). One line on
+    stderr names what was removed, also with ``--json`` or ``--quiet`` (files were
+    deleted); a file that cannot be removed is named there too and training goes on.
+    Returns the removed paths."""
     from spectra.runs.checkpoints import later_checkpoints
 
     removed = []
@@ -406,13 +408,13 @@ def _remove_later_checkpoints(ckpt: dict, path: Path, data: object,
                        f"epochs ({exc.strerror or exc}); delete it by hand", err=True)
         else:
             removed.append(stale)
-    if echo and removed:
+    if removed:
         first = removed[0]
         rest = [p.name if p.parent == first.parent else str(shown_path(p)) for p in removed[1:]]
         names = ", ".join([str(shown_path(first)), *rest]) if len(rest) <= 2 else (
             f"{shown_path(first)} ... {rest[-1]}")
         click.echo(f"removed {len(removed)} checkpoint{'s' if len(removed) > 1 else ''} of the "
-                   f"dropped epochs past epoch {int(ckpt['epoch'])} ({names})")
+                   f"dropped epochs past epoch {int(ckpt['epoch'])} ({names})", err=True)
     return removed
 
 

@@ -283,8 +283,8 @@ def later_checkpoints(ckpt: Mapping[str, Any], candidates: Iterable[str | os.Pat
         try:
             other = load_checkpoint(candidate)
             same, later = (other.get("run") or {}).get("id") == run_id, int(other["step"]) > step
-        except (CheckpointError, KeyError, TypeError, ValueError):
-            continue  # not a checkpoint this run can own
+        except (CheckpointError, OSError, KeyError, TypeError, ValueError):
+            continue  # unreadable, or not a checkpoint this run can own
         if same and later:
             found.append((int(other["step"]), candidate))
     return [p for _, p in sorted(found)]

@@ -114,7 +114,8 @@ def went_on(tmp_path) -> dict:
     shutil.copy(tmp_path / "oc" / "checkpoint-epoch0004.pt", folder / "checkpoint-epoch0004.pt")
     (folder / "checkpoint-epoch0009.pt").write_bytes(b"not a checkpoint")
     (folder / "notes.txt").write_text("mine")
-    return {"out": out, "folder": folder, "other": sorted((tmp_path / "oc").iterdir())}
+    return {"out": out, "folder": folder, "other": sorted((tmp_path / "oc").iterdir()),
+            "epoch3": (folder / "checkpoint-epoch0003.pt").read_bytes()}
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -140,7 +141,7 @@ def test_resume_overwrite_removes_the_runs_later_checkpoints_only(went_on):
                "--overwrite")
     assert ("removed 2 checkpoints of the dropped epochs past epoch 1 "
             f"({shown_path(folder / 'checkpoint-epoch0002.pt')}, checkpoint-epoch0003.pt)"
-            ) in r.stdout
+            ) in r.stderr  # on stderr: also seen with --json and --quiet
     after = _files(folder)
     assert sorted(after) == ["checkpoint-epoch0001.pt", "checkpoint-epoch0002.pt",
                              "checkpoint-epoch0004.pt", "checkpoint-epoch0009.pt", "notes.txt"]
@@ -169,3 +170,24 @@ def test_resume_refuses_to_drop_a_later_checkpoint_the_run_did_not_record(went_o
            match=f"went on to {shown_path(went_on['folder'] / 'checkpoint-epoch0003.pt')} "
                  "(epoch 3)")
     assert _files(went_on["folder"]) == files
+
+
+def test_resume_without_overwrite_leaves_a_dropped_historys_files(went_on):
+    """Files of the run past the resumed checkpoint that belong to no history now (left
+    by an earlier --overwrite resume, e.g. by an older spectra) are not the resume's to
+    delete without --overwrite: they are left (info marks such records stale)."""
+    folder = went_on["folder"]
+    invoke("train", "--resume", folder / "checkpoint-epoch0001.pt", "--epochs", "2",
+           "--overwrite")
+    (folder / "checkpoint-epoch0003.pt").write_bytes(went_on["epoch3"])  # put back
+    r = invoke("train", "--resume", folder / "checkpoint-epoch0002.pt", "--epochs", "2")
+    assert "removed" not in r.stdout + r.stderr
+    assert (folder / "checkpoint-epoch0003.pt").read_bytes() == went_on["epoch3"]
+
+
+def test_resume_overwrite_reports_removed_files_with_json(went_on):
+    folder = went_on["folder"]
+    r = invoke("train", "--resume", folder / "checkpoint-epoch0001.pt", "--epochs", "1",
+               "--overwrite", "--json")
+    assert "removed 2 checkpoints of the dropped epochs past epoch 1" in r.stderr
+    assert not (folder / "checkpoint-epoch0002.pt").exists()

@@ -125,7 +125,7 @@ def test_resume_continues_the_same_run_identically(tmp_path, first):
     assert ("dropped 1 metric and 1 probe rows past step" in r.stdout) == (first == 2), r.stdout
     # and its checkpoint of the dropped epoch 2, until written again
     assert ("removed 1 checkpoint of the dropped epochs past epoch 1 "
-            in r.stdout) == (first == 2), r.stdout
+            in r.stderr) == (first == 2), r.stderr
     a, b = read_run(full, "dcao"), read_run(split, "dcao")
     for table in ("metrics", "probes"):
         ta, tb = getattr(a, table), getattr(b, table)
