@@ -27,14 +27,16 @@ the product of the curvature of one batch's loss with ``k`` vectors.
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch._C._functorch import is_functorch_wrapped_tensor
 from torch.func import functional_call
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -381,7 +383,7 @@ class CurvatureOperator:
         )
 
     def _count_data(self) -> int:
-        if iter(self._data) is self._data:  # counting would use it up, or never end
+        if _one_pass(self._data):  # counting would use it up, or never end
             raise ValueError(
                 f"{type(self).__name__}: data is a one-pass iterator "
                 f"({type(self._data).__name__}): every product is a pass over the data, and "
@@ -396,8 +398,7 @@ class CurvatureOperator:
         for b, batch in enumerate(self._data):
             if b == 0 and not fixed:
                 self._fingerprint = batch_fingerprint(batch)
-            inputs, targets = _split_batch(batch)
-            _check_samples(inputs, targets, b)
+            _, targets = _split_batch(batch)
             n += batch_size(targets)
         self._local_count = n
         if self._group is not None:
@@ -422,6 +423,7 @@ class CurvatureOperator:
         failure: Exception | None = None
         try:
             inputs, targets = _split_batch(next(iter(self._data)))
+            _check_samples(inputs, targets)
             inputs = batch_to(inputs, self._device, self._dtype)
             targets = batch_to(targets, self._device, self._dtype)
             # eval mode: dropout noise and batch-norm batch statistics would make the
@@ -485,7 +487,8 @@ def call_loss(loss_fn: LossFn, outputs: Any, targets: Any) -> Tensor:
 def _check_class_targets(loss_fn: LossFn, outputs: Any, targets: Any) -> None:
     import torch.nn.functional as F
 
-    if isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)):
+    # the exact classes: a subclass may reshape its inputs (B, T, V) -> (B T, V) first
+    if type(loss_fn) in (nn.CrossEntropyLoss, nn.NLLLoss):
         ignore = loss_fn.ignore_index
     elif loss_fn is F.cross_entropy or loss_fn is F.nll_loss:
         ignore = -100
@@ -495,8 +498,10 @@ def _check_class_targets(loss_fn: LossFn, outputs: Any, targets: Any) -> None:
         return
     if targets.is_floating_point() or targets.is_complex() or targets.numel() == 0:
         return  # class probabilities, or nothing to check
+    if is_functorch_wrapped_tensor(targets):
+        return  # under vmap over samples: a value test would be data-dependent control flow
     C = int(outputs.shape[1] if outputs.dim() >= 2 else outputs.shape[0])
-    if _CHECKED_TARGETS.get(targets) == (C, ignore):
+    if _CHECKED_TARGETS.get(targets) == (C, ignore, targets._version):
         return  # checked at an earlier product: no second read (a sync on a GPU)
     bad = ((targets < 0) | (targets >= C)) & (targets != ignore)
     if bool(bad.any()):
@@ -506,11 +511,12 @@ def _check_class_targets(loss_fn: LossFn, outputs: Any, targets: Any) -> None:
             f"(dim {1 if outputs.dim() >= 2 else 0} of its outputs {tuple(outputs.shape)}), or "
             f"ignore_index={ignore}; {int(bad.sum())} of {targets.numel()} are not, e.g. {first}"
         )
-    _CHECKED_TARGETS[targets] = (C, ignore)
+    _CHECKED_TARGETS[targets] = (C, ignore, targets._version)
 
 
-# The target tensors found valid, by identity, with (classes, ignore_index): a data set
-# held as tensors is read once, not at every product; batches a loader makes anew are
+# The target tensors found valid, by identity, with (classes, ignore_index, version): a
+# data set held as tensors is read once, not at every product (an in-place change bumps
+# the version: read again); batches a loader or a move to another device makes anew are
 # checked each time. Entries go with their tensors.
 _CHECKED_TARGETS: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
@@ -518,7 +524,7 @@ _CHECKED_TARGETS: WeakIdKeyDictionary = WeakIdKeyDictionary()
 def _check_regression_targets(loss_fn: LossFn, outputs: Any, targets: Any) -> None:
     import torch.nn.functional as F
 
-    if not (isinstance(loss_fn, nn.MSELoss) or loss_fn is F.mse_loss):
+    if not (type(loss_fn) is nn.MSELoss or loss_fn is F.mse_loss):
         return
     if isinstance(outputs, Tensor) and isinstance(targets, Tensor) and outputs.shape != targets.shape:
         raise ValueError(
@@ -529,18 +535,31 @@ def _check_regression_targets(loss_fn: LossFn, outputs: Any, targets: Any) -> No
         )
 
 
-def _check_samples(inputs: Any, targets: Any, index: int) -> None:
-    """Refuse a batch whose inputs tensor and targets tensor differ in dim 0: the
-    operators take the samples along dim 0 of both (batch weights ``n_b / N`` count
-    the targets), so a mismatch is a mix-up of the data, found here at construction
-    rather than as a broadcasting error (or a silently broadcast loss) in a product."""
+def _one_pass(data: Any) -> bool:
+    """Whether ``data`` is a generator or one of Python's own iterators (``iter(list)``,
+    ``map``, ``zip``, ``itertools.cycle``, ...), which a pass uses up or never ends.
+    Told from the type alone: calling ``iter()`` could draw from the global RNG (a
+    DataLoader's sampler) or start a loader's workers; a class of one's own whose
+    ``__iter__`` rewinds and returns itself is left alone."""
+    return inspect.isgenerator(data) or (
+        isinstance(data, Iterator) and type(data).__module__ in ("builtins", "itertools"))
+
+
+def _check_samples(inputs: Any, targets: Any) -> None:
+    """Refuse a first batch whose inputs tensor and targets tensor differ in dim 0 when
+    the reduction is to be detected: :func:`detect_reduction` halves the batch along dim
+    0 of both, so a mismatch (a mix-up of the data, or a sequence-first model) is named
+    here rather than met as a broadcasting error. A declared ``reduction`` skips this:
+    targets laid out otherwise (flattened tokens, a subset of a graph's nodes) are the
+    loss function's business."""
     if (isinstance(inputs, Tensor) and isinstance(targets, Tensor) and inputs.dim() > 0
             and targets.dim() > 0 and inputs.shape[0] != targets.shape[0]):
         raise ValueError(
-            f"batch {index} of data: inputs of shape {tuple(inputs.shape)} and targets of "
+            f"the first batch of data: inputs of shape {tuple(inputs.shape)} and targets of "
             f"shape {tuple(targets.shape)} hold different numbers of samples along dim 0 "
-            f"({inputs.shape[0]} and {targets.shape[0]}); samples run along dim 0 of both "
-            "(a recurrent model: batch_first=True)"
+            f"({inputs.shape[0]} and {targets.shape[0]}), so the batch cannot be halved to "
+            "tell how loss_fn reduces it: put the samples along dim 0 of both (a recurrent "
+            "model: batch_first=True), or pass reduction='mean' or 'sum'"
         )
 
 

@@ -317,12 +317,27 @@ def test_a_loss_that_returns_a_python_number_is_refused_by_name(operator):
             torch.ones(26, dtype=torch.float64))
 
 
-def test_inputs_and_targets_of_different_lengths_are_refused_at_construction():
+def test_inputs_and_targets_of_different_lengths_are_refused_when_the_reduction_is_detected():
     model, X = _small()
-    with pytest.raises(ValueError, match=r"batch 1 of data: inputs of shape \(12, 3\) and "
-                                         r"targets of shape \(10, 2\)"):
-        HessianOperator(model, nn.MSELoss(), [(X, torch.randn(12, 2, dtype=torch.float64)),
-                                              (X, torch.randn(10, 2, dtype=torch.float64))])
+    with pytest.raises(ValueError, match=r"the first batch of data: inputs of shape \(12, 3\) "
+                                         r"and targets of shape \(10, 2\) .* pass "
+                                         r"reduction='mean' or 'sum'"):
+        # a plain function: its reduction is found by halving the batch
+        HessianOperator(model, lambda out, y: F.mse_loss(out, y),
+                        (X, torch.randn(10, 2, dtype=torch.float64)))
+
+
+def test_targets_laid_out_otherwise_work_with_a_declared_reduction():
+    """Inputs (n, T) of token ids and flattened targets (n T,): the loss function pairs
+    them, and with reduction given nothing needs them paired along dim 0."""
+    g = torch.Generator().manual_seed(0)
+    emb = nn.Sequential(nn.Embedding(5, 3), nn.Flatten(0, 1), nn.Linear(3, 4)).double()
+    ids = torch.randint(0, 5, (2, 6), generator=g)
+    y = torch.randint(0, 4, (12,), generator=g)
+    H = HessianOperator(emb, nn.CrossEntropyLoss(), (ids, y), reduction="mean")
+    dense = H.matmat(torch.eye(H.shape[0], dtype=torch.float64))
+    assert torch.allclose(dense, dense.T, atol=1e-10)
+    assert float(torch.linalg.eigvalsh(dense)[-1]) > 0
 
 
 @pytest.mark.parametrize("operator", [HessianOperator, GGNOperator])
@@ -354,7 +369,7 @@ def test_class_targets_held_as_a_tensor_are_read_once(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "any", lambda t, *a, **k: reads.append(1) or real(t, *a, **k))
     op.matvec(torch.ones(26, dtype=torch.float64))
     first = len(reads)
-    assert first >= 1 and base._CHECKED_TARGETS.get(y) == (2, -100)
+    assert first >= 1 and base._CHECKED_TARGETS.get(y) == (2, -100, y._version)
     op.matvec(torch.ones(26, dtype=torch.float64))
     assert len(reads) == first
 
@@ -367,3 +382,30 @@ def test_mse_targets_that_torch_would_broadcast_are_refused():
     with pytest.raises(ValueError, match=r"targets of the outputs' shape \(12, 1\), got \(12,\)"):
         HessianOperator(model, nn.MSELoss(), (X, torch.randn(12, dtype=torch.float64))).matvec(
             torch.ones(4, dtype=torch.float64))
+
+
+def test_a_loss_subclass_that_reshapes_is_not_range_checked_as_its_base():
+    """A CrossEntropyLoss subclass that flattens (B, T, V) logits itself: dim 1 of its
+    outputs is T, not the classes, so only the exact torch classes are range-checked."""
+
+    class TokenCE(nn.CrossEntropyLoss):
+        def forward(self, out, y):
+            return super().forward(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Embedding(7, 3), nn.Linear(3, 7)).double()
+    ids = torch.randint(0, 7, (4, 2), generator=g)  # T = 2 < 7 classes
+    y = torch.randint(2, 7, (4, 2), generator=g)
+    H = HessianOperator(model, TokenCE(), (ids, y), reduction="mean")
+    assert torch.isfinite(H.matvec(torch.ones(H.shape[0], dtype=torch.float64))).all()
+
+
+def test_call_loss_works_under_vmap_over_samples():
+    from torch.func import vmap
+
+    from spectra.operators.base import call_loss
+
+    logits = torch.randn(5, 3, dtype=torch.float64)
+    y = torch.tensor([0, 2, 1, 1, 0])
+    per_sample = vmap(lambda o, t: call_loss(F.cross_entropy, o, t))(logits, y)
+    assert torch.allclose(per_sample, F.cross_entropy(logits, y, reduction="none"))

@@ -213,3 +213,41 @@ def test_top_eigenvalue_spread_refuses_repeated_seeds_and_a_bare_seed():
     with pytest.raises(TypeError, match=r"data must be the full \(inputs, targets\) pair .* "
                                         r"got list of 1 items"):
         top_eigenvalue_spread(model, nn.CrossEntropyLoss(), [(X, y)], 8, [0])
+
+
+def test_building_an_operator_passes_over_a_loader_once():
+    """The construction's count is the only pass: no extra iter() (each draws a seed from
+    the global RNG in a DataLoader, and would start its workers)."""
+    model, X, y = _problem()
+    loader = DataLoader(TensorDataset(X, y), batch_size=5, shuffle=False)
+    torch.manual_seed(0)
+    for _ in loader:
+        pass
+    expected = torch.rand(1)
+    torch.manual_seed(0)
+    HessianOperator(model, nn.CrossEntropyLoss(), loader)
+    assert torch.equal(torch.rand(1), expected)
+
+
+def test_a_rewinding_iterable_of_ones_own_is_not_taken_for_a_one_pass_iterator():
+    model, X, y = _problem()
+
+    class Rewinding:
+        def __init__(self, batches):
+            self.batches, self.i = batches, 0
+
+        def __iter__(self):
+            self.i = 0
+            return self
+
+        def __next__(self):
+            if self.i == len(self.batches):
+                raise StopIteration
+            self.i += 1
+            return self.batches[self.i - 1]
+
+    data = Rewinding([(X[:6], y[:6]), (X[6:], y[6:])])
+    op = HessianOperator(model, nn.CrossEntropyLoss(), data, reduction="mean")
+    ref = HessianOperator(model, nn.CrossEntropyLoss(), list(data.batches), reduction="mean")
+    v = torch.ones(op.shape[0], dtype=torch.float64)
+    assert torch.allclose(op.matvec(v), ref.matvec(v))
