@@ -97,7 +97,12 @@ def check_checkpoint_dir(path: Path) -> None:
         raise CLIError(f"cannot write checkpoints to {path}: {base} is a file, not a directory")
 
 
-CHECKPOINT_FILES = "checkpoint-epoch*.pt"  # spectra.runs.trainer.CheckpointPolicy's names
+def checkpoint_files(folder: Path) -> list[Path]:
+    """The checkpoint files in ``folder`` (the names ``spectra train`` writes,
+    :data:`spectra.runs.checkpoints.CHECKPOINT_GLOB`), sorted by name: by epoch."""
+    from spectra.runs.checkpoints import CHECKPOINT_GLOB
+
+    return sorted(folder.glob(CHECKPOINT_GLOB))
 
 
 def check_checkpoints_free(path: Path | None, overwrite: bool) -> None:
@@ -107,7 +112,7 @@ def check_checkpoints_free(path: Path | None, overwrite: bool) -> None:
     ``None`` (no checkpoints) always passes."""
     if path is None or overwrite or not path.is_dir():
         return
-    found = sorted(path.glob(CHECKPOINT_FILES))
+    found = checkpoint_files(path)
     if found:
         names = found[0].name if len(found) == 1 else f"{found[0].name} ... {found[-1].name}"
         raise CLIError(

@@ -33,11 +33,11 @@ from cli._options import (
 )
 from cli._output import echo_json, quiet, show_progress
 from cli._paths import (
-    CHECKPOINT_FILES,
     check_checkpoint_dir,
     check_checkpoints_free,
     check_run_file,
     check_tensorboard_runs,
+    checkpoint_files,
     default_checkpoint_dir,
     existing_runs,
     shown_path,
@@ -326,7 +326,7 @@ def _checkpoint_files(data: object, folder: Path | None) -> list[Path]:
     stopped before it recorded them."""
     found = list(data.checkpoints)
     if folder is not None and folder.is_dir():
-        found += sorted(folder.glob(CHECKPOINT_FILES))
+        found += checkpoint_files(folder)
     return found
 
 

@@ -240,13 +240,24 @@ def _check_row_in_history(row: Mapping[str, Any], run: Any, where: str, target: 
             "current history (the run's last); nothing was changed")
 
 
-_EPOCH_NAME = re.compile(r"-epoch(\d+)\.pt$")  # spectra.runs.trainer.CheckpointPolicy's names
+CHECKPOINT_PREFIX = "checkpoint"
+CHECKPOINT_GLOB = f"{CHECKPOINT_PREFIX}-epoch*.pt"  # the files checkpoint_file_name names
+
+
+def checkpoint_file_name(epoch: int, prefix: str = CHECKPOINT_PREFIX) -> str:
+    """The file name of epoch ``epoch``'s checkpoint, ``{prefix}-epoch{E:04d}.pt`` (what
+    :class:`spectra.runs.trainer.CheckpointPolicy` writes, :func:`checkpoint_epoch`
+    reads and :data:`CHECKPOINT_GLOB` matches for the default prefix)."""
+    return f"{prefix}-epoch{int(epoch):04d}.pt"
+
+
+_EPOCH_NAME = re.compile(r"-epoch(\d+)\.pt$")  # checkpoint_file_name's names, any prefix
 
 
 def checkpoint_epoch(path: str | os.PathLike[str]) -> int | None:
-    """The epoch a checkpoint's file name gives (``{prefix}-epoch{E:04d}.pt``, the
-    names :class:`spectra.runs.trainer.CheckpointPolicy` writes), without reading
-    the file; ``None`` for any other name."""
+    """The epoch a checkpoint's file name gives (:func:`checkpoint_file_name`'s
+    ``{prefix}-epoch{E:04d}.pt``), without reading the file; ``None`` for any other
+    name."""
     match = _EPOCH_NAME.search(Path(path).name)
     return int(match.group(1)) if match else None
 

@@ -30,7 +30,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spectra.runs.checkpoints import check_resume, load_checkpoint, run_record, save_checkpoint
+from spectra.runs.checkpoints import (
+    CHECKPOINT_PREFIX,
+    check_resume,
+    checkpoint_file_name,
+    load_checkpoint,
+    run_record,
+    save_checkpoint,
+)
 from spectra.utils.modes import eval_mode
 
 
@@ -61,14 +68,14 @@ class CheckpointPolicy:
 
     directory: str | Path
     every: int = 1
-    prefix: str = "checkpoint"
+    prefix: str = CHECKPOINT_PREFIX
 
     def __post_init__(self) -> None:
         if not (isinstance(self.every, int) and self.every >= 1):
             raise ValueError(f"checkpoint every must be a positive integer, got {self.every!r}")
 
     def path(self, epoch: int) -> Path:
-        return Path(self.directory) / f"{self.prefix}-epoch{epoch:04d}.pt"
+        return Path(self.directory) / checkpoint_file_name(epoch, self.prefix)
 
 
 @dataclass
