@@ -65,7 +65,10 @@ class SpectralMeasure:
         return float(self.nodes[mask].min()), float(self.nodes[mask].max())
 
     def moment(self, p: int) -> float:
-        """Estimate of ``tr(A^p) / P``: the mean over probes of ``sum_j w_j tau_j^p``."""
+        """Estimate of ``tr(A^p) / P``: the mean over probes of ``sum_j w_j tau_j^p``;
+        ``p`` a non-negative integer (``A^p`` of an indefinite ``A`` is defined for
+        those only)."""
+        p = _checks.integer("p", p, 0)
         return float(np.mean(np.sum(self.weights * self.nodes**p, axis=1)))
 
     def trace(self) -> float:

@@ -187,6 +187,8 @@ def top_eigenvalue_spread(
         # shrink the spread (std 0 for all-equal seeds)
         repeated = sorted({s for s in seeds if seeds.count(s) > 1})
         raise ValueError(f"seeds must be distinct, got {list(seeds)} (repeated: {repeated})")
+    world_size = checks.integer("world_size", world_size, 1)
+    rank = checks.integer("rank", rank, 0, world_size - 1)
     make = operator or HessianOperator
     values = []
     for s in seeds:

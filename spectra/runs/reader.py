@@ -302,6 +302,8 @@ def _with_reader(path: Path, fn: Any, wait: float = 5.0) -> Any:
         return fn(own, path)
     if not path.exists():
         raise FileNotFoundError(f"no such spectra run file: {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a spectra run file (.h5)")
     check_hdf5_signature(path)
     jpath = journal_path(path)
     deadline = time.monotonic() + wait

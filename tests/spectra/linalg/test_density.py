@@ -51,6 +51,14 @@ def test_moments_estimate_normalized_traces():
         assert abs(m.moment(p) - true) < 0.15 * abs(true), p
 
 
+def test_moment_takes_non_negative_integer_powers_only():
+    m = slq(with_spectrum(SPECTRA["outliers"]), num_vectors=2, num_steps=10)
+    assert m.moment(0) == pytest.approx(1.0)
+    for bad in (1.5, -1, "2"):
+        with pytest.raises((TypeError, ValueError), match="p must be an integer >= 0"):
+            m.moment(bad)
+
+
 def test_density_integrates_to_one_and_peaks_at_outliers():
     ev = SPECTRA["outliers"]
     m = slq(with_spectrum(ev), num_vectors=4, num_steps=60)

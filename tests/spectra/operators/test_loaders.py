@@ -213,6 +213,12 @@ def test_top_eigenvalue_spread_refuses_repeated_seeds_and_a_bare_seed():
     with pytest.raises(TypeError, match=r"data must be the full \(inputs, targets\) pair .* "
                                         r"got list of 1 items"):
         top_eigenvalue_spread(model, nn.CrossEntropyLoss(), [(X, y)], 8, [0])
+    # a process count of 0, or a rank outside it, used to be ignored (one process)
+    with pytest.raises(ValueError, match="world_size must be an integer >= 1"):
+        top_eigenvalue_spread(model, nn.CrossEntropyLoss(), (X, y), 8, [0], world_size=0)
+    with pytest.raises(ValueError, match=r"rank must be an integer in \[0, 1\]"):
+        top_eigenvalue_spread(model, nn.CrossEntropyLoss(), (X, y), 8, [0], rank=2,
+                              world_size=2)
 
 
 def test_building_an_operator_passes_over_a_loader_once():

@@ -97,3 +97,8 @@ def test_a_misspelt_or_non_string_run_name_is_refused_by_name(tmp_path: Path) ->
         read_run(path, "rr")
     with pytest.raises(TypeError, match="the run name must be a str, got NoneType None"):
         read_run(path, None)
+
+
+def test_reading_a_directory_names_it(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory, not a spectra run file"):
+        read_run(tmp_path, "sgd")
