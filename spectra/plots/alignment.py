@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import numpy as np
 from matplotlib.figure import Figure
 
-from spectra.plots.axes import lone_time_ticks
+from spectra.plots.axes import time_ticks
 from spectra.plots.data import (
     RunsLike,
     figure_title,
@@ -93,7 +93,7 @@ def plot_alignment(
         left.legend(frameon=False, fontsize=7)
         fig.suptitle(title if title is not None else figure_title("Gradient alignment", run_list))
     mark_lone_points(fig)  # a run of one probe: its points, not an empty panel
-    lone_time_ticks(fig)  # one time (a run of one probe): one tick, no negative epochs
+    time_ticks(fig)  # one tick at a lone time, whole numbers for whole epochs
     return fig
 
 

@@ -157,11 +157,13 @@ def value_scale(ax: Axes, values: np.ndarray, axis: str = "y") -> float | None:
     return lt
 
 
-def lone_time_ticks(fig: Figure) -> None:
-    """On panels whose data all lie at one time (a run of one probe or one epoch), one
-    x tick, at that time: matplotlib's default range around a single value has ticks
-    such as -0.04 ... 0.04, epochs before training began. Panels sharing x are judged
-    together (they share their ticks)."""
+def time_ticks(fig: Figure) -> None:
+    """x ticks for time axes (epochs, steps) that say what was recorded: on panels whose
+    data all lie at one time (a run of one probe or one epoch), one tick at that time
+    (matplotlib's default range around a single value has ticks such as -0.04 ... 0.04,
+    epochs before training began); on panels whose times are all whole numbers (rows
+    per epoch), whole-number ticks only (no "epoch 1.2" between epochs 1 and 2). Panels
+    sharing x are judged together (they share their ticks)."""
 
     def times(ax: Axes) -> np.ndarray:
         xs = [np.zeros(0)]
@@ -181,3 +183,5 @@ def lone_time_ticks(fig: Figure) -> None:
         x = np.concatenate([times(a) for a in ax.get_shared_x_axes().get_siblings(ax)])
         if x.size and np.all(x == x[0]):
             ax.set_xticks([x[0]], [f"{x[0]:g}"])
+        elif x.size and np.all(x == np.round(x)):
+            ax.xaxis.set_major_locator(mticker.MaxNLocator(integer=True))

@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from spectra.plots.axes import log_ticks, lone_time_ticks
+from spectra.plots.axes import log_ticks, time_ticks
 from spectra.plots.data import (
     RunsLike,
     figure_title,
@@ -100,7 +100,7 @@ def plot_curves(
             loc="outside lower center", ncols=min(len(handles), 5), frameon=False,
         )
         fig.suptitle(title if title is not None else figure_title("Training curves", run_list))
-    lone_time_ticks(fig)  # one time (a run of one probe): one tick, no negative epochs
+    time_ticks(fig)  # one tick at a lone time, whole numbers for whole epochs
     return fig
 
 

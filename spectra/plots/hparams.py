@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.transforms import offset_copy
 
-from spectra.plots.axes import log_ticks, lone_time_ticks, value_scale
+from spectra.plots.axes import log_ticks, time_ticks, value_scale
 from spectra.plots.data import (
     RunsLike,
     figure_title,
@@ -86,7 +86,7 @@ def plot_hparams(
         base = f"Hyperparameters over training: {run_title(r)}"
         fig.suptitle(title if title is not None else figure_title(base, [r]))
     mark_lone_points(fig)  # a run of one probe: its points, not an empty panel
-    lone_time_ticks(fig)  # one time (a run of one probe): one tick, no negative epochs
+    time_ticks(fig)  # one tick at a lone time, whole numbers for whole epochs
     return fig
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from spectra.plots.axes import log_ticks, lone_time_ticks
+from spectra.plots.axes import log_ticks, time_ticks
 from spectra.plots.data import (
     RunsLike,
     figure_title,
@@ -84,7 +84,7 @@ def plot_layers(
             row[1].set_title(f"{run_title(run)}: trace per layer")
         fig.suptitle(title if title is not None else figure_title("Per-layer curvature", run_list))
     mark_lone_points(fig)  # a run of one probe: its points, not an empty panel
-    lone_time_ticks(fig)  # one time (a run of one probe): one tick, no negative epochs
+    time_ticks(fig)  # one tick at a lone time, whole numbers for whole epochs
     return fig
 
 

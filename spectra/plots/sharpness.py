@@ -31,7 +31,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from spectra.linalg.scales import symlog, symlog_inverse
-from spectra.plots.axes import log_ticks, lone_time_ticks, symlog_ticks, value_scale
+from spectra.plots.axes import log_ticks, symlog_ticks, time_ticks, value_scale
 from spectra.plots.data import (
     RunsLike,
     figure_title,
@@ -160,7 +160,7 @@ def plot_sharpness(
         if len(per_run) == 1:
             base = f"{base}: {run_title(per_run[0].run)}"
         fig.suptitle(title if title is not None else figure_title(base, run_list))
-    lone_time_ticks(fig)  # one time (a run of one probe): one tick, no negative epochs
+    time_ticks(fig)  # one tick at a lone time, whole numbers for whole epochs
     return fig
 
 

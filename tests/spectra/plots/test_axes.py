@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from spectra.plots.axes import power_label, symlog_ticks, value_scale
+from spectra.plots.axes import power_label, symlog_ticks, time_ticks, value_scale
 
 
 @pytest.mark.parametrize("v, label", [
@@ -51,3 +51,16 @@ def test_symlog_ticks_inside_the_linear_part_are_linear() -> None:
     symlog_ticks(ax, -0.03, 0.03, 1.0, width=6.0)
     ticks = [t for t in ax.get_xticks() if -0.03 <= t <= 0.03]
     assert len(ticks) >= 3 and min(ticks) < 0 < max(ticks)
+
+
+def test_time_ticks_are_whole_numbers_for_whole_epochs_only():
+    fig = Figure()
+    whole, part = fig.subplots(1, 2)
+    whole.plot([1.0, 2.0, 3.0], [1.0, 0.5, 0.2])  # one row per epoch
+    part.plot([0.5, 1.0, 1.5], [1.0, 0.5, 0.2])  # probes every half epoch
+    fig.canvas.draw()
+    assert any(t != round(t) for t in whole.get_xticks())  # matplotlib's 1.25, 1.5 ...
+    time_ticks(fig)
+    fig.canvas.draw()
+    assert all(t == round(t) for t in whole.get_xticks())
+    assert any(t != round(t) for t in part.get_xticks())  # left as they were
