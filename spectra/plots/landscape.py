@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, MaxNLocator
 
 from spectra.plots.style import FONT, SINGLE, new_figure, style
 
@@ -26,7 +26,13 @@ def plot_landscape(
 
     1-D: the loss against the step along the direction, with the quadratic model
     ``L(0) + lambda_1 a^2 / 2`` for a top eigenvector. 2-D: filled contours of the loss
-    over the plane, the weights marked with a star.
+    over the plane, the weights marked with a star. Grid points whose loss is NaN or
+    Inf (a span far beyond where the float format holds) are marked with red crosses
+    and counted in the legend, not left blank; a plane of one loss value says so on its
+    colour bar rather than labelling a scale of identical ticks.
+
+    Raises:
+        ValueError: no grid point has a finite loss.
     """
     land = landscape
     losses = np.asarray(land.losses, dtype=np.float64)
@@ -41,6 +47,7 @@ def plot_landscape(
             _draw_line(ax, land, losses, lo, hi)
         else:
             _draw_plane(fig, ax, land, losses, lo, hi)
+        _mark_nonfinite(ax, land, losses)
         kind = _DIRECTION_TITLE.get(land.kind, "direction")
         base = f"Loss along {'a' if land.dims == 1 else 'two'} {kind}" \
             + ("s" if land.dims == 2 else "")
@@ -65,7 +72,6 @@ def _draw_line(ax: Axes, land: Any, losses: np.ndarray, lo: float, hi: float) ->
         " (\u00d7 filter norms)" if land.kind == "random" else "")
     ax.set_xlabel(f"step a along the {_DIRECTION.get(land.kind, 'direction')}{unit}")
     ax.set_ylabel("loss")
-    ax.legend(frameon=False)
     ax.grid(alpha=0.3, lw=0.5)
 
 
@@ -73,13 +79,18 @@ def _draw_plane(fig: Figure, ax: Axes, land: Any, losses: np.ndarray, lo: float,
                 hi: float) -> None:
     """Filled contours of the loss over two directions, the weights at the origin."""
     label = _DIRECTION.get(land.kind, "direction")
-    levels = np.linspace(lo, hi, 25) if hi > lo else 25
+    flat = not hi - lo > 1e-9 * max(abs(lo), abs(hi), 1e-300)
+    if flat:  # one band of one colour; padded, as contourf needs increasing levels
+        pad = max(1e-3 * abs(lo), 1e-12)
+        levels = np.array([lo - pad, hi + pad])
+    else:
+        levels = np.linspace(lo, hi, 25)
     cf = ax.contourf(land.alphas, land.betas, losses, levels=levels, cmap="viridis")
     ax.contour(land.alphas, land.betas, losses, levels=levels, colors="white",
                linewidths=0.3, alpha=0.6)
     cbar = fig.colorbar(cf, ax=ax, pad=0.02, aspect=30)
-    cbar.set_label("loss")
-    cbar.ax.yaxis.set_major_locator(MaxNLocator(7))
+    cbar.set_label(f"loss (flat: {lo:.4g} at every finite point)" if flat else "loss")
+    cbar.ax.yaxis.set_major_locator(FixedLocator([lo]) if flat else MaxNLocator(7))
     cbar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
     cbar.ax.tick_params(labelsize=FONT)
     ax.plot([0], [0], marker="*", color="gold", mec="black", ms=12, ls="none",
@@ -90,4 +101,26 @@ def _draw_plane(fig: Figure, ax: Axes, land: Any, losses: np.ndarray, lo: float,
             suffix = f" (\u03bb{i + 1} = {float(land.eigenvalues[i]):.3g})"
         set_label(f"{label} {i + 1}{suffix}")
     ax.set_aspect("equal")
-    ax.legend(loc="upper right", framealpha=0.85)
+
+
+def _mark_nonfinite(ax: Axes, land: Any, losses: np.ndarray) -> None:
+    """Red crosses where the loss is NaN or Inf, counted in the legend (drawn last).
+
+    1-D: along the top edge of the axes at each such step ``a`` (the loss has no
+    height there); 2-D: at each such grid point ``(a, b)``, which the contours leave blank.
+    """
+    bad = ~np.isfinite(losses)
+    if bad.any():
+        label = f"loss NaN or Inf ({int(bad.sum())} of {bad.size} points)"
+        marks: dict[str, Any] = {"marker": "x", "color": "C3", "ms": 6, "mew": 1.5, "ls": "none",
+                                 "label": label, "zorder": 6, "clip_on": False}
+        if land.dims == 1:
+            ax.plot(np.asarray(land.alphas)[bad], np.full(int(bad.sum()), 0.97),
+                    transform=ax.get_xaxis_transform(), **marks)
+        else:
+            b, a = np.nonzero(bad)
+            ax.plot(np.asarray(land.alphas)[a], np.asarray(land.betas)[b], **marks)
+    if land.dims == 1:
+        ax.legend(frameon=False)
+    else:
+        ax.legend(loc="upper right", framealpha=0.85)

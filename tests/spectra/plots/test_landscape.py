@@ -42,3 +42,28 @@ def test_a_plane_of_two_directions() -> None:
 def test_no_finite_loss_is_refused() -> None:
     with pytest.raises(ValueError, match="all NaN or Inf"):
         plot_landscape(_landscape(1, "random", losses=np.full(5, np.nan)))
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_nonfinite_losses_are_marked_and_counted(dims: int) -> None:
+    land = _landscape(dims, "top")
+    losses = land.losses.copy()
+    if dims == 1:
+        losses[[0, -1]] = [np.nan, np.inf]
+    else:
+        losses[0, :2] = np.nan
+    land = Landscape(**{**land.__dict__, "losses": losses})
+    ax = plot_landscape(land).axes[0]
+    marks = [ln for ln in ax.get_lines() if ln.get_label().startswith("loss NaN or Inf")]
+    assert len(marks) == 1 and "2 of" in marks[0].get_label()
+    assert len(marks[0].get_xdata()) == 2
+    assert any(t.get_text().startswith("loss NaN or Inf") for t in ax.get_legend().get_texts())
+
+
+def test_a_flat_plane_names_its_one_value() -> None:
+    fig = plot_landscape(_landscape(2, "random", losses=np.full((5, 5), 2.25)))
+    cbar = fig.axes[1]
+    assert "flat: 2.25" in cbar.get_ylabel()
+    fig.canvas.draw()
+    labels = [t.get_text() for t in cbar.get_yticklabels() if t.get_text()]
+    assert len(labels) == len(set(labels)) == 1
