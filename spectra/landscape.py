@@ -198,8 +198,9 @@ def loss_landscape(
             ``loss_fn.reduction``, else determined from the loss on the first batch).
 
     Raises:
-        ValueError: bad ``dims``, ``span``, ``points`` or ``directions``, or a loss
-            whose reduction is neither a per-sample mean nor a sum.
+        ValueError: bad ``dims``, ``span``, ``points`` or ``directions``, a direction
+            that is zero (random directions of a model whose weights are all zero), or a
+            loss whose reduction is neither a per-sample mean nor a sum.
     """
     if dims not in (1, 2):
         raise ValueError(f"dims must be 1 or 2, got {dims!r}")
@@ -231,6 +232,13 @@ def loss_landscape(
     for d in dirs:
         if len(d) != len(base) or any(t.shape != b.shape for t, b in zip(d, base)):
             raise ValueError("each direction must be a list of tensors shaped like the model's parameters")
+    for i, d in enumerate(dirs):
+        if not any(bool(t.ne(0).any()) for t in d):
+            why = (": every weight filter has norm zero (a zero-initialised model?), and "
+                   "filter normalization scales by those norms; use the 'top' directions"
+                   if kind == "random" else "")
+            raise ValueError(f"direction {i + 1} of the landscape is zero, so the loss along it "
+                             f"is trivially flat{why}")
     # given directions may live elsewhere (on the CPU for a CUDA model): where the parameters are
     dirs = [[t.to(device=b.device) for t, b in zip(d, base)] for d in dirs]
     batches = list(normalize_data(data))

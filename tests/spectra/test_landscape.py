@@ -102,3 +102,16 @@ def test_batches_add_up_by_the_reduction_of_a_custom_loss():
         assert top.center_loss == pytest.approx(float(F.mse_loss(model(X), y)), rel=1e-12)
     with pytest.raises(ValueError, match="reduction="):
         loss_landscape(model, lambda o, t: ((o - t) ** 2).max(), data, directions="random", points=3)
+
+
+def test_a_zero_direction_is_refused_not_drawn_flat():
+    """Filter-normalized random directions of an all-zero model are zero: a flat plot would lie."""
+    model, loss_fn, data = _regression()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    with pytest.raises(ValueError, match="direction 1 of the landscape is zero.*filter has norm zero"):
+        loss_landscape(model, loss_fn, data, directions="random", points=3)
+    zero = [[torch.zeros_like(p) for p in model.parameters()]]
+    with pytest.raises(ValueError, match="direction 1 of the landscape is zero"):
+        loss_landscape(model, loss_fn, data, directions=zero, points=3)
