@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 import numpy as np
 
@@ -54,6 +56,8 @@ def landscape(checkpoint, directions, dims, span, points, samples, tol, seed, mo
     """
     from spectra.landscape import loss_landscape
 
+    if not math.isfinite(span):
+        raise CLIError(f"--span must be a finite positive number, got {span}")
     if points % 2 == 0:
         raise CLIError(f"--points must be odd so that the weights themselves are on the grid, got {points}")
     if output is None and not as_json:
@@ -82,13 +86,17 @@ def landscape(checkpoint, directions, dims, span, points, samples, tol, seed, mo
         return
     if quiet():
         return
-    lo, hi = float(np.nanmin(land.losses)), float(np.nanmax(land.losses))
+    finite = np.isfinite(land.losses)
+    lo, hi = float(land.losses[finite].min()), float(land.losses[finite].max())
     what = "top Hessian eigenvector" if directions == "top" else "random filter-normalized direction"
     click.echo(f"{title}: {dims}-D, {what}{'s' if dims > 1 else ''}, {points} points per "
                f"direction over [-{span:g}, {span:g}], {len(y)} samples")
     if land.eigenvalues is not None:
         click.echo("eigenvalues: " + ", ".join(f"λ{i + 1} = {v:.4g}" for i, v in enumerate(land.eigenvalues)))
-    click.echo(f"loss at the weights {land.center_loss:.4g}; on the grid from {lo:.4g} to {hi:.4g}")
+    bad = int(finite.size - finite.sum())
+    click.echo(f"loss at the weights {land.center_loss:.4g}; on the grid from {lo:.4g} to {hi:.4g}"
+               + (f" where finite; NaN or Inf at {bad} of {finite.size} points (a smaller --span "
+                  "keeps to finite losses)" if bad else ""))
     if path is not None:
         click.echo(f"wrote {path}")
 

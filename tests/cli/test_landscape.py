@@ -31,3 +31,13 @@ def test_landscape_random_2d(trained, tmp_path):
                       "random", "--dims", "2", "--points", "5", "--json")
     assert np.asarray(out["losses"]).shape == (5, 5) and out["eigenvalues"] is None
     assert out["losses"][2][2] == out["center_loss"]
+
+
+def test_landscape_names_nonfinite_points_and_a_nonfinite_span(trained, tmp_path):
+    ckpt = trained["checkpoints"][-1]
+    r = invoke("landscape", "--checkpoint", ckpt, "--span", "1e36", "--points", "3",
+               "-o", tmp_path / "far.png")
+    assert "NaN or Inf at 2 of 3 points" in r.stdout
+    assert "from nan" not in r.stdout and "to inf" not in r.stdout
+    r = invoke("landscape", "--checkpoint", ckpt, "--span", "nan", "--json", ok=False)
+    assert r.exit_code != 0 and "--span must be a finite positive number" in r.stderr
