@@ -199,8 +199,9 @@ def loss_landscape(
 
     Raises:
         ValueError: bad ``dims``, ``span``, ``points`` or ``directions``, a direction
-            that is zero (random directions of a model whose weights are all zero), or a
-            loss whose reduction is neither a per-sample mean nor a sum.
+            that is zero (random directions of a model whose weights are all zero), a
+            non-finite loss at the parameters themselves, or a loss whose reduction is
+            neither a per-sample mean nor a sum.
     """
     if dims not in (1, 2):
         raise ValueError(f"dims must be 1 or 2, got {dims!r}")
@@ -246,6 +247,9 @@ def loss_landscape(
     red = op.reduction
     with eval_mode(model):
         center = _loss_at(model, loss_fn, red, batches, names, base, dirs, [0.0] * dims)
+        if not math.isfinite(center):
+            raise ValueError(f"the loss at the parameters themselves is {center}: there is no "
+                             "landscape around them (non-finite weights, or a diverged model?)")
         if dims == 1:
             losses = np.array([_loss_at(model, loss_fn, red, batches, names, base, dirs, [a])
                                for a in grid])

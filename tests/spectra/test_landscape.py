@@ -115,3 +115,12 @@ def test_a_zero_direction_is_refused_not_drawn_flat():
     zero = [[torch.zeros_like(p) for p in model.parameters()]]
     with pytest.raises(ValueError, match="direction 1 of the landscape is zero"):
         loss_landscape(model, loss_fn, data, directions=zero, points=3)
+
+
+def test_a_nonfinite_loss_at_the_parameters_is_refused():
+    """NaN weights: random directions would give an all-NaN landscape, silently."""
+    model, loss_fn, data = _regression()
+    with torch.no_grad():
+        model.weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match="loss at the parameters themselves is nan"):
+        loss_landscape(model, loss_fn, data, directions="random", points=3)
