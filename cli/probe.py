@@ -489,8 +489,12 @@ def _print_curvature(res) -> None:
 def _print_result(res, top_k, bottom, trace_matvecs, tol) -> None:
     if top_k:
         click.echo(f"{'':>6} {'eigenvalue':>12} {'rel. residual':>14}")
+        # relative to the spectrum's scale for an eigenvalue that is zero to within tol (a
+        # flat direction): r / |λ| there is rounding over rounding, not the solver's accuracy
+        floor = tol * float(np.max(np.abs(res.top_eigenvalues)))
         for i, (v, r) in enumerate(zip(res.top_eigenvalues, res.top_residuals)):
-            rel = r / abs(v) if v != 0 else float("nan")
+            scale = max(abs(float(v)), floor)
+            rel = r / scale if scale > 0 else float("nan")
             click.echo(f"{f'λ{i + 1}':>6} {fmt(v, 12)} {fmt(rel, 14, digits=2)}")
     if bottom:
         click.echo(f"{'λmin':>6} {fmt(res.bottom_eigenvalue, 12)}")
@@ -498,8 +502,8 @@ def _print_result(res, top_k, bottom, trace_matvecs, tol) -> None:
         click.echo(f"{'trace':>6} {fmt(res.trace, 12)} ± {fmt(res.trace_stderr, digits=2)} "
                    f"(Hutch++, {trace_matvecs} products; ± one standard error)")
     if top_k:
-        click.echo(f"rel. residual: ‖Hv − λv‖ / |λ| of each eigenpair (‖v‖ = 1); converged "
-                   f"where ≤ --tol {tol:g}")
+        click.echo(f"rel. residual: ‖Hv − λv‖ / |λ| of each eigenpair (‖v‖ = 1; / tol·max|λ| "
+                   f"where |λ| is below that); converged where ≤ --tol {tol:g}")
     if res.measure is not None:
         _print_density(res.measure, tol)
     status = "converged" if res.converged else f"NOT converged to --tol {tol:g}"

@@ -86,3 +86,17 @@ def test_probe_sample_seed_and_subsamples_report_lambda1_per_subsample():
     assert first["top_eigenvalues"][0] != lam
     r = invoke(*args, "--samples", "101", "--sample-seed", "0", ok=False)
     assert r.exit_code != 0 and "--samples" in r.output + r.stderr
+
+
+def test_rel_residual_of_a_zero_eigenvalue_is_against_the_spectrums_scale(capsys):
+    """λ2 = -5e-11 of a zeroed model, residual 2e-9: converged, not 'rel. residual 34'."""
+    from types import SimpleNamespace
+
+    from cli.probe import _print_result
+
+    res = SimpleNamespace(top_eigenvalues=np.array([0.1, -5.4e-11]),
+                          top_residuals=np.array([1.5e-8, 1.8e-9]), measure=None,
+                          converged=True, num_matvecs=16, seconds=0.01)
+    _print_result(res, top_k=2, bottom=False, trace_matvecs=0, tol=1e-3)
+    rows = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("λ")]
+    assert [float(r[-1]) for r in rows] == [1.5e-7, 1.8e-5]
