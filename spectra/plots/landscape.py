@@ -12,6 +12,7 @@ from matplotlib.ticker import FixedLocator, FormatStrFormatter, MaxNLocator
 
 from spectra.plots.style import FONT, SINGLE, new_figure, style
 
+_COARSE = 7  # a plane of at most this many points a side shows its grid points
 _DIRECTION = {"top": "top eigenvector", "random": "random direction"}
 _DIRECTION_TITLE = {"top": "top Hessian eigenvector", "random": "random filter-normalized direction"}
 
@@ -26,10 +27,12 @@ def plot_landscape(
 
     1-D: the loss against the step along the direction, with the quadratic model
     ``L(0) + lambda_1 a^2 / 2`` for a top eigenvector. 2-D: filled contours of the loss
-    over the plane, the weights marked with a star. Grid points whose loss is NaN or
-    Inf (a span far beyond where the float format holds) are marked with red crosses
-    and counted in the legend, not left blank; a plane of one loss value says so on its
-    colour bar rather than labelling a scale of identical ticks.
+    over the plane, the weights marked with a star (and on a coarse grid, of at most
+    7 points a side, the grid points, as the contours between them are interpolated).
+    Grid points whose loss is NaN or Inf (a span far beyond where the float format
+    holds) are marked with red crosses and counted in the legend, not left blank; a
+    plane of one loss value says so on its colour bar rather than labelling a scale of
+    identical ticks.
 
     Raises:
         ValueError: no grid point has a finite loss.
@@ -93,6 +96,11 @@ def _draw_plane(fig: Figure, ax: Axes, land: Any, losses: np.ndarray, lo: float,
     cbar.ax.yaxis.set_major_locator(FixedLocator([lo]) if flat else MaxNLocator(7))
     cbar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
     cbar.ax.tick_params(labelsize=FONT)
+    if len(land.alphas) <= _COARSE:  # contours of a few samples: show where they are
+        a, b = np.meshgrid(land.alphas, land.betas)
+        ax.plot(a.ravel(), b.ravel(), marker=".", color="black", ms=5, ls="none", clip_on=False,
+                zorder=4,
+                label=f"grid ({len(land.alphas)}×{len(land.betas)}, contours interpolated)")
     ax.plot([0], [0], marker="*", color="gold", mec="black", ms=12, ls="none",
             label="weights")
     for i, set_label in enumerate((ax.set_xlabel, ax.set_ylabel)):

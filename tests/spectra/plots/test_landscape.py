@@ -67,3 +67,14 @@ def test_a_flat_plane_names_its_one_value() -> None:
     fig.canvas.draw()
     labels = [t.get_text() for t in cbar.get_yticklabels() if t.get_text()]
     assert len(labels) == len(set(labels)) == 1
+
+
+def test_a_coarse_plane_shows_its_grid_points() -> None:
+    ax = plot_landscape(_landscape(2, "top")).axes[0]  # 5 x 5
+    grid = [ln for ln in ax.get_lines() if ln.get_label().startswith("grid (5\u00d75")]
+    assert len(grid) == 1 and len(grid[0].get_xdata()) == 25
+    a = np.linspace(-1.0, 1.0, 21)
+    fine = Landscape(alphas=a, betas=a, losses=a[None, :] ** 2 + a[:, None] ** 2, center_loss=0.0,
+                     kind="random", eigenvalues=None, num_matvecs=0, seconds=0.0)
+    ax = plot_landscape(fine).axes[0]
+    assert not any(ln.get_label().startswith("grid") for ln in ax.get_lines())
