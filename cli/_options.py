@@ -25,10 +25,24 @@ import click
 
 from cli._errors import CLIError
 
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` and ``inf``: a NaN fails none of
+    its comparisons, and an unbounded side lets ``inf`` through."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{rv} is not a finite number.", param, ctx)
+        return rv
+
+
 # --seed: torch.manual_seed takes a 64-bit integer.
 SEED = click.IntRange(0, 2**63 - 1)
-# --tol: a relative residual, so 0 < tol < 1 (inf and nan are refused too).
-TOL = click.FloatRange(0, 1, min_open=True, max_open=True)
+# --tol: a relative residual, so 0 < tol < 1 (nan refused too).
+TOL = FiniteFloatRange(0, 1, min_open=True, max_open=True)
+# a width or a span: positive and finite (--sigma, --span)
+POSITIVE = FiniteFloatRange(min=0, min_open=True)
 LOSSES = ("auto", "cross-entropy", "mse")
 
 

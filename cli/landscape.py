@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import click
 import numpy as np
 
 from cli._errors import CLIError, handle_errors
-from cli._options import SEED, TOL, device_option, parse_kv
+from cli._options import POSITIVE, SEED, TOL, device_option, parse_kv
 from cli._output import echo_json, quiet
 from cli._paths import check_figure_output
 from cli._restore import restore
@@ -24,7 +22,7 @@ from cli._restore import restore
 @click.option("--dims", type=click.IntRange(1, 2), default=1, show_default=True,
               help="1: a line through the weights; 2: a plane.")
 @click.option("--span", default=1.0, show_default=True,
-              type=click.FloatRange(min=0, min_open=True),
+              type=POSITIVE,
               help="The grid covers [-span, span] along each direction.")
 @click.option("--points", default=21, show_default=True, type=click.IntRange(min=3),
               help="Grid points per direction (odd, so the weights themselves are on the grid).")
@@ -56,8 +54,6 @@ def landscape(checkpoint, directions, dims, span, points, samples, tol, seed, mo
     """
     from spectra.landscape import loss_landscape
 
-    if not math.isfinite(span):
-        raise CLIError(f"--span must be a finite positive number, got {span}")
     if points % 2 == 0:
         raise CLIError(f"--points must be odd so that the weights themselves are on the grid, got {points}")
     if output is None and not as_json:

@@ -16,7 +16,7 @@ import click
 
 from cli._build import optimizer_keys
 from cli._errors import CLIError, first_line, handle_errors, speak_cli
-from cli._options import parse_kv, split_opt_args
+from cli._options import POSITIVE, parse_kv, split_opt_args
 from cli._output import quiet
 from cli._paths import check_figure_output
 
@@ -145,7 +145,7 @@ def plot() -> None:
 @click.option("--by", type=BY, default="auto", show_default=True, help="Time axis.")
 @click.option("--xscale", type=click.Choice(("linear", "symlog")),
               help="Eigenvalue axis  [default: linear for lines, symlog for the heat map].")
-@click.option("--sigma", type=click.FloatRange(min=0, min_open=True),
+@click.option("--sigma", type=POSITIVE,
               help="Gaussian smoothing width in eigenvalue units  [default: from the "
                    "spectrum's width; stated on the figure].")
 def evolution(run_files, output, runs, title, dpi, kind, epochs, by, xscale, sigma):
@@ -225,7 +225,7 @@ def _dcao_clamp(config) -> tuple[float, float] | None:
               help="Which probe with a density (0: the first, -1: the last).")
 @click.option("--xscale", type=click.Choice(("linear", "symlog")), default="linear",
               show_default=True, help="Eigenvalue axis.")
-@click.option("--sigma", type=click.FloatRange(min=0, min_open=True),
+@click.option("--sigma", type=POSITIVE,
               help="Gaussian smoothing width in eigenvalue units  [default: from the "
                    "spectrum's width; stated on the figure].")
 def density(run_files, output, runs, title, dpi, probe_index, xscale, sigma):

@@ -6,6 +6,7 @@ import pytest
 
 from cli._errors import CLIError
 from cli._options import ProbePlan, parse_kv, parse_value, split_opt_args
+from tests.cli.conftest import invoke
 
 
 @pytest.mark.parametrize(("raw", "value"), [
@@ -102,3 +103,17 @@ def test_resolve_device_refuses_a_gpu_the_machine_lacks(two_gpus):
     with pytest.raises(ValueError, match=r"cuda:2 does not exist: this machine has 2 CUDA "
                                          r"devices, cuda:0 \.\. cuda:1"):
         resolve_device("cuda:2")
+
+
+@pytest.mark.parametrize("args", [
+    ("probe", "--checkpoint", "x.pt", "--tol", "nan"),
+    ("landscape", "--checkpoint", "x.pt", "--tol", "nan"),
+    ("plot", "density", "x.h5", "--sigma", "nan"),
+    ("plot", "density", "x.h5", "--sigma", "inf"),
+])
+def test_nan_and_inf_are_refused_by_the_option_types(args):
+    """click's FloatRange lets nan through (it fails no comparison) and inf through an
+    unbounded side: FiniteFloatRange refuses both, naming the option."""
+    r = invoke(*args, ok=False)
+    assert r.exit_code == 2 and "is not a finite number" in r.stderr, r.stderr
+    assert f"'{args[-2]}'" in r.stderr
