@@ -15,10 +15,12 @@ from cli._restore import restore
 @click.command()
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), metavar="CKPT",
               help="A checkpoint written by `spectra train`.")
-@click.option("--directions", type=click.Choice(("top", "random")), default="top",
-              show_default=True,
-              help="top: Hessian eigenvectors (unit norm); random: filter-normalized Gaussian "
-                   "directions (Li et al. 2018).")
+@click.option("--directions", type=click.Choice(("top", "bottom", "extremes", "random")),
+              default="top", show_default=True,
+              help="Hessian eigenvectors (unit norm) of the largest eigenvalues (top), the "
+                   "most negative (bottom), or the top one and the most negative one "
+                   "(extremes, --dims 2: a saddle's plane); random: filter-normalized "
+                   "Gaussian directions (Li et al. 2018).")
 @click.option("--dims", type=click.IntRange(1, 2), default=1, show_default=True,
               help="1: a line through the weights; 2: a plane.")
 @click.option("--span", default=1.0, show_default=True,
@@ -50,9 +52,14 @@ def landscape(checkpoint, directions, dims, span, points, samples, tol, seed, mo
     Examples:
       spectra landscape --checkpoint CKPT -o landscape.png
       spectra landscape --checkpoint CKPT --directions random --dims 2 --span 0.5 -o plane.png
+      spectra landscape --checkpoint CKPT --directions extremes --dims 2 -o saddle.png
       spectra landscape --checkpoint CKPT --device cuda --json
     """
-    from spectra.landscape import loss_landscape
+    from spectra.landscape import eigenvalue_names, loss_landscape
+
+    if directions == "extremes" and dims != 2:
+        raise CLIError("--directions extremes (the top and the most negative eigenvector) "
+                       f"spans a plane: pass --dims 2, got --dims {dims}")
 
     if points % 2 == 0:
         raise CLIError(f"--points must be odd so that the weights themselves are on the grid, got {points}")
@@ -84,11 +91,17 @@ def landscape(checkpoint, directions, dims, span, points, samples, tol, seed, mo
         return
     finite = np.isfinite(land.losses)
     lo, hi = float(land.losses[finite].min()), float(land.losses[finite].max())
-    what = "top Hessian eigenvector" if directions == "top" else "random filter-normalized direction"
-    click.echo(f"{title}: {dims}-D, {what}{'s' if dims > 1 else ''}, {points} points per "
+    what = {"top": "top Hessian eigenvector", "bottom": "most negative Hessian eigenvector",
+            "extremes": "Hessian eigenvector (the top and the most negative)",
+            "random": "random filter-normalized direction"}[directions]
+    if dims > 1:
+        what = what.replace("eigenvector", "eigenvectors").replace("direction", "directions")
+    click.echo(f"{title}: {dims}-D, {what}, {points} points per "
                f"direction over [-{span:g}, {span:g}], {len(y)} samples")
     if land.eigenvalues is not None:
-        click.echo("eigenvalues: " + ", ".join(f"λ{i + 1} = {v:.4g}" for i, v in enumerate(land.eigenvalues)))
+        names = eigenvalue_names(directions, dims)
+        click.echo("eigenvalues: " + ", ".join(
+            f"{n} = {v:.4g}" for n, v in zip(names, land.eigenvalues, strict=True)))
     bad = int(finite.size - finite.sum())
     click.echo(f"loss at the weights {land.center_loss:.4g}; on the grid from {lo:.4g} to {hi:.4g}"
                + (f" where finite; NaN or Inf at {bad} of {finite.size} points (a smaller --span "

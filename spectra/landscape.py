@@ -12,6 +12,9 @@ data set in eval mode. Two kinds of directions:
   (:func:`spectra.linalg.eigsh` on a :class:`spectra.HessianOperator`), unit norm, so
   ``a`` is a Euclidean distance in parameter space and near ``a = 0`` the loss
   follows ``L(0) + a^2 lambda_1 / 2`` (the gradient at a minimum being small).
+  :func:`loss_landscape` also takes the most negative eigenvectors
+  (``directions="bottom"``), or the top one and the most negative one as a plane
+  (``"extremes"``: a saddle's up and down directions).
 * :func:`random_directions`: Gaussian directions, filter-normalized as in Li et
   al., "Visualizing the Loss Landscape of Neural Nets" (NeurIPS 2018): each
   filter (row of a weight matrix, output channel of a convolution) of the
@@ -41,9 +44,21 @@ from spectra.operators.hessian import HessianOperator
 from spectra.utils.modes import eval_mode
 from spectra.utils.params import trainable_parameters
 
-__all__ = ["Landscape", "loss_landscape", "random_directions", "top_directions"]
+__all__ = ["Landscape", "eigenvalue_names", "loss_landscape", "random_directions",
+           "top_directions"]
 
-DIRECTION_KINDS = ("top", "random")
+DIRECTION_KINDS = ("top", "bottom", "extremes", "random")
+# the eigenvector kinds and the eigsh spectrum end each takes
+_WHICH = {"top": "LA", "bottom": "SA", "extremes": "BE"}
+
+
+def eigenvalue_names(kind: str, dims: int) -> list[str]:
+    """The names of an eigenvector landscape's eigenvalues, one per direction:
+    ``"top"`` λ1, λ2; ``"bottom"`` λmin, then the next smallest; ``"extremes"`` λ1
+    and λmin (a plane through the top and the most negative curvature)."""
+    names = {"top": ["\u03bb1", "\u03bb2"], "bottom": ["\u03bbmin", "\u03bb(2nd smallest)"],
+             "extremes": ["\u03bb1", "\u03bbmin"]}[kind]
+    return names[:dims]
 
 
 @dataclass(frozen=True)
@@ -56,8 +71,10 @@ class Landscape:
         losses: ``(n,)`` in 1-D; ``(n, n)`` in 2-D with ``losses[j, i]`` the loss at
             ``theta + alphas[i] d_1 + betas[j] d_2`` (rows follow ``b``, as for contour plots).
         center_loss: the loss at ``theta`` (``a = b = 0``).
-        kind: ``"top"`` or ``"random"`` (how the directions were chosen).
-        eigenvalues: ``(dims,)`` Hessian eigenvalues of the top directions, ``None`` for random.
+        kind: ``"top"``, ``"bottom"``, ``"extremes"``, ``"random"`` or ``"given"`` (how
+            the directions were chosen, see :func:`loss_landscape`).
+        eigenvalues: ``(dims,)`` Hessian eigenvalues of eigenvector directions (named by
+            :func:`eigenvalue_names`), ``None`` for random or given ones.
         num_matvecs: Hessian-vector products spent finding the directions.
         seconds: wall time of the whole computation.
         reduction: ``"mean"`` or ``"sum"``: the loss over several batches is
@@ -111,14 +128,16 @@ def top_directions(
 
     ``reduction`` (``"mean"``/``"sum"``) as for :class:`~spectra.HessianOperator`."""
     op = HessianOperator(model, loss_fn, data, reduction=reduction, eval_mode=True)
-    return _top_directions(op, k, tol=tol, generator=generator)
+    return _eigen_directions(op, k, "LA", tol=tol, generator=generator)
 
 
-def _top_directions(
-    op: HessianOperator, k: int, *, tol: float, generator: torch.Generator | None
+def _eigen_directions(
+    op: HessianOperator, k: int, which: str, *, tol: float, generator: torch.Generator | None
 ) -> tuple[np.ndarray, list[list[Tensor]], int]:
+    """``k`` Hessian eigenpairs from ``which`` end of the spectrum (eigsh's ``"LA"``,
+    ``"SA"`` or ``"BE"``), in eigsh's order, as for :func:`top_directions`."""
     model = op.model
-    res = eigsh(op, k=k, which="LA", tol=tol, generator=generator, warn=False)
+    res = eigsh(op, k=k, which=which, tol=tol, generator=generator, warn=False)
     vecs = res.eigenvectors.to(next(model.parameters()).dtype)
     dirs = [op.unflatten(vecs[:, i].contiguous()) for i in range(vecs.shape[1])]
     n = op.num_matvecs
@@ -185,13 +204,15 @@ def loss_landscape(
         model, loss_fn, data: as for :class:`~spectra.HessianOperator` (``data`` one
             ``(X, y)`` pair or a list of batches); the model is evaluated in eval mode
             and its parameters are not changed.
-        directions: ``"top"`` (Hessian eigenvectors), ``"random"`` (filter-normalized),
-            or ``dims`` lists of parameter-shaped tensors (on any device: moved to the
-            parameters').
+        directions: Hessian eigenvectors (unit norm): ``"top"`` (the largest
+            eigenvalues), ``"bottom"`` (the most negative) or ``"extremes"`` (2-D only: the
+            top one and the most negative one, the plane of a saddle); ``"random"``
+            (filter-normalized Gaussian directions); or ``dims`` lists of
+            parameter-shaped tensors (on any device: moved to the parameters').
         dims: 1 (a line) or 2 (a plane).
         span: the grid covers ``[-span, span]`` in each direction.
         points: grid points per direction (odd, so that 0 is on the grid).
-        tol: eigensolver tolerance for ``"top"``.
+        tol: eigensolver tolerance for the eigenvector directions.
         seed: seed of the random start of the eigensolver / the random directions.
         reduction: ``"mean"`` or ``"sum"``, how ``loss_fn`` reduces a batch, which sets
             how the batches add up; as for :class:`~spectra.HessianOperator` (by default
@@ -216,12 +237,17 @@ def loss_landscape(
     op = HessianOperator(model, loss_fn, data, reduction=reduction, eval_mode=True)
     if isinstance(directions, str):
         kind = directions
-        if kind == "top":
-            eigenvalues, dirs, hvps = _top_directions(op, dims, tol=tol, generator=gen)
+        if kind == "extremes" and dims != 2:
+            raise ValueError("directions='extremes' (the top and the most negative eigenvector) "
+                             f"span a plane: it needs dims=2, got {dims}")
+        if kind in _WHICH:
+            eigenvalues, dirs, hvps = _eigen_directions(op, dims, _WHICH[kind], tol=tol,
+                                                        generator=gen)
         elif kind == "random":
             dirs = random_directions(model, dims, generator=gen)
         else:
-            raise ValueError(f"directions must be 'top' or 'random' (or tensors), got {directions!r}")
+            raise ValueError(f"directions must be one of {', '.join(DIRECTION_KINDS)} (or "
+                             f"tensors), got {directions!r}")
     else:
         kind = "given"
         dirs = [list(d) for d in directions]

@@ -13,8 +13,29 @@ from matplotlib.ticker import FixedLocator, FormatStrFormatter, MaxNLocator
 from spectra.plots.style import FONT, SINGLE, new_figure, style
 
 _COARSE = 7  # a plane of at most this many points a side shows its grid points
-_DIRECTION = {"top": "top eigenvector", "random": "random direction"}
-_DIRECTION_TITLE = {"top": "top Hessian eigenvector", "random": "random filter-normalized direction"}
+_DIRECTION = {"top": "top eigenvector", "bottom": "most negative eigenvector",
+              "random": "random direction"}
+_DIRECTION_TITLE = {"top": "top Hessian eigenvector",
+                    "bottom": "most negative Hessian eigenvector",
+                    "extremes": "Hessian eigenvector",
+                    "random": "random filter-normalized direction"}
+
+
+def _axis_labels(land: Any) -> list[str]:
+    """One label per direction: what it is and, for an eigenvector, its eigenvalue
+    (named by :func:`spectra.landscape.eigenvalue_names`)."""
+    from spectra.landscape import eigenvalue_names
+
+    if land.kind == "extremes":
+        what = ["top eigenvector", "most negative eigenvector"]
+    else:
+        base = _DIRECTION.get(land.kind, "direction")
+        what = [base] if land.dims == 1 else [f"{base} {i + 1}" for i in range(land.dims)]
+    if land.eigenvalues is None:
+        return what
+    names = eigenvalue_names(land.kind, land.dims)
+    return [f"{w} ({n} = {float(v):.3g})"
+            for w, n, v in zip(what, names, land.eigenvalues, strict=True)]
 
 
 def plot_landscape(
@@ -52,8 +73,8 @@ def plot_landscape(
             _draw_plane(fig, ax, land, losses, lo, hi)
         _mark_nonfinite(ax, land, losses)
         kind = _DIRECTION_TITLE.get(land.kind, "direction")
-        base = f"Loss along {'a' if land.dims == 1 else 'two'} {kind}" \
-            + ("s" if land.dims == 2 else "")
+        count = "two" if land.dims == 2 else ("the" if land.kind == "bottom" else "a")
+        base = f"Loss along {count} {kind}" + ("s" if land.dims == 2 else "")
         fig.suptitle(title if title is not None else base)
     return fig
 
@@ -63,15 +84,17 @@ def _draw_line(ax: Axes, land: Any, losses: np.ndarray, lo: float, hi: float) ->
     the weights (a = 0) marked with a star."""
     ax.plot(land.alphas, losses, color="C0", lw=1.5, marker="o", ms=3, label="loss")
     if land.eigenvalues is not None:
-        lam = float(land.eigenvalues[0])
+        from spectra.landscape import eigenvalue_names
+
+        lam, name = float(land.eigenvalues[0]), eigenvalue_names(land.kind, 1)[0]
         a = np.linspace(land.alphas[0], land.alphas[-1], 200)
         ax.plot(a, land.center_loss + 0.5 * lam * a**2, color="C3", ls="--", lw=1.0,
-                label=f"L(0) + \u03bb1 a\u00b2/2, \u03bb1 = {lam:.3g}")
+                label=f"L(0) + {name} a\u00b2/2, {name} = {lam:.3g}")
     ax.plot([0], [land.center_loss], marker="*", color="gold", mec="black", ms=11,
             ls="none", label="weights", zorder=5)
     pad = 0.08 * (hi - lo if hi > lo else 1.0)
     ax.set_ylim(lo - pad, hi + pad)
-    unit = " (parameter-space distance)" if land.kind == "top" else (
+    unit = " (parameter-space distance)" if land.eigenvalues is not None else (
         " (\u00d7 filter norms)" if land.kind == "random" else "")
     ax.set_xlabel(f"step a along the {_DIRECTION.get(land.kind, 'direction')}{unit}")
     ax.set_ylabel("loss")
@@ -81,7 +104,6 @@ def _draw_line(ax: Axes, land: Any, losses: np.ndarray, lo: float, hi: float) ->
 def _draw_plane(fig: Figure, ax: Axes, land: Any, losses: np.ndarray, lo: float,
                 hi: float) -> None:
     """Filled contours of the loss over two directions, the weights at the origin."""
-    label = _DIRECTION.get(land.kind, "direction")
     flat = not hi - lo > 1e-9 * max(abs(lo), abs(hi), 1e-300)
     if flat:  # one band of one colour; padded, as contourf needs increasing levels
         pad = max(1e-3 * abs(lo), 1e-12)
@@ -103,11 +125,8 @@ def _draw_plane(fig: Figure, ax: Axes, land: Any, losses: np.ndarray, lo: float,
                 label=f"grid ({len(land.alphas)}×{len(land.betas)}, contours interpolated)")
     ax.plot([0], [0], marker="*", color="gold", mec="black", ms=12, ls="none",
             label="weights")
-    for i, set_label in enumerate((ax.set_xlabel, ax.set_ylabel)):
-        suffix = ""
-        if land.eigenvalues is not None:
-            suffix = f" (\u03bb{i + 1} = {float(land.eigenvalues[i]):.3g})"
-        set_label(f"{label} {i + 1}{suffix}")
+    for set_label, text in zip((ax.set_xlabel, ax.set_ylabel), _axis_labels(land), strict=True):
+        set_label(text)
     ax.set_aspect("equal")
 
 

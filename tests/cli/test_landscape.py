@@ -21,6 +21,28 @@ def test_landscape_top_1d(trained, tmp_path):
     assert fig.read_bytes().startswith(b"\x89PNG")
 
 
+def test_landscape_extremes_plane_and_bottom_line(trained, tmp_path):
+    """--directions extremes: the plane of the top and the most negative eigenvector
+    (the run's probes recorded both); bottom: the line along the most negative one."""
+    ckpt = trained["checkpoints"][-1]
+    r = invoke("landscape", "--checkpoint", ckpt, "--directions", "extremes", "--dims", "2",
+               "--points", "5", "-o", tmp_path / "s.png")
+    assert "2-D, Hessian eigenvectors (the top and the most negative)" in r.stdout
+    assert "eigenvalues: λ1 = " in r.stdout and ", λmin = " in r.stdout
+    out = invoke_json("landscape", "--checkpoint", ckpt, "--directions", "extremes", "--dims",
+                      "2", "--points", "5", "--json")
+    lam1, lam_min = out["eigenvalues"]
+    probes = read_run(trained["h5"], "dcao").probes
+    assert abs(lam1 - probes.top_eigenvalues[-1, 0]) <= 1e-2 * abs(lam1)
+    assert lam_min < lam1 and abs(lam_min - probes.bottom_eigenvalue[-1]) <= 1e-2 * abs(lam1)
+    bottom = invoke_json("landscape", "--checkpoint", ckpt, "--directions", "bottom",
+                         "--points", "5", "--json")
+    assert bottom["kind"] == "bottom"
+    assert abs(bottom["eigenvalues"][0] - lam_min) <= 1e-2 * abs(lam1)
+    r = invoke("landscape", "--checkpoint", ckpt, "--directions", "extremes", "--json", ok=False)
+    assert r.exit_code != 0 and "--directions extremes" in r.stderr and "--dims 2" in r.stderr
+
+
 def test_landscape_random_2d(trained, tmp_path):
     fig = tmp_path / "l2.svg"
     r = invoke("landscape", "--checkpoint", trained["checkpoints"][-1], "--directions", "random",

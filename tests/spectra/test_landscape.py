@@ -45,6 +45,71 @@ def test_top_direction_of_a_quadratic_loss_is_exact():
         assert torch.equal(p, q)
 
 
+def _saddle(seed=0):
+    """A loss quadratic in the parameters with an indefinite Hessian: mean(y out^2) for
+    a linear model and targets y = +-1, whose Hessian is 2 mean(y [x,1][x,1]^T)."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(40, 4, generator=g, dtype=torch.float64)
+    y = torch.where(torch.rand(40, 1, generator=g) < 0.5, -1.0, 1.0).double()
+    torch.manual_seed(seed)
+    model = nn.Linear(4, 1).double()
+
+    def loss_fn(out, t):
+        return (t * out**2).mean()
+
+    params = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def f(theta):
+        return loss_fn(X @ theta[:4].reshape(1, 4).T + theta[4:], y)
+
+    H = torch.autograd.functional.hessian(f, params)
+    grad = torch.autograd.functional.jacobian(f, params)
+    return model, loss_fn, (X, y), (f, params, H, grad)
+
+
+def test_bottom_and_extreme_directions_of_a_saddle_are_exact():
+    """directions='bottom' takes the most negative eigenvector, 'extremes' the top and
+    the most negative as a plane: on a quadratic loss the landscape is exactly
+    L(0) + a g.v1 + b g.v2 + (l1 a^2 + l2 b^2) / 2 (eigenvectors: no cross term)."""
+    model, loss_fn, data, (f, params, H, grad) = _saddle()
+    evals, evecs = torch.linalg.eigh(H)
+    assert evals[0] < 0 < evals[-1]  # a saddle
+    L0 = float(f(params))
+    bottom = loss_landscape(model, loss_fn, data, directions="bottom", dims=1, span=1.0,
+                            points=7, tol=1e-10, reduction="mean")
+    assert bottom.kind == "bottom"
+    assert bottom.eigenvalues[0] == pytest.approx(float(evals[0]), rel=1e-8)
+    a, v = bottom.alphas, evecs[:, 0]
+    pred = [L0 + a * s * float(grad @ v) + 0.5 * float(evals[0]) * a**2 for s in (1, -1)]
+    assert min(np.max(np.abs(bottom.losses - p)) for p in pred) < 1e-10
+
+    plane = loss_landscape(model, loss_fn, data, directions="extremes", dims=2, span=1.0,
+                           points=5, tol=1e-10, reduction="mean")
+    np.testing.assert_allclose(plane.eigenvalues, [float(evals[-1]), float(evals[0])], rtol=1e-8)
+    A, B = np.meshgrid(plane.alphas, plane.betas)  # losses[j, i]: a = alphas[i], b = betas[j]
+    g1, g2 = float(grad @ evecs[:, -1]), float(grad @ evecs[:, 0])
+    best = min(
+        np.max(np.abs(plane.losses - (L0 + s1 * g1 * A + s2 * g2 * B
+                                      + 0.5 * (float(evals[-1]) * A**2 + float(evals[0]) * B**2))))
+        for s1 in (1, -1) for s2 in (1, -1))
+    assert best < 1e-10
+
+
+def test_extreme_plane_axes_name_both_eigenvalues():
+    from spectra.plots import plot_landscape
+
+    model, loss_fn, data, _ = _saddle()
+    plane = loss_landscape(model, loss_fn, data, directions="extremes", dims=2, points=3,
+                           reduction="mean")
+    ax = plot_landscape(plane).axes[0]
+    assert ax.get_xlabel().startswith("top eigenvector (\u03bb1 = ")
+    assert ax.get_ylabel().startswith("most negative eigenvector (\u03bbmin = -")
+    line = plot_landscape(loss_landscape(model, loss_fn, data, directions="bottom", points=3,
+                                         reduction="mean")).axes[0]
+    assert "most negative eigenvector" in line.get_xlabel()
+    assert any("\u03bbmin a\u00b2/2" in t.get_text() for t in line.get_legend().get_texts())
+
+
 def test_random_directions_are_filter_normalized():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3))
@@ -67,7 +132,8 @@ def test_2d_grid_shape_and_center():
     ({"dims": 3}, "dims must be 1 or 2"),
     ({"points": 4}, "points must be an odd integer"),
     ({"span": -1.0}, "span must be a positive number"),
-    ({"directions": "sideways"}, "directions must be 'top' or 'random'"),
+    ({"directions": "sideways"}, "directions must be one of top, bottom, extremes, random"),
+    ({"directions": "extremes", "dims": 1}, "directions='extremes' .* needs dims=2"),
 ])
 def test_bad_arguments(kw, match):
     model, loss_fn, data = _regression()
