@@ -1,4 +1,4 @@
-"""``spectra landscape``: the loss along top Hessian eigenvectors or random directions."""
+"""``spectra landscape``: the loss along Hessian eigenvectors or random directions."""
 
 from __future__ import annotations
 
@@ -45,8 +45,9 @@ from cli._restore import restore
 @handle_errors
 def landscape(checkpoint, directions, dims, span, points, samples, tol, seed, model_name,
               model_arg, data_dir, output, as_json, device):
-    """The loss around a checkpoint's weights, along its top Hessian eigenvectors
-    or random filter-normalized directions, on a 1-D or 2-D grid.
+    """The loss around a checkpoint's weights, along its Hessian eigenvectors (the top,
+    the most negative, or both as a plane) or random filter-normalized directions, on
+    a 1-D or 2-D grid.
 
     \b
     Examples:
