@@ -26,8 +26,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "plot": ("cli.plot", "plot", ("Figures of run files: density evolution, density, "
                                   "sharpness, curves, hyperparameters.")),
     "landscape": ("cli.landscape", "landscape",
-                  ("The loss around a checkpoint's weights, along its top Hessian eigenvectors "
-                   "or random filter-normalized directions, on a 1-D or 2-D grid.")),
+                  ("The loss around a checkpoint's weights, along its Hessian eigenvectors "
+                   "(the top, the most negative, or both as a plane) or random "
+                   "filter-normalized directions, on a 1-D or 2-D grid.")),
     "info": ("cli.info", "info", ("Show versions, threads, devices and registries (or, with "
                                   "RUN_FILE, a run file's contents).")),
     "export": ("cli.export", "export",
