@@ -97,11 +97,14 @@ def check_checkpoint_dir(path: Path) -> None:
         raise CLIError(f"cannot write checkpoints to {path}: {base} is a file, not a directory")
 
 
-def checkpoint_files(folder: Path) -> list[Path]:
+def checkpoint_files(folder: Path | None) -> list[Path]:
     """The checkpoint files in ``folder`` (the names ``spectra train`` writes,
-    :data:`spectra.runs.checkpoints.CHECKPOINT_GLOB`), sorted by name: by epoch."""
+    :data:`spectra.runs.checkpoints.CHECKPOINT_GLOB`), sorted by name: by epoch; none
+    when ``folder`` is ``None`` or not a directory."""
     from spectra.runs.checkpoints import CHECKPOINT_GLOB
 
+    if folder is None or not folder.is_dir():
+        return []
     return sorted(folder.glob(CHECKPOINT_GLOB))
 
 
@@ -110,7 +113,7 @@ def check_checkpoints_free(path: Path | None, overwrite: bool) -> None:
     checkpoints (another run's, or those of a run whose file was deleted): the new run
     would write over them, epoch by epoch. ``overwrite`` (``--overwrite``) allows it;
     ``None`` (no checkpoints) always passes."""
-    if path is None or overwrite or not path.is_dir():
+    if overwrite:
         return
     found = checkpoint_files(path)
     if found:

@@ -324,39 +324,33 @@ def _checkpoint_files(data: object, folder: Path | None) -> list[Path]:
     """The run's recorded checkpoints (``data``, a :class:`spectra.runs.store.RunData`)
     and then the checkpoint files in its ``folder``: also those written by a run that
     stopped before it recorded them."""
-    found = list(data.checkpoints)
-    if folder is not None and folder.is_dir():
-        found += checkpoint_files(folder)
-    return found
+    return [*data.checkpoints, *checkpoint_files(folder)]
 
 
 def _later_checkpoint(ckpt: dict, path: Path, data: object,
                       folder: Path | None = None) -> tuple[Path, dict] | None:
-    """A checkpoint of run ``data`` (a :class:`spectra.runs.store.RunData`) past ``ckpt``
-    (at ``path``, step ``ckpt["step"]``) in the run's present history, as ``(path, loaded
-    checkpoint)``; ``None`` when ``ckpt`` is the run's last. Records are scanned from the
-    newest, then the files of the checkpoint ``folder`` from the last (a run that stopped
-    between writing a checkpoint and recording it leaves one there), and the first later
-    one is returned (the run's last, unless an earlier resume re-recorded files):
-    resuming from the last checkpoint loads no other. Files that are gone, unreadable
-    or of a dropped history do not count."""
-    from spectra.runs.checkpoints import CheckpointError, check_resume, load_checkpoint
+    """The last checkpoint of run ``data`` (a :class:`spectra.runs.store.RunData`) past
+    ``ckpt`` (at ``path``) in the run's present history, as ``(path, loaded
+    checkpoint)``; ``None`` when there is none. Looked for among the files
+    :func:`spectra.runs.checkpoints.later_checkpoints` finds in the run's records and
+    its checkpoint ``folder`` (a run that stopped between writing a checkpoint and
+    recording it leaves one there), newest first; those of a dropped history, or
+    unreadable, do not count."""
+    from spectra.runs.checkpoints import (
+        CheckpointError,
+        check_resume,
+        later_checkpoints,
+        load_checkpoint,
+    )
 
-    step = int(ckpt["step"])
-    here = path.resolve()
-    recorded = list(data.checkpoints)
-    unrecorded = _checkpoint_files(data, folder)[len(recorded):]
-    for candidate in [*reversed(recorded), *reversed(unrecorded)]:
-        if candidate.resolve() == here or not candidate.is_file():
-            continue
+    for candidate in reversed(later_checkpoints(ckpt, _checkpoint_files(data, folder),
+                                                exclude=path)):
         try:
             other = load_checkpoint(candidate)
             check_resume(other, data, where=f"checkpoint {candidate}")
-            later = int(other["step"]) > step
         except (CheckpointError, OSError, KeyError, TypeError, ValueError):
-            later = False  # unreadable, or of a dropped history: it holds nothing to lose
-        if later:
-            return candidate, other
+            continue  # unreadable, or of a dropped history: it holds nothing to lose
+        return candidate, other
     return None
 
 
