@@ -45,6 +45,7 @@ from spectra.plots.style import (
     FONT,
     figure_legend,
     grid_shape,
+    mark_lone_points,
     new_figure,
     no_data,
     panels,
@@ -160,6 +161,7 @@ def plot_sharpness(
         if len(per_run) == 1:
             base = f"{base}: {run_title(per_run[0].run)}"
         fig.suptitle(title if title is not None else figure_title(base, run_list))
+    mark_lone_points(fig)  # a single point of lambda_2..k or a threshold: marked, not unseen
     time_ticks(fig)  # one tick at a lone time, whole numbers for whole epochs
     return fig
 
@@ -168,15 +170,13 @@ def plot_sharpness(
 
 
 def _sharpness(run: RunData, tkind: str, stability: bool) -> _Sharpness:
-    """The eigenvalues of ``run``'s probes in time order, and its threshold."""
+    """The eigenvalues of ``run``'s probes in time order, and its threshold; ``run`` has
+    some (:func:`_no_eigenvalues` is "", checked by :func:`plot_sharpness`)."""
     p = run.probes
     top = None if p.top_eigenvalues is None else np.asarray(p.top_eigenvalues, np.float64)
     bottom = np.asarray(p.bottom_eigenvalue, dtype=np.float64)
     has_top = top is not None and bool(np.any(np.isfinite(top)))
-    has_bottom = bool(np.any(np.isfinite(bottom)))
-    missing = _no_eigenvalues(run)
-    if missing:
-        raise ValueError(missing)
+    has_bottom = bool(np.any(np.isfinite(bottom)))  # one of the two: _no_eigenvalues is ""
     t, _ = time_column(tkind, p.step, p.epoch, f"run {run.name!r}'s probes")
     order = np.argsort(t, kind="stable")
     finite = np.isfinite(bottom) if has_bottom else np.zeros(len(p), bool)
@@ -367,10 +367,9 @@ def _draw(ax: Axes, s: _Sharpness) -> None:
         for j in range(k):
             ok = np.isfinite(s.top[:, j])
             few = ok.sum() <= 40
-            # lambda_2..k have no markers, but a single point of a line is one (else unseen)
-            marker = "o" if few and j == 0 else ("." if ok.sum() == 1 else None)
             ax.plot(t[ok], s.top[ok, j], color=shades[j], lw=1.6 if j == 0 else 0.9,
-                    ls="-" if j == 0 else ":", marker=marker, ms=3, label=_top_label(j, k))
+                    ls="-" if j == 0 else ":", marker="o" if few and j == 0 else None, ms=3,
+                    label=_top_label(j, k))
     if s.bottom is not None:
         ok = np.isfinite(s.bottom)
         ax.plot(t[ok], s.bottom[ok], color="C3", lw=1.2, ls="-.",
@@ -384,8 +383,7 @@ def _draw(ax: Axes, s: _Sharpness) -> None:
         recorded = thr.source == "recorded"  # at the probes: marked there
         ax.plot(thr.time, thr.value, color="C4" if thr.preconditioned else "black", lw=1.1,
                 ls="--", drawstyle="default" if recorded else "steps-post",
-                marker="o" if (recorded and thr.time.size <= 40) or thr.time.size == 1 else None,
-                ms=3, mfc="white",
+                marker="o" if recorded and thr.time.size <= 40 else None, ms=3, mfc="white",
                 label=_threshold_label(thr))
     ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
 
