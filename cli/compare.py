@@ -173,13 +173,12 @@ def compare(**kw) -> None:
                 summary = outcome_summary(outcome, prep, out)
             summary["lr"] = prep.config["optimizer"]["hyperparameters"].get("lr")
             summaries.append(summary)
+    if as_json:
+        echo_json({"file": str(out), "runs": summaries})
     if all(s.get("diverged") for s in summaries):
-        if as_json:
-            echo_json({"file": str(out), "runs": summaries})
         raise CLIError(f"every optimizer diverged ({', '.join(keys)}); lower the learning "
                        f"rate (--opt-arg lr=...). Their rows up to then are in {out}")
     if as_json:
-        echo_json({"file": str(out), "runs": summaries})
         return
     if quiet():
         return

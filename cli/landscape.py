@@ -56,7 +56,7 @@ def landscape(checkpoint, directions, dims, span, points, samples, tol, seed, mo
       spectra landscape --checkpoint CKPT --directions extremes --dims 2 -o saddle.png
       spectra landscape --checkpoint CKPT --device cuda --json
     """
-    from spectra.landscape import eigenvalue_names, loss_landscape
+    from spectra.landscape import describe_directions, eigenvalue_names, loss_landscape
 
     if directions == "extremes" and dims != 2:
         raise CLIError("--directions extremes (the top and the most negative eigenvector) "
@@ -92,12 +92,7 @@ def landscape(checkpoint, directions, dims, span, points, samples, tol, seed, mo
         return
     finite = np.isfinite(land.losses)
     lo, hi = float(land.losses[finite].min()), float(land.losses[finite].max())
-    what = {"top": "top Hessian eigenvector", "bottom": "most negative Hessian eigenvector",
-            "extremes": "Hessian eigenvector (the top and the most negative)",
-            "random": "random filter-normalized direction"}[directions]
-    if dims > 1:
-        what = what.replace("eigenvector", "eigenvectors").replace("direction", "directions")
-    click.echo(f"{title}: {dims}-D, {what}, {points} points per "
+    click.echo(f"{title}: {dims}-D, {describe_directions(directions, dims)}, {points} points per "
                f"direction over [-{span:g}, {span:g}], {len(y)} samples")
     if land.eigenvalues is not None:
         names = eigenvalue_names(directions, dims)

@@ -44,12 +44,23 @@ from spectra.operators.hessian import HessianOperator
 from spectra.utils.modes import eval_mode
 from spectra.utils.params import trainable_parameters
 
-__all__ = ["Landscape", "eigenvalue_names", "loss_landscape", "random_directions",
-           "top_directions"]
+__all__ = ["Landscape", "describe_directions", "eigenvalue_names", "loss_landscape",
+           "random_directions", "top_directions"]
 
 DIRECTION_KINDS = ("top", "bottom", "extremes", "random")
 # the eigenvector kinds and the eigsh spectrum end each takes
 _WHICH = {"top": "LA", "bottom": "SA", "extremes": "BE"}
+
+
+_DESCRIPTIONS = {"top": "top Hessian eigenvector", "bottom": "most negative Hessian eigenvector",
+                 "extremes": "Hessian eigenvector", "random": "random filter-normalized direction"}
+
+
+def describe_directions(kind: str, dims: int) -> str:
+    """A landscape's directions in words, e.g. ``"top Hessian eigenvectors"`` (for the
+    figure's title and the command line's summary); ``"extremes"`` adds which two."""
+    text = _DESCRIPTIONS.get(kind, "direction") + ("s" if dims > 1 else "")
+    return text + (" (the top and the most negative)" if kind == "extremes" else "")
 
 
 def eigenvalue_names(kind: str, dims: int) -> list[str]:

@@ -10,22 +10,17 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, MaxNLocator
 
+from spectra.landscape import describe_directions, eigenvalue_names
 from spectra.plots.style import FONT, SINGLE, new_figure, style
 
 _COARSE = 7  # a plane of at most this many points a side shows its grid points
 _DIRECTION = {"top": "top eigenvector", "bottom": "most negative eigenvector",
               "random": "random direction"}
-_DIRECTION_TITLE = {"top": "top Hessian eigenvector",
-                    "bottom": "most negative Hessian eigenvector",
-                    "extremes": "Hessian eigenvector",
-                    "random": "random filter-normalized direction"}
 
 
 def _axis_labels(land: Any) -> list[str]:
     """One label per direction: what it is and, for an eigenvector, its eigenvalue
     (named by :func:`spectra.landscape.eigenvalue_names`)."""
-    from spectra.landscape import eigenvalue_names
-
     if land.kind == "extremes":
         what = ["top eigenvector", "most negative eigenvector"]
     else:
@@ -72,9 +67,8 @@ def plot_landscape(
         else:
             _draw_plane(fig, ax, land, losses, lo, hi)
         _mark_nonfinite(ax, land, losses)
-        kind = _DIRECTION_TITLE.get(land.kind, "direction")
         count = "two" if land.dims == 2 else ("the" if land.kind == "bottom" else "a")
-        base = f"Loss along {count} {kind}" + ("s" if land.dims == 2 else "")
+        base = f"Loss along {count} {describe_directions(land.kind, land.dims)}"
         fig.suptitle(title if title is not None else base)
     return fig
 
@@ -84,8 +78,6 @@ def _draw_line(ax: Axes, land: Any, losses: np.ndarray, lo: float, hi: float) ->
     the weights (a = 0) marked with a star."""
     ax.plot(land.alphas, losses, color="C0", lw=1.5, marker="o", ms=3, label="loss")
     if land.eigenvalues is not None:
-        from spectra.landscape import eigenvalue_names
-
         lam, name = float(land.eigenvalues[0]), eigenvalue_names(land.kind, 1)[0]
         a = np.linspace(land.alphas[0], land.alphas[-1], 200)
         ax.plot(a, land.center_loss + 0.5 * lam * a**2, color="C3", ls="--", lw=1.0,
