@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch._C._functorch import is_functorch_wrapped_tensor
 from torch.func import functional_call
@@ -367,8 +368,9 @@ class CurvatureOperator:
         elif count == 0:
             raise ValueError(
                 f"{type(self).__name__}: data yielded no batches on this pass: a one-pass "
-                "iterator (a generator object) is used up by the first pass; pass a list of "
-                "batches or a DataLoader, which are iterated again for every product"
+                "iterable (one whose __iter__ does not start again) is used up by the first "
+                "pass; pass a list of batches or a DataLoader, which are iterated again for "
+                "every product"
             )
         elif count is not None and count != self._local_count:
             what = f"it yielded {count} samples, the first pass {self._local_count}"
@@ -392,8 +394,8 @@ class CurvatureOperator:
                 "are iterated again for every product"
             )
         n = 0
-        # lists and tuples are fixed; any other iterable (a DataLoader, a generator
-        # object) is fingerprinted on its first batch and checked on every product
+        # lists and tuples are fixed; any other iterable (a DataLoader, an iterable of
+        # one's own) is fingerprinted on its first batch and checked on every product
         fixed = isinstance(self._data, (list, tuple))
         for b, batch in enumerate(self._data):
             if b == 0 and not fixed:
@@ -485,8 +487,6 @@ def call_loss(loss_fn: LossFn, outputs: Any, targets: Any) -> Tensor:
 
 
 def _check_class_targets(loss_fn: LossFn, outputs: Any, targets: Any) -> None:
-    import torch.nn.functional as F
-
     # the exact classes: a subclass may reshape its inputs (B, T, V) -> (B T, V) first
     if type(loss_fn) in (nn.CrossEntropyLoss, nn.NLLLoss):
         ignore = loss_fn.ignore_index
@@ -522,8 +522,6 @@ _CHECKED_TARGETS: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
 def _check_regression_targets(loss_fn: LossFn, outputs: Any, targets: Any) -> None:
-    import torch.nn.functional as F
-
     if not (type(loss_fn) is nn.MSELoss or loss_fn is F.mse_loss):
         return
     if isinstance(outputs, Tensor) and isinstance(targets, Tensor) and outputs.shape != targets.shape:
