@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource
@@ -308,10 +307,9 @@ def _time_gram_schmidt(count_semi: bool = False) -> dict:
             out = fn(*args, **kwargs)
             acc["seconds"] += time.perf_counter() - t
             if full:
-                eps = torch.finfo(args[0].dtype).eps
+                tau = lanczos.semi_threshold(1.0, args[0].dtype) * norms.unsqueeze(-1)
                 acc["semi_steps"] += 1
-                acc["semi_would"] += bool(
-                    (out.abs() > math.sqrt(eps) * norms.unsqueeze(-1)).any())
+                acc["semi_would"] += bool((out.abs() > tau).any())
             if semi:
                 acc["calls"] += 1
                 acc["subtracted"] += bool(out)

@@ -115,6 +115,12 @@ def orthogonalize_(W: Tensor, Q: Tensor, *, passes: int | None = None) -> Tensor
 SEMI_KEEP = 0.5
 
 
+def semi_threshold(norm: float, dtype: torch.dtype) -> float:
+    """``sqrt(eps) * norm``: the size of a coefficient ``q . w`` (``norm`` = ``||w||``)
+    above which :func:`semi_orthogonalize_` subtracts, semi-orthogonality's bound."""
+    return math.sqrt(_machine_eps(dtype)) * norm
+
+
 def semi_orthogonalize_(w: Tensor, Q: Tensor) -> bool:
     """Make ``w`` (P,) semi-orthogonal to the orthonormal-ish rows of ``Q`` (n, P), in place.
 
@@ -129,7 +135,7 @@ def semi_orthogonalize_(w: Tensor, Q: Tensor) -> bool:
     """
     c = torch.mv(Q, w)
     before = float(torch.linalg.vector_norm(w))
-    tau = math.sqrt(_machine_eps(w.dtype)) * before
+    tau = semi_threshold(before, w.dtype)
     mag = c.abs().to("cpu", torch.float64).numpy()
     if not mag.size or float(mag.max()) <= tau:
         return False
