@@ -1,6 +1,6 @@
 """Extreme eigenpairs of a symmetric operator: :func:`eigsh`.
 
-Thick-restart Lanczos with full reorthogonalization (see
+Thick-restart Lanczos with semi (default) or full reorthogonalization (see
 :mod:`spectra.linalg.lanczos`), in the spirit of ``scipy.sparse.linalg.eigsh`` but on
 torch tensors, with batched products, an explicit random generator, and
 residuals that are exact rather than estimated.
@@ -18,6 +18,7 @@ from torch import Tensor
 
 from spectra.linalg.dense import checked_operator
 from spectra.linalg.lanczos import (
+    EIGSH_REORTHOGONALIZE,
     STORAGES,
     WHICH,
     ThickRestartLanczos,
@@ -88,6 +89,7 @@ def eigsh(
     warn: bool = True,
     max_memory: int | str | None = None,
     storage: str = "auto",
+    reorthogonalize: str = "semi",
 ) -> EigenResult:
     """The ``k`` extreme eigenpairs of a symmetric operator, by thick-restart Lanczos.
 
@@ -137,6 +139,17 @@ def eigsh(
             Gram-Schmidt work runs on the CPU and each block of ``b`` vectors is copied
             across; the results are the same up to rounding. The result's ``plan``
             says which ran and why.
+        reorthogonalize: ``"semi"`` (default) or ``"full"``; both keep the Ritz values
+            and vectors of an orthonormal basis, ``"semi"`` reads the basis about half
+            as often. ``"full"`` orthogonalizes each new vector against the whole basis
+            (two passes over it). ``"semi"`` measures its coefficients in one pass and
+            subtracts only those above ``sqrt(eps)`` of its norm, so the basis ``Q`` is
+            semi-orthogonal; its Gram matrix ``Q Q^T`` is kept from the measured
+            coefficients and the Rayleigh-Ritz problem is solved with it, so the Ritz
+            values are those of the projection on the same Krylov space and the Ritz
+            vectors are orthonormal (see
+            :class:`~spectra.linalg.lanczos.ThickRestartLanczos`). Blocks
+            (``block_size > 1``) always use ``"full"``.
 
     Returns:
         :class:`EigenResult`.
@@ -144,7 +157,7 @@ def eigsh(
     Raises:
         ValueError: an argument out of range (``k``, ``block_size``, ``ncv`` and
             ``max_matvecs`` must be integers, not bools), a 0 x 0 operator, a bad
-            ``max_memory`` or ``storage``, working blocks larger than the device's
+            ``max_memory``, ``storage`` or ``reorthogonalize``, working blocks larger than the device's
             memory, or a disk basis larger than the free disk space.
 
     Example:
@@ -159,7 +172,11 @@ def eigsh(
     """
     A, P = checked_operator(op, "eigsh")
     generator = _checks.generator("generator", generator)
-    s = _settings(A, P, k, which, tol, atol, block_size, ncv, max_matvecs, max_memory, storage)
+    if generator is None:  # one stream for the start and any replacement direction: a
+        # fresh seed-0 draw for each would repeat the start vector, which is in the basis
+        generator = torch.Generator().manual_seed(0)
+    s = _settings(A, P, k, which, tol, atol, block_size, ncv, max_matvecs, max_memory, storage,
+                  reorthogonalize)
     search = _Search(A.matmat, s, _start_block(P, s.b, v0, generator, s.dtype, s.device),
                      generator)
     bar = _progress_bar(progress, s.budget)
@@ -196,14 +213,18 @@ class _Settings:
     dtype: torch.dtype
     device: torch.device
     plan: MemoryPlan
+    reorthogonalize: str = "semi"
 
 
 def _settings(A: Any, P: int, k: Any, which: str, tol: float, atol: float, block_size: Any,
               ncv: Any, max_matvecs: Any, max_memory: Any = None,
-              storage: str = "auto") -> _Settings:
+              storage: str = "auto", reorthogonalize: Any = "semi") -> _Settings:
     """Check and complete :func:`eigsh`'s arguments (see its docstring for the rules)."""
     if which not in WHICH:
         raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
+    if not isinstance(reorthogonalize, str) or reorthogonalize not in EIGSH_REORTHOGONALIZE:
+        raise ValueError(f"reorthogonalize must be one of {', '.join(EIGSH_REORTHOGONALIZE)}, "
+                         f"got {reorthogonalize!r}")
     k = _checks.integer("k", k, 1, P)
     tol = _checks.number("tol", tol, positive=True)
     atol = _checks.number("atol", atol, low=0)
@@ -222,7 +243,8 @@ def _settings(A: Any, P: int, k: Any, which: str, tol: float, atol: float, block
             raise ValueError(f"max_matvecs must be at least one block (block_size={b}), got {budget}")
     else:
         budget = max(1000, 20 * ncv)
-    return _Settings(k, which, float(tol), float(atol), b, ncv, budget, dtype, A.device, plan)
+    return _Settings(k, which, float(tol), float(atol), b, ncv, budget, dtype, A.device, plan,
+                     reorthogonalize)
 
 
 class _Search:
@@ -235,7 +257,8 @@ class _Search:
                  generator: torch.Generator | None) -> None:
         self.s = s
         self.engine = ThickRestartLanczos(matmat, start, max_basis=s.ncv, generator=generator,
-                                          storage=s.plan.mode)
+                                          storage=s.plan.mode,
+                                          reorthogonalize=s.reorthogonalize)
         self.eps = float(torch.finfo(s.dtype).eps)
         self.restarts = 0
         self.want = np.arange(0)

@@ -1,4 +1,4 @@
-"""Lanczos with full reorthogonalization: the one Krylov engine of the toolkit.
+"""Lanczos with reorthogonalization: the one Krylov engine of the toolkit.
 
 Two drivers share the pieces below (random starts, the orthogonalization):
 
@@ -12,12 +12,18 @@ Two drivers share the pieces below (random starts, the orthogonalization):
   of any Ritz pair is exact and free (no extra product). :func:`spectra.linalg.eigsh`
   drives it.
 
-Every new vector is orthogonalized against the whole basis, a second time when
+Every new vector is measured against the whole basis. Under full
+reorthogonalization it is orthogonalized against all of it, a second time when
 the first pass cancelled much of it (the DGKS criterion; "twice is enough",
-Giraud et al. 2005). Without it, Lanczos in finite precision loses
-orthogonality as soon as a Ritz value converges and returns "ghost" copies of
-the outlying eigenvalues; with it, the basis stays orthonormal to working
-precision and no eigenvalue is reported twice.
+Giraud et al. 2005), and the basis stays orthonormal to working precision. Under
+semi reorthogonalization only the coefficients above ``sqrt(eps)`` of its norm
+are subtracted, so the basis stays within ``sqrt(eps)`` of orthogonal (Simon
+1984); the thick-restart engine also keeps the basis's Gram matrix from the
+measured coefficients and solves its Rayleigh-Ritz problem with it, so its Ritz
+pairs are those of an orthonormal basis of the same space. Without either,
+Lanczos in finite precision loses orthogonality as soon as a Ritz value
+converges and returns "ghost" copies of the outlying eigenvalues; with either,
+no eigenvalue is reported twice.
 
 Bases are stored row-major, one vector per row (``(n, P)``), so that both
 products of a Gram-Schmidt pass are plain matrix products over contiguous
@@ -121,7 +127,35 @@ def semi_threshold(norm: float, dtype: torch.dtype) -> float:
     return math.sqrt(_machine_eps(dtype)) * norm
 
 
-def semi_orthogonalize_(w: Tensor, Q: Tensor) -> bool:
+@dataclass(frozen=True)
+class SemiStep:
+    """What :func:`semi_orthogonalize_` measured and subtracted, float64 ``(n,)`` each.
+
+    Attributes:
+        first: the coefficients ``Q w`` of the vector as it came in.
+        last: the latest measurement of ``Q w``: ``first``, or the DGKS pass's.
+        after: the coefficients subtracted since ``last`` was measured (zero where a
+            row was not).
+    """
+
+    first: np.ndarray
+    last: np.ndarray
+    after: np.ndarray
+    cancelled: bool = False  # the first subtraction took most of the norm: a DGKS pass ran
+
+    @property
+    def subtracted(self) -> bool:
+        """Whether anything was subtracted."""
+        return bool(self.after.any())
+
+    def left(self, gram: np.ndarray) -> np.ndarray:
+        """``Q w`` now, for rows ``Q`` whose Gram matrix ``Q Q^T`` is ``gram`` (n, n):
+        ``last - gram @ after``, from the latest measurement, so that a vector that lost
+        most of its norm in a DGKS pass is not judged by the rounding of the first."""
+        return self.last - gram @ self.after
+
+
+def semi_orthogonalize_(w: Tensor, Q: Tensor) -> SemiStep:
     """Make ``w`` (P,) semi-orthogonal to the orthonormal-ish rows of ``Q`` (n, P), in place.
 
     Measures the coefficients ``Q w`` (one pass over ``Q``, a matrix-vector product).
@@ -131,19 +165,29 @@ def semi_orthogonalize_(w: Tensor, Q: Tensor) -> bool:
     measurement. Only the rows whose coefficients are subtracted are read again, in
     contiguous segments (how many, on a network's Hessian: ``python -m
     analyses.scale_bench --time-share``). A vector that lost more than ``1 - 1/sqrt(2)``
-    of its norm gets a second full pass (DGKS). Returns whether anything was subtracted.
+    of its norm gets a second full pass (DGKS), measured and subtracted whole.
+
+    Returns:
+        :class:`SemiStep`: the coefficients measured and subtracted, from which
+        :class:`ThickRestartLanczos` keeps its Gram matrix.
     """
     c = torch.mv(Q, w)
     before = float(torch.linalg.vector_norm(w))
     tau = semi_threshold(before, w.dtype)
-    mag = c.abs().to("cpu", torch.float64).numpy()
+    c64 = c.to("cpu", torch.float64).numpy()
+    d = np.zeros(c64.shape)
+    mag = np.abs(c64)
     if not mag.size or float(mag.max()) <= tau:
-        return False
+        return SemiStep(c64, c64, d)
     for lo, hi in row_segments(mag > SEMI_KEEP * tau):
         w.addmv_(Q[lo:hi].T, c[lo:hi], alpha=-1.0)
+        d[lo:hi] = c64[lo:hi]
     if float(torch.linalg.vector_norm(w)) < DGKS_ETA * before:
-        w.addmv_(Q.T, torch.mv(Q, w), alpha=-1.0)
-    return True
+        c2 = torch.mv(Q, w)
+        w.addmv_(Q.T, c2, alpha=-1.0)
+        last = c2.to("cpu", torch.float64).numpy()
+        return SemiStep(c64, last, last, cancelled=True)
+    return SemiStep(c64, c64, d)
 
 
 def row_segments(rows: np.ndarray, gap: int = 2) -> list[tuple[int, int]]:
@@ -329,6 +373,7 @@ def lanczos_tridiagonal(
 
 # ---------------------------------------------------------------------- thick restart
 WHICH = ("LA", "SA", "BE", "LM")
+EIGSH_REORTHOGONALIZE = ("semi", "full")
 
 
 def select(theta: np.ndarray, which: str, count: int) -> np.ndarray:
@@ -382,6 +427,20 @@ class ThickRestartLanczos:
             the device, the Gram-Schmidt work runs where the basis is and only the
             blocks of ``b`` vectors cross to the operator (see :func:`basis_storage`).
         tmpdir: the folder of the ``"disk"`` basis (default: the system's temp folder).
+        reorthogonalize: ``"full"``: every new vector is orthogonalized against the
+            whole basis (two passes over it, :func:`orthogonalize_`), ``Q`` stays
+            orthonormal to working precision. ``"semi"`` (single-vector steps, ``b = 1``;
+            blocks use ``"full"``): the coefficients are measured in one pass and only
+            those above ``sqrt(eps) ||w||`` subtracted (:func:`semi_orthogonalize_`), so
+            ``Q`` is semi-orthogonal; its Gram matrix ``G = Q Q^T`` is kept from the
+            measured coefficients (no extra pass), and the Ritz pairs solve
+            ``H y = theta G y``. ``H = Q A Q^T`` holds exactly either way, so the Ritz
+            values are those of ``A`` projected on the same space, and the Ritz vectors
+            ``Y^T Q`` (``Y^T G Y = I``) are orthonormal: the results of ``"full"``
+            within rounding, reading the basis once per step instead of twice while
+            the coefficients stay small. At a restart the next block is made orthogonal
+            to the whole old basis (through ``G``), so the kept Ritz vectors restart
+            orthonormal and the Krylov-Schur relation holds exactly.
     """
 
     def __init__(
@@ -393,7 +452,11 @@ class ThickRestartLanczos:
         generator: torch.Generator | None = None,
         storage: str = "device",
         tmpdir: str | None = None,
+        reorthogonalize: str = "full",
     ) -> None:
+        if reorthogonalize not in EIGSH_REORTHOGONALIZE:
+            raise ValueError(f"reorthogonalize must be one of "
+                             f"{', '.join(EIGSH_REORTHOGONALIZE)}, got {reorthogonalize!r}")
         P, b = start.shape
         self.P, self.b = P, b
         self.op_device = start.device
@@ -415,6 +478,11 @@ class ThickRestartLanczos:
                                 tmpdir=tmpdir)
         start = start.to(self.device)
         self.H = np.zeros((self.max_basis, self.max_basis))
+        # the Gram matrix Q Q^T (the identity under full reorthogonalization), and the
+        # next block's inner products with the basis rows ((b, n); None: orthogonal)
+        self.semi = reorthogonalize == "semi" and b == 1
+        self.G = np.eye(self.max_basis)
+        self._g_next: np.ndarray | None = None
         self.n = 0
         self.num_matvecs = 0
         self._coupling = np.zeros((0, 0))
@@ -495,6 +563,13 @@ class ThickRestartLanczos:
         W = as_rows(W.to(self.dtype))  # (b, P): row i is A f_i
         self.Q[lo:hi] = F
         self.AQ[lo:hi] = W
+        G = self.G
+        G[lo:hi, :hi] = 0.0
+        G[:hi, lo:hi] = 0.0
+        G[lo:hi, lo:hi] = np.eye(hi - lo)
+        if self._g_next is not None:
+            G[lo:hi, :lo] = self._g_next
+            G[:lo, lo:hi] = self._g_next.T
         self.n = hi
         # The new entries of H = Q A Q^T are the Gram-Schmidt coefficients. First the
         # block recurrence (this block and the one before it, a few rows), then the
@@ -506,19 +581,76 @@ class ThickRestartLanczos:
         R.copy_(W)
         near = self._prev_lo if self._prev_lo is not None else lo
         local = orthogonalize_(R, self.Q[near:hi], passes=1)
-        C = orthogonalize_(R, self.Q[:hi])
-        C[:, near:hi] += local
-        C = C.to("cpu", torch.float64).numpy()  # (b, hi)
+        if self.semi:
+            step = semi_orthogonalize_(R[0], self.Q[:hi])
+            C = step.first[None, :]
+        else:
+            C = orthogonalize_(R, self.Q[:hi]).to("cpu", torch.float64).numpy()
+        # (b, hi): A F Q^T = (what the passes measured) + local (Q[near:hi] Q^T)
+        C = C + local.to("cpu", torch.float64).numpy() @ G[near:hi, :hi]
         self._prev_lo = lo
         self.H[lo:hi, :hi] = C
         self.H[:hi, lo:hi] = C.T
         blk = self.H[lo:hi, lo:hi]
         self.H[lo:hi, lo:hi] = 0.5 * (blk + blk.T)
-        self.F = self._orthonormal_block(R, torch.linalg.vector_norm(W, dim=1), projected=True)
+        ref = torch.linalg.vector_norm(W, dim=1)
+        if self.semi:
+            self.F, self._g_next = self._next_vector(R, ref, step)
+        else:
+            self.F = self._orthonormal_block(R, ref, projected=True)
         # W = C Q + S F with F orthogonal to Q, so S = W F^T: the Krylov relation
         # A Q^T = Q^T H + F^T S^T E^T (E: the last block) gives every Ritz residual free
         self._coupling = (self.F @ W.T).to("cpu", torch.float64).numpy()  # (b', b)
         self._last_block = (lo, hi)
+
+    def _next_vector(self, R: Tensor, ref: Tensor,
+                     step: SemiStep) -> tuple[Tensor, np.ndarray | None]:
+        """The next vector from ``R`` (1, P), after the semi step ``step``, and its row of
+        ``G`` (its inner products with ``Q``: what the step left, ``(1, n)``).
+
+        When the step cancelled (a DGKS pass ran) or ``R`` vanished (its Krylov space is
+        invariant), ``R`` may be rounding inside the span of ``Q``, whose inner products
+        the step's coefficients do not tell to working precision: it is projected out
+        exactly (through ``G``, twice), replaced by a random direction when nothing is
+        left, and its row of ``G`` measured (see :meth:`_exact_next_vector`)."""
+        eps = _machine_eps(self.dtype)
+        nrm = float(torch.linalg.vector_norm(R))
+        if not step.cancelled and nrm > 100 * eps * max(float(ref[0]), 1e-300) \
+                and self.n < self.P:
+            return R / nrm, (step.left(self.G[: self.n, : self.n]) / nrm)[None, :]
+        return self._exact_next_vector(R, float(ref[0]))
+
+    def _project_out_(self, w: Tensor) -> float:
+        """``w`` (1, P) minus its orthogonal projection on the span of ``Q``, in place:
+        ``w -= Q^T G^{-1} Q w`` (exact for a basis that is not orthonormal). Returns
+        ``||w||`` after."""
+        n = self.n
+        c = (w @ self.Q[:n].T).to("cpu", torch.float64).numpy()  # (1, n)
+        y = np.linalg.solve(self.G[:n, :n], c.T)  # (n, 1)
+        w.addmm_(self._coords(y), self.Q[:n], alpha=-1.0)
+        return float(torch.linalg.vector_norm(w))
+
+    def _exact_next_vector(self, R: Tensor, ref: float) -> tuple[Tensor, np.ndarray | None]:
+        """A unit vector orthogonal to the span of ``Q`` from ``R`` (1, P), or from a random
+        direction when ``R`` has nothing outside the span (up to three tries, as in
+        :meth:`_orthonormal_block`), with its row of ``G`` measured; ``(0, P)`` and
+        ``None`` when the space is exhausted. ``R`` is kept when the second of two exact
+        projections leaves at least ``1/sqrt(2)`` of what the first left (DGKS)."""
+        eps = _machine_eps(self.dtype)
+        w, scale = R, ref
+        for _attempt in range(3):
+            if self.n >= self.P:
+                break
+            if float(torch.linalg.vector_norm(w)) > 100 * eps * max(scale, 1e-300):
+                mid = self._project_out_(w)
+                last = self._project_out_(w)
+                if last > DGKS_ETA * mid and last > 100 * eps * max(scale, 1e-300):
+                    F = w / last
+                    return F, (F @ self.Q[: self.n].T).to("cpu", torch.float64).numpy()
+            w = standard_strides(random_vectors(
+                self.P, 1, generator=self.generator, dtype=self.dtype, device=self.device).T)
+            scale = float(torch.linalg.vector_norm(w))
+        return torch.zeros(0, self.P, dtype=self.dtype, device=self.device), None
 
     # --------------------------------------------------------------- Ritz pairs
     def ritz(self) -> tuple[np.ndarray, np.ndarray]:
@@ -528,6 +660,8 @@ class ThickRestartLanczos:
         OpenBLAS, whose threads wait on each other on a loaded machine, and this runs
         after every block."""
         n = self.n
+        if self.semi:  # H y = theta G y: Y^T G Y = I, so the vectors Y^T Q are orthonormal
+            return _dense_eigh(self.H[:n, :n], self.G[:n, :n], check_finite=False)
         return _dense_eigh(self.H[:n, :n], check_finite=False)
 
     def residual_estimates(self, Y: np.ndarray) -> np.ndarray:
@@ -585,10 +719,18 @@ class ThickRestartLanczos:
         filled in by the next :meth:`expand` (which computes ``Q A F^T``).
         """
         kc = len(keep)
+        if self._g_next is not None and self.block_width:
+            # F leans on the old basis by g = Q F^T: remove all of it (through G, one
+            # pass over Q), so that A X^T = X^T Theta + F^T S^T holds exactly
+            n = self.n
+            coef = np.linalg.solve(self.G[:n, :n], self._g_next.T).T  # (b, n)
+            self.F = self.F - self._coords(coef.T) @ self.Q[:n]
+        self._g_next = None
         self._combine_in_place_(self.Q, Y[:, keep])
         self._combine_in_place_(self.AQ, Y[:, keep])
         self.H[:] = 0.0
         self.H[np.arange(kc), np.arange(kc)] = theta[keep]
+        self.G[:kc, :kc] = np.eye(kc)  # X X^T = Y^T G Y = I
         self.n = kc
         self._prev_lo = None  # the kept rows are coupled to F through H, not a recurrence
         # F is orthogonal to the old basis, hence to X; this removes rounding only

@@ -3,6 +3,7 @@ worker, the basis read speeds, and the section it renders."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from analyses import scale_bench
@@ -36,7 +37,8 @@ def test_kernel_speeds_are_positive():
                                   "first_write_ms", "write_ms"))
 
 
-def test_gram_schmidt_timing_times_restarts_and_counts_semi_passes(monkeypatch):
+@pytest.mark.parametrize("reorth", ["semi", "full"])
+def test_gram_schmidt_timing_times_restarts_and_counts_the_basis_rows(monkeypatch, reorth):
     from spectra.linalg import eigsh
 
     krylov = lanczos.ThickRestartLanczos
@@ -44,23 +46,30 @@ def test_gram_schmidt_timing_times_restarts_and_counts_semi_passes(monkeypatch):
         monkeypatch.setattr(lanczos, name, getattr(lanczos, name))
     for name in ("expand", "restart"):
         monkeypatch.setattr(krylov, name, getattr(krylov, name))
-    acc = scale_bench._time_gram_schmidt(count_semi=True)
+    acc = scale_bench._time_gram_schmidt()
     g = torch.Generator().manual_seed(0)
     ev = torch.cat([torch.linspace(0, 1, 290, dtype=torch.float64),
                     torch.tensor([5.0, 8.0, 20.0], dtype=torch.float64)])
     U, _ = torch.linalg.qr(torch.randn(293, 293, generator=g, dtype=torch.float64))
     A = ((U * ev) @ U.T).float()
-    r = eigsh(A, k=1, which="SA", ncv=20, tol=1e-4, generator=g, warn=False)
+    r = eigsh(A, k=1, which="SA", ncv=20, tol=1e-4, generator=g, warn=False,
+              reorthogonalize=reorth)
     assert r.num_restarts >= 1 and acc["restarts"] == r.num_restarts
-    assert acc["restart_seconds"] > 0
+    assert acc["restart_seconds"] > 0 and acc["seconds"] > 0
     assert acc["basis_rows"] == 20  # it filled the basis before restarting
-    # every product's pass over the whole basis is counted; some, not all, would subtract
-    assert acc["semi_steps"] >= r.num_matvecs
-    assert 0 < acc["semi_would"] < acc["semi_steps"]
+    if reorth == "semi":  # one semi step per product; some, not all, subtract
+        assert acc["calls"] == r.num_matvecs
+        assert 0 < acc["subtracted"] < acc["calls"]
+    else:
+        assert acc["calls"] == 0
 
 
 def test_share_section_has_the_ceiling_and_the_notes():
     jobs = scale_bench.share_jobs()
+    assert [(j["task"], j.get("reorth")) for j in jobs] == [
+        ("top5", "semi"), ("lmin", "semi"), ("top5", "full"), ("lmin", "full"),
+        ("density", None), ("density", None)]
+    jobs = [jobs[0], jobs[3], jobs[4], jobs[5]]  # semi top-5, full lambda_min, both SLQ
     results = [
         {"num_matvecs": 14, "seconds": 10.0, "hvp_seconds": 9.0, "gs_seconds": 0.5,
          "gs_calls": 0, "gs_subtracted": 0, "values": [1.0] * 5, "converged": True,
@@ -74,9 +83,7 @@ def test_share_section_has_the_ceiling_and_the_notes():
     ]
     kernels = {"rows": 40, "P": 100, "coefficients_gbs": 23.0, "subtraction_gbs": 22.0,
                "read_gbs": 25.0, "first_write_ms": 2.5, "write_ms": 0.5}
-    counts = {"top5": {"semi_steps": 40, "semi_would": 9}}
-    text = scale_bench.share_section(list(zip(jobs, results)), (1.0, 2.0), 60.0, kernels,
-                                     counts)
+    text = scale_bench.share_section(list(zip(jobs, results)), (1.0, 2.0), 60.0, kernels)
     assert "| 90.0% | 1.0 s | 0.5 s | 94.7% | yes |" in text  # 9 / (9 + 0.5)
     assert "FAILED boom" in text
     assert "| 80.0% | 20.0 s | 10.0 s | 88.9% | no |" in text  # 80 / 90
@@ -85,5 +92,6 @@ def test_share_section_has_the_ceiling_and_the_notes():
     assert "at 23 GB/s" in text and "at 25 GB/s" in text
     assert "2 thick restart(s) took 0.25 s" in text
     assert "about 0.20 s more" in text  # 2 * 50 rows * (2.5 - 0.5) ms
-    assert "9 of 40 had a coefficient above sqrt(eps)" in text
+    assert "| eigsh top-5 | semi, with the Gram matrix (default) | 14 |" in text
+    assert "| eigsh lambda_min | full | | FAILED boom" in text
     assert "2.50 ms per row the first time" in text

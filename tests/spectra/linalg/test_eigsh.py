@@ -44,6 +44,55 @@ def test_known_spectra(name, which):
     assert torch.allclose(X.T @ X, torch.eye(k, dtype=X.dtype), atol=1e-8)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("which, k", [("LA", 5), ("SA", 3), ("BE", 4)])
+def test_semi_and_full_reorthogonalization_give_the_same_pairs(dtype, which, k):
+    """The default (semi, with the Gram matrix) and full reorthogonalization: the
+    eigenvalues of a dense eigensolver within tol, orthonormal eigenvectors, residuals
+    that are the real ones, through several thick restarts (ncv=20)."""
+    ev = np.concatenate([np.linspace(-1.0, 1.0, 395), [3.0, 5.0, 8.0, 13.0, 20.0]])
+    A = with_spectrum(ev).to(dtype)
+    tol = 1e-6 if dtype == torch.float64 else 1e-4
+    eps = float(torch.finfo(dtype).eps)
+    want = _expected(ev, which, k)
+    got = {}
+    for reorth in ("semi", "full"):
+        r = eigsh(A, k=k, which=which, tol=tol, ncv=20, reorthogonalize=reorth,
+                  generator=torch.Generator().manual_seed(1))
+        assert r.all_converged and (which == "LA" or r.num_restarts >= 3)
+        vals = r.eigenvalues.numpy()
+        assert np.abs(vals - want).max() <= 2 * tol * np.abs(want).max(), (reorth, vals)
+        X = r.eigenvectors.double()
+        assert float((X.T @ X - torch.eye(k, dtype=torch.float64)).abs().max()) <= 100 * eps
+        R = A.double() @ X - X * r.eigenvalues
+        torch.testing.assert_close(R.norm(dim=0), r.residuals, rtol=0.05, atol=100 * eps * 20)
+        got[reorth] = r
+    assert got["semi"].num_matvecs <= got["full"].num_matvecs + 5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("reorth", ["semi", "full"])
+def test_all_pairs_of_a_rank_deficient_operator(dtype, reorth):
+    """k = P on an operator of rank 30 of 43: the Krylov space becomes invariant and the
+    rest of the basis comes from random directions, taken orthogonal to a basis that
+    (under "semi") is not orthonormal; every pair is still found, vectors orthonormal."""
+    ev = np.concatenate([np.linspace(0.5, 3.0, 30), np.zeros(13)])
+    A = with_spectrum(ev).to(dtype)
+    eps = float(torch.finfo(dtype).eps)
+    r = eigsh(A, k=43, which="LA", tol=1e-6 if dtype == torch.float64 else 1e-3,
+              atol=1e-4, reorthogonalize=reorth, warn=False)
+    assert np.abs(np.sort(r.eigenvalues.numpy()) - np.sort(ev)).max() <= 1e-4
+    X = r.eigenvectors.double()
+    assert float((X.T @ X - torch.eye(43, dtype=torch.float64)).abs().max()) <= 1000 * eps
+
+
+def test_reorthogonalize_must_be_semi_or_full():
+    with pytest.raises(ValueError, match="reorthogonalize must be one of semi, full, got 'none'"):
+        eigsh(with_spectrum(SPECTRA["outliers"]), reorthogonalize="none")
+    with pytest.raises(ValueError, match="reorthogonalize must be one of semi, full, got True"):
+        eigsh(with_spectrum(SPECTRA["outliers"]), reorthogonalize=True)
+
+
 def test_no_ghosts_and_orthonormal_without_blocks():
     ev = SPECTRA["outliers"]
     res = eigsh(with_spectrum(ev), k=8, which="LA", tol=1e-8)

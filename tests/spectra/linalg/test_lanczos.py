@@ -214,6 +214,58 @@ def test_thick_restart_basis_stays_orthonormal_across_restarts(block):
     assert restarts >= 3
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_semi_thick_restart_keeps_the_gram_matrix_the_projection_and_the_relation(dtype):
+    """reorthogonalize="semi": the basis is only semi-orthogonal (it is, within sqrt(eps),
+    and is measurably not orthonormal), but the Gram matrix the engine keeps from the
+    measured coefficients is ``Q Q^T``, ``H`` is ``Q A Q^T``, the next vector's inner
+    products are known, and the free residual estimates are the exact residuals, also
+    after restarts (which make the next vector orthogonal to the whole old basis)."""
+    ev = np.concatenate([[40.0, 30.0, 25.0, 20.0], np.linspace(-1.0, 5.0, 396)])
+    A = with_spectrum(ev).to(dtype)
+    start = torch.randn(A.shape[0], 1, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    eng = ThickRestartLanczos(lambda V: A @ V, start, max_basis=24, reorthogonalize="semi")
+    eps = float(torch.finfo(dtype).eps)
+    restarts, lost = 0, 0.0
+    for _ in range(80):
+        if eng.needs_restart:
+            theta, Y = eng.ritz()
+            eng.restart(select(theta, "LA", 10), theta, Y)
+            restarts += 1
+        eng.expand()
+        n = eng.n
+        Q = eng.Q[:n].double()
+        QQ = (Q @ Q.T).numpy()
+        lost = max(lost, float(np.abs(QQ - np.eye(n)).max()))
+        assert lost <= math.sqrt(eps)  # semi-orthogonal, by measurement
+        np.testing.assert_allclose(eng.G[:n, :n], QQ, rtol=0, atol=20 * eps)
+        H = (Q @ A.double() @ Q.T).numpy()
+        np.testing.assert_allclose(eng.H[:n, :n], H, rtol=0, atol=20 * eps * 40.0)
+        if eng._g_next is not None:
+            np.testing.assert_allclose(eng._g_next, (eng.F.double() @ Q.T).numpy(),
+                                       rtol=0, atol=20 * eps)
+        theta, Y = eng.ritz()
+        X, res = eng.ritz_pairs(theta, Y)
+        # Ritz vectors orthonormal although Q is not: Y^T G Y = I
+        XX = (X.double() @ X.double().T).numpy()
+        assert np.abs(XX - np.eye(n)).max() <= 100 * eps
+        # the relation's estimates are the residuals computed from the stored products
+        assert np.abs(eng.residual_estimates(Y) - res).max() <= 100 * eps * 40.0
+    assert restarts >= 3
+    assert lost > 100 * eps  # the test can tell: the basis is not orthonormal
+
+
+def test_semi_engine_refuses_an_unknown_policy_and_blocks_use_full():
+    A = with_spectrum(np.linspace(1.0, 2.0, 50))
+    start = torch.randn(50, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with pytest.raises(ValueError, match="reorthogonalize must be one of semi, full, got 'none'"):
+        ThickRestartLanczos(lambda V: A @ V, start, max_basis=10, reorthogonalize="none")
+    block = torch.cat([start, start.flip(0)], dim=1)
+    eng = ThickRestartLanczos(lambda V: A @ V, block, max_basis=10, reorthogonalize="semi")
+    assert not eng.semi and ThickRestartLanczos(lambda V: A @ V, start, max_basis=10,
+                                                reorthogonalize="semi").semi
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_products_come_back_as_contiguous_rows(dtype):
     """``as_rows``: the columns of a ``(P, b)`` product as contiguous rows, equal to
@@ -255,17 +307,26 @@ def test_a_semi_step_subtracts_only_the_large_coefficients(dtype):
     w = w64.to(dtype)
     Qd = Q[:n].to(dtype).contiguous()
     before = float(w.norm())
-    assert semi_orthogonalize_(w, Qd)
+    step = semi_orthogonalize_(w, Qd)
     after = (Q[:n] @ w.double()) / before
     big = [3, 17, 18]
     small = [i for i in range(n) if i not in big]
+    # the measured coefficients, and those subtracted: only the large ones here
+    c, d = step.first, step.after
+    assert step.subtracted and np.array_equal(step.last, c)
+    np.testing.assert_allclose(c, coef.numpy(), rtol=0, atol=10 * eps)
+    assert set(np.flatnonzero(d)) == set(big) and np.array_equal(d[big], c[big])
+    # what is left, from them: Q w = c - (Q Q^T) d
+    np.testing.assert_allclose(step.left(np.eye(n)) / before, after.numpy(), rtol=0,
+                               atol=10 * eps)
     assert after[big].abs().max() <= 10 * eps  # removed, to rounding
     torch.testing.assert_close(after[small], coef[small], rtol=0, atol=10 * eps)  # untouched
     assert after.abs().max() <= tau / 2
     # all below the threshold: nothing subtracted, w unchanged
     w2 = (Q[n] + torch.full((n,), 0.1 * tau, dtype=torch.float64) @ Q[:n]).to(dtype)
     same = w2.clone()
-    assert not semi_orthogonalize_(w2, Qd)
+    step2 = semi_orthogonalize_(w2, Qd)
+    assert not step2.subtracted and step2.first.shape == (n,)
     assert torch.equal(w2, same)
 
 
