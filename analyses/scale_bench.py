@@ -490,10 +490,12 @@ def share_section(pairs: list, loads: tuple[float, float], wall: float,
         if job["task"] == "density":
             what = f"SLQ n_v={job['n_v']}, m={job['m']}, mode={job['mode']}"
             reo = "semi (Simon 1984)" if job["mode"] == "full" else "none (no basis)"
+            label = what
         else:
             what = "eigsh top-5" if job["task"] == "top5" else "eigsh lambda_min"
-            reo = ("semi, with the Gram matrix (default)" if job.get("reorth", "semi") == "semi"
-                   else "full")
+            semi = job.get("reorth", "semi") == "semi"
+            reo = "semi, with the Gram matrix (default)" if semi else "full"
+            label = f"{what} ({'semi' if semi else 'full'})"
         if "error" in r:
             lines.append(f"| {what} | {reo} | | FAILED {r['error']} | | | | | | | |")
             continue
@@ -507,7 +509,7 @@ def share_section(pairs: list, loads: tuple[float, float], wall: float,
         elif "range" in r:
             res = f"nodes in [{r['range'][0]:.3g}, {r['range'][1]:.3g}]"
         if r.get("gs_calls"):
-            note = (f"{what}: the measured coefficients asked for the subtraction at "
+            note = (f"{label}: the measured coefficients asked for the subtraction at "
                     f"{r['gs_subtracted']} of {r['gs_calls']} steps "
                     f"({r['gs_subtracted'] / r['gs_calls']:.0%})")
             if r.get("gs_rows"):
@@ -516,13 +518,18 @@ def share_section(pairs: list, loads: tuple[float, float], wall: float,
                          "others' coefficients being below half the threshold")
             notes.append(note + ".")
         if r.get("basis_rows"):
-            note = (f"{what}: {r['restarts']} thick restart(s) took {r['restart_seconds']:.2f} s "
+            note = (f"{label}: {r['restarts']} thick restart(s) took {r['restart_seconds']:.2f} s "
                     f"(the in-place combinations of Q and A Q); it wrote {r['basis_rows']} rows "
                     "of each")
             if kernels is not None and "error" not in kernels:
                 first = 2 * r["basis_rows"] * (kernels["first_write_ms"] - kernels["write_ms"])
+                rest = (r["seconds"] - r["hvp_seconds"] - (gs or 0.0) - r["restart_seconds"]
+                        - first / 1e3)
                 note += (f", whose first writes cost about {first / 1e3:.2f} s more than writes "
-                         "to mapped memory (the kernel line below)")
+                         "to mapped memory (the kernel line below); the rest outside the "
+                         f"products and those, {rest:.2f} s, is the copies of each product "
+                         "and vector into the basis, norms, the small Ritz problems and the "
+                         "random start")
             notes.append(note + ".")
         lines.append(f"| {what} | {reo} | {r['num_matvecs']} | {r['seconds']:.1f} s | "
                      f"{r['hvp_seconds']:.1f} s | {share:.1%} | "

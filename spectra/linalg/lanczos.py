@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.linalg import cholesky as _cholesky
 from scipy.linalg import eigh as _dense_eigh
 from scipy.linalg import eigh_tridiagonal
 from torch import Tensor
@@ -660,9 +661,20 @@ class ThickRestartLanczos:
         OpenBLAS, whose threads wait on each other on a loaded machine, and this runs
         after every block."""
         n = self.n
-        if self.semi:  # H y = theta G y: Y^T G Y = I, so the vectors Y^T Q are orthonormal
-            return _dense_eigh(self.H[:n, :n], self.G[:n, :n], check_finite=False)
-        return _dense_eigh(self.H[:n, :n], check_finite=False)
+        if not self.semi:
+            return _dense_eigh(self.H[:n, :n], check_finite=False)
+        # H y = theta G y, so that Y^T G Y = I and the vectors Y^T Q are orthonormal: as
+        # eigh(L^-1 H L^-T) with G = L L^T. G is within n sqrt(eps) of I, so L^-1 is formed
+        # outright (numpy's solve, scipy's Cholesky): scipy's generalized eigh and its
+        # triangular solves wake an OpenBLAS helper thread that then spins on after the
+        # call, taking a core from the products that follow.
+        L = _cholesky(self.G[:n, :n], lower=True, check_finite=False)
+        Linv = np.linalg.solve(L, np.eye(n))
+        C = Linv @ self.H[:n, :n] @ Linv.T
+        # divide and conquer: its eigenvectors are orthonormal to a few eps, MRRR's (the
+        # default driver) to tens of eps, which the restarts would carry into G
+        theta, Z = _dense_eigh(0.5 * (C + C.T), check_finite=False, driver="evd")
+        return theta, Linv.T @ Z
 
     def residual_estimates(self, Y: np.ndarray) -> np.ndarray:
         """``||A x - theta x||`` from the Krylov relation, for coordinates ``Y`` (n, j).

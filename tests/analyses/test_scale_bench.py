@@ -92,6 +92,8 @@ def test_share_section_has_the_ceiling_and_the_notes():
     assert "at 23 GB/s" in text and "at 25 GB/s" in text
     assert "2 thick restart(s) took 0.25 s" in text
     assert "about 0.20 s more" in text  # 2 * 50 rows * (2.5 - 0.5) ms
+    assert "eigsh top-5 (semi): 2 thick restart(s)" in text
+    assert "those, 0.05 s, is the copies" in text  # 10 - 9 - 0.5 - 0.25 - 0.2
     assert "| eigsh top-5 | semi, with the Gram matrix (default) | 14 |" in text
     assert "| eigsh lambda_min | full | | FAILED boom" in text
     assert "2.50 ms per row the first time" in text

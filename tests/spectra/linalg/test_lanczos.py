@@ -238,7 +238,7 @@ def test_semi_thick_restart_keeps_the_gram_matrix_the_projection_and_the_relatio
         QQ = (Q @ Q.T).numpy()
         lost = max(lost, float(np.abs(QQ - np.eye(n)).max()))
         assert lost <= math.sqrt(eps)  # semi-orthogonal, by measurement
-        np.testing.assert_allclose(eng.G[:n, :n], QQ, rtol=0, atol=20 * eps)
+        np.testing.assert_allclose(eng.G[:n, :n], QQ, rtol=0, atol=100 * eps)
         H = (Q @ A.double() @ Q.T).numpy()
         np.testing.assert_allclose(eng.H[:n, :n], H, rtol=0, atol=20 * eps * 40.0)
         if eng._g_next is not None:
@@ -248,7 +248,7 @@ def test_semi_thick_restart_keeps_the_gram_matrix_the_projection_and_the_relatio
         X, res = eng.ritz_pairs(theta, Y)
         # Ritz vectors orthonormal although Q is not: Y^T G Y = I
         XX = (X.double() @ X.double().T).numpy()
-        assert np.abs(XX - np.eye(n)).max() <= 100 * eps
+        assert np.abs(XX - np.eye(n)).max() <= 200 * eps
         # the relation's estimates are the residuals computed from the stored products
         assert np.abs(eng.residual_estimates(Y) - res).max() <= 100 * eps * 40.0
     assert restarts >= 3
