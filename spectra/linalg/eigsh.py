@@ -149,7 +149,7 @@ def eigsh(
             values are those of the projection on the same Krylov space and the Ritz
             vectors are orthonormal (see
             :class:`~spectra.linalg.lanczos.ThickRestartLanczos`). Blocks
-            (``block_size > 1``) always use ``"full"``.
+            (``block_size > 1``) and half-precision operators always use ``"full"``.
 
     Returns:
         :class:`EigenResult`.

@@ -430,8 +430,8 @@ class ThickRestartLanczos:
         tmpdir: the folder of the ``"disk"`` basis (default: the system's temp folder).
         reorthogonalize: ``"full"``: every new vector is orthogonalized against the
             whole basis (two passes over it, :func:`orthogonalize_`), ``Q`` stays
-            orthonormal to working precision. ``"semi"`` (single-vector steps, ``b = 1``;
-            blocks use ``"full"``): the coefficients are measured in one pass and only
+            orthonormal to working precision. ``"semi"`` (single-vector steps, ``b = 1``,
+            in float32 or float64; blocks and half precision use ``"full"``): the coefficients are measured in one pass and only
             those above ``sqrt(eps) ||w||`` subtracted (:func:`semi_orthogonalize_`), so
             ``Q`` is semi-orthogonal; its Gram matrix ``G = Q Q^T`` is kept from the
             measured coefficients (no extra pass), and the Ritz pairs solve
@@ -481,7 +481,10 @@ class ThickRestartLanczos:
         self.H = np.zeros((self.max_basis, self.max_basis))
         # the Gram matrix Q Q^T (the identity under full reorthogonalization), and the
         # next block's inner products with the basis rows ((b, n); None: orthogonal)
-        self.semi = reorthogonalize == "semi" and b == 1
+        # semi: single vectors, in float32 or float64 (in half precision sqrt(eps) is
+        # several percent, too loose for a well-conditioned Gram matrix)
+        self.semi = (reorthogonalize == "semi" and b == 1
+                     and _machine_eps(self.dtype) <= _machine_eps(torch.float32))
         self.G = np.eye(self.max_basis)
         self._g_next: np.ndarray | None = None
         self.n = 0

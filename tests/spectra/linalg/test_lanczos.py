@@ -255,7 +255,7 @@ def test_semi_thick_restart_keeps_the_gram_matrix_the_projection_and_the_relatio
     assert lost > 100 * eps  # the test can tell: the basis is not orthonormal
 
 
-def test_semi_engine_refuses_an_unknown_policy_and_blocks_use_full():
+def test_semi_engine_refuses_an_unknown_policy_and_blocks_and_half_precision_use_full():
     A = with_spectrum(np.linspace(1.0, 2.0, 50))
     start = torch.randn(50, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     with pytest.raises(ValueError, match="reorthogonalize must be one of semi, full, got 'none'"):
@@ -264,6 +264,9 @@ def test_semi_engine_refuses_an_unknown_policy_and_blocks_use_full():
     eng = ThickRestartLanczos(lambda V: A @ V, block, max_basis=10, reorthogonalize="semi")
     assert not eng.semi and ThickRestartLanczos(lambda V: A @ V, start, max_basis=10,
                                                 reorthogonalize="semi").semi
+    half = ThickRestartLanczos(lambda V: A.bfloat16() @ V, start.bfloat16(), max_basis=10,
+                               reorthogonalize="semi")
+    assert not half.semi  # sqrt(eps) of bfloat16 is 9%: too loose for the Gram matrix
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
