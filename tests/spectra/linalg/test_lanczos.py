@@ -190,19 +190,26 @@ def test_semi_orthogonal_runs_give_the_nodes_of_full_reorthogonalization(dtype):
         lanczos_tridiagonal(lambda V: A @ V, V0, 5, reorthogonalize="partial")
 
 
+def _steps(eng: ThickRestartLanczos, count: int):
+    """Expand ``eng`` ``count`` times, restarting (keeping the top 10 Ritz vectors) when
+    its basis is full; yields after each expansion the number of restarts so far."""
+    restarts = 0
+    for _ in range(count):
+        if eng.needs_restart:
+            theta, Y = eng.ritz()
+            eng.restart(select(theta, "LA", 10), theta, Y)
+            restarts += 1
+        eng.expand()
+        yield restarts
+
+
 @pytest.mark.parametrize("block", [1, 3])
 def test_thick_restart_basis_stays_orthonormal_across_restarts(block):
     ev = np.concatenate([[40.0, 30.0, 30.0, 20.0], np.linspace(-1.0, 5.0, 396)])
     A = with_spectrum(ev).to(torch.float32)
     start = torch.randn(A.shape[0], block, generator=torch.Generator().manual_seed(0))
     eng = ThickRestartLanczos(lambda V: A @ V, start, max_basis=24)
-    restarts = 0
-    for _ in range(60):
-        if eng.needs_restart:
-            theta, Y = eng.ritz()
-            eng.restart(select(theta, "LA", 10), theta, Y)
-            restarts += 1
-        eng.expand()
+    for restarts in _steps(eng, 60):
         n = eng.n
         Q = torch.cat([eng.Q[:n], eng.F]).double()
         err = float((Q @ Q.T - torch.eye(Q.shape[0], dtype=torch.float64)).abs().max())
@@ -226,13 +233,8 @@ def test_semi_thick_restart_keeps_the_gram_matrix_the_projection_and_the_relatio
     start = torch.randn(A.shape[0], 1, generator=torch.Generator().manual_seed(0), dtype=dtype)
     eng = ThickRestartLanczos(lambda V: A @ V, start, max_basis=24, reorthogonalize="semi")
     eps = float(torch.finfo(dtype).eps)
-    restarts, lost = 0, 0.0
-    for _ in range(80):
-        if eng.needs_restart:
-            theta, Y = eng.ritz()
-            eng.restart(select(theta, "LA", 10), theta, Y)
-            restarts += 1
-        eng.expand()
+    lost = 0.0
+    for restarts in _steps(eng, 80):
         n = eng.n
         Q = eng.Q[:n].double()
         QQ = (Q @ Q.T).numpy()
