@@ -139,17 +139,20 @@ def eigsh(
             Gram-Schmidt work runs on the CPU and each block of ``b`` vectors is copied
             across; the results are the same up to rounding. The result's ``plan``
             says which ran and why.
-        reorthogonalize: ``"semi"`` (default) or ``"full"``; both keep the Ritz values
-            and vectors of an orthonormal basis, ``"semi"`` reads the basis about half
-            as often. ``"full"`` orthogonalizes each new vector against the whole basis
-            (two passes over it). ``"semi"`` measures its coefficients in one pass and
-            subtracts only those above ``sqrt(eps)`` of its norm, so the basis ``Q`` is
-            semi-orthogonal; its Gram matrix ``Q Q^T`` is kept from the measured
-            coefficients and the Rayleigh-Ritz problem is solved with it, so the Ritz
-            values are those of the projection on the same Krylov space and the Ritz
-            vectors are orthonormal (see
-            :class:`~spectra.linalg.lanczos.ThickRestartLanczos`). Blocks
-            (``block_size > 1``) and half-precision operators always use ``"full"``.
+        reorthogonalize: ``"semi"`` (default) or ``"full"``; both give the Ritz values
+            and vectors of an orthonormal basis. ``"full"`` orthogonalizes each new
+            vector against the whole basis (two passes over it). ``"semi"`` measures its
+            coefficients in one pass and, once one exceeds ``sqrt(eps)`` of its norm,
+            subtracts those above half of that, reading only their rows again; the
+            basis ``Q`` is then semi-orthogonal, its Gram matrix ``Q Q^T`` is kept from
+            the measured coefficients, and the Rayleigh-Ritz problem is solved with it
+            (a generalized one), so the Ritz values are those of the projection on the
+            same Krylov space and the Ritz vectors are orthonormal (see
+            :class:`~spectra.linalg.lanczos.ThickRestartLanczos`). It pays off when the
+            basis is large (a network's ``P``); for a small dense matrix and a large
+            ``ncv`` the generalized problem at each step can cost more than the pass it
+            saves. Blocks (``block_size > 1``) and half-precision operators always use
+            ``"full"``.
 
     Returns:
         :class:`EigenResult`.

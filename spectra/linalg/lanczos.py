@@ -16,9 +16,9 @@ Every new vector is measured against the whole basis. Under full
 reorthogonalization it is orthogonalized against all of it, a second time when
 the first pass cancelled much of it (the DGKS criterion; "twice is enough",
 Giraud et al. 2005), and the basis stays orthonormal to working precision. Under
-semi reorthogonalization only the coefficients above ``sqrt(eps)`` of its norm
-are subtracted, so the basis stays within ``sqrt(eps)`` of orthogonal (Simon
-1984); the thick-restart engine also keeps the basis's Gram matrix from the
+semi reorthogonalization the coefficients are subtracted only once one exceeds
+``sqrt(eps)`` of its norm (those above half of that), so the basis stays within
+``sqrt(eps)`` of orthogonal (Simon 1984); the thick-restart engine also keeps the basis's Gram matrix from the
 measured coefficients and solves its Rayleigh-Ritz problem with it, so its Ritz
 pairs are those of an orthonormal basis of the same space. Without either,
 Lanczos in finite precision loses orthogonality as soon as a Ritz value
@@ -36,10 +36,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
-from scipy.linalg import cholesky as _cholesky
 from scipy.linalg import eigh as _dense_eigh
 from scipy.linalg import eigh_tridiagonal
 from torch import Tensor
@@ -162,8 +162,8 @@ def semi_orthogonalize_(w: Tensor, Q: Tensor) -> SemiStep:
     Measures the coefficients ``Q w`` (one pass over ``Q``, a matrix-vector product).
     When one exceeds ``sqrt(eps) ||w||``, subtracts every coefficient above half of that
     (Simon's (1984) partial reorthogonalization subtracts only the large ones too), so
-    that all that remain are below ``sqrt(eps) ||w|| / 2``: semi-orthogonality, by
-    measurement. Only the rows whose coefficients are subtracted are read again, in
+    that all that remain are below ``sqrt(eps) ||w||`` (below half of it after a
+    subtraction): semi-orthogonality, by measurement. Only the rows whose coefficients are subtracted are read again, in
     contiguous segments (how many, on a network's Hessian: ``python -m
     analyses.scale_bench --time-share``). A vector that lost more than ``1 - 1/sqrt(2)``
     of its norm gets a second full pass (DGKS), measured and subtracted whole.
@@ -228,6 +228,24 @@ def _subtract_(W: Tensor, C: Tensor, Q: Tensor) -> None:
         W.addmm_(C, Q, alpha=-1.0)
     else:
         W.baddbmm_(C, Q, alpha=-1.0)
+
+
+_BLAS_CONTROLLER: list = []
+
+
+def one_blas_thread() -> Any:
+    """A context in which numpy's and scipy's BLAS run on one thread (threadpoolctl).
+
+    For the engine's small dense problems (``n x n``, ``n`` the basis size), run between
+    products: OpenBLAS wakes helper threads for them (scipy's generalized ``eigh`` at any
+    ``n``, plain ``eigh`` at a few hundred), and those threads then spin on after the
+    call, taking a core from the products that follow (seen as process CPU time far above
+    wall time when such calls are made between pauses). The controller is made once."""
+    from threadpoolctl import ThreadpoolController
+
+    if not _BLAS_CONTROLLER:
+        _BLAS_CONTROLLER.append(ThreadpoolController())
+    return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 def _machine_eps(dtype: torch.dtype) -> float:
@@ -431,9 +449,10 @@ class ThickRestartLanczos:
         reorthogonalize: ``"full"``: every new vector is orthogonalized against the
             whole basis (two passes over it, :func:`orthogonalize_`), ``Q`` stays
             orthonormal to working precision. ``"semi"`` (single-vector steps, ``b = 1``,
-            in float32 or float64; blocks and half precision use ``"full"``): the coefficients are measured in one pass and only
-            those above ``sqrt(eps) ||w||`` subtracted (:func:`semi_orthogonalize_`), so
-            ``Q`` is semi-orthogonal; its Gram matrix ``G = Q Q^T`` is kept from the
+            in float32 or float64; blocks and half precision use ``"full"``): the
+            coefficients are measured in one pass and subtracted only past
+            ``sqrt(eps) ||w||`` (:func:`semi_orthogonalize_`), so ``Q`` is
+            semi-orthogonal; its Gram matrix ``G = Q Q^T`` is kept from the
             measured coefficients (no extra pass), and the Ritz pairs solve
             ``H y = theta G y``. ``H = Q A Q^T`` holds exactly either way, so the Ritz
             values are those of ``A`` projected on the same space, and the Ritz vectors
@@ -630,7 +649,8 @@ class ThickRestartLanczos:
         ``||w||`` after."""
         n = self.n
         c = (w @ self.Q[:n].T).to("cpu", torch.float64).numpy()  # (1, n)
-        y = np.linalg.solve(self.G[:n, :n], c.T)  # (n, 1)
+        with one_blas_thread():
+            y = np.linalg.solve(self.G[:n, :n], c.T)  # (n, 1)
         w.addmm_(self._coords(y), self.Q[:n], alpha=-1.0)
         return float(torch.linalg.vector_norm(w))
 
@@ -658,26 +678,17 @@ class ThickRestartLanczos:
 
     # --------------------------------------------------------------- Ritz pairs
     def ritz(self) -> tuple[np.ndarray, np.ndarray]:
-        """Ritz values ``(n,)`` ascending and their basis coordinates ``(n, n)``.
+        """Ritz values ``(n,)`` ascending and their basis coordinates ``(n, n)``:
+        ``H y = theta y``, or under semi reorthogonalization ``H y = theta G y`` (so that
+        ``Y^T G Y = I`` and the vectors ``Y^T Q`` are orthonormal).
 
-        scipy's LAPACK driver, not numpy's: numpy's ``eigh`` runs in its own threaded
-        OpenBLAS, whose threads wait on each other on a loaded machine, and this runs
-        after every block."""
+        scipy's LAPACK driver with one BLAS thread (:func:`one_blas_thread`): this runs
+        after every block, between products."""
         n = self.n
-        if not self.semi:
+        with one_blas_thread():
+            if self.semi:
+                return _dense_eigh(self.H[:n, :n], self.G[:n, :n], check_finite=False)
             return _dense_eigh(self.H[:n, :n], check_finite=False)
-        # H y = theta G y, so that Y^T G Y = I and the vectors Y^T Q are orthonormal: as
-        # eigh(L^-1 H L^-T) with G = L L^T. G is within n sqrt(eps) of I, so L^-1 is formed
-        # outright (numpy's solve, scipy's Cholesky): scipy's generalized eigh and its
-        # triangular solves wake an OpenBLAS helper thread that then spins on after the
-        # call, taking a core from the products that follow.
-        L = _cholesky(self.G[:n, :n], lower=True, check_finite=False)
-        Linv = np.linalg.solve(L, np.eye(n))
-        C = Linv @ self.H[:n, :n] @ Linv.T
-        # divide and conquer: its eigenvectors are orthonormal to a few eps, MRRR's (the
-        # default driver) to tens of eps, which the restarts would carry into G
-        theta, Z = _dense_eigh(0.5 * (C + C.T), check_finite=False, driver="evd")
-        return theta, Linv.T @ Z
 
     def residual_estimates(self, Y: np.ndarray) -> np.ndarray:
         """``||A x - theta x||`` from the Krylov relation, for coordinates ``Y`` (n, j).
@@ -738,7 +749,8 @@ class ThickRestartLanczos:
             # F leans on the old basis by g = Q F^T: remove all of it (through G, one
             # pass over Q), so that A X^T = X^T Theta + F^T S^T holds exactly
             n = self.n
-            coef = np.linalg.solve(self.G[:n, :n], self._g_next.T).T  # (b, n)
+            with one_blas_thread():
+                coef = np.linalg.solve(self.G[:n, :n], self._g_next.T).T  # (b, n)
             self.F = self.F - self._coords(coef.T) @ self.Q[:n]
         self._g_next = None
         self._combine_in_place_(self.Q, Y[:, keep])

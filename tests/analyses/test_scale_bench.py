@@ -97,3 +97,18 @@ def test_share_section_has_the_ceiling_and_the_notes():
     assert "| eigsh top-5 | semi, with the Gram matrix (default) | 14 |" in text
     assert "| eigsh lambda_min | full | | FAILED boom" in text
     assert "2.50 ms per row the first time" in text
+
+
+def test_median_run_picks_the_middle_share_and_keeps_the_range():
+    runs = [{"seconds": 10.0, "hvp_seconds": 9.0, "tag": "a"},
+            {"error": "boom"},
+            {"seconds": 10.0, "hvp_seconds": 8.0, "tag": "b"},
+            {"seconds": 10.0, "hvp_seconds": 8.5, "tag": "c"}]
+    med = scale_bench.median_run(runs)
+    assert med["tag"] == "c" and med["shares"] == [0.8, 0.85, 0.9]
+    assert scale_bench.median_run([{"error": "x"}]) == {"error": "x"}
+    job = scale_bench.share_jobs()[0]
+    text = scale_bench.share_section([(job, dict(med, num_matvecs=14, values=[1.0]))],
+                                     (0.5, 0.5), 60.0)
+    assert "| 85.0% (80.0%-90.0%) |" in text and "3 rounds of them" in text
+

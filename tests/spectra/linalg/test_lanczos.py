@@ -271,6 +271,28 @@ def test_semi_engine_refuses_an_unknown_policy_and_blocks_and_half_precision_use
     assert not half.semi  # sqrt(eps) of bfloat16 is 9%: too loose for the Gram matrix
 
 
+@pytest.mark.parametrize("reorth", ["semi", "full"])
+def test_ritz_problems_run_on_one_blas_thread(monkeypatch, reorth):
+    """The small dense eigenproblems between products run with numpy's and scipy's BLAS
+    limited to one thread, whose helpers would otherwise spin on after each call."""
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    dense = lanczos._dense_eigh
+
+    def spy(*args, **kwargs):
+        seen.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        return dense(*args, **kwargs)
+
+    monkeypatch.setattr(lanczos, "_dense_eigh", spy)
+    A = with_spectrum(np.linspace(1.0, 2.0, 60))
+    start = torch.randn(60, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    eng = ThickRestartLanczos(lambda V: A @ V, start, max_basis=16, reorthogonalize=reorth)
+    for _ in _steps(eng, 25):
+        eng.ritz()
+    assert seen and set(seen) == {1}
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_products_come_back_as_contiguous_rows(dtype):
     """``as_rows``: the columns of a ``(P, b)`` product as contiguous rows, equal to
