@@ -160,8 +160,8 @@ def eigsh(
     Raises:
         ValueError: an argument out of range (``k``, ``block_size``, ``ncv`` and
             ``max_matvecs`` must be integers, not bools), a 0 x 0 operator, a bad
-            ``max_memory``, ``storage`` or ``reorthogonalize``, working blocks larger than the device's
-            memory, or a disk basis larger than the free disk space.
+            ``max_memory``, ``storage`` or ``reorthogonalize``, working blocks larger
+            than the device's memory, or a disk basis larger than the free disk space.
 
     Example:
         >>> import torch

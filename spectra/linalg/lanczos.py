@@ -18,9 +18,10 @@ the first pass cancelled much of it (the DGKS criterion; "twice is enough",
 Giraud et al. 2005), and the basis stays orthonormal to working precision. Under
 semi reorthogonalization the coefficients are subtracted only once one exceeds
 ``sqrt(eps)`` of its norm (those above half of that), so the basis stays within
-``sqrt(eps)`` of orthogonal (Simon 1984); the thick-restart engine also keeps the basis's Gram matrix from the
-measured coefficients and solves its Rayleigh-Ritz problem with it, so its Ritz
-pairs are those of an orthonormal basis of the same space. Without either,
+``sqrt(eps)`` of orthogonal (Simon 1984); the thick-restart engine also keeps
+the basis's Gram matrix from the measured coefficients and solves its
+Rayleigh-Ritz problem with it, so its Ritz pairs are those of an orthonormal
+basis of the same space. Without either,
 Lanczos in finite precision loses orthogonality as soon as a Ritz value
 converges and returns "ghost" copies of the outlying eigenvalues; with either,
 no eigenvalue is reported twice.
@@ -163,10 +164,11 @@ def semi_orthogonalize_(w: Tensor, Q: Tensor) -> SemiStep:
     When one exceeds ``sqrt(eps) ||w||``, subtracts every coefficient above half of that
     (Simon's (1984) partial reorthogonalization subtracts only the large ones too), so
     that all that remain are below ``sqrt(eps) ||w||`` (below half of it after a
-    subtraction): semi-orthogonality, by measurement. Only the rows whose coefficients are subtracted are read again, in
-    contiguous segments (how many, on a network's Hessian: ``python -m
-    analyses.scale_bench --time-share``). A vector that lost more than ``1 - 1/sqrt(2)``
-    of its norm gets a second full pass (DGKS), measured and subtracted whole.
+    subtraction): semi-orthogonality, by measurement. Only the rows whose coefficients
+    are subtracted are read again, in contiguous segments (how many, on a network's
+    Hessian: ``python -m analyses.scale_bench --time-share``). A vector that lost more
+    than ``1 - 1/sqrt(2)`` of its norm gets a second full pass (DGKS), measured and
+    subtracted whole.
 
     Returns:
         :class:`SemiStep`: the coefficients measured and subtracted, from which
@@ -498,12 +500,12 @@ class ThickRestartLanczos:
                                 tmpdir=tmpdir)
         start = start.to(self.device)
         self.H = np.zeros((self.max_basis, self.max_basis))
-        # the Gram matrix Q Q^T (the identity under full reorthogonalization), and the
-        # next block's inner products with the basis rows ((b, n); None: orthogonal)
         # semi: single vectors, in float32 or float64 (in half precision sqrt(eps) is
         # several percent, too loose for a well-conditioned Gram matrix)
         self.semi = (reorthogonalize == "semi" and b == 1
                      and _machine_eps(self.dtype) <= _machine_eps(torch.float32))
+        # the Gram matrix Q Q^T (the identity under full reorthogonalization), and the
+        # next block's inner products with the basis rows ((b, n); None: orthogonal)
         self.G = np.eye(self.max_basis)
         self._g_next: np.ndarray | None = None
         self.n = 0
