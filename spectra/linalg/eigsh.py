@@ -216,12 +216,12 @@ class _Settings:
     dtype: torch.dtype
     device: torch.device
     plan: MemoryPlan
-    reorthogonalize: str = "semi"
+    reorthogonalize: str
 
 
 def _settings(A: Any, P: int, k: Any, which: str, tol: float, atol: float, block_size: Any,
-              ncv: Any, max_matvecs: Any, max_memory: Any = None,
-              storage: str = "auto", reorthogonalize: Any = "semi") -> _Settings:
+              ncv: Any, max_matvecs: Any, max_memory: Any,
+              storage: str, reorthogonalize: Any) -> _Settings:
     """Check and complete :func:`eigsh`'s arguments (see its docstring for the rules)."""
     if which not in WHICH:
         raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")

@@ -138,12 +138,15 @@ class SemiStep:
         last: the latest measurement of ``Q w``: ``first``, or the DGKS pass's.
         after: the coefficients subtracted since ``last`` was measured (zero where a
             row was not).
+        norm: ``||w||`` after the step (measured by it; NaN after a DGKS pass).
+        cancelled: the first subtraction took most of the norm, so a DGKS pass ran.
     """
 
     first: np.ndarray
     last: np.ndarray
     after: np.ndarray
-    cancelled: bool = False  # the first subtraction took most of the norm: a DGKS pass ran
+    norm: float
+    cancelled: bool = False
 
     @property
     def subtracted(self) -> bool:
@@ -181,16 +184,17 @@ def semi_orthogonalize_(w: Tensor, Q: Tensor) -> SemiStep:
     d = np.zeros(c64.shape)
     mag = np.abs(c64)
     if not mag.size or float(mag.max()) <= tau:
-        return SemiStep(c64, c64, d)
+        return SemiStep(c64, c64, d, before)
     for lo, hi in row_segments(mag > SEMI_KEEP * tau):
         w.addmv_(Q[lo:hi].T, c[lo:hi], alpha=-1.0)
         d[lo:hi] = c64[lo:hi]
-    if float(torch.linalg.vector_norm(w)) < DGKS_ETA * before:
+    after = float(torch.linalg.vector_norm(w))
+    if after < DGKS_ETA * before:
         c2 = torch.mv(Q, w)
         w.addmv_(Q.T, c2, alpha=-1.0)
         last = c2.to("cpu", torch.float64).numpy()
-        return SemiStep(c64, last, last, cancelled=True)
-    return SemiStep(c64, c64, d)
+        return SemiStep(c64, last, last, math.nan, cancelled=True)
+    return SemiStep(c64, c64, d, after)
 
 
 def row_segments(rows: np.ndarray, gap: int = 2) -> list[tuple[int, int]]:
@@ -639,7 +643,7 @@ class ThickRestartLanczos:
         exactly (through ``G``, twice), replaced by a random direction when nothing is
         left, and its row of ``G`` measured (see :meth:`_exact_next_vector`)."""
         eps = _machine_eps(self.dtype)
-        nrm = float(torch.linalg.vector_norm(R))
+        nrm = step.norm  # R is the vector the step left: its norm is known
         if not step.cancelled and nrm > 100 * eps * max(float(ref[0]), 1e-300) \
                 and self.n < self.P:
             return R / nrm, (step.left(self.G[: self.n, : self.n]) / nrm)[None, :]
