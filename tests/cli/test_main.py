@@ -62,3 +62,41 @@ def test_help_lists_every_command_and_unknown_ones_are_refused():
         assert f"\n  {name} " in text
     result = invoke("trian", ok=False)
     assert result.exit_code == 2 and "No such command 'trian'" in result.stderr
+
+
+def _run_in_fresh_process(args: list[str], world_size: str | None, tmp_path: Path):
+    """``cli.main.run(args)`` in a fresh interpreter (``WORLD_SIZE`` set or not) that has
+    registered an exit handler (it writes a file) and holds an object whose ``__del__``
+    says so when the interpreter's teardown collects it."""
+    import os
+
+    marker = tmp_path / "handler-ran"
+    code = ("import atexit, sys\n"
+            f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+            "class Torn:\n"
+            "    def __del__(self):\n"
+            "        sys.stderr.write('torn down\\n')\n"
+            "held = Torn()\n"
+            "from cli.main import run\n"
+            f"run({args!r})\n")
+    env = {k: v for k, v in os.environ.items() if k != "WORLD_SIZE"}
+    if world_size is not None:
+        env["WORLD_SIZE"] = world_size
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                       text=True, check=False, timeout=120)
+    return p, marker.exists()
+
+
+@pytest.mark.parametrize("world_size", [None, "1", "2"])
+def test_run_keeps_exit_status_output_and_exit_handlers(world_size, tmp_path):
+    ok, ran = _run_in_fresh_process(["--version"], world_size, tmp_path)
+    assert (ok.returncode, ran) == (0, True)
+    assert ok.stdout.startswith("spectra, version ")
+    (tmp_path / "handler-ran").unlink()
+    bad, ran = _run_in_fresh_process(["--no-such-option"], world_size, tmp_path)
+    assert (bad.returncode, ran) == (2, True)
+    assert "No such option '--no-such-option'" in bad.stderr
+    # one of several torchrun processes skips the interpreter's teardown, where gloo's
+    # threads can abort it; a lone process exits as Python does
+    torn = "torn down" in ok.stderr
+    assert torn == (world_size != "2")
