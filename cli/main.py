@@ -114,7 +114,7 @@ def run(args: list[str] | None = None) -> None:
 
     That teardown can abort a rank after the command has finished: gloo leaves a thread
     whose C++ destructor runs at exit, and ``std::terminate`` ("terminate called without
-    an active exception", SIGABRT) turns a finished job into a failed one (5 of 70 runs
+    an active exception", SIGABRT) turns a finished job into a failed one (6 of 80 runs
     of ``tests/cli/test_torchrun.py``'s 2-process probe, two jobs at a time, with no
     Python frame on the aborting thread). By then the command has destroyed its process
     group (:func:`spectra.utils.distributed.processes_from_env`) and closed its files;
