@@ -424,6 +424,8 @@ def power_iteration(
     k = _checks.integer("k", k, 1, P)
     max_matvecs = _checks.integer("max_matvecs", max_matvecs, 1)
     generator = _checks.generator("generator", generator)
+    if generator is None:  # one stream for every pair's start, not a fresh seed-0 draw each
+        generator = torch.Generator().manual_seed(0)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
     device = A.device
     vecs: list[Tensor] = []

@@ -217,6 +217,34 @@ def test_power_iteration_baseline():
     assert np.allclose(res.eigenvalues.numpy(), [50.0, 30.0], rtol=1e-6)
 
 
+def test_power_iteration_draws_each_start_from_one_stream():
+    # without a generator, one seeded at 0: each pair starts from the next draw of it, not
+    # from the first pair's start again
+    from spectra.linalg.lanczos import random_vectors
+
+    A = DenseOperator(with_spectrum(SPECTRA["outliers"]))
+    P = A.shape[0]
+    seen: list[torch.Tensor] = []
+    matmat = A.matmat
+
+    def spy(V):
+        seen.append(V[:, 0].clone())
+        return matmat(V)
+
+    A.matmat = spy
+    power_iteration(A, k=2, tol=1e-3, max_matvecs=2)  # one product per pair, then the check
+    g = torch.Generator().manual_seed(0)
+    starts = [random_vectors(P, 1, generator=g, dtype=A.dtype, device=A.device)[:, 0]
+              for _ in range(2)]
+    starts = [v / v.norm() for v in starts]
+    assert torch.allclose(seen[0], starts[0])
+    # the second pair's first product is its start with the first pair's vector deflated
+    first = matmat(seen[0][:, None])[:, 0]
+    first = first / first.norm()
+    expect = starts[1] - (first @ starts[1]) * first
+    assert torch.allclose(seen[1], expect)
+
+
 def test_atol_bounds_the_error_of_an_eigenvalue_in_a_cluster_near_zero():
     # a few outliers and a dense cluster straddling 0, like a trained network's Hessian
     ev = np.concatenate([[10.0, 6.0], np.linspace(-1e-3, 1e-3, 300)])
