@@ -112,13 +112,15 @@ def run(args: list[str] | None = None) -> None:
     process of a ``torchrun`` job (``WORLD_SIZE`` above 1), an exit that runs Python's
     exit handlers and flushes the output but skips the interpreter's C-level teardown.
 
-    That teardown can abort a rank after the command has finished: gloo leaves a thread
-    whose C++ destructor runs at exit, and ``std::terminate`` ("terminate called without
-    an active exception", SIGABRT) turns a finished job into a failed one (6 of 80 runs
-    of ``tests/cli/test_torchrun.py``'s 2-process probe, two jobs at a time, with no
-    Python frame on the aborting thread). By then the command has destroyed its process
-    group (:func:`spectra.utils.distributed.processes_from_env`) and closed its files;
-    the exit handlers run here anyway, so a file a handler would close is not lost."""
+    That teardown can abort a rank after the command has finished: a C++ object of the
+    process group's (most likely a gloo thread still joinable) is destroyed at exit, and
+    ``std::terminate`` ("terminate called without an active exception", SIGABRT, no
+    Python frame on the aborting thread) turns a finished job into a failed one: 2 of 80
+    runs of ``tests/cli/test_torchrun.py``'s probe, two at a time, with the normal exit,
+    0 of 80 through this function (``python -m analyses.torchrun_exit [--plain-exit]``).
+    By then the command has destroyed its process group
+    (:func:`spectra.utils.distributed.processes_from_env`) and closed its files; the exit
+    handlers run here anyway, so a file a handler would close is not lost."""
     try:
         main(args=args)
         code: object = 0
