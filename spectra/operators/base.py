@@ -18,6 +18,9 @@ owns everything the curvature types share:
   (:func:`~spectra.utils.modes.math_attention`), since the fused
   ``scaled_dot_product_attention`` kernels have no double backward; an op that
   still has none is reported by name (:func:`_no_double_backward`);
+* float32 at float32's precision: products run with TF32 (cuDNN convolutions use it on
+  recent GPUs by default) and oneDNN's bfloat16 rounding off, whatever the global
+  settings (:func:`~spectra.utils.modes.ieee_float32`);
 * the export to :class:`scipy.sparse.linalg.LinearOperator`;
 * the ``torch.distributed`` all-reduce when each rank holds a shard of the data.
 
@@ -42,7 +45,7 @@ from torch.func import functional_call
 from torch.utils.weak import WeakIdKeyDictionary
 
 from spectra.utils.distributed import collective_device, several_ranks
-from spectra.utils.modes import eval_mode, math_attention
+from spectra.utils.modes import eval_mode, ieee_float32, math_attention
 from spectra.utils.params import trainable_parameters
 from spectra.utils.tensors import standard_strides
 
@@ -199,7 +202,7 @@ class CurvatureOperator:
         low = self._dtype != self._vdtype
         tangents = self.unflatten(V.to(self._dtype) if low else V)  # list of (k, *shape)
         out: Tensor | None = None
-        with eval_mode(self.model, self.eval_mode), math_attention():
+        with eval_mode(self.model, self.eval_mode), math_attention(), ieee_float32():
             for b, (inputs, targets) in enumerate(self._iter_batches()):
                 n_b = batch_size(targets)
                 weight = n_b / self._num_data if self.reduction == "mean" else 1.0

@@ -70,3 +70,49 @@ def math_attention() -> Iterator[None]:
         back.enable_flash_sdp(saved[0])
         back.enable_mem_efficient_sdp(saved[1])
         back.enable_math_sdp(saved[2])
+
+
+# the backends whose float32 kernels may round through a shorter format (TF32 on NVIDIA
+# GPUs since Ampere, bfloat16 in oneDNN on CPUs), as torch >= 2.9 names them
+_FP32_SWITCHES = (("cudnn", "conv"), ("cudnn", "rnn"), ("cuda", "matmul"),
+                  ("mkldnn", "matmul"), ("mkldnn", "conv"), ("mkldnn", "rnn"))
+
+
+@contextlib.contextmanager
+def ieee_float32() -> Iterator[None]:
+    """float32 products at float32's own precision inside the block, whatever the global
+    settings; restored on leaving.
+
+    On a GPU since Ampere, cuDNN convolutions and RNNs run float32 in TF32 (a 10-bit
+    mantissa: rounding to 4.9e-4 relative) by default (``torch.backends.cudnn.conv.fp32_precision
+    == "tf32"``), and ``torch.set_float32_matmul_precision("high")`` or ``"medium"``
+    lets matmuls do the same (oneDNN on a CPU rounds through bfloat16 at ``"medium"``).
+    Products with errors of that size would sit at eigsh's default ``tol`` (1e-3), so
+    the curvature operators run their products inside this block.
+    torch >= 2.9: each backend's ``fp32_precision`` set to ``"ieee"``; older torch: the
+    ``allow_tf32`` switches and the float32 matmul precision ``"highest"``.
+    """
+    found = []
+    for outer, inner in _FP32_SWITCHES:
+        ns = getattr(getattr(torch.backends, outer, None), inner, None)
+        if ns is not None and hasattr(ns, "fp32_precision"):
+            found.append((ns, ns.fp32_precision))
+    if found:
+        try:
+            for ns, _ in found:
+                ns.fp32_precision = "ieee"
+            yield
+        finally:
+            for ns, value in found:
+                ns.fp32_precision = value
+        return
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul  # torch < 2.9
+    saved = (cudnn.allow_tf32, matmul.allow_tf32, torch.get_float32_matmul_precision())
+    cudnn.allow_tf32 = matmul.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved[0], saved[1]
+        torch.set_float32_matmul_precision(saved[2])
+

@@ -409,3 +409,43 @@ def test_call_loss_works_under_vmap_over_samples():
     y = torch.tensor([0, 2, 1, 1, 0])
     per_sample = vmap(lambda o, t: call_loss(F.cross_entropy, o, t))(logits, y)
     assert torch.allclose(per_sample, F.cross_entropy(logits, y, reduction="none"))
+
+
+class _PrecisionSpy(nn.Module):
+    """A linear model that records the float32 precision switches at each forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+        self.seen: list[tuple[str, ...]] = []
+
+    def forward(self, x):
+        self.seen.append(_switches())
+        return self.lin(x)
+
+
+def _switches() -> tuple[str, ...]:
+    b = torch.backends
+    spaces = (b.cudnn.conv, b.cudnn.rnn, b.cuda.matmul, b.mkldnn.matmul)
+    return tuple(ns.fp32_precision for ns in spaces if hasattr(ns, "fp32_precision"))
+
+
+@pytest.mark.skipif(not _switches(), reason="torch < 2.9: no fp32_precision switches")
+@pytest.mark.parametrize("Op", [HessianOperator, GGNOperator])
+def test_products_run_in_full_float32_whatever_the_users_settings(Op):
+    # TF32 in cuDNN convolutions is torch's default on a GPU, bfloat16 rounding in oneDNN
+    # a user's choice: neither reaches a curvature product, and both are given back
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(8, 4, generator=g), torch.randint(0, 3, (8,), generator=g)
+    model = _PrecisionSpy()
+    op = Op(model, F.cross_entropy, (X, y))
+    saved = torch.backends.mkldnn.matmul.fp32_precision
+    torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+    try:
+        users = _switches()
+        model.seen.clear()
+        op.matmat(torch.randn(op.shape[0], 2, generator=g))
+        assert model.seen and all(set(s) == {"ieee"} for s in model.seen)
+        assert _switches() == users
+    finally:
+        torch.backends.mkldnn.matmul.fp32_precision = saved

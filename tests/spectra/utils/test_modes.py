@@ -1,5 +1,6 @@
 """spectra.utils.modes: eval mode and random state are given back as they were."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -63,3 +64,70 @@ def test_math_attention_without_torch_nn_attention_sets_and_restores_the_switche
         assert (cuda.flash_sdp_enabled(), cuda.mem_efficient_sdp_enabled()) == (False, False)
         _double_backward_of_attention()
     assert (cuda.flash_sdp_enabled(), cuda.mem_efficient_sdp_enabled(), cuda.math_sdp_enabled()) == before
+
+
+def _precisions() -> dict[str, str]:
+    from spectra.utils import modes
+
+    out = {}
+    for outer, inner in modes._FP32_SWITCHES:
+        ns = getattr(getattr(torch.backends, outer, None), inner, None)
+        if ns is not None and hasattr(ns, "fp32_precision"):
+            out[f"{outer}.{inner}"] = ns.fp32_precision
+    return out
+
+
+@pytest.fixture
+def float32_settings():
+    """Give back the float32 precision switches as they were before the test."""
+    from spectra.utils import modes
+
+    legacy = torch.get_float32_matmul_precision()
+    switches = [getattr(getattr(torch.backends, outer), inner)
+                for outer, inner in modes._FP32_SWITCHES]
+    switches = [(ns, ns.fp32_precision) for ns in switches if hasattr(ns, "fp32_precision")]
+    yield
+    torch.set_float32_matmul_precision(legacy)
+    for ns, value in switches:
+        ns.fp32_precision = value
+
+
+def test_ieee_float32_sets_every_switch_and_gives_back_the_users_own(float32_settings):
+    from spectra.utils.modes import ieee_float32
+
+    before = _precisions()
+    if not before:  # torch < 2.9: the legacy path, tested below
+        return
+    torch.backends.mkldnn.matmul.fp32_precision = "bf16"  # a user's choice
+    chosen = _precisions()
+    with pytest.raises(KeyError), ieee_float32():
+        assert set(_precisions().values()) == {"ieee"}
+        raise KeyError("leaving on an error")
+    assert _precisions() == chosen
+
+
+def test_ieee_float32_undoes_a_lower_matmul_precision(float32_settings):
+    # "medium" may let oneDNN round float32 matmuls through bfloat16 (it does on a CPU
+    # with bfloat16 instructions; elsewhere nothing changes): inside the block the
+    # product is the full-precision one, bit for bit
+    from spectra.utils.modes import ieee_float32
+
+    g = torch.Generator().manual_seed(0)
+    A, B = torch.randn(256, 256, generator=g), torch.randn(256, 256, generator=g)
+    exact = A @ B
+    torch.set_float32_matmul_precision("medium")
+    with ieee_float32():
+        inside = A @ B
+    assert torch.equal(inside, exact)
+
+
+def test_ieee_float32_on_older_torch_uses_the_legacy_switches(monkeypatch, float32_settings):
+    from spectra.utils import modes
+
+    torch.set_float32_matmul_precision("high")
+    monkeypatch.setattr(modes, "_FP32_SWITCHES", ())
+    with modes.ieee_float32():
+        assert torch.get_float32_matmul_precision() == "highest"
+        assert not torch.backends.cudnn.allow_tf32
+        assert not torch.backends.cuda.matmul.allow_tf32
+    assert torch.get_float32_matmul_precision() == "high"
