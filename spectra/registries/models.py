@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from spectra.utils.checks import did_you_mean, options
+from spectra.utils.modes import preserved_rng
 
 __all__ = ["ACTIVATIONS", "ModelSpec", "UntrustedModelError", "available_models", "build_model",
            "model_options"]
@@ -360,7 +361,8 @@ def build_model(
     if seed is None:
         model = call()
     else:
-        with torch.random.fork_rng(devices=[]):
+        # manual_seed seeds the CUDA generators too: all of them are given back
+        with preserved_rng():
             torch.manual_seed(seed)
             model = call()
     if not isinstance(model, nn.Module):

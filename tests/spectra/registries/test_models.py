@@ -94,6 +94,19 @@ def test_mlp_activations(activation: str) -> None:
     assert isinstance(model[2], ACTIVATIONS[activation])
 
 
+def test_a_seeded_build_gives_back_the_cuda_generators_too(monkeypatch) -> None:
+    # torch.manual_seed seeds every CUDA generator as well; without a GPU here, fake
+    # CUDA's state functions and check that the build puts back what it found
+    calls: dict[str, list] = {"set": []}
+    saved = [torch.tensor([1, 2, 3], dtype=torch.uint8)]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda s: calls["set"].append(s))
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: None)
+    build_model("mlp", input_shape=(8,), num_classes=3, seed=7)
+    assert calls["set"] == [saved]
+
+
 def test_seed_repeats_initialization_without_touching_global_rng() -> None:
     torch.manual_seed(123)
     state = torch.get_rng_state()
