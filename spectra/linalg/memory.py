@@ -70,8 +70,10 @@ def parse_memory(value: Any, name: str = "max_memory") -> int | None:
 
 def available_memory(device: torch.device | str | None) -> int | None:
     """Bytes available now on ``device``: ``MemAvailable`` of ``/proc/meminfo`` for the
-    CPU (free pages as a fallback), the free memory of a CUDA device; ``None`` where it
-    cannot be told."""
+    CPU (free pages as a fallback); for a CUDA device, its free memory plus what
+    PyTorch's caching allocator holds unused (reserved, not allocated: a tensor made now
+    gets it first, and after a few training steps it can be most of the device);
+    ``None`` where it cannot be told."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     try:
         if dev.type == "cpu":
@@ -84,7 +86,8 @@ def available_memory(device: torch.device | str | None) -> int | None:
                 pass
             return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_AVPHYS_PAGES"))
         if dev.type == "cuda":
-            return int(torch.cuda.mem_get_info(dev)[0])
+            cached = torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+            return int(torch.cuda.mem_get_info(dev)[0]) + max(0, int(cached))
     except (ValueError, OSError, AttributeError, RuntimeError):
         return None
     return None

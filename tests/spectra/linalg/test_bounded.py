@@ -147,6 +147,18 @@ def test_default_budget_is_a_fraction_of_the_available_memory():
     assert plan.to_dict()["budget"] is None
 
 
+def test_a_cuda_devices_budget_counts_the_allocators_unused_cache(monkeypatch):
+    # no GPU here: CUDA's memory queries faked. 3 GiB free to the driver, and PyTorch's
+    # cache holds 5 GiB of which 1 GiB is in use: 7 GiB can be had for a new tensor
+    from spectra.linalg.memory import available_memory
+
+    GiB = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda dev: (3 * GiB, 80 * GiB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda dev: 5 * GiB)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda dev: 1 * GiB)
+    assert available_memory("cuda:0") == 7 * GiB
+
+
 # ---------------------------------------------------------------------- eigsh storage
 @pytest.mark.parametrize("which", ["LA", "SA"])
 def test_eigsh_with_the_basis_on_disk_or_host_equals_in_memory(which, tmp_path, monkeypatch):
