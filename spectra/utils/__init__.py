@@ -7,5 +7,5 @@ from spectra.utils.modes import eval_mode, ieee_float32, math_attention, preserv
 from spectra.utils.params import num_parameters, trainable_parameters
 from spectra.utils.tensors import standard_strides
 
-__all__ = ["eval_mode", "ieee_float32", "math_attention", "num_parameters", "preserved_rng", "standard_strides",
-           "trainable_parameters"]
+__all__ = ["eval_mode", "ieee_float32", "math_attention", "num_parameters", "preserved_rng",
+           "standard_strides", "trainable_parameters"]

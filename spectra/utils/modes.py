@@ -1,4 +1,5 @@
-"""Context managers that leave a model and the random number generators as they were."""
+"""Context managers that leave a model, the random number generators and the backends'
+precision and attention-kernel switches as they were."""
 
 from __future__ import annotations
 
@@ -84,9 +85,10 @@ def ieee_float32() -> Iterator[None]:
     settings; restored on leaving.
 
     On a GPU since Ampere, cuDNN convolutions and RNNs run float32 in TF32 (a 10-bit
-    mantissa: rounding to 4.9e-4 relative) by default (``torch.backends.cudnn.conv.fp32_precision
-    == "tf32"``), and ``torch.set_float32_matmul_precision("high")`` or ``"medium"``
-    lets matmuls do the same (oneDNN on a CPU rounds through bfloat16 at ``"medium"``).
+    mantissa: rounding to 4.9e-4 relative) by default
+    (``torch.backends.cudnn.conv.fp32_precision == "tf32"``), and
+    ``torch.set_float32_matmul_precision("high")`` or ``"medium"`` lets matmuls do the
+    same (oneDNN on a CPU rounds through bfloat16 at ``"medium"``).
     Products with errors of that size would sit at eigsh's default ``tol`` (1e-3), so
     the curvature operators run their products inside this block.
     torch >= 2.9: each backend's ``fp32_precision`` set to ``"ieee"``; older torch: the
@@ -115,4 +117,3 @@ def ieee_float32() -> Iterator[None]:
     finally:
         cudnn.allow_tf32, matmul.allow_tf32 = saved[0], saved[1]
         torch.set_float32_matmul_precision(saved[2])
-
