@@ -18,13 +18,13 @@ from torch import Tensor
 
 from spectra.linalg.dense import checked_operator
 from spectra.linalg.lanczos import (
-    EIGSH_REORTHOGONALIZE,
     STORAGES,
     WHICH,
     ThickRestartLanczos,
     as_rows,
     random_vectors,
     select,
+    thick_restart_policy,
 )
 from spectra.linalg.memory import MemoryPlan, budget, format_bytes
 from spectra.utils import checks as _checks
@@ -225,9 +225,7 @@ def _settings(A: Any, P: int, k: Any, which: str, tol: float, atol: float, block
     """Check and complete :func:`eigsh`'s arguments (see its docstring for the rules)."""
     if which not in WHICH:
         raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
-    if not isinstance(reorthogonalize, str) or reorthogonalize not in EIGSH_REORTHOGONALIZE:
-        raise ValueError(f"reorthogonalize must be one of {', '.join(EIGSH_REORTHOGONALIZE)}, "
-                         f"got {reorthogonalize!r}")
+    reorthogonalize = thick_restart_policy(reorthogonalize)
     k = _checks.integer("k", k, 1, P)
     tol = _checks.number("tol", tol, positive=True)
     atol = _checks.number("atol", atol, low=0)

@@ -401,6 +401,15 @@ WHICH = ("LA", "SA", "BE", "LM")
 EIGSH_REORTHOGONALIZE = ("semi", "full")
 
 
+def thick_restart_policy(reorthogonalize: Any) -> str:
+    """``reorthogonalize`` if it is one of :data:`EIGSH_REORTHOGONALIZE` (the policies of
+    :class:`ThickRestartLanczos` and :func:`spectra.linalg.eigsh`), else ``ValueError``."""
+    if not isinstance(reorthogonalize, str) or reorthogonalize not in EIGSH_REORTHOGONALIZE:
+        raise ValueError(f"reorthogonalize must be one of {', '.join(EIGSH_REORTHOGONALIZE)}, "
+                         f"got {reorthogonalize!r}")
+    return reorthogonalize
+
+
 def select(theta: np.ndarray, which: str, count: int) -> np.ndarray:
     """Indices of the ``count`` Ritz values ``theta`` (ascending) wanted by ``which``.
 
@@ -480,9 +489,7 @@ class ThickRestartLanczos:
         tmpdir: str | None = None,
         reorthogonalize: str = "full",
     ) -> None:
-        if reorthogonalize not in EIGSH_REORTHOGONALIZE:
-            raise ValueError(f"reorthogonalize must be one of "
-                             f"{', '.join(EIGSH_REORTHOGONALIZE)}, got {reorthogonalize!r}")
+        reorthogonalize = thick_restart_policy(reorthogonalize)
         P, b = start.shape
         self.P, self.b = P, b
         self.op_device = start.device
