@@ -656,15 +656,19 @@ class ThickRestartLanczos:
             return R / nrm, (step.left(self.G[: self.n, : self.n]) / nrm)[None, :]
         return self._exact_next_vector(R, float(ref[0]))
 
-    def _project_out_(self, w: Tensor) -> float:
-        """``w`` (1, P) minus its orthogonal projection on the span of ``Q``, in place:
-        ``w -= Q^T G^{-1} Q w`` (exact for a basis that is not orthonormal). Returns
-        ``||w||`` after."""
+    def _remove_span_(self, W: Tensor, C: np.ndarray) -> None:
+        """``W`` (b, P) minus its orthogonal projection on the span of ``Q``, in place, from
+        its inner products ``C = W Q^T`` (b, n): ``W -= (G^{-1} C^T)^T Q``, exact for a
+        basis that is not orthonormal (one pass over ``Q``)."""
         n = self.n
-        c = (w @ self.Q[:n].T).to("cpu", torch.float64).numpy()  # (1, n)
         with one_blas_thread():
-            y = np.linalg.solve(self.G[:n, :n], c.T)  # (n, 1)
-        w.addmm_(self._coords(y), self.Q[:n], alpha=-1.0)
+            Y = np.linalg.solve(self.G[:n, :n], C.T)  # (n, b)
+        W.addmm_(self._coords(Y), self.Q[:n], alpha=-1.0)
+
+    def _project_out_(self, w: Tensor) -> float:
+        """``w`` (1, P) minus its orthogonal projection on the span of ``Q``, in place, its
+        inner products measured first (:meth:`_remove_span_`). Returns ``||w||`` after."""
+        self._remove_span_(w, (w @ self.Q[: self.n].T).to("cpu", torch.float64).numpy())
         return float(torch.linalg.vector_norm(w))
 
     def _exact_next_vector(self, R: Tensor, ref: float) -> tuple[Tensor, np.ndarray | None]:
@@ -759,12 +763,9 @@ class ThickRestartLanczos:
         """
         kc = len(keep)
         if self._g_next is not None and self.block_width:
-            # F leans on the old basis by g = Q F^T: remove all of it (through G, one
-            # pass over Q), so that A X^T = X^T Theta + F^T S^T holds exactly
-            n = self.n
-            with one_blas_thread():
-                coef = np.linalg.solve(self.G[:n, :n], self._g_next.T).T  # (b, n)
-            self.F = self.F - self._coords(coef.T) @ self.Q[:n]
+            # F leans on the old basis by g = F Q^T (known): remove all of it, so that
+            # A X^T = X^T Theta + F^T S^T holds exactly
+            self._remove_span_(self.F, self._g_next)
         self._g_next = None
         self._combine_in_place_(self.Q, Y[:, keep])
         self._combine_in_place_(self.AQ, Y[:, keep])
