@@ -30,6 +30,7 @@ the product of the curvature of one batch's loss with ``k`` vectors.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import warnings
@@ -202,7 +203,7 @@ class CurvatureOperator:
         low = self._dtype != self._vdtype
         tangents = self.unflatten(V.to(self._dtype) if low else V)  # list of (k, *shape)
         out: Tensor | None = None
-        with eval_mode(self.model, self.eval_mode), math_attention(), ieee_float32():
+        with self._pass_modes():
             for b, (inputs, targets) in enumerate(self._iter_batches()):
                 n_b = batch_size(targets)
                 weight = n_b / self._num_data if self.reduction == "mean" else 1.0
@@ -345,6 +346,14 @@ class CurvatureOperator:
     def _params_version(self) -> tuple[int, ...]:
         """Changes whenever a parameter is modified in place (an optimizer step)."""
         return tuple(p._version for p in self._params) + tuple(id(p) for p in self._params)
+
+    @contextlib.contextmanager
+    def _pass_modes(self) -> Iterator[None]:
+        """The modes of a pass over the data whose graphs are differentiated: the model's
+        eval mode (if ``eval_mode``), the math attention kernel (twice differentiable)
+        and float32 at float32's precision; all given back on leaving."""
+        with eval_mode(self.model, self.eval_mode), math_attention(), ieee_float32():
+            yield
 
     def _iter_batches(self) -> Iterable[tuple[Any, Tensor]]:
         it: Iterable[Batch] = self._data

@@ -45,7 +45,6 @@ from torch import Tensor, nn
 from spectra.operators.base import Batch, LossFn, batch_size, stack_columns
 from spectra.operators.ggn import GGNOperator
 from spectra.utils import checks
-from spectra.utils.modes import eval_mode, ieee_float32, math_attention
 
 KINDS = ("empirical", "mc")
 MC_LOSSES = "nn.CrossEntropyLoss (categorical) and nn.MSELoss (Gaussian with unit variance)"
@@ -155,7 +154,7 @@ class FisherOperator(GGNOperator):
         self._rng = self._fresh_rng()
         out = []
         try:
-            with eval_mode(self.model, self.eval_mode), math_attention(), ieee_float32():
+            with self._pass_modes():
                 for b, (inputs, targets) in enumerate(self._iter_batches()):
                     f = self._graphs(b, inputs, targets)[1].detach()
                     out.append(self._draw(f, targets)[0])
