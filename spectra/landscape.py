@@ -41,6 +41,7 @@ from torch.func import functional_call
 from spectra.linalg.eigsh import eigsh
 from spectra.operators.base import Batch, LossFn, batch_size, batch_to, normalize_data
 from spectra.operators.hessian import HessianOperator
+from spectra.utils import checks
 from spectra.utils.modes import eval_mode
 from spectra.utils.params import trainable_parameters
 
@@ -160,7 +161,7 @@ def random_directions(
     model: nn.Module, k: int = 1, *, generator: torch.Generator | None = None
 ) -> list[list[Tensor]]:
     """``k`` filter-normalized Gaussian directions (see the module docstring)."""
-    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    gen = checks.generator("generator", generator, seed=0)
     out = []
     for _ in range(k):
         d = []

@@ -44,6 +44,7 @@ from spectra.linalg.scales import smooth_densities
 from spectra.linalg.trace import trace
 from spectra.operators.base import Batch, LossFn
 from spectra.operators.hessian import HessianOperator
+from spectra.utils import checks
 from spectra.utils.params import trainable_parameters
 
 __all__ = [
@@ -228,7 +229,7 @@ def block_spectra(
         xscale: the axis of the heterogeneity's common grid (``"symlog"`` or ``"linear"``).
     """
     groups = parameter_blocks(model, blocks)
-    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    gen = checks.generator("generator", generator, seed=0)
     out: list[BlockSpectrum] = []
     total = 0
     for name, params in groups.items():

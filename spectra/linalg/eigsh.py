@@ -174,10 +174,9 @@ def eigsh(
         True
     """
     A, P = checked_operator(op, "eigsh")
-    generator = _checks.generator("generator", generator)
-    if generator is None:  # one stream for the start and any replacement direction: a
-        # fresh seed-0 draw for each would repeat the start vector, which is in the basis
-        generator = torch.Generator().manual_seed(0)
+    # one stream for the start and any replacement direction: a fresh seed-0 draw for
+    # each would repeat the start vector, which is in the basis
+    generator = _checks.generator("generator", generator, seed=0)
     s = _settings(A, P, k, which, tol, atol, block_size, ncv, max_matvecs, max_memory, storage,
                   reorthogonalize)
     search = _Search(A.matmat, s, _start_block(P, s.b, v0, generator, s.dtype, s.device),
@@ -421,9 +420,8 @@ def power_iteration(
     A, P = checked_operator(op, "power_iteration")
     k = _checks.integer("k", k, 1, P)
     max_matvecs = _checks.integer("max_matvecs", max_matvecs, 1)
-    generator = _checks.generator("generator", generator)
-    if generator is None:  # one stream for every pair's start, not a fresh seed-0 draw each
-        generator = torch.Generator().manual_seed(0)
+    # one stream for every pair's start, not a fresh seed-0 draw each
+    generator = _checks.generator("generator", generator, seed=0)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
     device = A.device
     vecs: list[Tensor] = []

@@ -45,6 +45,7 @@ from torch._C._functorch import is_functorch_wrapped_tensor
 from torch.func import functional_call
 from torch.utils.weak import WeakIdKeyDictionary
 
+from spectra.utils import checks
 from spectra.utils.distributed import collective_device, several_ranks
 from spectra.utils.modes import eval_mode, ieee_float32, math_attention
 from spectra.utils.params import trainable_parameters
@@ -287,7 +288,7 @@ class CurvatureOperator:
         Costs two products. Fails when the data iterable reshuffles, or when
         dropout or batch norm in train mode make the operator random.
         """
-        g = generator or torch.Generator().manual_seed(0)
+        g = checks.generator("generator", generator, seed=0)
         v = torch.randn(self._dim, generator=g, dtype=torch.float64).to(self._device, self._dtype)
         a, b = self.matvec(v), self.matvec(v)
         err = float((a - b).norm() / a.norm().clamp_min(torch.finfo(self._dtype).tiny))

@@ -130,7 +130,7 @@ class FisherOperator(GGNOperator):
             cache=cache,
             output_fn=output_fn,
         )
-        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        g = checks.generator("generator", generator, seed=0)
         self.seed = int(torch.randint(0, 2**62, (1,), generator=g))
         self._rng: torch.Generator | None = None
 

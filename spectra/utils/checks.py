@@ -71,14 +71,18 @@ def flag(name: str, value: Any) -> bool:
     return bool(value)
 
 
-def generator(name: str, value: Any) -> torch.Generator | None:
+def generator(name: str, value: Any, *, seed: int | None = None) -> torch.Generator | None:
     """``value`` unless it is neither ``None`` nor a ``torch.Generator`` (a seed
-    passed where a generator is expected): ``TypeError`` naming the argument."""
+    passed where a generator is expected): ``TypeError`` naming the argument. With
+    ``seed``, ``None`` becomes a fresh CPU generator seeded with it (one stream for all
+    the draws of a call)."""
     if value is not None and not isinstance(value, torch.Generator):
         hint = (f"; for a seed use {name}=torch.Generator().manual_seed({value})"
                 if isinstance(value, numbers.Integral) and not isinstance(value, bool) else "")
         raise TypeError(f"{name} must be a torch.Generator or None, got {type(value).__name__}"
                         + hint)
+    if value is None and seed is not None:
+        return torch.Generator().manual_seed(seed)
     return value
 
 

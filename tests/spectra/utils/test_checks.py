@@ -70,6 +70,11 @@ def test_number_flag_and_generator_pass_good_values():
     assert flag("bottom", False) is False
     g = torch.Generator()
     assert generator("generator", g) is g and generator("generator", None) is None
+    # with a seed, a given generator is kept and None becomes a fresh one seeded with it
+    assert generator("generator", g, seed=3) is g
+    fresh = generator("generator", None, seed=3)
+    assert torch.equal(torch.rand(4, generator=fresh),
+                       torch.rand(4, generator=torch.Generator().manual_seed(3)))
 
 
 def test_flag_refuses_truthy_strings_and_generator_refuses_seeds():
