@@ -115,7 +115,7 @@ def subspace_fraction(vector: Tensor, basis: Tensor) -> float:
     if vector.dim() != 1 or basis.dim() != 2 or basis.shape[0] != vector.shape[0]:
         raise ValueError(f"vector must be (P,) and basis (P, k), got {tuple(vector.shape)} and "
                          f"{tuple(basis.shape)}")
-    v = vector.to(basis.dtype)
+    v = vector.to(device=basis.device, dtype=basis.dtype)
     total = float(v.square().sum())
     if total == 0.0:
         return math.nan
@@ -241,7 +241,8 @@ def gradient_alignment(
     Args:
         model, loss_fn, data: the probe set's loss, as for :class:`~spectra.HessianOperator`.
         eigenvectors: ``(P, k)`` orthonormal top eigenvectors of the Hessian over
-            ``data`` (e.g. :attr:`spectra.ProbeResult.top_eigenvectors`), in ``params`` order.
+            ``data`` (e.g. :attr:`spectra.ProbeResult.top_eigenvectors`), in ``params`` order,
+            on any device (moved to the parameters').
         batch: a training minibatch ``(X, y)``: its gradient's alignment, and the
             batch the optimizer step is taken on (default: the probe set).
         optimizer: the training optimizer; without one the step columns are NaN.
@@ -258,6 +259,8 @@ def gradient_alignment(
     P = sum(dict(model.named_parameters())[n].numel() for n in names)
     if V.dim() != 2 or V.shape[0] != P:
         raise ValueError(f"eigenvectors must be (P, k) with P={P}, got {tuple(V.shape)}")
+    if names:  # e.g. eigenvectors kept on the CPU for a model on a GPU
+        V = V.to(dict(model.named_parameters())[names[0]].device)
     dtype = dtype or V.dtype
     batches = list(normalize_data(data))
     with _eval_mode(model, eval_mode):

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from spectra.operators.base import batch_to
 from spectra.runs.checkpoints import (
     CHECKPOINT_PREFIX,
     check_resume,
@@ -39,6 +40,7 @@ from spectra.runs.checkpoints import (
     save_checkpoint,
 )
 from spectra.utils.modes import eval_mode
+from spectra.utils.params import model_device
 
 
 class TrainingDiverged(FloatingPointError):
@@ -115,12 +117,14 @@ def current_hparams(optimizer: torch.optim.Optimizer) -> dict[str, float]:
 
 
 def evaluate(model: nn.Module, loss_fn: Callable, X: Tensor, y: Tensor, batch_size: int = 1024) -> tuple[float, float]:
-    """Mean loss and accuracy (NaN for regression targets) in eval mode, restoring the mode."""
+    """Mean loss and accuracy (NaN for regression targets) in eval mode, restoring the mode.
+    Each batch is moved to the model's device (:func:`model_device`)."""
     total, correct, n = 0.0, 0, 0
     classify = not y.is_floating_point()
+    device = model_device(model)
     with eval_mode(model), torch.no_grad():
         for i in range(0, len(y), batch_size):
-            xb, yb = X[i : i + batch_size], y[i : i + batch_size]
+            xb, yb = batch_to(X[i : i + batch_size], device), batch_to(y[i : i + batch_size], device)
             out = model(xb)
             total += float(loss_fn(out, yb)) * len(yb)
             if classify:
@@ -157,7 +161,8 @@ def train(
         optimizer: any ``torch.optim.Optimizer``; ``step(closure)`` is called with
             a closure that zeroes the gradients, computes the batch loss,
             back-propagates and returns it (so loss-driven optimizers work).
-        train_data: ``(X, y)`` tensors.
+        train_data: ``(X, y)`` tensors, on any device: each minibatch is moved to the
+            model's (its first parameter's), so CPU data can train a GPU model.
         loss_fn: mean-reduced loss.
         epochs: total epochs, ``>= 0``.
         batch_size: minibatch size (the last batch of an epoch may be smaller).
@@ -279,6 +284,7 @@ class _Training:
         self.log_every_steps = log_every_steps
         self.eval_train = bool(eval_train)
         self.shuffle = torch.Generator().manual_seed(seed)
+        self.device = model_device(model)  # where each minibatch goes
         self.step, self.epoch = 0, 0
         self.last_batch: tuple[Tensor, Tensor] | None = None  # the monitor's alignment reads it
 
@@ -347,7 +353,7 @@ class _Training:
         classify = not y.is_floating_point()
         for i in range(0, n, self.batch_size):
             idx = perm[i : i + self.batch_size]
-            xb, yb = X[idx], y[idx]
+            xb, yb = batch_to(X[idx], self.device), batch_to(y[idx], self.device)
             out, loss = self._step(xb, yb)
             bl = float(loss)
             sum_loss += bl * len(yb)

@@ -108,3 +108,24 @@ def test_a_bfloat16_model_computes_in_bfloat16_and_solves_in_float32(device):
     lam_ref = eigsh(ref, k=1, which="LA", tol=1e-10,
                     generator=torch.Generator().manual_seed(6)).eigenvalues
     assert abs(float(lam[0]) - float(lam_ref[0])) <= 0.1 * abs(float(lam_ref[0]))
+
+
+def test_cpu_data_and_cpu_eigenvectors_serve_a_model_on_the_device(device):
+    """Data loaded on the CPU trains and evaluates a model on ``device`` (the trainer moves
+    each minibatch), and eigenvectors kept on the CPU measure its gradient alignment."""
+    from spectra.curvature.alignment import gradient_alignment
+
+    model, X, y = _problem(device)
+    X, y = X.cpu(), y.cpu()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    out = train(model, opt, (X, y), loss_fn=nn.CrossEntropyLoss(), epochs=1, batch_size=10,
+                test_data=(X, y), seed=0)
+    assert np.isfinite(out.history[-1]["test_loss"])
+    assert all(p.device.type == device.type for p in model.parameters())
+    op = HessianOperator(model, nn.CrossEntropyLoss(), (X, y))
+    V = eigsh(op, k=2, which="LA", tol=1e-8).eigenvectors.cpu()
+    on_device = gradient_alignment(model, nn.CrossEntropyLoss(), (X, y), V.to(device))
+    from_cpu = gradient_alignment(model, nn.CrossEntropyLoss(), (X, y), V, batch=(X[:10], y[:10]),
+                                  optimizer=opt)
+    assert abs(on_device.full_batch - from_cpu.full_batch) <= 1e-10
+    assert 0.0 <= from_cpu.minibatch <= 1.0 + 1e-12

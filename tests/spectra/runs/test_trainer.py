@@ -290,3 +290,32 @@ def test_resume_restores_the_cuda_states_of_the_devices_it_sees(tmp_path, monkey
     res = train(model, opt, (X, y), loss_fn=nn.CrossEntropyLoss(), epochs=1, batch_size=16,
                 resume=ckpt)
     assert res.epochs == 1 and restored == [(0, 0)]
+
+
+class _SeenDevice(Exception):
+    pass
+
+
+def _stop_at_first_forward(model):
+    """A forward pre-hook that raises with the device of the input it is given."""
+    def hook(module, args):
+        raise _SeenDevice(args[0].device)
+    model.register_forward_pre_hook(hook)
+
+
+def test_each_batch_goes_to_the_model_device():
+    """CPU data and a model elsewhere (here the meta device, which no CPU op accepts
+    next to a CPU tensor): the training step and the evaluation hand the model its
+    batch on the model's device."""
+    from spectra.runs.trainer import evaluate
+
+    X, y = _data()
+    model = nn.Sequential(nn.Linear(6, 3)).to("meta")
+    _stop_at_first_forward(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(_SeenDevice) as seen:
+        train(model, opt, (X, y), loss_fn=nn.CrossEntropyLoss(), epochs=1, batch_size=16)
+    assert seen.value.args[0] == torch.device("meta")
+    with pytest.raises(_SeenDevice) as seen:
+        evaluate(model, nn.CrossEntropyLoss(), X, y)
+    assert seen.value.args[0] == torch.device("meta")
