@@ -383,7 +383,7 @@ class DCAO(SpectraOptimizer):
             # the probe's products are all-reduced (nothing to agree on for one process)
             from spectra.utils.distributed import any_rank
 
-            due = any_rank(due)
+            due = any_rank(due, device=self.param_groups[0]["params"][0].device)
         if due:
             with torch.enable_grad():
                 self.probe_now()

@@ -418,7 +418,7 @@ class CurvatureOperator:
         self._local_count = n
         if self._group is not None:
             # nccl all-reduces CUDA tensors only: the count goes where the group's collectives run
-            t = torch.tensor([n], dtype=torch.float64, device=collective_device(self._group))
+            t = torch.tensor([n], dtype=torch.float64, device=collective_device(self._group, self._device))
             torch.distributed.all_reduce(t, group=self._group)
             n = int(t.item())
         if n == 0:
@@ -451,7 +451,7 @@ class CurvatureOperator:
             # codes 0 "mean", 1 "sum", 2 failed here; every rank takes part before any raises
             code = 2.0 if failure is not None else float(REDUCTIONS.index(found))
             t = torch.tensor([code, -code], dtype=torch.float64,
-                             device=collective_device(self._group))
+                             device=collective_device(self._group, self._device))
             torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX, group=self._group)
             if failure is None and float(t[0]) != -float(t[1]):
                 raise ValueError(

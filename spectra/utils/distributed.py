@@ -124,14 +124,21 @@ def processes_from_env(backend: str | None = None) -> Iterator[Processes]:
         dist.destroy_process_group()
 
 
-def collective_device(group=None) -> torch.device:
+def collective_device(group=None, device: torch.device | str | None = None) -> torch.device:
     """The device a small tensor of a collective over ``group`` (default: the global
-    group) must live on: the current CUDA device under the ``nccl`` backend, which
-    takes CUDA tensors only, else the CPU (``gloo``, or a mixed ``"cpu:gloo,cuda:nccl"``
-    group, which takes CPU tensors)."""
+    group) must live on: under the ``nccl`` backend, which takes CUDA tensors only,
+    ``device`` when it is a CUDA device (the caller's tensors', e.g. the model's: right
+    even when the process never called ``torch.cuda.set_device``, where the current
+    device is ``cuda:0`` on every rank), else the current CUDA device; with any other
+    backend the CPU (``gloo``, or a mixed ``"cpu:gloo,cuda:nccl"`` group, which takes CPU
+    tensors)."""
     import torch.distributed as dist
 
     if dist.get_backend(group) == "nccl":
+        if device is not None and torch.device(device).type == "cuda":
+            device = torch.device(device)
+            return device if device.index is not None else torch.device(
+                "cuda", torch.cuda.current_device())
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
 
@@ -149,11 +156,12 @@ def several_ranks(group=None):
     return group if dist.get_world_size(group) > 1 else None
 
 
-def any_rank(flag: bool, group=None) -> bool:
+def any_rank(flag: bool, group=None, device: torch.device | str | None = None) -> bool:
     """Whether ``flag`` is True on any rank of ``group`` (default: the global group),
     the same answer on every rank: a MAX all-reduce of one number, a collective that
     every rank of the group must call. Without an initialized group of several
-    processes, ``flag`` itself (no communication).
+    processes, ``flag`` itself (no communication). ``device``: the caller's device, for
+    :func:`collective_device`.
 
     For decisions that differ between ranks but must be taken together, e.g. when an
     optimizer runs a probe whose products are all-reduced: a rank that probed alone
@@ -164,7 +172,7 @@ def any_rank(flag: bool, group=None) -> bool:
     group = several_ranks(group)
     if group is None:
         return bool(flag)
-    t = torch.tensor([1.0 if flag else 0.0], device=collective_device(group))
+    t = torch.tensor([1.0 if flag else 0.0], device=collective_device(group, device))
     dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
     return bool(t.item() > 0)
 

@@ -359,3 +359,26 @@ def test_settable_through_the_registry_and_kept_in_state_dict():
     with pytest.raises(ValueError, match="Invalid rho_ref value"):
         optim.create("dcao", model.parameters(), model=model, loss_fn=loss_fn, probe_data=(X, y),
                      rho_ref=-1.0)
+
+
+def test_the_budget_agreement_runs_on_the_parameters_device(monkeypatch):
+    """With a time budget the ranks agree on each probe (``any_rank``); the agreement is
+    told the parameters' device, which an nccl group needs (its current CUDA device is
+    cuda:0 on every rank that never called set_device)."""
+    from spectra.utils import distributed
+
+    asked = []
+
+    def any_rank(flag, group=None, device=None):
+        asked.append(device)
+        return flag
+
+    monkeypatch.setattr(distributed, "any_rank", any_rank)
+    model, _, X, y = _problem()
+    opt = DCAO(model.parameters(), lr=0.1, model=model, loss_fn=nn.functional.cross_entropy,
+               probe_data=(X, y), overhead=0.05, warmup_period=2)
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(X), y).backward()
+        opt.step()
+    assert asked == [torch.device("cpu")] * 3

@@ -42,9 +42,14 @@ def test_collective_device_is_cuda_under_nccl_and_cpu_otherwise(monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
     monkeypatch.setattr(dist, "get_backend", lambda group=None: "nccl")
     assert collective_device() == torch.device("cuda", 1)
+    # the caller's CUDA device wins: a process that never called set_device is on cuda:0
+    assert collective_device(None, torch.device("cuda", 3)) == torch.device("cuda", 3)
+    assert collective_device(None, "cuda") == torch.device("cuda", 1)
+    assert collective_device(None, "cpu") == torch.device("cuda", 1)  # nccl: CUDA only
     for backend in ("gloo", "cpu:gloo,cuda:nccl"):
         monkeypatch.setattr(dist, "get_backend", lambda group=None, b=backend: b)
         assert collective_device() == torch.device("cpu")
+        assert collective_device(None, torch.device("cuda", 3)) == torch.device("cpu")
 
 
 def test_the_operators_count_and_agreement_run_on_the_collective_device(monkeypatch):
@@ -59,8 +64,8 @@ def test_the_operators_count_and_agreement_run_on_the_collective_device(monkeypa
     group = object()
     asked, reduced = [], []
 
-    def device_of(g):
-        asked.append(g)
+    def device_of(g, device=None):
+        asked.append((g, device))
         return torch.device("cpu")  # the stand-in for the nccl device on this machine
 
     def all_reduce(t, op=None, group=None):  # one rank: the sum and the max are t itself
@@ -73,5 +78,5 @@ def test_the_operators_count_and_agreement_run_on_the_collective_device(monkeypa
     summed = lambda out, t: ((out - t) ** 2).sum()  # no reduction attribute: detected
     op = HessianOperator(nn.Linear(2, 1).double(), summed, (X, y))
     assert op.reduction == "sum" and op.num_data == 6
-    assert asked == [group, group]
+    assert asked == [(group, torch.device("cpu"))] * 2  # the model's device
     assert reduced == [(torch.device("cpu"), group)] * 2
