@@ -285,6 +285,7 @@ class DCAO(SpectraOptimizer):
     def probe_now(self) -> dict[str, Any]:
         """Probe the spectrum now, update the multipliers, return the history record."""
         import spectra
+        from spectra.utils.distributed import replicate_
         from spectra.utils.modes import eval_mode, preserved_rng
 
         start = time.perf_counter()
@@ -292,6 +293,7 @@ class DCAO(SpectraOptimizer):
                                   "gap": math.nan, "residual1": math.nan, "residual2": math.nan,
                                   "num_matvecs": 0, "ok": False, "reason": ""}
         rho = gap = None
+        replicate_(self.model)  # under torchrun the products are all-reduced: rank 0's model
         try:
             # eval mode once for the whole probe (not once per product), if asked; the
             # global random state as it was afterwards

@@ -62,6 +62,7 @@ from spectra.operators.base import Batch, LossFn
 from spectra.operators.hessian import HessianOperator
 from spectra.probe import ProbeResult, ProbeSettings, probe
 from spectra.utils import checks as _checks
+from spectra.utils.distributed import replicate_
 from spectra.utils.modes import preserved_rng
 
 UNITS = ("epoch", "step")
@@ -237,6 +238,8 @@ class SpectralMonitor:
         if self.settings.preconditioned and optimizer is None:
             raise ValueError("SpectralMonitor(preconditioned=True) needs the optimizer: pass "
                              "optimizer= to the monitor or to probe()")
+        # under torchrun the products are all-reduced: every rank probes rank 0's model
+        replicate_(self.model)
         with preserved_rng():
             settings = ProbeSettings(**{**self.settings.__dict__, "seed": _probe_seed(self.settings.seed, step)})
             result = probe(self.model, self.loss_fn, self.probe_data, settings,

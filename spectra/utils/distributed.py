@@ -8,7 +8,8 @@ on CUDA, ``gloo`` on CPU); each rank then builds its operators over its
 the group (:class:`spectra.CurvatureOperator`'s ``process_group``), so every
 rank sees the same full-data operator and the solvers give the same results on
 every rank. Only rank 0 should write files and print. A decision every rank must
-take together (whether to run a collective at all) goes through :func:`any_rank`.
+take together (whether to run a collective at all) goes through :func:`any_rank`;
+replicas that must be one model before a probe go through :func:`replicate_`.
 """
 
 from __future__ import annotations
@@ -177,6 +178,30 @@ def any_rank(flag: bool, group=None, device: torch.device | str | None = None) -
     return bool(t.item() > 0)
 
 
+def replicate_(module: torch.nn.Module, group=None) -> None:
+    """Copy the parameters and buffers of ``group``'s first rank (default group: rank 0)
+    into ``module`` on every rank of ``group``, in place: a broadcast per tensor, a
+    collective that every rank must call. Without an initialized group of several
+    processes, nothing happens.
+
+    Replicas trained by the same steps on every rank (``spectra train`` under torchrun)
+    stay bit-identical on the CPU, but a GPU's non-deterministic kernels (atomics in
+    cuDNN's backward, scatter-adds) let them drift apart, and training is chaotic enough
+    to amplify the drift: a probe whose products are all-reduced over the ranks would
+    then mix different models. Replicating first probes the first rank's model (the one
+    whose rows rank 0 writes) exactly.
+    """
+    import torch.distributed as dist
+
+    group = several_ranks(group)
+    if group is None:
+        return
+    src = dist.get_global_rank(group, 0) if group is not dist.group.WORLD else 0
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(t, src=src, group=group)
+
+
 def shard(num_samples: int, rank: int, world_size: int) -> slice:
     """The contiguous part of ``range(num_samples)`` that rank ``rank`` of
     ``world_size`` holds: sizes differ by at most one, the first ranks larger.
@@ -189,4 +214,4 @@ def shard(num_samples: int, rank: int, world_size: int) -> slice:
 
 
 __all__ = ["Processes", "any_rank", "collective_device", "env_processes", "processes_from_env",
-           "several_ranks", "shard"]
+           "replicate_", "several_ranks", "shard"]

@@ -382,3 +382,21 @@ def test_the_budget_agreement_runs_on_the_parameters_device(monkeypatch):
         nn.functional.cross_entropy(model(X), y).backward()
         opt.step()
     assert asked == [torch.device("cpu")] * 3
+
+
+def test_each_probe_first_makes_the_replicas_one_model(monkeypatch):
+    """Under torchrun DCAO's probe all-reduces its products over the ranks: it first
+    copies rank 0's model into every replica (``replicate_``, a no-op in one process)."""
+    from spectra.utils import distributed
+
+    replicated = []
+    monkeypatch.setattr(distributed, "replicate_", lambda module, group=None: replicated.append(module))
+    model, _, X, y = _problem()
+    opt = DCAO(model.parameters(), lr=0.1, model=model, loss_fn=nn.functional.cross_entropy,
+               probe_data=(X, y), period=2, warmup_probes=1)
+    for _ in range(4):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(X), y).backward()
+        opt.step()
+    assert len(opt.history) >= 2
+    assert replicated == [model] * len(opt.history)

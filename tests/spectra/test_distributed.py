@@ -118,3 +118,59 @@ def test_ranks_detect_the_reduction_together(tmp_path):
     assert torch.allclose(r0["Hv"], single.matvec(v), atol=1e-10)
     assert "holds 1 sample" in r1["error"]
     assert "the ranks disagree" in r0["error"]
+
+
+def _drift(model, rank):
+    """What a GPU's non-deterministic kernels do to a replica, made large: rank 1's
+    weights move away from rank 0's."""
+    if rank == 1:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05)
+
+
+def _replica_worker(rank, world, outdir):
+    import datetime
+
+    from spectra.runs.monitor import SpectralMonitor
+    from spectra.utils.distributed import replicate_
+
+    _init(rank, world, outdir, timeout=datetime.timedelta(seconds=60))
+    try:
+        torch.set_num_threads(1)
+        model, shards = _problem()
+        norm = nn.BatchNorm1d(3).double()  # buffers, an integer one among them
+        norm.running_mean.fill_(float(rank))
+        norm.num_batches_tracked.fill_(7 + rank)
+        replicate_(norm)
+        _drift(model, rank)
+        mon = SpectralMonitor(model, nn.CrossEntropyLoss(), shards[rank], None, top_k=2,
+                              density=(2, 8), trace=8, tol=1e-10)
+        res = mon.probe(step=0)
+        torch.save({"weights": [p.detach().clone() for p in model.parameters()],
+                    "top": torch.as_tensor(res.top_eigenvalues),
+                    "norm": (norm.running_mean.clone(), int(norm.num_batches_tracked))},
+                   os.path.join(outdir, f"rank{rank}.pt"))
+    finally:
+        _teardown()
+
+
+def test_a_probe_under_several_ranks_probes_the_first_rank_model(tmp_path):
+    """Replicas that drifted apart are made one model (rank 0's, parameters and buffers)
+    before the monitor's all-reduced probe: both ranks hold rank 0's weights afterwards
+    and report the one-process probe of that model over all the data."""
+    from spectra.runs.monitor import SpectralMonitor
+
+    mp.spawn(_replica_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    r0 = torch.load(tmp_path / "rank0.pt")
+    r1 = torch.load(tmp_path / "rank1.pt")
+    model, shards = _problem()
+    for w0, w1, w in zip(r0["weights"], r1["weights"], model.parameters()):
+        assert torch.equal(w0, w1) and torch.equal(w0, w.detach())
+    assert torch.equal(r0["top"], r1["top"])
+    single = SpectralMonitor(model, nn.CrossEntropyLoss(), shards[0] + shards[1], None, top_k=2,
+                             density=(2, 8), trace=8, tol=1e-10).probe(step=0)
+    assert torch.allclose(r0["top"], torch.as_tensor(single.top_eigenvalues), rtol=1e-8)
+    for r in (r0, r1):
+        assert torch.equal(r["norm"][0], torch.zeros(3, dtype=torch.float64))
+        assert r["norm"][1] == 7
