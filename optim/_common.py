@@ -63,6 +63,15 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ValueError(f"Invalid {name} value: {value!r} (expected one of {choices})")
 
 
+def widened(t: Tensor) -> Tensor:
+    """``t`` in float32 when it is float16, else ``t`` itself: for the arithmetic that adds
+    an ``eps``-sized number. float16's smallest subnormal is 6e-8, so the usual
+    ``eps = 1e-8`` rounds to 0 there and a zero entry divides 0 by 0 (torch's Adam has
+    this NaN with float16 parameters; bfloat16 has float32's range and no such problem).
+    The caller writes the result back in ``t``'s dtype."""
+    return t.float() if t.dtype == torch.float16 else t
+
+
 def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

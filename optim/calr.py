@@ -43,6 +43,7 @@ from ._common import (
     check_lr,
     check_nonnegative,
     check_positive,
+    widened,
 )
 
 __all__ = ["CALR", "DEFAULT_CLIP", "calr_update"]
@@ -91,8 +92,9 @@ def calr_update(
         v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
         m_hat = m / (1.0 - beta1**t)
         v_hat = v / (1.0 - beta2**t)
-        curvature = g.abs().add_(delta)
-        denom = v_hat.add_(curvature, alpha=alpha).sqrt_().add_(eps)
+        # float32 for float16 parameters, where delta and eps would round to 0 (`widened`)
+        curvature = widened(g).abs().add_(delta)
+        denom = widened(v_hat).add_(curvature, alpha=alpha).sqrt_().add_(eps)
         if out is not None:
             out.copy_(denom)
         param.addcdiv_(m_hat, denom, value=-lr)

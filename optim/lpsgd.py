@@ -65,6 +65,7 @@ from ._common import (
     check_nonnegative,
     check_positive,
     check_unit_interval,
+    widened,
 )
 
 __all__ = ["LPSGD", "LPSGDM", "MOMENTUM_FORMS", "PNormScheduler", "lp_map", "lpsgd_update"]
@@ -85,11 +86,13 @@ def lp_exponent(p: float) -> float:
 
 
 def lp_map(u: Tensor, p: float, eps: float) -> Tensor:
-    """T_p(u) = u (|u| + eps)^(-r), r = (p - 2) / (p - 1); a new tensor shaped like `u`."""
+    """T_p(u) = u (|u| + eps)^(-r), r = (p - 2) / (p - 1); a new tensor shaped like `u`
+    (in float32 for a float16 `u`, where eps would round to 0: see `widened`)."""
     r = lp_exponent(p)
     if r == 0.0:
         return u.clone()
-    return u * u.abs().add_(eps).pow_(-r)
+    w = widened(u)
+    return w * w.abs().add_(eps).pow_(-r)
 
 
 def lpsgd_update(

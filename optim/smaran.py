@@ -52,6 +52,7 @@ from ._common import (
     check_nonnegative,
     check_positive,
     check_unit_interval,
+    widened,
 )
 
 __all__ = ["SMARAN", "smaran_update"]
@@ -106,7 +107,7 @@ def smaran_update(
         norms = [torch.linalg.vector_norm(g) for g in grads]
 
     for param, grad, m, grad_norm in zip(params, grads, momentum_buffers, norms, strict=True):
-        g_hat = grad / (grad_norm + eps)
+        g_hat = grad / (widened(grad_norm) + eps)  # float32 for float16 (`widened`)
         m.copy_(torch.where(finite, gamma * m + g_hat, m))
         direction = m + weight_decay * param
         param.sub_(step_size.to(param.dtype) * direction)

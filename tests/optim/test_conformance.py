@@ -23,8 +23,8 @@ The checks, each run over every row that applies:
   supports them);
 - an LR scheduler that sets lr to 0 freezes the parameters; a param group's own
   hyperparameters apply to it only;
-- float32 parameters and their state stay float32; the loss of a small least-squares
-  problem falls.
+- float32 parameters and their state stay float32; float16 parameters stay finite where
+  gradient entries are exactly zero; the loss of a small least-squares problem falls.
 
 An optimizer's own test file holds only its math: hand computations, independent
 references and the behaviour its paper describes.
@@ -207,6 +207,10 @@ LPSGD_ERRORS = (
     ErrorInput({"momentum_form": "nesterov"}, "Invalid momentum_form value: 'nesterov'"),
 )
 
+# torch.optim's adaptive methods add eps in the parameters' dtype.
+TORCH_FLOAT16 = {"float16": "the update adds eps=1e-8 in float16, where it rounds to 0: a zero "
+                 "gradient entry divides 0 by 0 (NaN)"}
+
 # torch.optim's own classes check only the constructor's defaults.
 TORCH_GROUPS = {"param_group_validation":
                 "torch.optim validates the constructor's defaults, not the values of a "
@@ -328,18 +332,20 @@ TABLE: tuple[OptimizerCase, ...] = (
               sparse="supported"),
     _baseline("sgdm", torch.optim.SGD, SGD_ERRORS, Input({"lr": 0.05, "nesterov": True}),
               sparse="supported"),
-    _baseline("adam", torch.optim.Adam, _adam_errors(), Input({"lr": 0.05, "amsgrad": True})),
-    _baseline("adamw", torch.optim.AdamW, _adam_errors()),
+    _baseline("adam", torch.optim.Adam, _adam_errors(), Input({"lr": 0.05, "amsgrad": True}),
+              known_failures=TORCH_FLOAT16),
+    _baseline("adamw", torch.optim.AdamW, _adam_errors(), known_failures=TORCH_FLOAT16),
     _baseline("nadam", torch.optim.NAdam, _adam_errors(
         ErrorInput({"momentum_decay": -1.0}, "Invalid momentum_decay value: -1.0")),
         known_failures={"lockstep": "torch.optim.NAdam keeps its scalar state mu_product in "
                         "float32, but load_state_dict casts it to the parameters' dtype "
-                        "(float64 here): the reloaded optimizer drifts by about 1e-11"}),
+                        "(float64 here): the reloaded optimizer drifts by about 1e-11",
+                        **TORCH_FLOAT16}),
     _baseline("rmsprop", torch.optim.RMSprop, _torch_errors(
         ErrorInput({"eps": -1.0}, "Invalid epsilon value: -1.0"),
         ErrorInput({"alpha": -1.0}, "Invalid alpha value: -1.0"),
         ErrorInput({"momentum": -1.0}, "Invalid momentum value: -1.0"),
-    ), Input({"lr": 0.01, "momentum": 0.5, "centered": True})),
+    ), Input({"lr": 0.01, "momentum": 0.5, "centered": True}), known_failures=TORCH_FLOAT16),
     _baseline("radam", torch.optim.RAdam, _adam_errors()),
 )
 
@@ -573,6 +579,29 @@ def test_float32_parameters_and_their_state_stay_float32(case):
     per_parameter = [v for v in opt.state[p].values()
                      if isinstance(v, Tensor) and v.shape == p.shape]
     assert all(v.dtype == torch.float32 for v in per_parameter)
+
+
+@pytest.mark.parametrize("case", cases("float16"))
+def test_float16_parameters_stay_finite_at_zero_gradient_entries(case):
+    """Gradients with exact zeros (a dead unit, an unused tensor) in float16, where the
+    usual eps = 1e-8 rounds to 0 (the smallest subnormal is 6e-8): a step keeps every
+    parameter finite and the parameters in float16."""
+    used, unused = nn.Parameter(torch.ones(4, dtype=torch.float16)), _ones(3, torch.float16)
+    mask = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float16)
+    params = [used, unused]
+    opt = case.make(params, **case.inputs[0].kwargs)
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = (used * mask).float().square().sum() + 0.0 * unused.float().sum()
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        opt.step(closure)
+    for p in params:
+        assert p.dtype == torch.float16
+        assert bool(torch.isfinite(p).all()), p
 
 
 @pytest.mark.parametrize("case", cases("lowers_loss"))
