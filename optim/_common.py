@@ -13,9 +13,11 @@ optimizer module holds only its own math:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
@@ -27,28 +29,28 @@ ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 def check_lr(lr: Any) -> None:
     """Learning rates are finite numbers >= 0."""
     if not _is_real(lr) or not (math.isfinite(lr) and lr >= 0.0):
-        raise ValueError(f"Invalid learning rate: {lr} (expected a finite number >= 0)")
+        raise ValueError(f"Invalid learning rate: {lr} (expected a finite number >= 0{_kind(lr)})")
 
 
 def check_nonnegative(name: str, value: Any) -> None:
     if not _is_real(value) or not (math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"Invalid {name} value: {value} (expected a finite number >= 0)")
+        raise ValueError(f"Invalid {name} value: {value} (expected a finite number >= 0{_kind(value)})")
 
 
 def check_positive(name: str, value: Any) -> None:
     if not _is_real(value) or not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"Invalid {name} value: {value} (expected a finite number > 0)")
+        raise ValueError(f"Invalid {name} value: {value} (expected a finite number > 0{_kind(value)})")
 
 
 def check_finite(name: str, value: Any) -> None:
     if not _is_real(value) or not math.isfinite(value):
-        raise ValueError(f"Invalid {name} value: {value} (expected a finite number)")
+        raise ValueError(f"Invalid {name} value: {value} (expected a finite number{_kind(value)})")
 
 
 def check_unit_interval(name: str, value: Any) -> None:
     """Decay rates of moving averages lie in [0, 1)."""
     if not _is_real(value) or not (0.0 <= value < 1.0):
-        raise ValueError(f"Invalid {name} value: {value} (expected 0 <= {name} < 1)")
+        raise ValueError(f"Invalid {name} value: {value} (expected 0 <= {name} < 1{_kind(value)})")
 
 
 def check_betas(betas: Any) -> None:
@@ -76,6 +78,36 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _kind(value: Any) -> str:
+    """``", not a Tensor"`` (the type) for a value that is no Python number, else ``""``:
+    so that a message never calls a valid-looking number invalid without saying why."""
+    return "" if _is_real(value) else f", not a {type(value).__name__}"
+
+
+def plain_numbers(group: dict[str, Any]) -> dict[str, Any]:
+    """``group`` with numpy scalars (``np.float32(0.01)``, also inside tuples such as
+    ``betas``) turned into Python numbers, in place: the checks take them as the numbers
+    they are, and a ``state_dict`` then holds only Python numbers (a checkpoint loaded
+    with ``weights_only=True`` refuses numpy objects). Returns ``group``."""
+    for key, value in group.items():
+        if key == "params":
+            continue
+        if isinstance(value, (tuple, list)):
+            group[key] = type(value)(_plain(v) for v in value)
+        else:
+            group[key] = _plain(value)
+    return group
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic) and not isinstance(value, np.bool_):
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        if isinstance(value, numbers.Real):
+            return float(value)
+    return value
+
+
 class SpectraOptimizer(Optimizer):
     """Base class: validated hyperparameters, closure handling, lazy state.
 
@@ -84,6 +116,7 @@ class SpectraOptimizer(Optimizer):
     """
 
     def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
+        defaults = plain_numbers(dict(defaults))
         self._validate(defaults)
         super().__init__(params, defaults)
 
@@ -91,8 +124,12 @@ class SpectraOptimizer(Optimizer):
         raise NotImplementedError
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's ``add_param_group``, after the group (with the defaults it does not
+        set) passed ``_validate``: a refused group is never added."""
+        if isinstance(param_group, dict):
+            plain_numbers(param_group)
+            self._validate({**self.defaults, **param_group})
         super().add_param_group(param_group)
-        self._validate(self.param_groups[-1])
 
     @staticmethod
     def _closure_loss(closure: Closure | None) -> Any:

@@ -88,6 +88,7 @@ from ._common import (
     SpectraOptimizer,
     check_lr,
     check_nonnegative,
+    check_positive,
     check_unit_interval,
 )
 from .dcao_controller import DCAOController
@@ -226,12 +227,12 @@ class DCAO(SpectraOptimizer):
             raise ValueError(
                 f"Invalid cold_lanczos_steps value: {cold_lanczos_steps} (expected an integer >= 2)"
             )
-        if probe_batch_size is not None and not (isinstance(probe_batch_size, int) and probe_batch_size >= 1):
+        if probe_batch_size is not None and not (isinstance(probe_batch_size, int)
+                                                 and not isinstance(probe_batch_size, bool)
+                                                 and probe_batch_size >= 1):
             raise ValueError(f"Invalid probe_batch_size value: {probe_batch_size} (expected None or >= 1)")
-        if not (probe_tol > 0 and math.isfinite(probe_tol)):
-            raise ValueError(f"Invalid probe_tol value: {probe_tol} (expected a finite number > 0)")
-        if not (max_residual > 0 and math.isfinite(max_residual)):
-            raise ValueError(f"Invalid max_residual value: {max_residual} (expected a finite number > 0)")
+        check_positive("probe_tol", probe_tol)
+        check_positive("max_residual", max_residual)
         self.controller = DCAOController(
             rho_ref=rho_ref, gamma_ref=gamma_ref, alpha=alpha, beta1=beta1, lambda1=lambda1,
             mapping=mapping, adapt_lr=adapt_lr, adapt_momentum=adapt_momentum,

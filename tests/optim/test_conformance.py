@@ -14,7 +14,8 @@ The checks, each run over every row that applies:
 - the table covers every registered name, and ``optim.create`` returns the row's class;
 - bad hyperparameters raise, with a message naming them, from the constructor (the exact
   message) and through ``optim.create``, and in a param group (given to the constructor
-  or added later);
+  or added later, which then is not added); numpy numbers are taken as numbers and stored
+  as Python ones;
 - ``state_dict()`` saved and loaded into a fresh optimizer continues bit-identically;
 - the closure runs under ``enable_grad`` and its loss is returned, the update under
   ``no_grad``, also when ``step`` is called under ``no_grad``; parameters without a
@@ -292,6 +293,10 @@ TABLE: tuple[OptimizerCase, ...] = (
             ErrorInput({"probe_tol": 0.0}, "Invalid probe_tol value: 0.0"),
             ErrorInput({"cold_lanczos_steps": 1}, "Invalid cold_lanczos_steps value: 1"),
             ErrorInput({"probe_batch_size": 0}, "Invalid probe_batch_size value: 0"),
+            ErrorInput({"probe_batch_size": True}, "Invalid probe_batch_size value: True"),
+            ErrorInput({"probe_tol": "0.1"}, r"Invalid probe_tol value: 0.1 \(expected a "
+                       r"finite number > 0, not a str\)"),
+            ErrorInput({"max_residual": None}, "Invalid max_residual value: None"),
             ErrorInput({"warmup_probes": 0}, "Invalid warmup_probes value: 0"),
             ErrorInput({"overhead": 1.0}, "Invalid overhead value: 1.0"),
             ErrorInput({"rho_ref": "median"}, "Invalid rho_ref value: 'median'"),
@@ -432,6 +437,33 @@ def test_bad_hyperparameter_in_a_param_group_raises(case):
     opt = case.make([good])
     with pytest.raises(ValueError, match=key.split("[")[0]):
         opt.add_param_group({"params": [other], key: bad})
+    # a refused group is not kept: the next step would run with its bad value
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["params"] == [good]
+
+
+@pytest.mark.parametrize("case", cases("numpy", lambda case: case.cls.__module__.startswith("optim")))
+def test_numpy_hyperparameters_are_numbers_and_are_stored_as_python_numbers(case):
+    """``lr=np.float32(0.05)`` (a value read from a numpy config) is the number it is; the
+    groups, hence every state_dict, hold Python numbers (``torch.load(weights_only=True)``
+    refuses numpy objects)."""
+    import numpy as np
+
+    inp = case.inputs[0]
+    as_numpy = {k: (np.float64(v) if isinstance(v, float) else v) for k, v in inp.kwargs.items()}
+    p, q = _ones(), _ones()
+    opt = case.make([p], **{**as_numpy, "lr": np.float32(0.05)})
+    opt.add_param_group({"params": [q], "lr": np.float64(0.01)})
+    for group in opt.param_groups:
+        for key, value in group.items():
+            if key != "params":
+                values = value if isinstance(value, (tuple, list)) else (value,)
+                assert not any(isinstance(v, np.generic) for v in values), (key, value)
+    assert opt.param_groups[0]["lr"] == float(np.float32(0.05))
+    assert opt.param_groups[1]["lr"] == 0.01
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    torch.load(buffer, weights_only=True)
 
 
 @pytest.mark.parametrize(("case", "inp", "device"), input_cases("lockstep"))
