@@ -19,7 +19,10 @@ Resolutions:
   authors' code does; this is a deviation from Eq. 2: with K tensors ||g_hat|| is
   sqrt(K) instead of 1 (ResNet-18, K = 62 tensors: 7.9x), so every step is sqrt(K)
   times longer and lr = 0.1 there is a different learning rate from the paper's.
-  With several param groups "global" is one norm per group.
+  With several param groups "global" is still one norm: over the gradients of every
+  group whose norm is "global" (all of them by default), so that splitting the
+  parameters into groups with the same hyperparameters (weight decay on and off, say)
+  leaves the step as Eq. 2 has it.
 - v is one scalar per param group (exactly one per optimizer in the usual one-group
   case), so that per-group `gamma` is well defined. It is kept as a 0-dim tensor on
   the parameters' device: no host synchronization per step.
@@ -66,6 +69,13 @@ torch's `state_dict`/`load_state_dict` carry non-parameter keys through unchange
 """
 
 
+def gradient_norm(grads: list[Tensor]) -> Tensor:
+    """``||g||`` over all of ``grads`` together (0-dim, on the first one's device)."""
+    device = grads[0].device
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g).to(device)
+                                                 for g in grads]))
+
+
 def smaran_update(
     params: list[Tensor],
     grads: list[Tensor],
@@ -79,6 +89,7 @@ def smaran_update(
     eps: float,
     f_min: float,
     norm: str,
+    global_norm: Tensor | None = None,
 ) -> None:
     """One SMARAN step (Algorithm 1) over lists of tensors, in place.
 
@@ -92,6 +103,9 @@ def smaran_update(
         lr, gamma, weight_decay, eps, f_min: hyperparameters (see module docstring).
         norm: "global" (Eq. 2: one norm over all `grads`) or "tensor" (each gradient
             by its own norm; a deviation, see the module docstring).
+        global_norm: with "global", the norm to divide by when `grads` are only a part
+            of the gradient (one param group of several: `SMARAN.step` passes the norm
+            over all groups); default: the norm of `grads`.
 
     A non-finite `loss` changes nothing (computed with `torch.where`, no host sync).
     """
@@ -101,8 +115,8 @@ def smaran_update(
     step_size = lr * f / (loss_sq_avg.sqrt() + eps)  # lr * V_t; exactly 0 when skipped
 
     if norm == "global":
-        total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-        norms = [total] * len(grads)
+        total = global_norm if global_norm is not None else gradient_norm(grads)
+        norms = [total.to(grads[0].device)] * len(grads)
     else:
         norms = [torch.linalg.vector_norm(g) for g in grads]
 
@@ -216,6 +230,10 @@ class SMARAN(SpectraOptimizer):
             self.param_groups[0]["params"][0],
         )
         f = self._loss_tensor(loss, like)
+        # Eq. 2: one norm over the gradients of all the "global" groups together
+        shared = [p.grad for g in self.param_groups if g["norm"] == "global"
+                  for p in g["params"] if p.grad is not None]
+        total = gradient_norm(shared) if shared else None
         for index, group in enumerate(self.param_groups):
             params, grads, states = self._params_with_grad(group, self._init_state)
             if not params:
@@ -234,6 +252,7 @@ class SMARAN(SpectraOptimizer):
                 eps=group["eps"],
                 f_min=group["f_min"],
                 norm=group["norm"],
+                global_norm=total,
             )
         self._count_skip(loss, f)
         return loss

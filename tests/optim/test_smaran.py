@@ -249,6 +249,28 @@ def test_loss_keyword_matches_closure():
         assert torch.equal(a, b)
 
 
+def test_groups_with_the_same_settings_step_as_one_group():
+    """Eq. 2's norm is over the whole gradient, also when the parameters are split into
+    param groups (weight decay on and off, say): the step is the one-group step, and a
+    "tensor" group's gradients stay out of the global norm."""
+    def run(groups_of):
+        W, b, c = _param([1.0, -2.0, 0.5]), _param([0.3]), _param([4.0, 1.0])
+        opt = SMARAN(groups_of(W, b, c), lr=0.1, weight_decay=0.0)
+        for grads in (([3.0, 0.0, -1.0], [1e-3], [5.0, 5.0]), ([1.0, 2.0, 2.0], [-2e-3], [0.0, 1.0])):
+            for p, g in zip((W, b, c), grads):
+                p.grad = torch.tensor(g, dtype=torch.float64)
+            opt.step(loss=2.0)
+        return [p.detach().clone() for p in (W, b, c)]
+
+    one = run(lambda W, b, c: [{"params": [W, b]}, {"params": [c], "norm": "tensor"}])
+    split = run(lambda W, b, c: [{"params": [W]}, {"params": [b], "weight_decay": 0.0},
+                                 {"params": [c], "norm": "tensor"}])
+    for x, y in zip(one, split):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-15)
+    # the bias's small gradient gives it a small step, as in one group: (0.3 - b) << 0.1
+    assert abs(0.3 - float(split[1][0])) < 1e-3
+
+
 def test_param_groups_keep_their_own_v():
     a, b = _param([1.0]), _param([1.0])
     opt = SMARAN([{"params": [a]}, {"params": [b], "gamma": 0.5}])
