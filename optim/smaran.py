@@ -230,12 +230,12 @@ class SMARAN(SpectraOptimizer):
             self.param_groups[0]["params"][0],
         )
         f = self._loss_tensor(loss, like)
+        groups = [(group, *self._params_with_grad(group, self._init_state))
+                  for group in self.param_groups]
         # Eq. 2: one norm over the gradients of all the "global" groups together
-        shared = [p.grad for g in self.param_groups if g["norm"] == "global"
-                  for p in g["params"] if p.grad is not None]
+        shared = [g for group, _, grads, _ in groups if group["norm"] == "global" for g in grads]
         total = gradient_norm(shared) if shared else None
-        for index, group in enumerate(self.param_groups):
-            params, grads, states = self._params_with_grad(group, self._init_state)
+        for index, (group, params, grads, states) in enumerate(groups):
             if not params:
                 continue
             f_here = f.to(params[0].device)
