@@ -44,6 +44,9 @@ class DenseOperator:
             raise ValueError(f"expected a square matrix, got shape {tuple(A.shape)}")
         if A.shape[0] == 0:
             raise ValueError("the matrix is 0 x 0; an operator needs at least one row and column")
+        if A.is_complex():  # the cast below would keep the real part only
+            raise ValueError(f"the matrix is complex ({A.dtype}); spectra computes spectra of "
+                             "real symmetric matrices")
         if not A.is_floating_point():
             A = A.to(torch.float64)
         bad = ~torch.isfinite(A)
@@ -142,7 +145,8 @@ class _CallbackOperator:
         elif hasattr(self.obj, "matmat"):
             out = self.obj.matmat(V)
         else:
-            out = torch.stack([self.obj.matvec(V[:, j]) for j in range(V.shape[1])], dim=1)
+            out = torch.stack([torch.as_tensor(self.obj.matvec(V[:, j]))  # numpy results too
+                               for j in range(V.shape[1])], dim=1)
         return finite_product(torch.as_tensor(out), self.obj)
 
 

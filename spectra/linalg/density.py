@@ -87,7 +87,8 @@ class SpectralMeasure:
         return np.linspace(lo - pad * s, hi + pad * s, num)
 
     def default_sigma(self) -> float:
-        """A width that resolves the support: 1% of its length (or 1e-3 if it is a point)."""
+        """A width that resolves the support: the larger of 1% of its length and 1e-3 of
+        its largest magnitude (at least 1e-3: a support at zero is still drawn)."""
         lo, hi = self.support()
         return max(1e-2 * (hi - lo), 1e-3 * max(abs(lo), abs(hi), 1.0))
 
@@ -97,8 +98,8 @@ class SpectralMeasure:
         ``phi_sigma(t) = mean_v sum_j w_vj N(t; tau_vj, sigma^2)``.
         """
         s = self.default_sigma() if sigma is None else float(sigma)
-        if s <= 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
+        if not (math.isfinite(s) and s > 0):
+            raise ValueError(f"sigma must be a positive number, got {sigma!r}")
         t = self.grid(sigma=s) if grid is None else np.asarray(grid, dtype=np.float64)
         z = (t[:, None, None] - self.nodes[None]) / s
         kern = np.exp(-0.5 * z**2) / (s * np.sqrt(2 * np.pi))
@@ -164,7 +165,8 @@ def slq(
     A, P = checked_operator(op, "slq")
     num_vectors = _checks.integer("num_vectors", num_vectors, 1)
     num_steps = _checks.integer("num_steps", num_steps, 1)
-    generator = _checks.generator("generator", generator)
+    # one stream for every pass: a fresh seed-0 generator per pass would repeat its vectors
+    generator = _checks.generator("generator", generator, seed=0)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
     m = min(num_steps, P)
     plan = plan_memory(P, num_vectors, num_steps, dtype, A.device, max_memory, mode)
@@ -237,7 +239,8 @@ def plan_memory(P: int, num_vectors: int, num_steps: int, dtype: torch.dtype, de
     full = full_mode_bytes(P, num_vectors, m, item)
     what = (f"slq with num_vectors={num_vectors}, num_steps={num_steps} (a Lanczos basis of "
             f"{num_vectors} x {m} vectors of P={P:,} {_checks.dtype_name(dtype)} entries)")
-    if mode == "full" or (mode == "auto" and full <= limit):
+    total = _checks.device_memory(device)  # a budget above it is no reason to try "full"
+    if mode == "full" or (mode == "auto" and full <= limit and (total is None or full <= total)):
         _checks.fits_in_memory(what, full, device, "lower num_vectors or num_steps, or use "
                                "mode='bounded'")
         why = "requested" if mode == "full" else f"{format_bytes(full)} fit in the {said}"

@@ -39,7 +39,7 @@ from torch import Tensor
 
 from spectra.linalg.dense import checked_operator
 from spectra.linalg.lanczos import random_vectors
-from spectra.linalg.trace import check_memory, chunked, loo_directions, progress_bar
+from spectra.linalg.trace import check_memory, chunked, loo_directions, progress_bar, unit_diagonal
 from spectra.utils import checks as _checks
 
 METHODS = ("hutchinson", "xdiag")
@@ -107,6 +107,7 @@ def diagonal(
         hint = _checks.did_you_mean(method, METHODS) if isinstance(method, str) else ""
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}" + (f".{hint}" if hint else ""))
     num_matvecs = _checks.integer("num_matvecs", num_matvecs, MIN_MATVECS[method])
+    generator = _checks.generator("generator", generator, seed=0)
     chunk_size = _checks.integer("chunk_size", chunk_size, 1)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
     device = A.device
@@ -151,15 +152,7 @@ def _xdiag(apply: Callable[[Tensor], Tensor], W: Tensor) -> Tensor:
 def _exact(A: Any, P: int, method: str, chunk_size: int, dtype: torch.dtype, device: torch.device,
            bar: Any) -> DiagonalEstimate:
     """``diag(A)`` from its products with the ``P`` unit vectors, ``chunk_size`` at a time."""
-    values = torch.empty(P, dtype=dtype, device=device)
-    for start in range(0, P, chunk_size):
-        stop = min(start + chunk_size, P)
-        E = torch.zeros(P, stop - start, dtype=dtype, device=device)
-        idx = torch.arange(start, stop, device=device)
-        E[idx, idx - start] = 1
-        values[start:stop] = A.matmat(E)[idx, idx - start].to(dtype)
-        if bar is not None:
-            bar.update(stop - start)
+    values = unit_diagonal(A, P, chunk_size, dtype, device, bar)
     return DiagonalEstimate(values=values, stderr=torch.zeros_like(values), num_matvecs=P,
                             method=method, exact=True)
 

@@ -15,6 +15,7 @@ autograd graph of a Hessian-vector product is the model's business).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 from dataclasses import dataclass
@@ -48,8 +49,8 @@ def parse_memory(value: Any, name: str = "max_memory") -> int | None:
         return None
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a number of bytes or a size such as '2GB', got {value!r}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        nbytes = float(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        nbytes = float(value)  # numpy numbers too (np.int64(2**30))
     elif isinstance(value, str):
         m = _PATTERN.match(value)
         unit = m.group(2).lower() if m else None

@@ -28,7 +28,9 @@ an unbiased estimate (``u_i`` is a Gaussian direction in the complement of
 error estimate the paper's ``std(t_i) / sqrt(k)``. All ``k`` leave-one-out
 bases come from one QR of ``A W = Q R``: ``Q_(i) Q_(i)^T = Q (I - s_i s_i^T) Q^T``
 with ``s_i`` the unit column ``i`` of ``R^{-T}``. ``2k`` products: ``A W``
-and ``A Q``. With ``k = P`` (``num_matvecs >= 2P``) the estimate is exact.
+and ``A Q``. A budget that covers ``k = P`` (``num_matvecs >= 2P``) buys the exact
+trace instead, from the ``P`` unit vectors (``P`` products; the leave-one-out sketch
+of a singular operator at ``k = P`` is rounding noise).
 
 XNysTrace (same paper), for positive semi-definite operators only: the
 Nyström approximation ``A_(i) = Y_{-i} (W_{-i}^T Y_{-i})^{-1} Y_{-i}^T``
@@ -43,7 +45,10 @@ round-off shift fails), and where the sketch happens to be positive definite
 the estimate stays unbiased but its error, and its error estimate, can be far
 off (``analyses/results/estimators.md``: the indefinite rows). A
 :class:`~spectra.operators.hessian.HessianOperator` gets a ``UserWarning``: use
-``"xtrace"`` for Hessians. With ``k = P`` (``num_matvecs >= P``) it is exact.
+``"xtrace"`` for Hessians. A budget of ``num_matvecs >= P`` gives the exact trace
+from the ``P`` unit vectors (for any symmetric operator: in float32 the Nyström
+sketch at ``k = P`` was off by up to 340 times the trace on a PSD spectrum with
+exact zeros).
 
 The leave-one-out ``t_i`` share vectors, so ``std(t_i)/sqrt(k)`` is an
 estimate, not an exact standard error; ``tests/spectra/linalg/test_trace.py``
@@ -131,10 +136,17 @@ def trace(
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}" + (f".{hint}" if hint else ""))
     num_matvecs = _checks.integer("num_matvecs", num_matvecs, MIN_MATVECS[method])
     chunk_size = _checks.integer("chunk_size", chunk_size, 1)
-    generator = _checks.generator("generator", generator)
+    # one stream for every draw (Hutch++ draws its sketch, then its test vectors): a fresh
+    # seed-0 generator per draw would make the test vectors repeat the sketch
+    generator = _checks.generator("generator", generator, seed=0)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
     device = A.device
-    used = {"xtrace": 2 * min(num_matvecs // 2, P), "xnystrace": min(num_matvecs, P)}.get(method, num_matvecs)
+    if (method == "xtrace" and num_matvecs // 2 >= P) or (method == "xnystrace" and num_matvecs >= P):
+        with progress_bar(progress, P, "trace") as bar:  # the budget covers every direction
+            d = unit_diagonal(A, P, chunk_size, dtype, device, bar)
+        return TraceEstimate(value=float(d.to(torch.float64).sum()), stderr=0.0, num_matvecs=P,
+                             method=method)
+    used = {"xtrace": 2 * (num_matvecs // 2), "xnystrace": num_matvecs}.get(method, num_matvecs)
     check_memory(P, used, dtype, device, method)
     with progress_bar(progress, used, "trace") as bar:
         apply = chunked(A, chunk_size, bar)
@@ -148,6 +160,22 @@ def trace(
         if method == "xnystrace":
             return _xnystrace(apply, draw, P, used, dtype)
         return _hutch(apply, draw, P, method, num_matvecs)
+
+
+def unit_diagonal(A: Any, P: int, chunk_size: int, dtype: torch.dtype, device: torch.device,
+                  bar: Any) -> Tensor:
+    """``diag(A)`` ``(P,)`` from its products with the ``P`` unit vectors, ``chunk_size``
+    at a time (``P`` products, exact to rounding); ``bar`` (or ``None``) counts them."""
+    values = torch.empty(P, dtype=dtype, device=device)
+    for start in range(0, P, chunk_size):
+        stop = min(start + chunk_size, P)
+        E = torch.zeros(P, stop - start, dtype=dtype, device=device)
+        idx = torch.arange(start, stop, device=device)
+        E[idx, idx - start] = 1
+        values[start:stop] = A.matmat(E)[idx, idx - start].to(dtype)
+        if bar is not None:
+            bar.update(stop - start)
+    return values
 
 
 def _warn_if_hessian(op: Any) -> None:
@@ -187,7 +215,7 @@ def _hutch(apply: Callable[[Tensor], Tensor], draw: Callable[[int, str], Tensor]
 
 def _xtrace(apply: Callable[[Tensor], Tensor], draw: Callable[[int, str], Tensor], P: int,
             k: int) -> TraceEstimate:
-    """XTrace with ``k <= P`` Gaussian vectors and ``2k`` products (the module docstring)."""
+    """XTrace with ``k < P`` Gaussian vectors and ``2k`` products (the module docstring)."""
     W = draw(k, "gaussian")                  # (P, k)
     Y = apply(W)                             # A W
     Q, R = torch.linalg.qr(Y)                # (P, k), (k, k)
@@ -203,12 +231,12 @@ def _xtrace(apply: Callable[[Tensor], Tensor], draw: Callable[[int, str], Tensor
     norm2 = (U * U).sum(dim=0).to(torch.float64)
     head = float(torch.trace(H).to(torch.float64)) - (S * (H @ S)).sum(dim=0).to(torch.float64)
     samples = head + (P - k + 1) * quad / norm2
-    return _summarize_loo(samples, 2 * k, "xtrace", exact=k == P)
+    return _summarize(samples, 0.0, 2 * k, "xtrace")
 
 
 def _xnystrace(apply: Callable[[Tensor], Tensor], draw: Callable[[int, str], Tensor], P: int,
                k: int, dtype: torch.dtype) -> TraceEstimate:
-    """XNysTrace with ``k <= P`` Gaussian vectors and ``k`` products (the module docstring).
+    """XNysTrace with ``k < P`` Gaussian vectors and ``k`` products (the module docstring).
 
     With ``G = W^T A W = C^T C`` (Cholesky) and ``B = Y C^{-1}``, ``v_i = C^{-T} e_i``:
     ``tr(A_(i)) = ||B||_F^2 - ||B v_i||^2 / ||v_i||^2`` and ``w_i^T (A - A_(i)) w_i
@@ -234,7 +262,7 @@ def _xnystrace(apply: Callable[[Tensor], Tensor], draw: Callable[[int, str], Ten
     _, RW = torch.linalg.qr(W)
     dist2 = 1.0 / (loo_directions(RW, normalize=False) ** 2).sum(dim=0).to(torch.float64)
     samples = total - Bv2 / vnorm2 + (P - k + 1) / (vnorm2 * dist2) - P * nu
-    return _summarize_loo(samples, k, "xnystrace", exact=k == P)
+    return _summarize(samples, 0.0, k, "xnystrace")
 
 
 def _shifted_cholesky(G0: Tensor, WtW: Tensor, nu: float, k: int) -> tuple[Tensor, float]:
@@ -342,12 +370,4 @@ def _summarize(samples: Tensor, exact: float, used: int, method: str) -> TraceEs
     return TraceEstimate(value=exact + mean, stderr=std / math.sqrt(n), num_matvecs=used, method=method)
 
 
-def _summarize_loo(samples: Tensor, used: int, method: str, *, exact: bool) -> TraceEstimate:
-    """Mean and ``std / sqrt(k)`` of leave-one-out samples; one sample of an exact
-    estimator (``k = P = 1``) has error 0."""
-    if samples.numel() == 1 and exact:
-        return TraceEstimate(value=float(samples[0]), stderr=0.0, num_matvecs=used, method=method)
-    return _summarize(samples, 0.0, used, method)
-
-
-__all__ = ["METHODS", "TraceEstimate", "trace"]
+__all__ = ["METHODS", "TraceEstimate", "trace", "unit_diagonal"]

@@ -14,6 +14,7 @@ from torch import nn
 
 from spectra import HessianOperator, eigsh, slq
 from spectra.linalg.dense import DenseOperator
+from spectra.linalg.density import plan_memory
 from spectra.linalg.lanczos import random_vectors
 from spectra.linalg.memory import MemoryPlan, budget, format_bytes, parse_memory
 from tests.spectra.spectra_matrices import SPECTRA, with_spectrum
@@ -101,6 +102,27 @@ def test_probes_one_at_a_time_when_the_block_does_not_fit():
             assert abs(est - exact) <= 1e-9 * np.mean(np.abs(ev) ** p), (i, p)
 
 
+def test_passes_without_a_generator_draw_new_vectors():
+    """One run per pass and no generator: each pass draws the next vectors of one seed-0
+    stream (a fresh seed-0 generator per pass repeated the first vector: 3 equal rows)."""
+    A = DenseOperator(with_spectrum(HESSIAN_LIKE))
+    P = len(HESSIAN_LIKE)
+    one = 4 * P * 8 + P * 8
+    r = slq(A, num_vectors=3, num_steps=10, max_memory=one + 8)
+    assert r.plan.probes_per_pass == 1
+    assert not np.array_equal(r.nodes[0], r.nodes[1])
+    assert not np.array_equal(r.nodes[1], r.nodes[2])
+    np.testing.assert_array_equal(slq(A, num_vectors=3, num_steps=10, max_memory=one + 8).nodes,
+                                  r.nodes)  # and seeded: the same call, the same rule
+
+
+def test_a_budget_above_the_devices_memory_falls_back_to_bounded():
+    """"auto" with max_memory larger than the machine: full reorthogonalization's 745 GiB
+    would not fit whatever the budget says, so the bounded mode runs (it raised)."""
+    plan = plan_memory(10**6, 10, 10_000, torch.float64, "cpu", "10TB", "auto")
+    assert plan.mode == "bounded"
+
+
 def test_the_budget_chooses_the_mode_and_the_result_says_why():
     A = DenseOperator(with_spectrum(SPECTRA["outliers"]))
     P = 200
@@ -127,6 +149,7 @@ def test_the_budget_chooses_the_mode_and_the_result_says_why():
 @pytest.mark.parametrize("text, nbytes", [
     ("2GB", 2 * 10**9), ("512MiB", 512 * 2**20), ("1.5g", 15 * 10**8), ("4096", 4096),
     (" 3 kib ", 3072), (10**6, 10**6), (2.5e3, 2500), ("1e3", 1000),
+    (np.int64(2**30), 2**30), (np.float32(1e6), 10**6),  # numpy numbers are numbers
 ])
 def test_memory_sizes_are_parsed(text, nbytes):
     assert parse_memory(text) == nbytes
@@ -191,6 +214,19 @@ def test_eigsh_moves_its_basis_to_disk_when_it_exceeds_the_budget(tmp_path, monk
     assert eigsh(A, k=3, tol=1e-10, ncv=ncv, max_memory=basis).plan.mode == "device"
     with pytest.raises(ValueError, match=r"storage must be one of auto, device, host, disk, got 'gpu'"):
         eigsh(A, k=1, storage="gpu")
+
+
+def test_eigsh_budget_above_the_devices_memory_still_moves_the_basis(tmp_path, monkeypatch):
+    """"auto" with max_memory above the device's total memory: a basis larger than the
+    device goes to disk as it would under a smaller budget (it raised)."""
+    from spectra.linalg.eigsh import plan_memory as eigsh_plan
+    from spectra.utils import checks
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(checks, "device_memory", lambda device: 50_000)  # a tiny device
+    basis = 2 * 30 * 200 * 8  # 96,000 bytes
+    plan = eigsh_plan(200, 3, 30, 1, torch.float64, "cpu", "1GB", "auto")
+    assert plan.mode == "disk" and plan.nbytes == basis
 
 
 # ---------------------------------------------------------------------- dtypes (#15)

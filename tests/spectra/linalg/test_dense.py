@@ -1,8 +1,10 @@
 """The adapter of operator-like objects: the device the solvers put their vectors on."""
 
+import numpy as np
 import pytest
 import torch
 
+from spectra import eigsh
 from spectra.linalg.dense import as_operator
 
 
@@ -28,3 +30,23 @@ def test_a_callback_operator_without_a_device_is_on_the_cpu_and_a_bad_name_is_re
     assert as_operator(_Op(3)).device == torch.device("cpu")  # not a device: not read as one
     with pytest.raises(ValueError, match="'gpu0' is not a torch device"):
         as_operator(_Op("gpu0"))
+
+
+def test_a_complex_matrix_is_refused_not_cut_to_its_real_part():
+    H = torch.tensor([[1, 1j], [-1j, 1]], dtype=torch.complex128)  # eigenvalues 0 and 2
+    with pytest.raises(ValueError, match=r"the matrix is complex \(torch.complex128\)"):
+        as_operator(H)
+    with pytest.raises(ValueError, match="the matrix is complex"):
+        as_operator(H.numpy())
+
+
+def test_a_matvec_that_returns_numpy_is_taken():
+    """The module's "anything with matvec": a numpy result as well as a tensor one."""
+    class NumpyOp:
+        shape = (3, 3)
+
+        def matvec(self, v):
+            return np.diag([1.0, 2.0, 3.0]) @ np.asarray(v)
+
+    res = eigsh(NumpyOp(), k=1, which="LA", tol=1e-10)
+    assert abs(float(res.eigenvalues[0]) - 3.0) <= 1e-10

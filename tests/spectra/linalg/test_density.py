@@ -128,6 +128,9 @@ def test_grid_needs_two_points(num):
     assert m.grid(num=2).shape == (2,)
     with pytest.raises(ValueError, match="sigma must be a positive number"):
         m.grid(sigma=0.0)
+    for bad in (0.0, float("nan"), float("inf")):  # NaN gave NaN everywhere, inf zeros
+        with pytest.raises(ValueError, match="sigma must be a positive number"):
+            m.density(sigma=bad)
 
 
 def test_progress_bar_over_the_products(capsys):

@@ -109,6 +109,9 @@ def test_empty_and_non_operators_are_refused():
         diagonal(torch.zeros(0, 0))
     with pytest.raises(TypeError, match="expected a curvature operator"):
         diagonal([1.0, 2.0])
+    with pytest.raises(TypeError, match=r"generator must be a torch.Generator or None, got int; "
+                                        r"for a seed use generator=torch.Generator\(\).manual_seed\(3\)"):
+        diagonal(with_spectrum([1.0, 2.0, 3.0]), num_matvecs=2, generator=3)
 
 
 def test_progress_bar_over_the_products(capsys):
