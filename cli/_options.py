@@ -64,9 +64,11 @@ def parse_kv(pairs: tuple[str, ...], what: str) -> dict:
         if not key:
             raise CLIError(f"{what} {item!r} has an empty key")
         value = parse_value(raw.strip())
-        if any(isinstance(v, float) and math.isnan(v)
-               for v in (value if isinstance(value, tuple) else (value,))):
+        floats = [v for v in (value if isinstance(value, tuple) else (value,)) if isinstance(v, float)]
+        if any(math.isnan(v) for v in floats):
             raise CLIError(f"{what} {item!r}: NaN is not a value {key} can take; give a number")
+        if any(math.isinf(v) for v in floats):  # lr=inf, lr=1e400: a run that diverges at once
+            raise CLIError(f"{what} {item!r}: {key} must be a finite number")
         out[key] = value
     return out
 

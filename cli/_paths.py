@@ -144,11 +144,15 @@ def check_append_target(path: str, run: str, top_k: int,
                         density: tuple[int, int] | None, *,
                         checkpoint: str | None = None, source: dict | None = None) -> None:
     """Fail before probing when a probe row of these sizes could not be appended to
-    run ``run`` of ``path``, or when it would mix another run's checkpoint into it:
-    ``source`` is the ``run`` record (``id``, ``name``, ``file``) of the probed
-    ``checkpoint``, whose id must be the run's own when it has one."""
+    run ``run`` of ``path``, or when it would not belong to its history: a model fitted
+    here (no ``checkpoint``), or another run's checkpoint (``source`` is the ``run``
+    record, ``id``, ``name``, ``file``, of the probed ``checkpoint``, whose id must be
+    the run's own when it has one)."""
     from spectra.runs.store import read_run
 
+    if checkpoint is None:
+        raise CLIError(f"--append {path}: a model fitted here (--fit-steps) belongs to no run's "
+                       "history; --append takes the probe of a --checkpoint of that run")
     if not Path(path).exists():
         raise CLIError(f"--append {path}: no such run file (create it with `spectra train`)")
     data = read_run(path, run)  # StoreError names a missing run or a non-run file
@@ -172,14 +176,30 @@ def check_append_target(path: str, run: str, top_k: int,
                        f"(probes, steps); --density-vectors/--density-steps {tuple(density)} do not fit")
 
 
+def check_tensorboard_folder(tb_dir: str | os.PathLike | None, names: list[str]) -> None:
+    """Refuse ``tb_dir``/NAME folders for runs ``names`` that cannot be made or written (a
+    file in the way, no write permission), before any run file is touched: the
+    TensorBoard writer makes its folder only at the first row."""
+    if tb_dir is None:
+        return
+    for name in names:
+        folder = Path(tb_dir) / name
+        base = nearest_existing(folder)
+        if not base.is_dir():
+            raise CLIError(f"--tensorboard: cannot write to {folder}: {base} is a file, not a directory")
+        if not os.access(base, os.W_OK | os.X_OK):
+            raise CLIError(f"--tensorboard: cannot write to {folder}: {base} is not writable")
+
+
 def check_tensorboard_runs(tb_dir: str | os.PathLike | None, names: list[str],
                            overwrite: bool) -> None:
-    """Refuse to log new runs ``names`` into ``tb_dir``/NAME folders that already hold
-    TensorBoard events (another run's, or an earlier run of that name): TensorBoard
-    would show both as one run. ``overwrite`` (``--overwrite``) allows it; the new
-    events then purge the old ones (``purge_step=0``)."""
+    """For new runs ``names``: :func:`check_tensorboard_folder`, and refuse ``tb_dir``/NAME
+    folders that already hold TensorBoard events (another run's, or an earlier run of
+    that name): TensorBoard would show both as one run. ``overwrite`` (``--overwrite``)
+    allows the latter; the new events then purge the old ones (``purge_step=0``)."""
     from spectra.runs.tensorboard import EVENT_FILE_PREFIX
 
+    check_tensorboard_folder(tb_dir, names)
     if tb_dir is None or overwrite:
         return
     taken = [str(Path(tb_dir) / n) for n in names

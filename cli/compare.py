@@ -33,6 +33,7 @@ from cli._options import (
 )
 from cli._output import echo_json, quiet, show_progress
 from cli._paths import (
+    check_checkpoint_dir,
     check_checkpoints_free,
     check_run_file,
     check_tensorboard_runs,
@@ -104,7 +105,8 @@ def compare(**kw) -> None:
     ds = data_on(ds, device)
     base = Path(kw["checkpoint_dir"]) if kw["checkpoint_dir"] else default_checkpoint_dir(out, "x").parent
     if kw["checkpoint_every"] > 0:
-        for key in keys:  # no run's checkpoints are written over, unless --overwrite
+        for key in keys:  # writable, and no run's checkpoints written over unless --overwrite
+            check_checkpoint_dir(base / key)
             check_checkpoints_free(base / key, kw["overwrite"])
     check_tensorboard_runs(kw["tensorboard"], list(keys), kw["overwrite"])
     preps, plans, unpreconditioned = [], [], []

@@ -36,6 +36,7 @@ from cli._paths import (
     check_checkpoint_dir,
     check_checkpoints_free,
     check_run_file,
+    check_tensorboard_folder,
     check_tensorboard_runs,
     checkpoint_files,
     default_checkpoint_dir,
@@ -223,6 +224,7 @@ def _resume(kw: dict) -> None:
     folder = _checkpoint_folder(config, out)
     if not kw["overwrite"]:
         _refuse_dropping_later_epochs(ckpt, path, out, run, data, folder)
+    check_tensorboard_folder(kw["tensorboard"], [run])  # its events continue the run's
     prep, ds, plan = _prepare_resumed(config, run, out, trusted, run_device(kw["device"]))
     echo = not (as_json or quiet())
     if echo:

@@ -238,3 +238,67 @@ def test_a_new_run_does_not_mix_its_tensorboard_events_into_another_runs(tmp_pat
     invoke("train", "--optimizer", "sgd", "--epochs", "1", "-o", tmp_path / "c.h5",
            "--tensorboard", tb, "--overwrite", *TINY)
     assert len(list((tb / "sgd").iterdir())) == len(events) + 1
+
+
+def test_probe_append_refuses_a_model_fitted_here(trained, tmp_path):
+    """`probe --append FILE --run NAME` without --checkpoint fitted a registry model (of any
+    size) and appended its spectrum to NAME's rows, where `info` then called it the run's
+    last probe. Now it is refused before fitting, and FILE is left byte-identical."""
+    h5 = tmp_path / "a.h5"
+    shutil.copy(trained["h5"], h5)
+    before = _digest(h5)
+    for run in (("--run", "dcao"), ()):
+        r = invoke("probe", "--fit-steps", "1", "--samples", "64", "--model-arg", "widths=4",
+                   "--top-k", "2", "--trace-matvecs", "0", "--append", h5, *run, ok=False)
+        assert r.exit_code == 2 and "Traceback" not in r.output
+        assert r.stderr.startswith(f"error: --append {h5}: a model fitted here (--fit-steps) "
+                                   "belongs to no run's history"), r.stderr
+    assert _digest(h5) == before
+
+
+def test_infinite_option_values_are_refused_before_anything_is_written(tmp_path):
+    """--opt-arg lr=inf (or 1e400) created the run and diverged at step 2 (with
+    --overwrite, after the old run was gone). Now refused up front, naming option and key."""
+    out = tmp_path / "i.h5"
+    for args in (("--opt-arg", "lr=inf"), ("--opt-arg", "lr=1e400"), ("--opt-arg", "betas=0.9,-inf")):
+        r = invoke("train", "--optimizer", "adam", *args, "--epochs", "1", "-o", out, *TINY, ok=False)
+        assert r.exit_code == 2 and "Traceback" not in r.output
+        assert r.stderr.startswith(f"error: {args[0]} '{args[1]}': {args[1].split('=')[0]} must be "
+                                   "a finite number"), r.stderr
+        assert not out.exists()
+
+
+def test_an_unwritable_tensorboard_folder_is_refused_before_the_run_file_is_touched(tmp_path):
+    """A --tensorboard path under a file was found only at the first row: after the run
+    file was created (with --overwrite: after the old run was replaced), and on resume after
+    the rewind and the removal of later checkpoints; the error named no option."""
+    out = tmp_path / "t.h5"
+    invoke("train", "--optimizer", "sgd", "--epochs", "2", "-o", out, *TINY)
+    before = _digest(out)
+    blocker = tmp_path / "file.pt"
+    blocker.write_text("not a folder")
+    bad = blocker / "tb"
+    r = invoke("train", "--optimizer", "sgd", "--epochs", "1", "-o", out, "--overwrite",
+               "--tensorboard", bad, *TINY, ok=False)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.stderr.startswith(f"error: --tensorboard: cannot write to {bad / 'sgd'}: {blocker} is a "
+                               "file, not a directory"), r.stderr
+    assert _digest(out) == before
+    ckpts = sorted((tmp_path / "t_ckpt" / "sgd").glob("*.pt"))
+    r = invoke("train", "--resume", ckpts[0], "--epochs", "2", "--overwrite", "--tensorboard", bad,
+               ok=False)
+    assert r.exit_code == 2 and "cannot write to" in r.stderr, r.stderr
+    assert _digest(out) == before and sorted((tmp_path / "t_ckpt" / "sgd").glob("*.pt")) == ckpts
+
+
+def test_compare_checks_its_checkpoint_folder_before_training(tmp_path):
+    """compare never checked --checkpoint-dir: the first optimizer trained into the file and
+    the second failed at its first checkpoint. Now refused before anything is written."""
+    blocker = tmp_path / "file.pt"
+    blocker.write_text("not a folder")
+    out = tmp_path / "c.h5"
+    r = invoke("compare", "--optimizers", "sgd,adam", "--epochs", "1", "-o", out,
+               "--checkpoint-dir", blocker / "x", *TINY, ok=False)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "cannot write checkpoints to" in r.stderr and "is a file, not a directory" in r.stderr, r.stderr
+    assert not out.exists()
