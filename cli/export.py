@@ -19,7 +19,8 @@ from cli._paths import check_tensorboard_runs, shown_path
               help="Also (or instead) write TensorBoard event files, in DIR/RUN (needs pip "
                    "install tensorboard).")
 @click.option("--overwrite", is_flag=True,
-              help="Replace CSV files, and TensorBoard folders of the runs, that exist.")
+              help="Replace CSV files, and TensorBoard folders of the runs, that exist (and "
+                   "remove an earlier export's density CSV when these runs have no density).")
 @handle_errors
 def export(run_file: str, runs: tuple[str, ...], csv_dir: str | None, tb_dir: str | None,
            overwrite: bool) -> None:

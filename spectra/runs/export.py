@@ -61,7 +61,10 @@ def export_csv(
         out_dir: folder of the CSV files (created when missing).
         runs: names of the runs to export, in this order; ``None``: every run, in
             creation order.
-        overwrite: replace CSV files that exist; otherwise they are an error.
+        overwrite: replace CSV files that exist; otherwise they are an error. A CSV
+            of a table this export has no rows for (``density``, when no chosen run
+            recorded one) left by an earlier export is then removed, so that the folder
+            never pairs this export's tables with an older density.
 
     Returns:
         table -> (CSV file, number of data lines), for the files written
@@ -95,7 +98,12 @@ def export_csv(
                 "choose another folder or allow overwriting"
             )
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return {t: (p, write_csv(p, tables[t])) for t, p in targets.items()}
+    written = {t: (p, write_csv(p, tables[t])) for t, p in targets.items()}
+    if overwrite:
+        for t, p in csv_paths(path, out_dir).items():
+            if t not in targets and p.exists():
+                p.unlink()
+    return written
 
 
 def _has_density(run: RunData) -> bool:

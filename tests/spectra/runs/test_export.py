@@ -170,3 +170,15 @@ def test_export_csv_chosen_runs_and_errors(run0: Path, tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"no run 'run2'; runs: run0, run1"):
         export_csv(run0, tmp_path / "x", ["run0", "run2"])
     assert not (tmp_path / "x").exists()
+
+
+def test_overwriting_an_export_without_a_density_removes_the_older_density(run0: Path,
+                                                                          tmp_path: Path) -> None:
+    """An export with a density, then one of a run without (overwriting): the folder no
+    longer pairs the new metrics and probes with the first export's density file."""
+    first = export_csv(run0, tmp_path)
+    density = first["density"][0]
+    assert density.exists()
+    second = export_csv(run0, tmp_path, ["run1"], overwrite=True)
+    assert set(second) == {"metrics", "probes"}
+    assert not density.exists()
