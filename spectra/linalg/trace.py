@@ -28,9 +28,7 @@ an unbiased estimate (``u_i`` is a Gaussian direction in the complement of
 error estimate the paper's ``std(t_i) / sqrt(k)``. All ``k`` leave-one-out
 bases come from one QR of ``A W = Q R``: ``Q_(i) Q_(i)^T = Q (I - s_i s_i^T) Q^T``
 with ``s_i`` the unit column ``i`` of ``R^{-T}``. ``2k`` products: ``A W``
-and ``A Q``. A budget that covers ``k = P`` (``num_matvecs >= 2P``) buys the exact
-trace instead, from the ``P`` unit vectors (``P`` products; the leave-one-out sketch
-of a singular operator at ``k = P`` is rounding noise).
+and ``A Q``.
 
 XNysTrace (same paper), for positive semi-definite operators only: the
 Nyström approximation ``A_(i) = Y_{-i} (W_{-i}^T Y_{-i})^{-1} Y_{-i}^T``
@@ -45,10 +43,14 @@ round-off shift fails), and where the sketch happens to be positive definite
 the estimate stays unbiased but its error, and its error estimate, can be far
 off (``analyses/results/estimators.md``: the indefinite rows). A
 :class:`~spectra.operators.hessian.HessianOperator` gets a ``UserWarning``: use
-``"xtrace"`` for Hessians. A budget of ``num_matvecs >= P`` gives the exact trace
-from the ``P`` unit vectors (for any symmetric operator: in float32 the Nyström
-sketch at ``k = P`` was off by up to 340 times the trace on a PSD spectrum with
-exact zeros).
+``"xtrace"`` for Hessians.
+
+A budget of ``num_matvecs >= P``, whatever the method, buys the exact trace instead:
+the sum of ``A``'s diagonal from its products with the ``P`` unit vectors (``P``
+products, ``stderr`` 0). No estimate is better at that price, and the sketches are
+not exact there in floating point: XTrace's leave-one-out sketch of a singular
+operator at ``k = P`` is rounding noise, and XNysTrace's float32 Nyström step at
+``k = P`` was off by up to 340 times the trace on a PSD spectrum with exact zeros.
 
 The leave-one-out ``t_i`` share vectors, so ``std(t_i)/sqrt(k)`` is an
 estimate, not an exact standard error; ``tests/spectra/linalg/test_trace.py``
@@ -118,7 +120,8 @@ def trace(
             ``"xnystrace"`` (positive semi-definite operators only: see the module
             docstring; a ``HessianOperator`` gets a ``UserWarning``).
         num_matvecs: the budget; at least 4 for Hutch++ and XTrace, 2 for
-            Hutchinson and XNysTrace (two samples give a standard error).
+            Hutchinson and XNysTrace (two samples give a standard error). At least
+            ``P``: the exact trace from the ``P`` unit vectors, for every method.
         generator: source of the random vectors (default: fresh, seeded with 0).
         chunk_size: products per ``matmat`` (bounds the memory of the batch).
         progress: a progress bar over the products (see :mod:`spectra.utils.progress`).
@@ -141,8 +144,8 @@ def trace(
     generator = _checks.generator("generator", generator, seed=0)
     dtype = A.dtype if A.dtype.is_floating_point else torch.float64
     device = A.device
-    if (method == "xtrace" and num_matvecs // 2 >= P) or (method == "xnystrace" and num_matvecs >= P):
-        with progress_bar(progress, P, "trace") as bar:  # the budget covers every direction
+    if num_matvecs >= P:  # the budget covers every direction: no estimate, the trace
+        with progress_bar(progress, P, "trace") as bar:
             d = unit_diagonal(A, P, chunk_size, dtype, device, bar)
         return TraceEstimate(value=float(d.to(torch.float64).sum()), stderr=0.0, num_matvecs=P,
                              method=method)
