@@ -47,7 +47,15 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from spectra.operators.base import Batch, LossFn, batch_size, batch_to, normalize_data
+from spectra.operators.base import (
+    Batch,
+    LossFn,
+    batch_size,
+    batch_to,
+    functional_state,
+    normalize_data,
+    resolve_reduction,
+)
 from spectra.utils.modes import eval_mode as _eval_mode
 from spectra.utils.params import trainable_parameters
 
@@ -129,13 +137,10 @@ def _values(model: nn.Module, names: Sequence[str], dtype: torch.dtype | None) -
 
 def _state(model: nn.Module, names: Sequence[str], values: Sequence[Tensor],
            dtype: torch.dtype | None) -> dict[str, Tensor]:
-    """``functional_call``'s mapping: ``values`` for ``names``; every other parameter and
-    buffer detached (cast to ``dtype``; buffers cloned, so batch norm cannot update)."""
-    state = {n: p.detach().to(dtype or p.dtype) for n, p in model.named_parameters()}
-    state.update(zip(names, values))
-    for n, b in model.named_buffers():
-        state[n] = b.detach().to(dtype) if (dtype is not None and b.is_floating_point()) else b.detach().clone()
-    return state
+    """``functional_call``'s mapping (:func:`~spectra.operators.base.functional_state`):
+    ``values`` for ``names``, every other parameter and buffer detached and cast to
+    ``dtype``, buffers cloned so that batch norm cannot update the model."""
+    return functional_state(model, dict(zip(names, values)), dtype)
 
 
 def _loss(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch], names: Sequence[str],
@@ -167,7 +172,8 @@ def _loss(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch], names: Se
 
 def loss_and_gradient(
     model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], *,
-    params: Sequence[str] | None = None, dtype: torch.dtype | None = None, reduction: str = "mean",
+    params: Sequence[str] | None = None, dtype: torch.dtype | None = None,
+    reduction: str | None = None,
 ) -> tuple[float, Tensor]:
     """The loss over ``data`` and its ``(P,)`` gradient, flattened in ``params`` order.
 
@@ -178,7 +184,9 @@ def loss_and_gradient(
         params: parameter names (default: the trainable parameters, in
             ``named_parameters`` order, the order of a curvature operator's vectors).
         dtype: compute dtype (default: the parameters').
+        reduction: how ``loss_fn`` reduces a batch (default: :func:`_reduction`).
     """
+    reduction = _reduction(loss_fn, reduction)
     names = _names_of(model, params)
     value, grads = _loss(model, loss_fn, normalize_data(data), names, _values(model, names, dtype),
                          dtype, reduction, grad=True)
@@ -232,7 +240,7 @@ def gradient_alignment(
     optimizer: torch.optim.Optimizer | None = None,
     params: Sequence[str] | None = None,
     dtype: torch.dtype | None = None,
-    reduction: str = "mean",
+    reduction: str | None = None,
     eval_mode: bool = True,
 ) -> Alignment:
     """Alignment of the gradients with the span of ``eigenvectors``, and the split of
@@ -248,12 +256,15 @@ def gradient_alignment(
         optimizer: the training optimizer; without one the step columns are NaN.
         params: parameter names of the eigenvectors' coordinates (default: trainable).
         dtype: compute dtype of gradients and losses (default: the parameters').
-        reduction: how ``loss_fn`` reduces a batch (``"mean"`` or ``"sum"``).
+        reduction: how ``loss_fn`` reduces a batch, ``"mean"`` or ``"sum"`` (default:
+            :func:`_reduction`).
         eval_mode: evaluate in eval mode (the model's mode is restored).
 
     Raises:
-        ValueError: ``eigenvectors`` does not have ``P`` rows.
+        ValueError: ``eigenvectors`` does not have ``P`` rows, or ``reduction``
+            contradicts ``loss_fn.reduction``.
     """
+    reduction = _reduction(loss_fn, reduction)
     names = _names_of(model, params)
     V = eigenvectors
     P = sum(dict(model.named_parameters())[n].numel() for n in names)
@@ -287,6 +298,14 @@ def gradient_alignment(
             out["step_loss_change_top"] = change(top)
             out["step_loss_change_bulk"] = change(d - top)
     return Alignment(**out)
+
+
+def _reduction(loss_fn: LossFn, reduction: str | None) -> str:
+    """``reduction``, else ``loss_fn.reduction`` (``nn.MSELoss(reduction="sum")``), else
+    ``"mean"`` (:func:`~spectra.operators.base.resolve_reduction`; the operators detect
+    an undeclared one from the loss instead, and pass theirs here through
+    :func:`spectra.probe.probe`)."""
+    return resolve_reduction(loss_fn, reduction) or "mean"
 
 
 def _split(flat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:

@@ -129,7 +129,7 @@ class CurvatureOperator:
             raise TypeError(f"dtype must be a floating-point dtype, got {self._dtype}")
         # mixed precision: vectors, batch sums and solvers at least in float32
         self._vdtype = torch.promote_types(self._dtype, torch.float32)
-        declared = _resolve_reduction(loss_fn, reduction)
+        declared = resolve_reduction(loss_fn, reduction)
         self.eval_mode = bool(eval_mode)
         self.check_finite = bool(check_finite)
         self.progress = bool(progress)
@@ -328,25 +328,23 @@ class CurvatureOperator:
         return outputs
 
     def _functional_state(self, params: Sequence[Tensor]) -> dict[str, Tensor]:
-        """The mapping for ``torch.func.functional_call``: given values for the
-        selected parameters; every other parameter and buffer detached, cast,
-        and buffers cloned so batch norm in train mode cannot update the model."""
-        state: dict[str, Tensor] = {}
-        selected = dict(zip(self._names, params))
-        for name, p in self.model.named_parameters():
-            state[name] = selected[name] if name in selected else p.detach().to(self._dtype)
-        for name, buf in self.model.named_buffers():
-            state[name] = buf.detach().to(self._dtype) if buf.is_floating_point() else buf.detach()
-            state[name] = state[name].clone()
-        return state
+        """:func:`functional_state` with ``params`` for the selected parameters, in the
+        compute dtype."""
+        return functional_state(self.model, dict(zip(self._names, params)), self._dtype)
 
     def _leaf_params(self) -> list[Tensor]:
         """Fresh leaf copies of the selected parameters in the compute dtype."""
         return [p.detach().to(self._dtype).requires_grad_(True) for p in self._params]
 
-    def _params_version(self) -> tuple[int, ...]:
-        """Changes whenever a parameter is modified in place (an optimizer step)."""
-        return tuple(p._version for p in self._params) + tuple(id(p) for p in self._params)
+    def _params_version(self) -> tuple[Any, ...]:
+        """Changes whenever something a cached graph depends on changes: any parameter of
+        the model (selected or not) or buffer modified in place (an optimizer step, batch
+        norm's running statistics) or replaced, or a module's train/eval mode (constant
+        inside the passes when ``eval_mode``)."""
+        model = self.model
+        return (tuple((id(p), p._version) for p in model.parameters())
+                + tuple((id(b), b._version) for b in model.buffers())
+                + tuple(m.training for m in model.modules()))
 
     @contextlib.contextmanager
     def _pass_modes(self) -> Iterator[None]:
@@ -641,10 +639,14 @@ def _select_params(
     return names, [by_name[n] for n in names]
 
 
-def _resolve_reduction(loss_fn: LossFn, reduction: str | None) -> str | None:
+def resolve_reduction(loss_fn: LossFn, reduction: str | None) -> str | None:
     """The reduction passed or declared by ``loss_fn.reduction``; ``None`` when
-    neither says (then it is determined from the loss, :func:`detect_reduction`)."""
+    neither says (then it is determined from the loss, :func:`detect_reduction`).
+    ``nn.KLDivLoss``'s ``"batchmean"`` (the sum over a batch divided by its size) is
+    a per-sample mean: ``"mean"``."""
     attr = getattr(loss_fn, "reduction", None)
+    if attr == "batchmean":
+        attr = "mean"
     if reduction is None:
         reduction = attr
     elif attr is not None and attr != reduction:
@@ -665,11 +667,15 @@ def _reduction_rtol(dtype: torch.dtype) -> float:
     ``1e-6`` of the loss on batches of thousands (``log2(n)`` roundings of
     ``6e-8``; measured: below ``1e-7`` for 65536 samples), and ``1e-4`` leaves
     a margin of 100 for the loss's own cancellations; float64's ``1e-9`` is a
-    larger margin still over its ``1e-14``. Mean and sum of non-negative
-    per-sample losses differ by at least a third (halves of 1 and 2 samples),
-    far above either tolerance.
+    larger margin still over its ``1e-14``. bfloat16 and float16 round each
+    partial sum at ``4e-3`` and ``5e-4``: their tolerance is 16 units of their
+    precision (``0.125`` and ``0.016``; with ``1e-4`` bfloat16 told a linear model's
+    batch of 64 wrongly or not at all in 33 of 50 seeds). Mean and sum of
+    non-negative per-sample losses differ by at least a third (halves of 1 and 2
+    samples), above every tolerance, so at most one of them matches.
     """
-    return 1e-9 if torch.finfo(dtype).eps < 1e-10 else 1e-4
+    eps = torch.finfo(dtype).eps
+    return 1e-9 if eps < 1e-10 else max(1e-4, 16 * eps)
 
 
 def detect_reduction(
@@ -803,8 +809,9 @@ def normalize_data(data: Any) -> Iterable[Batch]:
     first product instead, by the first batch's fingerprint (:func:`batch_fingerprint`).
     """
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], Tensor):
+        # one (inputs, targets) pair: a list of batches never has a bare tensor second
         first = data[0]
-        if isinstance(first, (Tensor, Mapping)):
+        if isinstance(first, (Tensor, Mapping, tuple, list)):
             return [data]
     if isinstance(data, Tensor):
         raise TypeError("data must be (inputs, targets) or an iterable of such batches, got a tensor")
@@ -918,8 +925,24 @@ def _slice_samples(x: Any, start: int, stop: int, n: int) -> Any:
     if isinstance(x, (tuple, list)):
         if len(x) == n and not any(isinstance(v, (Tensor, Mapping, tuple, list)) for v in x):
             return x[start:stop]
-        return type(x)(_slice_samples(v, start, stop, n) for v in x)
+        return _same_sequence(x, [_slice_samples(v, start, stop, n) for v in x])
     return x
+
+
+def functional_state(model: nn.Module, values: Mapping[str, Tensor],
+                     dtype: torch.dtype | None) -> dict[str, Tensor]:
+    """The mapping for ``torch.func.functional_call(model, ...)``: ``values`` for the
+    parameters they name; every other parameter detached and cast to ``dtype`` (``None``:
+    its own); every buffer detached, cast when floating, and cloned, so that batch norm
+    in train mode cannot update the model's running statistics (``.to`` of a buffer
+    already in ``dtype`` returns its own storage)."""
+    state: dict[str, Tensor] = {}
+    for name, p in model.named_parameters():
+        state[name] = values[name] if name in values else p.detach().to(dtype or p.dtype)
+    for name, buf in model.named_buffers():
+        cast = buf.detach().to(dtype) if (dtype is not None and buf.is_floating_point()) else buf.detach()
+        state[name] = cast.clone()
+    return state
 
 
 def batch_to(x: Any, device: torch.device | None, dtype: torch.dtype | None = None) -> Any:
@@ -935,12 +958,19 @@ def batch_to(x: Any, device: torch.device | None, dtype: torch.dtype | None = No
     if isinstance(x, Mapping):
         return type(x)({k: batch_to(v, device, dtype) for k, v in x.items()})
     if isinstance(x, (tuple, list)):
-        return type(x)(batch_to(v, device, dtype) for v in x)
+        return _same_sequence(x, [batch_to(v, device, dtype) for v in x])
     return x
+
+
+def _same_sequence(x: tuple | list, items: list) -> tuple | list:
+    """``items`` in a sequence of ``x``'s type: a list, a tuple, or a named tuple (whose
+    constructor takes the fields one by one)."""
+    return type(x)(*items) if hasattr(x, "_fields") else type(x)(items)
 
 
 __all__ = [
     "REDUCTIONS", "Batch", "CurvatureOperator", "LossFn", "batch_fingerprint", "batch_size",
-    "batch_to", "call_loss", "detect_reduction", "normalize_data",
+    "batch_to", "call_loss", "detect_reduction", "functional_state", "normalize_data",
+    "resolve_reduction",
     "stack_columns",
 ]

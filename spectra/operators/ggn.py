@@ -85,7 +85,7 @@ class GGNOperator(CurvatureOperator):
         )
         self.cache = isinstance(self._data, (list, tuple)) if cache is None else bool(cache)
         self._cache: dict[int, tuple[Any, ...]] = {}
-        self._cache_version: tuple[int, ...] | None = None
+        self._cache_version: tuple[Any, ...] | None = None
 
     def clear_cache(self) -> None:
         """Free the cached graphs."""

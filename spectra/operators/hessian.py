@@ -8,8 +8,9 @@ interface, chosen by ``backend``:
     Double backprop on a cached first-order graph: each batch's gradient is
     built once with ``create_graph=True`` and kept; every product is then one
     backward pass through it (``torch.autograd.grad(g, theta, v)``), the
-    fastest on CPU. The cache is rebuilt when a
-    parameter changes in place (an optimizer step bumps its version counter).
+    fastest on CPU. The cache is rebuilt when any parameter or buffer of the model
+    changes in place or is replaced (an optimizer step, batch norm's running
+    statistics: their version counters) or a module's train/eval mode changes.
     Memory: one first-order graph per batch.
 ``"backprop"``
     The same double backprop, but the graph is rebuilt for every product and
@@ -108,7 +109,7 @@ class HessianOperator(CurvatureOperator):
         self.backend = backend
         self.vmap_max_params = checks.integer("vmap_max_params", vmap_max_params, 0)
         self._cache: dict[int, tuple[list[Tensor], tuple[Tensor | None, ...], list[int]]] = {}
-        self._cache_version: tuple[int, ...] | None = None
+        self._cache_version: tuple[Any, ...] | None = None
         self._batched_backward_ok = True
         self._forward_mode_ok = True
 

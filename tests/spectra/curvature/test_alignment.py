@@ -118,3 +118,40 @@ def test_step_split_equals_losses_at_the_projected_steps(case, make):
     assert a.step_top_fraction == pytest.approx(float(top.square().sum() / by_hand.square().sum()),
                                                 rel=1e-10)
     assert a.step_loss_change_top != pytest.approx(a.step_loss_change_bulk)
+
+
+def test_train_mode_passes_leave_the_models_batch_norm_statistics_alone():
+    """With a dtype given (gradient_alignment always gives one) the buffers were handed to
+    functional_call as they were when already in that dtype: a pass in train mode updated
+    the model's running statistics."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    X, y = torch.randn(16, 4, dtype=torch.float64), torch.randint(0, 3, (16,))
+    model = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.Linear(5, 3)).double().train()
+    before = {n: b.clone() for n, b in model.named_buffers()}
+    V = torch.linalg.qr(torch.randn(sum(p.numel() for p in model.parameters()), 2,
+                                    dtype=torch.float64))[0]
+    gradient_alignment(model, nn.CrossEntropyLoss(), (X, y), V, eval_mode=False)
+    loss_and_gradient(model, nn.CrossEntropyLoss(), (X, y), dtype=torch.float64)
+    for n, b in model.named_buffers():
+        assert torch.equal(b, before[n]), n
+
+
+def test_the_loss_functions_own_reduction_weighs_the_batches():
+    """loss_and_gradient defaulted to reduction="mean" whatever the loss said: with
+    nn.MSELoss(reduction="sum") over batches of 5 and 2 it returned 17.94 for a loss of 27.87."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1).double()
+    X, y = torch.randn(7, 3, dtype=torch.float64), torch.randn(7, 1, dtype=torch.float64)
+    loss = nn.MSELoss(reduction="sum")
+    value, g = loss_and_gradient(model, loss, [(X[:5], y[:5]), (X[5:], y[5:])])
+    model.zero_grad()
+    total = loss(model(X), y)
+    total.backward()
+    assert abs(value - float(total)) <= 1e-12 * float(total)
+    torch.testing.assert_close(g, torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+    with pytest.raises(ValueError, match="contradicts loss_fn.reduction='sum'"):
+        loss_and_gradient(model, loss, (X, y), reduction="mean")

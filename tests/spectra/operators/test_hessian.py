@@ -56,6 +56,51 @@ def test_cache_follows_in_place_parameter_updates():
     assert torch.allclose(after, fresh, atol=1e-12)
 
 
+@pytest.mark.parametrize("operator", ["hessian", "ggn"])
+def test_cached_graphs_follow_buffers_other_parameters_and_the_mode(operator):
+    """The cached graphs were keyed on the selected parameters only: a batch norm's
+    running statistics updated in place, a step on a parameter outside ``params`` and a
+    flip to train mode all left the old products (relative errors 0.2 to 0.8)."""
+    from spectra import GGNOperator
+
+    torch.manual_seed(0)
+    X, y = torch.randn(24, 5, dtype=torch.float64), torch.randint(0, 3, (24,))
+    model = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 3)).double()
+    loss = nn.CrossEntropyLoss()
+
+    def make(**kw):
+        if operator == "ggn":
+            return GGNOperator(model, loss, [(X, y)], cache=True, **kw)
+        return HessianOperator(model, loss, [(X, y)], backend="graph", **kw)
+
+    def fresh_equals(op, v):
+        got = op.matvec(v)
+        kw = {"params": ["3.weight"]} if op.shape[0] == 18 else {}
+        ref = (GGNOperator(model, loss, [(X, y)], cache=False, eval_mode=op.eval_mode, **kw)
+               if operator == "ggn" else
+               HessianOperator(model, loss, [(X, y)], backend="backprop", eval_mode=op.eval_mode, **kw))
+        return torch.allclose(got, ref.matvec(v), atol=1e-12, rtol=0)
+
+    op = make(eval_mode=True)
+    v = torch.randn(op.shape[0], dtype=torch.float64)
+    op.matvec(v)
+    model.train()
+    with torch.no_grad():
+        model(X + 1.0)  # batch norm's running statistics move
+    model.eval()
+    assert fresh_equals(op, v)
+    last = make(params=["3.weight"], eval_mode=True)
+    w = torch.randn(18, dtype=torch.float64)
+    last.matvec(w)
+    with torch.no_grad():
+        model[0].weight.mul_(1.5)  # a parameter the operator does not differentiate
+    assert fresh_equals(last, w)
+    own_mode = make(eval_mode=False)
+    own_mode.matvec(v)
+    model.train()  # the passes now use batch statistics
+    assert fresh_equals(own_mode, v)
+
+
 def test_batched_and_looped_products_agree():
     case = CASES[3]
     H = HessianOperator(case.model, case.loss_fn, case.batches, vmap_max_params=10**9)
