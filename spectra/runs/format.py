@@ -114,6 +114,7 @@ from spectra._version import __version__
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "GENERATION_ATTR",
     "METRIC_COLUMNS",
     "N_ROWS_ATTR",
     "PROBE_ARRAY_COLUMNS",
@@ -158,6 +159,9 @@ PROBE_ARRAY_COLUMNS: tuple[str, ...] = ("top_eigenvalues", "ritz_nodes", "ritz_w
 
 N_ROWS_ATTR = "n_rows"  # a table's committed row count
 RUN_ID_ATTR = "run_id"  # a run's identity, new each time the run is created
+# the root's count of committed structural changes: a reader that sees it move while it
+# read (or a change in progress at either end) reads again
+GENERATION_ATTR = "generation"
 
 
 class StoreError(ValueError):
@@ -239,7 +243,10 @@ def check_root(f: h5py.File, path: Path) -> int:
 
 def run_names(f: h5py.File) -> list[str]:
     """Names of the runs in ``f``, in creation order."""
-    runs = [(str(g.attrs.get("created", "")), k) for k, g in f.items() if isinstance(g, h5py.Group)]
+    # each member opened by name: h5py's items() yields None for one it cannot open (a
+    # read torn by a concurrent change), which would drop the run instead of raising
+    members = [(k, f[k]) for k in f]
+    runs = [(str(g.attrs.get("created", "")), k) for k, g in members if isinstance(g, h5py.Group)]
     return [k for _, k in sorted(runs)]
 
 

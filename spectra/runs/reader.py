@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 
 from spectra.runs.format import (
+    GENERATION_ATTR,
     METRIC_COLUMNS,
     PROBE_ARRAY_COLUMNS,
     PROBE_COLUMNS,
@@ -295,7 +296,10 @@ def _with_reader(path: Path, fn: Any, wait: float = 5.0) -> Any:
     killed change, rebuilt from the journal in memory; a journal that was not
     written for this file is ignored. While a live writer is inside a structural
     change (its journal exists) the read waits, up to ``wait`` seconds; a read
-    that fails or overlaps such a change is retried.
+    that fails or overlaps such a change is retried. A change that begins and
+    commits while the read runs leaves no journal at either end: the root's
+    ``generation`` (each commit raises it) read before and after, each through a
+    fresh open, tells it.
     """
     own = writer_file(path) if path.exists() else None
     if own is not None:
@@ -313,6 +317,8 @@ def _with_reader(path: Path, fn: Any, wait: float = 5.0) -> Any:
         busy, journal = abandoned_journal(path) if before is not None else (False, None)
         if not busy:
             try:
+                # a dead writer's journal (read through it): no change can commit meanwhile
+                start = _generation(path) if journal is None else None
                 with contextlib.ExitStack() as stack:
                     if journal is not None:
                         view = stack.enter_context(contextlib.closing(PreChangeView(path, journal)))
@@ -321,9 +327,11 @@ def _with_reader(path: Path, fn: Any, wait: float = 5.0) -> Any:
                         f = stack.enter_context(h5py.File(path, "r", locking=False))
                     check_root(f, path)
                     result = fn(f, path)
-                if _stat_or_none(jpath) == before:  # no change began or ended meanwhile
+                # no change began or ended meanwhile, nor ran whole inside the read
+                if _stat_or_none(jpath) == before and (journal is not None
+                                                       or _generation(path) == start):
                     return result
-                error = None
+                error = RuntimeError("its structure changed during every read")
             except StoreError:
                 raise
             except (OSError, KeyError, RuntimeError, ValueError) as exc:
@@ -336,6 +344,26 @@ def _with_reader(path: Path, fn: Any, wait: float = 5.0) -> Any:
                 "file's lock"
             )
         time.sleep(0.02)
+
+
+def _steps(cols: dict[str, np.ndarray], n: int, path: Path, name: str, table: str) -> np.ndarray:
+    """The ``step`` column of a table of ``n`` rows, taken out of ``cols``. Every table
+    the writer makes has one: without it a read is torn (``ValueError``, which the
+    reader retries) or the file damaged."""
+    step = cols.pop("step", None)
+    if step is None and n == 0:
+        return _frozen(np.zeros(0, np.int64))
+    if step is None or len(step) != n:
+        raise ValueError(f"{path}: run {name!r}, table {table!r} has {n} rows but "
+                         f"{'no' if step is None else len(step)} steps")
+    return step
+
+
+def _generation(path: Path) -> int:
+    """The root's count of committed structural changes (0 before the writer kept one),
+    through a fresh open: an open file's metadata is cached."""
+    with h5py.File(path, "r", locking=False) as f:
+        return int(f.attrs.get(GENERATION_ATTR, 0))
 
 
 def _stat_or_none(path: str) -> tuple[int, int, int] | None:
@@ -363,7 +391,9 @@ def _read_table(group: Any, path: Path, where: str) -> tuple[int, dict[str, np.n
             f"{path}: {where} is {_kind(group)}; expected a group of column datasets "
             "(the file is damaged or was not written by spectra)"
         )
-    cols = {k: v for k, v in group.items() if isinstance(v, h5py.Dataset)}
+    # each member opened by name: items() yields None for one h5py cannot open (a read
+    # torn by a concurrent change), which would drop the column instead of raising
+    cols = {k: v for k, v in ((k, group[k]) for k in group) if isinstance(v, h5py.Dataset)}
     packed = cols.pop(SCALARS, None)
     for k, v in cols.items():
         if v.dtype.kind not in "biuf" and not _is_text(v):
@@ -432,16 +462,18 @@ def read_run_from(f: h5py.File, path: Path, name: str) -> RunData:
         return _frozen(np.full(n, np.nan))
 
     n, cols = _read_table(group.get("metrics"), path, f"run {name!r}, table 'metrics'")
-    step = cols.pop("step", _frozen(np.zeros(0, np.int64)))
+    step = _steps(cols, n, path, name, "metrics")
     metrics = Metrics(
         step=step,
         **{c: cols.pop(c, nan(n)) for c in METRIC_COLUMNS if c != "step"},
         extra=MappingProxyType(cols),
     )
     n, cols = _read_table(group.get("probes"), path, f"run {name!r}, table 'probes'")
-    if "num_hvps" in cols and "num_matvecs" not in cols:  # the column's name before 0.1.1
-        cols["num_matvecs"] = cols.pop("num_hvps")
-    step = cols.pop("step", _frozen(np.zeros(0, np.int64)))
+    if "num_hvps" in cols:  # the column's name before 0.1.1; rows appended since use the new one
+        old = cols.pop("num_hvps")
+        new = cols.get("num_matvecs")
+        cols["num_matvecs"] = old if new is None else _frozen(np.where(np.isnan(new), old, new))
+    step = _steps(cols, n, path, name, "probes")
     probes = Probes(
         step=step,
         **{

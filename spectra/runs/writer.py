@@ -42,6 +42,7 @@ from spectra._version import __version__
 from spectra.runs.format import (
     FORMAT,
     FORMAT_VERSION,
+    GENERATION_ATTR,
     METRIC_COLUMNS,
     N_ROWS_ATTR,
     PROBE_ARRAY_COLUMNS,
@@ -131,7 +132,7 @@ class RunStore:
         self._io: JournaledFile | None = JournaledFile(self.path)
         try:
             check_hdf5_signature(self.path)
-            with self._transaction():
+            with self._transaction(changes=False):
                 try:
                     self._file = h5py.File(self._io, "r+", libver=_LIBVER)
                 except OSError as exc:
@@ -147,8 +148,10 @@ class RunStore:
         register_writer_file(self.path, self._file)
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """Make the HDF5 structure changes inside all-or-nothing under SIGKILL."""
+    def _transaction(self, changes: bool = True) -> Iterator[None]:
+        """Make the HDF5 structure changes inside all-or-nothing under SIGKILL, and
+        count them in the root's generation (``changes=False``: opening the file, which
+        writes nothing)."""
         assert self._io is not None
         self._check_io()
         self._io.begin()
@@ -156,9 +159,18 @@ class RunStore:
             yield
         finally:
             if self._file is not None:
+                if changes:
+                    self._next_generation()
                 self._file.flush()
             self._io.commit()
         self._check_io()
+
+    def _next_generation(self) -> None:
+        """Raise the root's count of structural changes, inside the change (journaled
+        with it): a reader that saw another count before its read reads again."""
+        f = self._file
+        if f is not None and self._io is not None and self._io.error is None:
+            f.attrs[GENERATION_ATTR] = np.int64(int(f.attrs.get(GENERATION_ATTR, 0)) + 1)
 
     def _check_io(self) -> None:
         """Raise :class:`StoreWriteError` once a write of this store has failed."""
@@ -201,6 +213,7 @@ class RunStore:
                 if self._io.error is None:  # after a failed write, leave the file as it is
                     for writer in self._writers.values():
                         writer._trim()
+                    self._next_generation()
             finally:
                 self._file.close()
                 self._file = None

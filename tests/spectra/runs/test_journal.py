@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from spectra.runs.journal import JournaledFile
-from spectra.runs.store import RunStore, list_runs, read_run
+from spectra.runs.store import RunStore, StoreError, list_runs, read_run
 from tests.spectra.runs.run_files import CHILD_PRELUDE, ROWS, check_run_file, metric_row, write_run0
 
 _WRITER = CHILD_PRELUDE + ROWS + """
@@ -246,3 +246,55 @@ def test_a_file_copied_with_its_journal_rolls_back(killer, tmp_path: Path) -> No
     JournaledFile(copy).close()
     assert copy.read_bytes() == template.read_bytes()
 
+
+
+_COLUMN_ADDER = CHILD_PRELUDE + """
+import time
+from spectra.runs.store import RunStore
+path = sys.argv[1]
+with RunStore(path) as st:
+    w = st.create_run("a", config={})
+    print("ready", flush=True)
+    for i in range(100000):  # until killed
+        # the first 150 rows: a new column every third row, a new run every 50 (a change
+        # every 30 ms or so); then rows only, which change no structure
+        extra = {f"c{i // 3}": float(i)} if i % 3 == 0 and i < 150 else {}
+        w.append_metrics(step=i, train_loss=float(i), **extra)
+        if i % 50 == 49 and i < 150:
+            st.create_run(f"r{i}", config={})
+        time.sleep(0.01)
+"""
+
+
+def test_reads_beside_a_writer_that_adds_columns_are_never_torn(tmp_path: Path) -> None:
+    """A writer that keeps changing the file's structure, a reader that keeps reading:
+    every read is a committed state (steps and losses agree, every column present). A
+    change that began and committed inside a read used to go unseen, and h5py's items()
+    dropped members it could not open: 107 of 122 such reads came back torn (no steps,
+    all-NaN columns, no extra columns)."""
+    import numpy as np
+
+    path = tmp_path / "race.h5"
+    script = tmp_path / "adder.py"
+    script.write_text(_COLUMN_ADDER)
+    child = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE)
+    reads, torn = 0, []
+    try:
+        assert child.stdout.readline().strip() == b"ready"
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            try:
+                m = read_run(path, "a").metrics
+            except StoreError:  # the structure changed during every try for 5 s: not torn
+                continue
+            reads += 1
+            n = len(m.train_loss)
+            extra = sorted(m.extra, key=lambda c: int(c[1:]))
+            expected = [f"c{j}" for j in range((min(n, 150) + 2) // 3)]
+            if not (len(m.step) == n and np.array_equal(np.asarray(m.step, float), m.train_loss)
+                    and extra == expected):
+                torn.append((n, len(m.step), len(extra)))
+    finally:
+        child.kill()
+        child.wait()
+    assert reads >= 1 and not torn, (reads, torn[:5])

@@ -102,3 +102,60 @@ def test_a_misspelt_or_non_string_run_name_is_refused_by_name(tmp_path: Path) ->
 def test_reading_a_directory_names_it(tmp_path):
     with pytest.raises(IsADirectoryError, match="is a directory, not a spectra run file"):
         read_run(tmp_path, "sgd")
+
+
+def test_rows_appended_to_an_old_file_keep_its_product_counts(tmp_path: Path) -> None:
+    """An old file's num_hvps rows and the num_matvecs rows appended after a resume are one
+    column: the rename applied only while num_matvecs was absent, so the old counts moved
+    to `extra` once a new row was written."""
+    path = format1_file(tmp_path / "old.h5")
+    with RunStore(path) as st:
+        w = st.create_run("r")
+        w.append_probe(step=0, num_matvecs=3.0)
+        w.append_probe(step=1, num_matvecs=4.0)
+    with h5py.File(path, "r+") as f:
+        f["r/probes"].move("num_matvecs", "num_hvps")
+    with RunStore(path) as st:
+        st.open_run("r").append_probe(step=7, num_matvecs=9.0)
+    probes = read_run(path, "r").probes
+    assert probes.num_matvecs.tolist() == [3.0, 4.0, 9.0]
+    assert "num_hvps" not in probes.extra
+
+
+def test_the_root_generation_counts_structural_changes(tmp_path: Path) -> None:
+    """Each committed structural change (a run, a column, growth, the trim at close)
+    raises the root's generation; opening the file and appending a row in place do not."""
+    from spectra.runs.format import GENERATION_ATTR
+
+    path = tmp_path / "g.h5"
+
+    def generation() -> int:
+        with h5py.File(path, "r", locking=False) as f:  # beside the writer's lock
+            return int(f.attrs.get(GENERATION_ATTR, 0))
+
+    with RunStore(path) as st:
+        w = st.create_run("r")
+        after_create = generation()
+        w.append_metrics(step=0, train_loss=1.0, my_column=2.0)  # a new column: a change
+        after_columns = generation()
+        w.append_metrics(step=1, train_loss=0.5, my_column=1.0)  # a row in place
+        assert generation() == after_columns > after_create > 0
+    closed = generation()
+    assert closed > after_columns  # the trim
+    with RunStore(path):
+        pass
+    assert generation() == closed + 1  # an open writes nothing, its close trims
+
+
+def test_a_change_that_runs_whole_inside_a_read_makes_it_read_again(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """A change that begins and commits while a read runs leaves no journal at either end;
+    the generation, read before and after, differs, and the read is taken again."""
+    from spectra.runs import reader
+
+    path = _damaged(tmp_path / "g.h5", lambda g: None)
+    seen = iter([5, 6, 6, 6])  # the first read straddles one commit, the second none
+    calls = []
+    monkeypatch.setattr(reader, "_generation", lambda p: (calls.append(p), next(seen))[1])
+    assert read_run(path, "r").metrics.train_loss.tolist() == [1.0]
+    assert len(calls) == 4  # before and after each of the two reads
