@@ -655,10 +655,12 @@ class _Table:
                 raise StoreError(f"{self._path}: invalid column name {key!r} in {self._where}")
             arr = _as_array(value, key, text=self._text)
             if key == "step":
-                if arr.ndim != 0 or (arr.dtype.kind == "f" and not float(arr).is_integer()):
+                if arr.ndim != 0 or arr.dtype.kind not in "iuf" or (
+                        arr.dtype.kind == "f" and not float(arr).is_integer()):  # bools too
                     raise StoreError(f"{self._path}: 'step' must be an integer, got {value!r}")
-                if abs(int(arr)) >= _STEP_LIMIT:
-                    raise StoreError(f"{self._path}: 'step' must be below 2**53, got {value!r}")
+                if not 0 <= int(arr) < _STEP_LIMIT:
+                    raise StoreError(f"{self._path}: 'step' must be an integer in 0 .. 2**53 - 1 "
+                                     f"(optimizer steps taken), got {value!r}")
                 out[key] = arr.astype(np.int64)
                 continue
             col = self._spec(key)

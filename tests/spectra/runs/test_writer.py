@@ -363,13 +363,20 @@ def test_scalar_columns_past_the_packed_limit_get_datasets_of_their_own(
     assert list(m.extra) == [*first, "b", "c", "d"]
 
 
-def test_steps_beyond_float64_integers_are_refused(tmp_path: Path) -> None:
+def test_steps_beyond_float64_integers_negative_or_bools_are_refused(tmp_path: Path) -> None:
     with RunStore(tmp_path / "r.h5") as st:
         w = st.create_run("r")
-        with pytest.raises(StoreError, match=r"'step' must be below 2\*\*53"):
+        with pytest.raises(StoreError, match=r"'step' must be an integer in 0 \.\. 2\*\*53 - 1"):
             w.append_metrics(step=2**53)
+        with pytest.raises(StoreError, match=r"'step' must be an integer in 0 \.\. 2\*\*53 - 1 "
+                                             r"\(optimizer steps taken\), got -1"):
+            w.append_metrics(step=-1)
+        for flag in (True, np.bool_(False)):  # stored as 1 and 0 before
+            with pytest.raises(StoreError, match=r"'step' must be an integer, got"):
+                w.append_probe(step=flag)
         w.append_metrics(step=2**53 - 1)
-        assert w.read().metrics.step.tolist() == [2**53 - 1]
+        w.append_metrics(step=np.int64(3))
+        assert w.read().metrics.step.tolist() == [2**53 - 1, 3]
 
 
 def _data_bytes(path: Path) -> tuple[int, int]:
