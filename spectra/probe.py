@@ -361,12 +361,12 @@ def probe(
     align = None
     if s.alignment and vecs is not None:
         align = gradient_alignment(model, loss_fn, data, vecs, batch=batch, optimizer=optimizer,
-                                   params=op.param_names, dtype=op.dtype, reduction=op.reduction,
+                                   params=op.param_names, dtype=op.compute_dtype, reduction=op.reduction,
                                    eval_mode=s.eval_mode)
     layers = None
     if s.layers is not None:
         layers = block_spectra(model, loss_fn, data, s.layers, trace_matvecs=s.trace_matvecs,
-                               density=s.layer_density, tol=s.tol, generator=gen, dtype=op.dtype,
+                               density=s.layer_density, tol=s.tol, generator=gen, dtype=op.compute_dtype,
                                reduction=op.reduction, eval_mode=s.eval_mode)
     op.clear_cache()
     return ProbeResult(

@@ -87,3 +87,30 @@ def test_all_quantities_in_one_probe_and_json(trained):
     assert 0 <= d["layers"]["heterogeneity"] <= 1
     # block products are counted with the probe's
     assert r.num_matvecs >= r.layers.num_matvecs > 0
+
+
+def test_a_low_precision_models_layers_and_alignment_compute_in_its_dtype(trained, monkeypatch):
+    """The per-layer spectra and the alignment were computed in the vectors' float32 (the
+    operator's `dtype`) for a bfloat16 model, whose whole-model spectrum is of its bfloat16
+    products: two different models in one probe. They now get its compute dtype."""
+    import importlib
+
+    probe_module = importlib.import_module("spectra.probe")  # the module, not the function
+    case, _ = trained
+    low = copy.deepcopy(case.model).to(torch.bfloat16)
+    seen = {}
+    real_blocks, real_align = probe_module.block_spectra, probe_module.gradient_alignment
+
+    def blocks(*args, **kwargs):
+        seen["layers"] = kwargs["dtype"]
+        return real_blocks(*args, **kwargs)
+
+    def align(*args, **kwargs):
+        seen["alignment"] = kwargs["dtype"]
+        return real_align(*args, **kwargs)
+
+    monkeypatch.setattr(probe_module, "block_spectra", blocks)
+    monkeypatch.setattr(probe_module, "gradient_alignment", align)
+    settings = ProbeSettings(**{**BASE, "tol": 1e-2}, layers="module", alignment=True)
+    probe(low, case.loss_fn, case.batches, settings)
+    assert seen == {"layers": torch.bfloat16, "alignment": torch.bfloat16}
