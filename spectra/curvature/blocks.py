@@ -217,8 +217,9 @@ def block_spectra(
     """``lambda_1``, trace and density of each diagonal block of the Hessian.
 
     Args:
-        model, loss_fn, data, dtype, reduction, eval_mode: as for
-            :class:`~spectra.HessianOperator`.
+        model, loss_fn, data, dtype, reduction: as for :class:`~spectra.HessianOperator`.
+        eval_mode: as for :class:`~spectra.HessianOperator`, but on by default (as in
+            :func:`spectra.probe.probe`): dropout and batch statistics off.
         blocks: how to group the parameters (:func:`parameter_blocks`).
         top: compute ``lambda_1`` of each block.
         trace_matvecs: the trace estimator's budget per block (0: no trace).
