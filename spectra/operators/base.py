@@ -622,6 +622,10 @@ def _select_params(
     for p in params:
         if isinstance(p, str):
             if p not in by_name:
+                tied = dict(model.named_parameters(remove_duplicate=False)).get(p)
+                if tied is not None:  # a second name of a shared (tied) parameter
+                    raise ValueError(f"{p!r} is the parameter {by_id[id(tied)]!r} under another "
+                                     f"name (tied weights); name it {by_id[id(tied)]!r}")
                 raise ValueError(f"no parameter named {p!r} in the model; it has {sorted(by_name)}")
             names.append(p)
         elif isinstance(p, Tensor):

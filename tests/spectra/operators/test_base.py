@@ -517,3 +517,15 @@ def test_kl_divergence_batchmean_is_a_per_sample_mean():
                               reduction="mean")
     v = torch.randn(op.shape[0], dtype=torch.float64)
     torch.testing.assert_close(op.matvec(v), by_hand.matvec(v), rtol=1e-12, atol=1e-12)
+
+
+def test_a_tied_parameter_named_by_its_second_name_is_explained():
+    """named_parameters() lists a shared tensor once, under its first name: the second
+    name was refused as "no parameter named ..."."""
+    model = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 3)).double()
+    model[2].weight = model[0].weight  # tied
+    X, y = torch.randn(6, 3, dtype=torch.float64), torch.randint(0, 3, (6,))
+    with pytest.raises(ValueError, match=r"'2.weight' is the parameter '0.weight' under another "
+                                         r"name \(tied weights\); name it '0.weight'"):
+        HessianOperator(model, nn.CrossEntropyLoss(), (X, y), params=["2.weight"])
+    assert HessianOperator(model, nn.CrossEntropyLoss(), (X, y), params=["0.weight"]).shape == (9, 9)
