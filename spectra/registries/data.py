@@ -211,6 +211,10 @@ def _stratified_split(
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
         k = round(test_fraction * len(idx))
+        if not 0 < k < len(idx):  # an empty side: no training, or NaN test metrics
+            raise DataError(f"test_fraction={test_fraction} leaves {'no test' if k == 0 else 'no training'} "
+                            f"sample of class {int(c)} ({len(idx)} samples); choose a fraction "
+                            f"between {1 / len(idx):.3g} and {1 - 1 / len(idx):.3g}")
         test.append(idx[:k])
         train.append(idx[k:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
@@ -301,8 +305,10 @@ _TORCHVISION_DIRS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
 
 def _find_idx_files(name: str, root: Path) -> dict[str, Path]:
+    # the folders named for the data set first: MNIST and Fashion-MNIST files share their
+    # names, so MNIST's files in data_dir itself must not stand in for Fashion-MNIST's
     candidates = list(dict.fromkeys([
-        root, root / name, root / name.replace("-", "_"), root / _TORCHVISION_DIRS[name] / "raw",
+        root / name, root / name.replace("-", "_"), root / _TORCHVISION_DIRS[name] / "raw", root,
     ]))
     for directory in candidates:
         found = {}
@@ -342,6 +348,8 @@ def _mnist_like(
             raise DataError(
                 f"{py}: expected {len(x)} labels (one per image of {px.name}), got shape {y.shape}"
             )
+        if y.dtype != np.uint8:  # a float label file would be truncated to classes
+            raise DataError(f"{py}: expected uint8 labels (IDX type 08), got {y.dtype}")
         _check_labels(py, y, 10)
     if arrays["train_x"].shape[1:] != arrays["test_x"].shape[1:]:
         raise DataError(f"{name}: train and test images differ in size")
@@ -396,7 +404,10 @@ def _unpickle(path: Path, keys: Sequence[bytes]) -> dict[bytes, Any]:
 def _cifar_arrays(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     batch = _unpickle(path, (b"data", label_key))
     x = np.asarray(batch[b"data"])
-    y = np.asarray(batch[label_key], dtype=np.int64)
+    raw = np.asarray(batch[label_key])
+    if raw.dtype.kind not in "iu":  # float labels would be truncated to classes
+        raise DataError(f"{path}: {label_key!r} must hold integer labels, got {raw.dtype} values")
+    y = raw.astype(np.int64)
     if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
         raise DataError(f"{path}: b'data' must be (N, 3072) uint8, got {x.shape} {x.dtype}")
     if y.shape != (len(x),):
@@ -464,13 +475,26 @@ def _synthetic(
     n_train: int = 512,
     n_test: int = 256,
     dim: int = 20,
-    num_classes: int = 3,
-    num_targets: int = 1,
-    separation: float = 2.0,
-    noise: float = 0.1,
+    num_classes: int | None = None,
+    num_targets: int | None = None,
+    separation: float | None = None,
+    noise: float | None = None,
 ) -> Dataset:
     if task not in ("classification", "regression"):
         raise DataError(f"synthetic: task must be 'classification' or 'regression', got {task!r}")
+    # each task's own options (defaults: 3 classes at separation 2; 1 target, noise 0.1);
+    # the other task's would be ignored without a word
+    given = {"num_classes": num_classes, "separation": separation} if task == "regression" \
+        else {"num_targets": num_targets, "noise": noise}
+    foreign = sorted(k for k, v in given.items() if v is not None)
+    if foreign:
+        other = "classification" if task == "regression" else "regression"
+        raise DataError(f"synthetic: {', '.join(foreign)} {'is an option' if len(foreign) == 1 else 'are options'} "
+                        f"of task={other!r}, not of task={task!r}")
+    num_classes = 3 if num_classes is None else num_classes
+    num_targets = 1 if num_targets is None else num_targets
+    separation = 2.0 if separation is None else separation
+    noise = 0.1 if noise is None else noise
     if min(n_train, n_test, dim) < 1:
         raise DataError(f"synthetic: n_train, n_test and dim must be >= 1, got {n_train}, {n_test}, {dim}")
     rng = np.random.default_rng(seed)

@@ -33,8 +33,9 @@ Built-in names (``available_models()``):
 
 All models map a batch ``(B, *input_shape)`` float tensor to ``(B, num_classes)``
 outputs (logits, or predictions for regression). Initialization is PyTorch's
-default; pass ``seed`` for an initialization that repeats and leaves the global
-RNG untouched.
+default, except the ResNets' convolutions: He-normal (``kaiming_normal_``, fan-out,
+as in He et al. 2016); pass ``seed`` for an initialization that repeats and leaves
+the global RNG untouched.
 """
 
 from __future__ import annotations
@@ -132,6 +133,9 @@ def _cnn(
     activation: str = "relu",
     batchnorm: bool = False,
 ) -> nn.Module:
+    if not channels or any(int(ch) < 1 for ch in channels) or int(hidden) < 1:
+        raise ValueError(f"cnn channels and hidden must be positive integers (at least one "
+                         f"channel count), got channels={list(channels)}, hidden={hidden}")
     c, h, w = _image_shape("cnn", input_shape, 2 ** len(channels))
     layers: list[nn.Module] = []
     for out in channels:
@@ -216,12 +220,19 @@ class _ResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
 
 
+def _check_width(name: str, width: int) -> None:
+    if int(width) < 1:
+        raise ValueError(f"{name} width must be a positive integer, got {width}")
+
+
 def _resnet20(*, input_shape: tuple[int, ...], num_classes: int, width: int = 16) -> nn.Module:
+    _check_width("resnet20", width)
     c, _, _ = _image_shape("resnet20", input_shape, 4)
     return _ResNet(c, num_classes, (width, 2 * width, 4 * width), blocks=3, shortcut="A")
 
 
 def _resnet18(*, input_shape: tuple[int, ...], num_classes: int, width: int = 64) -> nn.Module:
+    _check_width("resnet18", width)
     c, _, _ = _image_shape("resnet18", input_shape, 8)
     widths = (width, 2 * width, 4 * width, 8 * width)
     return _ResNet(c, num_classes, widths, blocks=2, shortcut="B")

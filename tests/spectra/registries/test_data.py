@@ -172,6 +172,31 @@ def test_mnist_like_from_idx_files(tmp_path: Path, name: str, layout: str) -> No
     assert flat.train_x.shape == (4, 784) and flat.input_shape == (784,)
 
 
+def test_fashion_mnist_is_read_from_its_own_folder_before_data_dir_itself(tmp_path: Path) -> None:
+    """MNIST and Fashion-MNIST files share their names: with MNIST's in data_dir itself
+    and Fashion's in FashionMNIST/raw, "fashion-mnist" read MNIST's."""
+    make_mnist(tmp_path, seed=1)  # MNIST, in data_dir itself
+    fashion = make_mnist(tmp_path / "FashionMNIST" / "raw", seed=2)
+    d = load_dataset("fashion-mnist", data_dir=tmp_path)
+    expected = torch.tensor(fashion["train-images-idx3-ubyte"] / 255.0, dtype=torch.float32)
+    assert torch.equal(d.train_x[:, 0], expected)
+    assert load_dataset("mnist", data_dir=tmp_path).train_x.shape[0] == 12  # still found
+
+
+def test_labels_that_are_not_integers_are_refused(tmp_path: Path) -> None:
+    """A float label file was truncated to classes (8.7 read as 8)."""
+    make_mnist(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([8.7, 6.7, 5.2, 2.9, 3.1], np.float32))
+    with pytest.raises(DataError, match=r"expected uint8 labels \(IDX type 08\), got float32"):
+        load_dataset("mnist", data_dir=tmp_path)
+    make_cifar10(tmp_path / "c")
+    with open(tmp_path / "c" / "cifar-10-batches-py" / "test_batch", "wb") as fh:
+        pickle.dump({b"labels": [1.9, 2.5, 3.2, 0.1],
+                     b"data": np.zeros((4, 3072), np.uint8)}, fh)
+    with pytest.raises(DataError, match=r"b'labels' must hold integer labels, got float64 values"):
+        load_dataset("cifar10", data_dir=tmp_path / "c")
+
+
 def test_mnist_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_mnist(tmp_path / "mnist")
     monkeypatch.setenv("SPECTRA_DATA_DIR", str(tmp_path))
@@ -267,6 +292,25 @@ def test_cifar_missing_and_malformed_files(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------- synthetic
+
+
+def test_a_digits_split_that_leaves_a_side_empty_is_refused() -> None:
+    """test_fraction=0.998 gave no training sample (and NaN statistics with standardize),
+    0.002 an empty test set."""
+    for fraction, side in ((0.998, "no training"), (0.002, "no test")):
+        with pytest.raises(DataError, match=rf"test_fraction={fraction} leaves {side} sample of class"):
+            load_dataset("digits", test_fraction=fraction)
+
+
+def test_synthetic_refuses_the_other_tasks_options() -> None:
+    """task="regression" with num_classes=7 and separation=99 gave the default data."""
+    with pytest.raises(DataError, match=r"num_classes, separation are options of "
+                                        r"task='classification', not of task='regression'"):
+        load_dataset("synthetic", task="regression", num_classes=7, separation=99.0)
+    with pytest.raises(DataError, match=r"noise is an option of task='regression', not of "
+                                        r"task='classification'"):
+        load_dataset("synthetic", noise=0.5)
+    assert load_dataset("synthetic", task="regression", num_targets=2).train_y.shape[1] == 2
 
 
 def test_synthetic_classification_and_regression() -> None:

@@ -204,3 +204,16 @@ def test_model_options_lists_a_registry_models_defaults_and_imports_nothing():
     opts = model_options("mlp")
     assert opts["widths"] == (64, 64) and opts["activation"] == "relu"
     assert model_options("os:system") == {} and model_options("nope") == {}
+
+
+@pytest.mark.parametrize("name, kwargs, match", [
+    ("cnn", {"hidden": 0}, r"cnn channels and hidden must be positive integers"),
+    ("cnn", {"channels": (0,)}, r"got channels=\[0\], hidden=64"),
+    ("resnet20", {"width": 0}, r"resnet20 width must be a positive integer, got 0"),
+    ("resnet18", {"width": -1}, r"resnet18 width must be a positive integer, got -1"),
+])
+def test_sizes_of_zero_or_less_are_refused(name, kwargs, match):
+    """cnn hidden=0 built a model whose outputs are all zeros, resnet20 width=0 one of 3
+    parameters; width=-1 failed deep inside torch."""
+    with pytest.raises(ValueError, match=match):
+        build_model(name, input_shape=(1, 8, 8), num_classes=10, **kwargs)
