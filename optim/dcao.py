@@ -400,6 +400,14 @@ class DCAO(SpectraOptimizer):
         return loss
 
     # ------------------------------------------------------------------ state
+    def __getstate__(self) -> dict[str, Any]:
+        """torch's ``Optimizer.__getstate__`` keeps only ``defaults``, ``state`` and
+        ``param_groups``: a ``copy.deepcopy`` (the gradient alignment's trial step,
+        :func:`spectra.curvature.alignment.optimizer_step`) or a pickle would lose the
+        probe's model, data, controller and clock. Everything but torch's hooks, which
+        ``__setstate__`` makes anew."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_optimizer_")}
+
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
         sd["dcao"] = {

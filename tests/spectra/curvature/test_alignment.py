@@ -155,3 +155,28 @@ def test_the_loss_functions_own_reduction_weighs_the_batches():
     torch.testing.assert_close(g, torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
     with pytest.raises(ValueError, match="contradicts loss_fn.reduction='sum'"):
         loss_and_gradient(model, loss, (X, y), reduction="mean")
+
+
+def test_the_trial_step_of_dcao_keeps_its_probe_and_leaves_it_untouched():
+    """optimizer_step deep-copies the optimizer; torch's Optimizer.__getstate__ keeps only
+    defaults, state and param_groups, so DCAO's copy lost its clock, model and controller
+    ("'DCAO' object has no attribute '_clock'": `--alignment` failed with DCAO)."""
+    from torch import nn
+
+    from optim.dcao import DCAO
+
+    torch.manual_seed(0)
+    X, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
+    opt = DCAO(model.parameters(), lr=0.1, model=model, loss_fn=nn.functional.cross_entropy,
+               probe_data=(X, y), period=2, warmup_probes=1)
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(X), y).backward()
+        opt.step()
+    weights = [p.detach().clone() for p in model.parameters()]
+    state = copy.deepcopy(opt.state_dict())
+    d = optimizer_step(opt, model, nn.functional.cross_entropy, (X, y))
+    assert bool(torch.isfinite(d).all()) and float(d.norm()) > 0
+    assert all(torch.equal(w, p) for w, p in zip(weights, model.parameters()))
+    assert opt.num_steps == state["dcao"]["num_steps"] and len(opt.history) == len(state["dcao"]["history"])
