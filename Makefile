@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
+# where torch comes from: pip's own configuration by default; on Linux, PyPI's torch is
+# the CUDA build, so TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
+# asks PyTorch's index for the CPU one
+TORCH_INDEX ?=
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
 .PHONY: install demo test test-all bench anchors check-torch lint clean analyses-quick
@@ -13,7 +17,7 @@ $(BIN)/python:
 # torch first, pinned, so the package's torch range installs nothing more (an unpinned
 # torch pulls a multi-GB CUDA build).
 install: $(BIN)/python
-	$(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install "$(TORCH_SPEC)" $(TORCH_INDEX)
 	$(PIP) install -e ".[dev]"
 	@$(MAKE) --no-print-directory check-torch
 
