@@ -14,8 +14,8 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch first, pinned, so the package's torch range installs nothing more (an unpinned
-# torch pulls a multi-GB CUDA build).
+# torch first, pinned, so the package's torch range installs nothing more (which build
+# comes depends on the index: see TORCH_INDEX above).
 install: $(BIN)/python
 	$(PIP) install "$(TORCH_SPEC)" $(TORCH_INDEX)
 	$(PIP) install -e ".[dev]"

@@ -144,15 +144,12 @@ def check_append_target(path: str, run: str, top_k: int,
                         density: tuple[int, int] | None, *,
                         checkpoint: str | None = None, source: dict | None = None) -> None:
     """Fail before probing when a probe row of these sizes could not be appended to
-    run ``run`` of ``path``, or when it would not belong to its history: a model fitted
-    here (no ``checkpoint``), or another run's checkpoint (``source`` is the ``run``
-    record, ``id``, ``name``, ``file``, of the probed ``checkpoint``, whose id must be
-    the run's own when it has one)."""
+    run ``run`` of ``path``, or when it would mix another run's checkpoint into it:
+    ``source`` is the ``run`` record (``id``, ``name``, ``file``) of the probed
+    ``checkpoint``, whose id must be the run's own when it has one. (A model fitted
+    here, with no checkpoint, is refused by ``probe`` itself.)"""
     from spectra.runs.store import read_run
 
-    if checkpoint is None:
-        raise CLIError(f"--append {path}: a model fitted here (--fit-steps) belongs to no run's "
-                       "history; --append takes the probe of a --checkpoint of that run")
     if not Path(path).exists():
         raise CLIError(f"--append {path}: no such run file (create it with `spectra train`)")
     data = read_run(path, run)  # StoreError names a missing run or a non-run file

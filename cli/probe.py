@@ -235,9 +235,13 @@ def _probe(kw: dict[str, Any], ranks) -> None:
     mon = _monitor(target, shard_set, settings, use_float64=kw["use_float64"], progress=line)
     run_name = kw["run_name"] or target.run
     if kw["append_to"] is not None:
-        if run_name is None and target.checkpoint is not None:
+        if target.checkpoint is None:  # before asking for --run: no run takes this probe
+            raise CLIError(f"--append {kw['append_to']}: a model fitted here (--fit-steps) "
+                           "belongs to no run's history; --append takes the probe of a "
+                           "--checkpoint of that run")
+        if run_name is None:
             raise CLIError("--append needs --run NAME: which run of the file gets the row")
-        check_append_target(kw["append_to"], run_name or "", top_k, density,
+        check_append_target(kw["append_to"], run_name, top_k, density,
                             checkpoint=target.checkpoint, source=target.run_record)
     if target.checkpoint is None:
         # every rank fits the same model on the whole probe set: identical weights

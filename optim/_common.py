@@ -75,7 +75,8 @@ def widened(t: Tensor) -> Tensor:
 
 
 def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real number: Python's, or numpy's (``np.float32(0.01)``); not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _kind(value: Any) -> str:

@@ -58,7 +58,7 @@ from ._common import (
     widened,
 )
 
-__all__ = ["SMARAN", "smaran_update"]
+__all__ = ["SMARAN", "gradient_norm", "smaran_update"]
 
 NORMS = ("global", "tensor")
 

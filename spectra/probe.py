@@ -361,7 +361,9 @@ def probe(
     align = None
     if s.alignment and vecs is not None:
         align = gradient_alignment(model, loss_fn, data, vecs, batch=batch, optimizer=optimizer,
-                                   params=op.param_names, dtype=op.compute_dtype, reduction=op.reduction,
+                                   # float32 at least: its loss changes of one step are
+                                   # below bfloat16's resolution of a loss
+                                   params=op.param_names, dtype=op.dtype, reduction=op.reduction,
                                    eval_mode=s.eval_mode)
     layers = None
     if s.layers is not None:

@@ -184,7 +184,8 @@ def loss_and_gradient(
         params: parameter names (default: the trainable parameters, in
             ``named_parameters`` order, the order of a curvature operator's vectors).
         dtype: compute dtype (default: the parameters').
-        reduction: how ``loss_fn`` reduces a batch (default: :func:`_reduction`).
+        reduction: how ``loss_fn`` reduces a batch, ``"mean"`` or ``"sum"`` (default:
+            ``loss_fn.reduction`` when it has one, else ``"mean"``).
     """
     reduction = _reduction(loss_fn, reduction)
     names = _names_of(model, params)
@@ -257,7 +258,7 @@ def gradient_alignment(
         params: parameter names of the eigenvectors' coordinates (default: trainable).
         dtype: compute dtype of gradients and losses (default: the parameters').
         reduction: how ``loss_fn`` reduces a batch, ``"mean"`` or ``"sum"`` (default:
-            :func:`_reduction`).
+            ``loss_fn.reduction`` when it has one, else ``"mean"``).
         eval_mode: evaluate in eval mode (the model's mode is restored).
 
     Raises:

@@ -93,7 +93,8 @@ class TraceEstimate:
             leave-one-out estimate ``std(t_i) / sqrt(k)`` of Epperly, Tropp &
             Webber (2024). ``inf`` when only one sample was drawn.
         num_matvecs: operator products spent (at most the budget: XTrace spends an
-            even number, at most ``2P``; XNysTrace at most ``P``).
+            even number below ``2P``; with a budget of ``P`` or more every method
+            spends exactly ``P``, on the unit vectors, and ``stderr`` is 0).
         method: ``"xtrace"``, ``"xnystrace"``, ``"hutch++"`` or ``"hutchinson"``.
     """
 

@@ -307,6 +307,8 @@ _TORCHVISION_DIRS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 def _find_idx_files(name: str, root: Path) -> dict[str, Path]:
     # the folders named for the data set first: MNIST and Fashion-MNIST files share their
     # names, so MNIST's files in data_dir itself must not stand in for Fashion-MNIST's
+    # when those are in their own folder (data_dir itself, the flat layout, can hold
+    # either: the files cannot tell which)
     candidates = list(dict.fromkeys([
         root / name, root / name.replace("-", "_"), root / _TORCHVISION_DIRS[name] / "raw", root,
     ]))

@@ -449,7 +449,8 @@ def test_numpy_hyperparameters_are_numbers_and_are_stored_as_python_numbers(case
     import numpy as np
 
     inp = case.inputs[0]
-    as_numpy = {k: (np.float64(v) if isinstance(v, float) else v) for k, v in inp.kwargs.items()}
+    # float32 scalars: np.float64 subclasses float and would pass any check unconverted
+    as_numpy = {k: (np.float32(v) if isinstance(v, float) else v) for k, v in inp.kwargs.items()}
     p, q = _ones(), _ones()
     opt = case.make([p], **{**as_numpy, "lr": np.float32(0.05)})
     opt.add_param_group({"params": [q], "lr": np.float64(0.01)})

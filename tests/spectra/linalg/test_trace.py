@@ -55,7 +55,7 @@ def test_num_matvecs_is_what_was_spent():
 
 
 @pytest.mark.parametrize("spectrum", ["outliers", "negative", "clusters"])
-def test_xtrace_is_exact_with_a_full_sketch(spectrum):
+def test_xtrace_is_exact_with_a_full_budget(spectrum):
     ev = SPECTRA[spectrum]
     est = trace(with_spectrum(ev), method="xtrace", num_matvecs=2 * len(ev))
     assert math.isclose(est.value, ev.sum(), rel_tol=1e-9, abs_tol=1e-9 * np.abs(ev).sum())
@@ -63,7 +63,7 @@ def test_xtrace_is_exact_with_a_full_sketch(spectrum):
 
 
 @pytest.mark.parametrize("spectrum", ["outliers", "power-law"])
-def test_xnystrace_is_exact_with_a_full_sketch(spectrum):
+def test_xnystrace_is_exact_with_a_full_budget(spectrum):
     ev = PSD[spectrum]
     est = trace(with_spectrum(ev), method="xnystrace", num_matvecs=len(ev))
     assert math.isclose(est.value, ev.sum(), rel_tol=1e-8), (est.value, ev.sum())
@@ -153,7 +153,7 @@ def test_xnystrace_refuses_a_model_hessian_and_takes_its_ggn():
     G = GGNOperator(case.model, case.loss_fn, case.batches)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no warning for a GGN
-        est = trace(G, method="xnystrace", num_matvecs=39)  # k = P: exact
+        est = trace(G, method="xnystrace", num_matvecs=39)  # a budget of P: the exact trace
     assert math.isclose(est.value, float(torch.trace(case.dense_ggn())), rel_tol=1e-8)
 
 
@@ -211,7 +211,7 @@ def test_model_hessian(method, budget):
     case = CASES[0]
     H = HessianOperator(case.model, case.loss_fn, case.batches)
     true = float(torch.trace(case.dense_hessian()))
-    est = trace(H, method=method, num_matvecs=budget)  # sketch of full rank: exact
+    est = trace(H, method=method, num_matvecs=budget)  # a budget of P or more: exact
     assert np.isclose(est.value, true, rtol=1e-8)
 
 
