@@ -23,11 +23,13 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 
+from analyses.bench_core.measurement import Stall
 from analyses.bench_core.models import MODELS, load_digits_data, train
 from spectra import HessianOperator
 
@@ -35,7 +37,7 @@ BACKENDS = ("graph", "backprop", "func")
 OUT = Path(__file__).resolve().parent / "results" / "bench_backends.md"
 
 
-def _ms_per_product(fn, count: int) -> float:
+def _ms_per_product(fn: Callable[[], object], count: int) -> float:
     t = time.perf_counter()
     fn()
     return (time.perf_counter() - t) * 1e3 / count
@@ -54,14 +56,15 @@ def measure(name: str, products: int, rounds: int, batch: int) -> dict:
     ref = check["graph"]
     diff = {b: float((v - ref).norm() / ref.norm()) for b, v in check.items()}
     times: dict[str, dict[str, list[float]]] = {b: {"matvec": [], "matmat4": []} for b in BACKENDS}
-    for _ in range(rounds):
-        for b, op in ops.items():
-            times[b]["matvec"].append(_ms_per_product(
-                lambda op=op: [op.matvec(V[:, j]) for j in range(products)], products))
-            times[b]["matmat4"].append(_ms_per_product(
-                lambda op=op: [op.matmat(V[:, j:j + 4]) for j in range(0, products, 4)],
-                4 * len(range(0, products, 4))))
-    return {"name": name, "P": P, "diff": diff,
+    with Stall() as stall:  # the share of the CPUs other processes took meanwhile
+        for _ in range(rounds):
+            for b, op in ops.items():
+                times[b]["matvec"].append(_ms_per_product(
+                    lambda op=op: [op.matvec(V[:, j]) for j in range(products)], products))
+                times[b]["matmat4"].append(_ms_per_product(
+                    lambda op=op: [op.matmat(V[:, j:j + 4]) for j in range(0, products, 4)],
+                    4 * len(range(0, products, 4))))
+    return {"name": name, "P": P, "diff": diff, "others": stall.frac,
             "ms": {b: {k: statistics.median(v) for k, v in t.items()} for b, t in times.items()}}
 
 
@@ -75,10 +78,12 @@ def report(rows: list[dict], args: argparse.Namespace, wall: float) -> str:
         f"1000 digits samples in batches of {args.batch}; median over {args.rounds} rounds of "
         f"{args.products} products, milliseconds per product (a `matmat` of 4 columns counts 4); "
         "ratio: to `graph` in the same run. `diff`: relative difference of one product from "
-        "`graph`'s."),
+        "`graph`'s. Other processes: the share of the machine's CPUs they used while the "
+        "model was measured (`analyses.bench_core.measurement.Stall`)."),
         "",
-        "| model | P | backend | matvec (ms) | ratio | matmat of 4, per column (ms) | ratio | diff |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        ("| model | P | backend | matvec (ms) | ratio | matmat of 4, per column (ms) | ratio | "
+         "diff | other processes |"),
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         base = r["ms"]["graph"]
@@ -87,7 +92,8 @@ def report(rows: list[dict], args: argparse.Namespace, wall: float) -> str:
             lines.append(
                 f"| {r['name']} | {r['P']:,} | {b} | {ms['matvec']:.2f} | "
                 f"{ms['matvec'] / base['matvec']:.2f} | {ms['matmat4']:.2f} | "
-                f"{ms['matmat4'] / base['matmat4']:.2f} | {r['diff'][b]:.1e} |")
+                f"{ms['matmat4'] / base['matmat4']:.2f} | {r['diff'][b]:.1e} | "
+                f"{'-' if r['others'] is None else format(r['others'], '.0%')} |")
     fastest = {r["name"]: min(BACKENDS, key=lambda b, r=r: r["ms"][b]["matvec"]) for r in rows}
     lines += ["", "Fastest `matvec` per model: "
               + ", ".join(f"{name}: `{b}`" for name, b in fastest.items()) + "."]
