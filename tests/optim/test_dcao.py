@@ -374,13 +374,10 @@ def test_the_budget_agreement_runs_on_the_parameters_device(monkeypatch):
         return flag
 
     monkeypatch.setattr(distributed, "any_rank", any_rank)
-    model, _, X, y = _problem()
-    opt = DCAO(model.parameters(), lr=0.1, model=model, loss_fn=nn.functional.cross_entropy,
-               probe_data=(X, y), overhead=0.05, warmup_period=2)
-    for _ in range(3):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(X), y).backward()
-        opt.step()
+    model, loss_fn, X, y = _problem()
+    opt = DCAO(model.parameters(), lr=0.1, model=model, loss_fn=loss_fn, probe_data=(X, y),
+               overhead=0.05, warmup_period=2)
+    _train(model, opt, loss_fn, X, y, 3)
     assert asked == [torch.device("cpu")] * 3
 
 
@@ -391,12 +388,9 @@ def test_each_probe_first_makes_the_replicas_one_model(monkeypatch):
 
     replicated = []
     monkeypatch.setattr(distributed, "replicate_", lambda module, group=None: replicated.append(module))
-    model, _, X, y = _problem()
-    opt = DCAO(model.parameters(), lr=0.1, model=model, loss_fn=nn.functional.cross_entropy,
-               probe_data=(X, y), period=2, warmup_probes=1)
-    for _ in range(4):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(X), y).backward()
-        opt.step()
+    model, loss_fn, X, y = _problem()
+    opt = DCAO(model.parameters(), lr=0.1, model=model, loss_fn=loss_fn, probe_data=(X, y),
+               period=2, warmup_probes=1)
+    _train(model, opt, loss_fn, X, y, 4)
     assert len(opt.history) >= 2
     assert replicated == [model] * len(opt.history)
