@@ -272,6 +272,7 @@ def test_an_unwritable_tensorboard_folder_is_refused_before_the_run_file_is_touc
     """A --tensorboard path under a file was found only at the first row: after the run
     file was created (with --overwrite: after the old run was replaced), and on resume after
     the rewind and the removal of later checkpoints; the error named no option."""
+    pytest.importorskip("tensorboard")  # without it --tensorboard is refused before this check
     out = tmp_path / "t.h5"
     invoke("train", "--optimizer", "sgd", "--epochs", "2", "-o", out, *TINY)
     before = _digest(out)
