@@ -62,6 +62,10 @@ class CheckpointError(ValueError):
 def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) -> Path:
     """Write ``checkpoint`` atomically (temporary file + rename) and return the path.
 
+    The file's bytes reach the disk (``fsync``) before the rename, and the rename before
+    this returns (``fsync`` of the folder, where the file system allows it): after a
+    power loss the path holds this checkpoint or the one before, never a torn file.
+
     Raises:
         CheckpointError: the file could not be written (no space left on the
             device, an I/O error); an older file at ``path`` is left as it was.
@@ -79,10 +83,13 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) ->
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             fh.write(buffer.getbuffer())
+            fh.flush()
+            os.fsync(fh.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is not a checkpoint's mode
         os.replace(tmp, path)
+        _fsync_folder(path.parent)
     except OSError as exc:
         reason = "no space left on the device" if exc.errno == errno.ENOSPC else (
             exc.strerror or str(exc))
@@ -92,6 +99,21 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) ->
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; a file system that cannot open or sync a
+    folder (some network mounts, Windows) is left to its own guarantees."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's file (a zip archive)

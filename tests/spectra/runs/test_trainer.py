@@ -159,6 +159,35 @@ def test_a_checkpoint_that_does_not_fit_on_disk_leaves_the_old_one(tmp_path, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-epoch0001.pt"]
 
 
+def test_a_checkpoint_reaches_the_disk_before_its_rename_is_made_durable(tmp_path, monkeypatch):
+    """save_checkpoint syncs the file's bytes before the rename and the folder after it, so
+    that a power loss (not only a killed process) leaves this checkpoint or the previous."""
+    import os
+
+    import spectra.runs.checkpoints as C
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.path.isdir(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd")
+                       else None))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", None))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(C.os, "fsync", fsync)
+    monkeypatch.setattr(C.os, "replace", replace)
+    model, loss_fn, opt, _sched, tr, _te = _setup()
+    res = train(model, opt, tr, loss_fn=loss_fn, epochs=1, checkpoint=CheckpointPolicy(tmp_path))
+    assert [e[0] for e in events] == ["fsync", "replace", "fsync"]
+    if events[0][1] is not None:  # /proc tells a folder from a file
+        assert events[0][1] is False and events[2][1] is True
+    assert load_checkpoint(res.checkpoints[0])["epoch"] == 1
+
+
 def _umask() -> int:
     import os
 
