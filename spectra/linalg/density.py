@@ -239,8 +239,7 @@ def plan_memory(P: int, num_vectors: int, num_steps: int, dtype: torch.dtype, de
     full = full_mode_bytes(P, num_vectors, m, item)
     what = (f"slq with num_vectors={num_vectors}, num_steps={num_steps} (a Lanczos basis of "
             f"{num_vectors} x {m} vectors of P={P:,} {_checks.dtype_name(dtype)} entries)")
-    total = _checks.device_memory(device)  # a budget above it is no reason to try "full"
-    if mode == "full" or (mode == "auto" and full <= limit and (total is None or full <= total)):
+    if mode == "full" or (mode == "auto" and full <= limit):
         _checks.fits_in_memory(what, full, device, "lower num_vectors or num_steps, or use "
                                "mode='bounded'")
         why = "requested" if mode == "full" else f"{format_bytes(full)} fit in the {said}"

@@ -373,9 +373,7 @@ def plan_memory(P: int, k: int, ncv: int, block_size: int, dtype: torch.dtype, d
         f"{_checks.dtype_name(dtype)} entries)",
         (2 * k + 4 * block_size) * P * item, dev, "lower k (and ncv)")
     limit, said = budget(max_memory, dev)
-    total = _checks.device_memory(dev)  # a budget above it is no reason to try the device
-    if storage == "device" or (storage == "auto" and basis <= limit
-                               and (total is None or basis <= total)):
+    if storage == "device" or (storage == "auto" and basis <= limit):
         _checks.fits_in_memory(what, basis, dev, "lower k (and ncv), or use storage='disk'")
         why = "requested" if storage == "device" else f"{format_bytes(basis)} fit in the {said}"
         return MemoryPlan("device", why, basis, limit)

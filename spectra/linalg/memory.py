@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from spectra.utils import checks as _checks
+
 # the default budget: this fraction of the memory available on the device when the solver starts
 DEFAULT_FRACTION = 0.5
 
@@ -105,14 +107,20 @@ def format_bytes(nbytes: float) -> str:
 def budget(max_memory: Any, device: torch.device | str | None) -> tuple[float, str]:
     """The budget in bytes (``inf`` when none can be told) and a phrase stating it.
 
-    ``max_memory`` as :func:`parse_memory` reads it; ``None`` for the default,
-    :data:`DEFAULT_FRACTION` of :func:`available_memory` on ``device``.
+    ``max_memory`` as :func:`parse_memory` reads it, capped at the device's total
+    memory (a budget above it is no reason to plan for more: the plan would fail when it
+    allocates); ``None`` for the default, :data:`DEFAULT_FRACTION` of
+    :func:`available_memory` on ``device``.
     """
+    dev = torch.device(device) if device is not None else torch.device("cpu")
     given = parse_memory(max_memory)
     if given is not None:
-        return float(given), f"max_memory={format_bytes(given)}"
+        said = f"max_memory={format_bytes(given)}"
+        total = _checks.device_memory(dev)
+        if total is not None and given > total:
+            return float(total), f"{said} capped at the {dev.type}'s total memory of {format_bytes(total)}"
+        return float(given), said
     avail = available_memory(device)
-    dev = torch.device(device) if device is not None else torch.device("cpu")
     if avail is None:
         return math.inf, f"no max_memory, and the {dev.type} memory available is unknown"
     said = (f"default max_memory: {DEFAULT_FRACTION:g} x the {format_bytes(avail)} available "

@@ -121,6 +121,7 @@ def test_a_budget_above_the_devices_memory_falls_back_to_bounded():
     would not fit whatever the budget says, so the bounded mode runs (it raised)."""
     plan = plan_memory(10**6, 10, 10_000, torch.float64, "cpu", "10TB", "auto")
     assert plan.mode == "bounded"
+    assert "exceed the max_memory=9313.2 GiB capped at the cpu's total memory of" in plan.reason
 
 
 def test_the_budget_chooses_the_mode_and_the_result_says_why():
@@ -227,6 +228,7 @@ def test_eigsh_budget_above_the_devices_memory_still_moves_the_basis(tmp_path, m
     basis = 2 * 30 * 200 * 8  # 96,000 bytes
     plan = eigsh_plan(200, 3, 30, 1, torch.float64, "cpu", "1GB", "auto")
     assert plan.mode == "disk" and plan.nbytes == basis
+    assert plan.budget == 50_000 and "capped at the cpu's total memory of" in plan.reason
 
 
 # ---------------------------------------------------------------------- dtypes (#15)
