@@ -133,8 +133,6 @@ def trace(
             memory, or ``"xnystrace"`` on an operator its sketch shows indefinite.
     """
     A, P = checked_operator(op, "trace")
-    if method == "xnystrace":
-        _warn_if_hessian(op)
     if not isinstance(method, str) or method not in METHODS:
         hint = _checks.did_you_mean(method, METHODS) if isinstance(method, str) else ""
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}" + (f".{hint}" if hint else ""))
@@ -150,6 +148,8 @@ def trace(
             d = unit_diagonal(A, P, chunk_size, dtype, device, bar)
         return TraceEstimate(value=float(d.to(torch.float64).sum()), stderr=0.0, num_matvecs=P,
                              method=method)
+    if method == "xnystrace":  # its sketch, not the unit vectors' exact trace, needs PSD
+        _warn_if_hessian(op)
     used = {"xtrace": 2 * (num_matvecs // 2), "xnystrace": num_matvecs}.get(method, num_matvecs)
     check_memory(P, used, dtype, device, method)
     with progress_bar(progress, used, "trace") as bar:

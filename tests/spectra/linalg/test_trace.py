@@ -154,7 +154,10 @@ def test_xnystrace_refuses_a_model_hessian_and_takes_its_ggn():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no warning for a GGN
         est = trace(G, method="xnystrace", num_matvecs=39)  # a budget of P: the exact trace
+        # and for the Hessian too: no sketch, so no warning that a sketch may be off
+        exact = trace(H, method="xnystrace", num_matvecs=39)
     assert math.isclose(est.value, float(torch.trace(case.dense_ggn())), rel_tol=1e-8)
+    assert math.isclose(exact.value, float(torch.trace(case.dense_hessian())), rel_tol=1e-8)
 
 
 def test_xtrace_beats_hutchpp_on_a_decaying_psd_spectrum():
