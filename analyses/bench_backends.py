@@ -3,9 +3,10 @@ for in-memory data), ``"backprop"`` and ``"func"``.
 
 Each backend computes products of the same trained model (the core benchmark's digits
 models, ``analyses/bench_core/models.py``) over the same 1000 samples, in batches of
-``--batch`` (default 250: four batches, as a probe set split for memory). One round:
-one product to warm up (``"graph"`` builds its cached graphs there), then ``--products``
-single products (``matvec``) and the same number of columns as ``matmat`` blocks of 4.
+``--batch`` (default 250: four batches, as a probe set split for memory). First one
+product per backend to warm up (``"graph"`` builds its cached graphs there); then each
+round takes ``--products`` single products (``matvec``) and the same columns again as
+``matmat`` blocks of 4 (the last block shorter when 4 does not divide the count).
 Rounds run backend after backend, ``--rounds`` times, in one process with torch threads
 = 1; each cell is the median over the rounds, in milliseconds per product, with its
 ratio to ``"graph"`` measured in the same run. The products of the three backends are
@@ -61,9 +62,9 @@ def measure(name: str, products: int, rounds: int, batch: int) -> dict:
             for b, op in ops.items():
                 times[b]["matvec"].append(_ms_per_product(
                     lambda op=op: [op.matvec(V[:, j]) for j in range(products)], products))
-                times[b]["matmat4"].append(_ms_per_product(
+                times[b]["matmat4"].append(_ms_per_product(  # the blocks hold every column once
                     lambda op=op: [op.matmat(V[:, j:j + 4]) for j in range(0, products, 4)],
-                    4 * len(range(0, products, 4))))
+                    products))
     return {"name": name, "P": P, "diff": diff, "others": stall.frac,
             "ms": {b: {k: statistics.median(v) for k, v in t.items()} for b, t in times.items()}}
 
