@@ -222,6 +222,7 @@ def _resume(kw: dict) -> None:
             f"p-norm would leave its range). Resume to at most --epochs {planned}, or start a "
             f"new run with --epochs {epochs}")
     folder = _checkpoint_folder(config, out)
+    _refuse_another_files_checkpoints(ckpt, path, out, folder)
     if not kw["overwrite"]:
         _refuse_dropping_later_epochs(ckpt, path, out, run, data, folder)
     check_tensorboard_folder(kw["tensorboard"], [run])  # its events continue the run's
@@ -354,6 +355,47 @@ def _later_checkpoint(ckpt: dict, path: Path, data: object,
             continue  # unreadable, or of a dropped history: it holds nothing to lose
         return candidate, other
     return None
+
+
+def _refuse_another_files_checkpoints(ckpt: dict, path: Path, out: Path,
+                                      folder: Path | None) -> None:
+    """Refuse, even with ``--overwrite``, to resume into ``out`` when the checkpoint
+    ``folder`` holds a later checkpoint of ``ckpt``'s run that belongs to another run
+    file: one that records that file (not ``out``), where it still continues the run's
+    history. A copy of a run file beside the original shares the original's checkpoint
+    folder (it is named relative to the file's folder), so resuming the copy would
+    remove those checkpoints (``--overwrite``) or write its own epochs over them, and
+    the original could no longer resume from them."""
+    from spectra.runs.checkpoints import (
+        CheckpointError,
+        check_resume,
+        later_checkpoints,
+        load_checkpoint,
+        run_file,
+    )
+    from spectra.runs.store import StoreError, read_run
+
+    if folder is None:
+        return
+    mine = out.resolve()
+    for candidate in later_checkpoints(ckpt, checkpoint_files(folder), exclude=path):
+        try:
+            other = load_checkpoint(candidate)
+            owner = run_file(other, candidate)
+            if owner is None or owner.resolve() == mine or not owner.is_file():
+                continue
+            check_resume(other, read_run(owner, str(other["run"]["name"])),
+                         where=f"checkpoint {candidate}")
+        except (CheckpointError, StoreError, OSError, KeyError, TypeError, ValueError):
+            continue  # unreadable, or no longer of the other file's history
+        raise CLIError(
+            f"{shown_path(candidate)} (epoch {int(other['epoch'])}) is a checkpoint of run "
+            f"{other['run']['name']!r} of {shown_path(owner)}, not of {shown_path(out)}: the two "
+            f"files share the checkpoint folder {shown_path(folder)}, and resuming {out.name} "
+            f"there would remove or write over that file's checkpoints (also with --overwrite). "
+            f"Resume {shown_path(owner)} instead, or copy the run file together with its "
+            f"checkpoint folder into a folder of its own (a copied run directory resumes the "
+            f"copy)")
 
 
 def _refuse_dropping_later_epochs(ckpt: dict, path: Path, out: Path, run: str,

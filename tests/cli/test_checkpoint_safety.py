@@ -191,3 +191,30 @@ def test_resume_overwrite_reports_removed_files_with_json(went_on):
                "--overwrite", "--json")
     assert "removed 2 checkpoints of the dropped epochs past epoch 1" in r.stderr
     assert not (folder / "checkpoint-epoch0002.pt").exists()
+
+
+@pytest.mark.parametrize("start, epochs, overwrite", [(1, 2, True), (3, 4, False)])
+def test_resume_of_a_copy_beside_its_original_leaves_the_originals_checkpoints(
+        went_on, start, epochs, overwrite):
+    """A run file copied beside the original shares its checkpoint folder. Resuming the
+    copy from epoch 1 with --overwrite would remove the original's epoch-2 and epoch-3
+    checkpoints; resuming it from epoch 3 would write its epoch 4 where the original's
+    own epoch 4 would go (here: after the original went on to epoch 4 first). Both are
+    refused, and no file changes."""
+    out, folder = went_on["out"], went_on["folder"]
+    copy = out.with_name("copy.h5")
+    shutil.copy(out, copy)
+    if start == 3:  # the original went on to epoch 4
+        invoke("train", "--resume", folder / "checkpoint-epoch0003.pt", "--epochs", "4",
+               "--overwrite")
+        assert load_checkpoint(folder / "checkpoint-epoch0004.pt")["step"] == 16
+    before, copied, files = rows_of(out), rows_of(copy), _files(folder)
+    extra = ("--overwrite",) if overwrite else ()
+    err = _fails("train", "--resume", folder / f"checkpoint-epoch000{start}.pt", "--out", copy,
+                 "--epochs", str(epochs), *extra,
+                 match=f"is a checkpoint of run 'sgd' of {shown_path(out)}, not of "
+                       f"{shown_path(copy)}")
+    assert "share the checkpoint folder" in err
+    assert _files(folder) == files
+    assert_same_rows(before, rows_of(out))
+    assert_same_rows(copied, rows_of(copy))
