@@ -311,6 +311,7 @@ class RunStore:
         if name not in self._writers:
             if name not in f or not isinstance(f[name], h5py.Group):
                 raise StoreError(f"{self.path} has no run {name!r}; runs: {run_names(f)}")
+            _check_appendable(f[name], self.path, name)  # before anything is written
             with self._transaction():  # a file from other tools may lack n_rows
                 self._writers[name] = RunWriter(self, name)
         return self._writers[name]
@@ -318,6 +319,35 @@ class RunStore:
     def read_run(self, name: str) -> RunData:
         """The committed data of run ``name`` (see :func:`read_run`)."""
         return read_run_from(self._f(), self.path, name)
+
+
+def _check_appendable(group: h5py.Group, path: Path, name: str) -> None:
+    """Raise :class:`StoreError` unless run ``name`` (``group``) has what appending
+    needs: ``metrics`` and ``probes`` groups of datasets with one entry per row that
+    can grow (unlimited first dimension), and a growable ``checkpoints`` dataset; a
+    file written by another tool, or damaged, is named with what is wrong."""
+    def refuse(what: str) -> StoreError:
+        return StoreError(f"{path}: run {name!r} cannot be appended to: {what} (a run "
+                          "written by another tool, or damaged; spectra's own runs are "
+                          "made by RunStore.create_run)")
+
+    def growable(ds: h5py.Dataset, where: str) -> None:
+        if ds.ndim == 0 or ds.maxshape[0] is not None:
+            raise refuse(f"{where} has shape {ds.shape} and maximum shape {ds.maxshape}; "
+                         "a column needs one entry per row and an unlimited first dimension")
+
+    for member, kind in (("metrics", h5py.Group), ("probes", h5py.Group),
+                         ("checkpoints", h5py.Dataset)):
+        found = group.get(member, getclass=True)
+        if found is not kind:
+            what = "none" if found is None else f"a {found.__name__.lower()}"
+            raise refuse(f"its {member!r} should be an HDF5 {kind.__name__.lower()}, it has {what}")
+    growable(group["checkpoints"], "'checkpoints'")
+    for table in ("metrics", "probes"):
+        for key in group[table]:
+            if group[table].get(key, getclass=True) is not h5py.Dataset:
+                raise refuse(f"'{table}/{key}' is not a dataset")
+            growable(group[table][key], f"'{table}/{key}'")
 
 
 class RunWriter:

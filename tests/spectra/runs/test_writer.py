@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -182,6 +183,45 @@ def test_existing_file_adds_runs_never_overwrites(tmp_path: Path) -> None:
     assert list(runs) == ["adam", "sgd"]  # creation order
     assert runs["sgd"].config == {"lr": 3} and runs["sgd"].metrics.step.tolist() == [9]
     assert runs["adam"].metrics.train_loss.tolist() == [2.0]
+
+
+def _damage(kind: str):
+    """A change to a run's group that leaves nothing to append to, by ``kind``."""
+    def apply(group: h5py.Group) -> None:
+        if kind == "no metrics":
+            del group["metrics"]
+        elif kind == "probes a dataset":
+            del group["probes"]
+            group["probes"] = np.zeros(3)
+        elif kind == "a column a group":
+            group["metrics"].create_group("loss")
+        elif kind == "a fixed-size column":
+            group["metrics"]["loss"] = np.ones(group["metrics"].attrs["n_rows"])
+        elif kind == "fixed checkpoints":
+            del group["checkpoints"]
+            group["checkpoints"] = np.array([b"a.pt"])
+    return apply
+
+
+@pytest.mark.parametrize("kind, match", [
+    ("no metrics", "its 'metrics' should be an HDF5 group, it has none"),
+    ("probes a dataset", "its 'probes' should be an HDF5 group, it has a dataset"),
+    ("a column a group", "'metrics/loss' is not a dataset"),
+    ("a fixed-size column", "'metrics/loss' has shape (1,) and maximum shape (1,)"),
+    ("fixed checkpoints", "'checkpoints' has shape (1,) and maximum shape (1,)"),
+])
+def test_open_run_refuses_a_run_it_cannot_append_to_by_name(tmp_path: Path, kind, match) -> None:
+    """A run written by another tool, or damaged: a StoreError naming what is wrong
+    (it was a KeyError, or a TypeError at the first append), and its rows still read."""
+    path = tmp_path / "a.h5"
+    with RunStore(path) as st:
+        st.create_run("sgd").append_metrics(step=0, train_loss=1.0)
+    with h5py.File(path, "r+") as f:
+        _damage(kind)(f["sgd"])
+    with RunStore(path) as st, pytest.raises(StoreError, match=re.escape(match)):
+        st.open_run("sgd")
+    if kind in ("a fixed-size column", "fixed checkpoints"):
+        assert read_run(path, "sgd").metrics.step.tolist() == [0]
 
 
 def test_closed_store_and_replaced_run(tmp_path: Path) -> None:
