@@ -197,6 +197,23 @@ def _loss_at(model, loss_fn, reduction, batches, names, base, dirs, coeffs) -> f
     return total / count if reduction == "mean" else total
 
 
+def _check_span(span: float, dirs: list[list[Tensor]], base: list[Tensor]) -> None:
+    """Raise ValueError when a step of ``span`` along one of ``dirs`` does not fit the
+    parameters' floating-point type (``span`` times the direction's largest entry past
+    the type's largest number): every grid point but the centre would be an overflow."""
+    for i, d in enumerate(dirs):
+        for t, b in zip(d, base):
+            if not (t.is_floating_point() and b.is_floating_point()):
+                continue
+            top = float(torch.finfo(b.dtype).max)
+            largest = float(t.detach().abs().max()) if t.numel() else 0.0
+            if span > top or span * largest > top:
+                raise ValueError(
+                    f"span={span:g} is too large for the {b.dtype} parameters: a step of span "
+                    f"along direction {i + 1} (largest entry {largest:.3g}) passes {top:.3g}, "
+                    "the largest number of that type; choose a smaller span")
+
+
 def loss_landscape(
     model: nn.Module,
     loss_fn: LossFn,
@@ -280,8 +297,9 @@ def loss_landscape(
                              f"is trivially flat{why}")
     # given directions may live elsewhere (on the CPU for a CUDA model): where the parameters are
     dirs = [[t.to(device=b.device) for t, b in zip(d, base)] for d in dirs]
+    _check_span(span, dirs, base)
     batches = list(normalize_data(data))
-    grid = np.linspace(-span, span, points)
+    grid = span * np.linspace(-1.0, 1.0, points)  # linspace(-span, span) overflows past 9e307
     red = op.reduction
     with eval_mode(model):
         center = _loss_at(model, loss_fn, red, batches, names, base, dirs, [0.0] * dims)

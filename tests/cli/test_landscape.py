@@ -64,3 +64,6 @@ def test_landscape_names_nonfinite_points_and_a_nonfinite_span(trained, tmp_path
     for bad in ("nan", "inf"):
         r = invoke("landscape", "--checkpoint", ckpt, "--span", bad, "--json", ok=False)
         assert r.exit_code != 0 and "'--span'" in r.stderr and "is not a finite number" in r.stderr
+    r = invoke("landscape", "--checkpoint", ckpt, "--span", "1e308", "--json", ok=False)
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
+    assert "error: --span 1e+308 is too large for the torch.float32 parameters" in r.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -139,6 +141,22 @@ def test_bad_arguments(kw, match):
     model, loss_fn, data = _regression()
     with pytest.raises(ValueError, match=match):
         loss_landscape(model, loss_fn, data, **kw)
+
+
+@pytest.mark.parametrize("span", [1e308, 1e39])
+def test_a_span_past_the_parameters_largest_number_is_refused(span):
+    """float32 weights: span 1e39 is past float32's 3.4e38 itself, 1e308 made the grid
+    overflow before (a RuntimeError about a conversion, naming no argument)."""
+    model, loss_fn, (X, y) = _regression()
+    model, data = model.float(), (X.float(), y.float())
+    expected = (f"span={span:g} is too large for the torch.float32 parameters: a step of span "
+                "along direction 1 (largest entry ")
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        loss_landscape(model, loss_fn, data, directions="random", span=span)
+    # float64 weights take it: the loss far out is huge, the landscape is drawn
+    land = loss_landscape(model.double(), loss_fn, (X, y), directions="random", span=1e39,
+                          points=3)
+    assert land.losses[1] == land.center_loss and land.losses[0] > 1e60
 
 
 @pytest.mark.parametrize("dims, directions", [(1, "top"), (2, "random")])
