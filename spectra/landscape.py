@@ -203,8 +203,8 @@ def _check_span(span: float, dirs: list[list[Tensor]], base: list[Tensor]) -> No
     the type's largest number): every grid point but the centre would be an overflow."""
     for i, d in enumerate(dirs):
         for t, b in zip(d, base):
-            if not (t.is_floating_point() and b.is_floating_point()):
-                continue
+            if not (t.is_floating_point() and b.is_floating_point()) or t.is_meta:
+                continue  # (a meta tensor has no values to check)
             top = float(torch.finfo(b.dtype).max)
             largest = float(t.detach().abs().max()) if t.numel() else 0.0
             if span > top or span * largest > top:
