@@ -369,15 +369,19 @@ def lanczos_tridiagonal(
             W.addcmul_(q, a, value=-1.0).addcmul_(q_prev, beta_prev, value=-1.0)  # no temporaries
         a_np = a[:, 0].detach().to("cpu", torch.float64).numpy()
         alpha[:, j] = np.where(active, a_np, alpha[:, j])
+        known: list[float] = []  # the rows' norms, when every semi step measured its own
         if basis is not None and j < m - 1:
             for i in range(b):  # run by run: faster than batched products on a CPU
                 if policy == "full":
                     orthogonalize_(W[i : i + 1], basis[i, : j + 1])
                 else:
-                    semi_orthogonalize_(W[i], basis[i, : j + 1])
+                    known.append(semi_orthogonalize_(W[i], basis[i, : j + 1]).norm)
         if j == m - 1:
             break
-        bnorm = W.norm(dim=1, keepdim=True)  # (b, 1)
+        if len(known) == b and all(math.isfinite(x) for x in known):
+            bnorm = torch.tensor(known, dtype=dtype, device=device).unsqueeze(1)  # (b, 1)
+        else:
+            bnorm = W.norm(dim=1, keepdim=True)  # (b, 1)
         b_np = bnorm[:, 0].detach().to("cpu", torch.float64).numpy()
         scale = np.maximum(scale, np.abs(a_np) + b_np)
         broke = (b_np <= 10 * eps * np.maximum(scale, 1e-300)) & active
@@ -597,7 +601,8 @@ class ThickRestartLanczos:
                 f"the operator returned shape {tuple(W.shape)}, expected {(self.P, F.shape[0])}"
             )
         W = as_rows(W.to(self.dtype))  # (b, P): row i is A f_i
-        self.Q[lo:hi] = F
+        if F.data_ptr() != self.Q[lo:hi].data_ptr():  # not already written there
+            self.Q[lo:hi] = F
         self.AQ[lo:hi] = W
         G = self.G
         G[lo:hi, :hi] = 0.0
@@ -614,9 +619,12 @@ class ThickRestartLanczos:
         if self._work.shape[0] < W.shape[0]:
             self._work = torch.empty_like(W)
         R = self._work[: W.shape[0]]  # reused every step: no fresh pages to fault in
-        R.copy_(W)
         near = self._prev_lo if self._prev_lo is not None else lo
-        local = orthogonalize_(R, self.Q[near:hi], passes=1)
+        # one classical Gram-Schmidt pass over the recurrence's rows, R = W - local Q_near,
+        # written into R as it is formed (W, kept in A Q, is not copied first)
+        Q_near = self.Q[near:hi]
+        local = W @ Q_near.mT  # (b, hi - near)
+        torch.addmm(W, local, Q_near, alpha=-1.0, out=R)
         if self.semi:
             step = semi_orthogonalize_(R[0], self.Q[:hi])
             C = step.first[None, :]
@@ -630,31 +638,46 @@ class ThickRestartLanczos:
         blk = self.H[lo:hi, lo:hi]
         self.H[lo:hi, lo:hi] = 0.5 * (blk + blk.T)
         ref = torch.linalg.vector_norm(W, dim=1)
-        if self.semi:
-            self.F, self._g_next = self._next_vector(R, ref, step)
-        else:
-            self.F = self._orthonormal_block(R, ref, projected=True)
         # W = C Q + S F with F orthogonal to Q, so S = W F^T: the Krylov relation
         # A Q^T = Q^T H + F^T S^T E^T (E: the last block) gives every Ritz residual free
-        self._coupling = (self.F @ W.T).to("cpu", torch.float64).numpy()  # (b', b)
+        if self.semi:
+            self.F, self._g_next, self._coupling = self._next_vector(
+                R, ref, step, local[0].to("cpu", torch.float64).numpy(), near)
+        else:
+            self.F = self._orthonormal_block(R, ref, projected=True)
+            self._coupling = (self.F @ W.T).to("cpu", torch.float64).numpy()  # (b', b)
         self._last_block = (lo, hi)
 
-    def _next_vector(self, R: Tensor, ref: Tensor,
-                     step: SemiStep) -> tuple[Tensor, np.ndarray | None]:
-        """The next vector from ``R`` (1, P), after the semi step ``step``, and its row of
-        ``G`` (its inner products with ``Q``: what the step left, ``(1, n)``).
+    def _next_vector(self, R: Tensor, ref: Tensor, step: SemiStep, local: np.ndarray,
+                     near: int) -> tuple[Tensor, np.ndarray | None, np.ndarray]:
+        """The next vector from ``R`` (1, P), after the semi step ``step``, its row of ``G``
+        (its inner products with ``Q``: what the step left, ``(1, n)``) and its coupling
+        ``S = w f`` to the product ``w`` it came from (``(1, 1)``, see :meth:`expand`).
 
+        ``local`` (k,) are the coefficients the recurrence's pass subtracted along rows
+        ``near .. n - 1``. Then ``w = R + c Q`` with ``c`` those and the step's, and ``f =
+        R / ||R||`` is, when it fits, written straight into the basis row it will take, so
+        ``S = ||R|| + c g`` (``g``: its row of ``G``) without reading ``w`` or ``f`` again.
         When the step cancelled (a DGKS pass ran) or ``R`` vanished (its Krylov space is
         invariant), ``R`` may be rounding inside the span of ``Q``, whose inner products
         the step's coefficients do not tell to working precision: it is projected out
         exactly (through ``G``, twice), replaced by a random direction when nothing is
-        left, and its row of ``G`` measured (see :meth:`_exact_next_vector`)."""
+        left, its row of ``G`` measured (see :meth:`_exact_next_vector`) and ``S`` too."""
         eps = _machine_eps(self.dtype)
         nrm = step.norm  # R is the vector the step left: its norm is known
-        if not step.cancelled and nrm > 100 * eps * max(float(ref[0]), 1e-300) \
-                and self.n < self.P:
-            return R / nrm, (step.left(self.G[: self.n, : self.n]) / nrm)[None, :]
-        return self._exact_next_vector(R, float(ref[0]))
+        n = self.n
+        if not step.cancelled and nrm > 100 * eps * max(float(ref[0]), 1e-300) and n < self.P:
+            g = step.left(self.G[:n, :n]) / nrm  # (n,)
+            c = step.after.copy()
+            c[near:n] += local
+            coupling = np.array([[nrm + float(c @ g)]])
+            if n < self.max_basis:  # its row of the basis: no copy at the next expand
+                F = torch.div(R, nrm, out=self.Q[n:n + 1])
+            else:
+                F = R / nrm
+            return F, g[None, :], coupling
+        F, g_next = self._exact_next_vector(R, float(ref[0]))
+        return F, g_next, (F @ self.AQ[n - 1:n].T).to("cpu", torch.float64).numpy()
 
     def _remove_span_(self, W: Tensor, C: np.ndarray) -> None:
         """``W`` (b, P) minus its orthogonal projection on the span of ``Q``, in place, from

@@ -246,6 +246,12 @@ def test_semi_thick_restart_keeps_the_gram_matrix_the_projection_and_the_relatio
         if eng._g_next is not None:
             np.testing.assert_allclose(eng._g_next, (eng.F.double() @ Q.T).numpy(),
                                        rtol=0, atol=20 * eps)
+            # the coupling S = w f of the last product w, computed without reading either
+            w = eng.AQ[eng._last_block[0]].double()
+            np.testing.assert_allclose(eng._coupling, [[float(eng.F[0].double() @ w)]],
+                                       rtol=0, atol=20 * eps * 40.0)
+            if n < eng.max_basis:  # f is formed in the basis row it takes: no copy
+                assert eng.F.data_ptr() == eng.Q[n].data_ptr()
         theta, Y = eng.ritz()
         X, res = eng.ritz_pairs(theta, Y)
         # Ritz vectors orthonormal although Q is not: Y^T G Y = I
