@@ -296,7 +296,9 @@ def _with_reader(path: Path, fn: Any, wait: float = 5.0) -> Any:
     killed change, rebuilt from the journal in memory; a journal that was not
     written for this file is ignored. While a live writer is inside a structural
     change (its journal exists) the read waits, up to ``wait`` seconds; a read
-    that fails or overlaps such a change is retried. A change that begins and
+    that fails or overlaps such a change is retried, except a failure that comes
+    twice in a row with nothing changed in between (:func:`_unchanged`): the file
+    itself is damaged, a StoreError at once. A change that begins and
     commits while the read runs leaves no journal at either end: the root's
     ``generation`` (each commit raises it) read before and after, each through a
     fresh open, tells it.
@@ -312,10 +314,12 @@ def _with_reader(path: Path, fn: Any, wait: float = 5.0) -> Any:
     jpath = journal_path(path)
     deadline = time.monotonic() + wait
     error: Exception | None = None
+    same_failures = 0  # reads in a row that failed while nothing changed
     while True:
         before = _stat_or_none(jpath)
         busy, journal = abandoned_journal(path) if before is not None else (False, None)
         if not busy:
+            start: int | None = None
             try:
                 # a dead writer's journal (read through it): no change can commit meanwhile
                 start = _generation(path) if journal is None else None
@@ -336,6 +340,13 @@ def _with_reader(path: Path, fn: Any, wait: float = 5.0) -> Any:
                 raise
             except (OSError, KeyError, RuntimeError, ValueError) as exc:
                 error = exc
+                same_failures = same_failures + 1 if _unchanged(path, jpath, before, journal,
+                                                                start) else 0
+                if same_failures >= 2:  # not a writer's change: the same failure again
+                    raise StoreError(
+                        f"cannot read {path}: {exc}; it failed twice with no writer changing "
+                        "the file in between: the file is damaged or was not written by "
+                        "spectra") from None
         if time.monotonic() > deadline:
             raise StoreError(
                 f"cannot read {path}: "
@@ -357,6 +368,22 @@ def _steps(cols: dict[str, np.ndarray], n: int, path: Path, name: str, table: st
         raise ValueError(f"{path}: run {name!r}, table {table!r} has {n} rows but "
                          f"{'no' if step is None else len(step)} steps")
     return step
+
+
+def _unchanged(path: Path, jpath: str, before: tuple[int, int, int] | None, journal: Any,
+               start: int | None) -> bool:
+    """Whether no structural change can have overlapped a read that began with the
+    journal at ``before`` and the root's generation at ``start``: the journal is as it
+    was, and a dead writer's journal was read through (``journal``; no change commits
+    then) or the generation is still ``start``."""
+    if _stat_or_none(jpath) != before:
+        return False
+    if journal is not None:
+        return True
+    try:
+        return start is not None and _generation(path) == start
+    except (OSError, KeyError, RuntimeError, ValueError):
+        return False
 
 
 def _generation(path: Path) -> int:

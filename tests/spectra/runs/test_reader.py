@@ -159,3 +159,29 @@ def test_a_change_that_runs_whole_inside_a_read_makes_it_read_again(tmp_path: Pa
     monkeypatch.setattr(reader, "_generation", lambda p: (calls.append(p), next(seen))[1])
     assert read_run(path, "r").metrics.train_loss.tolist() == [1.0]
     assert len(calls) == 4  # before and after each of the two reads
+
+
+def test_a_damaged_file_fails_at_the_second_read_not_after_the_wait(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """A failure with no writer changing the file in between (the journal as it was, the
+    generation the same) is the file's own: the read stops at the second one and says
+    the file is damaged, where it used to retry for 5 s (about 250 reads) and then
+    blame a writer."""
+    from spectra.runs import reader
+
+    path = tmp_path / "a.h5"
+    with RunStore(path) as st:
+        st.create_run("r").append_metrics(step=0, train_loss=1.0)
+    with h5py.File(path, "r+") as f:  # the step column renamed: rows without steps
+        ds = f["r/metrics/_scalars"]
+        key = next(iter(ds.attrs))
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in ds.attrs[key]]
+        ds.attrs[key] = ["stop" if n == "step" else n for n in names]
+    calls = []
+    inner = reader.read_run_from
+    monkeypatch.setattr(reader, "read_run_from", lambda *a: calls.append(1) or inner(*a))
+    with pytest.raises(StoreError, match="has 1 rows but no steps; it failed twice with no "
+                                         "writer changing the file in between: the file is "
+                                         "damaged"):
+        read_run(path, "r")
+    assert len(calls) == 2
