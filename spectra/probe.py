@@ -37,7 +37,7 @@ from torch import nn
 
 from spectra.curvature.alignment import Alignment, gradient_alignment
 from spectra.curvature.blocks import BLOCK_KINDS, BlockSpectra, block_spectra
-from spectra.curvature.preconditioner import preconditioner
+from spectra.curvature.preconditioner import preconditioner, stepped
 from spectra.curvature.stability import StabilityThreshold, stability_threshold
 from spectra.linalg.density import SLQ_MODES, SpectralMeasure, slq
 from spectra.linalg.density import check_memory as check_slq_memory
@@ -401,7 +401,7 @@ def _preconditioned_top(op: HessianOperator, model: nn.Module, optimizer: Any, t
     try:
         diag = preconditioner(optimizer, params=params).to(device=op.device)
     except ValueError:
-        if isinstance(state, Mapping) and not any(state.get(p) for p in params):
+        if isinstance(state, Mapping) and not any(stepped(state.get(p)) for p in params):
             return math.nan  # not stepped yet
         raise
     r = eigsh(PreconditionedOperator(op, diag), k=1, which="LA", tol=tol, generator=gen,

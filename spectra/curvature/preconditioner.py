@@ -104,7 +104,7 @@ def preconditioner(
                 "Hessian (compare it with spectra.stability_threshold(optimizer))"
             )
         rule = _rule(optimizer)
-        if not any(optimizer.state.get(p) for p in own):
+        if not any(stepped(optimizer.state.get(p)) for p in own):
             raise ValueError(
                 f"the {name} optimizer has no state yet: its preconditioner is defined after "
                 "its first step (call optimizer.step() once)"
@@ -117,7 +117,7 @@ def preconditioner(
                     parts.append(p.new_empty(0))  # a placeholder, never returned
                     continue
                 state = optimizer.state.get(p)
-                if not state:
+                if not stepped(state):
                     raise ValueError(
                         f"parameter {i} of param group {g} (shape {tuple(p.shape)}) has no "
                         f"{name} state: it has not had a gradient at a step yet. Leave it out "
@@ -152,6 +152,15 @@ def _rule(optimizer: torch.optim.Optimizer) -> Callable[[dict[str, Any], dict[st
             "is not eta P^-1 m with a diagonal P read from its state)"
         )
     raise TypeError(f"{name} has no diagonal preconditioner spectra can read{why}; supported: {_SUPPORTED}")
+
+
+def stepped(state: dict[str, Any] | None) -> bool:
+    """Whether ``state`` holds a step's statistics: not empty, and its step count (where
+    it keeps one) past 0. Adagrad makes its state, step 0 and a zero sum, when it is
+    built: read before its first step, it would give the bare eps."""
+    if not state:
+        return False
+    return "step" not in state or float(state["step"]) > 0
 
 
 def _step(state: dict[str, Any]) -> float:

@@ -168,9 +168,12 @@ def test_refuses_optimizers_it_cannot_define(cls):
         preconditioner(opt)
 
 
-def test_refuses_an_optimizer_before_its_first_step():
+@pytest.mark.parametrize("cls", [torch.optim.Adam, torch.optim.Adagrad])
+def test_refuses_an_optimizer_before_its_first_step(cls):
+    """Adagrad builds its state (step 0, a zero sum) with the optimizer: read then, it
+    gave the bare eps, a preconditioned sharpness 1e10 times too large."""
     model = _model()
-    opt = torch.optim.Adam(model.parameters())
+    opt = cls(model.parameters())
     with pytest.raises(ValueError, match="no state yet.*first step"):
         preconditioner(opt)
 
@@ -183,6 +186,11 @@ def test_refuses_a_parameter_without_state():
     with pytest.raises(ValueError, match=r"parameter 4 of param group 0 \(shape \(2,\)\) has no Adam state"):
         preconditioner(opt)
     assert preconditioner(opt, params=model.parameters()).shape == (26,)
+    opt = torch.optim.Adagrad([*model.parameters(), frozen])  # its state, at step 0
+    _train(opt, model)
+    with pytest.raises(ValueError, match=r"parameter 4 of param group 0 \(shape \(2,\)\) has no "
+                                         "Adagrad state"):
+        preconditioner(opt)
 
 
 def test_refuses_foreign_params_and_non_optimizers():

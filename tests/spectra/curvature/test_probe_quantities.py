@@ -52,9 +52,11 @@ def test_preconditioned_top_equals_dense(trained):
 
 def test_preconditioned_before_the_first_step_is_nan_and_sgd_is_refused():
     case = make_cases()[0]
-    fresh = torch.optim.Adam(case.model.parameters())
-    r = probe(case.model, case.loss_fn, case.batches, ProbeSettings(**BASE, preconditioned=True), optimizer=fresh)
-    assert math.isnan(r.preconditioned_top)
+    for cls in (torch.optim.Adam, torch.optim.Adagrad):  # Adagrad makes a step-0 state at once
+        fresh = cls(case.model.parameters())
+        r = probe(case.model, case.loss_fn, case.batches, ProbeSettings(**BASE, preconditioned=True),
+                  optimizer=fresh)
+        assert math.isnan(r.preconditioned_top), cls
     with pytest.raises(TypeError, match="no preconditioner"):
         probe(case.model, case.loss_fn, case.batches, ProbeSettings(**BASE, preconditioned=True),
               optimizer=torch.optim.SGD(case.model.parameters(), lr=0.1))
