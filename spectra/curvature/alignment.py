@@ -56,6 +56,7 @@ from spectra.operators.base import (
     normalize_data,
     resolve_reduction,
 )
+from spectra.utils.checks import did_you_mean
 from spectra.utils.modes import eval_mode as _eval_mode
 from spectra.utils.params import trainable_parameters
 
@@ -209,26 +210,58 @@ def optimizer_step(
     ``batch`` at the copied parameters through ``torch.func.functional_call``.
     Parameters in ``params`` that the optimizer does not hold get ``d = 0``.
 
-    The optimizer must be deep-copyable (every ``torch.optim`` optimizer is).
+    The optimizer must be deep-copyable (every ``torch.optim`` optimizer is; the
+    attributes that ``Optimizer.__getstate__`` leaves out, such as LBFGS's parameter
+    list, are copied too): a TypeError otherwise.
     """
-    names = _names_of(model, params)
+    return _step_over(optimizer, model, loss_fn, [batch], _names_of(model, params), "mean")
+
+
+def _step_over(optimizer: torch.optim.Optimizer, model: nn.Module, loss_fn: LossFn,
+               batches: Sequence[Batch], names: Sequence[str], reduction: str) -> Tensor:
+    """:func:`optimizer_step` on the loss over ``batches`` (``sum_b (n_b / N) L_b`` for
+    ``reduction="mean"``, ``sum_b L_b`` for ``"sum"``: the loss of all of them as one
+    batch, whatever the structure of the model's inputs)."""
     named = dict(model.named_parameters())
     held = [p for g in optimizer.param_groups for p in g["params"]]
     memo: dict[int, Any] = {id(p): p.detach().clone().requires_grad_(p.requires_grad) for p in held}
-    twin = copy.deepcopy(optimizer, memo)
+    try:
+        twin = copy.deepcopy(optimizer, memo)
+    except Exception as exc:  # an optimizer whose state cannot be copied
+        raise TypeError(f"the {type(optimizer).__name__} optimizer cannot be deep-copied, so its "
+                        f"step cannot be taken aside: {exc}") from exc
+    _relink(twin, optimizer, memo)
     by_name = {n: memo.get(id(p), p.detach()) for n, p in named.items()}
-    device = named[names[0]].device if names else None  # the batch where the parameters are
-    X, y = batch_to(batch[0], device), batch_to(batch[1], device)
+    device = named[names[0]].device if names else None  # the batches where the parameters are
+    moved = [(batch_to(X, device), batch_to(y, device)) for X, y in batches]
+    n_total = sum(batch_size(y) for _, y in moved)
 
     def closure() -> Tensor:
         twin.zero_grad(set_to_none=True)
+        total = None
         with torch.enable_grad():
-            loss = loss_fn(functional_call(model, {**_state(model, [], [], None), **by_name}, (X,)), y)
-            loss.backward()
-        return loss.detach()
+            for X, y in moved:
+                loss = loss_fn(functional_call(model, {**_state(model, [], [], None), **by_name},
+                                               (X,)), y)
+                w = batch_size(y) / n_total if reduction == "mean" and len(moved) > 1 else 1.0
+                part = loss * w if w != 1.0 else loss
+                part.backward()
+                total = part.detach() if total is None else total + part.detach()
+        assert total is not None
+        return total
 
     twin.step(closure)
     return torch.cat([(by_name[n].detach() - named[n].detach()).reshape(-1) for n in names])
+
+
+def _relink(twin: torch.optim.Optimizer, optimizer: torch.optim.Optimizer,
+            memo: dict[int, Any]) -> None:
+    """The attributes ``Optimizer.__getstate__`` leaves out of the copy (LBFGS's
+    ``_params`` and ``_numel_cache``, say), deep-copied with the same ``memo``, so that
+    those naming parameters name the copy's."""
+    for key, value in vars(optimizer).items():
+        if not hasattr(twin, key):
+            setattr(twin, key, copy.deepcopy(value, memo))
 
 
 def gradient_alignment(
@@ -256,24 +289,32 @@ def gradient_alignment(
             batch the optimizer step is taken on (default: the probe set).
         optimizer: the training optimizer; without one the step columns are NaN.
         params: parameter names of the eigenvectors' coordinates (default: trainable).
-        dtype: compute dtype of gradients and losses (default: the parameters').
+        dtype: compute dtype of gradients and losses (default: the more precise of the
+            parameters' and the eigenvectors', so float32 eigenvectors of a float64 model
+            do not round its losses, and a bfloat16 model's run in float32).
         reduction: how ``loss_fn`` reduces a batch, ``"mean"`` or ``"sum"`` (default:
             ``loss_fn.reduction`` when it has one, else ``"mean"``).
         eval_mode: evaluate in eval mode (the model's mode is restored).
 
     Raises:
-        ValueError: ``eigenvectors`` does not have ``P`` rows, or ``reduction``
-            contradicts ``loss_fn.reduction``.
+        ValueError: ``eigenvectors`` does not have ``P`` rows, a name in ``params`` is
+            not a parameter of the model, or ``reduction`` contradicts
+            ``loss_fn.reduction``.
+        TypeError: ``eigenvectors`` is not a tensor.
     """
     reduction = _reduction(loss_fn, reduction)
     names = _names_of(model, params)
     V = eigenvectors
+    if not isinstance(V, Tensor):
+        raise TypeError(f"eigenvectors must be a (P, k) tensor, got {type(V).__name__}")
     P = sum(dict(model.named_parameters())[n].numel() for n in names)
     if V.dim() != 2 or V.shape[0] != P:
         raise ValueError(f"eigenvectors must be (P, k) with P={P}, got {tuple(V.shape)}")
     if names:  # e.g. eigenvectors kept on the CPU for a model on a GPU
         V = V.to(dict(model.named_parameters())[names[0]].device)
-    dtype = dtype or V.dtype
+    if dtype is None:  # the more precise of the parameters' and the eigenvectors' dtypes
+        first = dict(model.named_parameters())[names[0]].dtype if names else V.dtype
+        dtype = torch.promote_types(first, V.dtype)
     batches = list(normalize_data(data))
     with _eval_mode(model, eval_mode):
         base = _values(model, names, dtype)
@@ -286,8 +327,8 @@ def gradient_alignment(
             _, gb = loss_and_gradient(model, loss_fn, batch, params=names, dtype=dtype, reduction=reduction)
             out["minibatch"] = subspace_fraction(gb, V)
         if optimizer is not None:
-            step_batch = batch if batch is not None else _concat(batches)
-            d = optimizer_step(optimizer, model, loss_fn, step_batch, params=names).to(V.dtype)
+            step_on = [batch] if batch is not None else batches
+            d = _step_over(optimizer, model, loss_fn, step_on, names, reduction).to(V.dtype)
             top = V @ (V.T @ d)
             out["step_top_fraction"] = subspace_fraction(d, V)
 
@@ -313,13 +354,16 @@ def _split(flat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
     return list(flat.split([t.numel() for t in like]))
 
 
-def _concat(batches: Sequence[Batch]) -> Batch:
-    """One batch of all of ``batches`` (the probe set as the step's batch)."""
-    if len(batches) == 1:
-        return batches[0]
-    return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
-
-
 def _names_of(model: nn.Module, params: Sequence[str] | None) -> list[str]:
-    """``params``, or the trainable parameters' names in ``named_parameters`` order."""
-    return list(params) if params is not None else [n for n, _ in trainable_parameters(model)]
+    """``params``, or the trainable parameters' names in ``named_parameters`` order; a
+    name that is not one of the model's parameters is a ValueError naming it."""
+    if params is None:
+        return [n for n, _ in trainable_parameters(model)]
+    if isinstance(params, str):
+        raise TypeError(f"params must be a sequence of parameter names, got the string {params!r}")
+    names, known = list(params), dict(model.named_parameters())
+    for n in names:
+        if n not in known:
+            raise ValueError(f"params: {n!r} is not a parameter of the model."
+                             f"{did_you_mean(str(n), known)}")
+    return names

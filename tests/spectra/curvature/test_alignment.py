@@ -180,3 +180,80 @@ def test_the_trial_step_of_dcao_keeps_its_probe_and_leaves_it_untouched():
     assert bool(torch.isfinite(d).all()) and float(d.norm()) > 0
     assert all(torch.equal(w, p) for w, p in zip(weights, model.parameters()))
     assert opt.num_steps == state["dcao"]["num_steps"] and len(opt.history) == len(state["dcao"]["history"])
+
+
+def test_float32_eigenvectors_of_a_float64_model_give_the_float64_alignment(case):
+    """The default dtype is the more precise of the parameters' and the eigenvectors':
+    it was the eigenvectors', and float32 ones evaluated a float64 model's small loss
+    changes in float32 (the top part off by 40% in the audit's example)."""
+    model = copy.deepcopy(case.model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    U = _dense_top(case)
+    ref = gradient_alignment(model, case.loss_fn, case.batches, U, optimizer=opt)
+    low = gradient_alignment(model, case.loss_fn, case.batches, U.float(), optimizer=opt)
+    for name in ("step_loss_change", "step_loss_change_top", "step_loss_change_bulk"):
+        # float32 eigenvectors move the split by their rounding, not the losses'
+        assert getattr(low, name) == pytest.approx(getattr(ref, name), rel=1e-5), name
+
+
+def test_the_step_over_several_batches_of_dict_inputs_is_the_concatenated_batchs():
+    """Several probe batches and no batch=: the optimizer step is taken on the loss over
+    all of them. Dict inputs (or tuples) used to fail in torch.cat; the step is that of
+    the tensor-input model on the concatenated batch."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+
+    class DictNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, inputs):
+            return self.net(inputs["x"])
+
+    model = DictNet()
+    X, y = torch.randn(13, 4, dtype=torch.float64), torch.randint(0, 3, (13,))
+    loss_fn = nn.CrossEntropyLoss()
+    U = torch.linalg.qr(torch.randn(sum(p.numel() for p in net.parameters()), 2,
+                                    dtype=torch.float64))[0]
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    parts = [({"x": X[:8]}, y[:8]), ({"x": X[8:]}, y[8:])]
+    a = gradient_alignment(model, loss_fn, parts, U, optimizer=opt)
+    ref = gradient_alignment(model, loss_fn, [({"x": X}, y)], U, optimizer=opt)
+    assert a.step_top_fraction == pytest.approx(ref.step_top_fraction, rel=1e-10)
+    assert a.step_loss_change == pytest.approx(ref.step_loss_change, rel=1e-9)
+
+
+def test_lbfgs_steps_aside_like_its_own_step(case):
+    """LBFGS keeps parameter lists outside its state_dict, which the deep copy dropped
+    (an AttributeError): its step aside is now the one it takes."""
+    model = copy.deepcopy(case.model)
+    opt = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=4)
+    X, y = case.batches[0]
+    d = optimizer_step(opt, model, case.loss_fn, (X, y))
+    w = [p.detach().clone() for p in model.parameters()]
+
+    def closure():
+        opt.zero_grad()
+        loss = case.loss_fn(model(X), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    taken = torch.cat([(p.detach() - b).reshape(-1) for p, b in zip(model.parameters(), w)])
+    torch.testing.assert_close(d, taken, rtol=1e-10, atol=1e-14)
+
+
+def test_unknown_parameter_names_and_non_tensor_eigenvectors_are_refused(case):
+    U = _dense_top(case)
+    name = next(n for n, _ in case.model.named_parameters())
+    typo = name[:-1] + "x"
+    with pytest.raises(ValueError, match=f"params: '{typo}' is not a parameter of the model. "
+                                         f"Did you mean '{name}'"):
+        gradient_alignment(case.model, case.loss_fn, case.batches, U, params=[typo])
+    with pytest.raises(ValueError, match="params: 'nope' is not a parameter"):
+        loss_and_gradient(case.model, case.loss_fn, case.batches, params=["nope"])
+    with pytest.raises(TypeError, match="eigenvectors must be a \\(P, k\\) tensor, got ndarray"):
+        gradient_alignment(case.model, case.loss_fn, case.batches, U.numpy())
