@@ -449,7 +449,7 @@ def _print_table(res, target: Target, s: Settings, *, loss: float, num_samples: 
 
 
 MEMORY_PARTS = {"top": "top-k eigensolver basis", "bottom": "λmin eigensolver basis",
-                "density": "SLQ density"}
+                "density": "SLQ density", "preconditioned": "preconditioned eigensolver basis"}
 
 
 def _print_memory(res) -> None:

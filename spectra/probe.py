@@ -357,7 +357,10 @@ def probe(
         bottom = min(bottom, float(measure.nodes[measure.weights > 0].min()))
     pre_top = math.nan
     if s.preconditioned:
-        pre_top = _preconditioned_top(op, model, optimizer, s.tol, gen, progress)
+        pre_top, plan = _preconditioned_top(op, model, optimizer, s.tol, gen, progress,
+                                            s.max_memory)
+        if plan is not None:
+            memory["preconditioned"] = plan.to_dict()
     align = None
     if s.alignment and vecs is not None:
         align = gradient_alignment(model, loss_fn, data, vecs, batch=batch, optimizer=optimizer,
@@ -369,7 +372,8 @@ def probe(
     if s.layers is not None:
         layers = block_spectra(model, loss_fn, data, s.layers, trace_matvecs=s.trace_matvecs,
                                density=s.layer_density, tol=s.tol, generator=gen, dtype=op.compute_dtype,
-                               reduction=op.reduction, eval_mode=s.eval_mode)
+                               reduction=op.reduction, eval_mode=s.eval_mode,
+                               max_memory=s.max_memory, density_mode=s.density_mode)
     op.clear_cache()
     return ProbeResult(
         top_eigenvalues=top,
@@ -392,9 +396,11 @@ def probe(
 
 
 def _preconditioned_top(op: HessianOperator, model: nn.Module, optimizer: Any, tol: float,
-                        gen: torch.Generator, progress: bool) -> float:
+                        gen: torch.Generator, progress: bool,
+                        max_memory: int | None) -> tuple[float, Any]:
     """``lambda_1(P^-1/2 H P^-1/2)``, NaN before the optimizer's first step (no state, no
-    preconditioner yet); its products count in ``op.num_matvecs``."""
+    preconditioner yet), and the memory plan of its eigsh (``None`` then); its products
+    count in ``op.num_matvecs``."""
     named = dict(model.named_parameters())
     params = [named[n] for n in op.param_names]
     state = getattr(optimizer, "state", None)
@@ -402,11 +408,11 @@ def _preconditioned_top(op: HessianOperator, model: nn.Module, optimizer: Any, t
         diag = preconditioner(optimizer, params=params).to(device=op.device)
     except ValueError:
         if isinstance(state, Mapping) and not any(stepped(state.get(p)) for p in params):
-            return math.nan  # not stepped yet
+            return math.nan, None  # not stepped yet
         raise
     r = eigsh(PreconditionedOperator(op, diag), k=1, which="LA", tol=tol, generator=gen,
-              progress=progress, warn=False)
-    return float(r.eigenvalues[0])
+              progress=progress, warn=False, max_memory=max_memory)
+    return float(r.eigenvalues[0]), r.plan
 
 
 __all__ = ["ProbeResult", "ProbeSettings", "probe"]

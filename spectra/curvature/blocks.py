@@ -88,7 +88,7 @@ def parameter_blocks(model: nn.Module, blocks: Blocks = "module") -> dict[str, t
             key = n if blocks == "tensor" or "." not in n else n.rsplit(".", 1)[0]
             out.setdefault(key, []).append(n)
     elif isinstance(blocks, Mapping):
-        known, seen = set(names), {}
+        known, seen, keys = set(names), {}, {}
         for group, members in blocks.items():
             members = [members] if isinstance(members, str) else list(members)
             if not members:
@@ -100,6 +100,10 @@ def parameter_blocks(model: nn.Module, blocks: Blocks = "module") -> dict[str, t
                 if m in seen:
                     raise ValueError(f"blocks: {m!r} is in groups {seen[m]!r} and {group!r}")
                 seen[m] = group
+            if str(group) in keys:  # e.g. 1 and "1": one name for two groups
+                raise ValueError(f"blocks: groups {keys[str(group)]!r} and {group!r} have the "
+                                 f"same name {str(group)!r}")
+            keys[str(group)] = group
             out[str(group)] = sorted(members, key=names.index)
     else:
         raise TypeError(f"blocks must be a string or a mapping, got {type(blocks).__name__}")
@@ -213,6 +217,8 @@ def block_spectra(
     reduction: str | None = None,
     eval_mode: bool = True,
     xscale: str = "symlog",
+    max_memory: int | str | None = None,
+    density_mode: str = "auto",
 ) -> BlockSpectra:
     """``lambda_1``, trace and density of each diagonal block of the Hessian.
 
@@ -228,7 +234,16 @@ def block_spectra(
         tol: relative residual tolerance of ``lambda_1``.
         generator: the random vectors' source (default: seeded with 0).
         xscale: the axis of the heterogeneity's common grid (``"symlog"`` or ``"linear"``).
+        max_memory, density_mode: the solvers' memory budget and SLQ's mode, as for
+            :func:`spectra.eigsh` and :func:`spectra.slq` (``mode``), block by block.
     """
+    if density is not None:
+        if isinstance(density, (str, bytes)) or not isinstance(density, Sequence) \
+                or len(density) != 2:
+            raise ValueError(f"density must be a pair (num_vectors, num_steps) or None, "
+                             f"got {density!r}")
+        density = (checks.integer("density[0] (num_vectors)", density[0], 1),
+                   checks.integer("density[1] (num_steps)", density[1], 1))
     groups = parameter_blocks(model, blocks)
     gen = checks.generator("generator", generator, seed=0)
     out: list[BlockSpectrum] = []
@@ -239,7 +254,8 @@ def block_spectra(
         P = op.shape[0]
         lam, res = math.nan, math.nan
         if top:
-            r = eigsh(op, k=1, which="LA", tol=tol, generator=gen, warn=False)
+            r = eigsh(op, k=1, which="LA", tol=tol, generator=gen, warn=False,
+                      max_memory=max_memory)
             lam, res = float(r.eigenvalues[0]), float(r.residuals[0])
         tr, se = math.nan, math.nan
         if trace_matvecs:
@@ -247,7 +263,8 @@ def block_spectra(
             tr, se = t.value, t.stderr
         measure = None
         if density is not None:
-            measure = slq(op, num_vectors=density[0], num_steps=min(density[1], P), generator=gen)
+            measure = slq(op, num_vectors=density[0], num_steps=min(density[1], P), generator=gen,
+                          max_memory=max_memory, mode=density_mode)
         op.clear_cache()
         out.append(BlockSpectrum(name=name, params=params, size=P, top_eigenvalue=lam, top_residual=res,
                                  trace=tr, trace_stderr=se, measure=measure, num_matvecs=op.num_matvecs))

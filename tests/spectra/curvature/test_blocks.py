@@ -44,6 +44,27 @@ def test_parameter_blocks(case):
         parameter_blocks(m, {"a": ["3.weight"]})
     with pytest.raises(ValueError, match="in groups"):
         parameter_blocks(m, {"a": ["0.bias"], "b": ["0.bias"]})
+    # two keys with one name: the second group used to replace the first, silently
+    with pytest.raises(ValueError, match="groups 1 and '1' have the same name '1'"):
+        parameter_blocks(m, {1: ["0.weight"], "1": ["2.weight"]})
+
+
+@pytest.mark.parametrize("density", [5, (2,), "ab", (0, 5), (2, 1.5), (True, 5)])
+def test_block_spectra_refuses_a_bad_density_by_name(case, density):
+    with pytest.raises(ValueError, match="density"):
+        block_spectra(case.model, case.loss_fn, case.batches, top=False, trace_matvecs=0,
+                      density=density)
+
+
+def test_block_spectra_takes_the_memory_budget_and_slq_mode(case):
+    """The probe's max_memory and density_mode reach the blocks' solvers (they ran with
+    the defaults: the full mode and the device)."""
+    res = block_spectra(case.model, case.loss_fn, case.batches, top=False, trace_matvecs=0,
+                        density=(2, 10), density_mode="bounded")
+    assert {b.measure.plan.mode for b in res.blocks} == {"bounded"}
+    full = block_spectra(case.model, case.loss_fn, case.batches, top=False, trace_matvecs=0,
+                         density=(2, 10), max_memory=1)
+    assert {b.measure.plan.mode for b in full.blocks} == {"bounded"}  # nothing fits in 1 byte
 
 
 @pytest.mark.parametrize("kind", ["module", "tensor"])

@@ -118,3 +118,15 @@ def test_a_low_precision_models_layers_compute_in_its_dtype_and_alignment_in_flo
     settings = ProbeSettings(**{**BASE, "tol": 1e-2}, layers="module", alignment=True)
     probe(low, case.loss_fn, case.batches, settings)
     assert seen == {"layers": torch.bfloat16, "alignment": torch.float32}
+
+
+def test_the_memory_budget_reaches_the_preconditioned_and_layer_solvers(trained):
+    """max_memory and density_mode were passed to top, bottom and density only: the
+    preconditioned eigsh (as large as the top one) and the layers' solvers used the
+    defaults, and result.memory did not say so."""
+    case, opt = trained
+    s = ProbeSettings(**{**BASE, "density": (2, 10)}, preconditioned=True, layers="module",
+                      layer_density=(2, 10), max_memory=1, density_mode="bounded")
+    r = probe(case.model, case.loss_fn, case.batches, s, optimizer=opt)
+    assert r.memory["preconditioned"]["mode"] == "disk" == r.memory["top"]["mode"]
+    assert {b.measure.plan.mode for b in r.layers.blocks} == {"bounded"}
