@@ -50,6 +50,7 @@ from spectra.operators.base import Batch, LossFn
 from spectra.operators.hessian import HessianOperator
 from spectra.operators.preconditioned import PreconditionedOperator
 from spectra.utils import checks as _checks
+from spectra.utils.modes import preserved_rng
 
 
 @dataclass(frozen=True)
@@ -196,9 +197,13 @@ class ProbeSettings:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ProbeResult:
     """The spectrum of one probe.
+
+    Two results compare by identity (``==`` of the generated dataclass would compare
+    arrays, an error, and their wall times always differ): compare fields, e.g.
+    ``np.array_equal(a.top_eigenvalues, b.top_eigenvalues)``.
 
     Attributes:
         top_eigenvalues: ``(k,)`` float64, descending (empty if not asked).
@@ -283,9 +288,11 @@ def probe(
 ) -> ProbeResult:
     """Probe the Hessian spectrum of ``loss_fn(model(X), y)`` over ``data``.
 
-    The probe has its own ``torch.Generator`` (seeded from ``settings.seed``),
-    so it never touches the global RNG; the model's parameters, buffers and
-    train/eval modes are left as they were.
+    The probe has its own ``torch.Generator`` (seeded from ``settings.seed``) for its
+    random vectors, and the global random state is restored on return (with
+    ``settings.eval_mode=False`` dropout draws from it in every forward pass), so a
+    training loop runs the same with or without probes; the model's parameters,
+    buffers and train/eval modes are left as they were.
 
     Args:
         model, loss_fn, data: as for :class:`~spectra.HessianOperator`.
@@ -310,7 +317,15 @@ def probe(
     if settings is not None and not isinstance(settings, ProbeSettings):
         raise TypeError(f"settings must be a ProbeSettings or None, got {type(settings).__name__}"
                         + (": use ProbeSettings(**settings)" if isinstance(settings, dict) else ""))
-    s = settings or ProbeSettings()
+    with preserved_rng():
+        return _probe(model, loss_fn, data, settings or ProbeSettings(), v0, reduction,
+                      optimizer, batch, progress)
+
+
+def _probe(model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], s: ProbeSettings,
+           v0: torch.Tensor | None, reduction: str | None, optimizer: Any, batch: Batch | None,
+           progress: bool) -> ProbeResult:
+    """:func:`probe`'s work, inside its restored random state."""
     start = time.perf_counter()
     dtype = getattr(torch, s.dtype) if s.dtype else None
     op = HessianOperator(model, loss_fn, data, dtype=dtype, reduction=reduction, eval_mode=s.eval_mode)

@@ -63,7 +63,6 @@ from spectra.operators.hessian import HessianOperator
 from spectra.probe import ProbeResult, ProbeSettings, probe
 from spectra.utils import checks as _checks
 from spectra.utils.distributed import replicate_
-from spectra.utils.modes import preserved_rng
 
 UNITS = ("epoch", "step")
 
@@ -240,11 +239,11 @@ class SpectralMonitor:
                              "optimizer= to the monitor or to probe()")
         # under torchrun the products are all-reduced: every rank probes rank 0's model
         replicate_(self.model)
-        with preserved_rng():
-            settings = ProbeSettings(**{**self.settings.__dict__, "seed": _probe_seed(self.settings.seed, step)})
-            result = probe(self.model, self.loss_fn, self.probe_data, settings,
-                           reduction=self.reduction, optimizer=optimizer,
-                           batch=batch if self.settings.alignment else None, progress=self.progress)
+        # probe() restores the global random state (dropout draws from it in train mode)
+        settings = ProbeSettings(**{**self.settings.__dict__, "seed": _probe_seed(self.settings.seed, step)})
+        result = probe(self.model, self.loss_fn, self.probe_data, settings,
+                       reduction=self.reduction, optimizer=optimizer,
+                       batch=batch if self.settings.alignment else None, progress=self.progress)
         close = getattr(self.progress, "close", None)
         if callable(close):  # a caller's one line for the probe's parts ends with the probe
             close()
