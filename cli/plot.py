@@ -68,14 +68,18 @@ def _run_file_command(kind: str, help_text: str) -> Callable:
 
 
 def _load_runs(files: tuple[str, ...], names: tuple[str, ...]) -> list:
-    """The runs of ``files`` (in order), those named by ``--run`` when given. Runs of
-    several files that share a name are told apart as ``FILESTEM/NAME``."""
+    """The runs of ``files`` (in order; a file given twice counts once), those named by
+    ``--run`` when given. Runs of several files that share a name are told apart as
+    ``FILE/NAME``, ``FILE`` the file's stem with as many of its folders as it takes to
+    tell the files apart (:func:`file_labels`)."""
     from dataclasses import replace
 
     from spectra.runs import read_runs
     from spectra.utils.checks import did_you_mean
 
-    found = [(Path(f), r) for f in files for r in read_runs(f).values()]
+    unique = list(dict.fromkeys(Path(f).resolve() for f in files))  # a file given twice: once
+    label = dict(zip(unique, file_labels(unique)))
+    found = [(p, r) for p in unique for r in read_runs(p).values()]
     have = [r.name for _, r in found]
     for n in names:
         if n not in have:
@@ -87,11 +91,26 @@ def _load_runs(files: tuple[str, ...], names: tuple[str, ...]) -> list:
     if not found:
         raise CLIError(f"{', '.join(files)} hold{'s' if len(files) == 1 else ''} no runs; "
                        "nothing to plot")
-    if len(files) > 1:
+    if len(unique) > 1:
         counts = Counter(r.name for _, r in found)
-        found = [(f, replace(r, name=f"{f.stem}/{r.name}") if counts[r.name] > 1 else r)
+        found = [(f, replace(r, name=f"{label[f]}/{r.name}") if counts[r.name] > 1 else r)
                  for f, r in found]
     return [r for _, r in found]
+
+
+def file_labels(paths: list[Path]) -> list[str]:
+    """A short name for each of ``paths`` (distinct files) that tells it from the others:
+    its stem, with as many of its folders in front as that takes (``seed0/cmp`` and
+    ``seed1/cmp`` for ``runs/seed0/cmp.h5`` and ``runs/seed1/cmp.h5``)."""
+    parts = [p.with_suffix("").parts for p in paths]
+    out = []
+    for i, mine in enumerate(parts):
+        k = 1
+        while k < len(mine) and any(j != i and other[-k:] == mine[-k:]
+                                    for j, other in enumerate(parts)):
+            k += 1
+        out.append("/".join(mine[-k:]))
+    return out
 
 
 def _one_run(files: tuple[str, ...], names: tuple[str, ...], kind: str):

@@ -25,7 +25,7 @@ from spectra.plots.data import (
     run_title,
     time_kind,
 )
-from spectra.plots.style import mark_lone_points, new_figure, no_data, style
+from spectra.plots.style import line_colors, mark_lone_points, new_figure, no_data, style
 
 __all__ = ["plot_alignment"]
 
@@ -53,12 +53,13 @@ def plot_alignment(
         fig = new_figure(figsize, (7.5, 3.4))
         left, right = fig.subplots(1, 2, squeeze=True)
         drawn_step = False
+        colors = line_colors(len(run_list))
         for i, run in enumerate(run_list):
             p = run.probes
             if "alignment_full" not in p.extra:
                 continue
             t = np.asarray(p.epoch if tkind == "epoch" else p.step, dtype=np.float64)
-            c, label = f"C{i % 10}", run_title(run)
+            c, label = colors[i], run_title(run)
             tf, yf = finite_series(t, np.asarray(p["alignment_full"]))
             if tf.size:
                 left.plot(tf, yf, color=c, marker="o", markersize=2.5, label=f"{label}: full batch")
@@ -69,7 +70,10 @@ def plot_alignment(
             if tb.size:
                 left.plot(tb, yb, color=c, linestyle=":", label=f"{label}: minibatch")
             for col, style_kw, what in (
-                ("step_loss_change", {"color": "black", "linewidth": 0.9}, "whole step"),
+                # the whole step in black for one run; in the run's colour (dash-dot) for
+                # several, where one black line per run could not be told apart
+                ("step_loss_change", {"color": "black", "linewidth": 0.9} if len(run_list) == 1
+                 else {"color": c, "linewidth": 0.9, "linestyle": "-."}, "whole step"),
                 ("step_loss_change_top", {"color": c}, "top-space part"),
                 ("step_loss_change_bulk", {"color": c, "linestyle": "--"}, "complement"),
             ):

@@ -29,7 +29,7 @@ from spectra.plots.data import (
     time_column,
     time_kind,
 )
-from spectra.plots.style import FONT, new_figure, no_data, style
+from spectra.plots.style import FONT, line_colors, new_figure, no_data, style
 from spectra.runs import RunData
 
 # metric column, panel title, y label; in panel order
@@ -73,7 +73,7 @@ def plot_curves(
     series, kinds, infinite = _series(run_list, tkind)
     acc = [y for c in ("train_acc", "test_acc") for _, _, y, _ in series[c]]
     percent = bool(acc) and max(float(np.max(y)) for y in acc) <= 1.0 + 1e-9
-    color = {r.name: f"C{i % 10}" for i, r in enumerate(run_list)}
+    color = dict(zip((r.name for r in run_list), line_colors(len(run_list))))
     with style():
         fig = new_figure(figsize, (7.0, 5.2))
         grid = fig.subplots(2, 2, sharex=True, squeeze=False)

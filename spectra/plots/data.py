@@ -79,6 +79,11 @@ def resolve_runs(runs: RunsLike, names: str | Iterable[str] | None) -> list[RunD
             )
     if not out:
         raise ValueError("no runs to plot: the list of runs is empty")
+    twice = sorted({r.name for r in out if sum(q.name == r.name for q in out) > 1})
+    if twice:  # each plot tells runs apart by name: colours, legends, titles
+        raise ValueError(f"two or more runs are named {', '.join(map(repr, twice))}: give them "
+                         "distinct names (dataclasses.replace(run, name=...)), e.g. the same "
+                         "run name from two files")
     return out
 
 

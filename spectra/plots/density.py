@@ -22,7 +22,7 @@ from spectra.plots.data import (
     time_kind,
 )
 from spectra.plots.lines import Curve, draw_lines, legend_below, sigma_label
-from spectra.plots.style import SINGLE, new_figure, style
+from spectra.plots.style import SINGLE, line_colors, new_figure, style
 
 
 def plot_density(
@@ -72,7 +72,7 @@ def plot_density(
         tkind = time_kind("auto", [(r.probes.step, r.probes.epoch) for r in run_list])
         data = density_rows_of(run_list, tkind)  # runs without a density: left out, warned
         run_list = [d.run for d in data]
-        curves = [probe_curve(d, probe, f"C{i % 10}") for i, d in enumerate(data)]
+        curves = [probe_curve(d, probe, c) for d, c in zip(data, line_colors(len(data)))]
         if len(run_list) == 1:
             base = f"Hessian eigenvalue density: {curves[0].label}"
             curves = [Curve("SLQ density", curves[0].rules, "C0", top=curves[0].top,

@@ -33,6 +33,7 @@ from spectra.plots.style import (
     FONT,
     SINGLE,
     grid_shape,
+    line_colors,
     new_figure,
     panels,
     panels_figsize,
@@ -164,21 +165,28 @@ def _lines_figure(
     times = _checkpoints(data[0], epochs, tkind)
     curves = []
     shades = matplotlib.colormaps[cmap](np.linspace(0.0, 0.85, len(times)))
+    colors = line_colors(len(data))
+    tol = _tolerance(data[0], times)  # one for every run: the checkpoints' own spacing
     for i, d in enumerate(data):
-        missing = []
+        missing, used = [], set()
         for j, t in enumerate(times):
             try:
-                k = _nearest_row(d, t, tkind)
+                k = _nearest_row(d, t, tkind, tol)
+                if k in used:  # a run probed less often: its one probe is not two checkpoints
+                    raise ValueError(f"run {d.run.name!r} has no density probe at {tkind} {t:g} "
+                                     f"of its own (its nearest is {float(d.time[k]):g}, drawn "
+                                     "already)")
             except ValueError:
                 if epochs is not None:  # asked for by the caller: an error
                     raise
                 missing.append(f"{t:g}")  # the first run's default: skipped, said below
                 continue
+            used.add(k)
             when = probe_when(d, k)
             if len(data) == 1:
                 curves.append(probe_curve(d, k, tuple(shades[j]), label=when))
             else:
-                curves.append(probe_curve(d, k, f"C{i % 10}", ls=_STYLES[j % len(_STYLES)],
+                curves.append(probe_curve(d, k, colors[i], ls=_STYLES[j % len(_STYLES)],
                                           label=f"{run_title(d.run)}, {when}"))
         if missing:  # a run shorter than the first (stopped early, diverged)
             warnings.warn(
@@ -191,7 +199,8 @@ def _lines_figure(
         drawn = draw_lines(fig, ax, curves, xscale=xscale, linthresh=linthresh, sigma=sigma,
                            grid=grid, decades=decades)
         sigma_label(ax, drawn.sigma, drawn.scale)
-        legend_below(fig, ax, 3)
+        legend_below(fig, ax, 3, None if len(data) == 1 else _factored_legend(
+            ax, data, [d.run for d in data], colors, times, tkind))
         base = "Hessian eigenvalue density over training"
         if len(data) == 1:
             base = f"{base}: {run_title(data[0].run)}"
@@ -218,12 +227,46 @@ def _checkpoints(rows: DensityRows, epochs: Sequence[float] | None, tkind: str) 
     return out
 
 
-def _nearest_row(rows: DensityRows, t: float, tkind: str) -> int:
-    """The density row nearest time ``t``; it must lie within a quarter of the typical spacing
-    of the probes (or, for a run of one probe, at ``t`` itself)."""
-    k = int(np.argmin(np.abs(rows.time - t)))
+def _factored_legend(ax: Axes, data: list[DensityRows], runs: list, colors: list[str],
+                     times: Sequence[float], tkind: str) -> dict:
+    """The legend of several runs' curves, factored: one entry per run (its colour) and
+    one per checkpoint (its line style), then the axes' other entries (the eigenvalue
+    marks): runs + checkpoints entries where one per curve made runs x checkpoints
+    (8 lines of long names squeezed the panel to nothing)."""
+    from matplotlib.lines import Line2D
+
+    curve_labels = {f"{run_title(r)}, " for r in runs}
+    entries: dict = {run_title(r): Line2D([], [], color=c, lw=1.4) for r, c in zip(runs, colors)}
+    for j, t in enumerate(times):
+        try:
+            when = probe_when(data[0], _nearest_row(data[0], t, tkind))
+        except ValueError:
+            when = f"{tkind} {t:g}"
+        entries[when] = Line2D([], [], color="0.3", lw=1.4, ls=_STYLES[j % len(_STYLES)])
+    for handle, label in zip(*ax.get_legend_handles_labels()):
+        if not any(label.startswith(p) for p in curve_labels):
+            entries.setdefault(label, handle)
+    return entries
+
+
+def _tolerance(rows: DensityRows, times: Sequence[float]) -> float | None:
+    """How far a run's probe may lie from a checkpoint time and still stand for it: a
+    quarter of the typical spacing of the probes of ``rows`` (the run the default
+    checkpoints come from), the same for every run, so that a run probed every 5
+    epochs does not offer its epoch-5 probe for epoch 4; ``None`` for a run of one
+    probe (each run's own probe time then)."""
     gaps = np.diff(rows.time)
-    tol = 0.25 * float(np.median(gaps)) if gaps.size else 1e-9 * max(1.0, abs(t))
+    return 0.25 * float(np.median(gaps)) if gaps.size else None
+
+
+def _nearest_row(rows: DensityRows, t: float, tkind: str, tol: float | None = None) -> int:
+    """The density row nearest time ``t``; it must lie within ``tol`` of it (default: a
+    quarter of the typical spacing of these probes; for a run of one probe, at ``t``
+    itself)."""
+    k = int(np.argmin(np.abs(rows.time - t)))
+    if tol is None:
+        gaps = np.diff(rows.time)
+        tol = 0.25 * float(np.median(gaps)) if gaps.size else 1e-9 * max(1.0, abs(t))
     if abs(float(rows.time[k]) - t) > tol:
         have = ", ".join(f"{x:g}" for x in rows.time[:12]) + (" ..." if len(rows.time) > 12 else "")
         raise ValueError(f"run {rows.run.name!r} has no density probe at {tkind} {t:g}; "

@@ -26,7 +26,7 @@ from spectra.plots.data import (
     run_title,
     time_column,
 )
-from spectra.plots.style import mark_lone_points, new_figure, no_data, style
+from spectra.plots.style import line_colors, mark_lone_points, new_figure, no_data, style
 from spectra.runs import RunData
 
 __all__ = ["plot_layers"]
@@ -101,9 +101,10 @@ def _panel(ax: Axes, run: RunData, t: np.ndarray, column: str, ylabel: str, *, l
         if len(run.probes) == 0:  # its own row: no time either, the x ticks would mean nothing
             ax.tick_params(axis="x", which="both", bottom=False, labelbottom=False)
         return
+    colors = line_colors(values.shape[1])
     for i, label in enumerate(layer_names(run, values.shape[1])):
         ts, ys = finite_series(t, values[:, i])
-        ax.plot(ts, ys, marker="o", markersize=2.5, color=f"C{i % 10}", label=label)
+        ax.plot(ts, ys, marker="o", markersize=2.5, color=colors[i], label=label)
     if whole is not None:
         ts, ys = finite_series(t, np.asarray(whole, dtype=np.float64))
         if ts.size:

@@ -29,7 +29,7 @@ from spectra.plots.axes import (
     power_label,
     set_eigenvalue_scale,
 )
-from spectra.plots.style import FONT
+from spectra.plots.style import FONT, figure_legend
 
 #: default width of the Gaussian on a linear axis: the spectrum's extent over this
 RESOLUTION = 100.0
@@ -177,11 +177,13 @@ _TOP, _BOTTOM = "v", "^"
 
 def _draw_marks(ax: Axes, curves: Sequence[Curve]) -> None:
     """Each curve's top-k eigenvalues (down triangles) and smallest eigenvalue (up
-    triangle) in a row of its own just under the top of the axes."""
+    triangle) in a row of its own just under the top of the axes, in the legend's order
+    (the rows closer together when there are more than 8 curves: every curve keeps one)."""
     trans = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
     any_top = any_bottom = False
+    gap = min(0.035, 0.28 / max(len(curves), 1))
     for j, c in enumerate(curves):
-        y = 0.965 - 0.035 * min(j, 4)
+        y = 0.965 - gap * j
         top = c.top[np.isfinite(c.top)]
         if top.size:
             ax.plot(top, np.full(top.size, y), transform=trans, ls="none", marker=_TOP, ms=4.5,
@@ -192,10 +194,11 @@ def _draw_marks(ax: Axes, curves: Sequence[Curve]) -> None:
                     color=c.color, mec="black", mew=0.4, clip_on=False)
             any_bottom = True
     # legend proxies (grey): what the triangles mean
-    k = max((int(np.isfinite(c.top).sum()) for c in curves), default=0)
+    ks = {int(np.isfinite(c.top).sum()) for c in curves} - {0}
     if any_top:
+        what = f"top-{ks.pop()}" if len(ks) == 1 else "top"  # runs with different k: no one k
         ax.plot([], [], ls="none", marker=_TOP, ms=4.5, color="0.6", mec="black", mew=0.4,
-                label=f"top-{k} eigenvalues (Lanczos)")
+                label=f"{what} eigenvalues (Lanczos)")
     if any_bottom:
         ax.plot([], [], ls="none", marker=_BOTTOM, ms=4.5, color="0.6", mec="black", mew=0.4,
                 label="smallest eigenvalue (Lanczos)")
@@ -208,12 +211,12 @@ def sigma_label(ax: Axes, sigma: float, scale: EigenvalueScale) -> None:
     ax.set_xlabel(f"{EIGENVALUE_LABEL}   (Gaussian smoothing σ = {sigma:.2g}{where})")
 
 
-def legend_below(fig: Figure, ax: Axes, ncols: int) -> None:
-    """The axes' legend below the figure's panels, without a frame."""
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), ncols),
-                   frameon=False, handlelength=2.2, columnspacing=1.2)
+def legend_below(fig: Figure, ax: Axes, ncols: int, entries: dict | None = None) -> None:
+    """The axes' legend (or ``entries``, label -> handle) below the figure's panels,
+    without a frame, in at most ``ncols`` columns and as few as it takes to fit the
+    figure's width (:func:`figure_legend`: three columns of long run names ran past
+    both edges)."""
+    figure_legend(fig, [ax], ncols, entries, handlelength=2.2, columnspacing=1.2)
 
 
 __all__ = ["RESOLUTION", "Curve", "DrawnLines", "draw_lines", "legend_below", "sigma_label"]

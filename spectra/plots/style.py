@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -110,18 +110,36 @@ def panels(fig: Figure, n: int, *, sharex: bool = True, sharey: bool = True) -> 
     return axes
 
 
-def figure_legend(fig: Figure, axes: Sequence[Axes], ncols: int | None = None) -> None:
+def line_colors(n: int) -> list[str]:
+    """``n`` distinct colours for the runs (or layers) of one figure, as hex strings:
+    matplotlib's default cycle ``C0`` .. ``C9`` for up to 10, ``tab20`` for up to 20,
+    else ``n`` evenly spaced points of ``turbo``. (``C{i % 10}`` drew run 0 and run 10
+    of an 11-run sweep alike.)"""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    if n <= 10:
+        return [to_hex(f"C{i}") for i in range(n)]
+    if n <= 20:
+        return [to_hex(colormaps["tab20"](i)) for i in range(n)]
+    return [to_hex(colormaps["turbo"](x)) for x in np.linspace(0.05, 0.95, n)]
+
+
+def figure_legend(fig: Figure, axes: Sequence[Axes], ncols: int | None = None,
+                  entries: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
     """One legend below all panels, each label once (panels share their entries).
 
     The legend is sized to its entries: at most ``ncols`` columns (default: all entries
     in one row), as many as fit the figure's width, the rows filled evenly (5 entries
     that fit 4 to a row go 3 + 2). A legend wider than the figure would lose its first
-    and last entries at the edges.
+    and last entries at the edges. ``entries`` (label -> handle) replaces the axes'
+    own; ``kwargs`` go to ``fig.legend`` (``handlelength``...).
     """
-    entries: dict[str, Any] = {}
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            entries.setdefault(label, handle)
+    if entries is None:
+        entries = {}
+        for ax in axes:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                entries.setdefault(label, handle)
     if not entries:
         return
     renderer = _renderer(fig)
@@ -129,7 +147,7 @@ def figure_legend(fig: Figure, axes: Sequence[Axes], ncols: int | None = None) -
     cols = max(1, min(n, n if ncols is None else ncols))
     while True:
         legend = fig.legend(list(entries.values()), list(entries), loc="outside lower center",
-                            ncols=cols, frameon=False)
+                            ncols=cols, frameon=False, **kwargs)
         if cols == 1 or legend.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
             break
         legend.remove()
@@ -138,7 +156,7 @@ def figure_legend(fig: Figure, axes: Sequence[Axes], ncols: int | None = None) -
     if even < cols:
         legend.remove()
         fig.legend(list(entries.values()), list(entries), loc="outside lower center",
-                   ncols=even, frameon=False)
+                   ncols=even, frameon=False, **kwargs)
 
 
 def _renderer(fig: Figure) -> Any:

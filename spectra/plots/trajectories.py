@@ -17,7 +17,7 @@ from matplotlib import ticker as mticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from spectra.plots.style import FONT, new_figure, style
+from spectra.plots.style import FONT, line_colors, new_figure, style
 
 # Views (x range, y range) of the standard test functions.
 _VIEWS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
@@ -274,8 +274,9 @@ def _draw_paths(ax: Axes, function: Any, paths: Mapping[str, np.ndarray], view: 
     """Each trajectory's finite points, an X at its end (an arrow at the frame where it
     leaves the view), and one circle per start."""
     starts = set()
+    colors = line_colors(len(paths))
     for i, (name, p) in enumerate(paths.items()):
-        c = f"C{i % 10}"
+        c = colors[i]
         status = path_status(p, view)
         fin = p[: status.diverged_at] if status.diverged_at is not None else p
         final = float(_evaluate(function, fin[-1:].copy())[0]) if len(fin) else math.nan

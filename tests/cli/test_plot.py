@@ -136,3 +136,15 @@ def test_a_run_without_eigenvalues_or_densities_is_told_how_to_record_them(tmp_p
     s = invoke("plot", "sharpness", out, "-o", tmp_path / "s.png", ok=False)
     assert "record them with `spectra train --top-k K` (and --bottom)" in s.stderr
     assert "=True" not in d.stderr + s.stderr and "(n_v, m)" not in d.stderr
+
+
+def test_file_labels_tell_files_of_one_stem_apart_by_their_folders():
+    """runs/seed0/cmp.h5 and runs/seed1/cmp.h5 were both 'cmp': their runs of one name got
+    one label, one colour and one legend entry."""
+    from pathlib import Path
+
+    from cli.plot import file_labels
+
+    paths = [Path("/r/seed0/cmp.h5"), Path("/r/seed1/cmp.h5"), Path("/r/other.h5")]
+    assert file_labels(paths) == ["seed0/cmp", "seed1/cmp", "other"]
+    assert file_labels([Path("/a/x/run.h5"), Path("/b/x/run.h5")]) == ["a/x/run", "b/x/run"]

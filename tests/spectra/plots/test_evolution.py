@@ -194,7 +194,10 @@ def test_a_shorter_run_skips_the_default_checkpoints_it_lacks(tmp_path: Path) ->
     with pytest.warns(UserWarning, match=r"run 'short' has no density probe at epoch 1, 2, 3 "
                                          r"\(the default checkpoints, from run 'long'\)"):
         fig = plot_evolution(path)
-    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    labels = [line.get_label() for line in _curves(fig.axes[0])]
     assert "short, epoch 0" in labels and "long, epoch 3" in labels
+    # the legend: a colour per run, a line style per checkpoint
+    legend = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert legend[:6] == ["long", "short", "epoch 0", "epoch 1", "epoch 2", "epoch 3"]
     with pytest.raises(ValueError, match="run 'short' has no density probe at epoch 1"):
         plot_evolution(path, epochs=[0, 1])
