@@ -253,12 +253,12 @@ def loss_landscape(
             non-finite loss at the parameters themselves, or a loss whose reduction is
             neither a per-sample mean nor a sum.
     """
-    if dims not in (1, 2):
-        raise ValueError(f"dims must be 1 or 2, got {dims!r}")
-    if not (isinstance(points, int) and points >= 3 and points % 2 == 1):
+    dims = checks.integer("dims", dims, 1, 2)
+    points = checks.integer("points", points, 3)
+    if points % 2 == 0:
         raise ValueError(f"points must be an odd integer >= 3 (so that 0 is on the grid), got {points!r}")
-    if not (math.isfinite(span) and span > 0):
-        raise ValueError(f"span must be a positive number, got {span!r}")
+    span = checks.number("span", span, positive=True)
+    seed = checks.integer("seed", seed, 0, 2**63 - 1)
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     eigenvalues, hvps = None, 0
@@ -280,6 +280,9 @@ def loss_landscape(
     else:
         kind = "given"
         dirs = [list(d) for d in directions]
+        if not all(isinstance(t, Tensor) for d in dirs for t in d):
+            raise TypeError("directions must be 'top', 'bottom', 'extremes', 'random' or lists of "
+                            "parameter-shaped torch tensors (one list per dimension)")
         if len(dirs) != dims:
             raise ValueError(f"{dims}-D landscape needs {dims} directions, got {len(dirs)}")
     named = trainable_parameters(model)

@@ -131,7 +131,10 @@ def test_2d_grid_shape_and_center():
 
 
 @pytest.mark.parametrize("kw, match", [
-    ({"dims": 3}, "dims must be 1 or 2"),
+    ({"dims": 3}, r"dims must be an integer in \[1, 2\], got 3"),
+    ({"dims": True}, "dims must be an integer in .* got True"),  # was accepted as 1
+    ({"span": "1"}, "span must be a positive number, got '1'"),  # was a raw TypeError
+    ({"seed": None}, "seed must be an integer"),  # was a RuntimeError of manual_seed
     ({"points": 4}, "points must be an odd integer"),
     ({"span": -1.0}, "span must be a positive number"),
     ({"directions": "sideways"}, "directions must be one of top, bottom, extremes, random"),
@@ -208,3 +211,12 @@ def test_a_nonfinite_loss_at_the_parameters_is_refused():
         model.weight.fill_(float("nan"))
     with pytest.raises(ValueError, match="loss at the parameters themselves is nan"):
         loss_landscape(model, loss_fn, data, directions="random", points=3)
+
+
+def test_numpy_integers_are_points_and_given_directions_must_be_tensors():
+    model, loss_fn, data = _regression()
+    land = loss_landscape(model, loss_fn, data, directions="random", points=np.int64(5))
+    assert land.losses.shape == (5,)  # a numpy integer was refused
+    dirs = [[np.ones(tuple(p.shape)) for p in model.parameters()]]
+    with pytest.raises(TypeError, match="lists of parameter-shaped torch tensors"):
+        loss_landscape(model, loss_fn, data, directions=dirs)  # was an AttributeError
