@@ -39,6 +39,7 @@ from spectra.runs.checkpoints import (
     run_record,
     save_checkpoint,
 )
+from spectra.utils import checks
 from spectra.utils.modes import eval_mode
 from spectra.utils.params import model_device
 
@@ -73,7 +74,7 @@ class CheckpointPolicy:
     prefix: str = CHECKPOINT_PREFIX
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.every, int) and self.every >= 1):
+        if isinstance(self.every, bool) or not (isinstance(self.every, int) and self.every >= 1):
             raise ValueError(f"checkpoint every must be a positive integer, got {self.every!r}")
 
     def path(self, epoch: int) -> Path:
@@ -202,7 +203,9 @@ def train(
         CheckpointError: ``resume`` belongs to another run or history.
     """
     _check_arguments(train_data, epochs=epochs, batch_size=batch_size,
-                     log_every_steps=log_every_steps)
+                     log_every_steps=log_every_steps, optimizer=optimizer, loss_fn=loss_fn,
+                     test_data=test_data, step_schedulers=step_schedulers,
+                     epoch_schedulers=epoch_schedulers, monitor=monitor, checkpoint=checkpoint)
     run = _Training(
         model, optimizer, loss_fn, train_data, test_data=test_data, batch_size=batch_size,
         epochs=epochs, step_schedulers=step_schedulers, epoch_schedulers=epoch_schedulers,
@@ -237,18 +240,53 @@ def train(
     return result
 
 
-def _check_arguments(train_data: tuple[Tensor, Tensor], *, epochs: Any, batch_size: Any,
-                     log_every_steps: Any) -> None:
-    """Refuse bad arguments of :func:`train` by name, before anything is touched."""
-    if not (isinstance(epochs, int) and epochs >= 0):
-        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if log_every_steps is not None and not (isinstance(log_every_steps, int) and log_every_steps >= 1):
-        raise ValueError(f"log_every_steps must be a positive integer, got {log_every_steps!r}")
-    X, y = train_data
-    if len(X) != len(y) or len(y) == 0:
-        raise ValueError(f"train_data must be non-empty (X, y) of equal length, got {len(X)} and {len(y)}")
+def _check_arguments(train_data: Any, *, epochs: Any, batch_size: Any, log_every_steps: Any,
+                     optimizer: Any = None, loss_fn: Any = None, test_data: Any = None,
+                     step_schedulers: Any = (), epoch_schedulers: Any = (), monitor: Any = None,
+                     checkpoint: Any = None) -> None:
+    """Refuse bad arguments of :func:`train` by name, before anything is touched (a bad
+    checkpoint policy or test set used to fail after a whole epoch of training)."""
+    checks.integer("epochs", epochs, 0)
+    checks.integer("batch_size", batch_size, 1)
+    if log_every_steps is not None:
+        checks.integer("log_every_steps", log_every_steps, 1)
+    if optimizer is not None and not (callable(getattr(optimizer, "step", None))
+                                      and hasattr(optimizer, "param_groups")):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer (step() and param_groups), "
+                        f"got {type(optimizer).__name__}")
+    reduction = getattr(loss_fn, "reduction", "mean")
+    if reduction not in ("mean", "batchmean"):
+        raise ValueError(f"loss_fn.reduction is {reduction!r}: train() records per-sample mean "
+                         "losses and averages them over batches, so it needs a mean-reduced "
+                         "loss (reduction='mean')")
+    for name, pair in (("train_data", train_data), ("test_data", test_data)):
+        if pair is None and name == "test_data":
+            continue
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+                and all(isinstance(t, Tensor) for t in pair)):
+            raise TypeError(f"{name} must be a pair (X, y) of tensors, got "
+                            f"{type(pair).__name__}" + (f" of {len(pair)}" if isinstance(
+                                pair, (tuple, list)) else ""))
+        X, y = pair
+        if len(X) != len(y) or len(y) == 0:
+            raise ValueError(f"{name} must be non-empty (X, y) of equal length, got {len(X)} "
+                             f"and {len(y)}")
+    for name, schedulers in (("step_schedulers", step_schedulers),
+                             ("epoch_schedulers", epoch_schedulers)):
+        if isinstance(schedulers, (str, bytes)) or not isinstance(schedulers, (Sequence, tuple)):
+            raise TypeError(f"{name} must be a list of schedulers, got {type(schedulers).__name__}")
+        for i, sched in enumerate(schedulers):
+            if not callable(getattr(sched, "step", None)):
+                raise TypeError(f"{name}[{i}] must have a step() method (an lr scheduler), got "
+                                f"{type(sched).__name__}")
+    if monitor is not None and not callable(getattr(monitor, "maybe_probe", None)):
+        raise TypeError(f"monitor must be a SpectralMonitor (maybe_probe()), got "
+                        f"{type(monitor).__name__}")
+    if checkpoint is not None and not isinstance(checkpoint, CheckpointPolicy):
+        raise TypeError(f"checkpoint must be a CheckpointPolicy or None, got "
+                        f"{type(checkpoint).__name__}" + (": use CheckpointPolicy(directory)"
+                                                         if isinstance(checkpoint, (str, Path))
+                                                         else ""))
 
 
 def _progress_bar(epochs: int, done: int) -> Any:

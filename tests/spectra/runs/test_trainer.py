@@ -297,6 +297,34 @@ def test_bad_arguments():
         save_checkpoint("/tmp/x.pt", {"step": 1})
 
 
+@pytest.mark.parametrize("change, error, match", [
+    ({"checkpoint": "ckpts"}, TypeError,
+     "checkpoint must be a CheckpointPolicy or None, got str: use CheckpointPolicy"),
+    ({"test_data": "X"}, TypeError, "test_data must be a pair"),
+    ({"step_schedulers": object()}, TypeError, "step_schedulers must be a list of schedulers"),
+    ({"epoch_schedulers": [None]}, TypeError, r"epoch_schedulers\[0\] must have a step\(\)"),
+    ({"train_data": "X"}, TypeError, "train_data must be a pair"),
+    ({"optimizer": "sgd"}, TypeError, "optimizer must be a torch.optim.Optimizer"),
+    ({"epochs": True}, ValueError, "epochs must be an integer"),
+    ({"loss_fn": nn.CrossEntropyLoss(reduction="sum")}, ValueError,
+     "loss_fn.reduction is 'sum': train.. records per-sample mean losses"),
+    ({"monitor": object()}, TypeError, "monitor must be a SpectralMonitor"),
+])
+def test_bad_arguments_are_refused_by_name_before_any_step(change, error, match):
+    """A bad checkpoint policy, test set or scheduler failed after a whole epoch of
+    training (and a metrics row written), others with raw errors; a summed loss was
+    recorded batch-size times too large."""
+    model, loss_fn, opt, _sched, tr, te = _setup()
+    before = [p.detach().clone() for p in model.parameters()]
+    kw = {"optimizer": opt, "train_data": tr, "loss_fn": loss_fn, "epochs": 1, "test_data": te,
+          **change}
+    with pytest.raises(error, match=match):
+        train(model, kw.pop("optimizer"), kw.pop("train_data"), **kw)
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    with pytest.raises(ValueError, match="every"):
+        CheckpointPolicy("x", every=True)
+
+
 def test_resume_restores_the_cuda_states_of_the_devices_it_sees(tmp_path, monkeypatch):
     """A checkpoint saved where more GPUs were visible resumes where fewer are: each visible
     device gets its saved state; the states of devices it does not see are not set (an
