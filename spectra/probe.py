@@ -106,7 +106,8 @@ class ProbeSettings:
         # integers, not bools (top_k=True is not a request for one eigenvalue)
         object.__setattr__(self, "top_k", _checks.integer("top_k", self.top_k, 0))
         object.__setattr__(self, "tol", _checks.number("tol", self.tol, positive=True))
-        object.__setattr__(self, "seed", _checks.integer("seed", self.seed))
+        # the range torch.Generator.manual_seed takes
+        object.__setattr__(self, "seed", _checks.integer("seed", self.seed, -(2**63), 2**64 - 1))
         # a string such as "no" is truthy: refused, not taken as True
         for name in ("bottom", "eval_mode", "preconditioned", "alignment"):
             object.__setattr__(self, name, _checks.flag(name, getattr(self, name)))
@@ -132,6 +133,11 @@ class ProbeSettings:
             raise TypeError(f"layers must be a string, a dict of groups or None, got "
                             f"{type(self.layers).__name__}")
         if isinstance(self.layers, dict):
+            for k, v in self.layers.items():
+                if not (isinstance(v, str) or (isinstance(v, (list, tuple))
+                                               and all(isinstance(n, str) for n in v))):
+                    raise TypeError(f"layers: group {k!r} must be a parameter name or a list of "
+                                    f"them, got {v!r}")
             object.__setattr__(self, "layers", {str(k): [v] if isinstance(v, str) else list(v)
                                                 for k, v in self.layers.items()})
         if self.layer_density is not None:

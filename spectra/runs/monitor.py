@@ -144,6 +144,9 @@ class SpectralMonitor:
             trace_matvecs = 60 if trace else 0
         else:
             trace_matvecs = _checks.integer("trace", trace, 0)
+            if 0 < trace_matvecs < 4:  # ProbeSettings would name its own trace_matvecs
+                raise ValueError(f"trace must be 0, a bool or >= 4 (Hutch++'s products), got "
+                                 f"{trace_matvecs}")
         # ProbeSettings checks the rest (density and layer_density: pairs of integers)
         self.settings = ProbeSettings(
             top_k=top_k, bottom=bottom, tol=tol, trace_matvecs=trace_matvecs,
@@ -293,6 +296,11 @@ class SpectralMonitor:
                 "last_key": self._last_key}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = [k for k in ("seconds", "num_matvecs", "num_probes", "last_key")
+                   if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise ValueError(f"not a SpectralMonitor state: missing {', '.join(missing)} (use "
+                             "the dict that SpectralMonitor.state_dict() returned)")
         self.seconds = float(state["seconds"])
         self.num_matvecs = int(state["num_matvecs"])
         self.num_probes = int(state["num_probes"])

@@ -154,8 +154,22 @@ def test_an_epoch_monitor_asked_without_the_epoch_refuses_instead_of_never_probi
     ({"trace": 60.5}, ValueError, r"trace must be an integer >= 0, got 60.5"),
     ({"density": 5}, ValueError, r"density must be None or a pair"),
     ({"on_probe": 3}, TypeError, r"on_probe must be callable or None, got int"),
+    # named trace_matvecs, ProbeSettings' name, not the monitor's
+    ({"trace": 2}, ValueError, r"trace must be 0, a bool or >= 4 \(Hutch\+\+'s products\), got 2"),
+    ({"layers": {"a": 5}}, TypeError, r"layers: group 'a' must be a parameter name or a list"),
+    ({"seed": 2**64}, ValueError,
+     r"seed must be an integer in \[-9223372036854775808, 18446744073709551615\]"),
 ])
 def test_bad_settings_are_refused_by_name(kw, error, match):
     model, loss_fn, X, y = _problem()
     with pytest.raises(error, match=match):
         SpectralMonitor(model, loss_fn, (X, y), **kw)
+
+
+def test_load_state_dict_names_what_a_foreign_state_lacks():
+    model, loss_fn, X, y = _problem()
+    mon = SpectralMonitor(model, loss_fn, (X, y), density=None, trace=False, top_k=1)
+    with pytest.raises(ValueError, match="not a SpectralMonitor state: missing seconds, "
+                                         "num_matvecs, num_probes, last_key"):
+        mon.load_state_dict({})  # was a KeyError
+    mon.load_state_dict(mon.state_dict())
