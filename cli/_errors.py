@@ -45,9 +45,10 @@ CLI_NAMES: dict[str, str] = {
     "overwrite": "--overwrite",
     "data_dir": "--data-dir",
     "span": "--span",
+    "probe": "--probe",
 }
 # names too common to replace unless written as an argument (``name=``, ``overwrite=True``)
-_ONLY_AS_ARGUMENT = frozenset({"name", "overwrite", "data_dir", "span"})
+_ONLY_AS_ARGUMENT = frozenset({"name", "overwrite", "data_dir", "span", "probe"})
 _ARGUMENT = re.compile(r"\b(" + "|".join(CLI_NAMES) + r")=([^\s,;)]*)")
 _BARE = re.compile(r"(?<![-\w])(" + "|".join(set(CLI_NAMES) - _ONLY_AS_ARGUMENT) + r")\b(?!=)")
 

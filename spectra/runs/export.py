@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -106,6 +107,27 @@ def export_csv(
     return written
 
 
+def _grouped(names: list[str]) -> list[str]:
+    """``names`` in their order, except that the numbered entries ``base_1, base_2, ...``
+    of one base (two or more of them) come together, by index, where the first was."""
+    numbered: dict[str, list[tuple[int, str]]] = {}
+    for n in names:
+        m = re.fullmatch(r"(.+)_(\d+)", n)
+        if m:
+            numbered.setdefault(m.group(1), []).append((int(m.group(2)), n))
+    out: list[str] = []
+    placed: set[str] = set()
+    for n in names:
+        if n in placed:
+            continue
+        m = re.fullmatch(r"(.+)_(\d+)", n)
+        group = numbered.get(m.group(1), []) if m else []
+        members = [g for _, g in sorted(group)] if len(group) > 1 else [n]
+        out.extend(members)
+        placed.update(members)
+    return out
+
+
 def _has_density(run: RunData) -> bool:
     nodes = run.probes.ritz_nodes
     return nodes is not None and bool(np.isfinite(nodes).any())
@@ -115,14 +137,17 @@ def write_csv(path: Path, runs: Iterable[tuple[str, Mapping[str, np.ndarray]]]) 
     """Write the 1-D columns of several runs as one CSV file with a ``run`` column.
 
     The header is ``run`` then the union of the runs' columns, in first-seen
-    order; a column a run lacks is empty on its lines, and so is NaN. Written to
-    a temporary file beside ``path`` and renamed into place. Returns the number
-    of data lines.
+    order, the entries ``name_1 .. name_k`` of an array column kept together in
+    index order (a run with a larger top-k than the first used to put its extra
+    ``top_eigenvalues_3`` after ``seconds``); a column a run lacks is empty on its
+    lines, and so is NaN. Written to a temporary file beside ``path`` and renamed
+    into place. Returns the number of data lines.
     """
     runs = list(runs)
-    header: dict[str, None] = {}
+    seen: dict[str, None] = {}
     for _, cols in runs:
-        header.update(dict.fromkeys(cols))
+        seen.update(dict.fromkeys(cols))
+    header = _grouped(list(seen))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     lines = 0
     try:

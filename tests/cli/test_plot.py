@@ -110,6 +110,9 @@ def test_skipped_rows_are_one_warning_line(tmp_path):
     r = invoke("plot", "density", path, "--probe", "0", "-o", tmp_path / "d.png")
     assert "warning: run 'r': the stored Ritz nodes or weights of probe rows [1]" in r.stderr
     assert "UserWarning" not in r.stderr and ".py:" not in r.stderr
+    # out of range: the option named as typed, not the library's probe=
+    r = invoke("plot", "density", path, "--probe", "7", "-o", tmp_path / "d.png", ok=False)
+    assert "error: --probe 7 is out of range: run 'r' has 1 probe with a density" in r.stderr
 
 
 def test_a_file_without_runs_is_one_line(tmp_path):

@@ -182,3 +182,21 @@ def test_overwriting_an_export_without_a_density_removes_the_older_density(run0:
     second = export_csv(run0, tmp_path, ["run1"], overwrite=True)
     assert set(second) == {"metrics", "probes"}
     assert not density.exists()
+
+
+def test_an_array_columns_entries_stay_together_when_runs_differ_in_k(tmp_path: Path) -> None:
+    """A second run with top-3 where the first had top-2: its top_eigenvalues_3 came
+    after 'seconds' in the header; the entries now stay together, by index."""
+    path = tmp_path / "k.h5"
+    with RunStore(path) as store:
+        for name, k in (("a", 2), ("b", 3)):
+            w = store.create_run(name)
+            w.append_probe(step=0, epoch=0.0, top_eigenvalues=np.arange(k, 0, -1.0),
+                           trace=1.0, seconds=0.5)
+    written = export_csv(path, tmp_path / "csv")
+    probes, _ = written["probes"]
+    with open(probes, newline="") as fh:
+        header = next(csv.reader(fh))
+    i = header.index("top_eigenvalues_1")
+    assert header[i:i + 3] == ["top_eigenvalues_1", "top_eigenvalues_2", "top_eigenvalues_3"]
+    assert header.index("seconds") > i + 2
