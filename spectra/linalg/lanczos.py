@@ -45,7 +45,7 @@ from scipy.linalg import eigh as _dense_eigh
 from scipy.linalg import eigh_tridiagonal
 from torch import Tensor
 
-from spectra.utils.tensors import dot64, norm64, standard_strides
+from spectra.utils.tensors import pairwise_dot, pairwise_norm, standard_strides
 
 MatMat = Callable[[Tensor], Tensor]
 
@@ -178,7 +178,7 @@ def semi_orthogonalize_(w: Tensor, Q: Tensor) -> SemiStep:
         :class:`ThickRestartLanczos` keeps its Gram matrix.
     """
     c = torch.mv(Q, w)
-    before = norm64(w)
+    before = float(torch.linalg.vector_norm(w))
     tau = semi_threshold(before, w.dtype)
     c64 = c.to("cpu", torch.float64).numpy()
     d = np.zeros(c64.shape)
@@ -188,7 +188,7 @@ def semi_orthogonalize_(w: Tensor, Q: Tensor) -> SemiStep:
     for lo, hi in row_segments(mag > SEMI_KEEP * tau):
         w.addmv_(Q[lo:hi].T, c[lo:hi], alpha=-1.0)
         d[lo:hi] = c64[lo:hi]
-    after = norm64(w)
+    after = float(torch.linalg.vector_norm(w))
     if after < DGKS_ETA * before:
         c2 = torch.mv(Q, w)
         w.addmv_(Q.T, c2, alpha=-1.0)
@@ -332,10 +332,13 @@ def lanczos_tridiagonal(
       one by one.
 
     Precision: the coefficients ``alpha_j = q_j . w`` and ``beta_j = ||w||`` are summed
-    in float64 whatever the vectors' dtype (the vectors and products stay in it). With
-    float32 sums, the recurrence without a basis on the 1.13M-parameter MLP's Hessian
-    gave a node 0.0076 above lambda_max (3.7e-4 of the spectrum's width); with float64
-    sums, 1.5e-5 (``python -m analyses.bounded_density``, and the engine test).
+    pairwise (:func:`~spectra.utils.tensors.pairwise_dot`), not by ``torch.dot``, whose
+    float32 sums of a million products put both policies' nodes 1e-4 of the spectrum's
+    width off: without a basis, on the 1.13M-parameter MLP's float32 Hessian, a node
+    3.7e-4 of the width above lambda_max (2.8e-7 with float64 sums, which the pairwise
+    sums match: ``python -m analyses.bounded_density``); on a float32 diagonal of a
+    million entries, the largest node 1.2e-4 of the width above lambda_max under
+    ``"semi"`` and 3.3e-3 without a basis (within 1e-6 now: the engine tests).
 
     Returns:
         The tridiagonal matrices (float64), see :class:`Tridiagonal`.
@@ -366,8 +369,8 @@ def lanczos_tridiagonal(
             basis[:, j, :] = q
         W = as_rows(matmat(q.T))  # (b, P)
         # (b, 1): q_i . w_i, run by run (a batched vecdot of strided rows is slower on a
-        # CPU), summed in float64: see the note on precision in the docstring
-        a_np = np.array([dot64(q[i], W[i]) for i in range(b)])
+        # CPU), summed pairwise: see the note on precision in the docstring
+        a_np = np.array([pairwise_dot(q[i], W[i]) for i in range(b)])
         a = torch.as_tensor(a_np, device=device).to(dtype).unsqueeze(1)
         if basis is not None and j > 0:  # q_{j-1}, q_j are rows j-1, j: one pass over w
             pair = torch.cat([beta_prev, a], dim=1)  # (b, 2)
@@ -376,19 +379,15 @@ def lanczos_tridiagonal(
         else:
             W.addcmul_(q, a, value=-1.0).addcmul_(q_prev, beta_prev, value=-1.0)  # no temporaries
         alpha[:, j] = np.where(active, a_np, alpha[:, j])
-        known: list[float] = []  # the rows' norms, when every semi step measured its own
         if basis is not None and j < m - 1:
             for i in range(b):  # run by run: faster than batched products on a CPU
                 if policy == "full":
                     orthogonalize_(W[i : i + 1], basis[i, : j + 1])
                 else:
-                    known.append(semi_orthogonalize_(W[i], basis[i, : j + 1]).norm)
+                    semi_orthogonalize_(W[i], basis[i, : j + 1])
         if j == m - 1:
             break
-        if len(known) == b and all(math.isfinite(x) for x in known):
-            b_np = np.array(known)
-        else:
-            b_np = np.array([norm64(W[i]) for i in range(b)])
+        b_np = np.array([pairwise_norm(W[i]) for i in range(b)])  # not the semi step's norm
         bnorm = torch.as_tensor(b_np, device=device).to(dtype).unsqueeze(1)  # (b, 1)
         scale = np.maximum(scale, np.abs(a_np) + b_np)
         broke = (b_np <= 10 * eps * np.maximum(scale, 1e-300)) & active

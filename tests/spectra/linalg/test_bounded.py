@@ -312,11 +312,12 @@ def test_the_bounded_plan_runs_as_many_vectors_together_as_fit(num_vectors):
     assert plan_memory(P, num_vectors, 60, torch.float32, "cpu", max_memory=per_run / 2).probes_per_pass == 1
 
 
-def test_bounded_float32_nodes_stay_inside_the_spectrum():
-    """The recurrence without a basis sums alpha and beta in float64: with float32 sums
-    over 100k entries its nodes went 1.2e-3 of the width past lambda_max (3.3e-3 at 1M,
-    3.7e-4 on the 1.13M MLP's Hessian); now within float32 rounding of the extremes."""
-    P = 100_000
+@pytest.mark.parametrize("mode, num_vectors, P", [("bounded", 4, 100_000), ("full", 1, 1_000_000)])
+def test_float32_nodes_stay_inside_the_spectrum(mode, num_vectors, P):
+    """The recurrence sums alpha and beta pairwise. With torch.dot's sums the nodes went
+    past lambda_max by 1.2e-3 of the width without a basis (100k entries; 3.7e-4 on the
+    1.13M MLP's Hessian) and by 1.2e-4 with the semi-orthogonal basis (1M entries); now
+    within 1e-5 of it."""
     rng = np.random.default_rng(0)
     d = np.concatenate([[20.56, 18.52, 12.8, 11.34, 8.96],
                         rng.normal(0, 0.02, P - 5) * np.abs(rng.normal(0, 1, P - 5))])
@@ -328,8 +329,9 @@ def test_bounded_float32_nodes_stay_inside_the_spectrum():
         def matmat(self, V):
             return D[:, None] * V
 
-    m = slq(Diagonal(), num_vectors=4, num_steps=80, mode="bounded",
+    m = slq(Diagonal(), num_vectors=num_vectors, num_steps=80, mode=mode,
             generator=torch.Generator().manual_seed(0))
+    assert m.plan.mode == mode
     width = d.max() - d.min()
     live = m.weights > 0
     assert m.nodes[live].max() <= d.max() + 1e-5 * width

@@ -1,10 +1,10 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
-from spectra.utils import tensors
-from spectra.utils.tensors import dot64, norm64, standard_strides
+from spectra.utils.tensors import pairwise_dot, pairwise_norm, standard_strides
 
 
 def test_transposed_column_gets_standard_strides_without_a_copy():
@@ -20,15 +20,17 @@ def test_non_contiguous_input_is_copied_to_standard_layout():
     assert y.stride() == (5, 1) and torch.equal(x, y)
 
 
-def test_dot64_and_norm64_sum_in_float64_slice_by_slice(monkeypatch):
-    monkeypatch.setattr(tensors, "_SLICE", 1000)  # several slices and a short last one
+def test_pairwise_dot_and_norm_keep_what_a_running_float32_sum_loses():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(4321, generator=g), torch.randn(4321, generator=g)
     exact = float(np.dot(x.double().numpy(), y.double().numpy()))
-    assert math.isclose(dot64(x, y), exact, rel_tol=1e-12)
-    assert math.isclose(norm64(x), float(np.linalg.norm(x.double().numpy())), rel_tol=1e-12)
-    # float32 ones: a large shift that float32 sums lose and float64 sums keep
-    ones = torch.full((4321,), 1.0)
-    big = torch.cat([torch.tensor([1e8]), ones[1:]])
-    assert dot64(big, ones) == 1e8 + 4320
-    assert dot64(x.double(), y.double()) == float(torch.dot(x.double(), y.double()))
+    assert math.isclose(pairwise_dot(x, y), exact, rel_tol=1e-5)
+    assert math.isclose(pairwise_norm(x), float(np.linalg.norm(x.double().numpy())), rel_tol=1e-6)
+    # a million float32 ones after a large first entry: a running float32 sum stalls
+    # (each 1 is below half an ulp of the total), a pairwise one does not
+    ones = torch.ones(1_000_000)
+    big = torch.cat([torch.tensor([2.0**25]), ones[1:]])
+    total = 2.0**25 + 999_999
+    assert abs(float(torch.dot(big, ones)) - total) > 1e-4 * total  # the running sum's loss
+    assert abs(pairwise_dot(big, ones) - total) <= 1e-6 * total
+    assert pairwise_dot(x.double(), y.double()) == pytest.approx(exact, rel=1e-14)
