@@ -57,7 +57,7 @@ bench: anchors
 
 # Every issue-12 study in its quick mode (each under 2 minutes; results go to a temporary
 # folder, never over the committed analyses/results).
-ANALYSES ?= edge_of_stability synthetic classification density_evolution spectra_cost dcao_study
+ANALYSES ?= edge_of_stability synthetic classification density_evolution spectra_cost dcao_study bounded_density
 analyses-quick: install
 	@for study in $(ANALYSES); do \
 		echo "== python -m analyses.$$study --quick"; \

@@ -335,8 +335,8 @@ def lanczos_tridiagonal(
     pairwise (:func:`~spectra.utils.tensors.pairwise_dot`), not by ``torch.dot``, whose
     float32 sums of a million products put both policies' nodes 1e-4 of the spectrum's
     width off: without a basis, on the 1.13M-parameter MLP's float32 Hessian, a node
-    3.7e-4 of the width above lambda_max (2.8e-7 with float64 sums, which the pairwise
-    sums match: ``python -m analyses.bounded_density``); on a float32 diagonal of a
+    3.7e-4 of the width above lambda_max, 3.0e-6 with the pairwise sums (2.8e-7 with
+    float64 sums; ``python -m analyses.bounded_density`` at each); on a float32 diagonal of a
     million entries, the largest node 1.2e-4 of the width above lambda_max under
     ``"semi"`` and 3.3e-3 without a basis (within 1e-6 now: the engine tests).
 
