@@ -102,14 +102,20 @@ def file_labels(paths: list[Path]) -> list[str]:
     """A short name for each of ``paths`` (distinct files) that tells it from the others:
     its stem, with as many of its folders in front as that takes (``seed0/cmp`` and
     ``seed1/cmp`` for ``runs/seed0/cmp.h5`` and ``runs/seed1/cmp.h5``)."""
-    parts = [p.with_suffix("").parts for p in paths]
-    out = []
-    for i, mine in enumerate(parts):
-        k = 1
-        while k < len(mine) and any(j != i and other[-k:] == mine[-k:]
-                                    for j, other in enumerate(parts)):
-            k += 1
-        out.append("/".join(mine[-k:]))
+    def labels(parts: list[tuple[str, ...]]) -> list[str]:
+        out = []
+        for i, mine in enumerate(parts):
+            k = 1
+            while k < len(mine) and any(j != i and other[-k:] == mine[-k:]
+                                        for j, other in enumerate(parts)):
+                k += 1
+            out.append("/".join(mine[-k:]))
+        return out
+
+    # the folders and the stem, without the root ("/" would join in as "//")
+    out = labels([p.with_suffix("").parts[1 if p.anchor else 0:] for p in paths])
+    if len(set(out)) < len(out):  # files that differ by their suffix only: keep it
+        out = labels([p.parts[1 if p.anchor else 0:] for p in paths])
     return out
 
 

@@ -227,10 +227,10 @@ def _step_over(optimizer: torch.optim.Optimizer, model: nn.Module, loss_fn: Loss
     memo: dict[int, Any] = {id(p): p.detach().clone().requires_grad_(p.requires_grad) for p in held}
     try:
         twin = copy.deepcopy(optimizer, memo)
+        _relink(twin, optimizer, memo)
     except Exception as exc:  # an optimizer whose state cannot be copied
         raise TypeError(f"the {type(optimizer).__name__} optimizer cannot be deep-copied, so its "
                         f"step cannot be taken aside: {exc}") from exc
-    _relink(twin, optimizer, memo)
     by_name = {n: memo.get(id(p), p.detach()) for n, p in named.items()}
     device = named[names[0]].device if names else None  # the batches where the parameters are
     moved = [(batch_to(X, device), batch_to(y, device)) for X, y in batches]

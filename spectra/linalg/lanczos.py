@@ -333,12 +333,13 @@ def lanczos_tridiagonal(
 
     Precision: the coefficients ``alpha_j = q_j . w`` and ``beta_j = ||w||`` are summed
     pairwise (:func:`~spectra.utils.tensors.pairwise_dot`), not by ``torch.dot``, whose
-    float32 sums of a million products put both policies' nodes 1e-4 of the spectrum's
-    width off: without a basis, on the 1.13M-parameter MLP's float32 Hessian, a node
-    3.7e-4 of the width above lambda_max, 3.0e-6 with the pairwise sums (2.8e-7 with
-    float64 sums; ``python -m analyses.bounded_density`` at each); on a float32 diagonal of a
-    million entries, the largest node 1.2e-4 of the width above lambda_max under
-    ``"semi"`` and 3.3e-3 without a basis (within 1e-6 now: the engine tests).
+    float32 running sums put nodes past the spectrum: without a basis, on the
+    1.13M-parameter MLP's float32 Hessian, a node 3.7e-4 of the width above
+    lambda_max, 3.0e-6 with the pairwise sums (``python -m analyses.bounded_density``
+    before and after the change); on the float32 diagonals of the engine test
+    (``test_float32_nodes_stay_inside_the_spectrum``), 1.2e-3 of the width without a
+    basis (100k entries) and 1.2e-4 under ``"semi"`` (1M entries), within the test's
+    1e-5 now.
 
     Returns:
         The tridiagonal matrices (float64), see :class:`Tridiagonal`.

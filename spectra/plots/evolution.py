@@ -166,7 +166,7 @@ def _lines_figure(
     curves = []
     shades = matplotlib.colormaps[cmap](np.linspace(0.0, 0.85, len(times)))
     colors = line_colors(len(data))
-    tol = _tolerance(data[0], times)  # one for every run: the checkpoints' own spacing
+    tol = _tolerance(data[0])  # one for every run: the checkpoints' own spacing
     for i, d in enumerate(data):
         missing, used = [], set()
         for j, t in enumerate(times):
@@ -249,7 +249,7 @@ def _factored_legend(ax: Axes, data: list[DensityRows], runs: list, colors: list
     return entries
 
 
-def _tolerance(rows: DensityRows, times: Sequence[float]) -> float | None:
+def _tolerance(rows: DensityRows) -> float | None:
     """How far a run's probe may lie from a checkpoint time and still stand for it: a
     quarter of the typical spacing of the probes of ``rows`` (the run the default
     checkpoints come from), the same for every run, so that a run probed every 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 
@@ -24,10 +25,12 @@ def pairwise_dot(x: Tensor, y: Tensor) -> float:
     pairwise partial sums, error growing as ``log P``), where ``torch.dot`` (MKL's
     ``sdot``) accumulates a float32 product of a million entries in a few running sums.
     The Lanczos coefficients need it: with ``sdot`` sums a float32 operator's nodes came
-    out 1e-4 of the spectrum's width off (see
-    :func:`spectra.linalg.lanczos.lanczos_tridiagonal`). One temporary vector; on one
-    thread about 0.3 ms for 1.13M float32 entries against 0.1 ms for ``torch.dot``
-    (casting to float64, slice by slice, took 0.8 ms and gave the same nodes)."""
+    out off by 1e-4 of the spectrum's width and more (see
+    :func:`spectra.linalg.lanczos.lanczos_tridiagonal`). One temporary vector; a few
+    times ``torch.dot``'s time, small beside an operator product. Half-precision
+    vectors are summed in float32 (their squares overflow float16 past a norm of 256)."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x, y = x.float(), y.float()
     return float((x * y).sum())
 
 

@@ -151,3 +151,5 @@ def test_file_labels_tell_files_of_one_stem_apart_by_their_folders():
     paths = [Path("/r/seed0/cmp.h5"), Path("/r/seed1/cmp.h5"), Path("/r/other.h5")]
     assert file_labels(paths) == ["seed0/cmp", "seed1/cmp", "other"]
     assert file_labels([Path("/a/x/run.h5"), Path("/b/x/run.h5")]) == ["a/x/run", "b/x/run"]
+    assert file_labels([Path("/a/run.h5"), Path("/b/a/run.h5")]) == ["a/run", "b/a/run"]
+    assert file_labels([Path("/a/x/cmp.h5"), Path("/a/x/cmp.hdf5")]) == ["cmp.h5", "cmp.hdf5"]

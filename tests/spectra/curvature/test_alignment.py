@@ -257,3 +257,16 @@ def test_unknown_parameter_names_and_non_tensor_eigenvectors_are_refused(case):
         loss_and_gradient(case.model, case.loss_fn, case.batches, params=["nope"])
     with pytest.raises(TypeError, match="eigenvectors must be a \\(P, k\\) tensor, got ndarray"):
         gradient_alignment(case.model, case.loss_fn, case.batches, U.numpy())
+
+
+def test_an_optimizer_that_cannot_be_copied_is_a_clear_type_error(case):
+    import threading
+
+    class Locked(torch.optim.SGD):
+        def __init__(self, params):
+            super().__init__(params, lr=0.1)
+            self._lock = threading.Lock()  # outside the state that __getstate__ keeps
+
+    model = copy.deepcopy(case.model)
+    with pytest.raises(TypeError, match="the Locked optimizer cannot be deep-copied"):
+        optimizer_step(Locked(model.parameters()), model, case.loss_fn, case.batches[0])

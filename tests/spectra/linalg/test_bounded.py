@@ -336,3 +336,22 @@ def test_float32_nodes_stay_inside_the_spectrum(mode, num_vectors, P):
     live = m.weights > 0
     assert m.nodes[live].max() <= d.max() + 1e-5 * width
     assert m.nodes[live].min() >= d.min() - 1e-5 * width
+
+
+def test_a_float16_operator_with_a_large_norm_keeps_its_spectrum():
+    """The pairwise sums of float16 vectors squared past float16's range (a norm above
+    256): beta came out inf, then 0, and every node collapsed onto one value."""
+    d = torch.linspace(1.0, 3000.0, 2000)
+    D = d.half()
+
+    class Diagonal:
+        shape, dtype, device = (2000, 2000), torch.float16, torch.device("cpu")
+
+        def matmat(self, V):
+            return D[:, None] * V
+
+    m = slq(Diagonal(), num_vectors=2, num_steps=30, mode="bounded",
+            generator=torch.Generator().manual_seed(0))
+    live = m.weights > 0
+    assert live.sum() >= 2 * 20  # not one node per run
+    assert m.nodes[live].max() >= 0.9 * 3000 and m.nodes[live].min() <= 0.1 * 3000
