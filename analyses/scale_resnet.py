@@ -143,7 +143,8 @@ def notes(pairs: list[tuple[dict, dict]], date: str) -> str:
         parts.append(f"{job['task']} ({job['mode']}): {_flags(job)}, load {load[0]}-{load[1]}"
                      + code)
     batch = sorted({j["batch"] for j, _ in pairs})
-    text = (f"ResNet-18 rows: measured on {date} by `{COMMAND}` (one job after the other, "
+    text = (f"ResNet-18 rows: measured by `{COMMAND}` (each row's last run in its log, "
+            f"rendered on {date}; one job after the other, "
             f"{'/'.join(map(str, batch))} synthetic images per product, torch threads = 2, "
             "2 cores shared with other jobs; 1-min load average at each row's start-end): "
             + "; ".join(parts) + ". eigsh's `auto` storage is the plan the library chose; "
