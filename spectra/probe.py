@@ -115,13 +115,7 @@ class ProbeSettings:
         if 0 < tm < 4:
             raise ValueError(f"trace_matvecs must be 0 or >= 4, got {tm}")
         object.__setattr__(self, "trace_matvecs", tm)
-        if self.density is not None:
-            if not (isinstance(self.density, (tuple, list)) and len(self.density) == 2):
-                raise ValueError(f"density must be None or a pair (num_vectors, num_steps), "
-                                 f"got {self.density!r}")
-            n_v = _checks.integer("density num_vectors", self.density[0], 1)
-            m = _checks.integer("density num_steps", self.density[1], 1)
-            object.__setattr__(self, "density", (n_v, m))
+        object.__setattr__(self, "density", _checks.density_pair("density", self.density))
         if self.dtype not in (None, "float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.alignment and not self.top_k:
@@ -140,15 +134,10 @@ class ProbeSettings:
                                     f"them, got {v!r}")
             object.__setattr__(self, "layers", {str(k): [v] if isinstance(v, str) else list(v)
                                                 for k, v in self.layers.items()})
-        if self.layer_density is not None:
-            if not (isinstance(self.layer_density, (tuple, list)) and len(self.layer_density) == 2):
-                raise ValueError(f"layer_density must be None or a pair (num_vectors, num_steps), "
-                                 f"got {self.layer_density!r}")
-            if self.layers is None:
-                raise ValueError("layer_density needs layers ('module', 'tensor' or groups)")
-            object.__setattr__(self, "layer_density", (
-                _checks.integer("layer_density num_vectors", self.layer_density[0], 1),
-                _checks.integer("layer_density num_steps", self.layer_density[1], 1)))
+        object.__setattr__(self, "layer_density",
+                           _checks.density_pair("layer_density", self.layer_density))
+        if self.layer_density is not None and self.layers is None:
+            raise ValueError("layer_density needs layers ('module', 'tensor' or groups)")
 
     def check(self, dim: int, dtype: torch.dtype, device: Any = None) -> None:
         """Refuse settings that an operator of size ``dim`` (``P``, the number of

@@ -154,14 +154,12 @@ def _loss(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch], names: Se
     leaves = [v.detach().requires_grad_(grad) for v in values]
     device = leaves[0].device if leaves else None
     batches = list(batches)
-    n_total = sum(batch_size(y) for _, y in batches)
     total = 0.0
     grads: list[Tensor] | None = [torch.zeros_like(v) for v in leaves] if grad else None
     with torch.set_grad_enabled(grad):
-        for X, y in batches:
+        for (X, y), w in zip(batches, _weights(batches, reduction)):
             X, y = batch_to(X, device, dtype), batch_to(y, device, dtype)
             loss = loss_fn(functional_call(model, _state(model, names, leaves, dtype), (X,)), y)
-            w = batch_size(y) / n_total if reduction == "mean" else 1.0
             total += w * float(loss.detach())
             if grads is not None:
                 gs = torch.autograd.grad(loss, leaves, allow_unused=True)
@@ -234,17 +232,15 @@ def _step_over(optimizer: torch.optim.Optimizer, model: nn.Module, loss_fn: Loss
     by_name = {n: memo.get(id(p), p.detach()) for n, p in named.items()}
     device = named[names[0]].device if names else None  # the batches where the parameters are
     moved = [(batch_to(X, device), batch_to(y, device)) for X, y in batches]
-    n_total = sum(batch_size(y) for _, y in moved)
+    weights = _weights(moved, reduction)
 
     def closure() -> Tensor:
         twin.zero_grad(set_to_none=True)
+        state = {**_state(model, [], [], None), **by_name}  # buffers cloned once per call
         total = None
         with torch.enable_grad():
-            for X, y in moved:
-                loss = loss_fn(functional_call(model, {**_state(model, [], [], None), **by_name},
-                                               (X,)), y)
-                w = batch_size(y) / n_total if reduction == "mean" and len(moved) > 1 else 1.0
-                part = loss * w if w != 1.0 else loss
+            for (X, y), w in zip(moved, weights):
+                part = loss_fn(functional_call(model, state, (X,)), y) * w
                 part.backward()
                 total = part.detach() if total is None else total + part.detach()
         assert total is not None
@@ -348,6 +344,14 @@ def _reduction(loss_fn: LossFn, reduction: str | None) -> str:
     an undeclared one from the loss instead, and pass theirs here through
     :func:`spectra.probe.probe`)."""
     return resolve_reduction(loss_fn, reduction) or "mean"
+
+
+def _weights(batches: Sequence[Batch], reduction: str) -> list[float]:
+    """Each batch's weight in the data-set loss: ``n_b / N`` for a mean, 1 for a sum."""
+    if reduction != "mean":
+        return [1.0] * len(batches)
+    n_total = sum(batch_size(y) for _, y in batches)
+    return [batch_size(y) / n_total for _, y in batches]
 
 
 def _split(flat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:

@@ -237,13 +237,7 @@ def block_spectra(
         max_memory, density_mode: the solvers' memory budget and SLQ's mode, as for
             :func:`spectra.eigsh` and :func:`spectra.slq` (``mode``), block by block.
     """
-    if density is not None:
-        if isinstance(density, (str, bytes)) or not isinstance(density, Sequence) \
-                or len(density) != 2:
-            raise ValueError(f"density must be a pair (num_vectors, num_steps) or None, "
-                             f"got {density!r}")
-        density = (checks.integer("density[0] (num_vectors)", density[0], 1),
-                   checks.integer("density[1] (num_steps)", density[1], 1))
+    density = checks.density_pair("density", density)
     groups = parameter_blocks(model, blocks)
     gen = checks.generator("generator", generator, seed=0)
     out: list[BlockSpectrum] = []

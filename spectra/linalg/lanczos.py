@@ -632,13 +632,14 @@ class ThickRestartLanczos:
         Q_near = self.Q[near:hi]
         local = W @ Q_near.mT  # (b, hi - near)
         torch.addmm(W, local, Q_near, alpha=-1.0, out=R)
+        local64 = local.to("cpu", torch.float64).numpy()
         if self.semi:
             step = semi_orthogonalize_(R[0], self.Q[:hi])
             C = step.first[None, :]
         else:
             C = orthogonalize_(R, self.Q[:hi]).to("cpu", torch.float64).numpy()
         # (b, hi): A F Q^T = (what the passes measured) + local (Q[near:hi] Q^T)
-        C = C + local.to("cpu", torch.float64).numpy() @ G[near:hi, :hi]
+        C = C + local64 @ G[near:hi, :hi]
         self._prev_lo = lo
         self.H[lo:hi, :hi] = C
         self.H[:hi, lo:hi] = C.T
@@ -649,7 +650,7 @@ class ThickRestartLanczos:
         # A Q^T = Q^T H + F^T S^T E^T (E: the last block) gives every Ritz residual free
         if self.semi:
             self.F, self._g_next, self._coupling = self._next_vector(
-                R, ref, step, local[0].to("cpu", torch.float64).numpy(), near)
+                R, ref, step, local64[0], near)
         else:
             self.F = self._orthonormal_block(R, ref, projected=True)
             self._coupling = (self.F @ W.T).to("cpu", torch.float64).numpy()  # (b', b)

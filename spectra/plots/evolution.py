@@ -167,6 +167,7 @@ def _lines_figure(
     shades = matplotlib.colormaps[cmap](np.linspace(0.0, 0.85, len(times)))
     colors = line_colors(len(data))
     tol = _tolerance(data[0])  # one for every run: the checkpoints' own spacing
+    whens: dict[int, str] = {}  # checkpoint index -> the first run's time there (the legend's)
     for i, d in enumerate(data):
         missing, used = [], set()
         for j, t in enumerate(times):
@@ -183,6 +184,8 @@ def _lines_figure(
                 continue
             used.add(k)
             when = probe_when(d, k)
+            if i == 0:
+                whens[j] = when
             if len(data) == 1:
                 curves.append(probe_curve(d, k, tuple(shades[j]), label=when))
             else:
@@ -200,7 +203,7 @@ def _lines_figure(
                            grid=grid, decades=decades)
         sigma_label(ax, drawn.sigma, drawn.scale)
         legend_below(fig, ax, 3, None if len(data) == 1 else _factored_legend(
-            ax, data, [d.run for d in data], colors, times, tkind))
+            ax, data, colors, [whens.get(j, f"{tkind} {t:g}") for j, t in enumerate(times)]))
         base = "Hessian eigenvalue density over training"
         if len(data) == 1:
             base = f"{base}: {run_title(data[0].run)}"
@@ -227,21 +230,19 @@ def _checkpoints(rows: DensityRows, epochs: Sequence[float] | None, tkind: str) 
     return out
 
 
-def _factored_legend(ax: Axes, data: list[DensityRows], runs: list, colors: list[str],
-                     times: Sequence[float], tkind: str) -> dict:
+def _factored_legend(ax: Axes, data: list[DensityRows], colors: list[str],
+                     whens: list[str]) -> dict:
     """The legend of several runs' curves, factored: one entry per run (its colour) and
-    one per checkpoint (its line style), then the axes' other entries (the eigenvalue
-    marks): runs + checkpoints entries where one per curve made runs x checkpoints
-    (8 lines of long names squeezed the panel to nothing)."""
+    one per checkpoint (its line style; ``whens``: the checkpoints' times as the first
+    run labels them), then the axes' other entries (the eigenvalue marks): runs +
+    checkpoints entries where one per curve made runs x checkpoints (8 lines of long
+    names squeezed the panel to nothing)."""
     from matplotlib.lines import Line2D
 
-    curve_labels = {f"{run_title(r)}, " for r in runs}
-    entries: dict = {run_title(r): Line2D([], [], color=c, lw=1.4) for r, c in zip(runs, colors)}
-    for j, t in enumerate(times):
-        try:
-            when = probe_when(data[0], _nearest_row(data[0], t, tkind))
-        except ValueError:
-            when = f"{tkind} {t:g}"
+    titles = [run_title(d.run) for d in data]
+    curve_labels = {f"{title}, " for title in titles}
+    entries: dict = {title: Line2D([], [], color=c, lw=1.4) for title, c in zip(titles, colors)}
+    for j, when in enumerate(whens):
         entries[when] = Line2D([], [], color="0.3", lw=1.4, ls=_STYLES[j % len(_STYLES)])
     for handle, label in zip(*ax.get_legend_handles_labels()):
         if not any(label.startswith(p) for p in curve_labels):
@@ -265,8 +266,9 @@ def _nearest_row(rows: DensityRows, t: float, tkind: str, tol: float | None = No
     itself)."""
     k = int(np.argmin(np.abs(rows.time - t)))
     if tol is None:
-        gaps = np.diff(rows.time)
-        tol = 0.25 * float(np.median(gaps)) if gaps.size else 1e-9 * max(1.0, abs(t))
+        tol = _tolerance(rows)
+    if tol is None:
+        tol = 1e-9 * max(1.0, abs(t))
     if abs(float(rows.time[k]) - t) > tol:
         have = ", ".join(f"{x:g}" for x in rows.time[:12]) + (" ..." if len(rows.time) > 12 else "")
         raise ValueError(f"run {rows.run.name!r} has no density probe at {tkind} {t:g}; "

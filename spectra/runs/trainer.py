@@ -74,8 +74,7 @@ class CheckpointPolicy:
     prefix: str = CHECKPOINT_PREFIX
 
     def __post_init__(self) -> None:
-        if isinstance(self.every, bool) or not (isinstance(self.every, int) and self.every >= 1):
-            raise ValueError(f"checkpoint every must be a positive integer, got {self.every!r}")
+        checks.integer("checkpoint every", self.every, 1)
 
     def path(self, epoch: int) -> Path:
         return Path(self.directory) / checkpoint_file_name(epoch, self.prefix)
@@ -273,7 +272,7 @@ def _check_arguments(train_data: Any, *, epochs: Any, batch_size: Any, log_every
                              f"and {len(y)}")
     for name, schedulers in (("step_schedulers", step_schedulers),
                              ("epoch_schedulers", epoch_schedulers)):
-        if isinstance(schedulers, (str, bytes)) or not isinstance(schedulers, (Sequence, tuple)):
+        if isinstance(schedulers, (str, bytes)) or not isinstance(schedulers, Sequence):
             raise TypeError(f"{name} must be a list of schedulers, got {type(schedulers).__name__}")
         for i, sched in enumerate(schedulers):
             if not callable(getattr(sched, "step", None)):

@@ -41,6 +41,16 @@ def integer(name: str, value: Any, low: int | None = None, high: int | None = No
     return int(value)
 
 
+def density_pair(name: str, value: Any) -> tuple[int, int] | None:
+    """An SLQ size ``(num_vectors, num_steps)``: ``None``, or a tuple or list of two
+    integers >= 1 (each checked as ``"{name} num_vectors"`` / ``"{name} num_steps"``)."""
+    if value is None:
+        return None
+    if not (isinstance(value, (tuple, list)) and len(value) == 2):
+        raise ValueError(f"{name} must be None or a pair (num_vectors, num_steps), got {value!r}")
+    return (integer(f"{name} num_vectors", value[0], 1), integer(f"{name} num_steps", value[1], 1))
+
+
 def number(name: str, value: Any, *, low: float | None = None, positive: bool = False) -> float:
     """``value`` as a finite ``float``, refused unless it is a real number (not a bool,
     a string or ``None``), finite, ``> 0`` when ``positive`` and ``>= low`` when ``low``
@@ -247,5 +257,6 @@ def did_you_mean(word: str, choices: Iterable[str], cutoff: float = CUTOFF) -> s
     return f" Did you mean {close!r}?" if close else ""
 
 
-__all__ = ["closest", "device_memory", "did_you_mean", "dtype_name", "fits_in_memory", "flag",
+__all__ = ["closest", "density_pair", "device_memory", "did_you_mean", "dtype_name",
+           "fits_in_memory", "flag",
            "generator", "integer", "itemsize", "number", "options"]
