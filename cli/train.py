@@ -222,9 +222,10 @@ def _resume(kw: dict) -> None:
             f"p-norm would leave its range). Resume to at most --epochs {planned}, or start a "
             f"new run with --epochs {epochs}")
     folder = _checkpoint_folder(config, out)
-    _refuse_another_files_checkpoints(ckpt, path, out, folder)
+    later = _later_checkpoints(ckpt, path, data, folder)
+    _refuse_another_files_checkpoints(later, out)
     if not kw["overwrite"]:
-        _refuse_dropping_later_epochs(ckpt, path, out, run, data, folder)
+        _refuse_dropping_later_epochs(ckpt, path, out, run, data, later)
     check_tensorboard_folder(kw["tensorboard"], [run])  # its events continue the run's
     prep, ds, plan = _prepare_resumed(config, run, out, trusted, run_device(kw["device"]))
     echo = not (as_json or quiet())
@@ -240,7 +241,7 @@ def _resume(kw: dict) -> None:
                        "that stopped; training writes those steps again")
         # committed to the rewind: the run's later checkpoints belong to no history now
         if kw["overwrite"]:  # consented to: without it, later files are left (info: stale)
-            _remove_later_checkpoints(ckpt, path, data, folder)
+            _remove_later_checkpoints(ckpt, later)
         ck = config.get("checkpoint")
         outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=int(config["batch_size"]),
                           seed=int(config["seed"]), plan=plan,
@@ -330,57 +331,49 @@ def _checkpoint_files(data: object, folder: Path | None) -> list[Path]:
     return [*data.checkpoints, *checkpoint_files(folder)]
 
 
-def _later_checkpoint(ckpt: dict, path: Path, data: object,
-                      folder: Path | None = None) -> tuple[Path, dict] | None:
-    """The last checkpoint of run ``data`` (a :class:`spectra.runs.store.RunData`) past
-    ``ckpt`` (at ``path``) in the run's present history, as ``(path, loaded
-    checkpoint)``; ``None`` when there is none. Looked for among the files
-    :func:`spectra.runs.checkpoints.later_checkpoints` finds in the run's records and
-    its checkpoint ``folder`` (a run that stopped between writing a checkpoint and
-    recording it leaves one there), newest first; those of a dropped history, or
-    unreadable, do not count."""
-    from spectra.runs.checkpoints import (
-        CheckpointError,
-        check_resume,
-        later_checkpoints,
-        load_checkpoint,
-    )
+def _later_checkpoints(ckpt: dict, path: Path, data: object, folder: Path | None
+                       ) -> list[tuple[Path, dict]]:
+    """The checkpoints of ``ckpt``'s run (at ``path``) taken after it, in step order, as
+    ``(path, header)`` (:func:`spectra.runs.checkpoints.later_checkpoint_headers`):
+    among the run's recorded checkpoints (``data``, a :class:`spectra.runs.store.RunData`)
+    and the files of its checkpoint ``folder`` (a run that stopped between writing a
+    checkpoint and recording it leaves one there). Each file is read once, before
+    anything is written; the checks and the removal below share the list."""
+    from spectra.runs.checkpoints import later_checkpoint_headers
 
-    for candidate in reversed(later_checkpoints(ckpt, _checkpoint_files(data, folder),
-                                                exclude=path)):
+    return later_checkpoint_headers(ckpt, _checkpoint_files(data, folder), exclude=path)
+
+
+def _last_of_history(later: list[tuple[Path, dict]], data: object
+                     ) -> tuple[Path, dict] | None:
+    """The last of the ``later`` checkpoints (:func:`_later_checkpoints`) that continues
+    run ``data``'s present history; ``None`` when none does (those of a dropped history
+    hold nothing to lose)."""
+    from spectra.runs.checkpoints import CheckpointError, check_resume
+
+    for candidate, other in reversed(later):
         try:
-            other = load_checkpoint(candidate)
             check_resume(other, data, where=f"checkpoint {candidate}")
-        except (CheckpointError, OSError, KeyError, TypeError, ValueError):
-            continue  # unreadable, or of a dropped history: it holds nothing to lose
+        except (CheckpointError, KeyError, TypeError, ValueError):
+            continue
         return candidate, other
     return None
 
 
-def _refuse_another_files_checkpoints(ckpt: dict, path: Path, out: Path,
-                                      folder: Path | None) -> None:
-    """Refuse, even with ``--overwrite``, to resume into ``out`` when the checkpoint
-    ``folder`` holds a later checkpoint of ``ckpt``'s run that belongs to another run
-    file: one that records that file (not ``out``), where it still continues the run's
-    history. A copy of a run file beside the original shares the original's checkpoint
-    folder (it is named relative to the file's folder), so resuming the copy would
-    remove those checkpoints (``--overwrite``) or write its own epochs over them, and
-    the original could no longer resume from them."""
-    from spectra.runs.checkpoints import (
-        CheckpointError,
-        check_resume,
-        later_checkpoints,
-        load_checkpoint,
-        run_file,
-    )
+def _refuse_another_files_checkpoints(later: list[tuple[Path, dict]], out: Path) -> None:
+    """Refuse, even with ``--overwrite``, to resume into ``out`` when one of the ``later``
+    checkpoints of the run (:func:`_later_checkpoints`) belongs to another run file: one
+    that records that file (not ``out``), where it still continues the run's history.
+    A copy of a run file beside the original shares the original's checkpoint folder
+    (it is named relative to the file's folder), so resuming the copy would remove
+    those checkpoints (``--overwrite``) or write its own epochs over them, and the
+    original could no longer resume from them."""
+    from spectra.runs.checkpoints import CheckpointError, check_resume, run_file
     from spectra.runs.store import StoreError, read_run
 
-    if folder is None:
-        return
     mine = out.resolve()
-    for candidate in later_checkpoints(ckpt, checkpoint_files(folder), exclude=path):
+    for candidate, other in later:
         try:
-            other = load_checkpoint(candidate)
             owner = run_file(other, candidate)
             if owner is None or owner.resolve() == mine or not owner.is_file():
                 continue
@@ -391,7 +384,7 @@ def _refuse_another_files_checkpoints(ckpt: dict, path: Path, out: Path,
         raise CLIError(
             f"{shown_path(candidate)} (epoch {int(other['epoch'])}) is a checkpoint of run "
             f"{other['run']['name']!r} of {shown_path(owner)}, not of {shown_path(out)}: the two "
-            f"files share the checkpoint folder {shown_path(folder)}, and resuming {out.name} "
+            f"files share the checkpoint folder {shown_path(candidate.parent)}, and resuming {out.name} "
             f"there would remove or write over that file's checkpoints (also with --overwrite). "
             f"Resume {shown_path(owner)} instead, or copy the run file together with its "
             f"checkpoint folder into a folder of its own (a copied run directory resumes the "
@@ -399,13 +392,14 @@ def _refuse_another_files_checkpoints(ckpt: dict, path: Path, out: Path,
 
 
 def _refuse_dropping_later_epochs(ckpt: dict, path: Path, out: Path, run: str,
-                                  data: object, folder: Path | None = None) -> None:
+                                  data: object, later: list[tuple[Path, dict]]) -> None:
     """Refuse to resume from ``ckpt`` when run ``run`` of ``out`` went on past it and
     wrote a later checkpoint: the resume would drop the epochs recorded after ``ckpt``
     (rows a stopped run wrote after its last checkpoint are dropped without asking:
     no checkpoint can continue them). ``--overwrite`` allows it. ``data``: the run as
-    read from ``out``; ``folder``: its checkpoint folder."""
-    later = _later_checkpoint(ckpt, path, data, folder)
+    read from ``out``; ``later``: the run's checkpoints after ``ckpt``
+    (:func:`_later_checkpoints`)."""
+    later = _last_of_history(later, data)
     if later is None:
         return
     step, done = int(ckpt["step"]), int(ckpt["epoch"])
@@ -420,25 +414,22 @@ def _refuse_dropping_later_epochs(ckpt: dict, path: Path, out: Path, run: str,
         f"{done} again")
 
 
-def _remove_later_checkpoints(ckpt: dict, path: Path, data: object,
-                              folder: Path | None) -> list[Path]:
+def _remove_later_checkpoints(ckpt: dict, later: list[tuple[Path, dict]]) -> list[Path]:
     """Delete the checkpoints of ``ckpt``'s run (the same run id) taken after it (a
     greater step), once the run file was rewound to ``ckpt``'s step: they continue
     rows the rewind dropped, so no resume accepts them (``check_resume``), and until
     the resumed run writes those epochs again they would pass for the run's (in
-    ``spectra info``, or for ever when it stops earlier). Looked for among the run's
-    recorded checkpoints (``data``, a :class:`spectra.runs.store.RunData` read before
-    the rewind) and the ``checkpoint-epoch*.pt`` files of its checkpoint ``folder``;
-    other runs' checkpoints and other files are never touched. Called only with
+    ``spectra info``, or for ever when it stops earlier). ``later``: those checkpoints,
+    found before the rewind among the run's recorded checkpoints and the files of its
+    checkpoint folder (:func:`_later_checkpoints`); other runs' checkpoints and other
+    files are never touched. Called only with
     ``--overwrite`` (without it, a resume that would drop later epochs is refused, and
     leftovers of an earlier dropped history are left where they are). One line on
     stderr names what was removed, also with ``--json`` or ``--quiet`` (files were
     deleted); a file that cannot be removed is named there too and training goes on.
     Returns the removed paths."""
-    from spectra.runs.checkpoints import later_checkpoints
-
     removed = []
-    for stale in later_checkpoints(ckpt, _checkpoint_files(data, folder), exclude=path):
+    for stale, _ in later:
         try:
             stale.unlink()
         except OSError as exc:

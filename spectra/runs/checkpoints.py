@@ -284,10 +284,19 @@ def checkpoint_epoch(path: str | os.PathLike[str]) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def later_checkpoints(ckpt: Mapping[str, Any], candidates: Iterable[str | os.PathLike[str]],
-                      *, exclude: str | os.PathLike[str] | None = None) -> list[Path]:
+# the entries of a checkpoint that hold states (tensors); what is left is its header
+_STATES = ("model_state", "optimizer_state", "schedulers", "monitor", "rng")
+
+
+def later_checkpoint_headers(ckpt: Mapping[str, Any],
+                             candidates: Iterable[str | os.PathLike[str]], *,
+                             exclude: str | os.PathLike[str] | None = None
+                             ) -> list[tuple[Path, dict[str, Any]]]:
     """The files among ``candidates`` that are checkpoints of ``ckpt``'s run (the same
-    run id) taken after it (a greater ``step``), in step order.
+    run id) taken after it (a greater ``step``), in step order, each with its header:
+    the loaded checkpoint without its states (model, optimizer, schedulers, monitor,
+    RNG), so that each file is read once and the memory held does not grow with the
+    model. A header has what :func:`check_resume` and :func:`run_file` read.
 
     Files whose name gives an epoch (:func:`checkpoint_epoch`) not after ``ckpt``'s
     are passed over unread (a run's steps per epoch are fixed by its config); the
@@ -306,7 +315,7 @@ def later_checkpoints(ckpt: Mapping[str, Any], candidates: Iterable[str | os.Pat
         return []
     step, epoch = int(ckpt["step"]), int(ckpt["epoch"])
     seen = {Path(exclude).resolve()} if exclude is not None else set()
-    found: list[tuple[int, Path]] = []
+    found: list[tuple[int, Path, dict[str, Any]]] = []
     for candidate in map(Path, candidates):
         key = candidate.resolve()
         named = checkpoint_epoch(candidate)
@@ -319,8 +328,17 @@ def later_checkpoints(ckpt: Mapping[str, Any], candidates: Iterable[str | os.Pat
         except (CheckpointError, OSError, KeyError, TypeError, ValueError):
             continue  # unreadable, or not a checkpoint this run can own
         if same and later:
-            found.append((int(other["step"]), candidate))
-    return [p for _, p in sorted(found)]
+            header = {k: v for k, v in other.items() if k not in _STATES}
+            found.append((int(other["step"]), candidate, header))
+    found.sort(key=lambda item: item[0])
+    return [(p, header) for _, p, header in found]
+
+
+def later_checkpoints(ckpt: Mapping[str, Any], candidates: Iterable[str | os.PathLike[str]],
+                      *, exclude: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The paths of :func:`later_checkpoint_headers`: the checkpoints of ``ckpt``'s run
+    among ``candidates`` taken after it, in step order."""
+    return [p for p, _ in later_checkpoint_headers(ckpt, candidates, exclude=exclude)]
 
 
 def _json(obj: Any) -> str:
@@ -332,4 +350,5 @@ def _same_float(a: float, b: float) -> bool:
 
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "check_resume", "checkpoint_epoch",
-           "later_checkpoints", "load_checkpoint", "run_file", "run_record", "save_checkpoint"]
+           "later_checkpoint_headers", "later_checkpoints", "load_checkpoint", "run_file",
+           "run_record", "save_checkpoint"]

@@ -218,3 +218,44 @@ def test_resume_of_a_copy_beside_its_original_leaves_the_originals_checkpoints(
     assert _files(folder) == files
     assert_same_rows(before, rows_of(out))
     assert_same_rows(copied, rows_of(copy))
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_resume_reads_each_later_checkpoint_once(went_on, monkeypatch, overwrite):
+    """The checks before a resume (another file's checkpoints, later epochs) and the
+    removal after the rewind share one reading of the run's later checkpoints."""
+    from spectra.runs import checkpoints
+
+    loads: dict[str, int] = {}
+    real = checkpoints.load_checkpoint
+
+    def counting(path, *args, **kwargs):
+        loads[Path(path).name] = loads.get(Path(path).name, 0) + 1
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "load_checkpoint", counting)
+    folder = went_on["folder"]
+    args = ("train", "--resume", folder / "checkpoint-epoch0001.pt", "--epochs", "1")
+    if overwrite:
+        invoke(*args, "--overwrite")
+    else:
+        _fails(*args, match="is not the last checkpoint")
+    later = {name: n for name, n in loads.items() if name != "checkpoint-epoch0001.pt"}
+    assert later == {"checkpoint-epoch0002.pt": 1, "checkpoint-epoch0003.pt": 1,
+                     "checkpoint-epoch0004.pt": 1, "checkpoint-epoch0009.pt": 1}, loads
+
+
+def test_later_checkpoint_headers_hold_no_states(went_on):
+    from spectra.runs.checkpoints import later_checkpoint_headers, later_checkpoints
+
+    folder = went_on["folder"]
+    first = load_checkpoint(folder / "checkpoint-epoch0001.pt")
+    files = sorted(folder.iterdir())
+    found = later_checkpoint_headers(first, files, exclude=folder / "checkpoint-epoch0001.pt")
+    assert [p.name for p, _ in found] == ["checkpoint-epoch0002.pt", "checkpoint-epoch0003.pt"]
+    assert [p for p, _ in found] == later_checkpoints(first, files)
+    for path, header in found:
+        whole = load_checkpoint(path)
+        assert "model_state" in whole and "optimizer_state" in whole
+        assert not {"model_state", "optimizer_state", "rng", "monitor"} & set(header)
+        assert header["step"] == whole["step"] and header["run"] == whole["run"]
