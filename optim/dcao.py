@@ -74,6 +74,7 @@ proposal's m = 20 every T_c = 100 steps on the full batch, 108% and 717%).
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -407,6 +408,19 @@ class DCAO(SpectraOptimizer):
         probe's model, data, controller and clock. Everything but torch's hooks, which
         ``__setstate__`` makes anew."""
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_optimizer_")}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> DCAO:
+        """A copy with its own state, parameters (as ``memo`` maps them), model,
+        controller and clock; the probe's data and the loss function, which the
+        optimizer only reads, are shared: a data loader's whole data set would
+        otherwise be copied at each trial step (:func:`copy.deepcopy`'s default
+        otherwise)."""
+        memo[id(self.probe_data)] = self.probe_data
+        memo[id(self.loss_fn)] = self.loss_fn
+        twin = type(self).__new__(type(self))
+        memo[id(self)] = twin
+        twin.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return twin
 
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()

@@ -394,3 +394,29 @@ def test_each_probe_first_makes_the_replicas_one_model(monkeypatch):
     _train(model, opt, loss_fn, X, y, 4)
     assert len(opt.history) >= 2
     assert replicated == [model] * len(opt.history)
+
+
+def test_a_deep_copy_shares_the_probe_data_and_steps_alike():
+    """The gradient alignment's trial step deep-copies the optimizer: the copy shares
+    the probe's data (a loader's data set is not copied) and the loss function, has its
+    own model, state and controller, and takes the same step."""
+    model, loss_fn, X, y = _problem()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=16)
+    opt = _make(model, loss_fn, X, y, period=1, warmup_probes=1)
+    opt.probe_data = loader
+    _train(model, opt, loss_fn, X, y, 2)
+    twin = copy.deepcopy(opt)
+    assert twin.probe_data is loader and twin.loss_fn is loss_fn
+    assert twin.model is not model and twin.controller is not opt.controller
+    twin_params = list(twin.model.parameters())
+    assert [p.data_ptr() for g in twin.param_groups for p in g["params"]] == [
+        p.data_ptr() for p in twin_params]
+    for a, b in zip(model.parameters(), twin_params):
+        b.grad = None if a.grad is None else a.grad.clone()
+    opt.step()
+    twin.step()
+    for a, b in zip(model.parameters(), twin_params):
+        assert torch.equal(a, b)
+    timing = ("seconds", "probe_share")  # wall clock: not the same twice
+    mine, its = ({k: v for k, v in o.history[-1].items() if k not in timing} for o in (opt, twin))
+    assert mine == its
