@@ -45,3 +45,24 @@ def test_quick_mode_writes_the_results_and_figures(tmp_path) -> None:
         assert claim in text
     for suffix in ("", "_batchnorm", "_heatmap", "_summary"):
         assert (tmp_path / f"density_evolution{suffix}.png").stat().st_size > 10_000
+
+
+def _row(optimizer: str, variant: str, epoch: float, n_out: int, aniso_edge: float) -> de.Row:
+    return de.Row(optimizer, variant, 0, epoch, lam1=10.0, lam_min=-1.0, trace=50.0, neg0=0.1,
+                  negx=0.01, n_out=n_out, edge=1.0, aniso_edge=aniso_edge, aniso_mean=100.0,
+                  probe_seconds=1.0, matvecs=100.0)
+
+
+@pytest.mark.parametrize("bn_outliers, bn_edge, word", [
+    (2, 2.0, "reproduced"),      # fewer outliers and smaller: both measures
+    (2, 20.0, "partly"),         # fewer, but larger: the count alone
+    (8, 2.0, "partly"),          # as many, but smaller
+    (8, 20.0, "not reproduced"),
+])
+def test_batch_norm_verdict_reads_the_outliers_count_and_size(bn_outliers, bn_edge, word):
+    setting = de.Setting(("sgd",), ("sgd",), (0,), 1, 64, 12, (2, 20), 10, (0, 1))
+    rows = [_row("sgd", "plain", e, 6, 10.0) for e in (0.0, 1.0)]
+    rows += [_row("sgd", "bn", e, bn_outliers, bn_edge) for e in (0.0, 1.0)]
+    claim = next(line for line in de.verdicts(rows, setting).splitlines()
+                 if "Batch norm suppresses" in line)
+    assert f"**Verdict: {word}.**" in claim
