@@ -65,7 +65,7 @@ from typing import Any
 
 from spectra.runs.format import StoreLockedError
 
-__all__ = ["Journal", "JournaledFile", "PreChangeView", "abandoned_journal", "journal_path",
+__all__ = ["ChangeAborted", "Journal", "JournaledFile", "PreChangeView", "abandoned_journal", "journal_path",
            "write_all"]
 
 _JOURNAL_MAGIC = b"spectra-journal2"
@@ -78,8 +78,10 @@ _MIN_UNCOVERED = 1 << 10
 
 
 def journal_path(path: str | os.PathLike[str]) -> str:
-    """The journal of the run file at ``path``: ``<path>-journal``."""
-    return os.fspath(path) + "-journal"
+    """The journal of the run file at ``path``: ``<path>-journal``, beside the file itself
+    (symbolic links resolved), so that a writer and a reader that name the file through
+    different links find the same journal."""
+    return os.path.realpath(path) + "-journal"
 
 
 def write_all(fd: int, data: bytes | memoryview, offset: int | None = None) -> None:
@@ -243,6 +245,11 @@ class PreChangeView:
             self._fd = -1
 
 
+class ChangeAborted(OSError):
+    """The error a :class:`JournaledFile` keeps after a structural change stopped half-way
+    (:meth:`JournaledFile.abort`): from then on it writes nothing."""
+
+
 class JournaledFile:
     """The writer's file, for h5py's ``fileobj`` driver: takes the lock and keeps
     an undo journal of structural changes.
@@ -307,6 +314,21 @@ class JournaledFile:
         fields = _JOURNAL_HEADER.pack(_JOURNAL_MAGIC, self._old_size, fingerprint, st.st_dev,
                                       st.st_ino, 0)[:-4]
         write_all(self._jfd, fields + struct.pack("<I", zlib.crc32(fields)))
+
+    def abort(self, exc: BaseException) -> None:
+        """Undo a change that stopped half-way (``exc`` interrupted it) and write nothing
+        more: the file's bytes are put back from the journal at once (the lock is still
+        held), so readers see the file as it was before the change. Should that fail, the
+        journal is kept, as after a failed write, for the next writer to apply."""
+        if self.error is None:
+            self.error = ChangeAborted(
+                f"a change of its structure was interrupted ({type(exc).__name__}"
+                + (f": {exc}" if str(exc) else "") + ") and not committed: it was undone")
+        if self._jfd is not None:
+            os.close(self._jfd)
+            self._jfd = None
+            with contextlib.suppress(OSError):
+                _rollback(self._fd, self._jpath)
 
     def commit(self) -> None:
         if self._jfd is None:

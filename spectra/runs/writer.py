@@ -62,7 +62,7 @@ from spectra.runs.format import (
     run_names,
     scalar_names,
 )
-from spectra.runs.journal import JournaledFile
+from spectra.runs.journal import ChangeAborted, JournaledFile
 from spectra.runs.reader import (
     RunData,
     read_run_from,
@@ -157,13 +157,33 @@ class RunStore:
         self._io.begin()
         try:
             yield
-        finally:
             if self._file is not None:
                 if changes:
                     self._next_generation()
                 self._file.flush()
-            self._io.commit()
+        except BaseException as exc:
+            # a change that stopped half-way (an error, Ctrl-C) must not commit: it is undone
+            # from the journal, and the store writes nothing more
+            self._io.abort(exc)
+            self._release_aborted()
+            raise
+        self._io.commit()
         self._check_io()
+
+    def _release_aborted(self) -> None:
+        """After :meth:`JournaledFile.abort` undid a change on disk: drop HDF5's view of the
+        file (it still holds the change; its writes go nowhere now) and release the file,
+        so that readers, in this process too, read it as it is on disk. The store stays
+        open in name: every later use raises the abort's :class:`StoreWriteError`, and
+        closing it raises nothing (the interruption was the report)."""
+        file, self._file = self._file, None
+        if file is not None:
+            unregister_writer_file(self.path, file)
+            with contextlib.suppress(Exception):
+                file.close()
+        assert self._io is not None
+        self._io.close()
+        self._error_reported = True
 
     def _next_generation(self) -> None:
         """Raise the root's count of structural changes, inside the change (journaled
@@ -203,7 +223,11 @@ class RunStore:
 
         Idempotent. Writers of this store are unusable afterwards.
         """
-        if self._file is None:
+        if self._file is None:  # closed already, or released when a change was undone
+            self._io = None
+            for writer in self._writers.values():
+                writer._store = None
+            self._writers.clear()
             return
         assert self._io is not None
         io_, file = self._io, self._file
@@ -214,8 +238,15 @@ class RunStore:
                     for writer in self._writers.values():
                         writer._trim()
                     self._next_generation()
+                    self._file.flush()
+            except BaseException as exc:  # the trim stopped half-way: undo it, as above
+                self._io.abort(exc)
+                self._error_reported = True
+                raise
             finally:
-                self._file.close()
+                with contextlib.suppress(Exception) if isinstance(
+                        self._io.error, ChangeAborted) else contextlib.nullcontext():
+                    self._file.close()  # after an undone change its writes go nowhere
                 self._file = None
                 self._io.commit()
         finally:
@@ -230,9 +261,9 @@ class RunStore:
             raise _write_error(self.path, io_.error)
 
     def _f(self) -> h5py.File:
+        self._check_io()
         if self._file is None:
             raise StoreError(f"{self.path}: this RunStore is closed")
-        self._check_io()
         return self._file
 
     # -- runs
@@ -374,6 +405,8 @@ class RunWriter:
         )
 
     def _live(self) -> RunStore:
+        if self._store is not None:
+            self._store._check_io()  # a failed write or an undone change says so
         if self._store is None or self._store._file is None:
             raise StoreError(f"run {self.name!r}: its RunStore is closed or the run was replaced")
         return self._store
@@ -681,8 +714,7 @@ class _Table:
             raise StoreError(f"{self._path}: a {self._where} row needs a 'step'; got {sorted(data)}")
         out: dict[str, np.ndarray] = {}
         for key, value in data.items():
-            if not isinstance(key, str) or not key or "/" in key or key in (N_ROWS_ATTR, SCALARS):
-                raise StoreError(f"{self._path}: invalid column name {key!r} in {self._where}")
+            _check_column_name(key, self._path, self._where)
             arr = _as_array(value, key, text=self._text)
             if key == "step":
                 if arr.ndim != 0 or arr.dtype.kind not in "iuf" or (
@@ -789,6 +821,11 @@ class _Table:
         return dropped
 
     def trim(self) -> None:
+        # the count on disk may be one ahead of self.n: an append interrupted after it
+        # wrote the count (its row is whole by then); never cut below that row
+        on_disk = np.zeros((), dtype=np.int64)
+        self._count.read(on_disk)
+        self.n = max(self.n, int(on_disk))
         for col in self._cols.values():
             if col.capacity != self.n:
                 col.resize(self.n)
@@ -932,7 +969,29 @@ def _errno_in_text(exc: OSError) -> OSError:
     return OSError(n, os.strerror(n)) if n else exc
 
 
+def _check_column_name(key: object, path: Path, where: str) -> None:
+    """Refuse a column name the file cannot hold as itself, before anything is written:
+    not a non-empty string; ``/`` (a group separator) or ``.`` (the group itself); a
+    reserved name; a NUL (names are stored as fixed-width bytes, which drop trailing
+    NULs: ``"a\\0"`` would read back as ``"a"``); not encodable as UTF-8 (a lone
+    surrogate, as ``os.fsdecode`` makes of undecodable bytes)."""
+    bad = (not isinstance(key, str) or not key or "/" in key or key == "."
+           or key in (N_ROWS_ATTR, SCALARS) or "\0" in key)
+    if not bad:
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            bad = True
+    if bad:
+        raise StoreError(f"{path}: invalid column name {key!r} in {where} (a non-empty name "
+                         "of UTF-8 text, without '/' or NUL, not '.', "
+                         f"{N_ROWS_ATTR!r} or {SCALARS!r})")
+
+
 def _write_error(path: Path, exc: OSError) -> StoreWriteError:
+    if isinstance(exc, ChangeAborted):
+        return StoreWriteError(f"cannot write {path}: {exc}; the rows committed before are "
+                               "intact (close the store and open the file again to go on)")
     reason = "no space left on the device" if exc.errno == errno.ENOSPC else (
         exc.strerror or str(exc))
     return StoreWriteError(

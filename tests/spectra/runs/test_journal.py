@@ -298,3 +298,87 @@ def test_reads_beside_a_writer_that_adds_columns_are_never_torn(tmp_path: Path) 
         child.kill()
         child.wait()
     assert reads >= 1 and not torn, (reads, torn[:5])
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, RuntimeError])
+def test_a_change_stopped_half_way_is_undone_not_committed(tmp_path: Path, monkeypatch,
+                                                           interrupt) -> None:
+    """Ctrl-C (or an error) between widening the scalar table and writing its column names
+    left a wider table without names, committed: every row of the run unreadable. The
+    change is now kept hot: nothing more is written, readers see the file as before it,
+    and the next writer undoes it and goes on."""
+    from spectra.runs import writer as writer_module
+
+    path = tmp_path / "r.h5"
+    with RunStore(path) as st:
+        w = st.create_run("sgd", config={})
+        for step in range(3):
+            w.append_metrics(step=step, train_loss=0.5 - step / 10)
+    before = read_run(path, "sgd").metrics["train_loss"]
+
+    def stopped(*args, **kwargs):
+        raise interrupt("stopped half-way")
+
+    with RunStore(path) as st:
+        w = st.open_run("sgd")
+        monkeypatch.setattr(writer_module, "_write_names", stopped)
+        with pytest.raises(interrupt):
+            w.append_metrics(step=3, train_loss=0.1, new_column=1.0)
+        monkeypatch.undo()
+        with pytest.raises(StoreError, match="interrupted .* and not committed: it was undone"):
+            w.append_metrics(step=3, train_loss=0.1)
+        assert list(read_run(path, "sgd").metrics["train_loss"]) == list(before)
+    assert list(read_run(path, "sgd").metrics["train_loss"]) == list(before)
+    with RunStore(path) as st:  # rolled back: appends go on
+        st.open_run("sgd").append_metrics(step=3, train_loss=0.1, new_column=1.0)
+    data = read_run(path, "sgd").metrics
+    assert list(data["train_loss"]) == [*before, 0.1]
+    assert list(data["step"]) == [0, 1, 2, 3]
+    assert os.listdir(tmp_path) == ["r.h5"]
+
+
+def test_a_writer_through_a_link_keeps_the_journal_the_file_is_read_with(tmp_path: Path) -> None:
+    """A writer that opened the file through a symbolic link keeps its journal beside the
+    file itself, where a reader (and a writer) naming the file finds it."""
+    real = tmp_path / "real.h5"
+    with RunStore(real) as st:
+        st.create_run("sgd", config={}).append_metrics(step=0, train_loss=1.0)
+    link = tmp_path / "link.h5"
+    link.symlink_to(real)
+    io = JournaledFile(link)
+    try:
+        io.begin()
+        assert (tmp_path / "real.h5-journal").exists()
+        assert not (tmp_path / "link.h5-journal").exists()
+    finally:
+        io.commit()
+        io.close()
+    assert sorted(os.listdir(tmp_path)) == ["link.h5", "real.h5"]
+    assert list(read_run(real, "sgd").metrics["train_loss"]) == [1.0]
+
+
+def test_an_append_interrupted_after_its_count_keeps_its_row_at_close(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """Ctrl-C after an append wrote its row count (in the flush that follows) left the
+    writer one row behind the file; closing trimmed the table to the writer's count,
+    below the count on disk: every row unreadable. The row, whole by then, is kept."""
+    path = tmp_path / "r.h5"
+    with RunStore(path) as st:
+        w = st.create_run("sgd", config={})
+        for step in range(3):
+            w.append_metrics(step=step, train_loss=1.0 + step)
+    flushes = {"n": 0}
+    real = RunStore._flush
+
+    def interrupted(self):
+        real(self)
+        flushes["n"] += 1
+        if flushes["n"] == 2:  # the flush after the count was written
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), RunStore(path) as st:
+        w = st.open_run("sgd")
+        monkeypatch.setattr(RunStore, "_flush", interrupted)
+        w.append_metrics(step=3, train_loss=4.0)
+    monkeypatch.undo()
+    assert list(read_run(path, "sgd").metrics["train_loss"]) == [1.0, 2.0, 3.0, 4.0]

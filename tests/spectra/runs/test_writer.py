@@ -454,3 +454,20 @@ def test_file_size_in_proportion_to_its_data(tmp_path: Path, epochs: int) -> Non
     assert size <= 2 * data, (size, data, columns)
     with h5py.File(path, "r") as f:  # 1.10's dataset formats; the superblock stays version 0
         assert f.id.get_create_plist().get_version()[0] == 0
+
+
+@pytest.mark.parametrize("name", ["bad\udcffname", "a\0", ".", ""])
+def test_column_names_the_file_cannot_hold_are_refused_before_writing(tmp_path: Path,
+                                                                      name: str) -> None:
+    """A lone surrogate (os.fsdecode's undecodable bytes) failed after the table was
+    widened; "a\\0" read back as "a", merged with column "a"; "." named the group."""
+    path = tmp_path / "r.h5"
+    with RunStore(path) as st:
+        w = st.create_run("sgd", config={})
+        w.append_metrics(step=0, a=1.0)
+        with pytest.raises(StoreError, match="invalid column name"):
+            w.append_metrics(step=1, a=2.0, **{name: 3.0})
+        with pytest.raises(StoreError, match="invalid column name"):
+            w.append_probe(step=1, **{name: np.arange(3.0)})
+        w.append_metrics(step=1, a=2.0)
+    assert list(read_run(path, "sgd").metrics["a"]) == [1.0, 2.0]
