@@ -22,6 +22,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from spectra.utils.checks import flag, integer
+
 Closure = Callable[[], Any]
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 
@@ -63,6 +65,52 @@ def check_betas(betas: Any) -> None:
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"Invalid {name} value: {value!r} (expected one of {choices})")
+
+
+def check_int(name: str, value: Any, low: int | None = None, high: int | None = None,
+              expected: str | None = None) -> int:
+    """``value`` as an ``int``, refused unless it is an integer in ``[low, high]``: Python's
+    or numpy's (``np.int64(5)``), not a bool (``True`` would mean 1) nor a float.
+
+    The rule is :func:`spectra.utils.checks.integer`'s; the message is this package's
+    ``"Invalid {name} value: ..."``, ending with ``expected`` when given (what the
+    argument means), else with the range."""
+    try:
+        return integer(name, value, low, high)
+    except ValueError:
+        if expected is None:
+            expected = "an integer"
+            if low is not None and high is not None:
+                expected += f" in [{low}, {high}]"
+            elif low is not None:
+                expected += f" >= {low}"
+            elif high is not None:
+                expected += f" <= {high}"
+        raise ValueError(f"Invalid {name} value: {value!r} (expected {expected})") from None
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` as a ``bool``, refused unless it is one (Python's or numpy's): a switch
+    given ``"no"`` or ``1`` would otherwise silently mean ``True``. The rule is
+    :func:`spectra.utils.checks.flag`'s, raised as this package's ``ValueError``."""
+    try:
+        return flag(name, value)
+    except TypeError:
+        raise ValueError(f"Invalid {name} value: {value!r} (expected true or false)") from None
+
+
+def real_view(t: Tensor) -> Tensor:
+    """``torch.view_as_real(t)`` for a complex ``t`` (shape ``(*t.shape, 2)``, sharing
+    its memory, so in-place updates write ``t``), else ``t`` itself.
+
+    A complex parameter is optimized as its real and imaginary parts, two independent
+    real coordinates (torch's Adam does the same): an update function maps its
+    parameter, gradient and state tensors through this before any elementwise math, so
+    that a complex parameter follows exactly the trajectory of the real parameter
+    ``view_as_real(p)``. Without it ``g * g`` is the complex square (a purely
+    imaginary gradient would move the real part), ``|g|`` the modulus, and ``sign``
+    and ``clamp`` are not defined."""
+    return torch.view_as_real(t) if t.is_complex() else t
 
 
 def widened(t: Tensor) -> Tensor:

@@ -43,6 +43,7 @@ from ._common import (
     check_lr,
     check_nonnegative,
     check_positive,
+    real_view,
     widened,
 )
 
@@ -73,7 +74,9 @@ def calr_update(
     """One CALR step (Eq. 1-5) over lists of tensors, in place.
 
     Args:
-        params: parameters theta, any shapes; updated in place.
+        params: parameters theta, any shapes; updated in place. A complex parameter is
+            stepped as its real view (real and imaginary parts as two coordinates,
+            `real_view`), with its gradient, moments and denominator alike.
         grads: gradients g_t, same shapes as `params`; not modified.
         exp_avgs: first moments m_{t-1}, same shapes; updated in place to m_t.
         exp_avg_sqs: second moments v_{t-1}, same shapes; updated in place to v_t.
@@ -87,16 +90,18 @@ def calr_update(
     for param, grad, m, v, t, out in zip(
         params, grads, exp_avgs, exp_avg_sqs, steps, outs, strict=True
     ):
+        param, grad, m, v = (real_view(x) for x in (param, grad, m, v))
         g = grad.clamp(-clip, clip) if clip is not None else grad
         m.mul_(beta1).add_(g, alpha=1.0 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-        m_hat = m / (1.0 - beta1**t)
-        v_hat = v / (1.0 - beta2**t)
-        # float32 for float16 parameters, where delta and eps would round to 0 (`widened`)
+        # float32 for float16 parameters (`widened`): there delta and eps would round to
+        # 0, and v / (1 - b2^t) overflows (65504) once |g| > 256 (v = 0.001 g^2 at t = 1)
+        m_hat = widened(m) / (1.0 - beta1**t)
+        v_hat = widened(v) / (1.0 - beta2**t)
         curvature = widened(g).abs().add_(delta)
-        denom = widened(v_hat).add_(curvature, alpha=alpha).sqrt_().add_(eps)
+        denom = v_hat.add_(curvature, alpha=alpha).sqrt_().add_(eps)
         if out is not None:
-            out.copy_(denom)
+            real_view(out).copy_(denom)
         param.addcdiv_(m_hat, denom, value=-lr)
 
 
@@ -109,7 +114,9 @@ class CALR(SpectraOptimizer):
         alpha: weight of the curvature estimate H_t = |g_t| + delta (default 0.1).
         betas: decay rates (b1, b2) of the first and second moments (default (0.9, 0.999)).
         delta: offset of the curvature estimate (default 1e-8).
-        eps: added to the square root in the denominator (default 1e-8).
+        eps: added to the square root in the denominator (default 1e-8); 0 only with
+            alpha > 0 and delta > 0, which keep the denominator of a zero gradient entry
+            above 0.
         clip: None (default) or a threshold c > 0: the gradient is clamped to [-c, c]
             before m, v and H. The clipped variants use c = `DEFAULT_CLIP` = 0.1, the
             value of the authors' code (the paper gives none).
@@ -118,6 +125,10 @@ class CALR(SpectraOptimizer):
     ``exp_avg_sq`` (v) and ``denom`` (the last step's sqrt(v_hat + alpha H_t) + eps,
     kept for :meth:`preconditioner`, since H_t = |g_t| + delta cannot be recovered from
     m and v), each shaped like the parameter.
+
+    A complex parameter is optimized as its real view ``torch.view_as_real(p)`` (as
+    torch's Adam does): its real and imaginary parts are two real coordinates, and its
+    complex state tensors hold their moments in the same layout.
 
     Example:
         >>> p = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
@@ -147,6 +158,13 @@ class CALR(SpectraOptimizer):
         check_betas(group["betas"])
         check_nonnegative("delta", group["delta"])
         check_nonnegative("eps", group["eps"])
+        if group["eps"] == 0 and (group["alpha"] == 0 or group["delta"] == 0):
+            raise ValueError(
+                f"Invalid eps value: {group['eps']} with alpha = {group['alpha']} and delta = "
+                f"{group['delta']} (expected eps > 0 unless alpha > 0 and delta > 0: the "
+                "denominator sqrt(v_hat + alpha (|g| + delta)) + eps of a gradient entry that "
+                "has been 0 so far is then 0, and its step 0 / 0 is NaN)"
+            )
         if group["clip"] is not None:
             check_positive("clip", group["clip"])
 
@@ -170,7 +188,7 @@ class CALR(SpectraOptimizer):
         ``spectra plot hparams``. CALR has no weight decay (``weight_decay`` NaN).
         """
         g = self.param_groups[group_index]
-        denoms = [self.state[p]["denom"].reshape(-1) for p in g["params"]
+        denoms = [real_view(self.state[p]["denom"]).reshape(-1) for p in g["params"]
                   if self.state.get(p, {}).get("step", 0) > 0 and "denom" in self.state[p]]
         effective = math.nan
         if denoms:
@@ -180,7 +198,8 @@ class CALR(SpectraOptimizer):
 
     def preconditioner(self) -> Tensor:
         """The diagonal preconditioner P_t of the last step, ``(P,)`` over the parameters
-        in ``param_groups`` order (read by :func:`spectra.preconditioner`).
+        in ``param_groups`` order (read by :func:`spectra.preconditioner`); a complex
+        parameter contributes its real view's ``2 * numel`` entries (real, imaginary).
 
         Eq. 5 is theta <- theta - lr m_t / P_t with, as Cohen et al. 2022 write Adam's,
         P_t = (1 - b1^t) (sqrt(v_hat_t + alpha H_t) + eps): the denominator of the last
@@ -207,7 +226,8 @@ class CALR(SpectraOptimizer):
                         "denominator: it has not had a gradient at a step yet (or its state was "
                         "loaded without one; step once)"
                     )
-                parts.append((state["denom"] * (1.0 - beta1 ** state["step"])).reshape(-1))
+                denom = real_view(state["denom"])  # (*p.shape, 2) for a complex p
+                parts.append((denom * (1.0 - beta1 ** state["step"])).reshape(-1))
         return torch.cat(parts)
 
     @torch.no_grad()

@@ -87,6 +87,8 @@ from ._common import (
     Closure,
     ParamsT,
     SpectraOptimizer,
+    check_bool,
+    check_int,
     check_lr,
     check_nonnegative,
     check_positive,
@@ -161,7 +163,7 @@ class DCAO(SpectraOptimizer):
             default ``loss_fn.reduction``, else determined here from the loss on the
             first probe batch, as :class:`spectra.HessianOperator` does; a loss that is
             neither a per-sample mean nor a sum is refused with ``ValueError``.
-        seed: seed of the probes' own random generator.
+        seed: seed of the probes' own random generator (an integer, Python's or numpy's).
 
     State: per parameter ``velocity``; globally the step count, the controller,
     the probe generator, the last Ritz vectors, the budget's clocks and
@@ -212,28 +214,24 @@ class DCAO(SpectraOptimizer):
             raise ValueError(  # noqa: TRY004 - every bad hyperparameter is a ValueError
                 f"Invalid loss_fn value: {loss_fn!r} (expected a callable)"
             )
-        if not (period is None or (isinstance(period, int) and not isinstance(period, bool)
-                                   and period >= 1)):
-            raise ValueError(f"Invalid period value: {period} (expected an integer >= 1, or None "
-                             "to probe on the overhead budget)")
+        if period is not None:
+            period = check_int("period", period, 1, expected="an integer >= 1, or None to "
+                               "probe on the overhead budget")
         if not (isinstance(overhead, (int, float)) and 0.0 < overhead < 1.0):
             raise ValueError(f"Invalid overhead value: {overhead} (expected a fraction of the "
                              "run's time, 0 < overhead < 1)")
-        if not (isinstance(warmup_period, int) and not isinstance(warmup_period, bool)
-                and warmup_period >= 1):
-            raise ValueError(f"Invalid warmup_period value: {warmup_period} (expected an integer >= 1)")
-        if not (isinstance(lanczos_steps, int) and lanczos_steps >= 2):
-            raise ValueError(f"Invalid lanczos_steps value: {lanczos_steps} (expected an integer >= 2)")
-        if not (isinstance(cold_lanczos_steps, int) and cold_lanczos_steps >= 2):
-            raise ValueError(
-                f"Invalid cold_lanczos_steps value: {cold_lanczos_steps} (expected an integer >= 2)"
-            )
-        if probe_batch_size is not None and not (isinstance(probe_batch_size, int)
-                                                 and not isinstance(probe_batch_size, bool)
-                                                 and probe_batch_size >= 1):
-            raise ValueError(f"Invalid probe_batch_size value: {probe_batch_size} (expected None or >= 1)")
+        warmup_period = check_int("warmup_period", warmup_period, 1)
+        lanczos_steps = check_int("lanczos_steps", lanczos_steps, 2)
+        cold_lanczos_steps = check_int("cold_lanczos_steps", cold_lanczos_steps, 2)
+        if probe_batch_size is not None:
+            probe_batch_size = check_int("probe_batch_size", probe_batch_size, 1,
+                                         expected="None or an integer >= 1")
         check_positive("probe_tol", probe_tol)
         check_positive("max_residual", max_residual)
+        probe_eval_mode = check_bool("probe_eval_mode", probe_eval_mode)
+        # torch.manual_seed's range: a float or None would fail there with a RuntimeError
+        seed = check_int("seed", seed, -(2**63), 2**64 - 1,
+                         expected="an integer, the seed of torch.Generator.manual_seed")
         self.controller = DCAOController(
             rho_ref=rho_ref, gamma_ref=gamma_ref, alpha=alpha, beta1=beta1, lambda1=lambda1,
             mapping=mapping, adapt_lr=adapt_lr, adapt_momentum=adapt_momentum,
@@ -250,7 +248,7 @@ class DCAO(SpectraOptimizer):
         self.cold_lanczos_steps = cold_lanczos_steps
         self.probe_tol = float(probe_tol)
         self.max_residual = float(max_residual)
-        self.probe_eval_mode = bool(probe_eval_mode)
+        self.probe_eval_mode = probe_eval_mode
         # fixed here, where a bad loss can raise: a probe's exceptions are swallowed
         import spectra
 
@@ -437,11 +435,21 @@ class DCAO(SpectraOptimizer):
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's ``load_state_dict`` and DCAO's own state (``state_dict()["dcao"]``).
+
+        Raises:
+            ValueError: without a ``"dcao"`` entry, or one that lacks a key DCAO needs;
+                checked before anything is loaded, so a refused state leaves this
+                optimizer as it was.
+        """
         state_dict = dict(state_dict)
         extra = state_dict.pop("dcao", None)
-        super().load_state_dict(state_dict)
         if extra is None:
             raise ValueError("not a DCAO state_dict: the 'dcao' entry is missing")
+        missing = [k for k in _STATE_KEYS if k not in extra]
+        if missing:
+            raise ValueError(f"not a DCAO state_dict: its 'dcao' entry lacks {missing}")
+        super().load_state_dict(state_dict)
         self.num_steps = int(extra["num_steps"])
         self.controller.load_state_dict(extra["controller"])
         self.generator.set_state(extra["generator"])
@@ -451,6 +459,10 @@ class DCAO(SpectraOptimizer):
         self.probe_seconds = float(extra.get("probe_seconds", 0.0))
         self._train_at_last_probe = float(extra.get("train_at_last_probe", 0.0))
         self._clock = None  # the time between saving and loading is not the run's
+
+
+_STATE_KEYS = ("num_steps", "controller", "generator", "ritz", "history")
+"""The keys of ``state_dict()["dcao"]`` that every version wrote (the clocks came later)."""
 
 
 def _nan(x: float | None) -> float:

@@ -56,6 +56,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ._common import check_bool, check_int
+
 __all__ = ["MAPPINGS", "DCAOController", "Multipliers"]
 
 MAPPINGS = ("exponential", "linear")
@@ -130,14 +132,10 @@ class DCAOController:
         if mapping not in MAPPINGS:
             raise ValueError(f"Invalid mapping value: {mapping!r} (expected one of "
                              f"{', '.join(MAPPINGS)})")
-        for name, val in (("adapt_lr", adapt_lr), ("adapt_momentum", adapt_momentum),
-                          ("adapt_weight_decay", adapt_weight_decay)):
-            if not isinstance(val, bool):
-                raise ValueError(f"Invalid {name} value: {val!r} (expected true or false)")  # noqa: TRY004
-        if not (isinstance(warmup_probes, int) and not isinstance(warmup_probes, bool)
-                and warmup_probes >= 1):
-            raise ValueError(f"Invalid warmup_probes value: {warmup_probes!r} "
-                             "(expected an integer >= 1)")
+        adapt_lr = check_bool("adapt_lr", adapt_lr)
+        adapt_momentum = check_bool("adapt_momentum", adapt_momentum)
+        adapt_weight_decay = check_bool("adapt_weight_decay", adapt_weight_decay)
+        warmup_probes = check_int("warmup_probes", warmup_probes, 1)
         if not (_is_number(ema) and 0.0 <= ema < 1.0):
             raise ValueError(f"Invalid ema value: {ema!r} (expected 0 <= ema < 1)")
         lo, hi = clip
@@ -146,9 +144,7 @@ class DCAOController:
         if not (_is_number(max_momentum) and 0.0 < max_momentum < 1.0):
             raise ValueError(f"Invalid max_momentum value: {max_momentum!r} "
                              "(expected 0 < max_momentum < 1)")
-        if not (isinstance(max_failures, int) and max_failures >= 1):
-            raise ValueError(f"Invalid max_failures value: {max_failures!r} "
-                             "(expected an integer >= 1)")
+        max_failures = check_int("max_failures", max_failures, 1)
         self.rho_ref_setting: float | str = rho_ref if isinstance(rho_ref, str) else float(rho_ref)
         self.gamma_ref_setting: float | str = (gamma_ref if isinstance(gamma_ref, str)
                                                else float(gamma_ref))

@@ -33,6 +33,7 @@ from ._common import (
     check_betas,
     check_lr,
     check_nonnegative,
+    real_view,
 )
 
 __all__ = ["Lion", "lion_update"]
@@ -51,12 +52,15 @@ def lion_update(
     """One Lion step over lists of tensors, in place.
 
     Args:
-        params: parameters theta, any shapes; updated in place.
+        params: parameters theta, any shapes; updated in place. A complex parameter is
+            stepped as its real view (real and imaginary parts as two coordinates, each
+            with its own sign; `real_view`), its gradient and momentum alike.
         grads: gradients g_t, same shapes; not modified.
         exp_avgs: momentum m_{t-1}, same shapes; updated in place to m_t.
         lr, beta1, beta2, weight_decay: hyperparameters (see module docstring).
     """
     for param, grad, m in zip(params, grads, exp_avgs, strict=True):
+        param, grad, m = (real_view(x) for x in (param, grad, m))
         update = (m * beta1).add_(grad, alpha=1.0 - beta1).sign_()
         if weight_decay != 0.0:
             param.mul_(1.0 - lr * weight_decay)
@@ -75,7 +79,8 @@ class Lion(SpectraOptimizer):
             (default (0.9, 0.99), Chen et al.; LPSGD's CIFAR tables use (0.9, 0.999)).
         weight_decay: decoupled weight decay (default 0).
 
-    State per parameter: ``exp_avg`` (m, shaped like it).
+    State per parameter: ``exp_avg`` (m, shaped like it). A complex parameter is
+    optimized as its real view ``torch.view_as_real(p)`` (as torch's Adam does).
     """
 
     def __init__(

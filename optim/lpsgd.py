@@ -65,6 +65,7 @@ from ._common import (
     check_nonnegative,
     check_positive,
     check_unit_interval,
+    real_view,
     widened,
 )
 
@@ -110,7 +111,9 @@ def lpsgd_update(
     """One LPSGD(M) step over lists of tensors, in place.
 
     Args:
-        params: parameters theta, any shapes; updated in place.
+        params: parameters theta, any shapes; updated in place. A complex parameter is
+            stepped as its real view (real and imaginary parts as two coordinates of
+            T_p, not the modulus as one; `real_view`), its gradient and buffer alike.
         grads: gradients g_t, same shapes; not modified.
         momentum_buffers: m_{t-1}, same shapes, updated in place to m_t; None when
             beta = 0 (then the direction is g_t itself).
@@ -119,9 +122,11 @@ def lpsgd_update(
     """
     dampening = 1.0 - beta if momentum_form == "ema" else 1.0
     for i, (param, grad) in enumerate(zip(params, grads, strict=True)):
+        param, grad = real_view(param), real_view(grad)
         direction = grad
         if momentum_buffers is not None:
-            direction = momentum_buffers[i].mul_(beta).add_(grad, alpha=dampening)
+            buffer = real_view(momentum_buffers[i])
+            direction = buffer.mul_(beta).add_(grad, alpha=dampening)
         if weight_decay != 0.0:
             param.mul_(1.0 - lr * weight_decay)
         param.add_(lp_map(direction, p, eps), alpha=-lr)
@@ -142,7 +147,9 @@ class LPSGD(SpectraOptimizer):
             (m = beta m + g); see the module docstring for the choice and how an lr
             transfers between them. Irrelevant when beta = 0.
 
-    State per parameter: ``momentum_buffer`` (shaped like it) only when beta > 0.
+    State per parameter: ``momentum_buffer`` (shaped like it) only when beta > 0. A
+    complex parameter is optimized as its real view ``torch.view_as_real(p)`` (as
+    torch's Adam does).
     """
 
     def __init__(
@@ -160,6 +167,15 @@ class LPSGD(SpectraOptimizer):
             "momentum_form": momentum_form,
         }
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """torch's ``__setstate__`` (also run by ``load_state_dict``), then the group keys
+        that older versions of this module did not have, at their old behaviour: a
+        checkpoint saved before ``momentum_form`` existed steps as it did then ("ema",
+        m = beta m + (1 - beta) g), as torch's own optimizers fill in new keys."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("momentum_form", "ema")
 
     def _validate(self, group: Mapping[str, Any]) -> None:
         check_lr(group["lr"])

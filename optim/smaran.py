@@ -26,12 +26,19 @@ Resolutions:
 - v is one scalar per param group (exactly one per optimizer in the usual one-group
   case), so that per-group `gamma` is well defined. It is kept as a 0-dim tensor on
   the parameters' device: no host synchronization per step.
-- A non-finite loss skips the step: m, v and theta stay as they were. The skip is
+- A non-finite loss skips the step: m, v and theta stay as they were. So does a finite
+  loss whose square overflows v (gamma v + f^2 = inf: f > 1.8e19 in float32), which
+  would otherwise leave v = inf, V_t = 0 and every later step 0. The skip is
   computed on the device (`torch.where`), so it never synchronizes. When the loss is a
   Python number or a CPU tensor the skip is also reported at once with a
-  `RuntimeWarning`; for accelerator losses a warning would need a host sync every
+  `RuntimeWarning` (an overflow only when the parameters are on the CPU too); for
+  accelerator losses a warning would need a host sync every
   step, so the skips are only counted (``skipped_steps``, a device tensor) and can be
   read with `SMARAN.skipped_steps()`.
+- Complex parameters are optimized as their real views ``torch.view_as_real(p)`` (as
+  torch's Adam does); the loss and v stay real.
+- Norms are accumulated in at least float32 (`tensor_norm`): a float16 norm is inf
+  above 65504.
 """
 
 from __future__ import annotations
@@ -55,10 +62,10 @@ from ._common import (
     check_nonnegative,
     check_positive,
     check_unit_interval,
-    widened,
+    real_view,
 )
 
-__all__ = ["SMARAN", "gradient_norm", "smaran_update"]
+__all__ = ["SMARAN", "gradient_norm", "smaran_update", "tensor_norm"]
 
 NORMS = ("global", "tensor")
 
@@ -69,11 +76,20 @@ torch's `state_dict`/`load_state_dict` carry non-parameter keys through unchange
 """
 
 
+def tensor_norm(grad: Tensor) -> Tensor:
+    """``||g||`` of one gradient (0-dim, on its device), accumulated and returned in at
+    least float32: float16's largest number is 65504, so a float16 norm of 10^4 entries
+    of 1000 (10^5) would be inf and every step 0. A complex gradient's norm is its real
+    view's (`real_view`), the same number as over the moduli."""
+    g = real_view(grad)
+    return torch.linalg.vector_norm(g, dtype=torch.promote_types(g.dtype, torch.float32))
+
+
 def gradient_norm(grads: list[Tensor]) -> Tensor:
-    """``||g||`` over all of ``grads`` together (0-dim, on the first one's device)."""
+    """``||g||`` over all of ``grads`` together (0-dim, on the first one's device, at
+    least float32: `tensor_norm`)."""
     device = grads[0].device
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g).to(device)
-                                                 for g in grads]))
+    return torch.linalg.vector_norm(torch.stack([tensor_norm(g).to(device) for g in grads]))
 
 
 def smaran_update(
@@ -90,11 +106,12 @@ def smaran_update(
     f_min: float,
     norm: str,
     global_norm: Tensor | None = None,
-) -> None:
+) -> Tensor:
     """One SMARAN step (Algorithm 1) over lists of tensors, in place.
 
     Args:
-        params: parameters theta, any shapes; updated in place.
+        params: parameters theta, any shapes; updated in place. A complex parameter is
+            stepped as its real view (`real_view`), its gradient and buffer alike.
         grads: their gradients g_t, same shapes; not modified.
         momentum_buffers: m_{t-1}, same shapes; updated in place to m_t.
         loss_sq_avg: v_{t-1}, a 0-dim tensor; updated in place to v_t.
@@ -107,24 +124,35 @@ def smaran_update(
             of the gradient (one param group of several: `SMARAN.step` passes the norm
             over all groups); default: the norm of `grads`.
 
-    A non-finite `loss` changes nothing (computed with `torch.where`, no host sync).
+    Returns:
+        Whether the step was taken: a 0-dim bool tensor on `loss`'s device.
+
+    A step is skipped, changing nothing, when `loss` is not finite, or when it is finite
+    but the new v = gamma v + f^2 is not: in float32 f^2 overflows for f > 1.8e19, and
+    an infinite v would make V_t = 0, every later step 0, for good. Both are computed
+    with `torch.where`, no host sync.
     """
     finite = torch.isfinite(loss)
     f = torch.where(finite, (loss - f_min).clamp(min=0.0), torch.zeros_like(loss))
-    loss_sq_avg.copy_(torch.where(finite, gamma * loss_sq_avg + f * f, loss_sq_avg))
-    step_size = lr * f / (loss_sq_avg.sqrt() + eps)  # lr * V_t; exactly 0 when skipped
+    new_avg = gamma * loss_sq_avg + f * f
+    taken = finite & torch.isfinite(new_avg)
+    loss_sq_avg.copy_(torch.where(taken, new_avg, loss_sq_avg))
+    # lr * V_t; exactly 0 when skipped
+    step_size = torch.where(taken, lr * f / (loss_sq_avg.sqrt() + eps), torch.zeros_like(f))
 
     if norm == "global":
         total = global_norm if global_norm is not None else gradient_norm(grads)
         norms = [total.to(grads[0].device)] * len(grads)
     else:
-        norms = [torch.linalg.vector_norm(g) for g in grads]
+        norms = [tensor_norm(g) for g in grads]
 
     for param, grad, m, grad_norm in zip(params, grads, momentum_buffers, norms, strict=True):
-        g_hat = grad / (widened(grad_norm) + eps)  # float32 for float16 (`widened`)
-        m.copy_(torch.where(finite, gamma * m + g_hat, m))
+        param, grad, m = (real_view(x) for x in (param, grad, m))
+        g_hat = grad / (grad_norm + eps)  # the norm is >= float32 (`tensor_norm`)
+        m.copy_(torch.where(taken, gamma * m + g_hat, m))
         direction = m + weight_decay * param
         param.sub_(step_size.to(param.dtype) * direction)
+    return taken
 
 
 class SMARAN(SpectraOptimizer):
@@ -199,7 +227,8 @@ class SMARAN(SpectraOptimizer):
         return v
 
     def skipped_steps(self) -> int:
-        """Number of steps skipped because of a non-finite loss (synchronizes)."""
+        """Number of steps skipped because of a non-finite loss, or an overflowing v in
+        some param group (synchronizes)."""
         count = self._scalars().get("skipped_steps")
         return 0 if count is None else int(count)
 
@@ -235,12 +264,13 @@ class SMARAN(SpectraOptimizer):
         # Eq. 2: one norm over the gradients of all the "global" groups together
         shared = [g for group, _, grads, _ in groups if group["norm"] == "global" for g in grads]
         total = gradient_norm(shared) if shared else None
+        skipped = ~torch.isfinite(f)
         for index, (group, params, grads, states) in enumerate(groups):
             if not params:
                 continue
             f_here = f.to(params[0].device)
             v = self._loss_sq_avg(index, f_here)
-            smaran_update(
+            taken = smaran_update(
                 params,
                 grads,
                 [s["momentum_buffer"] for s in states],
@@ -254,34 +284,44 @@ class SMARAN(SpectraOptimizer):
                 norm=group["norm"],
                 global_norm=total,
             )
-        self._count_skip(loss, f)
+            skipped |= ~taken.to(skipped.device)
+        self._count_skip(loss, skipped)
         return loss
 
-    def _count_skip(self, loss: Tensor | float, f: Tensor) -> None:
-        """Count a non-finite loss on the device; warn when the loss is already on the host."""
+    def _count_skip(self, loss: Tensor | float, skipped: Tensor) -> None:
+        """Count a skipped step on the device (`skipped`, 0-dim bool: a non-finite loss, or
+        an overflowing v in some param group); warn when that can be read without a host
+        sync (a non-finite loss already on the host; an overflow computed on the CPU)."""
         scalars = self._scalars()
         count = scalars.get("skipped_steps")
         if count is None:
-            count = scalars["skipped_steps"] = torch.zeros((), dtype=torch.int64, device=f.device)
-        elif count.device != f.device:
-            count = scalars["skipped_steps"] = count.to(f.device)
-        count.add_(~torch.isfinite(f))
+            count = scalars["skipped_steps"] = torch.zeros((), dtype=torch.int64,
+                                                           device=skipped.device)
+        elif count.device != skipped.device:
+            count = scalars["skipped_steps"] = count.to(skipped.device)
+        count.add_(skipped)
         if isinstance(loss, Tensor) and loss.device.type != "cpu":
             return  # reading an accelerator loss on the host would synchronize
         value = float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
         if not math.isfinite(value):
-            warnings.warn(
-                f"SMARAN: non-finite loss {value}; the step was skipped "
-                "(parameters and moments unchanged)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            reason = f"non-finite loss {value}"
+        elif skipped.device.type == "cpu" and bool(skipped):
+            reason = (f"loss {value:.3g} overflows the running average v of squared losses "
+                      "(gamma v + f^2 is above the largest number of v's dtype)")
+        else:
+            return
+        warnings.warn(
+            f"SMARAN: {reason}; the step was skipped (parameters and moments unchanged)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     @staticmethod
     def _loss_tensor(loss: Tensor | float, like: Tensor) -> Tensor:
         """The loss as a detached 0-dim tensor on `like`'s device, at least float32.
 
-        A Python number takes the floating dtype of `like` (a parameter).
+        A Python number takes the floating dtype of `like` (a parameter; of its real
+        view for a complex one: a loss is real).
         """
         if isinstance(loss, Tensor):
             if loss.numel() != 1:
@@ -291,6 +331,6 @@ class SMARAN(SpectraOptimizer):
             f = loss.detach().reshape(())
             return f.to(device=like.device, dtype=torch.promote_types(f.dtype, torch.float32))
         if isinstance(loss, Real):
-            dtype = torch.promote_types(like.dtype, torch.float32)
+            dtype = torch.promote_types(real_view(like).dtype, torch.float32)
             return torch.tensor(float(loss), dtype=dtype, device=like.device)
         raise TypeError(f"SMARAN: the loss must be a tensor or a number, got {type(loss)}")

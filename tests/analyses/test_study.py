@@ -78,12 +78,13 @@ def test_calr_proof_form_step_by_hand():
 
 def test_calr_proof_form_differs_from_eq5_where_the_paper_says():
     """Eq. 5 takes sqrt(v + alpha H), the proof sqrt(v) + alpha H: for g = 1, alpha = 0.1
-    the first step's denominators are sqrt(1.1) and 1.1 (eps, delta 0). No registration
+    the first step's denominators are sqrt(1.1) and 1.1 (delta 0, eps 1e-300: nothing
+    beside them in float64; 0 is refused with delta 0). No registration
     here: ``register_proof_form`` would add ``calr-proof`` to this process's registry."""
     steps = []
     for cls in (CALR, synthetic.CALRProofForm):
         p = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
-        opt = cls([p], lr=0.01, alpha=0.1, delta=0.0, eps=0.0)
+        opt = cls([p], lr=0.01, alpha=0.1, delta=0.0, eps=1e-300)
         p.grad = torch.tensor([1.0], dtype=torch.float64)
         opt.step()
         steps.append(1.0 - float(p))

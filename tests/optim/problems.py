@@ -62,3 +62,32 @@ def reference_loss(params: Sequence[np.ndarray], problem: LeastSquares) -> float
     X, Y = problem.X.cpu().numpy(), problem.Y.cpu().numpy()
     W, b = params
     return float(((X @ W + b - Y) ** 2).mean())
+
+
+def complex_and_real_view_trajectories(
+    make: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer],
+    steps: int = 3,
+    loss: Callable[[int], Tensor | float] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """A complex parameter ``(4, 3)`` and the real parameter ``view_as_real`` of it
+    ``(4, 3, 2)``, each stepped ``steps`` times by its own optimizer ``make([param])``
+    with the same random gradients (one purely imaginary); returns both end points as
+    real ``(4, 3, 2)`` tensors, which agree when the optimizer treats a complex
+    parameter as its real view (torch's Adam's convention). ``loss(t)``, when given,
+    is passed as ``step(loss=...)`` at step t (SMARAN)."""
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(4, 3, dtype=torch.complex128, generator=gen)
+    pc = torch.nn.Parameter(z.clone())
+    pr = torch.nn.Parameter(torch.view_as_real(z).clone())
+    opt_c, opt_r = make([pc]), make([pr])
+    for t in range(steps):
+        g = torch.randn(4, 3, dtype=torch.complex128, generator=gen)
+        if t == 0:
+            g = 1j * g.imag  # purely imaginary: the real parts must not move by it alone
+        pc.grad, pr.grad = g.clone(), torch.view_as_real(g).clone()
+        for opt in (opt_c, opt_r):
+            if loss is None:
+                opt.step()
+            else:
+                opt.step(loss=loss(t))
+    return torch.view_as_real(pc.detach()), pr.detach()

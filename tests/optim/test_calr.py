@@ -13,7 +13,7 @@ import optim.calr
 from optim import CALR
 from optim.calr import DEFAULT_CLIP
 
-from .problems import DEVICES, LeastSquares, reference_gradients
+from .problems import DEVICES, LeastSquares, complex_and_real_view_trajectories, reference_gradients
 
 
 def _param(values, device="cpu"):
@@ -137,3 +137,51 @@ def test_effective_lr_is_the_median_of_lr_over_the_denominator():
     hp = opt.current_hparams()
     assert hp["effective_lr"] == pytest.approx(expected, rel=1e-12)
     assert hp["lr"] == 0.01 and hp["momentum"] == 0.9
+
+
+@pytest.mark.parametrize("clip", [None, 0.1])
+def test_a_complex_parameter_steps_as_its_real_view(clip):
+    # torch's Adam convention: real and imaginary parts are two real coordinates, so a
+    # purely imaginary gradient does not move the real part (g * g is not the complex
+    # square) and clip clamps each part (clamp is undefined on complex numbers).
+    complex_end, real_end = complex_and_real_view_trajectories(lambda ps: CALR(ps, clip=clip))
+    torch.testing.assert_close(complex_end, real_end, rtol=0, atol=0)
+    p = torch.nn.Parameter(torch.tensor([1 + 1j], dtype=torch.complex64))
+    opt = CALR([p])
+    p.grad = torch.tensor([2j], dtype=torch.complex64)
+    opt.step()
+    assert p.real.item() == 1.0 and p.imag.item() < 1.0
+    assert opt.preconditioner().shape == (2,) and not opt.preconditioner().is_complex()
+    assert math.isfinite(opt.current_hparams()["effective_lr"])
+
+
+def test_float16_moments_are_bias_corrected_in_float32():
+    # |g| = 300: v_1 = 0.001 * 300^2 = 90 fits float16, but v_1 / (1 - 0.999) = 90000 does
+    # not (65504): the denominator was inf and the coordinate never moved.
+    steps = {}
+    for dtype in (torch.float32, torch.float16):
+        p = torch.nn.Parameter(torch.tensor([1.0, 1.0], dtype=dtype))
+        opt = CALR([p], lr=0.01)
+        for _ in range(3):
+            p.grad = torch.tensor([300.0, 1.0], dtype=dtype)
+            opt.step()
+        steps[dtype] = (p.detach().float() - 1.0)
+        assert torch.isfinite(opt.state[p]["denom"]).all()
+    torch.testing.assert_close(steps[torch.float16], steps[torch.float32], atol=1e-3, rtol=0)
+    assert (steps[torch.float16] < -0.02).all()
+
+
+@pytest.mark.parametrize("kw", [{"alpha": 0.0}, {"delta": 0.0}, {"alpha": 0.0, "delta": 0.0}])
+def test_eps_zero_needs_alpha_and_delta(kw):
+    # A gradient entry that has been 0 so far has v_hat = 0 and H = delta: with eps = 0
+    # and alpha = 0 or delta = 0 its denominator is 0 and its step 0 / 0 = NaN.
+    with pytest.raises(ValueError, match="Invalid eps value: 0.0 .*NaN"):
+        CALR([_param([1.0])], eps=0.0, **kw)
+    opt = CALR([_param([1.0])], **kw)  # the default eps = 1e-8 keeps it finite
+    with pytest.raises(ValueError, match="Invalid eps value"):
+        opt.add_param_group({"params": [_param([1.0])], "eps": 0.0})
+    p = _param([1.0, 1.0])
+    opt = CALR([p], eps=0.0)  # alpha, delta > 0 keep the denominator above 0
+    p.grad = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    opt.step()
+    assert torch.isfinite(p).all() and p[0].item() == 1.0

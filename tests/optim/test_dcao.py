@@ -1,7 +1,9 @@
 import copy
+import io
 import math
 from itertools import pairwise
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -420,3 +422,60 @@ def test_a_deep_copy_shares_the_probe_data_and_steps_alike():
     timing = ("seconds", "probe_share")  # wall clock: not the same twice
     mine, its = ({k: v for k, v in o.history[-1].items() if k not in timing} for o in (opt, twin))
     assert mine == its
+
+
+def test_a_refused_load_state_dict_changes_nothing():
+    model, loss_fn, X, y = _problem()
+    opt = _make(model, loss_fn, X, y)
+    _train(model, opt, loss_fn, X, y, 4)
+    sd = copy.deepcopy(opt.state_dict())
+    sd["param_groups"][0]["lr"] = 123.0
+    model2, *_ = _problem()
+    fresh = _make(model2, loss_fn, X, y)
+    plain = {k: v for k, v in sd.items() if k != "dcao"}
+    with pytest.raises(ValueError, match="the 'dcao' entry is missing"):
+        fresh.load_state_dict(plain)
+    assert fresh.param_groups[0]["lr"] == 0.1 and len(fresh.state) == 0 and fresh.num_steps == 0
+    lacking = {**sd, "dcao": {k: v for k, v in sd["dcao"].items() if k != "controller"}}
+    with pytest.raises(ValueError, match=r"lacks \['controller'\]"):
+        fresh.load_state_dict(lacking)
+    assert fresh.param_groups[0]["lr"] == 0.1 and len(fresh.state) == 0 and fresh.num_steps == 0
+    fresh.load_state_dict(sd)  # the whole state loads
+    assert fresh.param_groups[0]["lr"] == 123.0 and fresh.num_steps == 4
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"max_failures": True}, "Invalid max_failures value: True"),
+    ({"probe_eval_mode": "no"}, "Invalid probe_eval_mode value: 'no' \\(expected true or false\\)"),
+    ({"probe_eval_mode": 1}, "Invalid probe_eval_mode value: 1"),
+    ({"seed": None}, "Invalid seed value: None"),
+    ({"seed": 1.5}, "Invalid seed value: 1.5"),
+    ({"seed": True}, "Invalid seed value: True"),
+    ({"period": True}, "Invalid period value: True"),
+    ({"period": 2.0}, "Invalid period value: 2.0"),
+    ({"lanczos_steps": np.int64(1)}, "Invalid lanczos_steps value: np.int64\\(1\\)"),
+    ({"warmup_period": False}, "Invalid warmup_period value: False"),
+])
+def test_bad_settings_are_refused_by_name(kw, message):
+    model, loss_fn, X, y = _problem()
+    with pytest.raises(ValueError, match=message):
+        _make(model, loss_fn, X, y, **kw)
+
+
+def test_numpy_integers_are_integers():
+    model, loss_fn, X, y = _problem()
+    ints = {"period": 5, "lanczos_steps": 8, "cold_lanczos_steps": 9, "warmup_period": 4,
+            "warmup_probes": 2, "max_failures": 2}
+    opt = _make(model, loss_fn, X, y, seed=np.int64(3), probe_eval_mode=np.True_,
+                probe_batch_size=np.int64(32), **{k: np.int64(v) for k, v in ints.items()})
+    owner = {"warmup_probes": opt.controller, "max_failures": opt.controller}
+    for name, value in ints.items():
+        got = getattr(owner.get(name, opt), name)
+        assert got == value and type(got) is int, name
+    assert opt.probe_eval_mode is True and len(opt.probe_data[1]) == 32
+    assert torch.equal(opt.generator.get_state(), torch.Generator().manual_seed(3).get_state())
+    _train(model, opt, loss_fn, X, y, 2)
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)  # only Python numbers: loads with weights_only
+    buffer.seek(0)
+    opt.load_state_dict(torch.load(buffer, weights_only=True))

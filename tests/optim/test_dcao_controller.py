@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 
 from optim.dcao_controller import DCAOController, Multipliers
@@ -157,3 +158,17 @@ def test_state_round_trip():
 def test_bad_settings(kw, name):
     with pytest.raises(ValueError, match=f"Invalid {name} value"):
         DCAOController(**kw)
+
+
+@pytest.mark.parametrize("kw", [{"max_failures": True}, {"max_failures": 2.0},
+                                {"warmup_probes": True}, {"adapt_momentum": "no"}])
+def test_bools_and_floats_are_not_integers_nor_strings_switches(kw):
+    (name,) = kw
+    with pytest.raises(ValueError, match=f"Invalid {name} value"):
+        DCAOController(**kw)
+
+
+def test_numpy_integers_are_integers():
+    c = DCAOController(max_failures=np.int64(2), warmup_probes=np.int64(3))
+    assert c.max_failures == 2 and type(c.max_failures) is int
+    assert c.warmup_probes == 3 and type(c.warmup_probes) is int

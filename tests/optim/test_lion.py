@@ -9,7 +9,7 @@ import torch
 import optim
 from optim import Lion
 
-from .problems import DEVICES, LeastSquares, reference_gradients
+from .problems import DEVICES, LeastSquares, complex_and_real_view_trajectories, reference_gradients
 
 
 def _t(values, device="cpu"):
@@ -77,3 +77,11 @@ def test_registry_lion_keeps_the_betas_and_raises_the_lr():
     assert opt.defaults == {"lr": optim.registry.TUNED_LR["lion"], "betas": (0.9, 0.99),
                             "weight_decay": 0.0}
     assert opt.defaults["lr"] > Lion([torch.nn.Parameter(torch.zeros(1))]).defaults["lr"]
+
+
+def test_a_complex_parameter_steps_as_its_real_view():
+    # torch's Adam convention: each of the real and imaginary parts takes its own sign
+    # step (torch.sign is undefined on complex numbers).
+    complex_end, real_end = complex_and_real_view_trajectories(
+        lambda ps: Lion(ps, lr=0.01, weight_decay=0.1))
+    torch.testing.assert_close(complex_end, real_end, rtol=0, atol=0)

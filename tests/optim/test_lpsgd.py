@@ -14,7 +14,7 @@ import optim.lpsgd
 from optim import LPSGD, LPSGDM, PNormScheduler
 from optim.lpsgd import lp_map
 
-from .problems import DEVICES, LeastSquares, reference_gradients
+from .problems import DEVICES, LeastSquares, complex_and_real_view_trajectories, reference_gradients
 
 
 def _t(values, device="cpu"):
@@ -252,3 +252,41 @@ def test_current_hparams_follow_the_p_schedule():
     assert seen[0] == 6.0 and seen == sorted(seen, reverse=True) and seen[-1] < 6.0
     hp = opt.current_hparams()
     assert hp["lr"] == 0.05 and hp["momentum"] == 0.5 and hp["weight_decay"] == 0.01
+
+
+@pytest.mark.parametrize(("cls", "kw"), [
+    (LPSGD, {"p": 4.0}),
+    (LPSGD, {"p": math.inf}),
+    (LPSGDM, {"p": 6.0}),
+    (LPSGDM, {"p": 3.0, "momentum_form": "heavy-ball"}),
+])
+def test_a_complex_parameter_steps_as_its_real_view(cls, kw):
+    # torch's Adam convention: T_p maps the real and imaginary parts as two coordinates
+    # (not the modulus as one, which at p = inf stepped 1 + 0.01j by (0.1, 0.001)).
+    complex_end, real_end = complex_and_real_view_trajectories(lambda ps: cls(ps, lr=0.01, **kw))
+    torch.testing.assert_close(complex_end, real_end, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", [LPSGD, LPSGDM])
+def test_a_state_dict_from_before_momentum_form_loads_as_ema(cls):
+    # Param groups saved before the momentum_form key existed (commit 6e2f2bd added it)
+    # stepped with the EMA buffer m = beta m + (1 - beta) g.
+    def run(drop_key):
+        p = torch.nn.Parameter(_t([1.0, -2.0]))
+        opt = cls([p], lr=0.1, beta=0.5)
+        p.grad = _t([1.0, 0.5])
+        opt.step()
+        sd = opt.state_dict()
+        if drop_key:
+            for group in sd["param_groups"]:
+                del group["momentum_form"]
+        q = torch.nn.Parameter(p.detach().clone())
+        fresh = cls([q], lr=0.1, beta=0.5, momentum_form="heavy-ball")
+        fresh.load_state_dict(sd)
+        q.grad = _t([-0.5, 2.0])
+        fresh.step()
+        return fresh.param_groups[0]["momentum_form"], q.detach()
+
+    form, old = run(drop_key=True)
+    assert form == "ema"
+    torch.testing.assert_close(old, run(drop_key=False)[1], rtol=0, atol=0)

@@ -13,7 +13,13 @@ import torch
 import optim.smaran
 from optim import SMARAN
 
-from .problems import DEVICES, LeastSquares, reference_gradients, reference_loss
+from .problems import (
+    DEVICES,
+    LeastSquares,
+    complex_and_real_view_trajectories,
+    reference_gradients,
+    reference_loss,
+)
 
 
 def _param(values, device="cpu"):
@@ -285,3 +291,57 @@ def test_param_groups_keep_their_own_v():
 def test_docstring_examples():
     result = doctest.testmod(optim.smaran)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("norm", ["global", "tensor"])
+@pytest.mark.parametrize("loss", [1.5, torch.tensor(1.5)], ids=["number", "tensor"])
+def test_a_complex_parameter_steps_as_its_real_view(norm, loss):
+    # torch's Adam convention; a number loss stays real (it took the parameter's complex
+    # dtype, and clamp is undefined on complex numbers).
+    complex_end, real_end = complex_and_real_view_trajectories(
+        lambda ps: SMARAN(ps, norm=norm), loss=lambda t: loss * (t + 1))
+    torch.testing.assert_close(complex_end, real_end, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("norm", ["global", "tensor"])
+def test_float16_gradient_norms_are_accumulated_in_float32(norm):
+    # ||g|| = 1000 * sqrt(10^4) = 10^5 is above float16's 65504: as a float16 norm it was
+    # inf and every step 0. Each entry moves by lr V_1 g / ||g|| = 0.1 * 1000 / 10^5.
+    g = torch.full((10_000,), 1000.0, dtype=torch.float16)
+    assert optim.smaran.gradient_norm([g]).item() == pytest.approx(1e5, rel=1e-3)
+    assert optim.smaran.tensor_norm(g).dtype == torch.float32
+    p = torch.nn.Parameter(torch.zeros(10_000, dtype=torch.float16))
+    opt = SMARAN([p], lr=0.1, weight_decay=0.0, norm=norm)
+    p.grad = g
+    opt.step(loss=1.0)
+    torch.testing.assert_close(p.detach().float(), torch.full((10_000,), -1e-3), rtol=1e-3, atol=0)
+
+
+def test_a_loss_whose_square_overflows_v_skips_the_step():
+    # float32: f^2 overflows for f > 1.8e19; v = inf made V_t = 0, every later step 0.
+    def make():
+        p = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+        return p, SMARAN([p], lr=0.1, weight_decay=0.0)
+
+    p, opt = make()
+    q, ref = make()  # the same run without the huge loss
+    for opt_, x in ((opt, p), (ref, q)):
+        x.grad = torch.tensor([1.0, 1.0])
+        opt_.step(loss=1.0)
+    before = (p.detach().clone(), opt.state[p]["momentum_buffer"].clone(), _loss_sq_avg(opt).clone())
+    p.grad = torch.tensor([1.0, -1.0])
+    with pytest.warns(RuntimeWarning, match="overflows the running average v"):
+        opt.step(loss=1e20)
+    after = (p.detach(), opt.state[p]["momentum_buffer"], _loss_sq_avg(opt))
+    for x, y in zip(before, after, strict=True):
+        assert torch.equal(x, y)
+    assert opt.skipped_steps() == 1
+    with pytest.warns(RuntimeWarning, match="overflows"):  # a float32 tensor loss too
+        opt.step(loss=torch.tensor(3e19))
+    assert opt.skipped_steps() == 2 and torch.isfinite(_loss_sq_avg(opt))
+    for _ in range(3):  # later steps are those of the run that never saw the huge losses
+        for opt_, x in ((opt, p), (ref, q)):
+            x.grad = torch.tensor([1.0, 1.0])
+            opt_.step(loss=1.0)
+    assert torch.equal(p.detach(), q.detach())
+    assert torch.equal(_loss_sq_avg(opt), _loss_sq_avg(ref))
