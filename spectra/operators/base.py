@@ -68,6 +68,13 @@ class CurvatureOperator:
     Args:
         model: the network. Its parameters are read, never written.
         loss_fn: ``loss_fn(outputs, targets) -> scalar``, e.g. ``nn.CrossEntropyLoss()``.
+            A function of the outputs and targets only: it must not read the model's
+            parameters (a weight penalty over ``model.parameters()``). The operators
+            put the parameters they differentiate into the model's forward pass only
+            (``torch.func.functional_call``), so such a term is a constant to them and
+            its curvature is silently left out. Put a penalty into the model's output,
+            or add its curvature as a separate operator (``2 lam I`` for
+            ``lam ||theta||^2``).
         data: one ``(inputs, targets)`` pair, an iterable of such batches (list,
             ``DataLoader``), re-iterated for every product: batches are streamed
             (one on the device at a time), so memory does not grow with the data
@@ -75,7 +82,8 @@ class CurvatureOperator:
             same batches each pass: a shuffling loader is refused
             (:func:`normalize_data`), and an iterable other than a list or tuple is
             checked on every product (its first batch's :func:`batch_fingerprint`
-            and its number of samples), ``ValueError`` when they change.
+            and its number of samples), ``ValueError`` when they change. A batch of
+            0 samples (an empty shard) is skipped: it adds nothing to the data-set loss.
         params: the parameters to differentiate (tensors of ``model`` or their
             names); default all parameters with ``requires_grad``.
         dtype: compute dtype; ``torch.float64`` evaluates a float32 model in
@@ -136,6 +144,11 @@ class CurvatureOperator:
         self._data = normalize_data(data)
         self._group = _resolve_group(process_group)
         self.num_matvecs = 0
+        # per-batch graphs a subclass keeps between passes (_caches_graphs), valid for
+        # the model state _cache_key and _cache_state describe (_check_cache)
+        self._cache: dict[int, Any] = {}
+        self._cache_key: tuple[Any, ...] | None = None
+        self._cache_state: list[Tensor] = []
         self._fingerprint: bytes | None = None
         self._local_count = 0
         self._num_data = self._count_data()
@@ -205,7 +218,7 @@ class CurvatureOperator:
         tangents = self.unflatten(V.to(self._dtype) if low else V)  # list of (k, *shape)
         out: Tensor | None = None
         with self._pass_modes():
-            for b, (inputs, targets) in enumerate(self._iter_batches()):
+            for b, inputs, targets in self._iter_batches():
                 n_b = batch_size(targets)
                 weight = n_b / self._num_data if self.reduction == "mean" else 1.0
                 try:
@@ -223,7 +236,9 @@ class CurvatureOperator:
                 else:
                     out.add_(prod, alpha=weight)
         if out is None:
-            raise ValueError("data holds no batches")
+            # no batch of this rank holds samples (a shard of a data set smaller than the
+            # number of ranks; N > 0 over all ranks, :meth:`_count_data`): it adds nothing
+            out = torch.zeros(k, self._dim, dtype=self._vdtype, device=self._device).T
         if self._group is not None:
             out = out.contiguous()
             torch.distributed.all_reduce(out, group=self._group)
@@ -336,15 +351,44 @@ class CurvatureOperator:
         """Fresh leaf copies of the selected parameters in the compute dtype."""
         return [p.detach().to(self._dtype).requires_grad_(True) for p in self._params]
 
-    def _params_version(self) -> tuple[Any, ...]:
-        """Changes whenever something a cached graph depends on changes: any parameter of
-        the model (selected or not) or buffer modified in place (an optimizer step, batch
-        norm's running statistics) or replaced, or a module's train/eval mode (constant
-        inside the passes when ``eval_mode``)."""
-        model = self.model
-        return (tuple((id(p), p._version) for p in model.parameters())
-                + tuple((id(b), b._version) for b in model.buffers())
-                + tuple(m.training for m in model.modules()))
+    @property
+    def _caches_graphs(self) -> bool:
+        """Whether the products keep each batch's graphs in ``_cache`` (keyed by the
+        batch's position in the data) from one pass to the next; a subclass that does
+        says so, and :meth:`_check_cache` then drops them when the model changes."""
+        return False
+
+    def clear_cache(self) -> None:
+        """Free the cached graphs and the copy of the model's state kept with them."""
+        self._cache.clear()
+        self._cache_key = None
+        self._cache_state = []
+
+    def _check_cache(self) -> None:
+        """Drop the cached graphs unless the model is exactly as when they were built.
+
+        Run once per pass, before its first batch (inside the pass's modes). A graph
+        depends on every parameter of the model (selected or not), every buffer (batch
+        norm's running statistics) and every module's train/eval mode. The key holds
+        each tensor's identity, version counter (bumped by in-place ops: an optimizer
+        step) and storage address (``p.data = new``, as
+        ``torch.nn.utils.vector_to_parameters`` does, and ``.to()``), and the modes;
+        none of them sees an edit through ``.data`` (``p.data.add_(...)``), so when the
+        key matches, the values are compared exactly (:func:`_equal_all`) with a copy
+        taken when the graphs were built. A tensor
+        holding NaN never equals its copy: the graphs are then rebuilt every pass.
+
+        Memory: the copy is one more set of the model's parameters and buffers, small
+        beside the graphs themselves (each batch's activations, kept for the backward).
+        """
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        key = (tuple((id(t), t._version, t.data_ptr()) for t in tensors)
+               + tuple(m.training for m in self.model.modules()))
+        if key == self._cache_key and _equal_all(tensors, self._cache_state):
+            return
+        self._cache.clear()
+        self._cache_key = key
+        self._cache_state = [t.detach().clone() for t in tensors]
 
     @contextlib.contextmanager
     def _pass_modes(self) -> Iterator[None]:
@@ -354,7 +398,15 @@ class CurvatureOperator:
         with eval_mode(self.model, self.eval_mode), math_attention(), ieee_float32():
             yield
 
-    def _iter_batches(self) -> Iterable[tuple[Any, Tensor]]:
+    def _iter_batches(self) -> Iterator[tuple[int, Any, Tensor]]:
+        """One pass over the data: ``(b, inputs, targets)`` for every batch that holds
+        samples, ``b`` its position in the data (the key of the cached graphs), the
+        tensors on the device and in the compute dtype. A batch of 0 samples is skipped:
+        its weight ``n_b / N`` is 0 (for a sum its loss is 0), and a mean over no samples
+        is NaN (an empty shard when there are more ranks than samples). Run inside
+        :meth:`_pass_modes`."""
+        if self._caches_graphs:
+            self._check_cache()
         it: Iterable[Batch] = self._data
         if self.progress:
             from tqdm.auto import tqdm
@@ -365,8 +417,11 @@ class CurvatureOperator:
             inputs, targets = _split_batch(batch)
             if b == 0 and self._fingerprint is not None:
                 self._check_same_batches(batch_fingerprint(batch), None)
-            n += batch_size(targets)
-            yield (batch_to(inputs, self._device, self._dtype),
+            n_b = batch_size(targets)
+            n += n_b
+            if n_b == 0:
+                continue
+            yield (b, batch_to(inputs, self._device, self._dtype),
                    batch_to(targets, self._device, self._dtype))
         if self._fingerprint is not None:
             self._check_same_batches(None, n)
@@ -376,13 +431,8 @@ class CurvatureOperator:
         first batch, or another number of samples, than the pass at construction."""
         if fingerprint is not None and fingerprint != self._fingerprint:
             what = "its first batch differs from the first pass's"
-        elif count == 0:
-            raise ValueError(
-                f"{type(self).__name__}: data yielded no batches on this pass: a one-pass "
-                "iterable (one whose __iter__ does not start again) is used up by the first "
-                "pass; pass a list of batches or a DataLoader, which are iterated again for "
-                "every product"
-            )
+        elif count == 0 and self._local_count > 0:
+            raise self._used_up()
         elif count is not None and count != self._local_count:
             what = f"it yielded {count} samples, the first pass {self._local_count}"
         else:
@@ -393,6 +443,16 @@ class CurvatureOperator:
             "every product one of a different matrix. Use a loader with shuffle=False and "
             "deterministic transforms; for a random sample of the data set, draw it once "
             "with spectra.subsample(dataset, n, seed=...)."
+        )
+
+    def _used_up(self) -> ValueError:
+        """The error for data that yields no samples on a pass after the first pass
+        (at construction) counted some: a one-pass iterable."""
+        return ValueError(
+            f"{type(self).__name__}: data yielded no batches on this pass: a one-pass "
+            f"iterable ({type(self._data).__name__}, one whose __iter__ does not start "
+            "again) is used up by the first pass; pass a list of batches or a DataLoader, "
+            "which are iterated again for every product"
         )
 
     def _count_data(self) -> int:
@@ -424,8 +484,9 @@ class CurvatureOperator:
         return n
 
     def _detect_reduction(self) -> str:
-        """:func:`detect_reduction` on the first batch, in the compute dtype, in eval
-        mode, without gradients; with sharded data every rank must agree."""
+        """:func:`detect_reduction` on the first batch that holds samples, in the compute
+        dtype, in eval mode, without gradients; with sharded data every rank that holds
+        samples must agree, and a rank that holds none takes their answer."""
         state = self._functional_state([p.detach().to(self._dtype) for p in self._params])
 
         def loss_of(inputs: Any, targets: Any) -> float:
@@ -435,31 +496,52 @@ class CurvatureOperator:
         found: str | None = None
         failure: Exception | None = None
         try:
-            inputs, targets = _split_batch(next(iter(self._data)))
-            _check_samples(inputs, targets)
-            inputs = batch_to(inputs, self._device, self._dtype)
-            targets = batch_to(targets, self._device, self._dtype)
-            # eval mode: dropout noise and batch-norm batch statistics would make the
-            # halves disagree for reasons that have nothing to do with the reduction
-            with eval_mode(self.model), torch.no_grad():
-                found = detect_reduction(loss_of, inputs, targets, dtype=self._dtype)
+            batch = self._first_batch_with_samples()
+            if batch is not None:
+                inputs, targets = batch
+                _check_samples(inputs, targets)
+                inputs = batch_to(inputs, self._device, self._dtype)
+                targets = batch_to(targets, self._device, self._dtype)
+                # eval mode: dropout noise and batch-norm batch statistics would make the
+                # halves disagree for reasons that have nothing to do with the reduction
+                with eval_mode(self.model), torch.no_grad():
+                    found = detect_reduction(loss_of, inputs, targets, dtype=self._dtype)
         except Exception as exc:  # noqa: BLE001 - re-raised below, after the ranks agree
             failure = exc
         if self._group is not None:
-            # codes 0 "mean", 1 "sum", 2 failed here; every rank takes part before any raises
-            code = 2.0 if failure is not None else float(REDUCTIONS.index(found))
-            t = torch.tensor([code, -code], dtype=torch.float64,
+            # votes for "mean", "sum", and failures, summed over the ranks; every rank
+            # takes part before any raises, and a rank without samples casts none
+            votes = [0.0, 0.0, 1.0 if failure is not None else 0.0]
+            if found is not None:
+                votes[REDUCTIONS.index(found)] = 1.0
+            t = torch.tensor(votes, dtype=torch.float64,
                              device=collective_device(self._group, self._device))
-            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX, group=self._group)
-            if failure is None and float(t[0]) != -float(t[1]):
+            torch.distributed.all_reduce(t, group=self._group)
+            means, sums, failures = (float(x) for x in t)
+            if failure is None and (failures > 0 or (means > 0) == (sums > 0)):
+                here = f"this one found {found!r}" if found is not None else "this one holds no samples"
                 raise ValueError(
                     "the ranks disagree on how loss_fn reduces a batch (or one rank could "
-                    f"not tell; this one found {found!r}); pass reduction='mean' or 'sum'"
+                    f"not tell; {here}); pass reduction='mean' or 'sum'"
                 )
+            found = found or REDUCTIONS[0 if means > 0 else 1]
         if failure is not None:
             raise failure
         assert found is not None
         return found
+
+    def _first_batch_with_samples(self) -> tuple[Any, Any] | None:
+        """``(inputs, targets)`` of the first batch holding samples (one more ``iter()``
+        of the data); ``None`` when this rank holds no samples (:meth:`_count_data`).
+        ``ValueError`` when the pass yields none although the first pass counted some:
+        a one-pass iterable, used up by the count."""
+        if self._local_count == 0:
+            return None
+        for batch in self._data:
+            inputs, targets = _split_batch(batch)
+            if batch_size(targets) > 0:
+                return inputs, targets
+        raise self._used_up()
 
     def _check_vector(self, v: Tensor, ndim: int) -> Tensor:
         if not isinstance(v, Tensor):
@@ -544,13 +626,30 @@ def _check_regression_targets(loss_fn: LossFn, outputs: Any, targets: Any) -> No
         )
 
 
+def _equal_all(tensors: list[Tensor], kept: list[Tensor]) -> bool:
+    """Whether each tensor equals its kept copy exactly (same shape and values; NaN never
+    equals). On the CPU one ``torch.equal`` each (no temporaries); on an accelerator one
+    host synchronization in all, not one per tensor."""
+    if len(tensors) != len(kept) or any(t.shape != k.shape for t, k in zip(tensors, kept)):
+        return False
+    if all(t.device.type == "cpu" for t in tensors):
+        return all(torch.equal(t.detach(), k) for t, k in zip(tensors, kept))
+    if not tensors:
+        return True
+    where = tensors[0].device
+    differs = [torch.ne(t.detach(), k).any().to(where) for t, k in zip(tensors, kept)]
+    return not bool(torch.stack(differs).any())
+
+
 def _one_pass(data: Any) -> bool:
-    """Whether ``data`` is a generator or one of Python's own iterators (``iter(list)``,
-    ``map``, ``zip``, ``itertools.cycle``, ...), which a pass uses up or never ends.
+    """Whether ``data`` is a generator, one of Python's own iterators (``iter(list)``,
+    ``map``, ``zip``, ``itertools.cycle``, ...) or a ``DataLoader``'s iterator
+    (``iter(loader)``), which a pass uses up or never ends.
     Told from the type alone: calling ``iter()`` could draw from the global RNG (a
     DataLoader's sampler) or start a loader's workers; a class of one's own whose
     ``__iter__`` rewinds and returns itself is left alone."""
-    return inspect.isgenerator(data) or (
+    loader_iter = getattr(torch.utils.data.dataloader, "_BaseDataLoaderIter", ())
+    return inspect.isgenerator(data) or isinstance(data, loader_iter) or (
         isinstance(data, Iterator) and type(data).__module__ in ("builtins", "itertools"))
 
 
@@ -709,9 +808,11 @@ def detect_reduction(
     from batch to batch the first batch cannot show it, and batches are still
     weighted by sequences, not tokens; for a mean over all tokens of the data
     set use a sum divided by the data set's token count (detected as ``"sum"``).
-    A mean plus a term that does not depend on the samples (a weight penalty) is
-    still a mean; a function of the mean (its square), a maximum or a median is
-    neither.
+    A mean plus a constant is still a mean; a function of the mean (its square), a
+    maximum or a median is neither. (A weight penalty read from ``model.parameters()``
+    inside the loss would pass as such a constant here, and it is one to the
+    operators too: its curvature is left out, see :class:`CurvatureOperator`'s
+    ``loss_fn``.)
 
     Args:
         loss_of: ``loss_of(inputs, targets) -> float``, the reduced loss of a batch
@@ -812,11 +913,8 @@ def normalize_data(data: Any) -> Iterable[Batch]:
     (random augmentation, a sampler that reshuffles by itself) are caught on the
     first product instead, by the first batch's fingerprint (:func:`batch_fingerprint`).
     """
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], Tensor):
-        # one (inputs, targets) pair: a list of batches never has a bare tensor second
-        first = data[0]
-        if isinstance(first, (Tensor, Mapping, tuple, list)):
-            return [data]
+    if is_pair(data):
+        return [data]
     if isinstance(data, Tensor):
         raise TypeError("data must be (inputs, targets) or an iterable of such batches, got a tensor")
     if not isinstance(data, Iterable):
@@ -832,6 +930,14 @@ def normalize_data(data: Any) -> Iterable[Batch]:
             "spectra.subsample(dataset, n, seed=...) and load that in order."
         )
     return data
+
+
+def is_pair(data: Any) -> bool:
+    """Whether ``data`` is one ``(inputs, targets)`` pair rather than a sequence of
+    batches: a tuple of two items whose second is a tensor (the targets), whatever the
+    inputs are (tensors, a mapping or tuple of them, an object of one's own). A tuple
+    of batches never has a bare tensor second: each of its batches is a pair."""
+    return isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], Tensor)
 
 
 _RANDOM_SAMPLERS = (
@@ -974,7 +1080,7 @@ def _same_sequence(x: tuple | list, items: list) -> tuple | list:
 
 __all__ = [
     "REDUCTIONS", "Batch", "CurvatureOperator", "LossFn", "batch_fingerprint", "batch_size",
-    "batch_to", "call_loss", "detect_reduction", "functional_state", "normalize_data",
+    "batch_to", "call_loss", "detect_reduction", "functional_state", "is_pair", "normalize_data",
     "resolve_reduction",
     "stack_columns",
 ]

@@ -148,14 +148,15 @@ class FisherOperator(GGNOperator):
         """``kind="mc"``: the targets ``y~`` a product draws, one tensor per batch
         (``(M, *targets)`` class indices for the cross-entropy, ``(M, *f.shape)``
         values for the MSE), in data order; draws them as a product does (one
-        forward pass per batch)."""
+        forward pass per batch). A batch of 0 samples draws nothing and has no
+        tensor here, as it has no part in the products."""
         if self.kind != "mc":
             raise ValueError("sampled_targets() is defined for kind='mc' only")
         self._rng = self._fresh_rng()
         out = []
         try:
             with self._pass_modes():
-                for b, (inputs, targets) in enumerate(self._iter_batches()):
+                for b, inputs, targets in self._iter_batches():
                     f = self._graphs(b, inputs, targets)[1].detach()
                     out.append(self._draw(f, targets)[0])
         finally:

@@ -9,7 +9,8 @@ A product ``G v`` is three passes over cached graphs: ``J v`` (the
 "double-vjp" trick: differentiate ``J^T u`` with respect to a dummy ``u``),
 the loss Hessian with respect to the outputs times ``J v``, and ``J^T`` of
 the result. As for the Hessian, the graphs of in-memory data are built once
-per batch and reused until a parameter changes.
+per batch and reused until a parameter, a buffer or a module's mode changes
+(:meth:`~spectra.operators.base.CurvatureOperator._check_cache`).
 """
 
 from __future__ import annotations
@@ -84,23 +85,16 @@ class GGNOperator(CurvatureOperator):
             progress=progress,
         )
         self.cache = isinstance(self._data, (list, tuple)) if cache is None else bool(cache)
-        self._cache: dict[int, tuple[Any, ...]] = {}
-        self._cache_version: tuple[Any, ...] | None = None
 
-    def clear_cache(self) -> None:
-        """Free the cached graphs."""
-        self._cache.clear()
-        self._cache_version = None
+    @property
+    def _caches_graphs(self) -> bool:
+        return self.cache
 
     def _loss_input(self, outputs: Any) -> Tensor:
         return select_output(outputs, self.output_fn)
 
     def _graphs(self, batch_index: int, inputs: Any, targets: Tensor) -> tuple[Any, ...]:
-        if self.cache:
-            version = self._params_version()
-            if version != self._cache_version:
-                self._cache.clear()
-                self._cache_version = version
+        if self.cache:  # kept current by the pass (_check_cache)
             hit = self._cache.get(batch_index)
             if hit is not None:
                 return hit

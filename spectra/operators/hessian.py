@@ -10,8 +10,11 @@ interface, chosen by ``backend``:
     backward pass through it (``torch.autograd.grad(g, theta, v)``), the
     fastest on CPU. The cache is rebuilt when any parameter or buffer of the model
     changes in place or is replaced (an optimizer step, batch norm's running
-    statistics: their version counters) or a module's train/eval mode changes.
-    Memory: one first-order graph per batch.
+    statistics, ``p.data = ...`` as ``vector_to_parameters`` does, an edit through
+    ``p.data``) or a module's train/eval mode changes: checked once per product,
+    exactly, against a copy of the parameters and buffers kept with the cache
+    (:meth:`~spectra.operators.base.CurvatureOperator._check_cache`).
+    Memory: one first-order graph per batch, and that copy.
 ``"backprop"``
     The same double backprop, but the graph is rebuilt for every product and
     freed after it: lowest memory, slower than ``"graph"``. For data that does not
@@ -108,15 +111,12 @@ class HessianOperator(CurvatureOperator):
             backend = "graph" if isinstance(self._data, (list, tuple)) else "backprop"
         self.backend = backend
         self.vmap_max_params = checks.integer("vmap_max_params", vmap_max_params, 0)
-        self._cache: dict[int, tuple[list[Tensor], tuple[Tensor | None, ...], list[int]]] = {}
-        self._cache_version: tuple[Any, ...] | None = None
         self._batched_backward_ok = True
         self._forward_mode_ok = True
 
-    def clear_cache(self) -> None:
-        """Free the cached first-order graphs (``backend="graph"``)."""
-        self._cache.clear()
-        self._cache_version = None
+    @property
+    def _caches_graphs(self) -> bool:
+        return self.backend == "graph"
 
     # ------------------------------------------------------------------ loss
     def _loss(self, params: Sequence[Tensor], inputs: Any, targets: Tensor) -> Tensor:
@@ -125,11 +125,7 @@ class HessianOperator(CurvatureOperator):
 
     def _first_order(self, batch_index: int, inputs: Any, targets: Tensor):
         """Leaf parameters and the gradient graph of one batch (cached for "graph")."""
-        if self.backend == "graph":
-            version = self._params_version()
-            if version != self._cache_version:
-                self._cache.clear()
-                self._cache_version = version
+        if self.backend == "graph":  # kept current by the pass (_check_cache)
             hit = self._cache.get(batch_index)
             if hit is not None:
                 return hit

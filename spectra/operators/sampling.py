@@ -10,14 +10,14 @@ issue 5: the top eigenvalue of a ResNet on 200 vs 2000 CIFAR images).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from spectra.operators.base import Batch, LossFn, batch_size
+from spectra.operators.base import Batch, LossFn, _same_sequence, batch_size, is_pair
 from spectra.utils import checks
 
 
@@ -39,7 +39,7 @@ def subsample(data: Any, n: int, *, seed: int = 0) -> Any:
 
     Args:
         data: an ``(inputs, targets)`` pair of tensors (dim 0 the samples; inputs
-            may also be a mapping or tuple of such tensors), or a map-style
+            may also be a mapping, tuple, list or named tuple of such tensors), or a map-style
             ``torch.utils.data.Dataset`` (anything with ``__len__`` and
             ``__getitem__``).
         n: the number of samples (at most the data set's).
@@ -47,10 +47,10 @@ def subsample(data: Any, n: int, *, seed: int = 0) -> Any:
 
     Returns:
         For a pair: the pair of the chosen rows (``(inputs[idx], targets[idx])``,
-        a copy). For a data set: a ``torch.utils.data.Subset`` of it, to be loaded
+        a copy; inputs keep their type, a ``BatchEncoding`` stays one). For a data set: a ``torch.utils.data.Subset`` of it, to be loaded
         in order (``DataLoader(subset, batch_size=..., shuffle=False)``).
     """
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], Tensor):
+    if is_pair(data):
         N = batch_size(data[1])
         _check_rows(data[0], N)
         idx = subsample_indices(N, n, seed=seed)
@@ -82,7 +82,7 @@ def _check_rows(inputs: Any, n: int) -> None:
     def visit(x: Any) -> None:
         if isinstance(x, Tensor):
             leaves.append(x)
-        elif isinstance(x, dict):
+        elif isinstance(x, Mapping):
             for v in x.values():
                 visit(v)
         elif isinstance(x, (tuple, list)):
@@ -99,14 +99,15 @@ def _check_rows(inputs: Any, n: int) -> None:
 
 
 def _slice_rows(x: Any, idx: Tensor, n: int) -> Any:
-    """Rows ``idx`` of every tensor of ``x`` whose dim 0 is ``n`` (inside mappings,
-    tuples and lists); anything else is kept whole."""
+    """Rows ``idx`` (int64, ``(m,)``) of every tensor of ``x`` whose dim 0 is ``n``, inside
+    mappings, tuples, lists and named tuples, each rebuilt with its own type (as
+    :func:`~spectra.operators.base.batch_to` does); anything else is kept whole."""
     if isinstance(x, Tensor):
         return x[idx.to(x.device)] if x.dim() > 0 and x.shape[0] == n else x
-    if isinstance(x, dict):
+    if isinstance(x, Mapping):
         return type(x)({k: _slice_rows(v, idx, n) for k, v in x.items()})
     if isinstance(x, (tuple, list)):
-        return type(x)(_slice_rows(v, idx, n) for v in x)
+        return _same_sequence(x, [_slice_rows(v, idx, n) for v in x])
     return x
 
 
@@ -163,14 +164,15 @@ def top_eigenvalue_spread(
         rank, world_size: under several processes (``torch.distributed``
             initialized), this rank takes its :func:`spectra.utils.distributed.shard`
             of each subsample and the operator all-reduces the products: every
-            rank gets the same values.
+            rank gets the same values. ``ValueError`` when ``n < world_size`` (a rank
+            would hold no sample).
         **operator_kwargs: passed to it (``dtype``, ``eval_mode``, ``process_group`` ...).
     """
     from spectra.linalg.eigsh import eigsh
     from spectra.operators.hessian import HessianOperator
     from spectra.utils.distributed import shard
 
-    if not (isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], Tensor)):
+    if not is_pair(data):
         # a list of batches or a Dataset would be subsampled as a data set of batches
         raise TypeError(f"data must be the full (inputs, targets) pair of tensors to draw "
                         f"subsamples from, got {type(data).__name__}"
@@ -189,6 +191,13 @@ def top_eigenvalue_spread(
         raise ValueError(f"seeds must be distinct, got {list(seeds)} (repeated: {repeated})")
     world_size = checks.integer("world_size", world_size, 1)
     rank = checks.integer("rank", rank, 0, world_size - 1)
+    n = checks.integer("n", n, 1)
+    if n < world_size:
+        raise ValueError(
+            f"n={n} samples per subsample are fewer than the world_size={world_size} "
+            "processes, so some ranks would hold no sample of it: draw at least one "
+            "sample per process"
+        )
     make = operator or HessianOperator
     values = []
     for s in seeds:

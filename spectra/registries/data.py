@@ -44,6 +44,7 @@ import inspect
 import json
 import os
 import pickle
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,14 +268,17 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     dimensions as big-endian uint32, then the data in C order, big-endian.
 
     Raises:
-        DataError: a malformed header or a size that does not match the header.
+        DataError: a file that cannot be read or decompressed (a corrupt ``.gz``), a
+            malformed header, or a size that does not match the header.
     """
     path = Path(path)
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rb") as fh:
             raw = fh.read()
-    except (OSError, EOFError) as exc:  # includes gzip.BadGzipFile
+    except (OSError, EOFError, zlib.error) as exc:
+        # OSError includes gzip.BadGzipFile (a bad gzip header); a corrupt deflate
+        # stream behind a good header is a zlib.error, which is not an OSError
         raise DataError(f"{path}: cannot read ({exc})") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(

@@ -529,3 +529,76 @@ def test_a_tied_parameter_named_by_its_second_name_is_explained():
                                          r"name \(tied weights\); name it '0.weight'"):
         HessianOperator(model, nn.CrossEntropyLoss(), (X, y), params=["2.weight"])
     assert HessianOperator(model, nn.CrossEntropyLoss(), (X, y), params=["0.weight"]).shape == (9, 9)
+
+
+def _fisher(**kw):
+    from spectra import FisherOperator
+
+    return lambda m, lf, d: FisherOperator(m, lf, d, **kw)
+
+
+_EMPTY_BATCH_CASES = [
+    pytest.param(lambda m, lf, d, b=b: HessianOperator(m, lf, d, backend=b), lf, id=f"hessian-{b}-{how}")
+    for b in BACKENDS for lf, how in ((nn.CrossEntropyLoss(), "declared"), (F.cross_entropy, "detected"))
+] + [
+    pytest.param(lambda m, lf, d: GGNOperator(m, lf, d), F.cross_entropy, id="ggn-detected"),
+    pytest.param(_fisher(), nn.CrossEntropyLoss(), id="fisher-empirical"),
+    pytest.param(_fisher(kind="mc"), nn.CrossEntropyLoss(), id="fisher-mc"),
+]
+
+
+@pytest.mark.parametrize(("make", "loss_fn"), _EMPTY_BATCH_CASES)
+def test_a_batch_of_no_samples_is_skipped(make, loss_fn):
+    """A batch of 0 samples (an empty shard when there are more ranks than samples) has
+    weight n_b / N = 0, but its mean loss is NaN: the products raised "the loss of batch
+    1 is nan" (or returned NaN, or divided by 0), and detection refused it as a first
+    batch "of 0 samples"."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    X, y = torch.randn(10, 3, dtype=torch.float64), torch.randint(0, 3, (10,))
+    empty = (X[:0], y[:0])
+    full = [(X[:4], y[:4]), (X[4:], y[4:])]
+    reference = make(model, loss_fn, full)
+    op = make(model, loss_fn, [empty, full[0], empty, full[1]])
+    assert op.reduction == reference.reduction == "mean" and op.num_data == 10
+    V = torch.randn(op.shape[0], 2, dtype=torch.float64)
+    expected = reference.matmat(V)
+    for _ in range(2):  # the second product from the cached graphs, where there are any
+        torch.testing.assert_close(op.matmat(V), expected, rtol=1e-12, atol=1e-12)
+    if getattr(op, "kind", None) == "mc":  # one draw per batch that holds samples
+        drawn = op.sampled_targets()
+        assert [t.shape for t in drawn] == [t.shape for t in reference.sampled_targets()]
+
+
+class _Boxed:
+    """Inputs of one's own type: neither a tensor, a mapping nor a sequence."""
+
+    def __init__(self, x):
+        self.x = x
+
+
+class _Unboxing(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, boxed):
+        return self.lin(boxed.x)
+
+
+def test_one_pair_whose_inputs_are_an_object_of_ones_own():
+    """``(inputs, targets)`` with inputs of a custom type was read as a list of two
+    batches ("each batch must be an (inputs, targets) pair, got _Boxed"), though a
+    tensor as the second item already means a pair."""
+    torch.manual_seed(0)
+    model = _Unboxing().double()
+    X, y = torch.randn(8, 3, dtype=torch.float64), torch.randint(0, 3, (8,))
+    as_list = HessianOperator(model, nn.CrossEntropyLoss(), [(_Boxed(X), y)])
+    pair = HessianOperator(model, nn.CrossEntropyLoss(), (_Boxed(X), y))
+    assert pair.num_data == 8
+    v = torch.randn(pair.shape[0], dtype=torch.float64)
+    torch.testing.assert_close(pair.matvec(v), as_list.matvec(v), rtol=0, atol=0)
+    # a tuple of two batches is still two batches
+    two = HessianOperator(model, nn.CrossEntropyLoss(), ((_Boxed(X[:3]), y[:3]), (_Boxed(X[3:]), y[3:])))
+    assert two.num_data == 8
+    torch.testing.assert_close(two.matvec(v), as_list.matvec(v), rtol=1e-12, atol=1e-12)

@@ -252,3 +252,64 @@ def test_vmap_max_params_must_be_an_integer():
     X, y = torch.randn(8, 3), torch.randn(8, 1)
     with pytest.raises(ValueError, match="vmap_max_params must be an integer >= 0, got 'x'"):
         HessianOperator(nn.Linear(3, 1), nn.MSELoss(), (X, y), vmap_max_params="x")
+
+
+@pytest.mark.parametrize("operator", ["hessian", "ggn"])
+@pytest.mark.parametrize("edit", ["vector_to_parameters", "data_add"])
+def test_cached_graphs_follow_parameters_replaced_or_edited_through_data(operator, edit):
+    """``p.data = new`` (torch.nn.utils.vector_to_parameters) and ``p.data.add_(...)``
+    bump no version counter: a reused operator kept serving the old point's matrix
+    (relative difference 0.97 for the Hessian, 0.84 for the GGN)."""
+    from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+    from spectra import GGNOperator
+
+    torch.manual_seed(0)
+    X, y = torch.randn(16, 3, dtype=torch.float64), torch.randint(0, 3, (16,))
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    loss = nn.CrossEntropyLoss()
+
+    def make(cached):
+        if operator == "ggn":
+            return GGNOperator(model, loss, [(X, y)], cache=cached)
+        return HessianOperator(model, loss, [(X, y)], backend="graph" if cached else "backprop")
+
+    op = make(True)
+    V = torch.randn(op.shape[0], 3, dtype=torch.float64)
+    before = op.matmat(V)
+    theta = parameters_to_vector(model.parameters()).detach()
+    step = 0.5 * torch.randn_like(theta)
+    if edit == "vector_to_parameters":
+        vector_to_parameters(theta + step, model.parameters())
+    else:
+        for p, s in zip(model.parameters(), step.split([p.numel() for p in model.parameters()])):
+            p.data.add_(s.view_as(p))
+    after = op.matmat(V)
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, make(False).matmat(V), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("operator", ["hessian", "ggn"])
+def test_cached_graphs_are_reused_while_the_model_is_unchanged(operator):
+    from spectra import GGNOperator
+
+    torch.manual_seed(0)
+    X, y = torch.randn(12, 3, dtype=torch.float64), torch.randint(0, 3, (12,))
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    forwards = [0]
+    model.register_forward_hook(lambda *_: forwards.__setitem__(0, forwards[0] + 1))
+    batches = [(X[:5], y[:5]), (X[5:], y[5:])]
+    op = (GGNOperator(model, nn.CrossEntropyLoss(), batches) if operator == "ggn"
+          else HessianOperator(model, nn.CrossEntropyLoss(), batches, backend="graph"))
+    v = torch.randn(op.shape[0], dtype=torch.float64)
+    first = op.matvec(v)
+    assert forwards[0] == 2  # one graph per batch
+    torch.testing.assert_close(op.matvec(v), first, rtol=0, atol=0)
+    assert forwards[0] == 2  # the same graphs
+    with torch.no_grad():
+        model[0].weight.data[0, 0] += 1.0  # one entry, through .data
+    op.matvec(v)
+    assert forwards[0] == 4  # rebuilt
+    op.clear_cache()
+    op.matvec(v)
+    assert forwards[0] == 6

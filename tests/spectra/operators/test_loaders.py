@@ -257,3 +257,73 @@ def test_a_rewinding_iterable_of_ones_own_is_not_taken_for_a_one_pass_iterator()
     ref = HessianOperator(model, nn.CrossEntropyLoss(), list(data.batches), reduction="mean")
     v = torch.ones(op.shape[0], dtype=torch.float64)
     assert torch.allclose(op.matvec(v), ref.matvec(v))
+
+
+def test_subsample_takes_the_rows_of_any_mapping_of_inputs():
+    """Inputs in a Mapping that is not a dict (collections.UserDict, as transformers'
+    BatchEncoding is) were returned whole beside subsampled targets."""
+    from collections import UserDict
+
+    _, X, y = _problem(30)
+    Z = torch.arange(30.0).unsqueeze(1)
+    idx = subsample_indices(30, 7, seed=2)
+    inputs, targets = subsample((UserDict({"x": X, "z": Z}), y), 7, seed=2)
+    assert type(inputs) is UserDict and torch.equal(targets, y[idx])
+    assert torch.equal(inputs["x"], X[idx]) and torch.equal(inputs["z"], Z[idx])
+    with pytest.raises(ValueError, match=r"no tensor of the inputs holds the targets' 20 samples"):
+        subsample((UserDict({"x": X}), y[:20]), 5)
+
+
+def test_subsample_rebuilds_named_tuple_inputs():
+    """Named-tuple inputs raised "missing 1 required positional argument"."""
+    from collections import namedtuple
+
+    _, X, y = _problem(30)
+    Z = torch.arange(30.0).unsqueeze(1)
+    idx = subsample_indices(30, 7, seed=2)
+    Pair = namedtuple("Pair", "x z")
+    inputs, targets = subsample((Pair(X, Z), y), 7, seed=2)
+    assert type(inputs) is Pair and torch.equal(targets, y[idx])
+    assert torch.equal(inputs.x, X[idx]) and torch.equal(inputs.z, Z[idx])
+
+
+def test_top_eigenvalue_spread_refuses_fewer_samples_than_processes():
+    """With n < world_size some ranks' shards are empty (cli/probe.py refuses it too)."""
+    model, X, y = _problem(24)
+    with pytest.raises(ValueError, match=r"n=1 samples per subsample are fewer than the "
+                                         r"world_size=2 processes"):
+        top_eigenvalue_spread(model, nn.CrossEntropyLoss(), (X, y), 1, [0], rank=0, world_size=2)
+
+
+class _OnePass:
+    """An iterator of one's own that does not start again (not told from its type)."""
+
+    def __init__(self, batches):
+        self.it = iter(batches)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.it)
+
+
+@pytest.mark.parametrize("loss_fn", [nn.CrossEntropyLoss(), nn.functional.cross_entropy],
+                         ids=["declared", "detected"])
+def test_a_used_up_iterator_is_named_whether_the_reduction_is_declared_or_detected(loss_fn):
+    """With a detected reduction, iter(DataLoader) (and any one-pass iterator used up by
+    the count) raised a bare StopIteration from the constructor; a declared one built an
+    operator whose first product failed."""
+    model, X, y = _problem()
+    loader = DataLoader(TensorDataset(X, y), batch_size=5)
+    with pytest.raises(ValueError, match=r"one-pass iterator \(_\w*DataLoaderIter\)"):
+        HessianOperator(model, loss_fn, iter(loader))
+    used_up = r"data yielded no batches on this pass: a one-pass iterable \(_OnePass"
+    data = _OnePass([(X[:6], y[:6]), (X[6:], y[6:])])
+    if loss_fn is nn.functional.cross_entropy:
+        with pytest.raises(ValueError, match=used_up):
+            HessianOperator(model, loss_fn, data)
+    else:
+        op = HessianOperator(model, loss_fn, data)
+        with pytest.raises(ValueError, match=used_up):
+            op.matvec(torch.ones(op.shape[0], dtype=torch.float64))

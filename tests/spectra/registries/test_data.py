@@ -155,6 +155,16 @@ def test_read_idx_rejects_malformed_files(tmp_path: Path) -> None:
         read_idx(fake_gz)
 
 
+def test_read_idx_names_a_corrupt_gzip_stream(tmp_path: Path) -> None:
+    """A good gzip header over a corrupt deflate stream raised zlib.error (not an
+    OSError), past the DataError the module promises."""
+    good = gzip.compress(bytes([0, 0, 8, 1]) + struct.pack(">I", 1000) + bytes(1000))
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(good[:10] + bytes([0xFF] * 8) + good[18:])  # invalid deflate block
+    with pytest.raises(DataError, match=r"cannot read \(.*invalid block type"):
+        read_idx(path)
+
+
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
 @pytest.mark.parametrize("layout", ["flat", "named", "torchvision"])
 def test_mnist_like_from_idx_files(tmp_path: Path, name: str, layout: str) -> None:
