@@ -45,12 +45,21 @@ def check_can_create(base: Path, path: Path) -> None:
 
 
 def check_run_file(out: str | os.PathLike) -> Path:
-    """The output ``.h5`` path, checked before anything is computed or written."""
+    """The output ``.h5`` path, checked before anything is computed or written: its
+    suffix, its folder, and a name that leaves room for its journal's
+    (:func:`spectra.runs.writer.check_run_file_name`)."""
     path = Path(out)
     if path.suffix.lower() not in RUN_SUFFIXES:
         raise CLIError(f"the run file must end in .h5 or .hdf5, got {str(path)!r}")
     if path.is_dir():
         raise CLIError(f"{path} is a directory; expected the path of a .h5 run file")
+    from spectra.runs.store import StoreError
+    from spectra.runs.writer import check_run_file_name
+
+    try:  # a name that leaves no room for its journal's: refused before the model is built
+        check_run_file_name(path)
+    except StoreError as exc:
+        raise CLIError(str(exc)) from None
     # the nearest existing ancestor must be a writable directory
     base = nearest_existing(path.parent)
     if base.exists() and not base.is_dir():

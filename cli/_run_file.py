@@ -114,17 +114,17 @@ def _print_run(s: dict[str, Any], path: Path) -> None:
     model = c.get("model")
     if isinstance(model, dict):
         kw = model.get("kwargs") or {}
-        rows.append(("model", model.get("name", "?") + (f" {kw}" if kw else "")
+        rows.append(("model", f"{model.get('name', '?')}" + (f" {kw}" if kw else "")
                      + (f", {c['num_params']:,} parameters" if "num_params" in c else "")))
     data = c.get("data")
     if isinstance(data, dict):
         kw = data.get("kwargs") or {}
         sizes = f", {c['num_train']} train / {c['num_test']} test" if "num_train" in c else ""
-        rows.append(("data", data.get("name", "?") + (f" {kw}" if kw else "") + sizes))
+        rows.append(("data", f"{data.get('name', '?')}" + (f" {kw}" if kw else "") + sizes))
     opt = c.get("optimizer")
     if isinstance(opt, dict):
         over = opt.get("overrides") or {}
-        rows.append(("optimizer", opt.get("name", "?")
+        rows.append(("optimizer", f"{opt.get('name', '?')}"
                      + (" " + ", ".join(f"{k}={v}" for k, v in over.items()) if over else "")
                      + (" (with its schedule)" if opt.get("schedule") else "")))
         sched = opt.get("lr_schedule")

@@ -50,6 +50,7 @@ __all__ = [
     "Metrics",
     "Probes",
     "RunData",
+    "checkpoint_base",
     "import_pandas",
     "list_runs",
     "read_run",
@@ -244,7 +245,8 @@ class RunData:
         spectra_version: version of the spectra that created the run.
         metrics: :class:`Metrics`.
         probes: :class:`Probes`.
-        checkpoints: the ``.pt`` files, resolved against the HDF5 file's directory.
+        checkpoints: the ``.pt`` files, resolved against the directory of the HDF5
+            file's real path (:func:`checkpoint_base`).
         run_id: the identity written when the run was created (a new one when it
             is replaced with ``overwrite``); None for runs of files older than it.
     """
@@ -467,6 +469,14 @@ def _read_config(group: h5py.Group, path: Path, name: str) -> dict[str, Any]:
     return config
 
 
+def checkpoint_base(path: str | os.PathLike[str]) -> str:
+    """The folder a run file's checkpoint paths are recorded relative to: that of its
+    real path, symbolic links resolved. The writer records against it and the reader
+    resolves against it, so a file written or read through a link (``runs/latest.h5 ->
+    ../archive/x.h5``) finds its checkpoints either way."""
+    return os.path.dirname(os.path.realpath(path))
+
+
 def read_run_from(f: h5py.File, path: Path, name: str) -> RunData:
     """The committed rows of run ``name`` of ``f``, the open file at ``path`` (what
     :func:`read_run` returns, for a caller that has the file open).
@@ -519,7 +529,7 @@ def read_run_from(f: h5py.File, path: Path, name: str) -> RunData:
         raise StoreError(f"{path}: {where} is {_kind(ckpt)}; expected a dataset of path strings")
     if ckpt is not None:
         k = committed_rows(ckpt.attrs, [ckpt], path, where)
-        base = Path(os.path.dirname(os.path.abspath(path)))
+        base = Path(checkpoint_base(path))
         checkpoints = tuple(
             Path(os.path.normpath(base / s)) for s in ckpt.asstr()[:k]
         )

@@ -29,7 +29,6 @@ import errno
 import json
 import math
 import os
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -62,16 +61,17 @@ from spectra.runs.format import (
     run_names,
     scalar_names,
 )
-from spectra.runs.journal import ChangeAborted, JournaledFile
+from spectra.runs.journal import ChangeAborted, JournaledFile, journal_path
 from spectra.runs.reader import (
     RunData,
+    checkpoint_base,
     read_run_from,
     register_writer_file,
     unregister_writer_file,
     writer_file,
 )
 
-__all__ = ["RunStore", "RunWriter"]
+__all__ = ["RunStore", "RunWriter", "check_run_file_name"]
 
 # Chunks: about 4 KiB, at most 16 rows (a scalar column: 128 B), at least one row (one
 # probe's Ritz nodes). Small chunks keep a short run's file near its data: a column
@@ -110,7 +110,8 @@ class RunStore:
     Raises:
         StoreLockedError: another process or another ``RunStore`` of this process
             has the file open for writing (or another program holds HDF5's lock).
-        StoreError: the file is not a spectra-run file of a supported version.
+        StoreError: the file is not a spectra-run file of a supported version, or
+            its name leaves no room for its journal's (:func:`check_run_file_name`).
 
     Use as a context manager, or call :meth:`close`; both trim the datasets to
     their committed rows. Not thread-safe.
@@ -127,6 +128,7 @@ class RunStore:
                 f"{self.path} is already open for writing by another RunStore in this "
                 "process; use that one, or close it first"
             )
+        check_run_file_name(self.path)
         if not self.path.exists():
             _create_file(self.path)
         self._io: JournaledFile | None = JournaledFile(self.path)
@@ -516,7 +518,9 @@ class RunWriter:
                 "probes": self._probes.rewind(int(step), store)}
 
     def add_checkpoint(self, path: str | os.PathLike[str]) -> int:
-        """Record a checkpoint file; stored relative to the HDF5 file's directory.
+        """Record a checkpoint file; stored relative to the directory of the HDF5 file's
+        real path (symbolic links resolved, as the reader resolves it: a run written
+        through a link reads the same through the link and through the real path).
 
         A file already recorded (a resumed run writing the same checkpoint again)
         keeps its entry.
@@ -529,8 +533,11 @@ class RunWriter:
         """
         store = self._live()
         store._f()  # open, and no failed write
-        h5dir = os.path.dirname(os.path.abspath(store.path))
-        target = os.path.abspath(os.fspath(path))
+        h5dir = checkpoint_base(store.path)
+        # its folder resolved too, so that a link above both (runs/ -> /data/runs) keeps
+        # the recorded path short (the file's own name is kept: a link stays itself)
+        folder, file = os.path.split(os.path.abspath(os.fspath(path)))
+        target = os.path.join(os.path.realpath(folder), file)
         try:
             rel = os.path.relpath(target, h5dir)
         except ValueError:  # another drive on Windows
@@ -931,11 +938,55 @@ def _config_json(config: Mapping[str, Any] | None) -> str:
     return text
 
 
-def _create_file(path: Path) -> None:
-    """Create an empty spectra-run file atomically: whole, or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+def _name_max(folder: str) -> int:
+    """The longest file name, in bytes, that ``folder`` (or, while it does not exist, its
+    nearest existing ancestor, where it will be made) takes: ``PC_NAME_MAX``; 255 (the
+    usual limit) where the system does not say."""
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
     try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):  # no such setting here, or not a folder
+        return 255
+    return limit if limit > 0 else 255
+
+
+def check_run_file_name(path: str | os.PathLike[str]) -> None:
+    """Refuse a run file whose journal could not be made beside it, before anything is
+    created: a writer keeps the journal as ``<file>-journal`` beside the real file
+    (:func:`~spectra.runs.journal.journal_path`), a name 8 bytes longer than the
+    file's, and a folder takes names of at most ``PC_NAME_MAX`` bytes (255 on most
+    file systems).
+
+    Raises:
+        StoreError: naming ``path``, the limit and the longest name that fits.
+    """
+    real = os.path.realpath(path)
+    folder, journal_name = os.path.split(journal_path(real))
+    size = len(os.fsencode(os.path.basename(real)))
+    extra = len(os.fsencode(journal_name)) - size  # the journal's suffix
+    limit = _name_max(folder)
+    if size + extra > limit:
+        shown = f"{path} (a link to {real})" if real != os.path.abspath(path) else str(path)
+        raise StoreError(
+            f"cannot write {shown}: its file name is {size} bytes long, and the name of its "
+            f"journal beside it would be {size + extra}; names in {folder} have at most "
+            f"{limit} bytes. Use a file name of at most {limit - extra} bytes")
+
+
+def _create_file(path: Path) -> None:
+    """Create an empty spectra-run file atomically: whole, or not at all. It is written
+    under a short temporary name in the same folder (whatever the length of
+    ``path``'s name), then linked into place, which fails if another process created
+    ``path`` meanwhile (that file is kept); renamed where hard links are not supported.
+    A ``path`` that is a link to no file yet makes the file the link names."""
+    path = Path(os.path.realpath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".spectra-{uuid.uuid4().hex[:16]}.tmp")
+    made = False  # tmp is this call's own, to remove
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # claims the name
+        made = True
         with h5py.File(tmp, "w", libver="earliest", locking="best-effort") as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = np.int64(FORMAT_VERSION)
@@ -956,7 +1007,7 @@ def _create_file(path: Path) -> None:
             raise _write_error(path, err) from exc
         raise
     finally:
-        if tmp.exists():
+        if made and tmp.exists():
             tmp.unlink()
 
 

@@ -82,3 +82,19 @@ def test_info_sets_apart_checkpoints_past_the_last_row(trained, tmp_path):
     assert "1 more recorded past the last row" in text, text
     (run,) = invoke_json("info", trained["h5"], "--json")["runs"]
     assert [c["stale"] for c in run["checkpoints"]] == [False, False]
+
+
+def test_info_prints_names_of_any_json_type(tmp_path):
+    """A foreign run file (written by hand, or its config edited) whose config names a
+    model, data set or optimizer with a number, null or list failed with "error:
+    unsupported operand type(s) for +: 'int' and 'str'"; the names now print as
+    they are."""
+    from spectra.runs.store import RunStore
+
+    out = tmp_path / "foreign.h5"
+    with RunStore(out) as st:
+        st.create_run("x", config={"model": {"name": 3, "kwargs": {"widths": 4}},
+                                   "data": {"name": None}, "optimizer": {"name": ["sgd"]}})
+    text = invoke("info", out).stdout
+    for row in ("model: 3 {'widths': 4}", "data: None", "optimizer: ['sgd']"):
+        assert row in text, (row, text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from cli._paths import (
     nearest_existing,
     relative_to_file,
 )
+from tests.cli.conftest import TINY, invoke
 
 
 def test_nearest_existing(tmp_path):
@@ -69,3 +72,29 @@ def test_checkpoint_dir_beside_the_run_file_and_stored_relative_to_it(tmp_path):
     assert ckpt == tmp_path / "runs" / "demo_ckpt" / "dcao"
     assert relative_to_file(ckpt, out) == str(Path("demo_ckpt") / "dcao")
     assert relative_to_file(Path("/elsewhere"), out) == "/elsewhere"
+
+
+def test_check_run_file_refuses_a_name_without_room_for_its_journal(tmp_path):
+    """A name of 248-255 bytes passed, and `spectra train` built its model before the
+    run file failed with "[Errno 36] File name too long" naming a temporary file. The
+    journal beside the file (<name>-journal) must fit the folder's limit too."""
+    import os
+
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    fits = tmp_path / ("r" * (limit - len("-journal") - 3) + ".h5")
+    assert check_run_file(fits) == fits
+    long = tmp_path / ("r" * (limit - len("-journal") - 2) + ".h5")
+    with pytest.raises(CLIError, match=re.escape(
+            f"cannot write {long}: its file name is {limit - 7} bytes long, and the name of its "
+            f"journal beside it would be {limit + 1}; names in {tmp_path} have at most {limit} "
+            f"bytes. Use a file name of at most {limit - 8} bytes")):
+        check_run_file(long)
+
+
+def test_train_refuses_a_run_file_name_without_room_for_its_journal(tmp_path):
+    """Through the command: one line naming the file, before anything is written."""
+    long = tmp_path / ("r" * (os.pathconf(tmp_path, "PC_NAME_MAX") - 3) + ".h5")
+    r = invoke("train", "--epochs", "1", "-o", long, *TINY, ok=False)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.stderr.startswith(f"error: cannot write {long}: its file name is "), r.stderr
+    assert os.listdir(tmp_path) == []

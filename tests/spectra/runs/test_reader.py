@@ -185,3 +185,30 @@ def test_a_damaged_file_fails_at_the_second_read_not_after_the_wait(tmp_path: Pa
                                          "damaged"):
         read_run(path, "r")
     assert len(calls) == 2
+
+
+def test_checkpoints_recorded_through_a_link_are_found_through_the_link_and_the_file(
+        tmp_path: Path) -> None:
+    """A run written through ``runs/latest.h5 -> ../archive/x.h5`` recorded its
+    checkpoints relative to runs/ (the link's folder), while a reader of archive/x.h5
+    resolved them against archive/: they read as missing. Both now use the real
+    file's folder."""
+    real = tmp_path / "archive" / "x.h5"
+    RunStore(real).close()
+    link = tmp_path / "runs" / "latest.h5"
+    link.parent.mkdir()
+    link.symlink_to(Path("..") / "archive" / "x.h5")
+    beside_link = tmp_path / "runs" / "latest_ckpt" / "a.pt"
+    beside_file = tmp_path / "archive" / "ck" / "b.pt"
+    for ck in (beside_link, beside_file):
+        ck.parent.mkdir()
+        ck.write_bytes(b"checkpoint")
+    with RunStore(link) as st:
+        run = st.create_run("r")
+        run.append_metrics(step=0, train_loss=1.0)
+        run.add_checkpoint(beside_link)
+        run.add_checkpoint(beside_file)
+    for path in (real, link):
+        found = read_run(path, "r").checkpoints
+        assert [c.resolve() for c in found] == [beside_link.resolve(), beside_file.resolve()], path
+        assert all(c.exists() for c in found), (path, found)

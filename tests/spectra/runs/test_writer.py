@@ -471,3 +471,50 @@ def test_column_names_the_file_cannot_hold_are_refused_before_writing(tmp_path: 
             w.append_probe(step=1, **{name: np.arange(3.0)})
         w.append_metrics(step=1, a=2.0)
     assert list(read_run(path, "sgd").metrics["a"]) == [1.0, 2.0]
+
+
+# ----------------------------------------------------------------- file names
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) ``folder`` takes."""
+    limit = os.pathconf(folder, "PC_NAME_MAX")
+    return limit if limit > 0 else 255
+
+
+def test_the_longest_name_that_leaves_room_for_the_journal_is_created(tmp_path: Path) -> None:
+    """A name 8 bytes under the folder's limit (its journal's name then fits) failed with
+    "[Errno 36] File name too long: '.rrrr….h5.<pid>.<ns>.tmp'": the temporary file of
+    the creation added 33 characters to the name. Now it is short, and leaves nothing."""
+    path = tmp_path / ("r" * (_name_max(tmp_path) - len("-journal") - 3) + ".h5")
+    with RunStore(path) as st:
+        st.create_run("sgd").append_metrics(step=0, train_loss=1.0)  # journals a change
+    assert list(read_run(path, "sgd").metrics.train_loss) == [1.0]
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_a_name_without_room_for_its_journal_is_refused_naming_the_file(tmp_path: Path) -> None:
+    """One byte longer, the file could be made but never written (its journal's name is
+    too long): it is refused before anything is created, naming the file and the limit."""
+    limit = _name_max(tmp_path)
+    path = tmp_path / "new" / ("r" * (limit - len("-journal") - 2) + ".h5")
+    with pytest.raises(StoreError, match=re.escape(
+            f"cannot write {path}: its file name is {limit - 7} bytes long, and the name of "
+            f"its journal beside it would be {limit + 1}; names in {path.parent} have at most "
+            f"{limit} bytes. Use a file name of at most {limit - 8} bytes")):
+        RunStore(path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_link_to_no_file_yet_makes_the_file_it_names(tmp_path: Path) -> None:
+    """``RunStore(link)`` of a link whose target does not exist yet found the link in the
+    way of its temporary file's, created nothing, and failed with "[Errno 2] No such
+    file or directory" naming the link. The file is now made where the link points."""
+    link = tmp_path / "runs" / "latest.h5"
+    link.parent.mkdir()
+    link.symlink_to(Path("..") / "archive" / "x.h5")
+    with RunStore(link) as st:
+        st.create_run("sgd").append_metrics(step=0, train_loss=1.0)
+    assert link.is_symlink() and (tmp_path / "archive" / "x.h5").is_file()
+    assert list(read_run(tmp_path / "archive" / "x.h5", "sgd").metrics.train_loss) == [1.0]
+    assert sorted(os.listdir(tmp_path / "archive")) == ["x.h5"]
