@@ -106,6 +106,17 @@ def describe_run_file(path: str, as_json: bool) -> None:
         _print_run(s, Path(path))
 
 
+def _count(value: Any) -> str:
+    """A stored count with thousands separators; any other JSON value as it is (a file
+    written by another tool)."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def _pair(value: Any) -> str:
+    """A stored (num_vectors, num_steps) as a tuple; any other JSON value as it is."""
+    return str(tuple(value)) if isinstance(value, list | tuple) else str(value)
+
+
 def _print_run(s: dict[str, Any], path: Path) -> None:
     c = s["config"]
     click.echo(f"run {s['name']!r}  (created {s['created'][:19].replace('T', ' ')} UTC, "
@@ -115,7 +126,7 @@ def _print_run(s: dict[str, Any], path: Path) -> None:
     if isinstance(model, dict):
         kw = model.get("kwargs") or {}
         rows.append(("model", f"{model.get('name', '?')}" + (f" {kw}" if kw else "")
-                     + (f", {c['num_params']:,} parameters" if "num_params" in c else "")))
+                     + (f", {_count(c['num_params'])} parameters" if "num_params" in c else "")))
     data = c.get("data")
     if isinstance(data, dict):
         kw = data.get("kwargs") or {}
@@ -124,8 +135,10 @@ def _print_run(s: dict[str, Any], path: Path) -> None:
     opt = c.get("optimizer")
     if isinstance(opt, dict):
         over = opt.get("overrides") or {}
+        shown = (", ".join(f"{k}={v}" for k, v in over.items()) if isinstance(over, dict)
+                 else str(over))
         rows.append(("optimizer", f"{opt.get('name', '?')}"
-                     + (" " + ", ".join(f"{k}={v}" for k, v in over.items()) if over else "")
+                     + (" " + shown if over else "")
                      + (" (with its schedule)" if opt.get("schedule") else "")))
         sched = opt.get("lr_schedule")
         if isinstance(sched, dict) and sched.get("name", "none") != "none":
@@ -145,7 +158,7 @@ def _print_run(s: dict[str, Any], path: Path) -> None:
         rows.append(("probes", (f"every {probe.get('every')} {probe.get('unit')}, "
                                 f"{probe.get('samples')} samples, top-{probe.get('top_k')}, "
                                 f"trace {probe.get('trace_matvecs')}, density "
-                                f"{tuple(dens) if dens else 'off'}, tol {probe.get('tol')}")))
+                                f"{_pair(dens) if dens else 'off'}, tol {probe.get('tol')}")))
     elif c and "probe" in c:
         rows.append(("probes", "off"))
     if not rows and c:

@@ -98,3 +98,18 @@ def test_info_prints_names_of_any_json_type(tmp_path):
     text = invoke("info", out).stdout
     for row in ("model: 3 {'widths': 4}", "data: None", "optimizer: ['sgd']"):
         assert row in text, (row, text)
+
+
+def test_info_prints_counts_overrides_and_densities_of_any_json_type(tmp_path):
+    """The same for a parameter count that is not an integer, optimizer overrides that are
+    not a mapping and a probe density that is a number (each raised before)."""
+    from spectra.runs.store import RunStore
+
+    out = tmp_path / "foreign.h5"
+    with RunStore(out) as st:
+        st.create_run("x", config={"model": {"name": "m"}, "num_params": "many",
+                                   "optimizer": {"name": "sgd", "overrides": [1, 2]},
+                                   "probe": {"every": 1, "density": 7}})
+    text = invoke("info", out).stdout
+    for row in ("model: m, many parameters", "optimizer: sgd [1, 2]", "density 7,"):
+        assert row in text, (row, text)
