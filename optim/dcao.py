@@ -32,7 +32,11 @@ take), so that the probes' share of each interval stays within ``overhead``
 where they are dear they wait. Each probe is paced by its own interval, so time
 spent elsewhere (a long evaluation) allows one probe, not a burst. Timings differ between
 machines, so on this budget the probe steps do too: give ``period`` for runs that
-must repeat step for step. ``history[i]["probe_share"]`` is the share so far.
+must repeat step for step. ``history[i]["probe_share"]`` is the share so far. Time
+inside :meth:`DCAO.paused_clock` is not the run's: spectra's trainer pauses the clock
+around its evaluations, its monitor's probes, its logging and its checkpoints, so the
+budget and the share are of the training steps' time (a loop of one's own can do the
+same).
 
 Several processes. Under an initialized ``torch.distributed`` group of several
 ranks, each rank's ``probe_data`` is its shard of the probe batch: the probe's
@@ -74,10 +78,11 @@ proposal's m = 20 every T_c = 100 steps on the full batch, 108% and 717%).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -263,6 +268,7 @@ class DCAO(SpectraOptimizer):
         self.train_seconds = 0.0
         self.probe_seconds = 0.0
         self._clock: float | None = None
+        self._paused = 0  # depth of paused_clock() blocks
         self._train_at_last_probe = 0.0
 
     def _validate(self, group: Mapping[str, Any]) -> None:
@@ -371,6 +377,23 @@ class DCAO(SpectraOptimizer):
         per_product = last["seconds"] / max(int(last["num_matvecs"]), 1)
         cost = per_product * (self.lanczos_steps if self._ritz is not None else self.cold_lanczos_steps)
         return self.train_seconds - self._train_at_last_probe >= cost * (1 - self.overhead) / self.overhead
+
+    @contextlib.contextmanager
+    def paused_clock(self) -> Iterator[None]:
+        """A block whose time is not the run's: the budget (``period=None``) and
+        ``probe_share`` count the time between steps as training time, except inside
+        this block (an evaluation, another tool's Hessian probes, writing a checkpoint).
+        Blocks may nest; a block before the first step changes nothing (the clock starts
+        at the first step)."""
+        self._paused += 1
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._paused -= 1
+            if self._paused == 0 and self._clock is not None:
+                now = time.perf_counter()  # (a step inside the block set the clock then)
+                self._clock = min(self._clock + (now - started), now)
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> Any:

@@ -20,6 +20,7 @@ wall-clock ``seconds`` columns) equal those of an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -225,7 +226,8 @@ def train(
             row = run.train_epoch()
             result.train_seconds += row["seconds"]
             result.history.append(row)
-            path = run.record_epoch(row)
+            with run.outside_steps():
+                path = run.record_epoch(row)
             if path is not None:
                 result.checkpoints.append(path)
             if bar is not None:
@@ -397,7 +399,8 @@ class _Training:
             if classify:
                 sum_correct += int((out.argmax(dim=1) == yb).sum())
             seen += len(yb)
-            self._after_step(bl, self.epoch + seen / n)
+            with self.outside_steps():
+                self._after_step(bl, self.epoch + seen / n)
         for s in self.epoch_schedulers:
             s.step()
         self.epoch += 1
@@ -411,11 +414,20 @@ class _Training:
             **current_hparams(self.optimizer),
             "seconds": train_seconds,
         }
-        if self.test_data is not None:
-            row["test_loss"], row["test_acc"] = evaluate(model, self.loss_fn, *self.test_data)
-        if self.eval_train:
-            row["train_eval_loss"], row["train_eval_acc"] = evaluate(model, self.loss_fn, X, y)
+        with self.outside_steps():
+            if self.test_data is not None:
+                row["test_loss"], row["test_acc"] = evaluate(model, self.loss_fn, *self.test_data)
+            if self.eval_train:
+                row["train_eval_loss"], row["train_eval_acc"] = evaluate(model, self.loss_fn, X, y)
         return row
+
+    def outside_steps(self) -> contextlib.AbstractContextManager[Any]:
+        """A block that is not training for the optimizer's clock: its
+        ``paused_clock()`` when it has one (:class:`optim.DCAO`, whose probe budget and
+        share count the time between its steps), else nothing. The trainer's
+        evaluations, monitor probes, logging and checkpoints run inside it."""
+        pause = getattr(self.optimizer, "paused_clock", None)
+        return pause() if callable(pause) else contextlib.nullcontext()
 
     def initial_row(self) -> dict[str, float]:
         """The epoch-0 metrics row of ``eval_train``: the model before any step, the

@@ -479,3 +479,31 @@ def test_numpy_integers_are_integers():
     torch.save(opt.state_dict(), buffer)  # only Python numbers: loads with weights_only
     buffer.seek(0)
     opt.load_state_dict(torch.load(buffer, weights_only=True))
+
+
+def test_time_in_paused_clock_is_not_training_time():
+    """The budget and probe_share count the time between steps as training, except
+    inside paused_clock() (nested blocks count once)."""
+    import time
+
+    model, loss_fn, X, y = _problem()
+    opt = _make(model, loss_fn, X, y, period=10**6)  # no probe after the first
+
+    def step():
+        opt.zero_grad()
+        loss_fn(model(X[:8]), y[:8]).backward()
+        opt.step()
+
+    step()
+    base = opt.train_seconds
+    with opt.paused_clock():
+        time.sleep(0.2)
+        with opt.paused_clock():
+            time.sleep(0.1)
+    step()
+    paused = opt.train_seconds - base  # one step's overhead, without the 0.3 s
+    time.sleep(0.3)
+    step()
+    counted = opt.train_seconds - base - paused  # one step's overhead and the 0.3 s
+    assert counted >= 0.3 and counted - paused > 0.15, (paused, counted)
+    assert opt._paused == 0

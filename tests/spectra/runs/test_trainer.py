@@ -376,3 +376,46 @@ def test_each_batch_goes_to_the_model_device():
     with pytest.raises(_SeenDevice) as seen:
         evaluate(model, nn.CrossEntropyLoss(), X, y)
     assert seen.value.args[0] == torch.device("meta")
+
+
+def test_the_optimizers_clock_is_paused_outside_its_steps():
+    """Evaluations, the monitor's probes and checkpoints run inside the optimizer's
+    paused_clock() (DCAO's budget counts the time between its steps as training)."""
+    import contextlib
+
+    class Clocked(torch.optim.SGD):
+        def __init__(self, params):
+            super().__init__(params, lr=0.1)
+            self.events: list[str] = []
+            self.paused = 0
+
+        @contextlib.contextmanager
+        def paused_clock(self):
+            self.paused += 1
+            yield
+            self.paused -= 1
+
+        def step(self, closure=None):
+            self.events.append("step" if self.paused == 0 else "step while paused")
+            return super().step(closure)
+
+    class Monitor:
+        unit = "step"
+        seconds = 0.0
+
+        def __init__(self, opt):
+            self.opt, self.calls = opt, []
+
+        def maybe_probe(self, **kw):
+            self.calls.append(self.opt.paused)
+
+    torch.manual_seed(0)
+    X, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    model = torch.nn.Linear(4, 2)
+    opt = Clocked(model.parameters())
+    monitor = Monitor(opt)
+    train(model, opt, (X, y), loss_fn=torch.nn.functional.cross_entropy, epochs=2,
+          batch_size=8, test_data=(X, y), monitor=monitor)
+    assert opt.events == ["step"] * 8
+    # the epoch-0 probe comes before the clock starts; every later one is paused
+    assert monitor.calls[1:] and all(depth >= 1 for depth in monitor.calls[1:])
