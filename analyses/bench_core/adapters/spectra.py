@@ -12,7 +12,7 @@ from .base import Adapter, Run
 
 class SpectraAdapter(Adapter):
     name = "spectra"
-    density_how = "slq (4 probes advanced together, full reorth)"
+    density_how = "slq (4 probes advanced together, full mode: semi reorthogonalization)"
 
     def setup(self) -> None:
         import spectra
