@@ -7,16 +7,10 @@ import os
 from pathlib import Path
 
 from cli._errors import CLIError
+from spectra.runs.paths import nearest_existing
 
 RUN_SUFFIXES = (".h5", ".hdf5")
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
-
-
-def nearest_existing(path: Path) -> Path:
-    """``path`` or its nearest ancestor that exists (what a write there depends on)."""
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    return path
 
 
 def shown_path(path: str | os.PathLike) -> Path:

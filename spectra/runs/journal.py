@@ -316,10 +316,9 @@ class JournaledFile:
         write_all(self._jfd, fields + struct.pack("<I", zlib.crc32(fields)))
 
     def abort(self, exc: BaseException) -> None:
-        """Undo a change that stopped half-way (``exc`` interrupted it) and write nothing
-        more: the file's bytes are put back from the journal at once (the lock is still
-        held), so readers see the file as it was before the change. Should that fail, the
-        journal is kept, as after a failed write, for the next writer to apply."""
+        """Stop after a change that stopped half-way (``exc`` interrupted it): nothing more
+        is written (as after a failed write) and the journal is kept; :meth:`undo` then
+        puts the file's old bytes back, once HDF5 has let go of the file."""
         if self.error is None:
             self.error = ChangeAborted(
                 f"a change of its structure was interrupted ({type(exc).__name__}"
@@ -327,6 +326,12 @@ class JournaledFile:
         if self._jfd is not None:
             os.close(self._jfd)
             self._jfd = None
+
+    def undo(self) -> None:
+        """After :meth:`abort`: put back the bytes the unfinished change overwrote and the
+        file's old length (the lock is still held), so that readers see the file as it was
+        before the change. Should that fail, the journal stays for the next writer."""
+        if isinstance(self.error, ChangeAborted):
             with contextlib.suppress(OSError):
                 _rollback(self._fd, self._jpath)
 

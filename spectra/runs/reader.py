@@ -57,6 +57,7 @@ __all__ = [
     "read_run_from",
     "read_runs",
     "register_writer_file",
+    "resolve_checkpoint",
     "unregister_writer_file",
     "writer_file",
 ]
@@ -246,7 +247,7 @@ class RunData:
         metrics: :class:`Metrics`.
         probes: :class:`Probes`.
         checkpoints: the ``.pt`` files, resolved against the directory of the HDF5
-            file's real path (:func:`checkpoint_base`).
+            file's real path (:func:`resolve_checkpoint`).
         run_id: the identity written when the run was created (a new one when it
             is replaced with ``overwrite``); None for runs of files older than it.
     """
@@ -477,6 +478,19 @@ def checkpoint_base(path: str | os.PathLike[str]) -> str:
     return os.path.dirname(os.path.realpath(path))
 
 
+def resolve_checkpoint(path: str | os.PathLike[str], recorded: str) -> Path:
+    """The file a recorded checkpoint path of the run file at ``path`` names: relative to
+    :func:`checkpoint_base`; for a file read through a link whose checkpoint is not
+    there, relative to the link's folder where it is there (files written through a
+    link before the base was the real file's folder recorded against the link's)."""
+    found = Path(os.path.normpath(Path(checkpoint_base(path)) / recorded))
+    if not found.exists():
+        beside_link = Path(os.path.normpath(Path(os.path.abspath(path)).parent / recorded))
+        if beside_link != found and beside_link.exists():
+            return beside_link
+    return found
+
+
 def read_run_from(f: h5py.File, path: Path, name: str) -> RunData:
     """The committed rows of run ``name`` of ``f``, the open file at ``path`` (what
     :func:`read_run` returns, for a caller that has the file open).
@@ -529,10 +543,7 @@ def read_run_from(f: h5py.File, path: Path, name: str) -> RunData:
         raise StoreError(f"{path}: {where} is {_kind(ckpt)}; expected a dataset of path strings")
     if ckpt is not None:
         k = committed_rows(ckpt.attrs, [ckpt], path, where)
-        base = Path(checkpoint_base(path))
-        checkpoints = tuple(
-            Path(os.path.normpath(base / s)) for s in ckpt.asstr()[:k]
-        )
+        checkpoints = tuple(resolve_checkpoint(path, s) for s in ckpt.asstr()[:k])
     return RunData(
         name=name,
         path=path,

@@ -62,11 +62,13 @@ from spectra.runs.format import (
     scalar_names,
 )
 from spectra.runs.journal import ChangeAborted, JournaledFile, journal_path
+from spectra.runs.paths import nearest_existing
 from spectra.runs.reader import (
     RunData,
     checkpoint_base,
     read_run_from,
     register_writer_file,
+    resolve_checkpoint,
     unregister_writer_file,
     writer_file,
 )
@@ -173,17 +175,19 @@ class RunStore:
         self._check_io()
 
     def _release_aborted(self) -> None:
-        """After :meth:`JournaledFile.abort` undid a change on disk: drop HDF5's view of the
-        file (it still holds the change; its writes go nowhere now) and release the file,
-        so that readers, in this process too, read it as it is on disk. The store stays
-        open in name: every later use raises the abort's :class:`StoreWriteError`, and
-        closing it raises nothing (the interruption was the report)."""
+        """After :meth:`JournaledFile.abort` stopped a change half-way: drop HDF5's view of
+        the file (it holds the change; its writes go nowhere now), then undo the change on
+        disk from the journal and release the file, so that readers, in this process too,
+        read it as it was before the change. The store then counts as closed
+        (:attr:`closed`), but every later use raises the abort's :class:`StoreWriteError`
+        (not "closed"), and closing it raises nothing (the interruption was the report)."""
         file, self._file = self._file, None
         if file is not None:
             unregister_writer_file(self.path, file)
             with contextlib.suppress(Exception):
-                file.close()
+                file.close()  # its writes go nowhere now
         assert self._io is not None
+        self._io.undo()  # HDF5 has let go: the old bytes go back
         self._io.close()
         self._error_reported = True
 
@@ -246,11 +250,13 @@ class RunStore:
                 self._error_reported = True
                 raise
             finally:
-                with contextlib.suppress(Exception) if isinstance(
-                        self._io.error, ChangeAborted) else contextlib.nullcontext():
-                    self._file.close()  # after an undone change its writes go nowhere
+                aborted = isinstance(self._io.error, ChangeAborted)
+                with contextlib.suppress(Exception) if aborted else contextlib.nullcontext():
+                    self._file.close()  # after an aborted change its writes go nowhere
                 self._file = None
                 self._io.commit()
+                if aborted:
+                    self._io.undo()
         finally:
             for writer in self._writers.values():
                 writer._store = None
@@ -345,8 +351,11 @@ class RunStore:
             if name not in f or not isinstance(f[name], h5py.Group):
                 raise StoreError(f"{self.path} has no run {name!r}; runs: {run_names(f)}")
             _check_appendable(f[name], self.path, name)  # before anything is written
-            with self._transaction():  # a file from other tools may lack n_rows
-                self._writers[name] = RunWriter(self, name)
+            writer = RunWriter(self, name)  # reads and checks only
+            if writer._lacks_counts():
+                with self._transaction():  # a file from other tools may lack n_rows
+                    writer._write_counts()
+            self._writers[name] = writer
         return self._writers[name]
 
     def read_run(self, name: str) -> RunData:
@@ -399,6 +408,15 @@ class RunWriter:
         self._probes = _Table(group["probes"], store.path, f"{name}/probes", PROBE_ROW_NDIM, text=True)
         self._ckpt = group["checkpoints"]
         self._num_ckpt = committed_rows(self._ckpt.attrs, [self._ckpt], store.path)
+
+    def _lacks_counts(self) -> bool:
+        """Whether a table has no ``n_rows`` yet (a file written by another tool)."""
+        return self._metrics.lacks_count() or self._probes.lacks_count()
+
+    def _write_counts(self) -> None:
+        """Write the missing ``n_rows``: a structural change, inside a transaction."""
+        self._metrics.write_count()
+        self._probes.write_count()
 
     def __repr__(self) -> str:
         return (
@@ -544,10 +562,11 @@ class RunWriter:
             rel = target
         n = self._num_ckpt
         ds = self._ckpt
-        if n:
-            recorded = list(ds.asstr()[:n])
-            if rel in recorded:
-                return recorded.index(rel)
+        if n:  # the same file, however it was recorded (an older base, another spelling)
+            same = os.path.realpath(target)
+            for i, old in enumerate(ds.asstr()[:n]):
+                if os.path.realpath(resolve_checkpoint(store.path, old)) == same:
+                    return i
         with store._transaction():  # may grow the dataset and the global heap
             if ds.shape[0] <= n:
                 ds.resize(max(n + 1, 2 * ds.shape[0], 16), axis=0)
@@ -703,13 +722,24 @@ class _Table:
         packed = datasets.pop(SCALARS, None)
         self.n = committed_rows(group.attrs, list(datasets.values()) + (
             [packed] if packed is not None else []), path)
-        if N_ROWS_ATTR not in group.attrs:
-            group.attrs[N_ROWS_ATTR] = np.int64(self.n)
-        self._count = h5py.h5a.open(group.id, N_ROWS_ATTR.encode())
+        # the committed row count, written in place by each append (None: not in the file
+        # yet, a file of another tool: write_count adds it before the first append)
+        self._count = (h5py.h5a.open(group.id, N_ROWS_ATTR.encode())
+                       if N_ROWS_ATTR in group.attrs else None)
         self._scalars = None if packed is None else _Scalars(
             packed, scalar_names(packed, path, where))
         self._cols = {k: _Column(ds) for k, ds in datasets.items()}
         self._nan = {k: _missing(c.ds.dtype, c.row_shape) for k, c in self._cols.items()}
+
+    def lacks_count(self) -> bool:
+        return self._count is None
+
+    def write_count(self) -> None:
+        """Add the ``n_rows`` attribute a file of another tool lacks (a structural change:
+        inside a transaction)."""
+        if self._count is None:
+            self._g.attrs[N_ROWS_ATTR] = np.int64(self.n)
+            self._count = h5py.h5a.open(self._g.id, N_ROWS_ATTR.encode())
 
     def _spec(self, key: str) -> _Column | type[_Scalar] | None:
         if self._scalars is not None and key in self._scalars.index:
@@ -798,10 +828,12 @@ class _Table:
         for key, col in self._cols.items():
             col.write(n, row.get(key, self._nan[key]))
         store._flush()  # a failed write stops here, before the commit
-        # 3. commit: one attribute value, in place.
+        # 3. commit: one attribute value, in place. The row counts as committed from here:
+        # an interruption in the flush leaves the count written, and the next append
+        # must not take its place
         self._count.write(np.array(n + 1, dtype=np.int64))
-        store._flush()
         self.n = n + 1
+        store._flush()
         return n
 
     def rewind(self, step: int, store: RunStore) -> int:
@@ -841,7 +873,7 @@ class _Table:
         self.close()
 
     def close(self) -> None:
-        if self._count.valid:
+        if self._count is not None and self._count.valid:
             self._count.close()
 
 
@@ -942,10 +974,8 @@ def _name_max(folder: str) -> int:
     """The longest file name, in bytes, that ``folder`` (or, while it does not exist, its
     nearest existing ancestor, where it will be made) takes: ``PC_NAME_MAX``; 255 (the
     usual limit) where the system does not say."""
-    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
-        folder = os.path.dirname(folder)
     try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
+        limit = os.pathconf(nearest_existing(Path(folder)), "PC_NAME_MAX")
     except (OSError, ValueError):  # no such setting here, or not a folder
         return 255
     return limit if limit > 0 else 255

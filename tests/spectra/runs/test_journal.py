@@ -305,8 +305,8 @@ def test_a_change_stopped_half_way_is_undone_not_committed(tmp_path: Path, monke
                                                            interrupt) -> None:
     """Ctrl-C (or an error) between widening the scalar table and writing its column names
     left a wider table without names, committed: every row of the run unreadable. The
-    change is now kept hot: nothing more is written, readers see the file as before it,
-    and the next writer undoes it and goes on."""
+    change is now undone at once from its journal: nothing more is written, readers see
+    the file as before it, and the next writer goes on."""
     from spectra.runs import writer as writer_module
 
     path = tmp_path / "r.h5"
@@ -382,3 +382,29 @@ def test_an_append_interrupted_after_its_count_keeps_its_row_at_close(tmp_path: 
         w.append_metrics(step=3, train_loss=4.0)
     monkeypatch.undo()
     assert list(read_run(path, "sgd").metrics["train_loss"]) == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_a_caught_interruption_after_the_count_does_not_lose_the_row(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """The same interruption, caught, and the writer used again: it was one row behind
+    the count on disk, and its next append overwrote the committed row."""
+    path = tmp_path / "r.h5"
+    flushes = {"n": 0}
+    real = RunStore._flush
+
+    def interrupted(self):
+        real(self)
+        flushes["n"] += 1
+        if flushes["n"] == 2:
+            raise KeyboardInterrupt
+
+    with RunStore(path) as st:
+        w = st.create_run("sgd", config={})
+        for step in range(3):
+            w.append_metrics(step=step, train_loss=1.0 + step)
+        monkeypatch.setattr(RunStore, "_flush", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            w.append_metrics(step=3, train_loss=4.0)
+        monkeypatch.undo()
+        w.append_metrics(step=4, train_loss=5.0)
+    assert list(read_run(path, "sgd").metrics["step"]) == [0, 1, 2, 3, 4]

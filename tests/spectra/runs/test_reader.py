@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 from spectra.runs.store import RunStore, StoreError, read_run, read_runs
@@ -212,3 +213,28 @@ def test_checkpoints_recorded_through_a_link_are_found_through_the_link_and_the_
         found = read_run(path, "r").checkpoints
         assert [c.resolve() for c in found] == [beside_link.resolve(), beside_file.resolve()], path
         assert all(c.exists() for c in found), (path, found)
+
+
+def test_checkpoints_recorded_against_the_links_folder_are_still_found(tmp_path: Path) -> None:
+    """A file written through a link before the base was the real file's folder recorded
+    its checkpoints relative to the link's folder: read through the link they are still
+    found there, and recording the same file again (a resume) keeps its one entry."""
+    real = tmp_path / "archive" / "x.h5"
+    RunStore(real).close()
+    link = tmp_path / "runs" / "latest.h5"
+    link.parent.mkdir()
+    link.symlink_to(Path("..") / "archive" / "x.h5")
+    ck = tmp_path / "runs" / "latest_ckpt" / "a.pt"
+    ck.parent.mkdir()
+    ck.write_bytes(b"checkpoint")
+    with RunStore(link) as st:
+        st.create_run("r").append_metrics(step=0, train_loss=1.0)
+    with h5py.File(real, "r+") as f:  # the old rule's entry: relative to runs/
+        ds = f["r/checkpoints"]
+        ds.resize((1,))
+        ds[0] = "latest_ckpt/a.pt"
+        ds.attrs["n_rows"] = np.int64(1)
+    assert read_run(link, "r").checkpoints == (ck,)
+    with RunStore(link) as st:
+        assert st.open_run("r").add_checkpoint(ck) == 0
+    assert read_run(link, "r").checkpoints == (ck,)

@@ -518,3 +518,35 @@ def test_a_link_to_no_file_yet_makes_the_file_it_names(tmp_path: Path) -> None:
     assert link.is_symlink() and (tmp_path / "archive" / "x.h5").is_file()
     assert list(read_run(tmp_path / "archive" / "x.h5", "sgd").metrics.train_loss) == [1.0]
     assert sorted(os.listdir(tmp_path / "archive")) == ["x.h5"]
+
+
+def test_a_run_that_cannot_be_opened_leaves_the_store_usable(tmp_path: Path) -> None:
+    """open_run's checks of a damaged run raised inside a structural change, which undid
+    the (empty) change and stopped the whole store: the file's other runs could no longer
+    be appended to. The checks now run before any change."""
+    path = tmp_path / "r.h5"
+    with RunStore(path) as st:
+        st.create_run("good", config={}).append_metrics(step=0, train_loss=1.0)
+        st.create_run("bad", config={}).append_metrics(step=0, train_loss=1.0)
+    with h5py.File(path, "r+") as f:
+        f["bad/metrics"].attrs["n_rows"] = np.int64(1000)
+    with RunStore(path) as st:
+        with pytest.raises(StoreError, match="shorter than the committed n_rows=1000"):
+            st.open_run("bad")
+        assert not st.closed
+        st.open_run("good").append_metrics(step=1, train_loss=0.5)
+    assert list(read_run(path, "good").metrics["train_loss"]) == [1.0, 0.5]
+
+
+def test_open_run_adds_the_row_counts_a_foreign_file_lacks(tmp_path: Path) -> None:
+    path = tmp_path / "r.h5"
+    with RunStore(path) as st:
+        st.create_run("sgd", config={}).append_metrics(step=0, train_loss=1.0)
+    with h5py.File(path, "r+") as f:
+        for table in ("metrics", "probes"):
+            del f[f"sgd/{table}"].attrs["n_rows"]
+    with RunStore(path) as st:
+        st.open_run("sgd").append_metrics(step=1, train_loss=0.5)
+    with h5py.File(path, "r") as f:
+        assert int(f["sgd/metrics"].attrs["n_rows"]) == 2
+    assert list(read_run(path, "sgd").metrics["train_loss"]) == [1.0, 0.5]
