@@ -268,7 +268,8 @@ class DCAO(SpectraOptimizer):
         self.train_seconds = 0.0
         self.probe_seconds = 0.0
         self._clock: float | None = None
-        self._paused = 0  # depth of paused_clock() blocks
+        self._paused = 0  # depth of paused_clock() blocks, and when the outermost began
+        self._pause_start = 0.0
         self._train_at_last_probe = 0.0
 
     def _validate(self, group: Mapping[str, Any]) -> None:
@@ -385,8 +386,10 @@ class DCAO(SpectraOptimizer):
         this block (an evaluation, another tool's Hessian probes, writing a checkpoint).
         Blocks may nest; a block before the first step changes nothing (the clock starts
         at the first step)."""
-        self._paused += 1
         started = time.perf_counter()
+        if self._paused == 0:
+            self._pause_start = started
+        self._paused += 1
         try:
             yield
         finally:
@@ -401,7 +404,8 @@ class DCAO(SpectraOptimizer):
         loss = self._closure_loss(closure)
         now = time.perf_counter()
         if self._clock is not None:  # the run's time since the last step, probes excluded
-            self.train_seconds += now - self._clock
+            end = now if self._paused == 0 else self._pause_start  # a step inside a pause
+            self.train_seconds += max(0.0, end - self._clock)
         due = self.probe_due()
         if self.period is None:
             # the budget reads this rank's clocks: all ranks probe when any is due, since

@@ -106,6 +106,7 @@ def smaran_update(
     f_min: float,
     norm: str,
     global_norm: Tensor | None = None,
+    take: Tensor | None = None,
 ) -> Tensor:
     """One SMARAN step (Algorithm 1) over lists of tensors, in place.
 
@@ -130,12 +131,16 @@ def smaran_update(
     A step is skipped, changing nothing, when `loss` is not finite, or when it is finite
     but the new v = gamma v + f^2 is not: in float32 f^2 overflows for f > 1.8e19, and
     an infinite v would make V_t = 0, every later step 0, for good. Both are computed
-    with `torch.where`, no host sync.
+    with `torch.where`, no host sync. ``take`` (a 0-dim bool tensor), when given, must
+    also hold: `SMARAN.step` passes whether every param group can take the step, so
+    that a step is taken or skipped in all of them.
     """
     finite = torch.isfinite(loss)
     f = torch.where(finite, (loss - f_min).clamp(min=0.0), torch.zeros_like(loss))
     new_avg = gamma * loss_sq_avg + f * f
     taken = finite & torch.isfinite(new_avg)
+    if take is not None:
+        taken = taken & take.to(taken.device)
     loss_sq_avg.copy_(torch.where(taken, new_avg, loss_sq_avg))
     # lr * V_t; exactly 0 when skipped
     step_size = torch.where(taken, lr * f / (loss_sq_avg.sqrt() + eps), torch.zeros_like(f))
@@ -264,13 +269,20 @@ class SMARAN(SpectraOptimizer):
         # Eq. 2: one norm over the gradients of all the "global" groups together
         shared = [g for group, _, grads, _ in groups if group["norm"] == "global" for g in grads]
         total = gradient_norm(shared) if shared else None
-        skipped = ~torch.isfinite(f)
+        # a step is taken in every group or in none: one whose v would overflow skips all
+        take = torch.isfinite(f)
+        for index, (group, params, _, _) in enumerate(groups):
+            if params:
+                v = self._loss_sq_avg(index, f.to(params[0].device))
+                fg = (f.to(v.device, v.dtype) - group["f_min"]).clamp(min=0.0)
+                take = take & torch.isfinite(group["gamma"] * v + fg * fg).to(take.device)
+        skipped = ~take
         for index, (group, params, grads, states) in enumerate(groups):
             if not params:
                 continue
             f_here = f.to(params[0].device)
             v = self._loss_sq_avg(index, f_here)
-            taken = smaran_update(
+            smaran_update(
                 params,
                 grads,
                 [s["momentum_buffer"] for s in states],
@@ -283,8 +295,8 @@ class SMARAN(SpectraOptimizer):
                 f_min=group["f_min"],
                 norm=group["norm"],
                 global_norm=total,
+                take=take,
             )
-            skipped |= ~taken.to(skipped.device)
         self._count_skip(loss, skipped)
         return loss
 

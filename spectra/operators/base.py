@@ -378,8 +378,10 @@ class CurvatureOperator:
         taken when the graphs were built. A tensor
         holding NaN never equals its copy: the graphs are then rebuilt every pass.
 
-        Memory: the copy is one more set of the model's parameters and buffers, small
-        beside the graphs themselves (each batch's activations, kept for the backward).
+        Memory: the copy is one more set of all the model's parameters and buffers, on
+        their device, whatever ``params`` selects: small beside the graphs of a batch of
+        many samples (each batch's activations, kept for the backward), not beside those
+        of a few samples of a large model (use ``backend="backprop"`` there).
         """
         tensors = [*self.model.parameters(), *self.model.buffers()]
         key = (tuple((id(t), t._version, t.data_ptr()) for t in tensors)

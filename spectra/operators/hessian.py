@@ -11,7 +11,7 @@ interface, chosen by ``backend``:
     fastest on CPU. The cache is rebuilt when any parameter or buffer of the model
     changes in place or is replaced (an optimizer step, batch norm's running
     statistics, ``p.data = ...`` as ``vector_to_parameters`` does, an edit through
-    ``p.data``) or a module's train/eval mode changes: checked once per product,
+    ``p.data``) or a module's train/eval mode changes: checked once per pass over the data,
     exactly, against a copy of the parameters and buffers kept with the cache
     (:meth:`~spectra.operators.base.CurvatureOperator._check_cache`).
     Memory: one first-order graph per batch, and that copy.

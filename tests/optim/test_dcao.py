@@ -481,11 +481,16 @@ def test_numpy_integers_are_integers():
     opt.load_state_dict(torch.load(buffer, weights_only=True))
 
 
-def test_time_in_paused_clock_is_not_training_time():
+def test_time_in_paused_clock_is_not_training_time(monkeypatch):
     """The budget and probe_share count the time between steps as training, except
-    inside paused_clock() (nested blocks count once)."""
-    import time
+    inside paused_clock() (nested blocks count once; a step inside a block counts the
+    block's time after it). A fake clock: exact increments, whatever the machine's load."""
+    import types
 
+    from optim import dcao as dcao_module
+
+    now = {"t": 100.0}
+    monkeypatch.setattr(dcao_module, "time", types.SimpleNamespace(perf_counter=lambda: now["t"]))
     model, loss_fn, X, y = _problem()
     opt = _make(model, loss_fn, X, y, period=10**6)  # no probe after the first
 
@@ -496,14 +501,19 @@ def test_time_in_paused_clock_is_not_training_time():
 
     step()
     base = opt.train_seconds
+    now["t"] += 1.0  # counted
     with opt.paused_clock():
-        time.sleep(0.2)
+        now["t"] += 2.0  # not counted
         with opt.paused_clock():
-            time.sleep(0.1)
+            now["t"] += 4.0  # not counted, nor twice
+    now["t"] += 8.0  # counted
     step()
-    paused = opt.train_seconds - base  # one step's overhead, without the 0.3 s
-    time.sleep(0.3)
+    assert opt.train_seconds - base == 9.0
+    with opt.paused_clock():
+        now["t"] += 16.0  # not counted
+        step()  # the clock restarts here
+        now["t"] += 32.0  # not counted: inside the block, after the step
+    now["t"] += 64.0
     step()
-    counted = opt.train_seconds - base - paused  # one step's overhead and the 0.3 s
-    assert counted >= 0.3 and counted - paused > 0.15, (paused, counted)
+    assert opt.train_seconds - base == 9.0 + 64.0
     assert opt._paused == 0

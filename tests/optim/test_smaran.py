@@ -345,3 +345,25 @@ def test_a_loss_whose_square_overflows_v_skips_the_step():
             opt_.step(loss=1.0)
     assert torch.equal(p.detach(), q.detach())
     assert torch.equal(_loss_sq_avg(opt), _loss_sq_avg(ref))
+
+
+def test_a_step_that_overflows_one_groups_v_is_skipped_in_every_group():
+    """Each param group has its own v: a loss that overflows one group's (gamma 0.99)
+    but not another's (gamma 0) used to step the second group and count and warn the
+    step as skipped. The step is now taken in all groups or in none."""
+    import warnings
+
+    a = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+    b = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+    opt = SMARAN([{"params": [a], "gamma": 0.99}, {"params": [b], "gamma": 0.0}], lr=0.1,
+                 weight_decay=0.0)
+    moved = []
+    for _ in range(4):
+        a.grad, b.grad = torch.ones(2), torch.ones(2)
+        a0, b0 = a.detach().clone(), b.detach().clone()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            opt.step(loss=1.3e19)
+        moved.append((not torch.equal(a0, a.detach()), not torch.equal(b0, b.detach())))
+    assert all(x == y for x, y in moved), moved  # both groups or neither
+    assert opt.skipped_steps() == sum(1 for x, _ in moved if not x) >= 1
