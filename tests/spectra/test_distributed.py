@@ -1,12 +1,15 @@
 """Two gloo ranks, each with a shard of the data, see the same operator as one
 process with all of it, and the solvers give identical results on both ranks."""
 
+import contextlib
+import datetime
 import os
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import torch.nn.functional as F
 from torch import nn
 
 from spectra import HessianOperator, eigsh, slq, trace
@@ -38,19 +41,28 @@ def _results(op):
     }
 
 
-def _init(rank, world, outdir, **kwargs):
-    """A file rendezvous in the test's folder: no TCP port to race for under load."""
+def _init(rank, world, outdir):
+    """A file rendezvous in the test's folder: no TCP port to race for under load; a rank
+    left waiting for the other (one that skipped a collective) times out, not hangs."""
     dist.init_process_group("gloo", init_method=f"file://{os.path.join(outdir, 'rendezvous')}",
-                            rank=rank, world_size=world, **kwargs)
+                            rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
 
 
 def _worker(rank, world, outdir):
-    _init(rank, world, outdir)
-    try:
-        torch.set_num_threads(1)
+    with _joined(rank, world, outdir):
         model, shards = _problem()
         op = HessianOperator(model, nn.CrossEntropyLoss(), shards[rank])
         torch.save(_results(op), os.path.join(outdir, f"rank{rank}.pt"))
+
+
+@contextlib.contextmanager
+def _joined(rank, world, outdir):
+    """The block of one rank: in the group (:func:`_init`), one thread, and torn down
+    together (:func:`_teardown`) however it ends."""
+    _init(rank, world, outdir)
+    try:
+        torch.set_num_threads(1)
+        yield
     finally:
         _teardown()
 
@@ -80,15 +92,8 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
 
 
 def _detect_worker(rank, world, outdir):
-    import datetime
-
-    import torch.nn.functional as F
-
-    # a rank that skipped the ranks' agreement would leave the other waiting: time out, not hang
-    _init(rank, world, outdir, timeout=datetime.timedelta(seconds=60))
     out = {}
-    try:
-        torch.set_num_threads(1)
+    with _joined(rank, world, outdir):
         model, shards = _problem()
         summed = lambda o, t: F.cross_entropy(o, t, reduction="sum")
         op = HessianOperator(model, summed, shards[rank])
@@ -103,8 +108,6 @@ def _detect_worker(rank, world, outdir):
         except ValueError as exc:
             out["error"] = str(exc)
         torch.save(out, os.path.join(outdir, f"rank{rank}.pt"))
-    finally:
-        _teardown()
 
 
 def test_ranks_detect_the_reduction_together(tmp_path):
@@ -130,14 +133,10 @@ def _drift(model, rank):
 
 
 def _replica_worker(rank, world, outdir):
-    import datetime
-
     from spectra.runs.monitor import SpectralMonitor
     from spectra.utils.distributed import replicate_
 
-    _init(rank, world, outdir, timeout=datetime.timedelta(seconds=60))
-    try:
-        torch.set_num_threads(1)
+    with _joined(rank, world, outdir):
         model, shards = _problem()
         norm = nn.BatchNorm1d(3).double()  # buffers, an integer one among them
         norm.running_mean.fill_(float(rank))
@@ -151,8 +150,6 @@ def _replica_worker(rank, world, outdir):
                     "top": torch.as_tensor(res.top_eigenvalues),
                     "norm": (norm.running_mean.clone(), int(norm.num_batches_tracked))},
                    os.path.join(outdir, f"rank{rank}.pt"))
-    finally:
-        _teardown()
 
 
 def test_a_probe_under_several_ranks_probes_the_first_rank_model(tmp_path):
@@ -174,3 +171,37 @@ def test_a_probe_under_several_ranks_probes_the_first_rank_model(tmp_path):
     for r in (r0, r1):
         assert torch.equal(r["norm"][0], torch.zeros(3, dtype=torch.float64))
         assert r["norm"][1] == 7
+
+
+def _empty_shard_worker(rank, world, outdir):
+    out = {}
+    with _joined(rank, world, outdir):
+        model, shards = _problem()
+        everything = shards[0] + shards[1]
+        data = everything if rank == 0 else [(X[:0], y[:0]) for X, y in everything[:1]]
+        v = torch.linspace(-1, 1, sum(p.numel() for p in model.parameters()),
+                           dtype=torch.float64)
+        for name, loss_fn in (("declared", nn.CrossEntropyLoss()), ("detected", F.cross_entropy)):
+            try:
+                op = HessianOperator(model, loss_fn, data)
+                out[name] = (op.reduction, op.num_data, op.matvec(v))
+            except Exception as exc:  # noqa: BLE001 - reported to the test
+                out[name] = f"{type(exc).__name__}: {exc}"
+        torch.save(out, os.path.join(outdir, f"rank{rank}.pt"))
+
+
+def test_a_rank_without_samples_adds_nothing_and_takes_the_others_reduction(tmp_path):
+    """More ranks than samples: the empty rank's mean loss is NaN. It raised "the loss of
+    batch 0 is nan" (the other rank then waited in the all-reduce), and with a detected
+    reduction it could not tell the reduction from 0 samples."""
+    mp.spawn(_empty_shard_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    model, shards = _problem()
+    single = HessianOperator(model, nn.CrossEntropyLoss(), shards[0] + shards[1])
+    expected = single.matvec(torch.linspace(-1, 1, single.shape[0], dtype=torch.float64))
+    for name in ("declared", "detected"):
+        for r, out in enumerate(ranks):
+            assert not isinstance(out[name], str), f"rank {r}, {name}: {out[name]}"
+            reduction, N, Hv = out[name]
+            assert reduction == "mean" and N == 30
+            torch.testing.assert_close(Hv, expected, rtol=1e-12, atol=1e-12)

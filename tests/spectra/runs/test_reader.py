@@ -188,17 +188,23 @@ def test_a_damaged_file_fails_at_the_second_read_not_after_the_wait(tmp_path: Pa
     assert len(calls) == 2
 
 
+def _linked(tmp_path: Path) -> tuple[Path, Path]:
+    """An empty run file ``archive/x.h5`` and the link ``runs/latest.h5`` to it."""
+    real = tmp_path / "archive" / "x.h5"
+    RunStore(real).close()
+    link = tmp_path / "runs" / "latest.h5"
+    link.parent.mkdir()
+    link.symlink_to(Path("..") / "archive" / "x.h5")
+    return real, link
+
+
 def test_checkpoints_recorded_through_a_link_are_found_through_the_link_and_the_file(
         tmp_path: Path) -> None:
     """A run written through ``runs/latest.h5 -> ../archive/x.h5`` recorded its
     checkpoints relative to runs/ (the link's folder), while a reader of archive/x.h5
     resolved them against archive/: they read as missing. Both now use the real
     file's folder."""
-    real = tmp_path / "archive" / "x.h5"
-    RunStore(real).close()
-    link = tmp_path / "runs" / "latest.h5"
-    link.parent.mkdir()
-    link.symlink_to(Path("..") / "archive" / "x.h5")
+    real, link = _linked(tmp_path)
     beside_link = tmp_path / "runs" / "latest_ckpt" / "a.pt"
     beside_file = tmp_path / "archive" / "ck" / "b.pt"
     for ck in (beside_link, beside_file):
@@ -219,11 +225,7 @@ def test_checkpoints_recorded_against_the_links_folder_are_still_found(tmp_path:
     """A file written through a link before the base was the real file's folder recorded
     its checkpoints relative to the link's folder: read through the link they are still
     found there, and recording the same file again (a resume) keeps its one entry."""
-    real = tmp_path / "archive" / "x.h5"
-    RunStore(real).close()
-    link = tmp_path / "runs" / "latest.h5"
-    link.parent.mkdir()
-    link.symlink_to(Path("..") / "archive" / "x.h5")
+    real, link = _linked(tmp_path)
     ck = tmp_path / "runs" / "latest_ckpt" / "a.pt"
     ck.parent.mkdir()
     ck.write_bytes(b"checkpoint")
