@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spectra.runs.checkpoints import load_checkpoint
+from spectra.runs.checkpoints import later_checkpoints, load_checkpoint
 from spectra.runs.store import read_run, read_runs
 from tests.cli.conftest import assert_same_rows, invoke, rows_of
 
@@ -103,6 +103,10 @@ def test_sigkill_at_random_moments_leaves_a_consistent_file(tmp_path):
     name = next((f"run{i}" for i in range(ROUNDS) if read_run(out, f"run{i}").checkpoints), None)
     if name is not None:
         ckpt = read_run(out, name).checkpoints[-1]
+        # a kill between writing a checkpoint and recording it leaves a later one in the
+        # folder, whose epochs the run file holds: the resume must start from that one
+        later = later_checkpoints(load_checkpoint(ckpt), sorted(ckpt.parent.glob("*.pt")))
+        ckpt = later[-1] if later else ckpt
         done = load_checkpoint(ckpt)["epoch"]
         invoke("--quiet", "train", "--resume", ckpt, "--epochs", str(done + 1))
         run = read_run(out, name)
