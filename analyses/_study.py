@@ -229,6 +229,18 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def welch_p(a: Iterable[float], b: Iterable[float]) -> float:
+    """The two-sided p-value of Welch's t-test between two samples (one value per seed;
+    non-finite values, diverged runs', left out); NaN with fewer than 2 values in one of
+    them or no spread in either."""
+    from scipy.stats import ttest_ind
+
+    x, y = ([float(v) for v in g if math.isfinite(float(v))] for g in (a, b))
+    if len(x) < 2 or len(y) < 2 or (max(x) == min(x) and max(y) == min(y)):
+        return math.nan
+    return float(ttest_ind(x, y, equal_var=False).pvalue)
+
+
 def fmt_mean_std(values: Iterable[float], *, digits: int = 3, scale: float = 1.0,
                  fixed: bool = False) -> str:
     """``"m ± s"`` of :func:`mean_std` (values times ``scale``), with ``digits``

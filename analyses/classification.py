@@ -410,18 +410,6 @@ def report(data: dict, setting: Setting, out: Path, dataset: str = "digits",
     return "\n".join(parts)
 
 
-def welch_p(a: list[Run], b: list[Run]) -> float:
-    """The two-sided p-value of Welch's t-test between two groups' final test accuracies
-    (one value per seed, diverged runs left out); NaN with fewer than 2 runs in a group or
-    no spread in either."""
-    from scipy.stats import ttest_ind
-
-    x, y = ([v for v in _metric(g, "test_acc", "final") if math.isfinite(v)] for g in (a, b))
-    if len(x) < 2 or len(y) < 2 or (np.ptp(x) == 0 and np.ptp(y) == 0):
-        return math.nan
-    return float(ttest_ind(x, y, equal_var=False).pvalue)
-
-
 def _mean(runs: list[Run], key: str, how: str, name: str, model: str | None = None) -> float:
     g = [r for r in runs if r.optimizer == name and (model is None or r.model == model)]
     return _study.mean_std(_metric(g, key, how))[0]
@@ -498,8 +486,9 @@ def claims_section(data: dict, setting: Setting, label: str = "digits") -> str:
                                                     "test_acc", "final"))[1] for n in names}
             best_other = max((n for n in names if n != "lpsgdm"), key=lambda n: acc[n])
             diff = acc["lpsgdm"] - acc[best_other]
-            p = welch_p([r for r in g if r.optimizer == "lpsgdm"],
-                        [r for r in g if r.optimizer == best_other])
+            p = _study.welch_p(
+                *(_metric([r for r in g if r.optimizer == n], "test_acc", "final")
+                  for n in ("lpsgdm", best_other)))
             resolved = math.isfinite(p) and p < 0.05
             word = ("reproduced" if diff > 0 and resolved else
                     f"partly reproduced (ahead, p = {p:.2g}: not resolved by the seeds)"

@@ -141,3 +141,14 @@ def test_synthetic_families_keep_every_optimizer_once():
     groups = synthetic.families(names)
     assert [n for _, g in groups for n in g] == ["calr", "calr-proof", "adam", "sgd", "lion",
                                                  "new-one"]
+
+
+def test_welch_p_is_scipys_and_leaves_out_non_finite_values():
+    from scipy.stats import ttest_ind
+
+    a, b = [0.96, 0.97, 0.975], [0.95, 0.955, 0.96]
+    expected = ttest_ind(a, b, equal_var=False).pvalue
+    assert _study.welch_p(a, b) == pytest.approx(expected)
+    assert _study.welch_p([math.nan, *a], b) == pytest.approx(expected)  # a diverged run
+    assert math.isnan(_study.welch_p(a[:1], b))
+    assert math.isnan(_study.welch_p([1.0, 1.0], [2.0, 2.0]))  # no spread: no test
