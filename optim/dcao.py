@@ -313,6 +313,7 @@ class DCAO(SpectraOptimizer):
                 res = spectra.eigsh(
                     op, k=2, which="LA", tol=self.probe_tol, max_matvecs=steps,
                     ncv=max(steps, 4), v0=v0, generator=self.generator, warn=False,
+                    min_basis=1,  # budgeted probes: stop at probe_tol, whatever the basis
                 )
             l1, l2 = (float(x) for x in res.eigenvalues)
             r1, r2 = (float(x) for x in res.residuals)

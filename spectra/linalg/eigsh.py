@@ -90,6 +90,7 @@ def eigsh(
     max_memory: int | str | None = None,
     storage: str = "auto",
     reorthogonalize: str = "semi",
+    min_basis: int | None = None,
 ) -> EigenResult:
     """The ``k`` extreme eigenpairs of a symmetric operator, by thick-restart Lanczos.
 
@@ -109,9 +110,20 @@ def eigsh(
             flags, and a warning.
         v0: start vector ``(P,)`` or block ``(P, j)``; e.g. the previous call's
             eigenvectors to warm-start a tracking computation. Missing columns
-            of the block are drawn at random.
+            of the block are drawn at random. A warm start converges in few products
+            to the eigenvalues it already holds, also when another, more extreme one
+            has appeared that it barely touches: so with ``v0`` no pair counts as
+            converged before the basis holds ``min_basis`` vectors.
         generator: the source of the random start (default: a fresh generator
             seeded with 0, so the global RNG is never touched).
+        min_basis: the basis size below which no pair counts as converged (default: 1
+            from a random start; with ``v0``, ``max(20, 2k + 1)``, ARPACK's first basis,
+            capped at ``ncv``, ``max_matvecs`` and ``P``). A small residual says that a
+            Ritz value is near *an* eigenvalue, not that it is the extreme one: a start
+            that barely touches the extreme eigenvector (a warm start from vectors that
+            missed it, or a huge cluster of eigenvalues just inside it) can meet ``tol``
+            on a lesser one after one or two products. A larger ``min_basis`` gives the
+            Krylov space room to find it, at that many products at least.
         ncv: basis size before a thick restart (default :func:`default_ncv`:
             50, or what fits in 2 GiB, but at least ``max(20, 2k + 2b + 4)``;
             capped at ``P``); memory is ``2 * ncv`` vectors of length ``P``.
@@ -178,7 +190,7 @@ def eigsh(
     # each would repeat the start vector, which is in the basis
     generator = _checks.generator("generator", generator, seed=0)
     s = _settings(A, P, k, which, tol, atol, block_size, ncv, max_matvecs, max_memory, storage,
-                  reorthogonalize)
+                  reorthogonalize, min_basis, warm=v0 is not None)
     search = _Search(A.matmat, s, _start_block(P, s.b, v0, generator, s.dtype, s.device),
                      generator)
     bar = _progress_bar(progress, s.budget)
@@ -216,11 +228,13 @@ class _Settings:
     device: torch.device
     plan: MemoryPlan
     reorthogonalize: str
+    min_basis: int  # no pair counts as converged before the basis held this many vectors
 
 
 def _settings(A: Any, P: int, k: Any, which: str, tol: float, atol: float, block_size: Any,
               ncv: Any, max_matvecs: Any, max_memory: Any,
-              storage: str, reorthogonalize: Any) -> _Settings:
+              storage: str, reorthogonalize: Any, min_basis: Any = None,
+              warm: bool = False) -> _Settings:
     """Check and complete :func:`eigsh`'s arguments (see its docstring for the rules)."""
     if which not in WHICH:
         raise ValueError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
@@ -243,8 +257,13 @@ def _settings(A: Any, P: int, k: Any, which: str, tol: float, atol: float, block
             raise ValueError(f"max_matvecs must be at least one block (block_size={b}), got {budget}")
     else:
         budget = max(1000, 20 * ncv)
+    if min_basis is not None:
+        floor = _checks.integer("min_basis", min_basis, 1)
+    else:
+        floor = max(20, 2 * k + 1) if warm else 1
+    floor = min(floor, ncv, budget, P)
     return _Settings(k, which, float(tol), float(atol), b, ncv, budget, dtype, A.device, plan,
-                     reorthogonalize)
+                     reorthogonalize, floor)
 
 
 class _Search:
@@ -268,6 +287,7 @@ class _Search:
         # exact residuals, once verified
         self.verified: tuple[np.ndarray, Tensor, np.ndarray] | None = None
         self.done = False
+        self.largest = 0  # the most vectors the basis has held (min_basis)
 
     def _bound(self, values: np.ndarray) -> np.ndarray:
         """Residual each pair must reach: ``tol * |lambda|``, not below rounding or ``atol``."""
@@ -282,10 +302,11 @@ class _Search:
             engine.restart(select(self.theta, s.which, keep_count), self.theta, self.Y)
             self.restarts += 1
         engine.expand()
+        self.largest = max(self.largest, engine.n)
         self.theta, self.Y = engine.ritz()
         self.want = select(self.theta, s.which, s.k)
         out_of_budget = engine.exhausted or engine.num_matvecs + engine.block_width > s.budget
-        if len(self.want) == s.k:
+        if len(self.want) == s.k and (self.largest >= s.min_basis or engine.exhausted):
             bound = self._bound(self.theta[self.want])
             # the free estimate first; the exact residual (2 products of size P x n)
             # only when the estimate says every pair has converged

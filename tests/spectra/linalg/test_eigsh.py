@@ -381,3 +381,33 @@ def test_a_seed_given_for_the_generator_is_refused_by_name(solver):
     with pytest.raises(TypeError, match=r"generator must be a torch.Generator or None, got int; "
                                         r"for a seed use generator=torch.Generator\(\)"):
         getattr(spectra, solver)(A, generator=3)
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-3])
+def test_a_warm_start_that_misses_the_top_eigenvector_still_finds_it(eps):
+    """Started near the eigenvector of 30 (the last probe's top one, say) while 50 is the
+    top: it stopped after 1-2 products at 30, flagged converged. With a warm start no
+    pair counts as converged before the basis held max(20, 2k + 1) vectors."""
+    ev = SPECTRA["outliers"]
+    A = with_spectrum(ev)
+    _, V = np.linalg.eigh(A.numpy())
+    rng = np.random.default_rng(0)
+    v0 = torch.tensor(V[:, -2] + eps * rng.standard_normal(len(ev)))
+    r = eigsh(A, k=1, which="LA", tol=1e-3, v0=v0)
+    assert r.converged.all() and abs(float(r.eigenvalues[0]) - ev.max()) <= 1e-3 * ev.max()
+    assert r.num_matvecs >= 20
+    # what it did before, when a budgeted caller asks for it (DCAO's probes)
+    quick = eigsh(A, k=1, which="LA", tol=1e-3, v0=v0, min_basis=1, warn=False)
+    assert quick.num_matvecs < 20
+
+
+def test_min_basis_lets_a_random_start_see_past_a_huge_cluster():
+    """Half the eigenvalues at 1.0 just below the top one, 1.1: a random start can meet
+    tol at 1.0 after two products (eigsh's docstring says so); min_basis=20 finds 1.1."""
+    P = 4000
+    d = torch.zeros(P, dtype=torch.float64)
+    d[: P // 2] = 1.0
+    d[-1] = 1.1
+    A = torch.diag(d)
+    r = eigsh(A, k=1, which="LA", tol=1e-3, min_basis=20)
+    assert abs(float(r.eigenvalues[0]) - 1.1) <= 1.1e-3 and r.num_matvecs >= 20
