@@ -39,7 +39,7 @@ class DenseOperator:
     """
 
     def __init__(self, matrix: Tensor | np.ndarray) -> None:
-        A = torch.as_tensor(matrix)
+        A = torch.as_tensor(matrix).detach()  # a matrix built from parameters: its values
         if A.dim() != 2 or A.shape[0] != A.shape[1]:
             raise ValueError(f"expected a square matrix, got shape {tuple(A.shape)}")
         if A.shape[0] == 0:

@@ -49,7 +49,12 @@ class EigenResult:
             positive (also when the basis was kept on the host or on disk).
         residuals: ``(k,)`` float64 (CPU), ``||A x_i - lambda_i x_i||`` computed from
             real products (not a recurrence estimate).
-        converged: ``(k,)`` bool, ``residual <= max(tol * |lambda|, atol)``.
+        converged: ``(k,)`` bool, ``residual <= max(tol * |lambda|, atol, floor)``, the
+            floor ``10 eps max|theta|`` being what the operator's dtype can resolve
+            (``eps`` its machine epsilon, ``theta`` the Ritz values): it matters for an
+            eigenvalue near 0 in float32/float64, and everywhere in half precision
+            (bfloat16: about 8% of the largest; :func:`eigsh` warns when a pair met
+            only the floor there).
         num_matvecs: operator products spent (a ``matmat`` of ``j`` vectors counts ``j``).
         num_restarts: thick restarts performed.
         which, tol: the request.
@@ -204,6 +209,16 @@ def eigsh(
         if bar is not None:
             bar.close()
     result = search.extract()
+    half = torch.finfo(s.dtype).eps > torch.finfo(torch.float32).eps
+    if warn and half and bool(result.converged.any()):
+        asked = np.maximum(s.tol * result.eigenvalues.abs().numpy(), s.atol)
+        by_floor = result.converged.numpy() & (result.residuals.numpy() > asked)
+        if by_floor.any():
+            warnings.warn(
+                f"eigsh: {int(by_floor.sum())} of {s.k} eigenpairs count as converged only to "
+                f"the rounding of {s.dtype} (residuals up to {float(result.residuals.max()):.3g}"
+                f" against tol={s.tol:g}); compute in float32 for tol (a HessianOperator "
+                "of a half-precision model does by default)", stacklevel=2)
     if warn and not bool(result.converged.all()):
         warnings.warn(
             f"eigsh: {int(result.converged.sum())} of {s.k} eigenpairs converged to tol={s.tol:g} "
@@ -253,8 +268,10 @@ def _settings(A: Any, P: int, k: Any, which: str, tol: float, atol: float, block
     plan = plan_memory(P, k, ncv, b, dtype, A.device, max_memory, storage)
     if max_matvecs is not None:
         budget = _checks.integer("max_matvecs", max_matvecs, 1)
-        if budget < b:
-            raise ValueError(f"max_matvecs must be at least one block (block_size={b}), got {budget}")
+        need = -(-min(P, k) // b) * b  # the basis must hold k vectors, in whole blocks
+        if budget < need:
+            raise ValueError(f"max_matvecs must be at least {need} (k={k} vectors in blocks of "
+                             f"block_size={b}), got {budget}")
     else:
         budget = max(1000, 20 * ncv)
     if min_basis is not None:

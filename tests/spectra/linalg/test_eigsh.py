@@ -411,3 +411,26 @@ def test_min_basis_lets_a_random_start_see_past_a_huge_cluster():
     A = torch.diag(d)
     r = eigsh(A, k=1, which="LA", tol=1e-3, min_basis=20)
     assert abs(float(r.eigenvalues[0]) - 1.1) <= 1.1e-3 and r.num_matvecs >= 20
+
+
+def test_a_budget_below_k_is_refused_before_any_product():
+    """It spent the products, then raised a RuntimeError."""
+    A = DenseOperator(with_spectrum(SPECTRA["outliers"]))
+    with pytest.raises(ValueError, match="max_matvecs must be at least 3"):
+        eigsh(A, k=3, max_matvecs=2)
+    assert A.num_matvecs == 0
+
+
+def test_half_precision_warns_when_a_pair_met_only_the_rounding_floor():
+    A = with_spectrum(SPECTRA["outliers"]).to(torch.bfloat16)
+    with pytest.warns(UserWarning, match="only to the rounding of torch.bfloat16"):
+        eigsh(A, k=1, which="SA", tol=1e-3)
+
+
+def test_a_matrix_that_requires_grad_is_read_as_its_values():
+    W = torch.nn.Parameter(torch.randn(30, 30, dtype=torch.float64,
+                                       generator=torch.Generator().manual_seed(0)))
+    G = W @ W.T
+    r = eigsh(G, k=2, which="LA", tol=1e-8)
+    expected = np.linalg.eigvalsh(G.detach().numpy())[::-1][:2]
+    np.testing.assert_allclose(r.eigenvalues.numpy(), expected, rtol=1e-7)
