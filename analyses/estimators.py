@@ -344,14 +344,18 @@ def verdict(w, matrices, trace_ests, diag_ests, best_trace, best_diag) -> None:
         for m in hessians)
     w(f"\nAt {big[-1]} products XTrace beat Hutch++ on {counts['pp', True]} of {n} matrices and "
       f"Hutchinson on {counts['h', True]} of {n}; XNysTrace beat XTrace on {counts['nys', True]} of the "
-      f"{n_psd} PSD matrices; XDiag beat Hutchinson's diagonal on {counts['d', True]} of {n}. "
+      f"{n_psd} PSD matrices; XDiag beat Hutchinson's diagonal on {counts['d', True]} of {n}. These "
+      "count lower means: a ratio within about 30% of 1 in the table above is not resolved by the "
+      "seeds (the errors' std is close to their mean). "
       "For a model's Hessian, XTrace and Hutch++ are close (Hutch++'s mean error over XTrace's, "
-      f"{close}), so either serves; never XNysTrace (indefinite: it may be refused, or, where its "
-      "sketch looks positive, be far off with an error estimate that does not show it, as the "
-      "indefinite rows above show). XNysTrace for a GGN or Fisher; Hutchinson only for a flat spectrum, where "
-      "a sketch finds nothing to remove; XDiag for diagonals unless the spectrum is flat. The "
-      f"error estimates of XTrace and XNysTrace (PSD matrices) run a little small: median |error| / "
-      f"estimate {lo:.2f} to {hi:.2f} over the matrices, where an exact standard error gives 0.67.\n")
+      f"{close}), so either serves. XNysTrace assumes a PSD matrix: on an indefinite one it may be "
+      "refused or far off (the digits MLP Hessian's rows above; on the synthetic indefinite matrix "
+      "it happened to do well), so it is for a GGN (a Fisher was not measured here); Hutchinson "
+      "only for a flat spectrum, where a sketch finds nothing to remove; XDiag for diagonals "
+      "unless the spectrum is flat. The error estimates of XTrace and XNysTrace (PSD matrices) "
+      f"run small: median |error| / estimate {lo:.2f} to {hi:.2f} over the matrices, where an "
+      "exact standard error gives 0.67, so an interval of two estimates covers less than 95% "
+      "(the calibration table above gives each estimator's coverage).\n")
 
 
 def versions(he) -> dict:
