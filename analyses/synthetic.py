@@ -150,6 +150,11 @@ def tuned(runs: list[Result] | tuple[Result, ...], saddle: bool) -> Result:
     return min(runs, key=lambda r: _key(r, saddle))
 
 
+def tuned_rule(saddle: bool) -> str:
+    """How :func:`tuned` picks a run, for tables and titles."""
+    return "lowest final f" if saddle else "smallest final distance"
+
+
 def _steps_key(r: Result) -> float:
     return math.inf if r.steps_to_tol is None else r.steps_to_tol
 
@@ -226,7 +231,7 @@ def table(function: str, res: dict[str, Runs]) -> str:
     crit = f"steps to f < {ESCAPE:g}" if saddle else f"steps to f < {TOL:g}"
     dist = [] if saddle else ["distance"]
     head = (["optimizer", "paper lr", "final f", *dist, crit,
-             "tuned lr (" + ("lowest final f" if saddle else "smallest final distance") + ")",
+             f"tuned lr ({tuned_rule(saddle)})",
              "final f", *dist, crit, "fastest lr (fewest steps)", crit, "final f"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, runs in res.items():
@@ -350,7 +355,7 @@ def curves_figure(function: str, res: dict[str, Runs], path: Path) -> None:
                           "steps around each step (line) above a band down to its minimum over "
                           "the same steps", fontsize=8)
         pretty = function[:1].upper() + function[1:]
-        tuned_by = "lowest final f" if saddle else "smallest final distance to a minimum"
+        tuned_by = tuned_rule(saddle) + ("" if saddle else " to a minimum")
         fig.suptitle(f"{pretty} from {res[next(iter(res))].paper.trajectory.points[0].tolist()}: "
                      f"every optimizer at its tuned lr (the sweep's {tuned_by}); loss (top) and "
                      "gradient norm (bottom) against steps")
@@ -394,7 +399,7 @@ def main(argv: list[str] | None = None) -> None:
     for function in CASES:
         res = results[function] = study(function, steps, lrs, which)
         curves_figure(function, res, out / f"{NAME}_{function}.png")
-        tuned_by = "lowest final f" if function == "saddle" else "smallest final distance"
+        tuned_by = tuned_rule(function == "saddle")
         trajectories_figure(function, {n: res[n].tuned for n in DRAWN if n in res},
                             out / f"{NAME}_{function}_paths.png",
                             f"{function}: {steps} steps at the tuned lrs (the sweep's {tuned_by})")

@@ -39,16 +39,17 @@ def subsample(data: Any, n: int, *, seed: int = 0) -> Any:
 
     Args:
         data: an ``(inputs, targets)`` pair of tensors (dim 0 the samples; inputs
-            may also be a mapping, tuple, list or named tuple of such tensors), or a map-style
-            ``torch.utils.data.Dataset`` (anything with ``__len__`` and
+            may also be a mapping, tuple, list or named tuple of such tensors), or a
+            map-style ``torch.utils.data.Dataset`` (anything with ``__len__`` and
             ``__getitem__``).
         n: the number of samples (at most the data set's).
         seed: the seed of the draw (:func:`subsample_indices`).
 
     Returns:
         For a pair: the pair of the chosen rows (``(inputs[idx], targets[idx])``,
-        a copy; inputs keep their type, a ``BatchEncoding`` stays one). For a data set: a ``torch.utils.data.Subset`` of it, to be loaded
-        in order (``DataLoader(subset, batch_size=..., shuffle=False)``).
+        a copy; inputs keep their type, a ``BatchEncoding`` stays one). For a data set:
+        a ``torch.utils.data.Subset`` of it, to be loaded in order
+        (``DataLoader(subset, batch_size=..., shuffle=False)``).
     """
     if is_pair(data):
         N = batch_size(data[1])

@@ -21,7 +21,7 @@ import json
 import os
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -57,7 +57,7 @@ __all__ = [
     "read_run_from",
     "read_runs",
     "register_writer_file",
-    "resolve_checkpoint",
+    "resolve_checkpoints",
     "unregister_writer_file",
     "writer_file",
 ]
@@ -247,7 +247,7 @@ class RunData:
         metrics: :class:`Metrics`.
         probes: :class:`Probes`.
         checkpoints: the ``.pt`` files, resolved against the directory of the HDF5
-            file's real path (:func:`resolve_checkpoint`).
+            file's real path (:func:`resolve_checkpoints`).
         run_id: the identity written when the run was created (a new one when it
             is replaced with ``overwrite``); None for runs of files older than it.
     """
@@ -478,17 +478,24 @@ def checkpoint_base(path: str | os.PathLike[str]) -> str:
     return os.path.dirname(os.path.realpath(path))
 
 
-def resolve_checkpoint(path: str | os.PathLike[str], recorded: str) -> Path:
-    """The file a recorded checkpoint path of the run file at ``path`` names: relative to
-    :func:`checkpoint_base`; for a file read through a link whose checkpoint is not
-    there, relative to the link's folder where it is there (files written through a
-    link before the base was the real file's folder recorded against the link's)."""
-    found = Path(os.path.normpath(Path(checkpoint_base(path)) / recorded))
-    if not found.exists():
-        beside_link = Path(os.path.normpath(Path(os.path.abspath(path)).parent / recorded))
-        if beside_link != found and beside_link.exists():
-            return beside_link
-    return found
+def resolve_checkpoints(path: str | os.PathLike[str],
+                        recorded: Iterable[str]) -> tuple[Path, ...]:
+    """The files that recorded checkpoint paths of the run file at ``path`` name: relative
+    to :func:`checkpoint_base`. For a file read through a link, a checkpoint that is not
+    there but is beside the link is taken from there: files written through a link
+    before the base was the real file's folder recorded against the link's. Only then
+    does it look at the file system (one ``realpath`` otherwise)."""
+    base = Path(checkpoint_base(path))
+    link = Path(os.path.abspath(path)).parent
+    out = []
+    for rel in recorded:
+        found = Path(os.path.normpath(base / rel))
+        if link != base and not found.exists():
+            beside_link = Path(os.path.normpath(link / rel))
+            if beside_link.exists():
+                found = beside_link
+        out.append(found)
+    return tuple(out)
 
 
 def read_run_from(f: h5py.File, path: Path, name: str) -> RunData:
@@ -543,7 +550,7 @@ def read_run_from(f: h5py.File, path: Path, name: str) -> RunData:
         raise StoreError(f"{path}: {where} is {_kind(ckpt)}; expected a dataset of path strings")
     if ckpt is not None:
         k = committed_rows(ckpt.attrs, [ckpt], path, where)
-        checkpoints = tuple(resolve_checkpoint(path, s) for s in ckpt.asstr()[:k])
+        checkpoints = resolve_checkpoints(path, ckpt.asstr()[:k])
     return RunData(
         name=name,
         path=path,

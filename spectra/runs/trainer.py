@@ -399,8 +399,7 @@ class _Training:
             if classify:
                 sum_correct += int((out.argmax(dim=1) == yb).sum())
             seen += len(yb)
-            with self.outside_steps():
-                self._after_step(bl, self.epoch + seen / n)
+            self._after_step(bl, self.epoch + seen / n)
         for s in self.epoch_schedulers:
             s.step()
         self.epoch += 1
@@ -467,15 +466,21 @@ class _Training:
         return holder["out"], holder["loss"]
 
     def _after_step(self, batch_loss: float, epoch: float) -> None:
-        """The step's metrics row (every ``log_every_steps``) and step-unit probe."""
+        """The step's metrics row (every ``log_every_steps``) and step-unit probe, outside
+        the optimizer's clock (:meth:`outside_steps`); a step with neither costs nothing."""
         every, store, monitor = self.log_every_steps, self.store, self.monitor
-        if every and self.step % every == 0 and store is not None:
-            row = {"step": self.step, "epoch": epoch, "train_loss": batch_loss,
-                   **current_hparams(self.optimizer)}
-            store.append_metrics(row)
-        if monitor is not None and getattr(monitor, "unit", "epoch") == "step":
-            monitor.maybe_probe(step=self.step, epoch=epoch, optimizer=self.optimizer,
-                                batch=self.last_batch)
+        log = bool(every) and self.step % every == 0 and store is not None
+        probe = monitor is not None and getattr(monitor, "unit", "epoch") == "step"
+        if not (log or probe):
+            return
+        with self.outside_steps():
+            if log:
+                row = {"step": self.step, "epoch": epoch, "train_loss": batch_loss,
+                       **current_hparams(self.optimizer)}
+                store.append_metrics(row)
+            if probe:
+                monitor.maybe_probe(step=self.step, epoch=epoch, optimizer=self.optimizer,
+                                    batch=self.last_batch)
 
     # -- the end of an epoch
     def record_epoch(self, row: dict[str, float]) -> Path | None:

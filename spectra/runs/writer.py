@@ -68,7 +68,7 @@ from spectra.runs.reader import (
     checkpoint_base,
     read_run_from,
     register_writer_file,
-    resolve_checkpoint,
+    resolve_checkpoints,
     unregister_writer_file,
     writer_file,
 )
@@ -562,10 +562,14 @@ class RunWriter:
             rel = target
         n = self._num_ckpt
         ds = self._ckpt
-        if n:  # the same file, however it was recorded (an older base, another spelling)
+        if n:  # the same file, however it was recorded (an older base, another spelling):
+            # among the entries of its file name, compared by real path
             same = os.path.realpath(target)
-            for i, old in enumerate(ds.asstr()[:n]):
-                if os.path.realpath(resolve_checkpoint(store.path, old)) == same:
+            named = [(i, old) for i, old in enumerate(ds.asstr()[:n])
+                     if os.path.basename(old) == file]
+            found = resolve_checkpoints(store.path, [old for _, old in named])
+            for (i, _), resolved in zip(named, found):
+                if os.path.realpath(resolved) == same:
                     return i
         with store._transaction():  # may grow the dataset and the global heap
             if ds.shape[0] <= n:
