@@ -6,6 +6,13 @@ tensor or array, a ``scipy.sparse.linalg.LinearOperator``, or anything with
 ``matvec`` and ``shape``; :func:`as_operator` turns each into an object with
 ``matmat(V: (P, k)) -> (P, k)``, ``shape``, ``dtype``, ``device`` and
 ``num_matvecs``.
+
+Precision: the solvers keep their vectors and bases in :func:`work_dtype`, the
+operator's dtype raised to float32 for a float16 or bfloat16 one; a product is
+computed in the operator's own dtype (the adapters round the vector to it) and comes
+back in the vector's. In half precision a Krylov basis loses orthogonality, and a
+vector its norm, within a few steps (``sqrt(eps)`` of bfloat16 is 9%), while the
+products' rounding is all that the operator's dtype has to lose.
 """
 
 from __future__ import annotations
@@ -77,12 +84,14 @@ class DenseOperator:
         return self.A.device
 
     def matvec(self, v: Tensor) -> Tensor:
+        """``A v`` computed in the matrix's dtype, returned in ``v``'s (see the module docstring)."""
         self.num_matvecs += 1
-        return finite_product(self.A @ v.to(self.A.dtype), self)
+        return finite_product(self.A @ v.to(self.A.dtype), self).to(v.dtype)
 
     def matmat(self, V: Tensor) -> Tensor:
+        """``A V`` computed in the matrix's dtype, returned in ``V``'s."""
         self.num_matvecs += V.shape[1]
-        return finite_product(self.A @ V.to(self.A.dtype), self)
+        return finite_product(self.A @ V.to(self.A.dtype), self).to(V.dtype)
 
 
 def finite_product(out: Tensor, op: Any) -> Tensor:
@@ -142,12 +151,14 @@ class _CallbackOperator:
         if self._numpy:
             Y = self.obj.matmat(V.detach().cpu().to(torch.float64).numpy())
             out = torch.as_tensor(np.asarray(Y), dtype=V.dtype, device=V.device)
-        elif hasattr(self.obj, "matmat"):
-            out = self.obj.matmat(V)
-        else:
-            out = torch.stack([torch.as_tensor(self.obj.matvec(V[:, j]))  # numpy results too
-                               for j in range(V.shape[1])], dim=1)
-        return finite_product(torch.as_tensor(out), self.obj)
+        else:  # in the dtype the object declares (see the module docstring)
+            W = V.to(self._dtype) if self._dtype.is_floating_point else V
+            if hasattr(self.obj, "matmat"):
+                out = self.obj.matmat(W)
+            else:
+                out = torch.stack([torch.as_tensor(self.obj.matvec(W[:, j]))  # numpy results too
+                                   for j in range(W.shape[1])], dim=1)
+        return finite_product(torch.as_tensor(out), self.obj).to(V.dtype)
 
 
 def _is_scipy_operator(obj: Any) -> bool:
@@ -175,6 +186,14 @@ def as_operator(obj: Any) -> Any:
 
 
 
+def work_dtype(A: Any) -> torch.dtype:
+    """The dtype of the solvers' vectors and bases for the operator ``A`` (as returned by
+    :func:`as_operator`): its dtype, float64 for a non-floating one, and float32 for a
+    float16 or bfloat16 one (see the module docstring)."""
+    dtype = A.dtype if A.dtype.is_floating_point else torch.float64
+    return torch.promote_types(dtype, torch.float32)
+
+
 def checked_operator(op: Any, who: str) -> tuple[Any, int]:
     """The solvers' preamble: ``op`` with the operator interface, and its size ``P >= 1``."""
     A = as_operator(op)
@@ -184,4 +203,5 @@ def checked_operator(op: Any, who: str) -> tuple[Any, int]:
     return A, P
 
 
-__all__ = ["DenseOperator", "LinearOperatorLike", "as_operator", "checked_operator", "finite_product"]
+__all__ = ["DenseOperator", "LinearOperatorLike", "as_operator", "checked_operator", "finite_product",
+           "work_dtype"]

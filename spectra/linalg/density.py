@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spectra.linalg.dense import checked_operator
+from spectra.linalg.dense import checked_operator, work_dtype
 from spectra.linalg.lanczos import lanczos_tridiagonal, random_vectors
 from spectra.linalg.memory import MemoryPlan, budget, format_bytes
 from spectra.utils import checks as _checks
@@ -167,7 +167,7 @@ def slq(
     num_steps = _checks.integer("num_steps", num_steps, 1)
     # one stream for every pass: a fresh seed-0 generator per pass would repeat its vectors
     generator = _checks.generator("generator", generator, seed=0)
-    dtype = A.dtype if A.dtype.is_floating_point else torch.float64
+    dtype = work_dtype(A)
     m = min(num_steps, P)
     plan = plan_memory(P, num_vectors, num_steps, dtype, A.device, max_memory, mode)
     counter = {"n": 0}

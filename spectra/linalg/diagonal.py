@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from spectra.linalg.dense import checked_operator
+from spectra.linalg.dense import checked_operator, work_dtype
 from spectra.linalg.lanczos import random_vectors
 from spectra.linalg.trace import check_memory, chunked, loo_directions, progress_bar, unit_diagonal
 from spectra.utils import checks as _checks
@@ -109,7 +109,7 @@ def diagonal(
     num_matvecs = _checks.integer("num_matvecs", num_matvecs, MIN_MATVECS[method])
     generator = _checks.generator("generator", generator, seed=0)
     chunk_size = _checks.integer("chunk_size", chunk_size, 1)
-    dtype = A.dtype if A.dtype.is_floating_point else torch.float64
+    dtype = work_dtype(A)
     device = A.device
     exact = num_matvecs >= P
     used = P if exact else (2 * (num_matvecs // 2) if method == "xdiag" else num_matvecs)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spectra.linalg.dense import checked_operator
+from spectra.linalg.dense import checked_operator, work_dtype
 from spectra.linalg.lanczos import (
     STORAGES,
     WHICH,
@@ -50,11 +50,13 @@ class EigenResult:
         residuals: ``(k,)`` float64 (CPU), ``||A x_i - lambda_i x_i||`` computed from
             real products (not a recurrence estimate).
         converged: ``(k,)`` bool, ``residual <= max(tol * |lambda|, atol, floor)``, the
-            floor ``10 eps max|theta|`` being what the operator's dtype can resolve
-            (``eps`` its machine epsilon, ``theta`` the Ritz values): it matters for an
-            eigenvalue near 0 in float32/float64, and everywhere in half precision
-            (bfloat16: about 8% of the largest; :func:`eigsh` warns when a pair met
-            only the floor there).
+            floor being what the computation can resolve: ``10 eps max|theta|`` (``eps``
+            the machine epsilon of the operator's float32 or float64, ``theta`` the Ritz
+            values), which matters for an eigenvalue near 0; for a float16 or bfloat16
+            operator (its basis kept in float32), ``2 eps max|theta|`` with the ``eps`` of
+            its dtype, four rounding units of its products, which matters everywhere
+            (bfloat16: 1.6% of the largest; :func:`eigsh` warns when a pair met only
+            the floor there).
         num_matvecs: operator products spent (a ``matmat`` of ``j`` vectors counts ``j``).
         num_restarts: thick restarts performed.
         which, tol: the request.
@@ -168,8 +170,9 @@ def eigsh(
             :class:`~spectra.linalg.lanczos.ThickRestartLanczos`). It pays off when the
             basis is large (a network's ``P``); for a small dense matrix and a large
             ``ncv`` the generalized problem at each step can cost more than the pass it
-            saves. Blocks (``block_size > 1``) and half-precision operators always use
-            ``"full"``.
+            saves. Blocks (``block_size > 1``) always use ``"full"``. The basis of a
+            float16 or bfloat16 operator is kept in float32, its products in its own dtype
+            (:func:`~spectra.linalg.dense.work_dtype`).
 
     Returns:
         :class:`EigenResult`.
@@ -209,14 +212,14 @@ def eigsh(
         if bar is not None:
             bar.close()
     result = search.extract()
-    half = torch.finfo(s.dtype).eps > torch.finfo(torch.float32).eps
+    half = torch.finfo(s.op_dtype).eps > torch.finfo(torch.float32).eps
     if warn and half and bool(result.converged.any()):
         asked = np.maximum(s.tol * result.eigenvalues.abs().numpy(), s.atol)
         by_floor = result.converged.numpy() & (result.residuals.numpy() > asked)
         if by_floor.any():
             warnings.warn(
                 f"eigsh: {int(by_floor.sum())} of {s.k} eigenpairs count as converged only to "
-                f"the rounding of {s.dtype} (residuals up to {float(result.residuals.max()):.3g}"
+                f"the rounding of {s.op_dtype} (residuals up to {float(result.residuals.max()):.3g}"
                 f" against tol={s.tol:g}); compute in float32 for tol (a HessianOperator "
                 "of a half-precision model does by default)", stacklevel=2)
     if warn and not bool(result.converged.all()):
@@ -239,7 +242,8 @@ class _Settings:
     b: int          # block size
     ncv: int        # basis size before a thick restart
     budget: int     # operator products allowed
-    dtype: torch.dtype
+    dtype: torch.dtype     # the basis's and vectors' (work_dtype: float32 at least)
+    op_dtype: torch.dtype  # the operator's: its products' precision (the floor) and the result's
     device: torch.device
     plan: MemoryPlan
     reorthogonalize: str
@@ -258,7 +262,7 @@ def _settings(A: Any, P: int, k: Any, which: str, tol: float, atol: float, block
     tol = _checks.number("tol", tol, positive=True)
     atol = _checks.number("atol", atol, low=0)
     b = _checks.integer("block_size", block_size, 1, P)
-    dtype = A.dtype if A.dtype.is_floating_point else torch.float64
+    dtype = work_dtype(A)
     if ncv is not None:  # more than P is capped at P: the Krylov space has P dimensions
         ncv = min(P, _checks.integer("ncv", ncv, 1))
         if ncv < min(P, k + b):
@@ -279,8 +283,9 @@ def _settings(A: Any, P: int, k: Any, which: str, tol: float, atol: float, block
     else:
         floor = max(20, 2 * k + 1) if warm else 1
     floor = min(floor, ncv, budget, P)
-    return _Settings(k, which, float(tol), float(atol), b, ncv, budget, dtype, A.device, plan,
-                     reorthogonalize, floor)
+    op_dtype = A.dtype if A.dtype.is_floating_point else dtype
+    return _Settings(k, which, float(tol), float(atol), b, ncv, budget, dtype, op_dtype, A.device,
+                     plan, reorthogonalize, floor)
 
 
 class _Search:
@@ -295,7 +300,10 @@ class _Search:
         self.engine = ThickRestartLanczos(matmat, start, max_basis=s.ncv, generator=generator,
                                           storage=s.plan.mode,
                                           reorthogonalize=s.reorthogonalize)
-        self.eps = float(torch.finfo(s.dtype).eps)
+        # the floor's multiple of max|theta|: what the basis's dtype resolves, or four
+        # rounding units of a half-precision operator's products (EigenResult.converged)
+        self.floor = max(10 * float(torch.finfo(s.dtype).eps),
+                         2 * float(torch.finfo(s.op_dtype).eps))
         self.restarts = 0
         self.want = np.arange(0)
         self.theta = np.zeros(0)
@@ -308,7 +316,7 @@ class _Search:
 
     def _bound(self, values: np.ndarray) -> np.ndarray:
         """Residual each pair must reach: ``tol * |lambda|``, not below rounding or ``atol``."""
-        floor = max(10 * self.eps * float(np.abs(self.theta).max()), self.s.atol, 1e-300)
+        floor = max(self.floor * float(np.abs(self.theta).max()), self.s.atol, 1e-300)
         return np.maximum(self.s.tol * np.abs(values), floor)
 
     def iterate(self) -> None:
@@ -356,7 +364,7 @@ class _Search:
         converged = res <= self._bound(vals)
         _fix_signs(X.T)  # in place, on the rows: contiguous, one fast pass each
         # the (P, k) columns as one contiguous tensor (numpy's transposing copy on a CPU)
-        X = as_rows(X.to(device=s.device, dtype=s.dtype))
+        X = as_rows(X.to(device=s.device, dtype=s.op_dtype))
         return EigenResult(
             eigenvalues=torch.as_tensor(vals, dtype=torch.float64),
             eigenvectors=X,
@@ -460,7 +468,7 @@ def power_iteration(
     max_matvecs = _checks.integer("max_matvecs", max_matvecs, 1)
     # one stream for every pair's start, not a fresh seed-0 draw each
     generator = _checks.generator("generator", generator, seed=0)
-    dtype = A.dtype if A.dtype.is_floating_point else torch.float64
+    dtype = work_dtype(A)
     device = A.device
     vecs: list[Tensor] = []
     vals: list[float] = []

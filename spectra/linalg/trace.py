@@ -69,7 +69,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from spectra.linalg.dense import checked_operator
+from spectra.linalg.dense import checked_operator, work_dtype
 from spectra.linalg.lanczos import random_vectors
 from spectra.utils import checks as _checks
 from spectra.utils.progress import Progress
@@ -141,7 +141,7 @@ def trace(
     # one stream for every draw (Hutch++ draws its sketch, then its test vectors): a fresh
     # seed-0 generator per draw would make the test vectors repeat the sketch
     generator = _checks.generator("generator", generator, seed=0)
-    dtype = A.dtype if A.dtype.is_floating_point else torch.float64
+    dtype = work_dtype(A)
     device = A.device
     if num_matvecs >= P:  # the budget covers every direction: no estimate, the trace
         with progress_bar(progress, P, "trace") as bar:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from spectra import eigsh
-from spectra.linalg.dense import as_operator
+from spectra.linalg.dense import as_operator, work_dtype
 
 
 class _Op:
@@ -50,3 +50,29 @@ def test_a_matvec_that_returns_numpy_is_taken():
 
     res = eigsh(NumpyOp(), k=1, which="LA", tol=1e-10)
     assert abs(float(res.eigenvalues[0]) - 3.0) <= 1e-10
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_products_stay_in_their_dtype_and_come_back_in_the_vectors(dtype):
+    """The solvers work in float32 (work_dtype); the product is the operator's own."""
+    seen = []
+
+    class HalfOp:
+        shape = (3, 3)
+
+        def __init__(self):
+            self.dtype = dtype
+
+        def matmat(self, V):
+            seen.append(V.dtype)
+            return 2 * V
+
+    for op in (as_operator(HalfOp()), as_operator(torch.eye(3, dtype=dtype))):
+        assert work_dtype(op) == torch.float32
+        V = torch.full((3, 1), 1.0 + 2.0**-12)  # rounds to 1 in float16 and bfloat16
+        out = op.matmat(V)
+        assert out.dtype == torch.float32
+        assert float(out.max()) == float(out.min()) in (1.0, 2.0)  # computed in half
+    assert seen == [dtype]
+    assert work_dtype(as_operator(torch.eye(3, dtype=torch.float64))) == torch.float64
+    assert work_dtype(as_operator(torch.eye(3, dtype=torch.int64))) == torch.float64

@@ -118,3 +118,14 @@ def test_progress_bar_over_the_products(capsys):
     diagonal(with_spectrum(SPECTRA["outliers"]), "xdiag", num_matvecs=30, progress=True)
     err = capsys.readouterr().err
     assert "diagonal:" in err and "/30 " in err
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_xdiag_of_a_half_precision_matrix_is_that_of_its_float32_copy(dtype):
+    """XDiag's QR raised NotImplementedError in half precision; the sketch is float32 now."""
+    A = with_spectrum(SPECTRA["outliers"]).to(dtype)
+    half = diagonal(A, "xdiag", 20, generator=torch.Generator().manual_seed(1))
+    single = diagonal(A.float(), "xdiag", 20, generator=torch.Generator().manual_seed(1))
+    assert half.values.dtype == torch.float32
+    scale = float(single.values.abs().max())
+    assert float((half.values - single.values).abs().max()) <= 8 * torch.finfo(dtype).eps * scale

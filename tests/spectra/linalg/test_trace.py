@@ -257,3 +257,15 @@ def test_progress_bar_over_the_products(capsys, method, budget, spent):
     trace(with_spectrum(SPECTRA["outliers"]), method=method, num_matvecs=budget, progress=True)
     err = capsys.readouterr().err
     assert "trace:" in err and f"/{spent} " in err
+
+
+@pytest.mark.parametrize("method", ["xtrace", "xnystrace", "hutch++", "hutchinson"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_half_precision_matrix_is_estimated_as_its_float32_copy(method, dtype):
+    """torch has no half-precision QR or Cholesky on the CPU: XTrace, Hutch++ and XNysTrace
+    raised NotImplementedError. The sketches are float32; only the products are in half."""
+    A = with_spectrum(np.abs(SPECTRA["outliers"])).to(dtype)
+    half = trace(A, method, 20, generator=torch.Generator().manual_seed(1))
+    single = trace(A.float(), method, 20, generator=torch.Generator().manual_seed(1))
+    # the products differ by their rounding in half: a few units of it in the trace
+    assert abs(half.value - single.value) <= 4 * torch.finfo(dtype).eps * abs(single.value)
