@@ -140,10 +140,11 @@ def main(argv: list[str] | None = None) -> None:
             "(`spectra.utils.modes.math_attention`); the Hessian's and the GGN's graphs are cached "
             "between products, as the operators do for in-memory data."),
             "",
-            (f"**Load caveat**: the machine's 2 cores were shared with other work (1-min load average "
-            f"{load0:.1f} at the start, {load1:.1f} at the end). Wall times are upper bounds. The "
-            "ratios are taken within each round (gradient and products timed back to back), then "
-            "the median over rounds, which cancels most of a slow change of load."),
+            (f"**Load**: 1-min load average {load0:.1f} at the start, {load1:.1f} at the end "
+            f"({os.cpu_count()} CPUs; this job alone keeps it near 1). Under other work the wall "
+            "times are upper bounds. The ratios are taken within each round (gradient and products "
+            "timed back to back), then the median over rounds, which cancels most of a slow change "
+            "of load."),
             "",
             f"## Products ({rounds} rounds, medians)",
             "",
