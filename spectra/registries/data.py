@@ -325,6 +325,13 @@ def _find_idx_files(name: str, root: Path) -> dict[str, Path]:
                     break
         if len(found) == len(_MNIST_FILES):
             return found
+        if found and directory != root:  # the data set's own folder, incomplete: the
+            # next candidate (data_dir itself) may hold the other data set's files
+            missing = [base for key, base in _MNIST_FILES.items() if key not in found]
+            raise DataFileNotFoundError(
+                f"{name}: {directory} holds {len(found)} of its 4 IDX files; missing "
+                f"{', '.join(missing)} (raw or .gz). Put them there: data_dir itself is not "
+                "searched while the folder named for the data set is incomplete")
     raise DataFileNotFoundError(
         f"{name}: expected the IDX files {', '.join(_MNIST_FILES.values())} (each raw or "
         f".gz) in one of: {', '.join(str(d) for d in candidates)}. Nothing is downloaded; "
@@ -378,6 +385,16 @@ _CIFAR_PICKLE_GLOBALS = {
 }
 
 
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """What ``_codecs.encode`` does in a protocol-2 pickle of numpy arrays written by
+    Python 3 (an array's bytes stored as latin-1 text), and nothing else."""
+    if not isinstance(text, str) or encoding.lower().replace("_", "-") not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(
+            f"it calls _codecs.encode with {encoding!r}, and a CIFAR batch only stores bytes "
+            "as latin-1 text (data files are never allowed to run code)")
+    return text.encode("latin-1")
+
+
 class _ArrayUnpickler(pickle.Unpickler):
     """An unpickler that refuses every global but numpy's array reconstruction, so a
     data file can never import or call code."""
@@ -385,6 +402,8 @@ class _ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _CIFAR_PICKLE_GLOBALS:
             return super().find_class(module, name)
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
         raise pickle.UnpicklingError(
             f"it names {module}.{name}, and a CIFAR batch holds only dicts, lists and numpy "
             "arrays (data files are never allowed to run code)")

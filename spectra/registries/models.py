@@ -44,6 +44,7 @@ import importlib
 import inspect
 import json
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -51,7 +52,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spectra.utils.checks import did_you_mean, options
+from spectra.utils.checks import did_you_mean, integer, options
 from spectra.utils.modes import preserved_rng
 
 __all__ = ["ACTIVATIONS", "ModelSpec", "UntrustedModelError", "available_models", "build_model",
@@ -342,11 +343,12 @@ def build_model(
         TypeError: an option the model does not take, or a custom factory that
             does not return an ``nn.Module``.
     """
-    shape = tuple(int(s) for s in input_shape)
-    if not shape or any(s < 1 for s in shape):
-        raise ValueError(f"input_shape must be positive integers, got {tuple(input_shape)}")
-    if int(num_classes) < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    given = tuple(input_shape)
+    if not given or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool)
+                            and s >= 1 for s in given):  # 2.5 is not cut to 2
+        raise ValueError(f"input_shape must be positive integers, got {given}")
+    shape = tuple(int(s) for s in given)
+    num_classes = integer("num_classes", num_classes, 1)
     if ":" in name:
         factory = import_factory(name)
         try:

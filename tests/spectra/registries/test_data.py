@@ -193,6 +193,18 @@ def test_fashion_mnist_is_read_from_its_own_folder_before_data_dir_itself(tmp_pa
     assert load_dataset("mnist", data_dir=tmp_path).train_x.shape[0] == 12  # still found
 
 
+def test_an_incomplete_fashion_folder_is_named_not_replaced_by_mnist(tmp_path: Path) -> None:
+    """With 3 of Fashion-MNIST's 4 files in its folder and MNIST's in data_dir itself,
+    "fashion-mnist" silently loaded MNIST."""
+    make_mnist(tmp_path, seed=1)
+    make_mnist(tmp_path / "fashion-mnist", seed=2)
+    (tmp_path / "fashion-mnist" / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(FileNotFoundError, match=r"fashion-mnist holds 3 of its 4 IDX files; "
+                                                r"missing t10k-labels-idx1-ubyte"):
+        load_dataset("fashion-mnist", data_dir=tmp_path)
+    assert load_dataset("mnist", data_dir=tmp_path).train_x.shape[0] == 12  # MNIST unaffected
+
+
 def test_labels_that_are_not_integers_are_refused(tmp_path: Path) -> None:
     """A float label file was truncated to classes (8.7 read as 8)."""
     make_mnist(tmp_path)
@@ -381,3 +393,28 @@ def test_batches() -> None:
         list(batches(x, y[:5], 2))
     with pytest.raises(ValueError, match="batch_size"):
         list(batches(x, y, 0))
+
+
+def test_a_cifar_batch_pickled_by_python3_with_protocol_2_loads(tmp_path: Path) -> None:
+    """numpy stores an array's bytes through _codecs.encode(text, "latin1") in protocol 2:
+    such a re-saved batch was refused as running code. Other encodings still are."""
+    import codecs
+
+    make_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    data = np.arange(4 * 3072, dtype=np.int64).reshape(4, 3072) % 256
+    with open(batch, "wb") as fh:
+        pickle.dump({b"labels": [3, 1, 4, 1], b"data": data.astype(np.uint8)}, fh, protocol=2)
+    assert b"_codecs" in batch.read_bytes()
+    d = load_dataset("cifar10", data_dir=tmp_path)
+    assert d.test_y.tolist() == [3, 1, 4, 1]
+    assert torch.equal(d.test_x.reshape(4, -1), torch.tensor(data / 255.0, dtype=torch.float32))
+
+    class Rot13:
+        def __reduce__(self):
+            return (codecs.encode, ("abc", "rot13"))
+
+    with open(batch, "wb") as fh:
+        pickle.dump({b"labels": [0], b"data": Rot13()}, fh, protocol=2)
+    with pytest.raises(DataError, match="never allowed to run code"):
+        load_dataset("cifar10", data_dir=tmp_path)

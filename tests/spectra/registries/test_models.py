@@ -217,3 +217,12 @@ def test_sizes_of_zero_or_less_are_refused(name, kwargs, match):
     parameters; width=-1 failed deep inside torch."""
     with pytest.raises(ValueError, match=match):
         build_model(name, input_shape=(1, 8, 8), num_classes=10, **kwargs)
+
+
+@pytest.mark.parametrize("bad", [{"num_classes": 2.7}, {"num_classes": True},
+                                 {"input_shape": (2.5, 3)}, {"input_shape": (True, 3)}])
+def test_sizes_that_are_not_integers_are_refused_not_truncated(bad):
+    """num_classes=2.7 built a model of 2 outputs, input_shape=(2.5, 3) one of (2, 3)."""
+    kwargs = {"input_shape": (6,), "num_classes": 3, **bad}
+    with pytest.raises(ValueError, match="must be (positive integers|an integer)"):
+        build_model("mlp", **kwargs)
