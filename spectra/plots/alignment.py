@@ -5,8 +5,9 @@ Left panel: the fraction of the full-batch gradient (solid) and of the last
 minibatch's gradient (dotted) in the span of the top-``k`` eigenvectors
 (Gur-Ari, Roberts & Dyer 2018). Right panel: the loss change on the probe set of one
 optimizer step (black), of its projection onto the top space (solid) and onto the
-complement (dashed) (Song, Ahn & Yun 2025). Columns and definitions:
-:mod:`spectra.curvature.alignment`.
+complement (dashed) (Song, Ahn & Yun 2025), on a symmetric-log axis whose linear part
+is chosen from the values drawn (a log axis when all are positive). Columns and
+definitions: :mod:`spectra.curvature.alignment`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from spectra.plots.axes import time_ticks
+from spectra.plots.axes import symlog_ticks, time_ticks, value_scale
 from spectra.plots.data import (
     RunsLike,
     figure_title,
@@ -52,7 +54,7 @@ def plot_alignment(
     with style():
         fig = new_figure(figsize, (7.5, 3.4))
         left, right = fig.subplots(1, 2, squeeze=True)
-        drawn_step = False
+        step_values = [np.zeros(0)]  # every loss change drawn on the right
         colors = line_colors(len(run_list))
         for i, run in enumerate(run_list):
             p = run.probes
@@ -80,15 +82,14 @@ def plot_alignment(
                 ts, ys = finite_series(t, _column(p, col))
                 if ts.size:
                     right.plot(ts, ys, label=f"{label}: {what}", **style_kw)
-                    drawn_step = True
+                    step_values.append(ys)
         left.set_ylim(-0.02, 1.02)
         left.set_ylabel("‖P_k g‖² / ‖g‖²")
         left.set_title("gradient in the top-k eigenspace")
         right.set_ylabel("loss change on the probe set")
         right.set_title("one optimizer step, split")
-        if drawn_step:
-            right.axhline(0.0, color="0.6", linewidth=0.6)
-            right.set_yscale("symlog", linthresh=1e-4)
+        if sum(v.size for v in step_values):
+            _loss_change_scale(fig, right, np.concatenate(step_values))
             right.legend(frameon=False, fontsize=7)
         else:
             no_data(right, "not recorded (needs the optimizer)")
@@ -99,6 +100,21 @@ def plot_alignment(
     mark_lone_points(fig)  # a run of one probe: its points, not an empty panel
     time_ticks(fig)  # one tick at a lone time, whole numbers for whole epochs
     return fig
+
+
+def _loss_change_scale(fig: Figure, ax: Axes, values: np.ndarray) -> None:
+    """The y scale of the loss-change panel ``ax`` for the ``(n,)`` finite loss changes
+    drawn on it (loss units): symmetric-log with the linear part chosen from the data
+    (:func:`~spectra.plots.axes.value_scale`: a power of ten at their small end, so
+    changes of 1e-7 are not all squeezed into a linear part of fixed width), labelled
+    with signed powers of ten, and a line at 0; a log axis when all are positive."""
+    linthresh = value_scale(ax, values)
+    if linthresh is None:  # all positive: a log axis, which has no 0
+        return
+    ax.axhline(0.0, color="0.6", linewidth=0.6)
+    lo, hi = ax.get_ylim()
+    height = float(ax.get_position().height * fig.get_figheight())  # inches
+    symlog_ticks(ax, lo, hi, linthresh, which="y", width=max(height, 1.5))
 
 
 def _column(probes, name: str) -> np.ndarray:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -179,6 +179,13 @@ def finite_series(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return t[ok][order], y[ok][order]
 
 
+def times_text(kind: str, t: np.ndarray) -> str:
+    """``epoch 1, 2, ...`` (``kind``: the time unit, "epoch" or "step"): the first six
+    of the times ``t`` (``(n,)``, n >= 1), for notes that name probes."""
+    more = ", ..." if t.size > 6 else ""
+    return f"{kind} " + ", ".join(f"{x:g}" for x in t[:6]) + more
+
+
 def row_edges(t: np.ndarray) -> np.ndarray:
     """Cell edges around row centres ``t`` (increasing): midpoints, ends mirrored; a
     single row spans ``t +- 0.5``."""
@@ -209,12 +216,16 @@ class DensityRows:
         time: ``(r,)`` epoch or step of each, increasing.
         index: ``(r,)`` their row numbers in the probes table.
         measures: their ``(nodes, weights)`` rules, padding removed.
+        failed: ``(f,)`` epoch or step of each failed probe (Ritz nodes or weights
+            NaN or Inf beyond padding: a probe that diverged, or a damaged file),
+            increasing and without repeats; those probes have no row in the above.
     """
 
     run: RunData
     time: np.ndarray
     index: np.ndarray
     measures: list[Rules]
+    failed: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def _row_list(rows: list[int]) -> str:
@@ -227,7 +238,8 @@ def density_rows(run: RunData, kind: str, *, stacklevel: int = 3) -> DensityRows
 
     Rows whose nodes or weights are not finite (beyond padding) are skipped with a
     warning that names them (``stacklevel``: as :func:`warnings.warn`'s, counted from
-    here; the default names the caller of a plot function that calls this).
+    here; the default names the caller of a plot function that calls this); their
+    times are kept in ``failed``.
 
     Raises:
         ValueError: no probe holds a density (the message says whether the run has
@@ -255,11 +267,13 @@ def density_rows(run: RunData, kind: str, *, stacklevel: int = 3) -> DensityRows
     if not rows:
         raise ValueError(_NO_DENSITY.format(name=run.name))
     rows.sort(key=lambda r: (r[0], r[1]))
+    failed = t[np.array(bad, dtype=np.int64)]  # their times: a heat map leaves them blank
     return DensityRows(
         run=run,
         time=np.array([r[0] for r in rows]),
         index=np.array([r[1] for r in rows], dtype=np.int64),
         measures=[r[2] for r in rows],
+        failed=np.unique(failed[np.isfinite(failed)]),
     )
 
 

@@ -46,8 +46,10 @@ def plot_density(
             are overlaid on one axis, one colour each.
         probe: which probe of each run: an index into the probes that have a density
             (``-1``, the default: the last one).
-        sigma: the Gaussian's width in eigenvalue units (default: the range drawn over
-            :data:`~spectra.plots.lines.RESOLUTION`); stated in the x label.
+        sigma: the Gaussian's width in eigenvalue units (see ``xscale`` for symlog).
+            Default: on a linear axis the range of the nodes and marks over
+            :data:`~spectra.plots.lines.RESOLUTION`; on symlog, the width
+            :func:`~spectra.linalg.scales.density_grid` chooses. Stated in the x label.
         grid: number of grid points, or an increasing 1-D array of eigenvalues.
         xscale: ``"linear"`` (default) or ``"symlog"`` (see
             :mod:`spectra.linalg.scales`; ``sigma`` is then the width near 0).

@@ -26,15 +26,18 @@ from spectra.plots.data import (
     row_edges,
     run_title,
     time_kind,
+    times_text,
 )
 from spectra.plots.density import probe_curve, probe_when
 from spectra.plots.lines import draw_lines, legend_below, sigma_label, symlog_threshold
 from spectra.plots.style import (
     FONT,
     SINGLE,
+    fit_note,
     grid_shape,
     line_colors,
     new_figure,
+    panel_note,
     panels,
     panels_figsize,
     style,
@@ -80,7 +83,8 @@ def plot_evolution(
     ``kind="heatmap"``: one panel per run, eigenvalue (symlog by default) on x, epoch
     (or step) on y, every probe a row, colour the ``log10`` density per decade of the
     axis (so equal areas on screen hold equal mass); the colour floor is stated on the
-    colour bar.
+    colour bar. A failed probe (Ritz nodes or weights NaN or Inf) keeps its row, blank
+    (no colour), and a note in the panel names its time.
 
     Args:
         runs, names: the runs (see :mod:`spectra.plots`).
@@ -146,6 +150,10 @@ def plot_evolution(
         if sd.scale.linthresh is not None:
             fig.suptitle(" ")  # reserve the title's room before the ticks measure the panels
         eigenvalue_range(fig, axes, sd.scale, sd.grid.edges[0], sd.grid.edges[-1])
+        for ax, d in zip(axes, data):  # once the layout has placed the panels: to wrap
+            if d.failed.size:
+                panel_note(ax, fit_note(ax, f"blank: failed probe (NaN or Inf) at "
+                                            f"{times_text(tkind, d.failed)}"))
         if len(data) == 1:
             base = f"{base}: {run_title(data[0].run)}"
         fig.suptitle(title if title is not None else figure_title(base, run_list))
@@ -288,18 +296,20 @@ def _draw_heatmaps(fig: Figure, axes: Sequence[Axes], p: _Panels, cmap: str,
                    symlog: bool) -> None:
     """One heat map per panel, rows at the probes' times, and their shared colour bar
     (its label states the floor: lower densities share its colour)."""
-    cm = matplotlib.colormaps[cmap]
+    cm = matplotlib.colormaps[cmap].with_extremes(bad=(0.0, 0.0, 0.0, 0.0))  # masked: none
     mesh = None
+    edges = []
     for ax, d, D in zip(axes, p.data, p.dens):
         logd = np.log10(np.maximum(D, 10.0 ** (p.vmin - 1)))
+        times, rows = _heatmap_rows(d, logd)
+        edges.append(row_edges(times))
         mesh = ax.pcolormesh(
-            p.grid.edges, row_edges(d.time), logd, cmap=cm, vmin=p.vmin, vmax=p.vmax,
+            p.grid.edges, edges[-1], rows, cmap=cm, vmin=p.vmin, vmax=p.vmax,
             shading="flat", rasterized=True,
         )
         ax.axvline(0.0, color="white", lw=0.6, ls=":", alpha=0.8)
-    edges = [row_edges(d.time) for d in p.data]
     axes[0].set_ylim(min(e[0] for e in edges), max(e[-1] for e in edges))
-    times = np.unique(np.concatenate([d.time for d in p.data]))
+    times = np.unique(np.concatenate([d.time for d in p.data] + [d.failed for d in p.data]))
     if times.size <= _FEW_ROWS:  # ticks at the probes: else a lone row spans t +- 0.5
         for ax in axes:  # with ticks such as -0.4 (an epoch before training)
             ax.set_yticks(times, [f"{t:g}" for t in times])
@@ -307,6 +317,31 @@ def _draw_heatmaps(fig: Figure, axes: Sequence[Axes], p: _Panels, cmap: str,
     unit = "per decade of the axis" if symlog else "per unit eigenvalue"
     cbar.set_label(f"log10 density {unit}\n(floor {p.vmin:.1f}: lower values share its colour)")
     cbar.ax.tick_params(labelsize=FONT)
+
+
+def _heatmap_rows(rows: DensityRows, logd: np.ndarray) -> tuple[np.ndarray, np.ma.MaskedArray]:
+    """The heat map rows of one run, one at each probe time, failed probes included.
+
+    Args:
+        rows: the run's density rows (``rows.time``: ``(r,)``, increasing) and the
+            times of its failed probes (``rows.failed``).
+        logd: ``(r, g)`` log10 density of each density row on the ``g`` grid cells.
+
+    Returns:
+        ``(n,)`` row times (epochs or steps), increasing, and the ``(n, g)`` log10
+        densities with the rows of failed probes masked (drawn without colour). Their
+        edges come from all ``n`` times, so a failed probe's neighbours keep their own
+        extents instead of stretching over its time. A failed probe at the time of a
+        density row adds no row.
+    """
+    failed = rows.failed[~np.isin(rows.failed, rows.time)]
+    times = np.concatenate([rows.time, failed])
+    order = np.argsort(times, kind="stable")  # density rows keep their order among ties
+    blank = np.concatenate([np.zeros(rows.time.size, bool), np.ones(failed.size, bool)])[order]
+    values = np.zeros((times.size, logd.shape[1]))
+    values[~blank] = logd
+    mask = np.broadcast_to(blank[:, None], values.shape)
+    return times[order], np.ma.masked_array(values, mask=mask)
 
 
 def _label_panels(

@@ -20,7 +20,6 @@ A threshold above the y range is named in the panel, not dropped.
 from __future__ import annotations
 
 import math
-import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,14 +39,16 @@ from spectra.plots.data import (
     run_title,
     time_column,
     time_kind,
+    times_text,
 )
 from spectra.plots.style import (
-    FONT,
     figure_legend,
+    fit_note,
     grid_shape,
     mark_lone_points,
     new_figure,
     no_data,
+    panel_note,
     panels,
     panels_figsize,
     style,
@@ -156,7 +157,7 @@ def plot_sharpness(
             top = axes[0].get_ylim()[1]  # what lies above the final range is off scale
             notes = [_note_text(ax, s, top) for ax, s in zip(axes, per_run)]
         for ax, note in zip(axes, notes):
-            _note(ax, note)
+            panel_note(ax, note)  # in the free strip at the top of the panel
         base = "Sharpness over training"
         if len(per_run) == 1:
             base = f"{base}: {run_title(per_run[0].run)}"
@@ -452,26 +453,8 @@ def _note_text(ax: Axes, s: _Sharpness, top: float) -> str:
             text = f"↑ stability threshold {s.threshold.label} off scale{where}: {rng}"
         if s.threshold.missing.size:
             text = ((text + "; " if text else "") + "no threshold recorded at "
-                    + _times(ax, s.threshold.missing))
+                    + times_text(ax.get_xlabel(), s.threshold.missing))
     if s.nonfinite.size:  # probes that gave no number: the lines skip them
-        gap = "no finite eigenvalue (NaN or Inf) at " + _times(ax, s.nonfinite)
+        gap = "no finite eigenvalue (NaN or Inf) at " + times_text(ax.get_xlabel(), s.nonfinite)
         text = f"{gap}; {text}" if text else gap
-    if not text:
-        return ""
-    fig = ax.get_figure()
-    width = ax.get_position().width * fig.get_figwidth()  # inches
-    return textwrap.fill(text, max(20, int(width / (0.55 * (FONT - 1) / 72.0)) - 2))
-
-
-def _times(ax: Axes, t: np.ndarray) -> str:
-    """``epoch 1, 2, ...`` (the panel's time unit): the first six of the times ``t``."""
-    more = ", ..." if t.size > 6 else ""
-    return f"{ax.get_xlabel()} " + ", ".join(f"{x:g}" for x in t[:6]) + more
-
-
-def _note(ax: Axes, text: str) -> None:
-    """``text`` in the free strip at the top of the panel."""
-    if text:
-        ax.text(0.02, 0.97, text, transform=ax.transAxes, ha="left", va="top",
-                fontsize=FONT - 1, color="0.25", in_layout=False, zorder=6,
-                bbox={"boxstyle": "square,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+    return fit_note(ax, text) if text else ""

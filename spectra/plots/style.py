@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -187,6 +188,23 @@ def no_data(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, **_MISSING)
     ax.tick_params(axis="y", which="both", left=False, labelleft=False)
 
+
+
+def fit_note(ax: Axes, text: str) -> str:
+    """``text`` wrapped to the width of ``ax`` (at about 0.55 em per character of the
+    note's font), so that a note written by :func:`panel_note` stays inside the panel."""
+    fig = ax.get_figure()
+    width = ax.get_position().width * fig.get_figwidth()  # inches
+    return textwrap.fill(text, max(20, int(width / (0.55 * (FONT - 1) / 72.0)) - 2))
+
+
+def panel_note(ax: Axes, text: str) -> None:
+    """``text`` (wrapped already, see :func:`fit_note`) at the top left of the panel,
+    in small grey type on a white box; nothing for ``""``."""
+    if text:
+        ax.text(0.02, 0.97, text, transform=ax.transAxes, ha="left", va="top",
+                fontsize=FONT - 1, color="0.25", in_layout=False, zorder=6,
+                bbox={"boxstyle": "square,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
 
 
 def mark_lone_points(fig: Figure) -> None:

@@ -126,8 +126,11 @@ def _as_points(name: str, traj: Any) -> np.ndarray:
         a = np.asarray(pts, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"trajectory {name!r} is not a numeric (T, 2) array: {exc}") from None
-    if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] < 1:
+    if a.ndim != 2 or a.shape[1] != 2:
         raise ValueError(f"trajectory {name!r} must have shape (T, 2), got {a.shape}")
+    if a.shape[0] == 0:  # the right shape, but nothing to draw
+        raise ValueError(f"trajectory {name!r} is empty (shape {a.shape}): it needs at least "
+                         "one point")
     return a
 
 

@@ -133,3 +133,14 @@ def test_probe_out_of_range_says_which_are_valid(tmp_path: Path) -> None:
     path = run_with_nodes(tmp_path / "one.h5", rows)
     with pytest.raises(ValueError, match="run 'r' has 1 probe with a density: use -1 to 0$"):
         plot_density(path, probe=3)
+
+
+def test_sigma_default_is_documented_for_both_axes() -> None:
+    """plot_density's default sigma on a symlog axis is the one density_grid chooses
+    (as draw_lines says), not the drawn range over RESOLUTION, which holds on a linear
+    axis only."""
+    from spectra.plots.lines import draw_lines
+
+    doc = " ".join(plot_density.__doc__.split())
+    assert "on symlog, the width :func:`~spectra.linalg.scales.density_grid` chooses" in doc
+    assert "density_grid` chooses" in " ".join(draw_lines.__doc__.split())

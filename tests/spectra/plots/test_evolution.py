@@ -201,3 +201,29 @@ def test_a_shorter_run_skips_the_default_checkpoints_it_lacks(tmp_path: Path) ->
     assert legend[:6] == ["long", "short", "epoch 0", "epoch 1", "epoch 2", "epoch 3"]
     with pytest.raises(ValueError, match="run 'short' has no density probe at epoch 1"):
         plot_evolution(path, epochs=[0, 1])
+
+
+def test_heatmap_leaves_a_failed_probe_blank_at_its_time(tmp_path: Path) -> None:
+    """A probe in the middle whose Ritz nodes are NaN (it failed) keeps its row, blank
+    (masked: no colour), and a note names its epoch; its neighbours keep their own
+    extents (they used to stretch over its time, showing a density never measured)."""
+    from tests.spectra.plots.conftest import run_with_nodes
+
+    good = np.array([[-0.5, 0.0, 1.0, 3.0]])
+    weights = np.array([[0.1, 0.6, 0.2, 0.1]])
+    failed = good.copy()
+    failed[0, 2] = np.nan  # a NaN node with a positive weight: a failed probe
+    rows = [(good, weights)] * 2 + [(failed, weights)] + [(good, weights)] * 2
+    path = run_with_nodes(tmp_path / "failed.h5", rows)  # epochs 0..4, epoch 2 failed
+    with pytest.warns(UserWarning, match=r"probe rows \[2\] are not finite"):
+        fig = plot_evolution(path, kind="heatmap", grid=50)
+    (q,) = meshes(fig)
+    y_edges = q.get_coordinates()[:, 0, 1]
+    assert np.allclose(y_edges, [-0.5, 0.5, 1.5, 2.5, 3.5, 4.5])  # one row per epoch
+    values = q.get_array()
+    assert values.shape == (5, 50)
+    assert np.all(np.ma.getmaskarray(values)[2])  # the failed epoch: no colour
+    assert not np.any(np.ma.getmaskarray(values)[[0, 1, 3, 4]])
+    ax = panels(fig)[0]
+    assert any("failed probe (NaN or Inf) at epoch 2" in t.get_text() for t in ax.texts)
+    nothing_cut_off(fig)

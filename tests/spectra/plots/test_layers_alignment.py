@@ -126,3 +126,26 @@ def test_alignment_without_the_step_split_columns(tmp_path):
     left, right = fig.axes
     assert len(left.get_lines()) == 1
     assert "not recorded" in right.texts[0].get_text()
+
+
+def test_small_loss_changes_get_a_threshold_from_the_data(tmp_path):
+    """Loss changes of 1e-8..2e-5 used to sit inside a fixed linear part of +-1e-4 (odd
+    limits for ticks, no decades); the symlog threshold now comes from the data, below
+    their typical size, and the ticks are signed powers of ten."""
+    path = tmp_path / "small.h5"
+    with RunStore(path) as store:
+        w = store.create_run("sgd", config={"optimizer": {"name": "sgd"}})
+        for i, (whole, top, bulk) in enumerate(zip(-np.geomspace(1e-5, 1e-7, 6),
+                                                   np.geomspace(1e-6, 1e-8, 6),
+                                                   -np.geomspace(2e-5, 2e-7, 6))):
+            w.append_probe(step=i, epoch=float(i), alignment_full=0.5, step_loss_change=whole,
+                           step_loss_change_top=top, step_loss_change_bulk=bulk)
+    fig = plot_alignment(read_run(path, "sgd"))
+    right = fig.axes[1]
+    values = np.concatenate([ln.get_ydata() for ln in right.get_lines()
+                             if ln.get_label().startswith("sgd")])
+    assert right.get_yscale() == "symlog"
+    assert right.yaxis.get_transform().linthresh < np.median(np.abs(values))
+    labels = [t.get_text() for t in right.get_yticklabels() if t.get_text()]
+    assert "0" in labels and all(lab == "0" or "10^" in lab for lab in labels), labels
+    nothing_cut_off(fig)

@@ -94,3 +94,11 @@ def test_trajectories_bad_input() -> None:
         plot_trajectories(get_function("beale"), {"a": np.zeros((2, 2))}, bounds=((1, 0), (0, 1)))
     with pytest.raises(ValueError, match=r"bounds must be \(\(x0, x1\), \(y0, y1\)\)"):
         plot_trajectories(get_function("beale"), {"a": np.zeros((2, 2))}, bounds=(1, 2))
+
+
+def test_an_empty_path_is_named_empty() -> None:
+    """A path of no points has the right shape (0, 2): the error says it is empty, not
+    that it must have shape (T, 2)."""
+    with pytest.raises(ValueError, match=r"trajectory 'a' is empty \(shape \(0, 2\)\): it "
+                                         r"needs at least one point"):
+        plot_trajectories(get_function("beale"), {"a": np.zeros((0, 2))})
