@@ -160,7 +160,9 @@ def _eigen_directions(
 def random_directions(
     model: nn.Module, k: int = 1, *, generator: torch.Generator | None = None
 ) -> list[list[Tensor]]:
-    """``k`` filter-normalized Gaussian directions (see the module docstring)."""
+    """``k`` filter-normalized Gaussian directions (see the module docstring);
+    ``ValueError`` unless ``k`` is an integer >= 1."""
+    k = checks.integer("k", k, 1)
     gen = checks.generator("generator", generator, seed=0)
     out = []
     for _ in range(k):

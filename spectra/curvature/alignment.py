@@ -56,8 +56,10 @@ from spectra.operators.base import (
     normalize_data,
     resolve_reduction,
 )
+from spectra.operators.hessian import HessianOperator
 from spectra.utils.checks import did_you_mean
 from spectra.utils.modes import eval_mode as _eval_mode
+from spectra.utils.modes import preserved_rng
 from spectra.utils.params import trainable_parameters
 
 __all__ = [
@@ -150,13 +152,15 @@ def _loss(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch], names: Se
     """The data-set loss at ``values`` (``sum_b (n_b / N) L_b`` or ``sum_b L_b``) and,
     with ``grad``, its gradient with respect to ``values``, accumulated batch by batch.
     Each batch is moved to the device of ``values`` (the parameters'), as the operators
-    move theirs."""
+    move theirs. The global random state is left as it was (dropout in train mode
+    draws from it): every evaluation starts from the same state, so the losses of
+    one call at different ``values`` see the same dropout masks."""
     leaves = [v.detach().requires_grad_(grad) for v in values]
     device = leaves[0].device if leaves else None
     batches = list(batches)
     total = 0.0
     grads: list[Tensor] | None = [torch.zeros_like(v) for v in leaves] if grad else None
-    with torch.set_grad_enabled(grad):
+    with torch.set_grad_enabled(grad), preserved_rng():
         for (X, y), w in zip(batches, _weights(batches, reduction)):
             X, y = batch_to(X, device, dtype), batch_to(y, device, dtype)
             loss = loss_fn(functional_call(model, _state(model, names, leaves, dtype), (X,)), y)
@@ -177,18 +181,22 @@ def loss_and_gradient(
     """The loss over ``data`` and its ``(P,)`` gradient, flattened in ``params`` order.
 
     Weighted as :class:`~spectra.HessianOperator` weights batches (``n_b / N`` for
-    ``reduction="mean"``), in the model's current train/eval mode.
+    ``reduction="mean"``), in the model's current train/eval mode; the global random
+    state (dropout's) is left as it was.
 
     Args:
         params: parameter names (default: the trainable parameters, in
             ``named_parameters`` order, the order of a curvature operator's vectors).
         dtype: compute dtype (default: the parameters').
         reduction: how ``loss_fn`` reduces a batch, ``"mean"`` or ``"sum"`` (default:
-            ``loss_fn.reduction`` when it has one, else ``"mean"``).
+            ``loss_fn.reduction`` when it has one, else determined from the loss on the
+            first batch as :class:`~spectra.HessianOperator` determines it,
+            :func:`~spectra.operators.base.detect_reduction`).
     """
-    reduction = _reduction(loss_fn, reduction)
     names = _names_of(model, params)
-    value, grads = _loss(model, loss_fn, normalize_data(data), names, _values(model, names, dtype),
+    batches = list(normalize_data(data))
+    reduction = _reduction(loss_fn, reduction, model, batches, names, dtype)
+    value, grads = _loss(model, loss_fn, batches, names, _values(model, names, dtype),
                          dtype, reduction, grad=True)
     assert grads is not None
     return value, torch.cat([g.reshape(-1) for g in grads])
@@ -210,9 +218,32 @@ def optimizer_step(
 
     The optimizer must be deep-copyable (every ``torch.optim`` optimizer is; the
     attributes that ``Optimizer.__getstate__`` leaves out, such as LBFGS's parameter
-    list, are copied too): a TypeError otherwise.
+    list, are copied too): a TypeError otherwise. The global random state (dropout's)
+    is left as it was.
+
+    Raises:
+        TypeError: ``optimizer`` is not a ``torch.optim.Optimizer``.
+        ValueError: ``params`` is empty or names no parameter of the model, or the
+            optimizer holds none of the parameters in ``params``.
     """
-    return _step_over(optimizer, model, loss_fn, [batch], _names_of(model, params), "mean")
+    names = _names_of(model, params)
+    _check_optimizer(optimizer, model, names)
+    # one batch: its weight is 1 whether loss_fn is a mean or a sum
+    return _step_over(optimizer, model, loss_fn, [batch], names, "mean")
+
+
+def _check_optimizer(optimizer: Any, model: nn.Module, names: Sequence[str]) -> None:
+    """Refuse an ``optimizer`` that is not a ``torch.optim.Optimizer``, or that holds none
+    of the parameters ``names`` (its step would be 0, or it would step another model)."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {optimizer!r} "
+                        f"({type(optimizer).__name__})")
+    named = dict(model.named_parameters())
+    held = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    if not any(id(named[n]) in held for n in names):
+        raise ValueError(f"optimizer: the {type(optimizer).__name__} holds none of the model's "
+                         "parameters in params (an optimizer of another model, or of a copy of "
+                         "this one?)")
 
 
 def _step_over(optimizer: torch.optim.Optimizer, model: nn.Module, loss_fn: LossFn,
@@ -246,7 +277,8 @@ def _step_over(optimizer: torch.optim.Optimizer, model: nn.Module, loss_fn: Loss
         assert total is not None
         return total
 
-    twin.step(closure)
+    with preserved_rng():  # dropout in train mode must not shift the training's stream
+        twin.step(closure)
     return torch.cat([(by_name[n].detach() - named[n].detach()).reshape(-1) for n in names])
 
 
@@ -289,20 +321,28 @@ def gradient_alignment(
             parameters' and the eigenvectors', so float32 eigenvectors of a float64 model
             do not round its losses, and a bfloat16 model's run in float32).
         reduction: how ``loss_fn`` reduces a batch, ``"mean"`` or ``"sum"`` (default:
-            ``loss_fn.reduction`` when it has one, else ``"mean"``).
-        eval_mode: evaluate in eval mode (the model's mode is restored).
+            ``loss_fn.reduction`` when it has one, else determined from the loss on the
+            first batch of ``data`` as :class:`~spectra.HessianOperator` determines it,
+            :func:`~spectra.operators.base.detect_reduction`).
+        eval_mode: evaluate in eval mode (the model's mode is restored). Either way
+            the global random state (dropout's) is left as it was.
 
     Raises:
-        ValueError: ``eigenvectors`` does not have ``P`` rows, a name in ``params`` is
-            not a parameter of the model, or ``reduction`` contradicts
-            ``loss_fn.reduction``.
-        TypeError: ``eigenvectors`` is not a tensor.
+        ValueError: ``eigenvectors`` does not have ``P`` rows, ``params`` is empty or a
+            name in it is not a parameter of the model, ``optimizer`` holds none of
+            those parameters, ``reduction`` contradicts ``loss_fn.reduction``, or an
+            undeclared reduction cannot be told from the loss.
+        TypeError: ``eigenvectors`` is not a real floating-point tensor, or
+            ``optimizer`` is not a ``torch.optim.Optimizer``.
     """
-    reduction = _reduction(loss_fn, reduction)
     names = _names_of(model, params)
     V = eigenvectors
     if not isinstance(V, Tensor):
         raise TypeError(f"eigenvectors must be a (P, k) tensor, got {type(V).__name__}")
+    if not V.is_floating_point():  # integer, bool or complex
+        raise TypeError(f"eigenvectors must be a real floating-point tensor, got dtype {V.dtype}")
+    if optimizer is not None:
+        _check_optimizer(optimizer, model, names)
     P = sum(dict(model.named_parameters())[n].numel() for n in names)
     if V.dim() != 2 or V.shape[0] != P:
         raise ValueError(f"eigenvectors must be (P, k) with P={P}, got {tuple(V.shape)}")
@@ -312,6 +352,7 @@ def gradient_alignment(
         first = dict(model.named_parameters())[names[0]].dtype if names else V.dtype
         dtype = torch.promote_types(first, V.dtype)
     batches = list(normalize_data(data))
+    reduction = _reduction(loss_fn, reduction, model, batches, names, dtype)
     with _eval_mode(model, eval_mode):
         base = _values(model, names, dtype)
         loss0, grads = _loss(model, loss_fn, batches, names, base, dtype, reduction, grad=True)
@@ -338,12 +379,20 @@ def gradient_alignment(
     return Alignment(**out)
 
 
-def _reduction(loss_fn: LossFn, reduction: str | None) -> str:
-    """``reduction``, else ``loss_fn.reduction`` (``nn.MSELoss(reduction="sum")``), else
-    ``"mean"`` (:func:`~spectra.operators.base.resolve_reduction`; the operators detect
-    an undeclared one from the loss instead, and pass theirs here through
-    :func:`spectra.probe.probe`)."""
-    return resolve_reduction(loss_fn, reduction) or "mean"
+def _reduction(loss_fn: LossFn, reduction: str | None, model: nn.Module,
+               batches: Sequence[Batch], names: Sequence[str], dtype: torch.dtype | None) -> str:
+    """``reduction``, else ``loss_fn.reduction`` (``nn.MSELoss(reduction="sum")``;
+    :func:`~spectra.operators.base.resolve_reduction`), else the reduction a
+    :class:`~spectra.HessianOperator` over the same loss determines from the first batch
+    (:func:`~spectra.operators.base.detect_reduction`, in eval mode), so that a plain
+    function weighs batches here as the operators, :func:`spectra.landscape.loss_landscape`
+    and :func:`spectra.curvature.block_spectra` weigh them. The operator is built for
+    that only (a count of the samples and three forward passes over the first batch)."""
+    declared = resolve_reduction(loss_fn, reduction)
+    if declared is not None:
+        return declared
+    return HessianOperator(model, loss_fn, batches, params=list(names), dtype=dtype,
+                           eval_mode=True).reduction
 
 
 def _weights(batches: Sequence[Batch], reduction: str) -> list[float]:
@@ -360,12 +409,18 @@ def _split(flat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
 
 def _names_of(model: nn.Module, params: Sequence[str] | None) -> list[str]:
     """``params``, or the trainable parameters' names in ``named_parameters`` order; a
-    name that is not one of the model's parameters is a ValueError naming it."""
+    name that is not one of the model's parameters, or an empty selection, is a
+    ValueError naming it."""
     if params is None:
-        return [n for n, _ in trainable_parameters(model)]
+        names = [n for n, _ in trainable_parameters(model)]
+        if not names:
+            raise ValueError("the model has no parameters with requires_grad=True")
+        return names
     if isinstance(params, str):
         raise TypeError(f"params must be a sequence of parameter names, got the string {params!r}")
     names, known = list(params), dict(model.named_parameters())
+    if not names:
+        raise ValueError("params is empty: select at least one parameter")
     for n in names:
         if n not in known:
             raise ValueError(f"params: {n!r} is not a parameter of the model."

@@ -182,7 +182,11 @@ class BlockSpectra:
         """The probe-table columns (:mod:`spectra.runs.format`): ``layer_top_eigenvalue``,
         ``layer_trace``, ``layer_trace_stderr`` ``(B,)``, ``layer_heterogeneity``, and with
         densities ``layer_ritz_nodes``, ``layer_ritz_weights`` ``(B, n_v, num_steps)``,
-        NaN-padded where a block is smaller than ``num_steps``."""
+        NaN-padded where a block is smaller than ``num_steps``.
+
+        ``num_steps`` is the width the densities are padded to (default: the longest
+        block's); ``ValueError`` when it is not an integer at least the longest block's
+        number of steps, whose nodes would not fit."""
         row: dict[str, np.ndarray | float] = {
             "layer_top_eigenvalue": np.array([b.top_eigenvalue for b in self.blocks]),
             "layer_trace": np.array([b.trace for b in self.blocks]),
@@ -192,7 +196,8 @@ class BlockSpectra:
         measures = [b.measure for b in self.blocks]
         if all(m is not None for m in measures):
             n_v = max(m.num_vectors for m in measures)  # type: ignore[union-attr]
-            m_max = num_steps or max(m.num_steps for m in measures)  # type: ignore[union-attr]
+            longest = max(m.num_steps for m in measures)  # type: ignore[union-attr]
+            m_max = longest if num_steps is None else checks.integer("num_steps", num_steps, longest)
             nodes = np.full((len(measures), n_v, m_max), np.nan)
             weights = np.full((len(measures), n_v, m_max), np.nan)
             for i, m in enumerate(measures):

@@ -105,9 +105,12 @@ class GGNOperator(CurvatureOperator):
             )
             # J^T u as a function of a dummy u: its derivative in u applied to v is J v
             dummy = torch.zeros_like(outputs, requires_grad=True)
-            jt_dummy = torch.autograd.grad(
-                outputs, leaves, dummy, create_graph=True, allow_unused=True
-            )
+            if outputs.requires_grad:
+                jt_dummy = torch.autograd.grad(
+                    outputs, leaves, dummy, create_graph=True, allow_unused=True
+                )
+            else:  # the outputs do not depend on any selected parameter: J = 0
+                jt_dummy = tuple(None for _ in leaves)
             live = [i for i, g in enumerate(jt_dummy) if g is not None]
             out_leaf = outputs.detach().requires_grad_(True)
             loss = call_loss(self.loss_fn, out_leaf, targets)

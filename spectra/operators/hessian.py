@@ -132,7 +132,12 @@ class HessianOperator(CurvatureOperator):
         with torch.enable_grad():
             leaves = self._leaf_params()
             loss = self._loss(leaves, inputs, targets)
-            grads = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True)
+            if loss.requires_grad:
+                grads = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True)
+            else:
+                # the loss does not depend on any selected parameter (a block of an unused
+                # head): their gradients are zero and so are the products
+                grads = tuple(None for _ in leaves)
         if self.check_finite and not math.isfinite(float(loss.detach())):
             raise FloatingPointError(f"the loss of batch {batch_index} is {float(loss.detach())}")
         # a gradient that is None (unused parameter) or constant (loss linear in it)

@@ -220,3 +220,10 @@ def test_numpy_integers_are_points_and_given_directions_must_be_tensors():
     dirs = [[np.ones(tuple(p.shape)) for p in model.parameters()]]
     with pytest.raises(TypeError, match="lists of parameter-shaped torch tensors"):
         loss_landscape(model, loss_fn, data, directions=dirs)  # was an AttributeError
+
+
+@pytest.mark.parametrize("k", [-1, 0, 1.0, True, "2"])
+def test_random_directions_refuses_a_bad_k(k):
+    model = nn.Linear(5, 3).double()
+    with pytest.raises(ValueError, match=r"^k must be an integer >= 1, got"):
+        random_directions(model, k)

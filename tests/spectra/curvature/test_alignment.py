@@ -270,3 +270,104 @@ def test_an_optimizer_that_cannot_be_copied_is_a_clear_type_error(case):
     model = copy.deepcopy(case.model)
     with pytest.raises(TypeError, match="the Locked optimizer cannot be deep-copied"):
         optimizer_step(Locked(model.parameters()), model, case.loss_fn, case.batches[0])
+
+
+def _two_batches():
+    g = torch.Generator().manual_seed(1)
+    b1 = (torch.randn(10, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (10,), generator=g))
+    b2 = (torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (6,), generator=g))
+    V = torch.linalg.qr(torch.randn(111, 2, dtype=torch.float64, generator=g))[0]
+    return [b1, b2], V
+
+
+def _mlp(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(5, 12), torch.nn.Tanh(), torch.nn.Linear(12, 3)).double()
+
+
+@pytest.mark.parametrize("red", ["sum", "mean"])
+def test_plain_function_loss_reduction_is_detected_as_the_operators_do(red):
+    # a plain function has no .reduction: it is determined from the loss, as HessianOperator
+    # does, not assumed "mean" (which weighed a sum over two batches by n_b / N)
+    import torch.nn.functional as F
+
+    from spectra import HessianOperator
+
+    model = _mlp()
+    batches, V = _two_batches()
+
+    def plain(out, y):
+        return F.cross_entropy(out, y, reduction=red)
+
+    declared = torch.nn.CrossEntropyLoss(reduction=red)
+    assert HessianOperator(model, plain, batches).reduction == red
+    a = gradient_alignment(model, plain, batches, V, optimizer=torch.optim.SGD(model.parameters(), lr=0.01))
+    ref = gradient_alignment(model, declared, batches, V,
+                             optimizer=torch.optim.SGD(model.parameters(), lr=0.01))
+    for key in ("full_batch", "gradient_norm", "step_loss_change", "step_loss_change_top",
+                "step_loss_change_bulk", "step_top_fraction"):
+        assert getattr(a, key) == pytest.approx(getattr(ref, key), rel=1e-12, abs=1e-15), key
+    loss, g = loss_and_gradient(model, plain, batches)
+    loss_ref, g_ref = loss_and_gradient(model, declared, batches)
+    assert loss == pytest.approx(loss_ref, rel=1e-12)
+    assert torch.allclose(g, g_ref, rtol=1e-12, atol=1e-15)
+    # the data-set gradient by hand: the sum of the batch sums, or the sample mean
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    X = torch.cat([b[0] for b in batches]); y = torch.cat([b[1] for b in batches])
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+
+    def f(w):
+        parts = w.split([s.numel() for s in shapes])
+        state = {n: t.reshape(s) for n, t, s in zip(names, parts, shapes)}
+        return plain(functional_call(model, state, (X,)), y)
+
+    assert torch.allclose(g, grad(f)(flat), rtol=1e-10, atol=1e-13)
+
+
+def test_bad_optimizer_params_and_eigenvectors_are_named():
+    model = _mlp()
+    batches, V = _two_batches()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    with pytest.raises(TypeError, match=r"^optimizer must be a torch.optim.Optimizer, got 'sgd'"):
+        gradient_alignment(model, loss_fn, batches, V, optimizer="sgd")
+    with pytest.raises(TypeError, match=r"^optimizer must be a torch.optim.Optimizer"):
+        optimizer_step("sgd", model, loss_fn, batches[0])
+    other = torch.optim.SGD(_mlp(1).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"^optimizer: .*holds none of the model's parameters"):
+        gradient_alignment(model, loss_fn, batches, V, optimizer=other)
+    with pytest.raises(ValueError, match=r"^optimizer: .*holds none"):
+        optimizer_step(other, model, loss_fn, batches[0])
+    with pytest.raises(ValueError, match=r"^params is empty"):
+        gradient_alignment(model, loss_fn, batches, torch.zeros(0, 1, dtype=torch.float64), params=[])
+    with pytest.raises(ValueError, match=r"^params is empty"):
+        loss_and_gradient(model, loss_fn, batches, params=[])
+    for dtype in (torch.long, torch.bool, torch.complex128):
+        with pytest.raises(TypeError, match=r"^eigenvectors must be a real floating-point tensor"):
+            gradient_alignment(model, loss_fn, batches, torch.eye(111, 2).to(dtype))
+    # an optimizer holding some of the parameters still works (the others step by 0)
+    part = torch.optim.SGD(model[0].parameters(), lr=0.1)
+    d = optimizer_step(part, model, loss_fn, batches[0])
+    assert torch.all(d[72:] == 0) and d[:72].abs().sum() > 0
+
+
+def test_dropout_in_train_mode_leaves_the_global_rng_as_it_was():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 3)).double()
+    model.train()
+    batches, _ = _two_batches()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    V = torch.eye(75, 2, dtype=torch.float64)
+    calls = {
+        "optimizer_step": lambda: optimizer_step(torch.optim.SGD(model.parameters(), lr=0.1), model,
+                                                 loss_fn, batches[0]),
+        "loss_and_gradient": lambda: loss_and_gradient(model, loss_fn, batches),
+        "gradient_alignment": lambda: gradient_alignment(
+            model, loss_fn, batches, V, batch=batches[1], eval_mode=False,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1)),
+    }
+    for name, call in calls.items():
+        before = torch.get_rng_state()
+        call()
+        assert torch.equal(before, torch.get_rng_state()), name
+    assert model.training

@@ -126,3 +126,38 @@ def test_heterogeneity_on_a_common_grid_by_hand():
     assert math.isnan(block_heterogeneity(rules[:1]))
     same = block_heterogeneity([rules[0], rules[0]], xscale="linear", sigma=sigma)
     assert same == pytest.approx(0.0, abs=1e-7)
+
+
+def test_block_unused_by_the_loss_has_zero_curvature():
+    # a head the loss never reaches: lambda_1 = 0 and trace 0 (was: RuntimeError from autograd.grad)
+    from torch import nn
+
+    class UnusedHead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(5, 3)
+            self.unused = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.a(x)
+
+    torch.manual_seed(0)
+    model = UnusedHead().double()
+    X, y = torch.randn(8, 5, dtype=torch.float64), torch.randint(0, 3, (8,))
+    res = block_spectra(model, nn.CrossEntropyLoss(), (X, y), trace_matvecs=10, density=(1, 4))
+    assert res.names == ["a", "unused"]
+    unused = res.blocks[1]
+    assert unused.size == 20 and unused.top_eigenvalue == 0.0 and unused.trace == 0.0
+    assert res.blocks[0].top_eigenvalue > 0
+    assert np.all(unused.measure.nodes == 0)
+
+
+def test_row_num_steps_shorter_than_the_densities_is_refused(case):
+    res = block_spectra(case.model, case.loss_fn, case.batches, "module", density=(1, 5),
+                        trace_matvecs=0, top=False)
+    with pytest.raises(ValueError, match=r"num_steps must be an integer >= 5, got 3"):
+        res.row(num_steps=3)
+    with pytest.raises(ValueError, match="num_steps"):
+        res.row(num_steps=2.5)
+    assert res.row(num_steps=5)["layer_ritz_nodes"].shape[2] == 5
+    assert res.row(num_steps=7)["layer_ritz_nodes"].shape[2] == 7

@@ -103,3 +103,25 @@ def test_an_output_without_a_tensor_or_logits_is_refused_with_what_to_do(kind, o
         G.matvec(torch.ones(G.shape[0], dtype=torch.float64))
     with pytest.raises(TypeError, match="output_fn must be callable"):
         GGNOperator(case.model, case.loss_fn, case.batches, output_fn="logits")
+
+
+@pytest.mark.parametrize("kind", ["ggn", "fisher"])
+def test_block_of_only_unused_parameters_is_the_zero_operator(kind):
+    # outputs that do not depend on the selected parameters: J = 0 (was: autograd.grad RuntimeError)
+    from spectra import FisherOperator
+
+    class UnusedHead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used = nn.Linear(3, 2)
+            self.unused = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.used(x)
+
+    torch.manual_seed(0)
+    model = UnusedHead().double()
+    X, y = torch.randn(6, 3, dtype=torch.float64), torch.randint(0, 2, (6,))
+    cls = GGNOperator if kind == "ggn" else FisherOperator
+    op = cls(model, nn.CrossEntropyLoss(), (X, y), params=["unused.weight", "unused.bias"])
+    assert torch.equal(op.matmat(torch.randn(20, 2, dtype=torch.float64)), torch.zeros(20, 2, dtype=torch.float64))

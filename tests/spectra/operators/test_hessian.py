@@ -128,6 +128,40 @@ def test_unused_parameter_has_zero_curvature():
         assert M[:8, :8].abs().sum() > 0
 
 
+class _UnusedHead(nn.Module):
+    """A model with a head that never reaches the loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.used = nn.Linear(3, 2)
+        self.unused = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.used(x)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_block_of_only_unused_parameters_is_the_zero_operator(backend):
+    # the loss does not require grad w.r.t. the selected parameters: no first-order
+    # graph to differentiate, their products are 0 (was: autograd.grad RuntimeError)
+    torch.manual_seed(0)
+    model = _UnusedHead().double()
+    X, y = torch.randn(6, 3, dtype=torch.float64), torch.randint(0, 2, (6,))
+    H = HessianOperator(model, nn.CrossEntropyLoss(), (X, y), params=["unused.weight", "unused.bias"],
+                        backend=backend)
+    assert H.shape == (20, 20)
+    assert torch.equal(H.matmat(torch.randn(20, 3, dtype=torch.float64)), torch.zeros(20, 3, dtype=torch.float64))
+    assert torch.equal(H.matvec(torch.ones(20, dtype=torch.float64)), torch.zeros(20, dtype=torch.float64))
+    # the full model's product is unchanged: the used block as a Hessian of its own, zeros elsewhere
+    full = HessianOperator(model, nn.CrossEntropyLoss(), (X, y), backend=backend)
+    used = HessianOperator(model, nn.CrossEntropyLoss(), (X, y), params=["used.weight", "used.bias"],
+                           backend=backend)
+    M = full.matmat(torch.eye(full.shape[0], dtype=torch.float64))
+    assert torch.all(M[8:, :] == 0) and torch.all(M[:, 8:] == 0)
+    assert torch.allclose(M[:8, :8], used.matmat(torch.eye(8, dtype=torch.float64)), atol=1e-14)
+    assert M[:8, :8].abs().sum() > 0
+
+
 def test_eval_mode_option_restores_train_mode_and_train_mode_warns():
     model = nn.Sequential(nn.Linear(5, 4), nn.Dropout(0.5), nn.Linear(4, 3)).double()
     X, y = torch.randn(8, 5, dtype=torch.float64), torch.randint(0, 3, (8,))
