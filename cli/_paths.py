@@ -4,6 +4,7 @@ checkpoint folders, and the run a probe row is appended to."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from cli._errors import CLIError
@@ -145,12 +146,19 @@ def relative_to_file(path: Path, out: Path) -> str:
 
 def check_append_target(path: str, run: str, top_k: int,
                         density: tuple[int, int] | None, *,
-                        checkpoint: str | None = None, source: dict | None = None) -> None:
+                        checkpoint: str | None = None, source: dict | None = None,
+                        step: int | None = None, samples: int | None = None,
+                        changed: Sequence[str] = ()) -> None:
     """Fail before probing when a probe row of these sizes could not be appended to
     run ``run`` of ``path``, or when it would mix another run's checkpoint into it:
     ``source`` is the ``run`` record (``id``, ``name``, ``file``) of the probed
     ``checkpoint``, whose id must be the run's own when it has one. (A model fitted
-    here, with no checkpoint, is refused by ``probe`` itself.)"""
+    here, with no checkpoint, is refused by ``probe`` itself.)
+
+    The run's probe rows are one series, in step order, of its monitor's probe set: a
+    row at ``step`` at or before the run's last probe (a duplicate, or out of order),
+    or one measured on another probe set (``samples`` other than the monitor's, or the
+    options ``changed``: a data set, model or subsample of one's own) is refused."""
     from spectra.runs.store import read_run
 
     if not Path(path).exists():
@@ -174,6 +182,22 @@ def check_append_target(path: str, run: str, top_k: int,
             density[0] > p.ritz_nodes.shape[1] or density[1] > p.ritz_nodes.shape[2]):
         raise CLIError(f"run {run!r} of {path} stores densities of {tuple(p.ritz_nodes.shape[1:])} "
                        f"(probes, steps); --density-vectors/--density-steps {tuple(density)} do not fit")
+    where = f"--append {path} --run {run}"
+    if step is not None and p.step is not None and len(p.step) and step <= int(p.step[-1]):
+        raise CLIError(
+            f"{where}: the run's probes end at step {int(p.step[-1])}, and this checkpoint is at "
+            f"step {step}; its rows are one series in step order, so a row at or before the last "
+            "would repeat a step or read out of order. Probe without --append (--json keeps "
+            "the numbers)")
+    planned = (data.config.get("probe") or {}).get("samples")
+    other = list(changed)
+    if samples is not None and planned is not None and int(planned) != int(samples):
+        other.insert(0, f"--samples {samples} (the monitor's: {planned})")
+    if other:
+        raise CLIError(
+            f"{where}: the run's probe rows are measured on its monitor's probe set, and this "
+            f"probe is not ({', '.join(other)}); its row would read as the same series. Probe "
+            "without --append (--json keeps the numbers)")
 
 
 def check_tensorboard_folder(tb_dir: str | os.PathLike | None, names: list[str]) -> None:

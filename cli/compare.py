@@ -17,7 +17,7 @@ from cli._build import (
     prepare_run,
     run_device,
 )
-from cli._errors import CLIError, first_line, handle_errors, speak_cli
+from cli._errors import CLIError, Interrupted, first_line, handle_errors, speak_cli
 from cli._format import fmt, pct, seconds
 from cli._options import (
     ProbePlan,
@@ -156,9 +156,13 @@ def compare(**kw) -> None:
     summaries = []
     width = max(len(k) for k in keys)
     with RunStore(out) as store:
-        for prep, run_plan in zip(preps, plans, strict=True):
+        # every run is (re)made before the first one trains: with --overwrite, a comparison
+        # cut short leaves no run of the one it replaces beside its own
+        writers = []
+        for prep in preps:
             prep.config["eval_train"] = bool(kw["eval_train"])  # also in the checkpoints' config
-            writer = store.create_run(prep.name, prep.config, overwrite=kw["overwrite"])
+            writers.append(store.create_run(prep.name, prep.config, overwrite=kw["overwrite"]))
+        for i, (prep, run_plan, writer) in enumerate(zip(preps, plans, writers, strict=True)):
             try:
                 outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=kw["batch_size"],
                                   seed=kw["seed"], plan=run_plan,
@@ -167,6 +171,12 @@ def compare(**kw) -> None:
                                   progress=show_progress(as_json),
                                   prefix=f"{prep.name:<{width}}  ",
                                   eval_train=kw["eval_train"], tensorboard=kw["tensorboard"])
+            except Interrupted as exc:
+                rest = [p.name for p in preps[i + 1:]]
+                if not rest:
+                    raise
+                raise Interrupted(f"{exc.hint}; {', '.join(map(repr, rest))} did not start (empty "
+                                  f"run{'s' if len(rest) > 1 else ''} in {out})") from None
             except TrainingDiverged as exc:  # a result of the comparison: go on with the others
                 if echo:
                     click.echo(f"{prep.name:<{width}}  diverged: {exc} Going on with the others.")

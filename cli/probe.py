@@ -163,7 +163,9 @@ class Target:
 @device_option
 @curvature_options
 @click.option("--append", "append_to", type=click.Path(dir_okay=False), metavar="RUN.h5",
-              help="Append the probe as a row of a run in this file.")
+              help="Append the probe as a row of a run in this file: a checkpoint after the "
+                   "run's last probe, on its monitor's probe set (no --samples, --sample-seed, "
+                   "--data*, --model* of one's own).")
 @click.option("--run", "run_name",
               help="The run --append adds the row to  [default: the checkpoint's run].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of a table.")
@@ -241,8 +243,12 @@ def _probe(kw: dict[str, Any], ranks) -> None:
                            "--checkpoint of that run")
         if run_name is None:
             raise CLIError("--append needs --run NAME: which run of the file gets the row")
+        changed = [f"--{name.replace('_name', '').replace('_', '-')}" for name in
+                   ("model_name", "model_arg", "data_name", "data_arg", "data_dir", "sample_seed")
+                   if name in given]
         check_append_target(kw["append_to"], run_name, top_k, density,
-                            checkpoint=target.checkpoint, source=target.run_record)
+                            checkpoint=target.checkpoint, source=target.run_record,
+                            step=target.step, samples=settings.samples, changed=changed)
     if target.checkpoint is None:
         # every rank fits the same model on the whole probe set: identical weights
         fit_loss, target.optimizer = _fit(target.model, target.loss_fn, *probe_set, kw["fit_steps"],

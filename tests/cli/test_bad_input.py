@@ -141,8 +141,8 @@ def test_resume_into_a_missing_out_file_names_the_option(tmp_path):
 def test_probe_append_refuses_another_runs_checkpoint(trained, tmp_path):
     """`probe --checkpoint CKPT --append FILE --run NAME` with the checkpoint of another
     run appended its spectrum to NAME's probe rows as if NAME had been there. Now it is
-    refused before probing, naming both runs, and FILE is left byte-identical; the
-    checkpoint's own run (here a copy of its file) still takes the row."""
+    refused before probing, naming both runs, and FILE is left byte-identical (that a
+    run takes its own checkpoints' rows: tests/cli/test_probe.py)."""
     h5 = tmp_path / "a.h5"
     shutil.copy(trained["h5"], h5)
     other = tmp_path / "o.h5"
@@ -154,8 +154,6 @@ def test_probe_append_refuses_another_runs_checkpoint(trained, tmp_path):
     assert f"checkpoint {ckpt} belongs to run 'sgd' of {other}" in r.stderr, r.stderr
     assert "not to run 'dcao'" in r.stderr
     assert _digest(h5) == before
-    invoke("probe", "--checkpoint", trained["checkpoints"][0], "--append", h5)
-    assert len(read_run(h5, "dcao").probes) == len(read_run(trained["h5"], "dcao").probes) + 1
 
 
 def test_a_missing_data_set_names_the_data_dir_option(tmp_path):
@@ -181,6 +179,23 @@ def _interrupt_at_epoch(monkeypatch, epoch: int) -> None:
         return real(self, row, **values)
 
     monkeypatch.setattr(EpochReport, "append_metrics", append_metrics)
+
+
+def test_an_interrupted_compare_overwrite_leaves_no_run_of_the_comparison_it_replaces(
+        tmp_path, monkeypatch):
+    """`compare --overwrite` replaced its runs one at a time: a Ctrl-C in the first left the
+    previous comparison's second run beside it, read by plot and info as one comparison."""
+    out = tmp_path / "c.h5"
+    invoke("compare", "--optimizers", "sgd,adam", "--epochs", "1", "-o", out, *TINY)
+    old_adam = read_run(out, "adam")
+    _interrupt_at_epoch(monkeypatch, 2)
+    r = invoke("compare", "--optimizers", "sgd,adam", "--epochs", "3", "--overwrite",
+               "--opt-arg", "adam.lr=0.02", "-o", out, *TINY, ok=False)
+    assert r.exit_code == 130 and "Traceback" not in r.output
+    assert f"'adam' did not start (empty run in {out})" in r.stderr, r.stderr
+    adam = read_run(out, "adam")
+    assert adam.run_id != old_adam.run_id and len(adam.metrics) == 0
+    assert adam.config["epochs"] == 3 and len(read_run(out, "sgd").metrics) == 1
 
 
 def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path, monkeypatch):

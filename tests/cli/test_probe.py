@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
+from pathlib import Path
 
 import numpy as np
 
 from spectra.runs.store import read_run
-from tests.cli.conftest import invoke, invoke_json
+from tests.cli.conftest import TINY, invoke, invoke_json
 
 
 def test_probe_checkpoint_reproduces_the_monitors_last_lambda1(trained):
@@ -32,20 +32,44 @@ def test_probe_checkpoint_table(trained):
     assert "(mean-reduced over samples)" in r.stdout
 
 
-def test_probe_append_adds_a_row_to_the_checkpoints_run(trained, tmp_path):
-    h5 = tmp_path / "a.h5"
-    shutil.copy(trained["h5"], h5)
-    before = read_run(h5, "dcao")
-    out = invoke_json("probe", "--checkpoint", trained["checkpoints"][0], "--append", h5, "--json")
-    assert out["appended"] == {"file": str(h5), "run": "dcao", "row": len(before.probes)}
-    after = read_run(h5, "dcao")
-    assert len(after.probes) == len(before.probes) + 1
-    np.testing.assert_array_equal(after.probes.top_eigenvalues[:-1], before.probes.top_eigenvalues)
-    assert after.probes.step[-1] == 4 and after.probes.epoch[-1] == 1.0
-    # the appended probe repeats the monitor's probe at that checkpoint (same seed and step)
-    np.testing.assert_allclose(after.probes.top_eigenvalues[-1], before.probes.top_eigenvalues[1],
+def test_probe_append_adds_rows_in_step_order_on_the_monitors_probe_set(tmp_path):
+    """Appended rows extend the run's series: a checkpoint's probe, in step order, on its
+    monitor's probe set. A row at or before the last probe, or on another probe set, was
+    appended too, and 'info', 'plot evolution' and 'export' then read the wrong row as
+    the run's last probe."""
+    sparse, every = tmp_path / "sparse.h5", tmp_path / "every.h5"
+    # no monitor: the probes come from --append, with the monitor settings of TINY
+    summary = invoke_json("train", "--optimizer", "sgd", "--epochs", "2", "--probe-every", "0",
+                          "--out", sparse, "--json", *TINY)
+    first, second = (Path(p) for p in summary["checkpoints"])
+    same = ["--top-k", "2", "--density", "--density-vectors", "2", "--density-steps", "10",
+            "--trace-matvecs", "8", "--samples", "128"]
+    out = invoke_json("probe", "--checkpoint", first, "--append", sparse, "--json", *same)
+    assert out["appended"] == {"file": str(sparse), "run": "sgd", "row": 0}
+    invoke_json("probe", "--checkpoint", second, "--append", sparse, "--json", *same)
+    run = read_run(sparse, "sgd")
+    assert run.probes.step.tolist() == [4, 8] and run.probes.epoch.tolist() == [1.0, 2.0]
+    r = invoke("probe", "--checkpoint", first, "--append", sparse, *same, ok=False)
+    assert r.exit_code == 2 and "the run's probes end at step 8, and this checkpoint is at " \
+                                "step 4" in r.stderr
+    assert len(read_run(sparse, "sgd").probes) == 2  # nothing appended by a refusal
+    # a monitor every 2 epochs (steps 0 and 8): epoch 3's checkpoint (step 12) may follow
+    ckpts = invoke_json("train", "--optimizer", "sgd", "--epochs", "3", "--probe-every", "2",
+                        "--out", every, "--json", *TINY)["checkpoints"]
+    monitored = read_run(every, "sgd")
+    assert monitored.probes.step.tolist() == [0, 8]
+    # the appended probe repeats the monitor's at that checkpoint (same seed and step)
+    np.testing.assert_allclose(run.probes.top_eigenvalues[1], monitored.probes.top_eigenvalues[1],
                                rtol=1e-3)
-    assert len(after.metrics) == len(before.metrics)
+    r = invoke("probe", "--checkpoint", ckpts[1], "--append", every, ok=False)  # step 8 again
+    assert r.exit_code == 2 and "end at step 8, and this checkpoint is at step 8" in r.stderr
+    for other, named in ((["--sample-seed", "3"], "--sample-seed"),
+                         (["--samples", "64"], "--samples 64 (the monitor's: 128)"),
+                         (["--data-arg", "n_train=150"], "--data-arg")):
+        r = invoke("probe", "--checkpoint", ckpts[2], "--append", every, *other, ok=False)
+        assert r.exit_code == 2 and f"this probe is not ({named}" in r.stderr, r.stderr
+    out = invoke_json("probe", "--checkpoint", ckpts[2], "--append", every, "--json")
+    assert out["appended"]["row"] == 2 and read_run(every, "sgd").probes.step.tolist() == [0, 8, 12]
 
 
 def test_probe_registry_model_json():
