@@ -24,6 +24,28 @@ class CLIError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+class UsageLine(click.UsageError):
+    """click's own usage error (an unknown option, a bad choice, a missing file) as one
+    line on stderr, exit code 2, as a :class:`CLIError`: click prints three (Usage,
+    Try '... --help', Error). The command's --help is named at the end of the line."""
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see {self.ctx.command_path} --help)" if self.ctx is not None else ""
+        click.echo(f"error: {self.format_message()}{hint}", err=True)
+
+
+@contextmanager
+def usage_errors_as_lines() -> Iterator[None]:
+    """Re-raise the block's :class:`click.UsageError` as a :class:`UsageLine` (the help
+    that ``spectra`` alone prints, click's ``NoArgsIsHelpError``, is left as it is)."""
+    try:
+        yield
+    except (UsageLine, click.exceptions.NoArgsIsHelpError):
+        raise
+    except click.UsageError as exc:
+        raise UsageLine(exc.format_message(), exc.ctx) from exc
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during training, with what the run file kept and how to go on (``hint``,
     one line, printed after ``interrupted:``)."""

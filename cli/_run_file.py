@@ -65,6 +65,7 @@ def run_summary(run) -> dict[str, Any]:
             "lr": _last_finite(m.lr),
             "lambda1": top[0] if top else None,
             "lambda_min": _last(p.bottom_eigenvalue) if len(p) else None,
+            "trace": _last(p.trace) if len(p) else None,
             "probe_epoch": _last(p.epoch) if len(p) else None,
         },
         "train_seconds": float(np.nansum(m.seconds[epoch_rows])) if len(m) else 0.0,
@@ -155,7 +156,10 @@ def _print_run(s: dict[str, Any], path: Path) -> None:
     probe = c.get("probe")
     if isinstance(probe, dict):
         dens = probe.get("density")
-        rows.append(("probes", (f"every {probe.get('every')} {probe.get('unit')}, "
+        every, unit = probe.get("every"), probe.get("unit")
+        if isinstance(unit, str) and isinstance(every, int) and every != 1:
+            unit += "s"  # every 10 steps, every 1 epoch
+        rows.append(("probes", (f"every {every} {unit}, "
                                 f"{probe.get('samples')} samples, top-{probe.get('top_k')}, "
                                 f"trace {probe.get('trace_matvecs')}, density "
                                 f"{_pair(dens) if dens else 'off'}, tol {probe.get('tol')}")))
@@ -176,9 +180,12 @@ def _print_run(s: dict[str, Any], path: Path) -> None:
             if v is not None:
                 parts.append(f"{label} {pct_(v) if pct else fmt(v)}")
         rows.append(("last", ", ".join(parts)))
-    if last["lambda1"] is not None:
-        rows.append(("last probe", f"λ1 {fmt(last['lambda1'])}"
-                     + (f", λmin {fmt(last['lambda_min'])}" if last["lambda_min"] is not None else "")
+    # a run probed with --top-k 0 has no λ1 but may have λmin and the trace
+    probed = [f"{label} {fmt(last[key])}" for key, label in
+              (("lambda1", "λ1"), ("lambda_min", "λmin"), ("trace", "trace"))
+              if last.get(key) is not None]
+    if probed:
+        rows.append(("last probe", ", ".join(probed)
                      + (f" at epoch {last['probe_epoch']:g}" if last["probe_epoch"] is not None else "")))
     rows.append(("time", (f"{seconds(s['train_seconds'])} training, "
                          f"{seconds(s['probe_seconds'])} probes")))

@@ -34,6 +34,10 @@ def export(run_file: str, runs: tuple[str, ...], csv_dir: str | None, tb_dir: st
     averages sum(weight * delta(x - node)) over its vectors). An empty field is
     a value the row did not give. Existing files are an error unless --overwrite.
 
+    A run trained with --layers has one probes column per block, named after the
+    block (layer_trace_BLOCK, ...); with --layer-density, STEM.layer_density.csv
+    holds each block's measure in the same long format with a `layer` column.
+
     --tensorboard DIR writes the same rows as TensorBoard events (scalars, and
     each probe's density as a histogram), as `spectra train --tensorboard` does.
 
@@ -61,22 +65,24 @@ def export(run_file: str, runs: tuple[str, ...], csv_dir: str | None, tb_dir: st
 
             raise CLIError(f"--run {name}: no run of that name in {run_file}."
                            f"{did_you_mean(name, have)} Runs: {', '.join(have) or 'none'}")
+    names = list(dict.fromkeys(runs)) or have  # a run named twice is written once
     if tb_dir is not None:
-        _check_tensorboard(tb_dir, list(runs) or have, overwrite)
+        _check_tensorboard(tb_dir, names, overwrite)
     if csv_dir is not None:
         try:
-            written = export_csv(run_file, csv_dir, list(runs) or None, overwrite=overwrite)
+            written = export_csv(run_file, csv_dir, names, overwrite=overwrite)
         except FileExistsError as exc:
             raise CLIError(f"{exc} (--overwrite replaces them)") from None
+        width = max(8, *map(len, written))
         for table, (path, lines) in written.items():
-            click.echo(f"{table:>8}: {shown_path(path)}  ({lines} lines)")
+            click.echo(f"{table:>{width}}: {shown_path(path)}  ({lines} lines)")
         if "density" not in written:
-            click.echo(" density: none recorded (no probe with --density)")
+            click.echo(f"{'density':>{width}}: none recorded (no probe with --density)")
     if tb_dir is not None:
         from spectra.runs.store import read_run
         from spectra.runs.tensorboard import log_run
 
-        for name in list(runs) or have:
+        for name in names:
             folder = log_run(read_run(run_file, name), tb_dir)
             click.echo(f"tensorboard: {shown_path(folder)}")
         click.echo(f"view: tensorboard --logdir {tb_dir}")

@@ -17,6 +17,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -59,7 +60,21 @@ def short_help(text: str, limit: int = 45) -> str:
 
 
 class LazyGroup(click.Group):
-    """A click group whose subcommands (:data:`COMMANDS`) are imported on first use."""
+    """A click group whose subcommands (:data:`COMMANDS`) are imported on first use,
+    and whose usage errors, and its subcommands', are one line
+    (:class:`cli._errors.UsageLine`)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        from cli._errors import usage_errors_as_lines
+
+        with usage_errors_as_lines():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from cli._errors import usage_errors_as_lines
+
+        with usage_errors_as_lines():
+            return super().invoke(ctx)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*COMMANDS, *self.commands})

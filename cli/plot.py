@@ -31,6 +31,23 @@ def _save(fig, path: Path, dpi: int, what: str) -> None:
         click.echo(f"wrote {path} ({what})")
 
 
+def literal(text: str | None) -> str | None:
+    """``text`` (a run name, a --title) drawn as it is: matplotlib reads the text between
+    two ``$`` as mathtext (``$\\frac{x$`` failed every plot with "error: \\frac{x
+    (ValueError ...)"); an escaped ``\\$`` is drawn as ``$``."""
+    return None if text is None else text.replace("$", r"\$")
+
+
+def _literal_title(fn: Callable) -> Callable:
+    """``fn`` given its ``title`` option :func:`literal`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, title: str | None = None, **kwargs):
+        return fn(*args, title=literal(title), **kwargs)
+
+    return wrapper
+
+
 def _warnings_as_lines(fn: Callable) -> Callable:
     """``fn`` with the warnings of the figure functions (rows skipped, ...) printed as
     ``warning: ...`` lines on stderr, instead of Python's file:line and source form."""
@@ -51,7 +68,7 @@ def _run_file_command(kind: str, help_text: str) -> Callable:
     """Decorator of a subcommand taking RUN_FILE..., -o, --run, --title, --dpi."""
 
     def deco(fn: Callable) -> Callable:
-        fn = _warnings_as_lines(fn)
+        fn = _literal_title(_warnings_as_lines(fn))
         fn = click.option("--dpi", default=200, show_default=True, type=click.IntRange(min=20),
                           help="Resolution of PNGs (and of heat maps in PDF/SVG).")(fn)
         fn = click.option("--title", help="Figure title instead of the default.")(fn)
@@ -71,7 +88,8 @@ def _load_runs(files: tuple[str, ...], names: tuple[str, ...]) -> list:
     """The runs of ``files`` (in order; a file given twice counts once), those named by
     ``--run`` when given. Runs of several files that share a name are told apart as
     ``FILE/NAME``, ``FILE`` the file's stem with as many of its folders as it takes to
-    tell the files apart (:func:`file_labels`)."""
+    tell the files apart (:func:`file_labels`). The names are :func:`literal` (a ``$``
+    in a name is drawn as it is, not as mathtext)."""
     from dataclasses import replace
 
     from spectra.runs import read_runs
@@ -95,7 +113,7 @@ def _load_runs(files: tuple[str, ...], names: tuple[str, ...]) -> list:
         counts = Counter(r.name for _, r in found)
         found = [(f, replace(r, name=f"{label[f]}/{r.name}") if counts[r.name] > 1 else r)
                  for f, r in found]
-    return [r for _, r in found]
+    return [replace(r, name=literal(r.name)) if "$" in r.name else r for _, r in found]
 
 
 def file_labels(paths: list[Path]) -> list[str]:
@@ -344,7 +362,7 @@ def trajectories(function, output, optimizers, steps, opt_arg, start, title, dpi
                                                  **overrides[key]).optimizer.param_groups[0]["lr"])
         except Exception as exc:
             raise CLIError(f"{key}: {first_line(exc)}") from exc
-    fig = plot_trajectories(fn, paths, lr=lrs, title=title)
+    fig = plot_trajectories(fn, paths, lr=lrs, title=literal(title))
     _save(fig, path, dpi, f"{len(paths)} trajectories on {fn.name}")
     if not quiet():
         for key, t in paths.items():

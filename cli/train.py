@@ -250,7 +250,7 @@ def _resume(kw: dict) -> None:
                           progress=show_progress(as_json), resume=ckpt, resumed_from=path,
                           eval_train=bool(config.get("eval_train", False)),
                           tensorboard=kw["tensorboard"])
-    _finish(outcome, prep, out, as_json)
+    _finish(outcome, prep, out, as_json, resumed_at=(done, int(ckpt["step"])))
 
 
 # lr schedules whose shape is fixed by the run's length (step and constant are not)
@@ -488,7 +488,7 @@ def _header(prep: PreparedRun, ds, out: Path) -> None:
     hp = c["optimizer"]["overrides"]
     click.echo(f"{prep.key} on {c['model']['name']} ({c['num_params']:,} parameters), "
                f"{ds.name} ({c['num_train']} train / {c['num_test']} test), "
-               f"{c['epochs']} epochs of batch {c['batch_size']}"
+               f"{c['epochs']} epoch{'s' if c['epochs'] != 1 else ''} of batch {c['batch_size']}"
                + (f", {', '.join(f'{k}={v}' for k, v in hp.items())}" if hp else ""))
     lr_schedule = stored_schedule(c["optimizer"])
     if lr_schedule.name != "none":
@@ -497,7 +497,11 @@ def _header(prep: PreparedRun, ds, out: Path) -> None:
     click.echo(f"{what}; run {prep.name!r} in {out}{where}")
 
 
-def _finish(outcome, prep: PreparedRun, out: Path, as_json: bool) -> None:
+def _finish(outcome, prep: PreparedRun, out: Path, as_json: bool,
+            resumed_at: tuple[int, int] | None = None) -> None:
+    """The summary of a finished ``train``; ``resumed_at``: the (epoch, step) of the
+    checkpoint a resume started from (the run's totals then differ from this session's,
+    and the line says which number is which)."""
     s = outcome_summary(outcome, prep, out)
     if as_json:
         s["config"] = prep.config
@@ -505,10 +509,19 @@ def _finish(outcome, prep: PreparedRun, out: Path, as_json: bool) -> None:
         return
     if quiet():
         return
-    click.echo(
-        f"done: {s['epochs']} epochs ({s['steps']} steps) in {seconds(s['train_seconds'])} of "
-        f"training + {seconds(s['probe_seconds'])} of probes ({s['num_probes']} probes, "
-        f"{s['num_matvecs']} Hessian-vector products)")
+    def n(count: int, noun: str) -> str:
+        return f"{count} {noun}{'' if count == 1 else 's'}"
+
+    time = (f"in {seconds(s['train_seconds'])} of training + {seconds(s['probe_seconds'])} "
+            f"of probes ({n(s['num_probes'], 'probe')}, {s['num_matvecs']} Hessian-vector "
+            "products)")
+    if resumed_at is None:
+        click.echo(f"done: {n(s['epochs'], 'epoch')} ({n(s['steps'], 'step')}) {time}")
+    else:  # the times and probe counts are this session's; the run's totals differ
+        epoch0, step0 = resumed_at
+        click.echo(f"done: {n(s['epochs'] - epoch0, 'epoch')} ({n(s['steps'] - step0, 'step')}) "
+                   f"this session, {time}; the run: {n(s['epochs'], 'epoch')}, "
+                   f"{n(s['steps'], 'step')} in all")
     click.echo(f"run file:    {out}  (run {prep.name!r})")
     if s["checkpoints"]:
         click.echo(f"checkpoints: {prep.checkpoint_dir}/ (last: {Path(s['checkpoints'][-1]).name})")

@@ -15,6 +15,18 @@ any tool reads (pandas, R, a spreadsheet), each with a ``run`` column first:
     Ritz node): ``run``, ``step``, ``epoch``, ``vector``, ``node``, ``weight``
     (:meth:`~spectra.runs.reader.Probes.density_long`); written only when a run
     recorded a density.
+``<stem>.layer_density.csv``
+    the raw SLQ measure of each block (``train --layers ... --layer-density``) in the
+    same long format with a ``layer`` column: ``run``, ``step``, ``epoch``, ``layer``,
+    ``vector``, ``node``, ``weight``; written only when a run recorded one.
+
+The per-block columns of a run probed with ``layers=...`` (``layer_top_eigenvalue``,
+``layer_trace``, ``layer_trace_stderr``, one value per block) are written as one
+column per block named after the block: ``layer_trace_<block>``, ``<block>`` the run
+config's ``probe.layer_names`` entry (``3``, ``features.0.weight``) with any character
+other than letters, digits, ``_``, ``.`` and ``-`` replaced by ``_``; the block's
+position (1, 2, ...) where the config names no blocks, or its names do not tell the
+columns apart. The ``layer`` column of ``layer_density.csv`` holds the same names.
 
 A value a row did not give (NaN) is an empty field, which pandas and R read as
 missing; floats are written with the digits that read back to the same float64.
@@ -36,9 +48,9 @@ import numpy as np
 from spectra.runs.format import StoreError
 from spectra.runs.reader import RunData, list_runs, read_run
 
-__all__ = ["TABLES", "csv_paths", "export_csv", "write_csv"]
+__all__ = ["TABLES", "block_labels", "csv_paths", "export_csv", "write_csv"]
 
-TABLES: tuple[str, ...] = ("metrics", "probes", "density")
+TABLES: tuple[str, ...] = ("metrics", "probes", "density", "layer_density")
 
 
 def csv_paths(path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
@@ -63,13 +75,14 @@ def export_csv(
         runs: names of the runs to export, in this order; ``None``: every run, in
             creation order.
         overwrite: replace CSV files that exist; otherwise they are an error. A CSV
-            of a table this export has no rows for (``density``, when no chosen run
-            recorded one) left by an earlier export is then removed, so that the folder
+            of a table this export has no rows for (``density`` or ``layer_density``,
+            when no chosen run recorded one) left by an earlier export is then removed, so that the folder
             never pairs this export's tables with an older density.
 
     Returns:
         table -> (CSV file, number of data lines), for the files written
-        (``density`` is absent when no chosen run recorded a density).
+        (``density`` and ``layer_density`` are absent when no chosen run recorded
+        one).
 
     Raises:
         StoreError: a name in ``runs`` that the file does not hold (the message
@@ -87,8 +100,10 @@ def export_csv(
     data = [read_run(path, n) for n in names]
     tables = {
         "metrics": [(r.name, r.metrics.to_dict(flat=True)) for r in data],
-        "probes": [(r.name, r.probes.to_dict(flat=True)) for r in data],
+        "probes": [(r.name, _probe_columns(r)) for r in data],
         "density": [(r.name, r.probes.density_long()) for r in data if _has_density(r)],
+        "layer_density": [(r.name, _layer_density_long(r)) for r in data
+                          if _has_layer_density(r)],
     }
     targets = {t: p for t, p in csv_paths(path, out_dir).items() if tables[t]}
     if not overwrite:
@@ -131,6 +146,69 @@ def _grouped(names: list[str]) -> list[str]:
 def _has_density(run: RunData) -> bool:
     nodes = run.probes.ritz_nodes
     return nodes is not None and bool(np.isfinite(nodes).any())
+
+
+# the probe columns of a run probed with layers=...: (n, B), one value per block
+_BLOCK_PREFIX = "layer_"
+_LAYER_DENSITY = ("layer_ritz_nodes", "layer_ritz_weights")
+
+
+def block_labels(run: RunData, count: int) -> list[str]:
+    """The CSV names of a run's ``count`` blocks: the run config's ``probe.layer_names``
+    with any character other than letters, digits, ``_``, ``.`` and ``-`` replaced by
+    ``_`` (``3``, ``features.0.weight``); ``1 .. count`` (the positions) when the
+    config names no ``count`` blocks, or two names would read the same."""
+    probe = run.config.get("probe") if isinstance(run.config, Mapping) else None
+    names = probe.get("layer_names") if isinstance(probe, Mapping) else None
+    if isinstance(names, list | tuple) and len(names) == count:
+        labels = [re.sub(r"[^\w.-]", "_", str(n)) for n in names]
+        if all(labels) and len(set(labels)) == count:
+            return labels
+    return [str(j + 1) for j in range(count)]
+
+
+def _probe_columns(run: RunData) -> dict[str, np.ndarray]:
+    """The probe table's 1-D columns (:meth:`~spectra.runs.reader.Probes.to_dict` with
+    ``flat=True``), the per-block ones named after the blocks (:func:`block_labels`)
+    instead of numbered by position."""
+    out: dict[str, np.ndarray] = {}
+    for name, a in run.probes.to_dict().items():
+        if a.ndim == 1:
+            out[name] = a
+        elif a.ndim == 2:
+            labels = (block_labels(run, a.shape[1]) if name.startswith(_BLOCK_PREFIX)
+                      else [str(j + 1) for j in range(a.shape[1])])
+            out.update({f"{name}_{label}": a[:, j] for j, label in enumerate(labels)})
+    return out
+
+
+def _has_layer_density(run: RunData) -> bool:
+    p = run.probes
+    if not all(c in p.extra for c in _LAYER_DENSITY):
+        return False
+    nodes = np.asarray(p.extra["layer_ritz_nodes"])
+    return nodes.ndim == 4 and bool(np.isfinite(nodes).any())
+
+
+def _layer_density_long(run: RunData) -> dict[str, np.ndarray]:
+    """Each block's SLQ measure in long format, as
+    :meth:`~spectra.runs.reader.Probes.density_long` with a ``layer`` column (the
+    block's name, :func:`block_labels`): one row per (probe, block, random vector, Ritz
+    node); NaN padding is dropped."""
+    p = run.probes
+    nodes = np.asarray(p.extra["layer_ritz_nodes"], dtype=np.float64)
+    weights = np.asarray(p.extra["layer_ritz_weights"], dtype=np.float64)
+    n, b, n_v, m = nodes.shape
+    row, layer, vector, _ = np.indices((n, b, n_v, m)).reshape(4, -1)
+    keep = np.isfinite(nodes.reshape(-1)) & np.isfinite(weights.reshape(-1))
+    return {
+        "step": np.asarray(p.step)[row[keep]],
+        "epoch": np.asarray(p.epoch)[row[keep]],
+        "layer": np.array(block_labels(run, b), dtype=object)[layer[keep]],
+        "vector": vector[keep].astype(np.int64),
+        "node": nodes.reshape(-1)[keep],
+        "weight": weights.reshape(-1)[keep],
+    }
 
 
 def write_csv(path: Path, runs: Iterable[tuple[str, Mapping[str, np.ndarray]]]) -> int:

@@ -21,10 +21,8 @@ def _fails(*args, match: str):
     assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
     err = r.stderr.strip()
     assert match in err, f"expected {match!r} in:\n{err}"
-    if err.startswith("error:"):  # our one-line errors
-        assert len(err.splitlines()) == 1, err
-    else:  # click's usage errors: usage, hint, one error line
-        assert err.splitlines()[-1].startswith("Error:"), err
+    # one line, click's own usage errors too (they printed Usage, Try, Error lines)
+    assert err.startswith("error:") and len(err.splitlines()) == 1, err
     return err
 
 

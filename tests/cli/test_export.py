@@ -61,3 +61,38 @@ def test_export_of_a_file_without_runs_is_an_error(tmp_path):
         assert r.stderr.strip() == f"error: {path} holds no runs; nothing to export"
         assert "view:" not in r.stdout
     assert not (tmp_path / "tb").exists() and not (tmp_path / "csv").exists()
+
+
+def test_export_a_run_named_twice_writes_it_once(trained, tmp_path):
+    """--run dcao --run dcao --tensorboard used to write the run's events twice (two
+    event files of the same steps in tb/dcao)."""
+    import pytest
+
+    pytest.importorskip("tensorboard")
+    tb = tmp_path / "tb"
+    r = invoke("export", trained["h5"], "--run", "dcao", "--run", "dcao", "--tensorboard", tb,
+               "--csv", tmp_path / "csv")
+    assert r.stdout.count("tensorboard: ") == 1
+    assert len(list((tb / "dcao").iterdir())) == 1
+    assert len(_rows(tmp_path / "csv" / "demo.metrics.csv")) == len(read_run(trained["h5"],
+                                                                             "dcao").metrics)
+
+
+def test_export_layer_densities_and_named_block_columns(tmp_path):
+    """A run trained with --layers module --layer-density: its blocks' densities were
+    left out of every CSV without a word, its block columns numbered by position."""
+    from spectra.runs import RunStore
+
+    path = tmp_path / "ly.h5"
+    with RunStore(path) as st:
+        w = st.create_run("adam", config={"probe": {"layer_names": ["1", "3"]}})
+        w.append_probe(step=0, epoch=0.0, layer_trace=[1.0, 2.0],
+                       layer_ritz_nodes=np.ones((2, 1, 2)),
+                       layer_ritz_weights=np.full((2, 1, 2), 0.5))
+    r = invoke("export", path, "--csv", tmp_path / "csv")
+    assert "layer_density: " in r.stdout and "ly.layer_density.csv  (4 lines)" in r.stdout
+    probes = _rows(tmp_path / "csv" / "ly.probes.csv")
+    assert (probes[0]["layer_trace_1"], probes[0]["layer_trace_3"]) == ("1.0", "2.0")
+    layers = _rows(tmp_path / "csv" / "ly.layer_density.csv")
+    assert [(d["layer"], d["node"], d["weight"]) for d in layers] == [
+        ("1", "1.0", "0.5"), ("1", "1.0", "0.5"), ("3", "1.0", "0.5"), ("3", "1.0", "0.5")]

@@ -113,3 +113,22 @@ def test_info_prints_counts_overrides_and_densities_of_any_json_type(tmp_path):
     text = invoke("info", out).stdout
     for row in ("model: m, many parameters", "optimizer: sgd [1, 2]", "density 7,"):
         assert row in text, (row, text)
+
+
+def test_info_shows_the_last_probe_without_top_k_and_its_trace(tmp_path):
+    """A run probed with --top-k 0 records λmin and the trace, but info showed no
+    'last probe' line (it needed λ1), and never showed the trace; its probe interval
+    read 'every 10 step'."""
+    from spectra.runs.store import RunStore
+
+    out = tmp_path / "k0.h5"
+    with RunStore(out) as st:
+        w = st.create_run("sgd", config={"probe": {"every": 10, "unit": "step", "top_k": 0}})
+        w.append_probe(step=10, epoch=0.5, bottom_eigenvalue=-0.25, trace=12.5)
+        w = st.create_run("adam", config={"probe": {"every": 1, "unit": "epoch"}})
+        w.append_probe(step=3, epoch=1.0, top_eigenvalues=[4.0], trace=7.0)
+    text = invoke("info", out).stdout
+    assert "last probe: λmin -0.25, trace 12.5 at epoch 0.5" in text, text
+    assert "last probe: λ1 4, trace 7 at epoch 1" in text, text
+    assert "every 10 steps," in text and "every 1 epoch," in text, text
+    assert invoke_json("info", out, "--json")["runs"][0]["last"]["trace"] == 12.5

@@ -100,3 +100,30 @@ def test_run_keeps_exit_status_output_and_exit_handlers(world_size, tmp_path):
     # threads can abort it; a lone process exits as Python does
     torn = "torn down" in ok.stderr
     assert torn == (world_size != "2")
+
+
+@pytest.mark.parametrize("args, line", [
+    (["export", "nonexist.h5", "--csv", "x"],
+     ("error: Invalid value for 'RUN_FILE': File 'nonexist.h5' does not exist. "
+      "(see main export --help)")),
+    (["train", "--device", "tpu"],
+     ("error: Invalid value for '--device': 'tpu' is not a device: expected auto, cpu, "
+      "cuda or cuda:N (see main train --help)")),
+    (["info", "--jsn"],
+     "error: No such option '--jsn'. Did you mean '--json'? (see main info --help)"),
+    (["plot", "curvs"],
+     "error: No such command 'curvs'. Did you mean 'curves'? (see main plot --help)"),
+    (["--bogus"], "error: No such option '--bogus'. (see main --help)"),
+])
+def test_click_usage_errors_are_one_line(args, line):
+    """The README says errors print one line: click's own usage errors printed three
+    (Usage: ..., Try '... --help' for help., Error: ...)."""
+    r = invoke(*args, ok=False)
+    assert r.exit_code == 2
+    assert r.stderr.strip() == line and r.stdout == ""
+
+
+def test_a_group_without_a_command_still_prints_its_help():
+    for args in ([], ["plot"]):
+        r = invoke(*args, ok=False)
+        assert r.exit_code == 2 and "Usage:" in r.stderr and "Commands:" in r.stderr

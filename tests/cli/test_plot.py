@@ -153,3 +153,26 @@ def test_file_labels_tell_files_of_one_stem_apart_by_their_folders():
     assert file_labels([Path("/a/x/run.h5"), Path("/b/x/run.h5")]) == ["a/x/run", "b/x/run"]
     assert file_labels([Path("/a/run.h5"), Path("/b/a/run.h5")]) == ["a/run", "b/a/run"]
     assert file_labels([Path("/a/x/cmp.h5"), Path("/a/x/cmp.hdf5")]) == ["cmp.h5", "cmp.hdf5"]
+
+
+def test_a_dollar_in_a_run_name_or_title_is_drawn_as_it_is(tmp_path):
+    """A run name or --title with two '$' was read as mathtext: every plot failed with
+    "error: \\frac{x (ValueError ...)", naming neither the option nor the run."""
+    from spectra.runs import RunStore
+
+    path = tmp_path / "mt.h5"
+    name = r"$\frac{x$"
+    with RunStore(path) as st:
+        w = st.create_run(name, config={})
+        for j in range(3):
+            w.append_metrics(step=10 * j, epoch=float(j), train_loss=1.0 / (j + 1),
+                             test_loss=1.5 / (j + 1), train_acc=0.5, test_acc=0.4)
+            w.append_probe(step=10 * j, epoch=float(j), top_eigenvalues=[3.0 + j, 1.0])
+    for kind in ("curves", "sharpness"):
+        r = invoke("plot", kind, path, "--run", name, "-o", tmp_path / f"{kind}.png")
+        assert r.stderr == "" and (tmp_path / f"{kind}.png").exists()
+    r = invoke("plot", "curves", path, "--title", r"cost in $\frac{", "-o", tmp_path / "t.png")
+    assert r.stderr == "" and (tmp_path / "t.png").exists()
+    r = invoke("plot", "trajectories", "rosenbrock", "--optimizers", "sgd", "--steps", "5",
+               "--title", "$a_{$ b", "-o", tmp_path / "traj.png")
+    assert (tmp_path / "traj.png").exists()

@@ -54,7 +54,7 @@ def test_train_prints_epoch_lines_and_summary(tmp_path):
     assert any(line.startswith("epoch 0/1  at initialization  λ1") for line in lines)
     epoch1 = next(line for line in lines if line.startswith("epoch 1/1"))
     assert "train loss" in epoch1 and "test loss" in epoch1 and "λ1" in epoch1
-    assert "done: 1 epochs" in r.stdout and "s of training" in r.stdout and "s of probes" in r.stdout
+    assert "done: 1 epoch (" in r.stdout and "s of training" in r.stdout and "s of probes" in r.stdout
     assert str(out) in r.stdout
     assert r.stderr == ""
 
@@ -140,6 +140,21 @@ def test_resume_continues_the_same_run_identically(tmp_path, first):
                 continue
             np.testing.assert_array_equal(va, vb, err_msg=f"{table}.{col}")
     assert [p.name for p in b.checkpoints] == ["checkpoint-epoch0001.pt", "checkpoint-epoch0002.pt"]
+
+
+def test_resume_summary_tells_this_sessions_numbers_from_the_runs(tmp_path):
+    """After a resume the summary mixed the run's totals (epochs, steps) with this
+    session's time and probe count ("done: 2 epochs (..) in 0.1 s ... (1 probes, ..)")."""
+    out = tmp_path / "r.h5"
+    invoke("train", "--optimizer", "sgd", "--epochs", "1", "--top-k", "1", "--no-density",
+           "-o", out, *TINY)
+    steps = int(read_run(out, "sgd").metrics.step[-1])
+    ckpt = tmp_path / "r_ckpt" / "sgd" / "checkpoint-epoch0001.pt"
+    r = invoke("train", "--resume", ckpt, "--epochs", "2")
+    done = next(line for line in r.stdout.splitlines() if line.startswith("done:"))
+    assert done.startswith(f"done: 1 epoch ({steps} steps) this session, in "), done
+    assert "(1 probe, " in done, done  # epoch 2's probe; epochs 0 and 1 were probed before
+    assert done.endswith(f"; the run: 2 epochs, {2 * steps} steps in all"), done
 
 
 def test_help_lists_the_options():
