@@ -6,7 +6,7 @@ a :class:`~spectra.runs.monitor.SpectralMonitor`, a run writer of
 :mod:`spectra.runs.store` and a :class:`CheckpointPolicy`. Every epoch it appends
 one metrics row (train loss and accuracy averaged over the epoch's batches,
 test loss and accuracy, the optimizer's current lr, momentum and weight decay,
-training seconds without probe time) and lets the monitor probe. With
+training seconds without the probes' and step log rows' time) and lets the monitor probe. With
 ``eval_train`` it also evaluates the whole training set in eval mode at the end of
 each epoch (``train_eval_loss``, ``train_eval_acc``) and, before the first step of a
 fresh run, writes an epoch-0 row of those and the test metrics.
@@ -326,6 +326,7 @@ class _Training:
         self.device = model_device(model)  # where each minibatch goes
         self.step, self.epoch = 0, 0
         self.last_batch: tuple[Tensor, Tensor] | None = None  # the monitor's alignment reads it
+        self.after_step_seconds = 0.0  # the steps' after-work so far: log rows, step probes
 
     def probe_seconds(self) -> float:
         """The monitor's probe time so far (0 without a monitor)."""
@@ -380,12 +381,13 @@ class _Training:
 
     # -- one epoch
     def train_epoch(self) -> dict[str, float]:
-        """One epoch of shuffled minibatch steps; its metrics row (``seconds``:
-        training time without the probes taken during the epoch)."""
-        model, monitor, X, y = self.model, self.monitor, self.X, self.y
+        """One epoch of shuffled minibatch steps; its metrics row (``seconds``: the
+        epoch's training time, without the work between its steps: the step-unit probes
+        and the ``log_every_steps`` rows, with their writes to the store)."""
+        model, X, y = self.model, self.X, self.y
         model.train()
         t0 = time.perf_counter()
-        epoch_probe0 = self.probe_seconds()  # step-unit probes
+        after0 = self.after_step_seconds  # step-unit probes and log rows
         n = len(y)
         perm = torch.randperm(n, generator=self.shuffle)
         sum_loss, sum_correct, seen = 0.0, 0, 0
@@ -403,8 +405,7 @@ class _Training:
         for s in self.epoch_schedulers:
             s.step()
         self.epoch += 1
-        train_seconds = time.perf_counter() - t0 - (
-            monitor.seconds - epoch_probe0 if monitor is not None else 0.0)
+        train_seconds = time.perf_counter() - t0 - (self.after_step_seconds - after0)
         row = {
             "step": self.step,
             "epoch": float(self.epoch),
@@ -458,7 +459,19 @@ class _Training:
             loss.backward()
             return loss
 
-        self.optimizer.step(closure)
+        try:
+            self.optimizer.step(closure)
+        except ValueError as exc:  # batch norm's refusal of a batch of one sample
+            if len(yb) != 1 or "more than 1 value per channel" not in str(exc):
+                raise
+            n, other = len(self.y), self.batch_size + 1
+            while n % other == 1:
+                other += 1
+            raise ValueError(
+                f"the last batch of epoch {epoch + 1} holds 1 sample ({n} training samples in "
+                f"batches of {self.batch_size}), and batch norm cannot normalize one sample in "
+                f"training mode; choose a batch_size whose last batch is not 1 sample (e.g. "
+                f"{other})") from exc
         self.step += 1
         self.last_batch = (xb, yb)
         for s in self.step_schedulers:
@@ -473,6 +486,7 @@ class _Training:
         probe = monitor is not None and getattr(monitor, "unit", "epoch") == "step"
         if not (log or probe):
             return
+        start = time.perf_counter()
         with self.outside_steps():
             if log:
                 row = {"step": self.step, "epoch": epoch, "train_loss": batch_loss,
@@ -481,6 +495,7 @@ class _Training:
             if probe:
                 monitor.maybe_probe(step=self.step, epoch=epoch, optimizer=self.optimizer,
                                     batch=self.last_batch)
+        self.after_step_seconds += time.perf_counter() - start
 
     # -- the end of an epoch
     def record_epoch(self, row: dict[str, float]) -> Path | None:

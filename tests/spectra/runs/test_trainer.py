@@ -419,3 +419,52 @@ def test_the_optimizers_clock_is_paused_outside_its_steps():
     assert opt.events == ["step"] * 8
     # the epoch-0 probe comes before the clock starts; every later one is paused
     assert monitor.calls[1:] and all(depth >= 1 for depth in monitor.calls[1:])
+
+
+def test_an_epochs_seconds_leave_out_the_work_between_its_steps():
+    """The row's seconds subtracted only the monitor's own probe time: its row write,
+    on_probe and the log_every_steps rows were booked as training (3.7 times the
+    training time in the audit's case)."""
+    import time
+
+    class SlowStore:  # a store whose every write takes 50 ms
+        def __init__(self):
+            self.metrics: list[dict] = []
+
+        def append_metrics(self, row=None, /, **values):
+            time.sleep(0.05)
+            self.metrics.append(dict(row or values))
+
+    class Monitor:  # a step-unit monitor whose probe takes no time but its write does
+        unit, seconds = "step", 0.0
+
+        def maybe_probe(self, **kw):
+            time.sleep(0.05)
+
+    torch.manual_seed(0)
+    X, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    model = torch.nn.Linear(4, 2)
+    store = SlowStore()
+    result = train(model, torch.optim.SGD(model.parameters(), lr=0.1), (X, y),
+                   loss_fn=torch.nn.functional.cross_entropy, epochs=1, batch_size=4,
+                   monitor=Monitor(), store=store, log_every_steps=1)
+    epoch_row = store.metrics[-1]
+    assert len(store.metrics) == 9  # 8 step rows, then the epoch's
+    # 8 steps of a 10-parameter model against 0.8 s of writes and probes between them
+    assert epoch_row["seconds"] < 0.4, epoch_row["seconds"]
+    assert result.train_seconds == epoch_row["seconds"]
+
+
+def test_a_last_batch_of_one_sample_under_batch_norm_names_the_batch_size():
+    """PyTorch's 'Expected more than 1 value per channel when training' named neither the
+    batch nor batch_size."""
+    torch.manual_seed(0)
+    X, y = torch.randn(9, 4), torch.randint(0, 2, (9,))
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2))
+    with pytest.raises(ValueError, match=r"last batch of epoch 1 holds 1 sample \(9 training "
+                                         r"samples in batches of 4\).*\(e\.g\. 5\)"):
+        train(model, torch.optim.SGD(model.parameters(), lr=0.1), (X, y),
+              loss_fn=torch.nn.functional.cross_entropy, epochs=1, batch_size=4)
+    model2 = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2))
+    train(model2, torch.optim.SGD(model2.parameters(), lr=0.1), (X, y),  # 9 = 5 + 4
+          loss_fn=torch.nn.functional.cross_entropy, epochs=1, batch_size=5)
