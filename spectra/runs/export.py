@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from spectra.runs.format import StoreError
-from spectra.runs.reader import RunData, list_runs, read_run
+from spectra.runs.reader import RunData, list_runs, put_column, read_run
 
 __all__ = ["TABLES", "block_labels", "csv_paths", "export_csv", "write_csv"]
 
@@ -174,11 +174,12 @@ def _probe_columns(run: RunData) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name, a in run.probes.to_dict().items():
         if a.ndim == 1:
-            out[name] = a
+            put_column(out, name, a)
         elif a.ndim == 2:
             labels = (block_labels(run, a.shape[1]) if name.startswith(_BLOCK_PREFIX)
                       else [str(j + 1) for j in range(a.shape[1])])
-            out.update({f"{name}_{label}": a[:, j] for j, label in enumerate(labels)})
+            for j, label in enumerate(labels):
+                put_column(out, f"{name}_{label}", a[:, j])
     return out
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "checkpoint_base",
     "import_pandas",
     "list_runs",
+    "put_column",
     "read_run",
     "read_run_from",
     "read_runs",
@@ -128,15 +129,28 @@ class _Table:
         for name in self.columns:
             a = np.array(self[name])
             if not flat or a.ndim == 1:
-                out[name] = a
+                put_column(out, name, a)
             elif a.ndim == 2:
-                out.update({f"{name}_{j + 1}": a[:, j] for j in range(a.shape[1])})
+                for j in range(a.shape[1]):
+                    put_column(out, f"{name}_{j + 1}", a[:, j])
         return out
 
     def to_pandas(self) -> Any:
         """A ``pandas.DataFrame`` of :meth:`to_dict` ``(flat=True)``: one row per
         table row. Needs pandas (``pip install pandas``)."""
         return import_pandas(f"{type(self).__name__}.to_pandas()").DataFrame(self.to_dict(flat=True))
+
+
+def put_column(out: dict[str, np.ndarray], name: str, values: np.ndarray) -> None:
+    """``out[name] = values``, or :class:`StoreError` when ``out`` already has a column
+    of that name: a flat view names the entries of an ``(n, k)`` column ``x`` as
+    ``x_1`` ... ``x_k``, which a column of one's own may already be called, and one of
+    the two would silently replace the other."""
+    if name in out:
+        raise StoreError(f"{name!r} is both a column and an entry of a flattened (n, k) "
+                         "column; read the table with to_dict() (not flat), or rename the "
+                         "column")
+    out[name] = values
 
 
 def import_pandas(what: str) -> Any:
@@ -215,8 +229,9 @@ class Probes(_Table):
         eigenvalue estimate); ``weight``, its weight in that vector's measure (a
         vector's weights sum to 1). The density estimate of a probe is the average
         over its vectors of sum(weight * delta(x - node)): divide the weights by
-        n_v and sum them over the vectors. NaN padding (a vector with fewer nodes)
-        is dropped. Empty columns when the run recorded no density.
+        the number of vectors the probe has (those with nodes: a probe of fewer vectors
+        than the row's width is NaN-padded) and sum them over the vectors. NaN padding
+        (a vector with fewer nodes, or none) is dropped. Empty columns when the run recorded no density.
         """
         nodes, weights = self.ritz_nodes, self.ritz_weights
         if nodes is None or weights is None or nodes.size == 0:

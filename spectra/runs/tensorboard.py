@@ -105,7 +105,9 @@ def density_histogram(nodes: Any, weights: Any, buckets: int = DENSITY_BUCKETS) 
     ok = np.isfinite(x) & np.isfinite(w)
     if not ok.any():
         return None
-    mass = w[ok] / x.shape[0]  # each vector's measure has mass 1: average them
+    # each vector's measure has mass 1: average them over the vectors this probe has (a
+    # row stored wider than its probe is NaN-padded, whole vectors included)
+    mass = w[ok] / int(ok.any(axis=1).sum())
     x = x[ok]
     lo, hi = float(x.min()), float(x.max())
     if hi <= lo:  # a single point: one narrow bucket around it

@@ -1061,7 +1061,7 @@ def _check_column_name(key: object, path: Path, where: str) -> None:
     NULs: ``"a\\0"`` would read back as ``"a"``); not encodable as UTF-8 (a lone
     surrogate, as ``os.fsdecode`` makes of undecodable bytes)."""
     bad = (not isinstance(key, str) or not key or "/" in key or key == "."
-           or key in (N_ROWS_ATTR, SCALARS) or "\0" in key)
+           or key in (N_ROWS_ATTR, SCALARS, "run") or "\0" in key)
     if not bad:
         try:
             key.encode("utf-8")
@@ -1069,8 +1069,8 @@ def _check_column_name(key: object, path: Path, where: str) -> None:
             bad = True
     if bad:
         raise StoreError(f"{path}: invalid column name {key!r} in {where} (a non-empty name "
-                         "of UTF-8 text, without '/' or NUL, not '.', "
-                         f"{N_ROWS_ATTR!r} or {SCALARS!r})")
+                         "of UTF-8 text, without '/' or NUL, not '.', 'run' (the run column "
+                         f"of the CSV export), {N_ROWS_ATTR!r} or {SCALARS!r})")
 
 
 def _write_error(path: Path, exc: OSError) -> StoreWriteError:

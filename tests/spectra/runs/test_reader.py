@@ -240,3 +240,19 @@ def test_checkpoints_recorded_against_the_links_folder_are_still_found(tmp_path:
     with RunStore(link) as st:
         assert st.open_run("r").add_checkpoint(ck) == 0
     assert read_run(link, "r").checkpoints == (ck,)
+
+
+def test_a_flat_view_refuses_a_column_named_like_a_flattened_entry(tmp_path: Path) -> None:
+    """An (n, 2) extra column x beside a column x_1: the flat view (to_dict(flat=True),
+    to_pandas, the probes CSV) kept one of the two x_1 and silently dropped the other."""
+    from spectra.runs.export import export_csv
+
+    path = tmp_path / "r.h5"
+    with RunStore(path) as store:
+        store.create_run("a").append_probe(step=0, epoch=0.0, x=[1.0, 2.0], x_1=9.0)
+    p = read_run(path, "a").probes
+    assert p.to_dict()["x"].tolist() == [[1.0, 2.0]] and p.to_dict()["x_1"].tolist() == [9.0]
+    with pytest.raises(StoreError, match="'x_1' is both a column and an entry of a flattened"):
+        p.to_dict(flat=True)
+    with pytest.raises(StoreError, match="'x_1' is both a column"):
+        export_csv(path, tmp_path / "csv")

@@ -45,6 +45,25 @@ def test_density_histogram_is_the_averaged_measure() -> None:
         density_histogram(np.ones(3), np.ones(3))
 
 
+def test_a_probe_of_fewer_vectors_than_its_row_still_has_mass_one(tmp_path: Path) -> None:
+    """A row stored 4 vectors wide for a probe of 2 (NaN-padded, as the writer pads a
+    later, smaller density) was divided by 4: buckets summing to 0.5."""
+    nodes = np.full((4, 2), np.nan)
+    weights = np.full((4, 2), np.nan)
+    nodes[:2], weights[:2] = [[1.0, 2.0], [3.0, 4.0]], 0.5
+    h = density_histogram(nodes, weights)
+    assert h["num"] == pytest.approx(1.0, abs=1e-15)
+    assert sum(h["bucket_counts"]) == pytest.approx(1.0, abs=1e-15)
+    path = tmp_path / "r.h5"
+    with RunStore(path) as store:
+        run = store.create_run("a")
+        run.append_probe(step=0, epoch=0.0, ritz_nodes=np.ones((4, 2)), ritz_weights=np.full((4, 2), 0.5))
+        run.append_probe(step=1, epoch=1.0, ritz_nodes=nodes[:2], ritz_weights=weights[:2])
+    p = read_run(path, "a").probes
+    stored = density_histogram(p.ritz_nodes[1], p.ritz_weights[1])
+    assert p.ritz_nodes.shape == (2, 4, 2) and stored["num"] == pytest.approx(1.0, abs=1e-15)
+
+
 def test_rows_reach_the_run_file_and_tensorboard(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard")
     rng = np.random.default_rng(0)

@@ -456,11 +456,12 @@ def test_file_size_in_proportion_to_its_data(tmp_path: Path, epochs: int) -> Non
         assert f.id.get_create_plist().get_version()[0] == 0
 
 
-@pytest.mark.parametrize("name", ["bad\udcffname", "a\0", ".", ""])
+@pytest.mark.parametrize("name", ["bad\udcffname", "a\0", ".", "", "run"])
 def test_column_names_the_file_cannot_hold_are_refused_before_writing(tmp_path: Path,
                                                                       name: str) -> None:
     """A lone surrogate (os.fsdecode's undecodable bytes) failed after the table was
-    widened; "a\\0" read back as "a", merged with column "a"; "." named the group."""
+    widened; "a\\0" read back as "a", merged with column "a"; "." named the group; "run"
+    doubled the CSV export's run column."""
     path = tmp_path / "r.h5"
     with RunStore(path) as st:
         w = st.create_run("sgd", config={})
