@@ -169,7 +169,8 @@ def slq(
     generator = _checks.generator("generator", generator, seed=0)
     dtype = work_dtype(A)
     m = min(num_steps, P)
-    plan = plan_memory(P, num_vectors, num_steps, dtype, A.device, max_memory, mode)
+    plan = plan_memory(P, num_vectors, num_steps, dtype, A.device, max_memory, mode,
+                       group=getattr(A, "process_group", None))
     counter = {"n": 0}
     bar = progress_bar(progress, m * num_vectors, "slq")  # at most m products per vector
 
@@ -223,8 +224,9 @@ def _bounded_bytes(P: int, b: int, item: int) -> int:
 
 
 def plan_memory(P: int, num_vectors: int, num_steps: int, dtype: torch.dtype, device: Any,
-                max_memory: Any = None, mode: str = "auto") -> MemoryPlan:
-    """The mode :func:`slq` runs in, and why (see its docstring).
+                max_memory: Any = None, mode: str = "auto", group: Any = None) -> MemoryPlan:
+    """The mode :func:`slq` runs in, and why (see its docstring). ``group``: the operator's
+    ``process_group``, over whose ranks the budget is the least (every rank plans alike).
 
     Raises:
         ValueError: a bad ``mode`` or ``max_memory``, or a request that exceeds the
@@ -235,7 +237,7 @@ def plan_memory(P: int, num_vectors: int, num_steps: int, dtype: torch.dtype, de
         raise ValueError(f"mode must be one of {', '.join(SLQ_MODES)}, got {mode!r}")
     m = min(num_steps, P)
     item = _checks.itemsize(dtype)
-    limit, said = budget(max_memory, device)
+    limit, said = budget(max_memory, device, group)
     full = full_mode_bytes(P, num_vectors, m, item)
     what = (f"slq with num_vectors={num_vectors}, num_steps={num_steps} (a Lanczos basis of "
             f"{num_vectors} x {m} vectors of P={P:,} {_checks.dtype_name(dtype)} entries)")

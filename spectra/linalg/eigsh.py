@@ -269,7 +269,8 @@ def _settings(A: Any, P: int, k: Any, which: str, tol: float, atol: float, block
             raise ValueError(f"ncv must be at least k + block_size = {k + b}, got {ncv}")
     else:
         ncv = default_ncv(P, k, b, dtype)
-    plan = plan_memory(P, k, ncv, b, dtype, A.device, max_memory, storage)
+    plan = plan_memory(P, k, ncv, b, dtype, A.device, max_memory, storage,
+                       group=getattr(A, "process_group", None))
     if max_matvecs is not None:
         budget = _checks.integer("max_matvecs", max_matvecs, 1)
         need = -(-min(P, k) // b) * b  # the basis must hold k vectors, in whole blocks
@@ -398,8 +399,10 @@ def default_ncv(P: int, k: int, block_size: int, dtype: torch.dtype) -> int:
 
 
 def plan_memory(P: int, k: int, ncv: int, block_size: int, dtype: torch.dtype, device: Any,
-                max_memory: Any = None, storage: str = "auto") -> MemoryPlan:
+                max_memory: Any = None, storage: str = "auto", group: Any = None) -> MemoryPlan:
     """Where :func:`eigsh` keeps its basis, and why (see its ``storage`` argument).
+    ``group``: the operator's ``process_group``, over whose ranks the budgets are the
+    least (every rank plans alike).
 
     Raises:
         ValueError: a bad ``storage`` or ``max_memory``; the working blocks (start,
@@ -418,14 +421,14 @@ def plan_memory(P: int, k: int, ncv: int, block_size: int, dtype: torch.dtype, d
         f"eigsh with k={k} (its working blocks: {2 * k + 4 * block_size} vectors of P={P:,} "
         f"{_checks.dtype_name(dtype)} entries)",
         (2 * k + 4 * block_size) * P * item, dev, "lower k (and ncv)")
-    limit, said = budget(max_memory, dev)
+    limit, said = budget(max_memory, dev, group)
     if storage == "device" or (storage == "auto" and basis <= limit):
         _checks.fits_in_memory(what, basis, dev, "lower k (and ncv), or use storage='disk'")
         why = "requested" if storage == "device" else f"{format_bytes(basis)} fit in the {said}"
         return MemoryPlan("device", why, basis, limit)
     over = f"the basis's {format_bytes(basis)} exceed the {said}"
     if storage == "host" or (storage == "auto" and dev.type != "cpu"
-                             and basis <= budget(None, "cpu")[0]):
+                             and basis <= budget(None, "cpu", group)[0]):
         _checks.fits_in_memory(what, basis, "cpu", "lower k (and ncv), or use storage='disk'")
         return MemoryPlan("host", "requested" if storage == "host" else
                           f"{over}; it fits in host memory", basis, limit)

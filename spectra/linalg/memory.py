@@ -104,14 +104,32 @@ def format_bytes(nbytes: float) -> str:
     return f"{int(nbytes)} B"
 
 
-def budget(max_memory: Any, device: torch.device | str | None) -> tuple[float, str]:
+def budget(max_memory: Any, device: torch.device | str | None,
+           group: Any = None) -> tuple[float, str]:
     """The budget in bytes (``inf`` when none can be told) and a phrase stating it.
 
     ``max_memory`` as :func:`parse_memory` reads it, capped at the device's total
     memory (a budget above it is no reason to plan for more: the plan would fail when it
     allocates); ``None`` for the default, :data:`DEFAULT_FRACTION` of
-    :func:`available_memory` on ``device``.
+    :func:`available_memory` on ``device``. With ``group`` (an operator's
+    ``process_group`` of several ranks), the least of the ranks' budgets, so that every
+    rank plans alike (a collective every rank calls).
     """
+    limit, said = _own_budget(max_memory, device)
+    from spectra.utils.distributed import least_over_ranks, several_ranks
+
+    ranks = several_ranks(group) if group is not None else None
+    if ranks is None:
+        return limit, said
+    import torch.distributed as dist
+
+    least = least_over_ranks(limit, ranks, device)
+    return least, f"{said}; the least of the {dist.get_world_size(ranks)} processes' budgets" + (
+        f", {format_bytes(least)}" if least < limit else "")
+
+
+def _own_budget(max_memory: Any, device: torch.device | str | None) -> tuple[float, str]:
+    """:func:`budget` of this process alone."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     given = parse_memory(max_memory)
     if given is not None:

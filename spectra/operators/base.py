@@ -163,6 +163,13 @@ class CurvatureOperator:
         return (self._dim, self._dim)
 
     @property
+    def process_group(self) -> Any:
+        """The ``torch.distributed`` group its products are all-reduced over (``None``: one
+        process). The solvers take their memory budget as the least over its ranks, so
+        that every rank chooses the same mode and the same collectives."""
+        return self._group
+
+    @property
     def dtype(self) -> torch.dtype:
         """The dtype of the vectors the operator takes and returns (and so of the
         solvers' work): the compute dtype, raised to float32 for a bfloat16 or

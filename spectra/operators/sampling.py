@@ -145,8 +145,8 @@ def top_eigenvalue_spread(
     *,
     tol: float = 1e-3,
     operator: Callable[..., Any] | None = None,
-    rank: int = 0,
-    world_size: int = 1,
+    rank: int | None = None,
+    world_size: int | None = None,
     **operator_kwargs: Any,
 ) -> SubsampleSpread:
     """λ1 of the Hessian of ``loss_fn`` on ``len(seeds)`` subsamples of ``n`` samples.
@@ -165,8 +165,12 @@ def top_eigenvalue_spread(
         rank, world_size: under several processes (``torch.distributed``
             initialized), this rank takes its :func:`spectra.utils.distributed.shard`
             of each subsample and the operator all-reduces the products: every
-            rank gets the same values. ``ValueError`` when ``n < world_size`` (a rank
-            would hold no sample).
+            rank gets the same values. Default: this process's rank and the size of
+            the operator's group (``process_group`` in ``operator_kwargs``, else the
+            global group; ``0`` and ``1`` in one process), the group the operator
+            all-reduces over: a whole subsample on each of 2 ranks was a union of 2
+            copies, twice the Hessian of a summed loss. ``ValueError`` when
+            ``n < world_size`` (a rank would hold no sample).
         **operator_kwargs: passed to it (``dtype``, ``eval_mode``, ``process_group`` ...).
     """
     from spectra.linalg.eigsh import eigsh
@@ -190,6 +194,18 @@ def top_eigenvalue_spread(
         # shrink the spread (std 0 for all-equal seeds)
         repeated = sorted({s for s in seeds if seeds.count(s) > 1})
         raise ValueError(f"seeds must be distinct, got {list(seeds)} (repeated: {repeated})")
+    if rank is None or world_size is None:
+        from spectra.utils.distributed import several_ranks
+
+        group = several_ranks(operator_kwargs.get("process_group"))
+        if group is None:
+            own_rank, own_size = 0, 1
+        else:
+            import torch.distributed as dist
+
+            own_rank, own_size = dist.get_rank(group), dist.get_world_size(group)
+        rank = own_rank if rank is None else rank
+        world_size = own_size if world_size is None else world_size
     world_size = checks.integer("world_size", world_size, 1)
     rank = checks.integer("rank", rank, 0, world_size - 1)
     n = checks.integer("n", n, 1)

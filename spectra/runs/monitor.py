@@ -73,6 +73,11 @@ class SpectralMonitor:
     Args:
         model, loss_fn: the network and its loss, ``loss_fn(model(X), y)``.
         probe_data: fixed ``(X, y)`` or a list of batches; the Hessian averages over it.
+            Under an initialized ``torch.distributed`` group of several ranks, each
+            rank's ``probe_data`` is its shard and the Hessian is that of the union of
+            the shards (:class:`spectra.HessianOperator`): the same data on every rank is
+            that many copies (the same Hessian for a mean loss, that many times it for
+            a summed one).
         store: a :class:`spectra.runs.store.RunWriter` to append rows to, or ``None``.
         every: probe every this-many units.
         unit: ``"epoch"`` or ``"step"``: which counter ``every`` refers to.
@@ -95,7 +100,8 @@ class SpectralMonitor:
             RMSprop, ...; a ``TypeError`` here for an optimizer without a diagonal
             preconditioner; NaN before its first step). Costs one Lanczos run.
         alignment: also record the gradient alignment with the top-``k``
-            eigenvectors and the step split (:mod:`spectra.curvature.alignment`).
+            eigenvectors and the step split (:mod:`spectra.curvature.alignment`); in one
+            process only (its gradient would be a rank's shard's: refused under several).
             No products; two gradients, a step of a copy of the optimizer, three
             forward passes of the probe set.
         layers: per-block spectra: ``"module"``, ``"tensor"``, or a dict ``name ->

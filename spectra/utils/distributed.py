@@ -157,6 +157,22 @@ def several_ranks(group=None):
     return group if dist.get_world_size(group) > 1 else None
 
 
+def least_over_ranks(value: float, group=None, device: torch.device | str | None = None) -> float:
+    """The smallest ``value`` over the ranks of ``group`` (default: the global group), the
+    same on every rank: a MIN all-reduce of one float64 that every rank must call.
+    Without an initialized group of several processes, ``value`` itself. For a quantity
+    each rank measures for itself that decides a collective pattern, such as a solver's
+    memory budget (which sets its mode and how many vectors each product takes)."""
+    import torch.distributed as dist
+
+    group = several_ranks(group)
+    if group is None:
+        return float(value)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=collective_device(group, device))
+    dist.all_reduce(t, op=dist.ReduceOp.MIN, group=group)
+    return float(t.item())
+
+
 def any_rank(flag: bool, group=None, device: torch.device | str | None = None) -> bool:
     """Whether ``flag`` is True on any rank of ``group`` (default: the global group),
     the same answer on every rank: a MAX all-reduce of one number, a collective that

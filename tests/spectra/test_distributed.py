@@ -205,3 +205,49 @@ def test_a_rank_without_samples_adds_nothing_and_takes_the_others_reduction(tmp_
             reduction, N, Hv = out[name]
             assert reduction == "mean" and N == 30
             torch.testing.assert_close(Hv, expected, rtol=1e-12, atol=1e-12)
+
+
+def _planning_worker(rank, world, outdir):
+    from spectra.linalg import memory
+    from spectra.operators.sampling import top_eigenvalue_spread
+    from spectra.probe import ProbeSettings, probe
+
+    out = {}
+    with _joined(rank, world, outdir):
+        model, shards = _problem()
+        if rank == 1:  # less free memory here (another node or GPU): full SLQ does not fit
+            memory.available_memory = lambda device: 1
+        op = HessianOperator(model, nn.CrossEntropyLoss(), shards[rank])
+        m = slq(op, num_vectors=4, num_steps=10, generator=torch.Generator().manual_seed(2))
+        out["plan"], out["nodes"] = m.plan.mode, torch.as_tensor(m.nodes)
+        X, y = (torch.cat(t) for t in zip(*(shards[0] + shards[1])))
+        # the whole data on each rank: the spread shards each subsample itself
+        out["spread"] = top_eigenvalue_spread(model, nn.CrossEntropyLoss(reduction="sum"), (X, y),
+                                              12, [0, 1]).values
+        try:
+            probe(model, nn.CrossEntropyLoss(), shards[rank],
+                  ProbeSettings(top_k=1, bottom=False, trace_matvecs=0, alignment=True),
+                  optimizer=torch.optim.SGD(model.parameters(), lr=0.1), batch=shards[rank][0])
+        except ValueError as exc:
+            out["alignment"] = str(exc)
+        torch.save(out, os.path.join(outdir, f"rank{rank}.pt"))
+
+
+def test_ranks_plan_alike_shard_their_subsamples_and_refuse_a_shards_alignment(tmp_path):
+    """Each rank took its own free memory for SLQ's budget: a rank with less chose another
+    mode and gloo aborted on mismatched all-reduces. top_eigenvalue_spread's defaults
+    (rank 0 of 1) gave every rank the whole subsample while the operator all-reduced:
+    twice the Hessian of a summed loss. The alignment was each rank's shard's."""
+    from spectra.operators.sampling import top_eigenvalue_spread
+
+    mp.spawn(_planning_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    assert r0["plan"] == r1["plan"] == "bounded" and torch.equal(r0["nodes"], r1["nodes"])
+    model, shards = _problem()
+    X, y = (torch.cat(t) for t in zip(*(shards[0] + shards[1])))
+    single = top_eigenvalue_spread(model, nn.CrossEntropyLoss(reduction="sum"), (X, y), 12,
+                                   [0, 1]).values
+    np.testing.assert_allclose(r0["spread"], single, rtol=1e-6)
+    assert r0["spread"] == r1["spread"]
+    for r in (r0, r1):
+        assert "alignment is not available across processes" in r["alignment"]
