@@ -134,6 +134,7 @@ __all__ = [
     "run_id_of",
     "run_names",
     "scalar_names",
+    "text_attr",
 ]
 
 FORMAT = "spectra-run"
@@ -246,8 +247,18 @@ def run_names(f: h5py.File) -> list[str]:
     # each member opened by name: h5py's items() yields None for one it cannot open (a
     # read torn by a concurrent change), which would drop the run instead of raising
     members = [(k, f[k]) for k in f]
-    runs = [(str(g.attrs.get("created", "")), k) for k, g in members if isinstance(g, h5py.Group)]
+    runs = [(text_attr(g, "created"), k) for k, g in members if isinstance(g, h5py.Group)]
     return [k for _, k in sorted(runs)]
+
+
+def text_attr(obj: h5py.Group | h5py.Dataset, name: str) -> str:
+    """A text attribute as ``str`` (``""`` when absent): fixed-length strings, which many
+    tools other than h5py write, come back as bytes (``str()`` of them read
+    ``"b'0.1.0'"``); they are decoded as UTF-8."""
+    value = obj.attrs.get(name, "")
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
 
 
 def run_id_of(group: h5py.Group) -> str | None:

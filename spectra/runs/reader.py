@@ -43,6 +43,7 @@ from spectra.runs.format import (
     run_id_of,
     run_names,
     scalar_names,
+    text_attr,
 )
 from spectra.runs.journal import PreChangeView, abandoned_journal, journal_path
 
@@ -335,6 +336,7 @@ def _with_reader(path: Path, fn: Any, wait: float = 5.0) -> Any:
     same_failures = 0  # reads in a row that failed while nothing changed
     while True:
         before = _stat_or_none(jpath)
+        file_before = _stat_or_none(str(path))
         busy, journal = abandoned_journal(path) if before is not None else (False, None)
         if not busy:
             start: int | None = None
@@ -359,7 +361,7 @@ def _with_reader(path: Path, fn: Any, wait: float = 5.0) -> Any:
             except (OSError, KeyError, RuntimeError, ValueError) as exc:
                 error = exc
                 same_failures = same_failures + 1 if _unchanged(path, jpath, before, journal,
-                                                                start) else 0
+                                                                start, file_before) else 0
                 if same_failures >= 2:  # not a writer's change: the same failure again
                     raise StoreError(
                         f"cannot read {path}: {exc}; it failed twice with no writer changing "
@@ -389,15 +391,19 @@ def _steps(cols: dict[str, np.ndarray], n: int, path: Path, name: str, table: st
 
 
 def _unchanged(path: Path, jpath: str, before: tuple[int, int, int] | None, journal: Any,
-               start: int | None) -> bool:
+               start: int | None, file_before: tuple[int, int, int] | None = None) -> bool:
     """Whether no structural change can have overlapped a read that began with the
     journal at ``before`` and the root's generation at ``start``: the journal is as it
     was, and a dead writer's journal was read through (``journal``; no change commits
-    then) or the generation is still ``start``."""
+    then) or the generation is still ``start``. When the generation could not be read
+    at all (``start`` None: a truncated or damaged file that HDF5 cannot open), the
+    file itself unchanged since ``file_before`` (its inode, size and mtime) is."""
     if _stat_or_none(jpath) != before:
         return False
     if journal is not None:
         return True
+    if start is None:
+        return file_before is not None and _stat_or_none(str(path)) == file_before
     try:
         return start is not None and _generation(path) == start
     except (OSError, KeyError, RuntimeError, ValueError):
@@ -570,8 +576,8 @@ def read_run_from(f: h5py.File, path: Path, name: str) -> RunData:
         name=name,
         path=path,
         config=config,
-        created=str(group.attrs.get("created", "")),
-        spectra_version=str(group.attrs.get("spectra_version", "")),
+        created=text_attr(group, "created"),
+        spectra_version=text_attr(group, "spectra_version"),
         metrics=metrics,
         probes=probes,
         checkpoints=checkpoints,

@@ -188,6 +188,23 @@ def test_a_damaged_file_fails_at_the_second_read_not_after_the_wait(tmp_path: Pa
     assert len(calls) == 2
 
 
+def test_a_truncated_file_fails_at_the_second_read_not_after_the_wait(tmp_path: Path) -> None:
+    """A file HDF5 cannot open at all (truncated) gave no generation to compare, so the
+    read retried for 5 s and then blamed a writer or another program's lock."""
+    import time
+
+    path = tmp_path / "a.h5"
+    with RunStore(path) as st:
+        st.create_run("r").append_metrics(step=0, train_loss=1.0)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    start = time.monotonic()
+    with pytest.raises(StoreError, match="failed twice with no writer changing the file in "
+                                         "between: the file is damaged"):
+        read_run(path, "r")
+    assert time.monotonic() - start < 4.0  # two reads, not the 5 s wait
+
+
 def _linked(tmp_path: Path) -> tuple[Path, Path]:
     """An empty run file ``archive/x.h5`` and the link ``runs/latest.h5`` to it."""
     real = tmp_path / "archive" / "x.h5"
@@ -256,3 +273,18 @@ def test_a_flat_view_refuses_a_column_named_like_a_flattened_entry(tmp_path: Pat
         p.to_dict(flat=True)
     with pytest.raises(StoreError, match="'x_1' is both a column"):
         export_csv(path, tmp_path / "csv")
+
+
+def test_fixed_length_string_attributes_read_as_text(tmp_path: Path) -> None:
+    """Attributes many tools other than h5py write as fixed-length strings (bytes) read
+    back as "b'0.1.0'"."""
+    import numpy as np
+
+    path = tmp_path / "a.h5"
+    with RunStore(path) as st:
+        st.create_run("r").append_metrics(step=0, train_loss=1.0)
+    with h5py.File(path, "r+") as f:
+        f["r"].attrs["spectra_version"] = np.bytes_(b"0.1.0")
+        f["r"].attrs["created"] = np.bytes_(b"2024-01-01T00:00:00+00:00")
+    run = read_run(path, "r")
+    assert run.spectra_version == "0.1.0" and run.created == "2024-01-01T00:00:00+00:00"
