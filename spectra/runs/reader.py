@@ -35,6 +35,7 @@ from spectra.runs.format import (
     METRIC_COLUMNS,
     PROBE_ARRAY_COLUMNS,
     PROBE_COLUMNS,
+    PROBE_ROW_NDIM,
     SCALARS,
     StoreError,
     check_hdf5_signature,
@@ -553,6 +554,11 @@ def read_run_from(f: h5py.File, path: Path, name: str) -> RunData:
         new = cols.get("num_matvecs")
         cols["num_matvecs"] = old if new is None else _frozen(np.where(np.isnan(new), old, new))
     step = _steps(cols, n, path, name, "probes")
+    for c in PROBE_COLUMNS:  # a foreign or damaged file: a standard column of another rank
+        want = PROBE_ROW_NDIM.get(c, 0) + 1
+        if c in cols and np.ndim(cols[c]) != want:
+            raise StoreError(f"{path}: run {name!r}, table 'probes': column {c!r} has shape "
+                             f"{np.shape(cols[c])}; expected {want} dimensions (rows first)")
     probes = Probes(
         step=step,
         **{

@@ -288,3 +288,23 @@ def test_fixed_length_string_attributes_read_as_text(tmp_path: Path) -> None:
         f["r"].attrs["created"] = np.bytes_(b"2024-01-01T00:00:00+00:00")
     run = read_run(path, "r")
     assert run.spectra_version == "0.1.0" and run.created == "2024-01-01T00:00:00+00:00"
+
+
+def test_a_standard_probe_column_of_another_rank_is_named(tmp_path: Path) -> None:
+    """ritz_nodes stored (n, m) by another tool read without complaint, then
+    density_long and the CSV export failed with a bare 'not enough values to unpack'."""
+    import numpy as np
+
+    path = tmp_path / "a.h5"
+    with RunStore(path) as st:
+        st.create_run("r").append_probe(step=0, epoch=0.0, ritz_nodes=np.ones((2, 3)),
+                                        ritz_weights=np.full((2, 3), 0.5))
+    with h5py.File(path, "r+") as f:
+        g = f["r/probes"]
+        for c in ("ritz_nodes", "ritz_weights"):
+            data = g[c][()]
+            del g[c]
+            g.create_dataset(c, data=data[:, 0, :], maxshape=(None, 3))
+    with pytest.raises(StoreError, match=r"column 'ritz_nodes' has shape \(1, 3\); expected 3 "
+                                         "dimensions"):
+        read_run(path, "r")
