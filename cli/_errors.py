@@ -73,6 +73,8 @@ CLI_NAMES: dict[str, str] = {
 _ONLY_AS_ARGUMENT = frozenset({"name", "overwrite", "data_dir", "span", "probe"})
 _ARGUMENT = re.compile(r"\b(" + "|".join(CLI_NAMES) + r")=([^\s,;)]*)")
 _BARE = re.compile(r"(?<![-\w])(" + "|".join(set(CLI_NAMES) - _ONLY_AS_ARGUMENT) + r")\b(?!=)")
+# the library's calls its messages suggest, as the command line's options
+_CALLS = {"load_dataset('digits', image=True)": "--data-arg image=true"}
 
 
 def speak_cli(text: str) -> str:
@@ -87,6 +89,8 @@ def speak_cli(text: str) -> str:
             return option
         return f"{option} {value or m.group(1).upper()}"
 
+    for call, option in _CALLS.items():
+        text = text.replace(call, option)
     return _BARE.sub(lambda m: CLI_NAMES[m.group(1)], _ARGUMENT.sub(argument, text))
 
 

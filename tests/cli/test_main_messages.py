@@ -19,6 +19,8 @@ from tests.cli.conftest import TINY, invoke
     ("choose another name, pass overwrite=True to replace it",
      "choose another name, pass --overwrite to replace it"),
     ("top_k=9 exceeds P=3; ask for top_k <= 3", "--top-k 9 exceeds P=3; ask for --top-k <= 3"),
+    ("load the data as images (e.g. load_dataset('digits', image=True))",
+     "load the data as images (e.g. --data-arg image=true)"),
     # other names, and the option names themselves, are left as they are
     ("max_matvecs=3, the run name, --top-k 2", "max_matvecs=3, the run name, --top-k 2"),
 ])
