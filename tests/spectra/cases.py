@@ -205,6 +205,19 @@ def token_ce(logits: Tensor, labels: Tensor) -> Tensor:
 CASES = make_cases()
 
 
+class UnusedHead(nn.Module):
+    """A model with a head the loss never reaches: ``used`` (``inputs -> outputs``) makes
+    the output, ``unused`` (4 -> 4, 20 parameters) is never called."""
+
+    def __init__(self, inputs: int = 3, outputs: int = 2) -> None:
+        super().__init__()
+        self.used = nn.Linear(inputs, outputs)
+        self.unused = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.used(x)
+
+
 class _TwoInputs(nn.Module):
     """Reads a dict batch ``{"a": (n, 5), "b": (n, 2)}``."""
 

@@ -132,20 +132,13 @@ def test_block_unused_by_the_loss_has_zero_curvature():
     # a head the loss never reaches: lambda_1 = 0 and trace 0 (was: RuntimeError from autograd.grad)
     from torch import nn
 
-    class UnusedHead(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a = nn.Linear(5, 3)
-            self.unused = nn.Linear(4, 4)
-
-        def forward(self, x):
-            return self.a(x)
+    from tests.spectra.cases import UnusedHead
 
     torch.manual_seed(0)
-    model = UnusedHead().double()
+    model = UnusedHead(5, 3).double()
     X, y = torch.randn(8, 5, dtype=torch.float64), torch.randint(0, 3, (8,))
     res = block_spectra(model, nn.CrossEntropyLoss(), (X, y), trace_matvecs=10, density=(1, 4))
-    assert res.names == ["a", "unused"]
+    assert res.names == ["used", "unused"]
     unused = res.blocks[1]
     assert unused.size == 20 and unused.top_eigenvalue == 0.0 and unused.trace == 0.0
     assert res.blocks[0].top_eigenvalue > 0

@@ -109,15 +109,7 @@ def test_an_output_without_a_tensor_or_logits_is_refused_with_what_to_do(kind, o
 def test_block_of_only_unused_parameters_is_the_zero_operator(kind):
     # outputs that do not depend on the selected parameters: J = 0 (was: autograd.grad RuntimeError)
     from spectra import FisherOperator
-
-    class UnusedHead(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.used = nn.Linear(3, 2)
-            self.unused = nn.Linear(4, 4)
-
-        def forward(self, x):
-            return self.used(x)
+    from tests.spectra.cases import UnusedHead
 
     torch.manual_seed(0)
     model = UnusedHead().double()

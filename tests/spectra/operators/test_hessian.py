@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from spectra import HessianOperator
-from tests.spectra.cases import CASES
+from tests.spectra.cases import CASES, UnusedHead
 
 BACKENDS = ["graph", "backprop", "func"]
 
@@ -128,24 +128,12 @@ def test_unused_parameter_has_zero_curvature():
         assert M[:8, :8].abs().sum() > 0
 
 
-class _UnusedHead(nn.Module):
-    """A model with a head that never reaches the loss."""
-
-    def __init__(self):
-        super().__init__()
-        self.used = nn.Linear(3, 2)
-        self.unused = nn.Linear(4, 4)
-
-    def forward(self, x):
-        return self.used(x)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_block_of_only_unused_parameters_is_the_zero_operator(backend):
     # the loss does not require grad w.r.t. the selected parameters: no first-order
     # graph to differentiate, their products are 0 (was: autograd.grad RuntimeError)
     torch.manual_seed(0)
-    model = _UnusedHead().double()
+    model = UnusedHead().double()
     X, y = torch.randn(6, 3, dtype=torch.float64), torch.randint(0, 2, (6,))
     H = HessianOperator(model, nn.CrossEntropyLoss(), (X, y), params=["unused.weight", "unused.bias"],
                         backend=backend)
