@@ -112,6 +112,14 @@ def checkpoint_files(folder: Path | None) -> list[Path]:
     return sorted(folder.glob(CHECKPOINT_GLOB))
 
 
+def clear_checkpoints(folder: Path | None) -> None:
+    """Remove the checkpoint files of ``folder`` (:func:`checkpoint_files`), those a new
+    run started with ``--overwrite`` replaces: left there, a shorter new run's folder
+    would also hold the old run's later epochs."""
+    for path in checkpoint_files(folder):
+        path.unlink(missing_ok=True)
+
+
 def check_checkpoints_free(path: Path | None, overwrite: bool) -> None:
     """Refuse to start a new run whose checkpoint folder ``path`` already holds
     checkpoints (another run's, or those of a run whose file was deleted): the new run

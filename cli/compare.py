@@ -37,6 +37,7 @@ from cli._paths import (
     check_checkpoints_free,
     check_run_file,
     check_tensorboard_runs,
+    clear_checkpoints,
     default_checkpoint_dir,
     existing_runs,
 )
@@ -162,6 +163,8 @@ def compare(**kw) -> None:
         for prep in preps:
             prep.config["eval_train"] = bool(kw["eval_train"])  # also in the checkpoints' config
             writers.append(store.create_run(prep.name, prep.config, overwrite=kw["overwrite"]))
+            if kw["overwrite"]:  # the run it replaces, and any checkpoints in its folder
+                clear_checkpoints(prep.checkpoint_dir)
         for i, (prep, run_plan, writer) in enumerate(zip(preps, plans, writers, strict=True)):
             try:
                 outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=kw["batch_size"],

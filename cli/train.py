@@ -39,6 +39,7 @@ from cli._paths import (
     check_tensorboard_folder,
     check_tensorboard_runs,
     checkpoint_files,
+    clear_checkpoints,
     default_checkpoint_dir,
     existing_runs,
     shown_path,
@@ -185,6 +186,8 @@ def _train(kw: dict, ranks) -> None:
         return
     with RunStore(out) as store:
         writer = store.create_run(run, prep.config, overwrite=kw["overwrite"])
+        if kw["overwrite"]:  # the run it replaces, and any checkpoints in its folder
+            clear_checkpoints(ckpt_dir)
         outcome = execute(prep, writer, ds=ds, epochs=epochs, batch_size=kw["batch_size"],
                           seed=kw["seed"], plan=plan, checkpoint_every=kw["checkpoint_every"],
                           log_every=kw["log_every"], echo=echo, progress=show_progress(as_json),

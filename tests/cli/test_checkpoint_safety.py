@@ -75,12 +75,14 @@ def test_resume_refuses_a_run_of_another_model(tmp_path):
 def test_resume_refuses_a_checkpoint_of_the_replaced_run(tmp_path):
     out = tmp_path / "o.h5"
     invoke("train", "--optimizer", "sgd", "--epochs", "2", "-o", out, *FAST)
-    ckpt = tmp_path / "o_ckpt" / "sgd" / "checkpoint-epoch0002.pt"
-    old = load_checkpoint(ckpt)
-    # the replacement runs one epoch: the old epoch-2 checkpoint stays on disk
+    written = tmp_path / "o_ckpt" / "sgd" / "checkpoint-epoch0002.pt"
+    old = load_checkpoint(written)
+    # a copy kept beside the others (--overwrite removes the replaced run's own files)
+    ckpt = written.with_name("kept-epoch0002.pt")
+    shutil.copy(written, ckpt)
     invoke("train", "--optimizer", "sgd", "--epochs", "1", "-o", out, "--overwrite",
            "--opt-arg", "lr=0.05", *FAST)
-    assert load_checkpoint(ckpt)["run"]["id"] == old["run"]["id"]
+    assert not written.exists() and load_checkpoint(ckpt)["run"]["id"] == old["run"]["id"]
     before = rows_of(out)
     _fails("train", "--resume", ckpt, "--epochs", "3", match="was replaced (--overwrite)")
     assert_same_rows(before, rows_of(out))

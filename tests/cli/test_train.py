@@ -108,6 +108,22 @@ def test_overwrite_replaces_a_run(tmp_path):
     assert len(read_run(out, "sgd").metrics) == 2
 
 
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_overwrite_removes_the_replaced_runs_checkpoints(tmp_path, command):
+    """A shorter run started with --overwrite left the replaced run's later checkpoints
+    in its folder, beside its own."""
+    out = tmp_path / "o.h5"
+    which = ("--optimizer", "sgd") if command == "train" else ("--optimizers", "sgd,adam")
+    args = (command, *which, "-o", out, "--probe-every", "0", *TINY)
+    invoke(*args, "--epochs", "3")
+    folder = tmp_path / "o_ckpt" / "sgd"
+    assert len(list(folder.glob("checkpoint-epoch*.pt"))) == 3
+    invoke(*args, "--epochs", "1", "--overwrite")
+    assert [p.name for p in folder.glob("checkpoint-epoch*.pt")] == ["checkpoint-epoch0001.pt"]
+    assert load_checkpoint(folder / "checkpoint-epoch0001.pt")["run"]["id"] == \
+        read_run(out, "sgd").run_id
+
+
 @pytest.mark.parametrize("first", [1, 2])
 def test_resume_continues_the_same_run_identically(tmp_path, first):
     """1 epoch + --resume to 2 epochs writes the rows of a 2-epoch run; so does a run
