@@ -161,9 +161,9 @@ def import_pandas(what: str) -> Any:
         import pandas
     except ImportError:
         raise ImportError(
-            f"{what} needs pandas, which is not installed: pip install pandas (or "
-            "pip install 'spectra[pandas]'). Without it, .to_dict() gives the same columns "
-            "as numpy arrays"
+            f"{what} needs pandas, which is not installed: pip install pandas (or, in "
+            "spectra's repository, pip install '.[pandas]'; 'spectra' on PyPI is another "
+            "project). Without it, .to_dict() gives the same columns as numpy arrays"
         ) from None
     return pandas
 

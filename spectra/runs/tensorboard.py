@@ -22,7 +22,7 @@ file (``spectra export RUN.h5 --tensorboard DIR``). What is logged, at the row's
 
 TensorBoard's writer is ``torch.utils.tensorboard``, which needs the
 ``tensorboard`` package (``pip install tensorboard``, or ``pip install
-'spectra[tensorboard]'``); spectra works without it until one of these is
+'.[tensorboard]'`` in spectra's repository); spectra works without it until one of these is
 created. The run file stays the record: TensorBoard is a view of it.
 """
 
@@ -50,7 +50,8 @@ def _summary_writer_class() -> Any:
     except ImportError:
         raise ImportError(
             "logging to TensorBoard needs the tensorboard package, which is not installed: "
-            "pip install tensorboard (or pip install 'spectra[tensorboard]')"
+            "pip install tensorboard (or, in spectra's repository, pip install "
+            "'.[tensorboard]'; 'spectra' on PyPI is another project)"
         ) from None
     return SummaryWriter
 
