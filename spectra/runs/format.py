@@ -228,6 +228,10 @@ def check_root(f: h5py.File, path: Path) -> int:
             f"expected format={FORMAT!r}"
         )
     version = f.attrs.get("format_version")
+    if version is not None and not (isinstance(version, (int, np.integer))
+                                    or float(version) == int(version)):
+        raise StoreError(f"{path} has format_version={float(version):g}; a format version is a whole "
+                         "number (the file is damaged or was not written by spectra)")
     if version is None or int(version) not in READ_VERSIONS:
         hint = (
             "it was written by a newer spectra; upgrade spectra to read it"

@@ -455,14 +455,29 @@ def _read_table(group: Any, path: Path, where: str) -> tuple[int, dict[str, np.n
     names = [] if packed is None else scalar_names(packed, path, where)
     n = committed_rows(group.attrs, list(cols.values()) + ([packed] if packed is not None else []),
                        path, where)
-    out = {k: _frozen(np.char.decode(v[:n], "utf-8") if _is_text(v) else v[:n])
+    # numbers as float64 (format 1 kept each column's own dtype: float32 stayed float32),
+    # steps as int64
+    out = {k: _frozen(np.char.decode(v[:n], "utf-8") if _is_text(v)
+                      else _steps_of(v[:n], path, where) if k == "step"
+                      else v[:n].astype(np.float64, copy=False))
            for k, v in cols.items()}
     if packed is not None:
         block = packed[:n]
         for j, name in enumerate(names):
             column = block[:, j]
-            out[name] = _frozen(column.astype(np.int64) if name == "step" else column)
+            out[name] = _frozen(_steps_of(column, path, where) if name == "step" else column)
     return n, dict(sorted(out.items()))
+
+
+def _steps_of(values: np.ndarray, path: Path, where: str) -> np.ndarray:
+    """A ``step`` column as int64, or :class:`StoreError` when an entry is not a whole
+    number (a damaged file: NaN read as int64's minimum)."""
+    v = np.asarray(values)
+    if v.dtype.kind == "f" and not bool(np.all(np.isfinite(v) & (v == np.round(v)))):
+        bad = v[~(np.isfinite(v) & (v == np.round(v)))][0]
+        raise StoreError(f"{path}: {where}: column 'step' holds {float(bad)}; steps are whole numbers "
+                         "(the file is damaged)")
+    return v.astype(np.int64)
 
 
 def _is_text(ds: h5py.Dataset) -> bool:

@@ -308,3 +308,42 @@ def test_a_standard_probe_column_of_another_rank_is_named(tmp_path: Path) -> Non
     with pytest.raises(StoreError, match=r"column 'ritz_nodes' has shape \(1, 3\); expected 3 "
                                          "dimensions"):
         read_run(path, "r")
+
+
+def test_a_format1_float32_column_reads_as_float64(tmp_path: Path) -> None:
+    """Format 1 kept each column's own dtype: a float32 train_loss read as float32."""
+    import numpy as np
+
+    path = tmp_path / "a.h5"
+    with RunStore(format1_file(path)) as st:
+        st.create_run("r").append_metrics(step=0, train_loss=0.1)
+    with h5py.File(path, "r+") as f:
+        g = f["r/metrics"]
+        del g["train_loss"]
+        g.create_dataset("train_loss", data=np.array([0.1], np.float32), maxshape=(None,))
+    m = read_run(path, "r").metrics
+    assert m.train_loss.dtype == np.float64 and m.step.dtype == np.int64
+    assert m.train_loss[0] == np.float64(np.float32(0.1))
+
+
+def test_a_damaged_step_or_format_version_is_named(tmp_path: Path) -> None:
+    """A NaN step read as int64's minimum (with a RuntimeWarning); format_version 2.7
+    read as 2."""
+    import numpy as np
+
+    path = tmp_path / "a.h5"
+    with RunStore(path) as st:
+        st.create_run("r").append_metrics(step=3, train_loss=0.1)
+    with h5py.File(path, "r+") as f:
+        ds = f["r/metrics/_scalars"]
+        key = next(iter(ds.attrs))
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in ds.attrs[key]]
+        block = ds[()]
+        block[0, names.index("step")] = np.nan
+        ds[...] = block
+    with pytest.raises(StoreError, match="column 'step' holds nan; steps are whole numbers"):
+        read_run(path, "r")
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = 2.7
+    with pytest.raises(StoreError, match="format_version=2.7; a format version is a whole number"):
+        read_run(path, "r")
