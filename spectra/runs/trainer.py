@@ -5,7 +5,8 @@
 a :class:`~spectra.runs.monitor.SpectralMonitor`, a run writer of
 :mod:`spectra.runs.store` and a :class:`CheckpointPolicy`. Every epoch it appends
 one metrics row (train loss and accuracy averaged over the epoch's batches,
-test loss and accuracy, the optimizer's current lr, momentum and weight decay,
+test loss and accuracy, the optimizer's lr, momentum and weight decay as the epoch
+leaves them (after its schedulers' steps: what the next epoch starts with),
 training seconds without the probes' and step log rows' time) and lets the monitor probe. With
 ``eval_train`` it also evaluates the whole training set in eval mode at the end of
 each epoch (``train_eval_loss``, ``train_eval_acc``) and, before the first step of a
