@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from spectra.utils.checks import flag, integer
+from spectra.utils.checks import flag, integer, integer_range
 
 Closure = Callable[[], Any]
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
@@ -78,14 +78,7 @@ def check_int(name: str, value: Any, low: int | None = None, high: int | None = 
     try:
         return integer(name, value, low, high)
     except ValueError:
-        if expected is None:
-            expected = "an integer"
-            if low is not None and high is not None:
-                expected += f" in [{low}, {high}]"
-            elif low is not None:
-                expected += f" >= {low}"
-            elif high is not None:
-                expected += f" <= {high}"
+        expected = integer_range(low, high) if expected is None else expected
         raise ValueError(f"Invalid {name} value: {value!r} (expected {expected})") from None
 
 

@@ -17,6 +17,18 @@ import numpy as np
 import torch
 
 
+def integer_range(low: int | None = None, high: int | None = None) -> str:
+    """What :func:`integer` asks for, in words: ``"an integer in [1, 5]"``, ``"an integer
+    >= 1"``, ``"an integer <= 5"`` or ``"an integer"``."""
+    if low is not None and high is not None:
+        return f"an integer in [{low}, {high}]"
+    if low is not None:
+        return f"an integer >= {low}"
+    if high is not None:
+        return f"an integer <= {high}"
+    return "an integer"
+
+
 def integer(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
     """``value`` as an ``int``, refused unless it is an integer in ``[low, high]``.
 
@@ -26,14 +38,7 @@ def integer(name: str, value: Any, low: int | None = None, high: int | None = No
     ok = isinstance(value, numbers.Integral) and not isinstance(value, (bool, torch.Tensor))
     ok = ok and (low is None or value >= low) and (high is None or value <= high)
     if not ok:
-        if low is not None and high is not None:
-            want = f"an integer in [{low}, {high}]"
-        elif low is not None:
-            want = f"an integer >= {low}"
-        elif high is not None:
-            want = f"an integer <= {high}"
-        else:
-            want = "an integer"
+        want = integer_range(low, high)
         kind = " (a bool)" if isinstance(value, bool) else ""
         if not isinstance(value, (numbers.Number, str, type(None))):
             kind = f" (a {type(value).__name__})"
@@ -259,4 +264,4 @@ def did_you_mean(word: str, choices: Iterable[str], cutoff: float = CUTOFF) -> s
 
 __all__ = ["closest", "density_pair", "device_memory", "did_you_mean", "dtype_name",
            "fits_in_memory", "flag",
-           "generator", "integer", "itemsize", "number", "options"]
+           "generator", "integer", "integer_range", "itemsize", "number", "options"]
