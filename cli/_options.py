@@ -110,6 +110,12 @@ def split_opt_args(pairs: tuple[str, ...], keys: list[str]) -> dict[str, dict]:
     return out
 
 
+def option_flag(name: str) -> str:
+    """The command-line option of a keyword name: ``"data_name"`` -> ``"--data"``,
+    ``"sample_seed"`` -> ``"--sample-seed"``."""
+    return "--" + name.replace("_name", "").replace("_", "-")
+
+
 def given_options(names: tuple[str, ...]) -> list[str]:
     """The ``names`` among the current command's options that the user gave (not
     defaults), in the order of ``names``."""

@@ -32,6 +32,7 @@ from cli._options import (
     curvature_settings,
     device_option,
     given_options,
+    option_flag,
     parse_kv,
 )
 from cli._output import ProbeLine, echo_json, show_progress
@@ -243,7 +244,7 @@ def _probe(kw: dict[str, Any], ranks) -> None:
                            "--checkpoint of that run")
         if run_name is None:
             raise CLIError("--append needs --run NAME: which run of the file gets the row")
-        changed = [f"--{name.replace('_name', '').replace('_', '-')}" for name in
+        changed = [option_flag(name) for name in
                    ("model_name", "model_arg", "data_name", "data_arg", "data_dir", "sample_seed")
                    if name in given]
         check_append_target(kw["append_to"], run_name, top_k, density,

@@ -25,6 +25,7 @@ from cli._options import (
     eval_train_option,
     given_options,
     model_data_options,
+    option_flag,
     parse_kv,
     parse_schedule,
     probe_options,
@@ -284,7 +285,7 @@ def _check_resume_options(kw: dict, path: Path, config: dict) -> bool:
                and kw["model_name"] == model_name and is_custom(model_name))
     given = [n for n in given_options(_FROM_CHECKPOINT) if not (n == "model_name" and trusted)]
     if given:
-        opts = ", ".join("--" + n.replace("_name", "").replace("_", "-") for n in given)
+        opts = ", ".join(option_flag(n) for n in given)
         raise CLIError(f"--resume continues a run with the settings of its checkpoint; "
                        f"{opts} cannot be changed (only --epochs, --out, --run and --overwrite)")
     if is_custom(model_name) and not trusted:
