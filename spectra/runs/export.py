@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from spectra.runs.format import StoreError
-from spectra.runs.reader import RunData, list_runs, put_column, read_run
+from spectra.runs.reader import RunData, list_runs, long_measure, put_column, read_run
 
 __all__ = ["TABLES", "block_labels", "csv_paths", "export_csv", "write_csv"]
 
@@ -197,19 +197,10 @@ def _layer_density_long(run: RunData) -> dict[str, np.ndarray]:
     block's name, :func:`block_labels`): one row per (probe, block, random vector, Ritz
     node); NaN padding is dropped."""
     p = run.probes
-    nodes = np.asarray(p.extra["layer_ritz_nodes"], dtype=np.float64)
-    weights = np.asarray(p.extra["layer_ritz_weights"], dtype=np.float64)
-    n, b, n_v, m = nodes.shape
-    row, layer, vector, _ = np.indices((n, b, n_v, m)).reshape(4, -1)
-    keep = np.isfinite(nodes.reshape(-1)) & np.isfinite(weights.reshape(-1))
-    return {
-        "step": np.asarray(p.step)[row[keep]],
-        "epoch": np.asarray(p.epoch)[row[keep]],
-        "layer": np.array(block_labels(run, b), dtype=object)[layer[keep]],
-        "vector": vector[keep].astype(np.int64),
-        "node": nodes.reshape(-1)[keep],
-        "weight": weights.reshape(-1)[keep],
-    }
+    nodes = p.extra["layer_ritz_nodes"]
+    out = long_measure(p.step, p.epoch, nodes, p.extra["layer_ritz_weights"], ("layer", "vector"))
+    out["layer"] = np.array(block_labels(run, np.shape(nodes)[1]), dtype=object)[out["layer"]]
+    return out
 
 
 def write_csv(path: Path, runs: Iterable[tuple[str, Mapping[str, np.ndarray]]]) -> int:

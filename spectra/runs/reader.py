@@ -21,7 +21,7 @@ import json
 import os
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -55,6 +55,7 @@ __all__ = [
     "checkpoint_base",
     "import_pandas",
     "list_runs",
+    "long_measure",
     "put_column",
     "read_run",
     "read_run_from",
@@ -239,16 +240,27 @@ class Probes(_Table):
         if nodes is None or weights is None or nodes.size == 0:
             return {"step": np.zeros(0, np.int64), "epoch": np.zeros(0), "vector": np.zeros(0, np.int64),
                     "node": np.zeros(0), "weight": np.zeros(0)}
-        n, n_v, m = nodes.shape
-        row, vector, _ = np.indices((n, n_v, m)).reshape(3, -1)
-        keep = np.isfinite(nodes.reshape(-1)) & np.isfinite(weights.reshape(-1))
-        return {
-            "step": np.asarray(self.step)[row[keep]],
-            "epoch": np.asarray(self.epoch)[row[keep]],
-            "vector": vector[keep].astype(np.int64),
-            "node": nodes.reshape(-1)[keep].copy(),
-            "weight": weights.reshape(-1)[keep].copy(),
-        }
+        return long_measure(self.step, self.epoch, nodes, weights, ("vector",))
+
+
+def long_measure(step: np.ndarray, epoch: np.ndarray, nodes: np.ndarray, weights: np.ndarray,
+                 axes: Sequence[str]) -> dict[str, np.ndarray]:
+    """Ritz measures ``nodes``, ``weights`` ``(n, *index, m)`` (a row per probe, then one
+    axis per name in ``axes``, then the nodes) in long format: one row per finite
+    (node, weight) pair; columns ``step`` and ``epoch`` of its probe (``(n,)`` each), an
+    int64 column per name in ``axes`` (the index along that axis), ``node`` and
+    ``weight``. NaN padding is dropped."""
+    nodes = np.asarray(nodes, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    index = np.indices(nodes.shape).reshape(nodes.ndim, -1)
+    keep = np.isfinite(nodes.reshape(-1)) & np.isfinite(weights.reshape(-1))
+    row = index[0][keep]
+    out = {"step": np.asarray(step)[row], "epoch": np.asarray(epoch)[row]}
+    for name, along in zip(axes, index[1:-1], strict=True):
+        out[name] = along[keep].astype(np.int64)
+    out["node"] = nodes.reshape(-1)[keep]
+    out["weight"] = weights.reshape(-1)[keep]
+    return out
 
 
 @dataclass(frozen=True)
