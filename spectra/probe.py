@@ -325,13 +325,10 @@ def _probe(model: nn.Module, loss_fn: LossFn, data: Batch | Iterable[Batch], s: 
     dtype = getattr(torch, s.dtype) if s.dtype else None
     op = HessianOperator(model, loss_fn, data, dtype=dtype, reduction=reduction, eval_mode=s.eval_mode)
     s.check(op.shape[0], op.dtype, op.device)
-    if s.alignment and op.process_group is not None:
-        from spectra.utils.distributed import several_ranks
-
-        if several_ranks(op.process_group) is not None:
-            raise ValueError("alignment is not available across processes: its gradient and "
-                             "trial step would be each rank's shard's, not the data's; probe "
-                             "it in one process")
+    if s.alignment and op.process_group is not None:  # a group of several ranks
+        raise ValueError("alignment is not available across processes: its gradient and "
+                         "trial step would be each rank's shard's, not the data's; probe it "
+                         "in one process")
     if s.preconditioned and optimizer is None:
         raise ValueError("preconditioned needs the optimizer whose preconditioner it reads "
                          "(pass optimizer=)")

@@ -146,6 +146,13 @@ class _CallbackOperator:
     def num_matvecs(self) -> int:
         return getattr(self.obj, "num_matvecs", self._own_count)
 
+    @property
+    def process_group(self) -> Any:
+        """The wrapped object's ``process_group`` (a wrapper of a curvature operator,
+        such as :class:`~spectra.operators.preconditioned.PreconditionedOperator`), so
+        that the solvers' memory budget is agreed over its ranks; ``None`` without one."""
+        return getattr(self.obj, "process_group", None)
+
     def matmat(self, V: Tensor) -> Tensor:
         self._own_count += V.shape[1]
         if self._numpy:

@@ -164,8 +164,8 @@ class CurvatureOperator:
 
     @property
     def process_group(self) -> Any:
-        """The ``torch.distributed`` group its products are all-reduced over (``None``: one
-        process). The solvers take their memory budget as the least over its ranks, so
+        """The ``torch.distributed`` group of several ranks its products are all-reduced
+        over (``None``: one process, or a group of one). The solvers take their memory budget as the least over its ranks, so
         that every rank chooses the same mode and the same collectives."""
         return self._group
 

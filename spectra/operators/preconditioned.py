@@ -88,6 +88,12 @@ class PreconditionedOperator:
         return self._device
 
     @property
+    def process_group(self) -> Any:
+        """``op``'s ``torch.distributed`` group (``None``: one process, or an ``op``
+        without one): its products are ``op``'s, all-reduced over it."""
+        return getattr(self.op, "process_group", None)
+
+    @property
     def param_names(self) -> list[str] | None:
         """``op``'s parameter names when it has them (a curvature operator), else ``None``."""
         names = getattr(self.op, "param_names", None)

@@ -220,6 +220,11 @@ def _planning_worker(rank, world, outdir):
         op = HessianOperator(model, nn.CrossEntropyLoss(), shards[rank])
         m = slq(op, num_vectors=4, num_steps=10, generator=torch.Generator().manual_seed(2))
         out["plan"], out["nodes"] = m.plan.mode, torch.as_tensor(m.nodes)
+        # a wrapper of the operator (as probe's preconditioned sharpness) plans alike too
+        from spectra import PreconditionedOperator
+
+        wrapped = PreconditionedOperator(op, torch.ones(op.shape[0], dtype=torch.float64))
+        out["wrapped"] = eigsh(wrapped, k=1, generator=torch.Generator().manual_seed(1)).plan.mode
         X, y = (torch.cat(t) for t in zip(*(shards[0] + shards[1])))
         # the whole data on each rank: the spread shards each subsample itself
         out["spread"] = top_eigenvalue_spread(model, nn.CrossEntropyLoss(reduction="sum"), (X, y),
@@ -243,6 +248,7 @@ def test_ranks_plan_alike_shard_their_subsamples_and_refuse_a_shards_alignment(t
     mp.spawn(_planning_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
     assert r0["plan"] == r1["plan"] == "bounded" and torch.equal(r0["nodes"], r1["nodes"])
+    assert r0["wrapped"] == r1["wrapped"] == "disk"
     model, shards = _problem()
     X, y = (torch.cat(t) for t in zip(*(shards[0] + shards[1])))
     single = top_eigenvalue_spread(model, nn.CrossEntropyLoss(reduction="sum"), (X, y), 12,
