@@ -132,7 +132,7 @@ class Run:
     lambda1: list[float] = field(default_factory=list)
     lambda2: list[float] = field(default_factory=list)
     dcao: list[dict] = field(default_factory=list)   # DCAO's probe records (step, lambda1, gap, mults)
-    probe_share: float = math.nan  # of runs saved before ``overhead`` was recorded
+    probe_share: float = math.nan  # not recorded any more: kept so that older saved runs load
     overhead: float = math.nan  # DCAO's probe seconds / its training seconds
     seconds: float = 0.0
     diverged: bool = False
@@ -184,7 +184,6 @@ def run_one(config: str, seed: int, epochs: int, train_data, test_data,
     hist = getattr(bundle.optimizer, "history", None)
     if hist:
         out.dcao = [{k: (bool(r[k]) if k == "ok" else float(r[k])) for k in _KEEP} for r in hist]
-        out.probe_share = float(hist[-1]["probe_share"])
         opt = bundle.optimizer
         out.overhead = opt.probe_seconds / opt.train_seconds if opt.train_seconds else math.nan
     return out
@@ -473,7 +472,7 @@ def verdicts(runs: list[Run], tgt: dict[int, float], configs: list[str]) -> str:
     resolved = [c for c in lower if p_cv[c] < 0.05]
     osc_word = ("reproduced" if len(resolved) == len(base) else
                 "partly reproduced" if lower else "not reproduced")
-    if lower and len(resolved) < len(base) and not resolved:
+    if lower and not resolved:
         osc_word += " (lower by the mean only: not resolved by the seeds)"
     oscs = ", ".join(f"{c} {osc[c]:.3f} (std {std[c]:.3g})"
                      for c in ["dcao", *base, "dcao-off", "dcao-off-lr2x"])

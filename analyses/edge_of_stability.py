@@ -238,10 +238,16 @@ def _threshold(group: list[Run]) -> str:
     return "n/a (no probe)" if r is None else f"{r.threshold[0]:.4g} ({r.threshold_kind})"
 
 
+# the band of median ratios (lambda_1 over the threshold, after reaching it) read as "at
+# the edge": the verdict and the counts of the report use this one band
+EDGE = (0.9, 1.2)
+
+
 def _word(ratios: list[float]) -> str:
     """``reproduced`` when every run reaches its threshold and its median ratio after
-    reaching it is within [0.9, 1.2]; ``partly reproduced`` when some do; else ``not``."""
-    at_edge = [math.isfinite(x) and 0.9 <= x <= 1.2 for x in ratios]
+    reaching it is within :data:`EDGE` ([0.9, 1.2]); ``partly reproduced`` when some do;
+    else ``not``."""
+    at_edge = [math.isfinite(x) and EDGE[0] <= x <= EDGE[1] for x in ratios]
     if at_edge and all(at_edge):
         return "reproduced"
     return "partly reproduced" if any(at_edge) else "not reproduced"
@@ -249,13 +255,13 @@ def _word(ratios: list[float]) -> str:
 
 def edge_counts(ratios: list[float]) -> str:
     """How many of the runs (their median ratios, :func:`edge_ratio`) reached the
-    threshold, how many are at the edge (median within [0.9, 1.2]) and how many stay above
+    threshold, how many are at the edge (median within :data:`EDGE`) and how many stay above
     it (median >= 1, what "hovers just above" says), e.g. ``"of 9 runs, 6 reached it, 4
     are at the edge, 0 stay above it"``."""
     x = np.asarray(ratios, dtype=float)
     fin = x[np.isfinite(x)]
     return (f"of {x.size} runs, {fin.size} reached it, "
-            f"{int(((fin >= 0.9) & (fin <= 1.2)).sum())} are at the edge, "
+            f"{int(((fin >= EDGE[0]) & (fin <= EDGE[1])).sum())} are at the edge, "
             f"{int((fin >= 1).sum())} stay above it")
 
 
