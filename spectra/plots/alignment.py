@@ -54,7 +54,7 @@ def plot_alignment(
     with style():
         fig = new_figure(figsize, (7.5, 3.4))
         left, right = fig.subplots(1, 2, squeeze=True)
-        step_values = [np.zeros(0)]  # every loss change drawn on the right
+        step_values: list[np.ndarray] = []  # every loss change drawn on the right (non-empty)
         colors = line_colors(len(run_list))
         for i, run in enumerate(run_list):
             p = run.probes
@@ -88,7 +88,7 @@ def plot_alignment(
         left.set_title("gradient in the top-k eigenspace")
         right.set_ylabel("loss change on the probe set")
         right.set_title("one optimizer step, split")
-        if sum(v.size for v in step_values):
+        if step_values:
             _loss_change_scale(fig, right, np.concatenate(step_values))
             right.legend(frameon=False, fontsize=7)
         else:
